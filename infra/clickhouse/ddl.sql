@@ -1,0 +1,65 @@
+-- aiaudit ClickHouse DDL. `{db}` is replaced by the configured database name.
+-- Runs on a ClickHouse server and on embedded chDB alike; every statement is idempotent.
+
+CREATE DATABASE IF NOT EXISTS {db};
+
+-- The evidence table: one row per chain record, append-only.
+-- Plain MergeTree ordered by (origin, seq): a ReplacingMergeTree would silently hide a fork.
+-- `payload` (exact signed bytes, UTF-8 JSON) and `sig` (base64) are verbatim; the typed
+-- columns exist for queries and the verifier checks them against the payload.
+-- Redelivery can add an exact duplicate row; queries deduplicate with LIMIT 1 BY.
+CREATE TABLE IF NOT EXISTS {db}.evidence
+(
+    origin            LowCardinality(String),
+    seq               UInt64,
+    leaf_hash         String,
+    prev              String,
+    kid               LowCardinality(String),
+    ts                DateTime64(6, 'UTC'),
+    src_topic         LowCardinality(String),
+    src_partition     UInt32,
+    src_offset        UInt64,
+    event_id          String,
+    emitter_id        String,
+    emitter_seq       UInt64,
+    actor_type        LowCardinality(String),
+    actor_id          String,
+    on_behalf_of      Nullable(String),
+    role              LowCardinality(String),
+    route             LowCardinality(String),
+    operation         LowCardinality(String),
+    provider          LowCardinality(String),
+    model             LowCardinality(String),
+    prompt_level      LowCardinality(String),
+    prompt_categories Array(String),
+    response_level    Nullable(String),
+    policy_id         LowCardinality(String),
+    policy_version    LowCardinality(String),
+    decision          LowCardinality(String),
+    retention_scope   LowCardinality(String),
+    input_tokens      UInt64,
+    output_tokens     UInt64,
+    latency_us        UInt64,
+    payload           String,
+    sig               String,
+    ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX idx_actor actor_id TYPE bloom_filter GRANULARITY 4,
+    INDEX idx_behalf on_behalf_of TYPE bloom_filter GRANULARITY 4,
+    INDEX idx_ts ts TYPE minmax GRANULARITY 4
+)
+ENGINE = MergeTree
+ORDER BY (origin, seq);
+
+-- Rejected input, kept whole (base64) with the reason, for reconciliation and follow-up.
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    src_topic     LowCardinality(String),
+    src_partition UInt32,
+    src_offset    UInt64,
+    reason        LowCardinality(String),
+    detail        String,
+    message_b64   String,
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (src_topic, src_partition, src_offset);

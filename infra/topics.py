@@ -1,0 +1,61 @@
+"""Topic definitions: the same names and configs for the local broker and docker-compose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.errors import InfraError
+from pipeline.settings import Settings
+
+UNLIMITED = "-1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    k = settings.kafka
+    # Oversized events must still reach the chain worker, so it can dead-letter them whole.
+    wire_max = str(max(settings.chain.max_event_bytes * 4, 1_048_576))
+    return [
+        TopicSpec(k.requests_topic, k.partitions, {
+            "cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000), "max.message.bytes": wire_max,
+        }),
+        # The audit chain: append-only evidence, never compacted, never expired.
+        TopicSpec(k.chain_topic, k.partitions, {
+            "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
+            "max.message.bytes": wire_max, "min.insync.replicas": "1",
+        }),
+        TopicSpec(k.dead_letter_topic, k.partitions, {
+            "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
+            "max.message.bytes": str(int(wire_max) + 65536),
+        }),
+    ]
+
+
+def ensure_topics(settings: Settings, *, replication_factor: int = 1, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics with their configs; returns the names created. Idempotent."""
+    admin = AdminClient(settings.kafka_config())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [s for s in topic_specs(settings) if s.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor, config=s.config) for s in wanted],
+        operation_timeout=timeout_s,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as exc:  # KafkaException wrapping TOPIC_ALREADY_EXISTS is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise InfraError(f"cannot create topic {name}: {exc}") from exc
+    return created

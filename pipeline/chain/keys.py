@@ -1,0 +1,161 @@
+"""Ed25519 signing keys, RFC 7638 key ids and the published JWKS.
+
+A keys directory holds one PEM (PKCS#8) private key per `<kid>.key`, mode 0600, and
+`jwks.json`, the public keys ever used. Rotation adds a key and keeps every old public
+key in the JWKS, so older records keep verifying (invariant 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pipeline.chain.jcs import canonicalize
+from pipeline.chain.record import KeyId
+from pipeline.errors import SigningKeyError
+
+JWKS_FILE = "jwks.json"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    jwk = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
+    return {**jwk, "kid": thumbprint(jwk), "alg": "EdDSA", "use": "sig"}
+
+
+def thumbprint(jwk: dict[str, str]) -> KeyId:
+    """RFC 7638 §3: SHA-256 over the JCS of the required members, base64url."""
+    required = {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}
+    return KeyId(_b64url(hashlib.sha256(canonicalize(required)).digest()))
+
+
+@dataclass(frozen=True)
+class Ed25519Signer:
+    private_key: Ed25519PrivateKey
+    kid: KeyId
+
+    @classmethod
+    def from_private_key(cls, key: Ed25519PrivateKey) -> "Ed25519Signer":
+        return cls(key, KeyId(public_jwk(key.public_key())["kid"]))
+
+    @classmethod
+    def generate(cls) -> "Ed25519Signer":
+        return cls.from_private_key(Ed25519PrivateKey.generate())
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message)
+
+    def jwk(self) -> dict[str, str]:
+        return public_jwk(self.private_key.public_key())
+
+
+class KeyRing:
+    """Public keys by kid, for verification. Built from a JWKS document."""
+
+    def __init__(self, keys: dict[KeyId, Ed25519PublicKey]) -> None:
+        self._keys = keys
+
+    @classmethod
+    def from_jwks(cls, jwks: dict[str, Any]) -> "KeyRing":
+        keys: dict[KeyId, Ed25519PublicKey] = {}
+        for jwk in jwks.get("keys", []):
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+                continue
+            kid = thumbprint(jwk)
+            if jwk.get("kid", kid) != kid:
+                raise SigningKeyError(f"JWKS key {jwk.get('kid')!r}: kid is not its RFC 7638 thumbprint {kid}")
+            keys[kid] = Ed25519PublicKey.from_public_bytes(_b64url_decode(jwk["x"]))
+        return cls(keys)
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def verify(self, kid: KeyId, sig: bytes, message: bytes) -> bool:
+        """True when `sig` is kid's valid signature of `message`. `kid` must be known."""
+        try:
+            self._keys[kid].verify(sig, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+# --- files (the I/O edge of key handling) ---------------------------------------------
+
+
+def generate_key(keys_dir: Path) -> tuple[Path, KeyId]:
+    """Write a new private key (0600) into keys_dir and add its public key to jwks.json."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    signer = Ed25519Signer.generate()
+    path = keys_dir / f"{signer.kid}.key"
+    pem = signer.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    jwks = read_jwks(keys_dir) if (keys_dir / JWKS_FILE).exists() else {"keys": []}
+    jwks["keys"].append(signer.jwk())
+    tmp = keys_dir / (JWKS_FILE + ".tmp")
+    tmp.write_text(json.dumps(jwks, indent=2) + "\n")
+    tmp.replace(keys_dir / JWKS_FILE)
+    return path, signer.kid
+
+
+def load_signer(path: Path) -> Ed25519Signer:
+    """Read a PEM Ed25519 private key. Refuses files readable by group or others."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SigningKeyError(f"{path}: private key is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: cannot read signing key: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"{path}: not a PEM private key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{path}: not an Ed25519 key")
+    return Ed25519Signer.from_private_key(key)
+
+
+def active_key_file(keys_dir: Path, key_file: Path | None) -> Path:
+    """The configured key file, or the newest key in keys_dir."""
+    if key_file is not None:
+        return key_file
+    candidates = sorted(keys_dir.glob("*.key"), key=lambda p: p.stat().st_mtime_ns) if keys_dir.is_dir() else []
+    if not candidates:
+        raise SigningKeyError(f"no signing key in {keys_dir}; run `aiaudit keys generate`")
+    return candidates[-1]
+
+
+def read_jwks(keys_dir_or_file: Path) -> dict[str, Any]:
+    path = keys_dir_or_file / JWKS_FILE if keys_dir_or_file.is_dir() else keys_dir_or_file
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: cannot read JWKS: {exc.strerror}; run `aiaudit keys generate`") from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"{path}: not a JSON JWKS: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise SigningKeyError(f"{path}: a JWKS needs a 'keys' array")
+    return doc

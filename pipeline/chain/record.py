@@ -1,0 +1,149 @@
+"""Record format v1: the one module that decides the bytes that are hashed and signed.
+
+    payload   = JCS({"v": 1, "origin", "seq", "prev", "ts", "kid", "src", "event"})
+    sig       = Ed25519(b"aiaudit/record/v1\\n" + payload)
+    leaf_hash = SHA-256(0x00 || payload || sig)   (an RFC 6962 Merkle leaf; the next `prev`)
+
+A record is a pure function of its inputs (Ed25519 is deterministic), so a replay yields
+the same bytes. A new format is a new version tag and a new module, never an edit here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NewType, Protocol
+
+from pipeline.chain.jcs import canonicalize
+from pipeline.names import RECORD_VERSION, SIG_DOMAIN_V1
+
+Digest = NewType("Digest", str)  # lowercase hex SHA-256
+KeyId = NewType("KeyId", str)  # RFC 7638 thumbprint, base64url
+ChainId = NewType("ChainId", str)  # the C2SP checkpoint "origin"
+
+GENESIS_PREV = Digest("0" * 64)
+PAYLOAD_KEYS = frozenset({"v", "origin", "seq", "prev", "ts", "kid", "src", "event"})
+
+
+class Signer(Protocol):
+    kid: KeyId
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the event was read: the input topic coordinates, for resume and reconciliation."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """What the next record of a chain must continue from."""
+
+    origin: ChainId
+    next_seq: int
+    prev: Digest
+    last_src_offset: int  # -1 when the chain is empty
+
+    @classmethod
+    def genesis(cls, origin: ChainId) -> "ChainHead":
+        return cls(origin=origin, next_seq=0, prev=GENESIS_PREV, last_src_offset=-1)
+
+
+@dataclass(frozen=True)
+class Record:
+    origin: ChainId
+    seq: int
+    payload: bytes
+    sig: bytes
+    leaf_hash: Digest
+
+    def to_json(self) -> dict[str, Any]:
+        """The export and chain-topic form: exact signed bytes in base64."""
+        return {
+            "origin": self.origin,
+            "seq": self.seq,
+            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "sig": base64.b64encode(self.sig).decode("ascii"),
+            "leaf_hash": self.leaf_hash,
+        }
+
+    def to_wire(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> "Record":
+        """Parse the export/chain-topic form. Raises ValueError on anything malformed."""
+        obj = json.loads(data)
+        return cls(
+            origin=ChainId(obj["origin"]),
+            seq=int(obj["seq"]),
+            payload=base64.b64decode(obj["payload"], validate=True),
+            sig=base64.b64decode(obj["sig"], validate=True),
+            leaf_hash=Digest(obj["leaf_hash"]),
+        )
+
+    def next_head(self, src_offset: int) -> ChainHead:
+        return ChainHead(self.origin, self.seq + 1, self.leaf_hash, src_offset)
+
+
+def chain_origin(org: str, env: str, topic: str, partition: int, generation: int) -> ChainId:
+    """`<org>/<env>/<topic>/p<partition>/g<generation>`: one single-writer log."""
+    for part, value in (("org", org), ("env", env), ("topic", topic)):
+        if not value or "/" in value:
+            raise ValueError(f"{part} {value!r} must be non-empty and hold no '/'")
+    return ChainId(f"{org}/{env}/{topic}/p{partition}/g{generation}")
+
+
+def format_ts(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds, e.g. 2026-11-28T05:08:14.123456Z."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def signing_input(payload: bytes) -> bytes:
+    return SIG_DOMAIN_V1 + payload
+
+
+def leaf_hash(payload: bytes, sig: bytes) -> Digest:
+    return Digest(hashlib.sha256(b"\x00" + payload + sig).hexdigest())
+
+
+def build_payload(head: ChainHead, kid: KeyId, ts: str, src: Source, event: dict[str, Any]) -> bytes:
+    return canonicalize(
+        {
+            "v": RECORD_VERSION,
+            "origin": head.origin,
+            "seq": head.next_seq,
+            "prev": head.prev,
+            "ts": ts,
+            "kid": kid,
+            "src": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
+            "event": event,
+        }
+    )
+
+
+def build_record(head: ChainHead, signer: Signer, ts: str, src: Source, event: dict[str, Any]) -> Record:
+    """Append `event` to the chain at `head`: a pure function of its arguments."""
+    payload = build_payload(head, signer.kid, ts, src, event)
+    sig = signer.sign(signing_input(payload))
+    return Record(head.origin, head.next_seq, payload, sig, leaf_hash(payload, sig))
+
+
+def parse_payload(payload: bytes) -> dict[str, Any]:
+    """Decode a stored payload. Raises ValueError when it is not a v1 payload object."""
+    obj = json.loads(payload)
+    if not isinstance(obj, dict) or set(obj) != PAYLOAD_KEYS:
+        raise ValueError("payload is not a v1 record object")
+    if obj["v"] != RECORD_VERSION:
+        raise ValueError(f"unsupported record version {obj['v']!r}")
+    return obj

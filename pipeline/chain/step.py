@@ -1,0 +1,58 @@
+"""The chain step (pure): a batch of input messages of one partition -> records and dead letters.
+
+Input at or below the head's last chained offset is skipped (idempotent resume); bad input
+becomes a dead letter with its reason and never stops the batch; every good event becomes
+the next record. The caller writes records, dead letters and the input offset atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
+from pipeline.errors import EventRejected
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    value: bytes
+    key: bytes | None
+    src: Source
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: InputMessage
+    reason: str
+    detail: str
+
+
+@dataclass
+class StepResult:
+    head: ChainHead
+    records: list[Record] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
+
+
+Decoder = Callable[[bytes], dict[str, Any]]
+
+
+def chain_batch(head: ChainHead, signer: Signer, messages: Sequence[InputMessage], decode: Decoder) -> StepResult:
+    """Append every good event of `messages` (one partition, offset order) to the chain at `head`."""
+    result = StepResult(head=head)
+    for msg in messages:
+        if msg.src.offset <= result.head.last_src_offset:
+            result.skipped += 1
+            continue
+        try:
+            event = decode(msg.value)
+        except EventRejected as exc:
+            result.dead_letters.append(DeadLetter(msg, exc.reason, exc.detail[:1000]))
+            continue
+        record = build_record(result.head, signer, event["occurred_at"], msg.src, event)
+        result.records.append(record)
+        result.head = record.next_head(msg.src.offset)
+    return result

@@ -1,0 +1,307 @@
+"""The `aiaudit` command line. Errors become one line and an exit code here, and only here."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import AiAuditError, ConfigError
+from pipeline.settings import Settings
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 / RFC 3339 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters")
+    g.add_argument("--actor", help="identity: the person or agent, or the person an agent acted for")
+    g.add_argument("--since", type=_time, help="from this time (inclusive), e.g. 2026-11-01T00:00:00Z")
+    g.add_argument("--until", type=_time, help="to this time (exclusive)")
+    g.add_argument("--vendor", dest="provider", help="AI vendor (gen_ai.provider.name), e.g. openai")
+    g.add_argument("--model", help="requested model")
+    g.add_argument("--policy-version", help="policy version that decided")
+    g.add_argument("--decision", choices=["allow", "deny", "redact", "reroute"])
+    g.add_argument("--classification", choices=["public", "internal", "confidential", "restricted"],
+                   help="prompt data classification")
+    g.add_argument("--route")
+    g.add_argument("--origin", help="one chain, e.g. acme/dev/ai.requests/p0/g1")
+
+
+def _filters(args: argparse.Namespace, limit: int = 100):  # type: ignore[no-untyped-def]
+    from pipeline.query.filters import Filters
+
+    try:
+        return Filters(actor=args.actor, since=args.since, until=args.until, provider=args.provider, model=args.model,
+                       policy_version=args.policy_version, decision=args.decision, classification=args.classification,
+                       route=args.route, origin=args.origin, limit=limit)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.kafka.broker import LocalKafka
+
+    kafka = LocalKafka(settings)
+    if args.action == "up":
+        kafka.up()
+        print(f"Kafka: {kafka.status()}")
+    elif args.action == "down":
+        print("Kafka: stopped" if kafka.down() else "Kafka: was not running")
+    else:
+        print(f"Kafka: {kafka.status()}")
+        print(f"ClickHouse: {settings.clickhouse.dsn.get_secret_value().split('@')[-1]}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.kafka_io import stop_on_signals
+
+    _logging(args.verbose)
+    if args.role == "all":
+        procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role]) for role in ("chain", "sink")]
+        stop = stop_on_signals()
+        while not stop.wait(0.5):
+            if any(p.poll() is not None for p in procs):
+                break
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        return max(p.wait() for p in procs)
+    stop = stop_on_signals()
+    if args.role == "chain":
+        from pipeline.chain.keys import active_key_file, load_signer
+        from pipeline.chain.worker import ChainWorker
+
+        signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
+        logging.getLogger("aiaudit").info("chain worker signing with kid %s", signer.kid)
+        ChainWorker(settings, signer, instance_id=args.instance_id).run(stop)
+    else:
+        from pipeline.sink.worker import SinkWorker
+
+        SinkWorker(settings).run(stop)
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.emit.contract import from_json_event
+    from pipeline.emit.producer import Emitter
+    from pipeline.emit.synthetic import SyntheticEvents
+
+    emitter = Emitter(settings, emitter_id=args.emitter_id)
+    sent = 0
+    if args.file:
+        with open(args.file, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    emitter.emit(from_json_event(json.loads(line)))
+                except (ValueError, AiAuditError) as exc:
+                    raise ConfigError(f"{args.file}:{lineno}: {exc} (nothing after this line was sent)") from exc
+                sent += 1
+    else:
+        gen = SyntheticEvents(args.seed, datetime.now(timezone.utc), emitter.emitter_id)
+        for i in range(args.synthetic):
+            emitter.emit(gen.next_event())
+            sent += 1
+            if (i + 1) % 10_000 == 0:
+                print(f"  emitted {i + 1}/{args.synthetic}", file=sys.stderr)
+    emitter.flush()
+    print(f"emitted {sent} events as {emitter.emitter_id}; {emitter.delivered} acknowledged by the broker")
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return
+    if not rows:
+        print("(no records)")
+        return
+    cols = list(rows[0])
+    if fmt == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+        return
+    text = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for t in text:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import store
+    from pipeline.query.api import find_records
+    from pipeline.query.filters import ALL_COLUMNS, DEFAULT_COLUMNS
+
+    columns = ALL_COLUMNS if args.all_columns else DEFAULT_COLUMNS
+    rows = find_records(store.connect(settings), settings, _filters(args, args.limit), columns)
+    _print_rows(rows, args.format)
+    print(f"{len(rows)} record(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.chain.keys import KeyRing, read_jwks
+    from pipeline.verify.run import verify_export, verify_slices
+
+    keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
+    if args.export:
+        from pipeline.verify.sources import records_from_export
+
+        report = verify_export(records_from_export(Path(args.export)), keyring)
+    else:
+        from pipeline import store
+        from pipeline.verify.sources import chain_slices, records_from_store
+
+        client = store.connect(settings)
+        whole = args.since is None and args.until is None
+        filters = _filters(args)
+        progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
+        report = verify_slices(chain_slices(client, settings, filters),
+                               lambda o, a, b: records_from_store(client, settings, o, a, b),
+                               keyring, whole=whole, reconcile=args.origin is None, progress=progress)
+    print(report.json_text() if args.json else report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import store
+    from pipeline.export import export_records
+
+    client = store.connect(settings)
+    filters = _filters(args, limit=1)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            n = export_records(client, settings, filters, fh)
+    else:
+        n = export_records(client, settings, filters, sys.stdout)
+    print(f"exported {n} record(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.chain.keys import generate_key, read_jwks
+
+    keys_dir = Path(args.dir) if args.dir else settings.signing.keys_dir
+    if args.action == "generate":
+        path, kid = generate_key(keys_dir)
+        print(f"new Ed25519 key {kid}\n  private key: {path} (mode 0600)\n  JWKS: {keys_dir / 'jwks.json'}")
+    else:
+        print(json.dumps(read_jwks(keys_dir), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, events=args.events, keep_running=args.keep_running)
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiaudit", description="Signed, hash-chained evidence of every AI request.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("infra", help="start, stop or show the local Kafka broker",
+                       description="Manage the local single-node Apache Kafka (KRaft) broker run from the Maven Central jars.")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(func=cmd_infra)
+
+    s = sub.add_parser("worker", help="run the chain worker, the sink worker, or both",
+                       description="chain: requests -> signed hash chain; sink: chain -> ClickHouse; all: both as child processes.")
+    s.add_argument("role", nargs="?", choices=["chain", "sink", "all"], default="all")
+    s.add_argument("--instance-id", help="static group membership id (a restart with the same id takes over at once)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("emit", help="send events from a JSONL file or synthetic ones",
+                       description="Emit AI-request events through the SDK (validated, numbered, Avro-encoded).")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="JSONL file, one event per line (occurred_at as RFC 3339)")
+    src.add_argument("--synthetic", type=int, metavar="N", help="generate N realistic events")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--emitter-id")
+    s.set_defaults(func=cmd_emit)
+
+    s = sub.add_parser("query", help="retrieve records by identity, time, vendor, policy version ...",
+                       description="Retrieve evidence records from ClickHouse (each record once, oldest first).")
+    _add_filters(s)
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--all-columns", action="store_true", help="every typed column, not just the usual ones")
+    s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("verify", help="verify chains: signatures, links, seqs, forks, columns, emitter gaps",
+                       description="Verify every chain in ClickHouse (or one, or a time range), or an export file. "
+                                   "Prints one line per failure and a summary; exits 1 on any failure.")
+    _add_filters(s)
+    s.add_argument("--export", metavar="FILE", help="verify an `aiaudit export` JSONL file instead of ClickHouse")
+    s.add_argument("--jwks", metavar="FILE", help="JWKS with the public keys (default: the keys folder's jwks.json)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("export", help="write records as JSONL with the exact signed bytes",
+                       description='One {"origin","seq","payload","sig","leaf_hash"} object per line; payload and sig base64.')
+    _add_filters(s)
+    s.add_argument("--out", help="file to write (default: standard output)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("keys", help="generate a signing key, or print the public keys as a JWKS",
+                       description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")
+    s.add_argument("action", choices=["generate", "jwks"])
+    s.add_argument("--dir", help="keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)")
+    s.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("demo", help="end-to-end demo on the embedded defaults (local Kafka, chDB)",
+                       description="Start Kafka and the workers, emit events (some malformed), wait until they are "
+                                   "queryable, verify every chain, run sample queries, stop everything.")
+    s.add_argument("--events", type=int, default=5000)
+    s.add_argument("--keep-running", action="store_true", help="leave the broker running afterwards")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.func(args, settings))
+    except AiAuditError as exc:
+        print(f"aiaudit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`aiaudit demo`: the whole path on the embedded defaults, with progress, then stopped again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from infra.kafka.broker import LocalKafka
+from pipeline import store
+from pipeline.chain.keys import KeyRing, active_key_file, generate_key, read_jwks
+from pipeline.emit.producer import Emitter
+from pipeline.emit.synthetic import POLICIES, SyntheticEvents, malformed_messages
+from pipeline.errors import InfraError
+from pipeline.progress import Lag, wait_until_drained
+from pipeline.query.api import find_records
+from pipeline.query.filters import Filters
+from pipeline.settings import Settings
+from pipeline.verify.run import verify_slices
+from pipeline.verify.sources import chain_slices, records_from_store
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def start_worker(role: str, log_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
+    log = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115  # handed to the child process
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"demo-{role}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
+    state = settings.local.state_dir
+    log_dir = state / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    kafka = LocalKafka(settings)
+
+    step("Signing key")
+    try:
+        key = active_key_file(settings.signing.keys_dir, settings.signing.key_file)
+        print(f"using {key}")
+    except Exception:
+        key, kid = generate_key(settings.signing.keys_dir)
+        print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
+
+    step("Local Apache Kafka (KRaft) from the Maven Central jars")
+    kafka.up()
+    print(kafka.status())
+
+    step("Workers: chain (sign + hash-chain) and sink (ClickHouse via chDB)")
+    workers = [start_worker("chain", log_dir, settings), start_worker("sink", log_dir, settings)]
+    print(f"logs in {log_dir}/chain.log and {log_dir}/sink.log")
+    try:
+        step(f"Emitting {events} AI-request events from 3 emitters, plus malformed messages")
+        start = datetime.now(timezone.utc) - timedelta(hours=2)
+        emitters = [Emitter(settings, emitter_id=f"demo-gateway-{i}") for i in range(3)]
+        gens = [SyntheticEvents(100 + i, start, e.emitter_id, step=timedelta(milliseconds=1200)) for i, e in enumerate(emitters)]
+        t0 = time.monotonic()
+        for n in range(events):
+            i = n % 3
+            emitters[i].emit(gens[i].next_event())
+            if (n + 1) % 1000 == 0 or n + 1 == events:
+                print(f"  emitted {n + 1}/{events}", flush=True)
+        for e in emitters:
+            e.flush()
+        raw = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all"}))
+        bad = malformed_messages(1, settings.chain.max_event_bytes)
+        for _, data in bad:
+            raw.produce(settings.kafka.requests_topic, value=data, key=b"malformed")
+        if raw.flush(30):
+            raise InfraError("the broker did not acknowledge the malformed messages")
+        print(f"  {events} events acknowledged in {time.monotonic() - t0:.1f}s; {len(bad)} malformed messages "
+              f"({', '.join(sorted({r for r, _ in bad}))})")
+
+        step("Waiting until everything is chained and in ClickHouse")
+
+        def report(lag: Lag) -> None:
+            print(f"  not yet chained: {lag.chain} message(s); partitions not yet sunk: {lag.sink}", flush=True)
+            for w in workers:
+                if w.poll() is not None:
+                    raise InfraError(f"a worker exited with {w.returncode}; see {log_dir}")
+
+        lag = wait_until_drained(settings, timeout_s=300, report=report, poll_s=2.0)
+        if not lag.done:
+            raise InfraError(f"the pipeline did not drain within 300s; see {log_dir}")
+        print(f"  drained {time.monotonic() - t0:.1f}s after the first event")
+    finally:
+        step("Stopping the workers (embedded chDB admits one process at a time)")
+        for w in workers:
+            stop_worker(w)
+
+    client = store.connect(settings)
+    db = store.database(settings)
+
+    step("Verifying every chain (signatures, links, seqs, forks, typed columns, emitter gaps)")
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    result = verify_slices(chain_slices(client, settings, Filters(limit=1)),
+                           lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=True,
+                           progress=lambda line: print(f"  {line}"))
+    print(result.text())
+
+    step("Retrieval: what an auditor samples")
+    samples = [
+        ("alice's requests, any agent acting for her included", Filters(actor="alice@acme.example", limit=5)),
+        ("anthropic requests in the last hour", Filters(provider="anthropic", since=datetime.now(timezone.utc) - timedelta(hours=1), limit=5)),
+        (f"decisions under policy {POLICIES[1]}", Filters(policy_version=POLICIES[1], limit=5)),
+        ("restricted data denied", Filters(classification="restricted", decision="deny", limit=5)),
+    ]
+    for title, f in samples:
+        rows = find_records(client, settings, f, ("ts", "actor_id", "on_behalf_of", "provider", "model", "prompt_level",
+                                                   "decision", "policy_version", "origin", "seq"))
+        print(f"\n  {title}: showing {len(rows)}")
+        for r in rows:
+            print(f"    {r['ts']:%Y-%m-%d %H:%M:%S} {r['actor_id']:<22} {str(r['on_behalf_of'] or ''):<20} "
+                  f"{r['provider']:<16} {r['model']:<16} {r['prompt_level']:<12} {r['decision']:<7} {r['origin']}#{r['seq']}")
+    _, counts = store.query_rows(client, f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {})
+    _, dead = store.query_rows(client, f"SELECT reason, count() FROM {db}.dead_letters GROUP BY reason ORDER BY reason", {})
+    print(f"\n  records in ClickHouse: {counts[0][0]}; dead letters by reason: "
+          + ", ".join(f"{r}={n}" for r, n in dead))
+    client.close()
+
+    if keep_running:
+        print("\nKafka is still running: stop it with `aiaudit infra down`.")
+    else:
+        step("Stopping Kafka")
+        kafka.down()
+        print("stopped; state kept in", state)
+    return 0 if result.ok else 1

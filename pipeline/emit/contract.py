@@ -1,0 +1,208 @@
+"""The event contract (schemas/ai_request.avsc) and its wire framing. Pure: no Kafka.
+
+Two framings, told apart by the first byte:
+- Avro single-object encoding (Avro spec): C3 01, the schema's 8-byte little-endian
+  CRC-64-AVRO fingerprint, then the Avro binary datum. The default: needs no registry.
+- Confluent schema-registry framing: 00, a 4-byte big-endian schema id, then the datum.
+  Used when a registry URL is configured; the id is resolved through the registry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.validation import ValidationError, validate
+
+from pipeline.chain.jcs import MAX_SAFE_INTEGER
+from pipeline.chain.record import format_ts
+from pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
+
+SCHEMA_FILE = "ai_request.avsc"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+# Fields that must be present and non-empty for a record to be evidence.
+REQUIRED_TEXT = (
+    ("event_id",), ("emitter_id",), ("actor", "id"), ("authz", "role"), ("route",),
+    ("gen_ai_provider_name",), ("gen_ai_request_model",), ("policy_id",), ("policy_version",),
+    ("retention_scope",),
+)
+MAX_TEXT_CHARS = 4096  # bound on any one string field
+MAX_LIST_ITEMS = 256  # bound on any one array field
+
+SchemaResolver = Callable[[int], Any]  # registry schema id -> parsed writer schema
+
+
+def schema_text() -> str:
+    return resources.files("schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def parsed_schema() -> Any:
+    return fastavro.parse_schema(json.loads(schema_text()))
+
+
+_CRC64_EMPTY = 0xC15D213AA4D7A795
+
+
+@lru_cache(maxsize=1)
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Avro spec's 64-bit Rabin fingerprint (CRC-64-AVRO)."""
+    table = _crc64_table()
+    fp = _CRC64_EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def fingerprint(schema: Any) -> bytes:
+    """8-byte little-endian CRC-64-AVRO of the schema's Parsing Canonical Form."""
+    canonical = fastavro.schema.to_parsing_canonical_form(schema)
+    return struct.pack("<Q", crc64_avro(canonical.encode("utf-8")))
+
+
+@lru_cache(maxsize=1)
+def _known_fingerprints() -> dict[bytes, Any]:
+    schema = parsed_schema()
+    return {fingerprint(schema): schema}
+
+
+def _get(event: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = event
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _check_bounds(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_bounds(v, f"{where}.{k}" if where else k)
+    elif isinstance(value, list):
+        if len(value) > MAX_LIST_ITEMS:
+            raise InvalidEvent(f"{where}: {len(value)} items, at most {MAX_LIST_ITEMS}")
+        for v in value:
+            _check_bounds(v, where)
+    elif isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+        raise InvalidEvent(f"{where}: {len(value)} characters, at most {MAX_TEXT_CHARS}")
+    elif isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_SAFE_INTEGER:
+        raise InvalidEvent(f"{where}: {value} is outside 0..2^53-1")
+
+
+def check_event(event: dict[str, Any]) -> None:
+    """The contract beyond Avro types: required text present, sizes bounded, counts >= 0."""
+    missing = [".".join(p) for p in REQUIRED_TEXT if not _get(event, p)]
+    if missing:
+        raise InvalidEvent(f"missing required field(s): {', '.join(missing)}")
+    _check_bounds(event, "")
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Raise InvalidEvent naming the first problem, before anything is sent."""
+    try:
+        validate(event, parsed_schema(), raise_errors=True)
+    except ValidationError as exc:
+        raise InvalidEvent(f"does not match the event schema: {exc}") from exc
+    check_event(event)
+
+
+def encode_datum(event: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed_schema(), event)
+    return buf.getvalue()
+
+
+def frame_single_object(datum: bytes) -> bytes:
+    return SINGLE_OBJECT_MAGIC + fingerprint(parsed_schema()) + datum
+
+
+def frame_confluent(schema_id: int, datum: bytes) -> bytes:
+    return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + datum
+
+
+def encode(event: dict[str, Any], *, max_bytes: int, schema_id: int | None = None) -> bytes:
+    """Validate and frame one event. Raises InvalidEvent or OversizedEvent; sends nothing."""
+    validate_event(event)
+    datum = encode_datum(event)
+    data = frame_single_object(datum) if schema_id is None else frame_confluent(schema_id, datum)
+    if len(data) > max_bytes:
+        raise OversizedEvent(f"encoded event is {len(data)} bytes, at most {max_bytes}")
+    return data
+
+
+def _no_registry(schema_id: int) -> Any:
+    raise UnknownSchema(f"registry schema id {schema_id}: no schema registry is configured")
+
+
+def decode(data: bytes, *, max_bytes: int, resolve: SchemaResolver = _no_registry) -> dict[str, Any]:
+    """Decode one framed event into its JSON form (the `event` of a record).
+
+    Raises OversizedEvent, MalformedEvent, UnknownSchema or InvalidEvent, each naming why.
+    """
+    if len(data) > max_bytes:
+        raise OversizedEvent(f"message is {len(data)} bytes, at most {max_bytes}")
+    if data[:2] == SINGLE_OBJECT_MAGIC:
+        if len(data) < 10:
+            raise MalformedEvent("single-object header is truncated")
+        writer = _known_fingerprints().get(data[2:10])
+        if writer is None:
+            raise UnknownSchema(f"schema fingerprint {data[2:10].hex()} is not a known event schema")
+        body = data[10:]
+    elif data[:1] == CONFLUENT_MAGIC:
+        if len(data) < 5:
+            raise MalformedEvent("schema-registry header is truncated")
+        writer = resolve(struct.unpack(">I", data[1:5])[0])
+        body = data[5:]
+    else:
+        raise MalformedEvent(f"not a framed Avro event (first bytes {data[:4].hex() or 'empty'})")
+    buf = io.BytesIO(body)
+    try:
+        datum = fastavro.schemaless_reader(buf, writer, parsed_schema())
+    except fastavro.read.SchemaResolutionError as exc:
+        raise InvalidEvent(f"writer schema does not resolve to the event schema: {exc}") from exc
+    except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError ... on bad bytes
+        raise MalformedEvent(f"Avro datum does not decode: {type(exc).__name__}: {exc}") from exc
+    if buf.tell() != len(body):
+        raise MalformedEvent(f"{len(body) - buf.tell()} trailing bytes after the Avro datum")
+    event = to_json_event(datum)
+    check_event(event)
+    return event
+
+
+def to_json_event(datum: dict[str, Any]) -> dict[str, Any]:
+    """Avro datum -> the JSON object that is signed: times as RFC 3339, no floats."""
+    out = dict(datum)
+    occurred = out["occurred_at"]
+    if isinstance(occurred, datetime):
+        out["occurred_at"] = format_ts(occurred)
+    return out
+
+
+def from_json_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The inverse for emitters reading JSON: RFC 3339 `occurred_at` -> aware datetime."""
+    out = dict(event)
+    occurred = out.get("occurred_at")
+    if isinstance(occurred, str):
+        try:
+            out["occurred_at"] = datetime.fromisoformat(occurred.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidEvent(f"occurred_at {occurred!r} is not an RFC 3339 time") from exc
+    return out

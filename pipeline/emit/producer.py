@@ -1,0 +1,128 @@
+"""The emitter SDK: one Avro event per AI request to the requests topic.
+
+Idempotent producer with acks=all, so the broker keeps each event once and in order per
+partition. The emitter numbers its own events (emitter_seq) so a gap between what it sent
+and what the chain holds is visible (invariant 4). Memory is bounded: at most
+`max_pending_events` wait for the broker; beyond that `emit` waits for room, then fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from pipeline.emit import contract
+from pipeline.errors import DeliveryFailed
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery report: where the broker stored the event, or why it did not."""
+
+    event_id: str
+    emitter_seq: int
+    partition: int | None
+    offset: int | None
+    error: str | None
+
+
+DeliveryCallback = Callable[[Delivery], None]
+
+
+class Emitter:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        emitter_id: str | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        first_seq: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.emitter_id = emitter_id or f"sdk-{uuid.uuid4()}"
+        self._topic = settings.kafka.requests_topic
+        self._max_bytes = settings.chain.max_event_bytes
+        self._on_delivery = on_delivery
+        self._next_seq = first_seq
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.failures: list[Delivery] = []
+        self._schema_id = self._register_schema(settings.emitter.registry_url)
+        self._producer = Producer(
+            settings.kafka_config(
+                **{
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": settings.emitter.linger_ms,
+                    "compression.type": "lz4",
+                    "queue.buffering.max.messages": settings.emitter.max_pending_events,
+                    "message.max.bytes": max(self._max_bytes + 4096, 1_000_000),
+                }
+            )
+        )
+
+    @staticmethod
+    def _register_schema(registry_url: str | None) -> int | None:
+        if not registry_url:
+            return None
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+        client = SchemaRegistryClient({"url": registry_url})
+        return client.register_schema(f"{contract.parsed_schema()['name']}-value", Schema(contract.schema_text(), "AVRO"))
+
+    def emit(self, event: dict[str, Any], *, key: str | None = None, timeout_s: float = 30.0) -> int:
+        """Validate, number and send one event; returns its emitter_seq.
+
+        `event` is an Avro datum (occurred_at an aware datetime); emitter_id and emitter_seq
+        are set here. Raises InvalidEvent or OversizedEvent before sending anything, and
+        DeliveryFailed when no room frees up within timeout_s.
+        """
+        with self._lock:
+            seq = self._next_seq
+            stamped = {**event, "emitter_id": self.emitter_id, "emitter_seq": seq}
+            data = contract.encode(stamped, max_bytes=self._max_bytes, schema_id=self._schema_id)
+            self._next_seq += 1
+        event_id = stamped["event_id"]
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            d = Delivery(event_id, seq, msg.partition() if err is None else None,
+                         msg.offset() if err is None else None, None if err is None else err.str())
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failures.append(d)
+            if self._on_delivery is not None:
+                self._on_delivery(d)
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._producer.produce(self._topic, value=data, key=(key or stamped["actor"]["id"]).encode(), on_delivery=report)
+                break
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise DeliveryFailed(f"{self.emitter_id}: {len(self._producer)} events still wait for the broker after {timeout_s}s") from None
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise DeliveryFailed(f"{self.emitter_id}: cannot send event {event_id}: {exc}") from exc
+        self._producer.poll(0)
+        return seq
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait for every delivery report. Raises DeliveryFailed if any event was not acknowledged."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise DeliveryFailed(f"{self.emitter_id}: {left} events not acknowledged after {timeout_s}s; is the broker up?")
+        if self.failures:
+            first = self.failures[0]
+            raise DeliveryFailed(f"{self.emitter_id}: {len(self.failures)} events failed; first: seq {first.emitter_seq}: {first.error}")
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,84 @@
+"""Small Kafka helpers shared by the workers and tools (I/O edge)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from pipeline.errors import InfraError
+from pipeline.settings import Settings
+
+log = logging.getLogger("aiaudit")
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for a worker's main loop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the current batch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, timeout_s: float = 30.0) -> list[Message]:
+    """The last `want` committed data messages of a partition (read_committed), oldest first.
+
+    Reads back a growing window from the end, so aborted transactions and control records
+    between the tail and the last committed record are stepped over.
+    """
+    consumer = Consumer(settings.kafka_config(**{
+        "group.id": "aiaudit-tail-reader", "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True, "fetch.message.max.bytes": 4 * 1024 * 1024,
+    }))
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        window = max(64, want * 2)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            start = max(low, high - window)
+            consumer.assign([TopicPartition(topic, partition, start)])
+            found: list[Message] = []
+            while True:
+                if time.monotonic() > deadline:
+                    raise InfraError(f"reading the tail of {topic}[{partition}] took over {timeout_s}s")
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
+                found.append(msg)
+            if len(found) >= want or start == low:
+                return found[-want:]
+            window *= 8
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str, partitions: int, timeout_s: float = 10.0) -> dict[int, int]:
+    """The group's committed offset per partition (-1 where none)."""
+    consumer = Consumer(settings.kafka_config(**{"group.id": group, "enable.auto.commit": False}))
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout_s)
+        return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in tps}
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str, partitions: int, timeout_s: float = 10.0) -> dict[int, int]:
+    """High watermark per partition."""
+    consumer = Consumer(settings.kafka_config(**{"group.id": "aiaudit-offsets", "enable.auto.commit": False}))
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in range(partitions)}
+    finally:
+        consumer.close()

@@ -1,0 +1,22 @@
+"""Closed sets of names: environment prefix, default topics, consumer groups, headers."""
+
+ENV_PREFIX = "AIAUDIT_"
+
+REQUESTS_TOPIC = "ai.requests"
+CHAIN_TOPIC = "ai.audit.chain"
+DEAD_LETTER_TOPIC = "ai.requests.dlq"
+
+CHAIN_GROUP = "aiaudit-chain"
+SINK_GROUP = "aiaudit-sink"
+
+# Dead-letter headers: why, and where the message came from.
+HDR_REASON = "aiaudit.reason"
+HDR_DETAIL = "aiaudit.detail"
+HDR_SRC = "aiaudit.src"
+
+# Record format v1 (ARCHITECTURE.md): the signature domain tag.
+SIG_DOMAIN_V1 = b"aiaudit/record/v1\n"
+RECORD_VERSION = 1
+
+EVIDENCE_TABLE = "evidence"
+DEAD_LETTER_TABLE = "dead_letters"

@@ -1,0 +1,55 @@
+"""How far the pipeline has got, from the broker alone (no ClickHouse needed).
+
+The chain stage is done with a partition when its committed input offset reaches the end of
+the requests topic; the sink is done when its committed offset passes the last committed
+message of the chain and dead-letter topics (their ends hold transaction markers, so the
+last data message is read rather than the high watermark trusted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.kafka_io import committed_offsets, end_offsets, read_tail
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Lag:
+    chain: int  # input messages not yet chained or dead-lettered
+    sink: int  # partitions whose committed output is not yet in ClickHouse
+
+    @property
+    def done(self) -> bool:
+        return self.chain == 0 and self.sink == 0
+
+
+def pipeline_lag(settings: Settings) -> Lag:
+    k = settings.kafka
+    n = k.partitions
+    ends = end_offsets(settings, k.requests_topic, n)
+    chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
+    chain_lag = sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
+    sink_behind = 0
+    for topic in (k.chain_topic, k.dead_letter_topic):
+        sunk = committed_offsets(settings, k.sink_group, topic, n)
+        for p in range(n):
+            tail = read_tail(settings, topic, p)
+            if tail and sunk[p] <= tail[-1].offset():
+                sink_behind += 1
+    return Lag(chain_lag, sink_behind)
+
+
+def wait_until_drained(settings: Settings, *, timeout_s: float, report: Callable[[Lag], None] | None = None,
+                       poll_s: float = 1.0) -> Lag:
+    """Poll until every accepted input is chained and sunk, or the timeout passes; returns the last lag."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lag = pipeline_lag(settings)
+        if report:
+            report(lag)
+        if lag.done or time.monotonic() > deadline:
+            return lag
+        time.sleep(poll_s)

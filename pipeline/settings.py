@@ -1,0 +1,93 @@
+"""Typed settings, built once at start-up and passed down.
+
+Environment variables use the prefix AIAUDIT_ and `__` for nesting, e.g.
+AIAUDIT_KAFKA__BOOTSTRAP_SERVERS=broker:9092, AIAUDIT_CLICKHOUSE__DSN=https://user:pw@ch:8443/audit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline import names
+
+
+def _default_keys_dir() -> Path:
+    return Path.home() / ".config" / "aiaudit" / "keys"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    requests_topic: str = names.REQUESTS_TOPIC
+    chain_topic: str = names.CHAIN_TOPIC
+    dead_letter_topic: str = names.DEAD_LETTER_TOPIC
+    partitions: int = Field(4, ge=1, le=1024)
+    chain_group: str = names.CHAIN_GROUP
+    sink_group: str = names.SINK_GROUP
+    # The broker's minimum; a killed worker's partitions move on after this long.
+    session_timeout_ms: int = 6000
+    # Extra librdkafka client properties (security.protocol, sasl.*, ssl.*).
+    client_config: dict[str, str] = Field(default_factory=dict)
+
+
+class ChainSettings(BaseModel):
+    org: str = "acme"
+    env: str = "dev"
+    generation: int = Field(1, ge=1)
+    # Largest accepted event on the wire; larger ones go to the dead-letter topic.
+    max_event_bytes: int = Field(256 * 1024, ge=1024)
+    max_batch_events: int = Field(2000, ge=1)
+    poll_timeout_s: float = 0.2
+
+
+class SigningSettings(BaseModel):
+    keys_dir: Path = Field(default_factory=_default_keys_dir)
+    # The private key the chain worker signs with; default: the newest key in keys_dir.
+    key_file: Path | None = None
+
+
+class ClickHouseSettings(BaseModel):
+    # chdb:///path for the embedded engine, http(s)://user:password@host:port/db for a server.
+    dsn: SecretStr = SecretStr("chdb:///.aiaudit/chdb")
+    database: str = "aiaudit"
+
+
+class SinkSettings(BaseModel):
+    max_batch_rows: int = Field(5000, ge=1)
+    flush_interval_s: float = Field(0.5, gt=0)
+
+
+class EmitterSettings(BaseModel):
+    # Confluent schema-registry framing when set; Avro single-object encoding otherwise.
+    registry_url: str | None = None
+    # Bounded memory: at most this many events wait for the broker at once.
+    max_pending_events: int = Field(100_000, ge=1)
+    linger_ms: int = 5
+
+
+class LocalSettings(BaseModel):
+    # Project-local state of the embedded stack: Kafka data, logs, pid files.
+    state_dir: Path = Path(".aiaudit")
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    kafka_heap: str = "1g"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=names.ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    emitter: EmitterSettings = Field(default_factory=EmitterSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+    def kafka_config(self, **extra: object) -> dict[str, object]:
+        """librdkafka properties for any client of this deployment."""
+        return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config, **extra}

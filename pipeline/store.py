@@ -1,0 +1,73 @@
+"""ClickHouse through clickhouse-connect: embedded chDB (chdb:///path) or any server by DSN."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from pipeline.errors import ConfigError, StoreError
+from pipeline.settings import Settings
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def database(settings: Settings) -> str:
+    db = settings.clickhouse.database
+    if not _IDENT.match(db):
+        raise ConfigError(f"ClickHouse database name {db!r} must be a plain identifier")
+    return db
+
+
+def ddl_statements(db: str) -> list[str]:
+    text = resources.files("infra").joinpath("clickhouse/ddl.sql").read_text(encoding="utf-8")
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()]
+
+
+def connect(settings: Settings, *, apply_ddl: bool = True) -> Client:
+    """Open the configured store and create the schema if missing.
+
+    Raises StoreError with what to do, e.g. when another process holds the chDB folder.
+    """
+    dsn = settings.clickhouse.dsn.get_secret_value()
+    shown = re.sub(r"//[^@/]*@", "//***@", dsn)
+    try:
+        if dsn.startswith("chdb://"):
+            client = clickhouse_connect.get_client(dsn=dsn)
+        else:
+            client = clickhouse_connect.get_client(dsn=dsn, connect_timeout=10, send_receive_timeout=120)
+    except (ClickHouseError, OSError) as exc:
+        hint = ""
+        if dsn.startswith("chdb://") and "EmbeddedServer" in str(exc):
+            hint = " (embedded chDB admits one process at a time: stop the sink worker, or use a ClickHouse server DSN)"
+        raise StoreError(f"cannot open ClickHouse at {shown}{hint}: {exc}") from exc
+    if apply_ddl:
+        try:
+            for stmt in ddl_statements(database(settings)):
+                client.command(stmt)
+        except ClickHouseError as exc:
+            raise StoreError(f"creating the aiaudit tables at {shown} failed: {exc}") from exc
+    return client
+
+
+def query_rows(client: Client, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run a parameterised query; returns (column names, rows)."""
+    try:
+        result = client.query(sql, parameters=parameters)
+    except ClickHouseError as exc:
+        raise StoreError(f"query failed: {exc}") from exc
+    return list(result.column_names), result.result_rows
+
+
+def stream_rows(client: Client, sql: str, parameters: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Yield rows of a parameterised query block by block (for verification of long chains)."""
+    try:
+        with client.query_rows_stream(sql, parameters=parameters) as stream:
+            yield from stream
+    except ClickHouseError as exc:
+        raise StoreError(f"query failed: {exc}") from exc

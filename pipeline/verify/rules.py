@@ -1,0 +1,206 @@
+"""Chain verification rules (pure): everything an auditor with the records and the JWKS checks.
+
+For each chain, in order: every payload is canonical JCS of a v1 record whose origin and seq
+match where it is stored; its kid is in the JWKS and its Ed25519 signature is valid; its
+stored leaf hash is SHA-256(0x00 || payload || sig); its `prev` is the previous record's leaf
+hash (64 zeros at seq 0); seqs are contiguous from 0; the same seq twice with the same hash is
+a benign duplicate, with another hash a fork; typed columns equal what the payload says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.chain.jcs import NotCanonicalizable, canonicalize
+from pipeline.chain.keys import KeyRing
+from pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
+from pipeline.errors import ChainBroken, Failure
+
+REASONS = (
+    "malformed_payload",  # not JSON, not a v1 record object
+    "not_canonical",  # JSON, but not the JCS bytes of itself
+    "column_mismatch",  # origin/seq/typed column differs from the payload
+    "unknown_key",  # kid not in the JWKS
+    "bad_signature",  # Ed25519 signature does not verify
+    "hash_mismatch",  # stored leaf hash is not SHA-256(0x00 || payload || sig)
+    "broken_link",  # prev is not the previous record's leaf hash
+    "gap",  # a seq is missing
+    "fork",  # the same seq with two different records
+    "reorder",  # records appear out of seq order
+    "duplicate_event",  # one event_id chained twice
+    "emitter_gap",  # an emitter numbered an event the chains lack
+)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as stored: the exact signed bytes, and optionally its typed columns."""
+
+    origin: str
+    seq: int
+    payload: bytes
+    sig: bytes
+    leaf_hash: str
+    columns: dict[str, Any] | None = None
+
+
+@dataclass
+class ChainReport:
+    origin: str
+    records: int = 0
+    duplicates: int = 0
+    kids: set[str] = field(default_factory=set)
+    first_ts: str | None = None
+    last_ts: str | None = None
+    events: list[tuple[str, int, str]] = field(default_factory=list)  # (emitter_id, emitter_seq, event_id)
+    failures: list[Failure] = field(default_factory=list)
+
+
+ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+    """Checks that need only the record itself. Returns (failures, parsed payload or None)."""
+    problems: list[tuple[str, str]] = []
+    try:
+        obj = parse_payload(rec.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [("malformed_payload", str(exc)[:200])], None
+    try:
+        if canonicalize(obj) != rec.payload:
+            problems.append(("not_canonical", "payload bytes are not the RFC 8785 form of their JSON"))
+    except NotCanonicalizable as exc:
+        problems.append(("not_canonical", str(exc)))
+    if obj["origin"] != rec.origin or obj["seq"] != rec.seq:
+        problems.append(("column_mismatch", f"stored at {rec.origin} seq {rec.seq}, payload says {obj['origin']} seq {obj['seq']}"))
+    kid = obj["kid"]
+    if kid not in keyring:
+        problems.append(("unknown_key", f"kid {kid} is not in the JWKS"))
+    elif not keyring.verify(kid, rec.sig, signing_input(rec.payload)):
+        problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
+    computed = leaf_hash(rec.payload, rec.sig)
+    if computed != rec.leaf_hash:
+        problems.append(("hash_mismatch", f"stored leaf hash {rec.leaf_hash[:16]}…, computed {computed[:16]}…"))
+    if rec.columns is not None and columns_of is not None:
+        expected = columns_of(obj)
+        for name, value in rec.columns.items():
+            if name in expected and expected[name] != value:
+                problems.append(("column_mismatch", f"column {name} = {value!r}, payload says {expected[name]!r}"))
+    return problems, obj
+
+
+def verify_chain(
+    records: Iterable[StoredRecord],
+    keyring: KeyRing,
+    *,
+    columns_of: ColumnsOf | None = None,
+    allow_empty: bool = False,
+    segment: bool = False,
+) -> ChainReport:
+    """Verify one chain's records, given in stored order. Returns the report when it holds.
+
+    Raises ChainBroken naming every failure (chain, seq, reason). An empty input raises
+    unless allow_empty. Records of more than one origin raise ValueError.
+    """
+    report = _scan(records, keyring, columns_of, segment=segment)
+    if report is None:
+        if allow_empty:
+            return ChainReport(origin="")
+        raise ChainBroken([Failure("", None, "gap", "no records to verify")])
+    if report.failures:
+        raise ChainBroken(report.failures)
+    return report
+
+
+def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: ColumnsOf | None, *, segment: bool = False) -> ChainReport | None:
+    """Scan one chain in seq order. With segment=True the input is a slice that need not start at
+    seq 0: the first record anchors the slice (its own checks apply, its prev link is not checked)."""
+    report: ChainReport | None = None
+    prev: StoredRecord | None = None  # the record at expected_seq - 1
+    expected_seq = 0
+    last_seen_seq = -1
+    event_ids: dict[str, int] = {}
+
+    def fail(seq: int | None, reason: str, detail: str) -> None:
+        assert report is not None
+        report.failures.append(Failure(report.origin, seq, reason, detail))
+
+    for rec in records:
+        if report is None:
+            report = ChainReport(origin=rec.origin)
+            if segment:
+                expected_seq = rec.seq
+        elif rec.origin != report.origin:
+            raise ValueError(f"verify_chain got records of {report.origin} and {rec.origin}")
+        if rec.seq < last_seen_seq:
+            fail(rec.seq, "reorder", f"seq {rec.seq} stored after seq {last_seen_seq}")
+        last_seen_seq = max(last_seen_seq, rec.seq)
+
+        if prev is not None and rec.seq == prev.seq:
+            # A second record at the seq just checked: an exact replay is benign, else a fork.
+            if (rec.payload, rec.sig, rec.leaf_hash) == (prev.payload, prev.sig, prev.leaf_hash):
+                report.duplicates += 1
+                for reason, detail in _check_one(rec, keyring, columns_of)[0]:
+                    fail(rec.seq, reason, detail)
+            else:
+                fail(rec.seq, "fork", f"two records at seq {rec.seq}: leaf {prev.leaf_hash[:16]}… and {rec.leaf_hash[:16]}…")
+            continue
+
+        problems, obj = _check_one(rec, keyring, columns_of)
+        for reason, detail in problems:
+            fail(rec.seq, reason, detail)
+        if rec.seq > expected_seq:
+            fail(expected_seq, "gap", f"seq {expected_seq}..{rec.seq - 1} missing")
+        elif rec.seq < expected_seq:
+            # Already past this seq (the reorder was reported above): check it stands alone.
+            continue
+        if obj is not None:
+            want_prev = GENESIS_PREV if rec.seq == 0 else (prev.leaf_hash if prev is not None else None)
+            if segment and prev is None and rec.seq != 0:
+                want_prev = None  # the anchor of a slice: its predecessor was not loaded
+            if rec.seq == expected_seq and want_prev is not None and obj["prev"] != want_prev:
+                fail(rec.seq, "broken_link", f"prev {str(obj['prev'])[:16]}… is not seq {rec.seq - 1}'s leaf hash {want_prev[:16]}…")
+            report.kids.add(obj["kid"])
+            report.first_ts = report.first_ts or obj["ts"]
+            report.last_ts = obj["ts"]
+            event = obj["event"] if isinstance(obj["event"], dict) else {}
+            event_id = event.get("event_id")
+            if event_id is not None:
+                if event_id in event_ids:
+                    fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
+                event_ids[event_id] = rec.seq
+                report.events.append((event.get("emitter_id", ""), event.get("emitter_seq", -1), event_id))
+        report.records += 1
+        prev = rec
+        expected_seq = rec.seq + 1
+    return report
+
+
+def scan_chain(records: Iterable[StoredRecord], keyring: KeyRing, *, columns_of: ColumnsOf | None = None,
+               segment: bool = False) -> ChainReport | None:
+    """Like verify_chain, but returns the report with its failures instead of raising (for reporting tools)."""
+    return _scan(records, keyring, columns_of, segment=segment)
+
+
+def group_by_origin(records: Iterable[StoredRecord]) -> Iterator[list[StoredRecord]]:
+    """Split a stream into per-chain lists, keeping each chain's stored order."""
+    chains: dict[str, list[StoredRecord]] = {}
+    for rec in records:
+        chains.setdefault(rec.origin, []).append(rec)
+    yield from chains.values()
+
+
+def sort_checking_order(records: list[StoredRecord]) -> tuple[list[StoredRecord], list[Failure]]:
+    """For records read from a file: report each one stored before a lower seq, then sort by seq.
+
+    Sorting is stable, so exact duplicates and forks stay adjacent for the scan.
+    """
+    failures: list[Failure] = []
+    highest = -1
+    for rec in records:
+        if rec.seq < highest:
+            failures.append(Failure(rec.origin, rec.seq, "reorder", f"seq {rec.seq} stored after seq {highest}"))
+        highest = max(highest, rec.seq)
+    return sorted(records, key=lambda r: r.seq), failures
