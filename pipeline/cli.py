@@ -70,7 +70,7 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
         print("Kafka: stopped" if kafka.down() else "Kafka: was not running")
     else:
         print(f"Kafka: {kafka.status()}")
-        print(f"ClickHouse: {settings.clickhouse.dsn.get_secret_value().split('@')[-1]}")
+        print(f"ClickHouse: {settings.clickhouse_dsn().split('@')[-1]}")
     return 0
 
 

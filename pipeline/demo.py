@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -70,8 +72,10 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     try:
         step(f"Emitting {events} AI-request events from 3 emitters, plus malformed messages")
         start = datetime.now(timezone.utc) - timedelta(hours=2)
-        emitters = [Emitter(settings, emitter_id=f"demo-gateway-{i}") for i in range(3)]
-        gens = [SyntheticEvents(100 + i, start, e.emitter_id, step=timedelta(milliseconds=1200)) for i, e in enumerate(emitters)]
+        run = uuid.uuid4().hex[:8]  # each run is new traffic: new emitters, new event ids
+        emitters = [Emitter(settings, emitter_id=f"demo-gateway-{i}-{run}") for i in range(3)]
+        gens = [SyntheticEvents(int(run, 16) + i, start, e.emitter_id, step=timedelta(milliseconds=1200))
+                for i, e in enumerate(emitters)]
         t0 = time.monotonic()
         for n in range(events):
             i = n % 3
@@ -86,6 +90,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"malformed")
         if raw.flush(30):
             raise InfraError("the broker did not acknowledge the malformed messages")
+        del raw, emitters  # close the producers now, not when Kafka is already down
         print(f"  {events} events acknowledged in {time.monotonic() - t0:.1f}s; {len(bad)} malformed messages "
               f"({', '.join(sorted({r for r, _ in bad}))})")
 
@@ -106,6 +111,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         for w in workers:
             stop_worker(w)
 
+    gc.collect()
     client = store.connect(settings)
     db = store.database(settings)
 
@@ -119,7 +125,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     step("Retrieval: what an auditor samples")
     samples = [
         ("alice's requests, any agent acting for her included", Filters(actor="alice@acme.example", limit=5)),
-        ("anthropic requests in the last hour", Filters(provider="anthropic", since=datetime.now(timezone.utc) - timedelta(hours=1), limit=5)),
+        ("anthropic requests between 10 and 20 minutes into the traffic",
+         Filters(provider="anthropic", since=start + timedelta(minutes=10), until=start + timedelta(minutes=20), limit=5)),
         (f"decisions under policy {POLICIES[1]}", Filters(policy_version=POLICIES[1], limit=5)),
         ("restricted data denied", Filters(classification="restricted", decision="deny", limit=5)),
     ]

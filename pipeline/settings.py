@@ -49,8 +49,9 @@ class SigningSettings(BaseModel):
 
 
 class ClickHouseSettings(BaseModel):
-    # chdb:///path for the embedded engine, http(s)://user:password@host:port/db for a server.
-    dsn: SecretStr = SecretStr("chdb:///.aiaudit/chdb")
+    # chdb:///abs/path for the embedded engine, http(s)://user:password@host:port/db for a
+    # server. Unset: embedded chDB in <local.state_dir>/chdb.
+    dsn: SecretStr | None = None
     database: str = "aiaudit"
 
 
@@ -87,6 +88,11 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse.dsn is not None:
+            return self.clickhouse.dsn.get_secret_value()
+        return f"chdb://{(self.local.state_dir / 'chdb').resolve()}"
 
     def kafka_config(self, **extra: object) -> dict[str, object]:
         """librdkafka properties for any client of this deployment."""

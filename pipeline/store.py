@@ -34,7 +34,7 @@ def connect(settings: Settings, *, apply_ddl: bool = True) -> Client:
 
     Raises StoreError with what to do, e.g. when another process holds the chDB folder.
     """
-    dsn = settings.clickhouse.dsn.get_secret_value()
+    dsn = settings.clickhouse_dsn()
     shown = re.sub(r"//[^@/]*@", "//***@", dsn)
     try:
         if dsn.startswith("chdb://"):

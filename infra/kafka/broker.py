@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,6 +128,10 @@ class LocalKafka:
         return pid if process_alive(pid) else None
 
     def answers(self, timeout_s: float = 2.0) -> bool:
+        try:  # a plain TCP probe first, so a starting broker does not flood the log with refusals
+            socket.create_connection(("127.0.0.1", self.settings.local.kafka_port), timeout=timeout_s).close()
+        except OSError:
+            return False
         try:
             AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=timeout_s)
         except Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ _CHECKED = tuple(c for c in EVIDENCE_COLUMNS if c not in ("payload", "sig", "lea
 
 def _normalise(value: Any) -> Any:
     if isinstance(value, datetime):
-        return format_ts(value)
+        # The columns are DateTime64(6, 'UTC'); some clients hand them back naive.
+        return format_ts(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     if isinstance(value, tuple):
         return list(value)
     return value
