@@ -64,10 +64,13 @@ ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
 def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
     """Checks that need only the record itself. Returns (failures, parsed payload or None)."""
     problems: list[tuple[str, str]] = []
+    computed = leaf_hash(rec.payload, rec.sig)
+    if computed != rec.leaf_hash:
+        problems.append(("hash_mismatch", f"stored leaf hash {rec.leaf_hash[:16]}…, computed {computed[:16]}…"))
     try:
         obj = parse_payload(rec.payload)
     except (ValueError, UnicodeDecodeError) as exc:
-        return [("malformed_payload", str(exc)[:200])], None
+        return [*problems, ("malformed_payload", str(exc)[:200])], None
     try:
         if canonicalize(obj) != rec.payload:
             problems.append(("not_canonical", "payload bytes are not the RFC 8785 form of their JSON"))
@@ -80,9 +83,6 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
         problems.append(("unknown_key", f"kid {kid} is not in the JWKS"))
     elif not keyring.verify(kid, rec.sig, signing_input(rec.payload)):
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
-    computed = leaf_hash(rec.payload, rec.sig)
-    if computed != rec.leaf_hash:
-        problems.append(("hash_mismatch", f"stored leaf hash {rec.leaf_hash[:16]}…, computed {computed[:16]}…"))
     if rec.columns is not None and columns_of is not None:
         expected = columns_of(obj)
         for name, value in rec.columns.items():

@@ -1,0 +1,26 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.query.filters import Filters, select_records
+
+
+def test_user_values_travel_as_parameters_only():
+    evil = "x' OR 1=1 --"
+    sql, params = select_records("aiaudit", Filters(actor=evil, provider=evil, policy_version=evil, limit=10))
+    assert evil not in sql
+    assert params["actor"] == evil and params["provider"] == evil and params["limit"] == 10
+    assert "{actor:String}" in sql and "LIMIT 1 BY origin, seq" in sql
+
+
+def test_time_range_and_validation():
+    t1 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t2 = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    sql, params = select_records("aiaudit", Filters(since=t1, until=t2))
+    assert "ts >= {since:DateTime64(6, 'UTC')}" in sql and params["since"] == t1
+    with pytest.raises(ValueError):
+        Filters(since=t2, until=t1)
+    with pytest.raises(ValueError):
+        Filters(since=datetime(2026, 11, 1))
+    with pytest.raises(ValueError):
+        select_records("aiaudit", Filters(), ("actor_id", "1; DROP TABLE x"))

@@ -1,0 +1,56 @@
+import json
+import os
+import stat
+
+import pytest
+
+from pipeline.chain.keys import Ed25519Signer, KeyRing, active_key_file, generate_key, load_signer, read_jwks, thumbprint
+from pipeline.errors import SigningKeyError
+
+
+def test_rfc8037_thumbprint_example():
+    # RFC 8037 Appendix A.3: the RFC 7638 thumbprint of the example Ed25519 public key.
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_generate_writes_0600_key_and_keeps_old_public_keys(tmp_path):
+    keys = tmp_path / "keys"
+    path1, kid1 = generate_key(keys)
+    path2, kid2 = generate_key(keys)
+    assert stat.S_IMODE(path1.stat().st_mode) == 0o600
+    assert kid1 != kid2
+    jwks = read_jwks(keys)
+    assert [k["kid"] for k in jwks["keys"]] == [kid1, kid2]  # rotation never drops the old key
+    assert all(k["kty"] == "OKP" and k["crv"] == "Ed25519" for k in jwks["keys"])
+    assert load_signer(path2).kid == kid2
+    os.utime(path1, ns=(1, 1))
+    assert active_key_file(keys, None) == path2
+
+
+def test_key_readable_by_others_is_refused(tmp_path):
+    path, _ = generate_key(tmp_path)
+    path.chmod(0o644)
+    with pytest.raises(SigningKeyError, match="readable by others"):
+        load_signer(path)
+
+
+def test_missing_key_says_what_to_do(tmp_path):
+    with pytest.raises(SigningKeyError, match="aiaudit keys generate"):
+        active_key_file(tmp_path / "none", None)
+
+
+def test_keyring_rejects_a_kid_that_is_not_the_thumbprint():
+    jwk = Ed25519Signer.generate().jwk()
+    jwk["kid"] = "made-up"
+    with pytest.raises(SigningKeyError, match="thumbprint"):
+        KeyRing.from_jwks({"keys": [jwk]})
+
+
+def test_keyring_verifies_only_the_right_key():
+    a, b = Ed25519Signer.generate(), Ed25519Signer.generate()
+    ring = KeyRing.from_jwks(json.loads(json.dumps({"keys": [a.jwk(), b.jwk()]})))
+    sig = a.sign(b"m")
+    assert ring.verify(a.kid, sig, b"m")
+    assert not ring.verify(b.kid, sig, b"m")
+    assert not ring.verify(a.kid, sig, b"n")
