@@ -1,0 +1,159 @@
+"""Helpers for integration tests: worker processes, an in-thread sink, emitting, reading back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from pipeline.chain.keys import KeyRing, read_jwks
+from pipeline.emit.producer import Delivery, Emitter
+from pipeline.emit.synthetic import SyntheticEvents
+from pipeline.progress import pipeline_lag, wait_until_drained
+from pipeline.query.filters import Filters
+from pipeline.settings import Settings
+from pipeline.sink.worker import SinkWorker
+from pipeline.verify.run import VerifyReport, verify_slices
+from pipeline.verify.sources import chain_slices, records_from_store
+
+T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process build the same Settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAUDIT_")}
+
+    def put(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                put(f"{prefix}__{k.upper()}", v)
+        elif value is not None:
+            env[prefix] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+
+    for section in ("kafka", "chain", "signing", "clickhouse", "sink", "local"):
+        model = getattr(settings, section)
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if name != "client_config":
+                put(f"AIAUDIT_{section.upper()}__{name.upper()}", value)
+    return env
+
+
+class ChainWorkers:
+    """Chain workers as real child processes, so they can be killed with SIGKILL."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, instance_id: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"chain-{instance_id}.log", "ab")  # noqa: SIM115  # owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "chain", "--instance-id", instance_id],
+                                stdout=log, stderr=subprocess.STDOUT, env=settings_env(self.settings))
+        self.procs[instance_id] = proc
+        return proc
+
+    def kill9(self, instance_id: str) -> None:
+        proc = self.procs[instance_id]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("chain-*.log")))
+
+
+def emit_synthetic(settings: Settings, n: int, *, emitter_id: str, seed: int = 1) -> tuple[Emitter, list[dict[str, Any]]]:
+    """Emit n events; returns the emitter (flushed) and the events as sent (with their seqs)."""
+    delivered: list[Delivery] = []
+    emitter = Emitter(settings, emitter_id=emitter_id, on_delivery=delivered.append)
+    gen = SyntheticEvents(seed, T0, emitter_id, step=timedelta(milliseconds=50))
+    sent = []
+    for _ in range(n):
+        ev = gen.next_event()
+        seq = emitter.emit(ev)
+        sent.append({**ev, "emitter_id": emitter_id, "emitter_seq": seq})
+    emitter.flush()
+    assert emitter.delivered == n and not emitter.failures
+    return emitter, sent
+
+
+def wait_chained(settings: Settings, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pipeline_lag(settings).chain:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"input not chained within {timeout_s}s: {pipeline_lag(settings)}")
+        time.sleep(0.5)
+
+
+def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) -> SinkWorker:
+    """Run the real sink worker in a thread until everything committed is in ClickHouse."""
+    sink = SinkWorker(settings, client)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop, progress_every_s=3600)
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    lag = wait_until_drained(settings, timeout_s=timeout_s, poll_s=0.5)
+    stop.set()
+    t.join(60)
+    if errors:
+        raise errors[0]
+    assert lag.done, f"sink did not drain: {lag}"
+    return sink
+
+
+def verify_store(settings: Settings, client: Any) -> VerifyReport:
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    return verify_slices(chain_slices(client, settings, Filters()),
+                         lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=True)
+
+
+def read_topic(settings: Settings, topic: str, *, read_committed: bool = True) -> list[Any]:
+    """Every message of a topic (all partitions), up to the end at the time of the call."""
+    consumer = Consumer(settings.kafka_config(**{
+        "group.id": "itest-reader", "enable.auto.commit": False, "enable.partition.eof": True,
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        "fetch.message.max.bytes": 8 * 1024 * 1024,
+    }))
+    parts = settings.kafka.partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
+    out, eof = [], set()
+    deadline = time.monotonic() + 60
+    while len(eof) < parts and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(msg.partition())
+                continue
+            raise AssertionError(str(msg.error()))
+        out.append(msg)
+    consumer.close()
+    return out
