@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -58,4 +59,18 @@ def ensure_topics(settings: Settings, *, replication_factor: int = 1, timeout_s:
         except Exception as exc:  # KafkaException wrapping TOPIC_ALREADY_EXISTS is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise InfraError(f"cannot create topic {name}: {exc}") from exc
+    _wait_for_metadata(admin, {s.name: s.partitions for s in wanted}, timeout_s)
     return created
+
+
+def _wait_for_metadata(admin: AdminClient, partitions: dict[str, int], timeout_s: float) -> None:
+    """Creation returns before every partition has a leader; clients fail until then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(name in topics and len(topics[name].partitions) == n and
+               all(p.leader >= 0 for p in topics[name].partitions.values()) for name, n in partitions.items()):
+            return
+        if time.monotonic() > deadline:
+            raise InfraError(f"topics {sorted(partitions)} have no leaders after {timeout_s}s")
+        time.sleep(0.2)

@@ -66,6 +66,11 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         kafka.up()
         print(f"Kafka: {kafka.status()}")
+    elif args.action == "topics":
+        from infra.topics import ensure_topics
+
+        created = ensure_topics(settings, replication_factor=args.replication_factor)
+        print(f"created: {', '.join(created)}" if created else "all topics exist")
     elif args.action == "down":
         print("Kafka: stopped" if kafka.down() else "Kafka: was not running")
     else:
@@ -229,9 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiaudit", description="Signed, hash-chained evidence of every AI request.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("infra", help="start, stop or show the local Kafka broker",
-                       description="Manage the local single-node Apache Kafka (KRaft) broker run from the Maven Central jars.")
-    s.add_argument("action", choices=["up", "down", "status"])
+    s = sub.add_parser("infra", help="start, stop or show the local Kafka broker; create topics",
+                       description="Manage the local single-node Apache Kafka (KRaft) broker run from the Maven Central jars. "
+                                   "`topics` creates the topics with their configs on any configured cluster.")
+    s.add_argument("action", choices=["up", "down", "status", "topics"])
+    s.add_argument("--replication-factor", type=int, default=1, help="for `topics` on a real cluster")
     s.set_defaults(func=cmd_infra)
 
     s = sub.add_parser("worker", help="run the chain worker, the sink worker, or both",

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_sorted_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True)
 
 # JavaScript's Number.MAX_SAFE_INTEGER: larger integers lose precision in other languages.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -29,23 +30,43 @@ def _utf16_key(item: tuple[str, Any]) -> bytes:
     return item[0].encode("utf-16-be")
 
 
-def _prepare(value: Any) -> Any:
-    if isinstance(value, dict):
-        for k in value:
-            if not isinstance(k, str):
-                raise NotCanonicalizable(f"object key {k!r} is not a string")
-        return {k: _prepare(v) for k, v in sorted(value.items(), key=_utf16_key)}
-    if isinstance(value, (list, tuple)):
-        return [_prepare(v) for v in value]
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise NotCanonicalizable(f"integer {value} is outside the IEEE 754 safe range")
-        return value
-    if isinstance(value, float):
-        raise NotCanonicalizable(f"float {value!r}: records carry integers only")
-    raise NotCanonicalizable(f"{type(value).__name__} is not a JSON value")
+def _check(value: Any) -> bool:
+    """Refuse what JCS cannot render the same everywhere. Returns True when every object key is
+    ASCII, so code-point order (Python's sort) equals UTF-16 order and the fast path applies."""
+    ascii_keys = True
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                continue
+            raise NotCanonicalizable(f"integer {v} is outside the IEEE 754 safe range")
+        if t is dict:
+            for k in v:
+                if type(k) is not str:
+                    raise NotCanonicalizable(f"object key {k!r} is not a string")
+                if ascii_keys and not k.isascii():
+                    ascii_keys = False
+            stack.extend(v.values())
+            continue
+        if t is list or t is tuple:
+            stack.extend(v)
+            continue
+        if t is float:
+            raise NotCanonicalizable(f"float {v!r}: records carry integers only")
+        raise NotCanonicalizable(f"{t.__name__} is not a JSON value")
+    return ascii_keys
+
+
+def _sorted_utf16(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _sorted_utf16(v) for k, v in sorted(value.items(), key=_utf16_key)}
+    if type(value) in (list, tuple):
+        return [_sorted_utf16(v) for v in value]
+    return value
 
 
 def canonicalize(value: Any) -> bytes:
@@ -54,7 +75,10 @@ def canonicalize(value: Any) -> bytes:
     Raises NotCanonicalizable for floats, non-string keys, unsafe integers and non-JSON types.
     Strings must be valid Unicode (lone surrogates fail to encode as UTF-8 and raise).
     """
-    text = _encoder.encode(_prepare(value))
+    if _check(value):
+        text = _sorted_encoder.encode(value)
+    else:  # a non-ASCII key: sort by UTF-16 code units ourselves (RFC 8785 §3.2.3)
+        text = _encoder.encode(_sorted_utf16(value))
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:

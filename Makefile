@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Needs python3 (with venv), Java 17+ and Maven; everything else comes from PyPI and Maven Central.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+KAFKA_LIB := infra/kafka/lib
+
+.PHONY: demo test unit integration bench install jars stop clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+$(KAFKA_LIB)/.fetched: infra/kafka/pom.xml
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB)
+	touch $@
+
+jars: $(KAFKA_LIB)/.fetched
+
+demo: install jars
+	$(VENV)/bin/aiaudit demo
+
+test: install jars
+	$(VENV)/bin/pytest
+
+unit: install
+	$(VENV)/bin/pytest tests/unit
+
+integration: install jars
+	$(VENV)/bin/pytest tests/integration
+
+bench: install jars
+	$(PY) bench/pipeline_bench.py
+
+stop:
+	-$(VENV)/bin/aiaudit infra down
+
+clean: stop
+	rm -rf .aiaudit $(VENV) $(KAFKA_LIB) .pytest_cache

@@ -1,0 +1,183 @@
+"""Throughput and latency of the pipeline on this machine (prints figures; asserts nothing).
+
+    python bench/pipeline_bench.py [--events 60000] [--chain-workers 1]
+
+1. Ceiling: raw Ed25519 signing rate, and record building (JCS + sign + hash) on one core.
+2. End to end, sustained: chain and sink workers running while one emitter sends as fast as
+   it can; events/s from the first emit until the last event is queryable, and p50/p99
+   emit-to-queryable latency (ClickHouse insert time minus the event's emit time).
+3. Per stage, on a backlog: emit alone; then chain alone; then sink alone.
+
+Uses its own broker (port 19292) and state folder (.aiaudit/bench), removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pydantic import SecretStr  # noqa: E402
+
+from infra.kafka.broker import LocalKafka  # noqa: E402
+from infra.topics import ensure_topics  # noqa: E402
+from pipeline import store  # noqa: E402
+from pipeline.chain.keys import Ed25519Signer, generate_key  # noqa: E402
+from pipeline.chain.record import ChainHead, Source, build_record  # noqa: E402
+from pipeline.emit.contract import to_json_event  # noqa: E402
+from pipeline.emit.producer import Emitter  # noqa: E402
+from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
+from pipeline.kafka_io import committed_offsets  # noqa: E402
+from pipeline.progress import pipeline_lag  # noqa: E402
+from pipeline.settings import (ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings,  # noqa: E402
+                               Settings, SigningSettings)
+from tests.integration.support import settings_env  # noqa: E402
+
+PORT = 19292
+
+
+def line(name: str, value: str) -> None:
+    print(f"  {name:<44} {value}", flush=True)
+
+
+def ceiling(n: int = 20_000) -> None:
+    print("1. ceiling (one core)")
+    signer = Ed25519Signer.generate()
+    msg = os.urandom(1500)
+    t = time.perf_counter()
+    for _ in range(n):
+        signer.sign(msg)
+    line("raw Ed25519 signing (1.5 KB message)", f"{n / (time.perf_counter() - t):,.0f} signatures/s")
+    gen = SyntheticEvents(1, datetime.now(timezone.utc), "bench")
+    events = [to_json_event(gen.next_event()) for _ in range(n)]
+    head = ChainHead.genesis("bench/x/t/p0/g1")  # type: ignore[arg-type]
+    t = time.perf_counter()
+    for i, ev in enumerate(events):
+        rec = build_record(head, signer, ev["occurred_at"], Source("t", 0, i), ev)
+        head = rec.next_head(i)
+    line("record building (JCS + Ed25519 + SHA-256)", f"{n / (time.perf_counter() - t):,.0f} records/s")
+
+
+def make_settings(base: Path, chdb: Path, keys: Path) -> Settings:
+    uid = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
+                            dead_letter_topic=f"dlq-{uid}", partitions=4, chain_group=f"chain-{uid}", sink_group=f"sink-{uid}"),
+        chain=ChainSettings(org="bench", env=uid),
+        signing=SigningSettings(keys_dir=keys),
+        clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"b_{uid}"),
+        local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1),
+    )
+
+
+def start(role: str, settings: Settings, log_dir: Path, n: int = 0) -> subprocess.Popen[bytes]:
+    log = open(log_dir / f"{role}-{n}.log", "ab")  # noqa: SIM115  # owned by the child
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"bench-{role}-{n}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=settings_env(settings))
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(60)
+
+
+def emit(settings: Settings, n: int, *, now_stamped: bool) -> float:
+    emitter = Emitter(settings, emitter_id=f"bench-{uuid.uuid4().hex[:6]}")
+    gen = SyntheticEvents(3, datetime.now(timezone.utc), emitter.emitter_id)
+    t = time.perf_counter()
+    for _ in range(n):
+        ev = gen.next_event()
+        if now_stamped:
+            ev["occurred_at"] = datetime.now(timezone.utc)
+        emitter.emit(ev)
+    emitter.flush()
+    return time.perf_counter() - t
+
+
+def wait(cond, timeout_s: float = 900) -> float:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t > timeout_s:
+            raise SystemExit("timed out")
+        time.sleep(0.2)
+    return time.perf_counter() - t
+
+
+def chained(settings: Settings) -> int:
+    k = settings.kafka
+    return sum(max(0, o) for o in committed_offsets(settings, k.chain_group, k.requests_topic, k.partitions).values())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--chain-workers", type=int, default=1)
+    args = ap.parse_args()
+    n = args.events
+    print(f"aiaudit pipeline benchmark: {n} events, {args.chain_workers} chain worker(s), {os.cpu_count()} cores")
+    ceiling()
+
+    base = Path(".aiaudit/bench").resolve()
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    keys = base / "keys"
+    generate_key(keys)
+    kafka = LocalKafka(make_settings(base, base / "chdb", keys))
+    kafka.up()
+    try:
+        # 2. end to end, sustained
+        print("2. end to end (chain + sink running while one emitter sends)")
+        s = make_settings(base, base / "chdb", keys)
+        ensure_topics(s)
+        workers = [start("chain", s, base, i) for i in range(args.chain_workers)] + [start("sink", s, base)]
+        wait(lambda: pipeline_lag(s).done, 60)
+        time.sleep(8)  # let the workers join their groups and open their chains
+        t0 = time.perf_counter()
+        emit_s = emit(s, n, now_stamped=True)
+        drain_s = emit_s + wait(lambda: pipeline_lag(s).done)
+        stop(workers)
+        client = store.connect(s)
+        db = s.clickhouse.database
+        (rows, p50, p99), = client.query(
+            f"SELECT count(), quantile(0.5)(lat), quantile(0.99)(lat) FROM (SELECT dateDiff('millisecond', ts, ingested_at) AS lat "
+            f"FROM {db}.evidence LIMIT 1 BY origin, seq)").result_rows
+        client.close()
+        line("events emitted (acknowledged)", f"{n:,} in {emit_s:.1f}s")
+        line("end-to-end throughput (emit -> queryable)", f"{n / drain_s:,.0f} events/s ({rows:,} rows queryable)")
+        line("emit -> queryable latency", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+        del t0
+
+        # 3. per stage, on a backlog
+        print("3. per stage, each on a backlog")
+        s = make_settings(base, base / "chdb", keys)
+        ensure_topics(s)
+        emit_s = emit(s, n, now_stamped=False)
+        line("emit (SDK: validate + Avro + produce, acks=all)", f"{n / emit_s:,.0f} events/s")
+        workers = [start("chain", s, base, 10 + i) for i in range(args.chain_workers)]
+        wait(lambda: chained(s) > 0, 120)
+        first = chained(s)
+        chain_s = wait(lambda: chained(s) >= n)
+        stop(workers)
+        line("chain (decode + validate + sign + chain, EOS txns)", f"{(n - first) / chain_s:,.0f} events/s")
+        sink = [start("sink", s, base, 10)]
+        sink_s = wait(lambda: pipeline_lag(s).done)
+        stop(sink)
+        line("sink (ClickHouse/chDB batched inserts, incl. start)", f"{n / sink_s:,.0f} rows/s")
+    finally:
+        kafka.down()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
