@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.errors import InfraError
 from pipeline.settings import Settings
@@ -28,6 +28,21 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """(low, high) offsets, retried while a new topic's partitions are still electing leaders."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            transient = err.retriable() or err.code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION,
+                                                          KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT)
+            if not transient or time.monotonic() > deadline:
+                raise InfraError(f"offsets of {tp.topic}[{tp.partition}]: {err}") from exc
+            time.sleep(0.2)
+
+
 def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, timeout_s: float = 30.0) -> list[Message]:
     """The last `want` committed data messages of a partition (read_committed), oldest first.
 
@@ -40,7 +55,7 @@ def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, 
     }))
     try:
         tp = TopicPartition(topic, partition)
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        low, high = watermarks(consumer, tp, timeout_s)
         window = max(64, want * 2)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -79,6 +94,6 @@ def end_offsets(settings: Settings, topic: str, partitions: int, timeout_s: floa
     """High watermark per partition."""
     consumer = Consumer(settings.kafka_config(**{"group.id": "aiaudit-offsets", "enable.auto.commit": False}))
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in range(partitions)}
+        return {p: watermarks(consumer, TopicPartition(topic, p), timeout_s)[1] for p in range(partitions)}
     finally:
         consumer.close()

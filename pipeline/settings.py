@@ -38,7 +38,7 @@ class ChainSettings(BaseModel):
     generation: int = Field(1, ge=1)
     # Largest accepted event on the wire; larger ones go to the dead-letter topic.
     max_event_bytes: int = Field(256 * 1024, ge=1024)
-    max_batch_events: int = Field(2000, ge=1)
+    max_batch_events: int = Field(5000, ge=1)
     poll_timeout_s: float = 0.2
 
 
