@@ -1,0 +1,10 @@
+# The aiaudit workers and CLI for the production-shaped stack (docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY schemas ./schemas
+COPY infra ./infra
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 aiaudit
+USER aiaudit
+ENTRYPOINT ["aiaudit"]
