@@ -80,12 +80,26 @@ def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, 
         consumer.close()
 
 
-def committed_offsets(settings: Settings, group: str, topic: str, partitions: int, timeout_s: float = 10.0) -> dict[int, int]:
-    """The group's committed offset per partition (-1 where none)."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": group, "enable.auto.commit": False}))
+def committed_offsets(settings: Settings, group: str, topic: str, partitions: int, timeout_s: float = 30.0) -> dict[int, int]:
+    """The group's last committed offset per partition (-1 where none).
+
+    read_uncommitted here only means the offset fetch does not wait for a transaction still
+    open on these partitions (librdkafka asks for stable offsets under read_committed, which
+    blocks until a killed writer's transaction is aborted); the offsets returned are the
+    committed ones either way.
+    """
+    consumer = Consumer(settings.kafka_config(**{"group.id": group, "enable.auto.commit": False,
+                                                 "isolation.level": "read_uncommitted"}))
+    deadline = time.monotonic() + timeout_s
     try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout_s)
-        return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in tps}
+        while True:
+            try:
+                tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=min(10.0, timeout_s))
+                return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in tps}
+            except KafkaException as exc:
+                if not exc.args[0].retriable() and exc.args[0].code() != KafkaError._TIMED_OUT or time.monotonic() > deadline:
+                    raise InfraError(f"committed offsets of group {group} on {topic}: {exc.args[0]}") from exc
+                time.sleep(0.5)
     finally:
         consumer.close()
 

@@ -78,27 +78,30 @@ class ChainWorker:
         c = self.settings.chain
         return chain_origin(c.org, c.env, self.settings.kafka.requests_topic, partition, c.generation)
 
-    def _open_chain(self, partition: int, committed: int) -> PartitionChain:
+    def _fence(self, partition: int) -> Producer:
+        """The chain's transactional producer. init_transactions fences the chain's previous
+        writer and aborts its open transaction, so it must come before reading offsets or head."""
         origin = self._origin(partition)
         producer = Producer(self.settings.kafka_config(**{
             "transactional.id": f"aiaudit-chain:{origin}", "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "transaction.timeout.ms": 60000, "compression.type": "lz4",
             "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536,
         }))
-        producer.init_transactions(30)  # fences the chain's previous writer, aborts its open transaction
-        head = read_chain_head(self.settings, partition, origin)
-        start = max(committed, head.last_src_offset + 1, 0)
-        log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
-        return PartitionChain(partition, producer, head, start)
+        producer.init_transactions(30)
+        return producer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         topic = self.settings.kafka.requests_topic
+        producers = {tp.partition: self._fence(tp.partition) for tp in partitions}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         assigned = []
-        for tp in partitions:
-            chain = self._open_chain(tp.partition, committed.get(tp.partition, -1))
-            self.chains[tp.partition] = chain
-            assigned.append(TopicPartition(topic, tp.partition, chain.next_offset))
+        for p, producer in producers.items():
+            origin = self._origin(p)
+            head = read_chain_head(self.settings, p, origin)
+            start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
+            log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
+            self.chains[p] = PartitionChain(p, producer, head, start)
+            assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
