@@ -54,3 +54,11 @@ def evidence_row(record: Record) -> list[Any]:
 
 def dead_letter_row(topic: str, partition: int, offset: int, reason: str, detail: str, message: bytes) -> list[Any]:
     return [topic, partition, offset, reason, detail, base64.b64encode(message).decode("ascii")]
+
+
+def parse_src(header: str, fallback: tuple[str, int, int]) -> tuple[str, int, int]:
+    """A dead letter's `topic/partition/offset` header; the message's own place when it is absent or bad."""
+    parts = header.rsplit("/", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return fallback

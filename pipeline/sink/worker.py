@@ -21,7 +21,7 @@ from pipeline import names, store
 from pipeline.chain.record import Record
 from pipeline.errors import InfraError, StoreError
 from pipeline.settings import Settings
-from pipeline.sink.rows import DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, dead_letter_row, evidence_row
+from pipeline.sink.rows import DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, dead_letter_row, evidence_row, parse_src
 
 log = logging.getLogger("aiaudit.sink")
 
@@ -46,9 +46,8 @@ def rows_of(messages: list[Any], chain_topic: str) -> tuple[list[list[Any]], lis
                 # Not a record we wrote: keep it whole rather than drop it.
                 dead.append(dead_letter_row(msg.topic(), msg.partition(), msg.offset(), "bad_chain_record", str(exc)[:500], value))
         else:
-            src = _header(msg.headers(), names.HDR_SRC) or f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
-            parts = src.rsplit("/", 2)
-            dead.append(dead_letter_row(parts[0], int(parts[1]), int(parts[2]), _header(msg.headers(), names.HDR_REASON),
+            topic, partition, offset = parse_src(_header(msg.headers(), names.HDR_SRC), (msg.topic(), msg.partition(), msg.offset()))
+            dead.append(dead_letter_row(topic, partition, offset, _header(msg.headers(), names.HDR_REASON) or "unknown",
                                         _header(msg.headers(), names.HDR_DETAIL), value))
     return evidence, dead
 

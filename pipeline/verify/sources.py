@@ -58,7 +58,11 @@ def records_from_store(client: Client, settings: Settings, origin: str, first: i
 
 def records_from_export(path: Path) -> Iterator[StoredRecord]:
     """Records of an `aiaudit export` JSONL file, in file order. Raises ConfigError on a bad line."""
-    with path.open("r", encoding="utf-8") as fh:
+    try:
+        fh = path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the export: {exc.strerror}") from exc
+    with fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -78,6 +78,14 @@ class ChainWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def __enter__(self) -> "ChainWorkers":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None and issubclass(exc_type, AssertionError):
+            print(self.logs())
+        self.stop_all()
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("chain-*.log")))
 

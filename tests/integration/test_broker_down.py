@@ -46,8 +46,6 @@ def own_broker(tmp_path, chdb_dir):
 def test_broker_killed_and_restarted_loses_nothing(own_broker, tmp_path):
     kafka, settings = own_broker
 
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
     emitter = Emitter(settings, emitter_id="edge-outage")
     gen = SyntheticEvents(21, T0, "edge-outage", step=timedelta(milliseconds=30))
     sent = []
@@ -58,7 +56,8 @@ def test_broker_killed_and_restarted_loses_nothing(own_broker, tmp_path):
             seq = emitter.emit(ev)
             sent.append({**ev, "emitter_seq": seq})
 
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
         emit(1500)
         emitter.flush()
         time.sleep(1.0)  # the chain worker is busy with these when the broker dies
@@ -69,10 +68,5 @@ def test_broker_killed_and_restarted_loses_nothing(own_broker, tmp_path):
         emitter.flush(timeout_s=120)  # idempotent producer: delivered once, in order
         assert emitter.delivered == 3000 and not emitter.failures
         wait_chained(settings, timeout_s=240)
-    except AssertionError:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
     client = store.connect(settings)
     assert_exactly_once(settings, client, sent)

@@ -24,9 +24,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
         _, sent_a = emit_synthetic(settings, 1200, emitter_id="edge-a", seed=11)
         bad = malformed_messages(3, settings.chain.max_event_bytes)
         raw = Producer(settings.kafka_config(**{"acks": "all", "enable.idempotence": True}))
@@ -35,8 +34,6 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
         assert raw.flush(30) == 0
         _, sent_b = emit_synthetic(settings, 800, emitter_id="edge-b", seed=12)
         sink_until_drained(settings, client)
-    finally:
-        workers.stop_all()
     sent = sent_a + sent_b
 
     # Everything acknowledged is in ClickHouse, once.

@@ -55,11 +55,10 @@ def chained_so_far(settings) -> int:
 
 def test_kill9_chain_worker_at_random_moments(settings, client, tmp_path):
     rng = random.Random(20261128)
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
-    t, out = emit_in_background(settings, 30_000, "edge-kill", seed=5)
     kills = 0
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        t, out = emit_in_background(settings, 30_000, "edge-kill", seed=5)
         while kills < 5:
             # Kill while it works: once it has committed something since its (re)start.
             before = chained_so_far(settings)
@@ -72,11 +71,6 @@ def test_kill9_chain_worker_at_random_moments(settings, client, tmp_path):
             workers.start("w1")
         t.join(300)
         wait_chained(settings)
-    except AssertionError:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
     uncommitted = read_topic(settings, settings.kafka.chain_topic, read_committed=False)
     print(f"{kills} kills; chain topic holds {len(uncommitted)} records including aborted transactions")
     assert_exactly_once(settings, client, out["sent"])
@@ -85,13 +79,10 @@ def test_kill9_chain_worker_at_random_moments(settings, client, tmp_path):
 def test_writer_killed_inside_an_open_transaction(settings, client, tmp_path):
     """A writer that died with records on the broker in an open transaction: the next writer
     of that chain fences it, its records are aborted and never reach the chain's readers."""
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
         _, sent = emit_synthetic(settings, 1000, emitter_id="edge-txn-1", seed=3)
         wait_chained(settings)
-    finally:
-        workers.stop_all()
     origin = chain_origin(settings.chain.org, settings.chain.env, settings.kafka.requests_topic, 0, settings.chain.generation)
     dead = Producer(settings.kafka_config(**{"transactional.id": f"aiaudit-chain:{origin}"}))
     dead.init_transactions(30)
@@ -99,25 +90,19 @@ def test_writer_killed_inside_an_open_transaction(settings, client, tmp_path):
     for i in range(50):
         dead.produce(settings.kafka.chain_topic, value=b'{"half":"written"}', key=origin.encode(), partition=0)
     assert dead.flush(30) == 0  # on the broker, inside a transaction that will never commit
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w2")
         _, more = emit_synthetic(settings, 1000, emitter_id="edge-txn-2", seed=4)
         wait_chained(settings)
-    except AssertionError:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
     uncommitted = read_topic(settings, settings.kafka.chain_topic, read_committed=False)
     assert len(uncommitted) == len(sent) + len(more) + 50  # the half-written records are there ...
     assert_exactly_once(settings, client, sent + more)  # ... and aborted: no reader sees them
 
 
 def test_two_workers_with_rebalances_never_fork(settings, client, tmp_path):
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
-    t, out = emit_in_background(settings, 20_000, "edge-rebalance", seed=6)
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        t, out = emit_in_background(settings, 20_000, "edge-rebalance", seed=6)
         time.sleep(1.5)
         workers.start("w2")  # rebalance: partitions split between w1 and w2
         time.sleep(3.0)
@@ -126,21 +111,15 @@ def test_two_workers_with_rebalances_never_fork(settings, client, tmp_path):
         workers.start("w3")  # and another rebalance while w1's partitions are in flight
         t.join(300)
         wait_chained(settings)
-    except AssertionError:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
     assert_exactly_once(settings, client, out["sent"])
 
 
 def test_frozen_zombie_writer_is_fenced(settings, client, tmp_path):
-    workers = ChainWorkers(settings, tmp_path)
-    zombie = workers.start("w1")
-    _, sent = emit_synthetic(settings, 2000, emitter_id="edge-zombie-1", seed=7)
-    wait_chained(settings)
-    zombie.send_signal(signal.SIGSTOP)  # frozen mid-life: still believes it owns every chain
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        zombie = workers.start("w1")
+        _, sent = emit_synthetic(settings, 2000, emitter_id="edge-zombie-1", seed=7)
+        wait_chained(settings)
+        zombie.send_signal(signal.SIGSTOP)  # frozen mid-life: still believes it owns every chain
         t, out = emit_in_background(settings, 4000, "edge-zombie-2", seed=8)
         workers.start("w2")  # takes the chains over once w1's session expires, fencing its transactional ids
         t.join(300)
@@ -148,11 +127,6 @@ def test_frozen_zombie_writer_is_fenced(settings, client, tmp_path):
         zombie.send_signal(signal.SIGCONT)  # the zombie wakes up and tries to write
         _, late = emit_synthetic(settings, 1000, emitter_id="edge-zombie-3", seed=9)
         wait_chained(settings)
-    except AssertionError:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
     assert_exactly_once(settings, client, sent + out["sent"] + late)
 
 
@@ -170,13 +144,10 @@ class CommitFails:
 
 
 def test_sink_crash_between_insert_and_commit_duplicates_no_result(settings, client, tmp_path):
-    workers = ChainWorkers(settings, tmp_path)
-    workers.start("w1")
-    try:
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
         _, sent = emit_synthetic(settings, 3000, emitter_id="edge-sink", seed=10)
         wait_chained(settings)
-    finally:
-        workers.stop_all()
     crashing = SinkWorker(settings, client)
     crashing.consumer = CommitFails(crashing.consumer)
     with pytest.raises(RuntimeError, match="injected crash"):

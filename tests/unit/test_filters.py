@@ -24,3 +24,4 @@ def test_time_range_and_validation():
         Filters(since=datetime(2026, 11, 1))
     with pytest.raises(ValueError):
         select_records("aiaudit", Filters(), ("actor_id", "1; DROP TABLE x"))
+

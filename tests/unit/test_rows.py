@@ -1,0 +1,23 @@
+import base64
+import json
+
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.sink.rows import EVIDENCE_COLUMNS, evidence_row, parse_src
+from tests.unit.helpers import build_chain
+
+
+def test_evidence_row_keeps_signed_bytes_verbatim_and_columns_from_the_payload():
+    rec = build_chain(1, Ed25519Signer.generate())[0]
+    row = dict(zip(EVIDENCE_COLUMNS, evidence_row(rec)))
+    assert row["payload"].encode("utf-8") == rec.payload
+    assert base64.b64decode(row["sig"]) == rec.sig and row["leaf_hash"] == rec.leaf_hash
+    ev = json.loads(rec.payload)["event"]
+    assert row["actor_id"] == ev["actor"]["id"] and row["provider"] == ev["gen_ai_provider_name"]
+    assert row["policy_version"] == ev["policy_version"] and row["seq"] == 0
+    assert row["ts"].tzinfo is not None
+
+
+def test_dead_letter_source_header_falls_back_on_bad_input():
+    assert parse_src("ai.requests/3/41", ("dlq", 0, 9)) == ("ai.requests", 3, 41)
+    assert parse_src("garbage", ("dlq", 0, 9)) == ("dlq", 0, 9)
+    assert parse_src("a/b/c", ("dlq", 1, 2)) == ("dlq", 1, 2)
