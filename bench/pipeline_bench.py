@@ -79,10 +79,14 @@ def make_settings(base: Path, chdb: Path, keys: Path) -> Settings:
     )
 
 
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def start(role: str, settings: Settings, log_dir: Path, n: int = 0) -> subprocess.Popen[bytes]:
     log = open(log_dir / f"{role}-{n}.log", "ab")  # noqa: SIM115  # owned by the child
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"bench-{role}-{n}"],
-                            stdout=log, stderr=subprocess.STDOUT, env=settings_env(settings))
+    STARTED.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"bench-{role}-{n}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=settings_env(settings)))
+    return STARTED[-1]
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -186,6 +190,9 @@ def main() -> None:
         line("sink (row building + chDB batched inserts)", f"{rows / max((last_at - first_at).total_seconds(), 1e-3):,.0f} rows/s "
              "(first to last insert)")
     finally:
+        for p in STARTED:
+            if p.poll() is None:
+                p.kill()
         kafka.down()
         shutil.rmtree(base, ignore_errors=True)
 

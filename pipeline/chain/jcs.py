@@ -4,19 +4,20 @@ Records hold strings, integers, booleans, null, arrays and objects only (ARCHITE
 integers, not floats). For those, JCS is: object members sorted by the UTF-16 code units
 of their names (RFC 8785 §3.2.3), no insignificant white space, and strings escaped as
 in ECMAScript JSON.stringify (RFC 8785 §3.2.2.2): only `"`, `\\` and the controls below
-U+0020, with \\b \\t \\n \\f \\r short forms and lowercase \\u00xx otherwise. Python's json
-encoder with ensure_ascii=False escapes exactly that set in the same forms, so after
-sorting keys by UTF-16 it produces JCS bytes. Floats are refused: their JCS form
-(ECMAScript number rendering) is the classic cross-language mismatch.
+U+0020, with \\b \\t \\n \\f \\r short forms and lowercase \\u00xx otherwise. orjson
+escapes exactly that set in the same forms and writes UTF-8, so once keys are in UTF-16
+order it produces JCS bytes (tests/unit/test_jcs.py holds it to the `rfc8785` reference
+implementation). Floats are refused: their JCS form (ECMAScript number rendering) is the
+classic cross-language mismatch.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_sorted_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True)
+import orjson
+
+
 
 # JavaScript's Number.MAX_SAFE_INTEGER: larger integers lose precision in other languages.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -75,11 +76,11 @@ def canonicalize(value: Any) -> bytes:
     Raises NotCanonicalizable for floats, non-string keys, unsafe integers and non-JSON types.
     Strings must be valid Unicode (lone surrogates fail to encode as UTF-8 and raise).
     """
-    if _check(value):
-        text = _sorted_encoder.encode(value)
-    else:  # a non-ASCII key: sort by UTF-16 code units ourselves (RFC 8785 §3.2.3)
-        text = _encoder.encode(_sorted_utf16(value))
     try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise NotCanonicalizable(f"string is not valid Unicode: {exc}") from exc
+        if _check(value):
+            # All keys ASCII: code-point order, which orjson's sort uses, is UTF-16 order.
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        # A non-ASCII key: sort by UTF-16 code units ourselves (RFC 8785 §3.2.3).
+        return orjson.dumps(_sorted_utf16(value))
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate, which is not Unicode text
+        raise NotCanonicalizable(f"not canonicalizable: {exc}") from exc

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NewType, Protocol
+
+import orjson
 
 from pipeline.chain.jcs import canonicalize
 from pipeline.names import RECORD_VERSION, SIG_DOMAIN_V1
@@ -76,12 +77,12 @@ class Record:
         }
 
     def to_wire(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
+        return orjson.dumps(self.to_json())
 
     @classmethod
     def from_wire(cls, data: bytes) -> "Record":
         """Parse the export/chain-topic form. Raises ValueError on anything malformed."""
-        obj = json.loads(data)
+        obj = orjson.loads(data)
         return cls(
             origin=ChainId(obj["origin"]),
             seq=int(obj["seq"]),
@@ -141,7 +142,7 @@ def build_record(head: ChainHead, signer: Signer, ts: str, src: Source, event: d
 
 def parse_payload(payload: bytes) -> dict[str, Any]:
     """Decode a stored payload. Raises ValueError when it is not a v1 payload object."""
-    obj = json.loads(payload)
+    obj = orjson.loads(payload)  # orjson.JSONDecodeError is a ValueError
     if not isinstance(obj, dict) or set(obj) != PAYLOAD_KEYS:
         raise ValueError("payload is not a v1 record object")
     if obj["v"] != RECORD_VERSION:

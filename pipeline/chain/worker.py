@@ -84,7 +84,7 @@ class ChainWorker:
         origin = self._origin(partition)
         producer = Producer(self.settings.kafka_config(**{
             "transactional.id": f"aiaudit-chain:{origin}", "enable.idempotence": True, "acks": "all",
-            "linger.ms": 5, "transaction.timeout.ms": 60000, "compression.type": "lz4",
+            "linger.ms": 5, "transaction.timeout.ms": 60000, "compression.type": self.settings.kafka.compression,
             "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536,
         }))
         producer.init_transactions(30)

@@ -61,7 +61,7 @@ class Emitter:
                     "enable.idempotence": True,
                     "acks": "all",
                     "linger.ms": settings.emitter.linger_ms,
-                    "compression.type": "lz4",
+                    "compression.type": settings.kafka.compression,
                     "queue.buffering.max.messages": settings.emitter.max_pending_events,
                     "message.max.bytes": max(self._max_bytes + 4096, 1_000_000),
                 }
