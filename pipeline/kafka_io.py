@@ -28,6 +28,18 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+_TRANSIENT = frozenset({
+    KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+})
+
+
+def transient(err: KafkaError) -> bool:
+    """Errors a fresh broker, topic or group gives for a while: retry, do not fail."""
+    return err.retriable() or err.code() in _TRANSIENT
+
+
 def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
     """(low, high) offsets, retried while a new topic's partitions are still electing leaders."""
     deadline = time.monotonic() + timeout_s
@@ -36,9 +48,7 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tupl
             return consumer.get_watermark_offsets(tp, timeout=timeout_s)
         except KafkaException as exc:
             err = exc.args[0]
-            transient = err.retriable() or err.code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION,
-                                                          KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT)
-            if not transient or time.monotonic() > deadline:
+            if not transient(err) or time.monotonic() > deadline:
                 raise InfraError(f"offsets of {tp.topic}[{tp.partition}]: {err}") from exc
             time.sleep(0.2)
 
@@ -97,7 +107,7 @@ def committed_offsets(settings: Settings, group: str, topic: str, partitions: in
                 tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=min(10.0, timeout_s))
                 return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in tps}
             except KafkaException as exc:
-                if not exc.args[0].retriable() and exc.args[0].code() != KafkaError._TIMED_OUT or time.monotonic() > deadline:
+                if not transient(exc.args[0]) or time.monotonic() > deadline:
                     raise InfraError(f"committed offsets of group {group} on {topic}: {exc.args[0]}") from exc
                 time.sleep(0.5)
     finally:
