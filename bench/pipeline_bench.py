@@ -67,7 +67,7 @@ def ceiling(n: int = 20_000) -> None:
     line("record building (JCS + Ed25519 + SHA-256)", f"{n / (time.perf_counter() - t):,.0f} records/s")
 
 
-COMPRESSION = "lz4"
+COMPRESSION = "none"
 
 
 def make_settings(base: Path, chdb: Path, keys: Path) -> Settings:
@@ -120,6 +120,12 @@ def emit(settings: Settings, n: int, *, now_stamped: bool, rate: float | None = 
     return time.perf_counter() - t
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def latency(settings: Settings) -> tuple[int, float, float]:
     """(rows, p50 ms, p99 ms) of insert time minus emit time, each record once."""
     client = store.connect(settings)
@@ -148,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--chain-workers", type=int, default=2)
-    ap.add_argument("--compression", default="lz4", help="producer compression: lz4, none, zstd ...")
+    ap.add_argument("--compression", default="none", help="producer compression: none, lz4, zstd ...")
     args = ap.parse_args()
     global COMPRESSION
     COMPRESSION = args.compression
@@ -185,10 +191,16 @@ def main() -> None:
         workers = [start("chain", s, base, i) for i in range(args.chain_workers)] + [start("sink", s, base)]
         wait(lambda: pipeline_lag(s).done, 60)
         time.sleep(8)  # let the workers join their groups and open their chains
+        pids = {"broker": kafka.pid() or 0, **{f"chain worker {i}": w.pid for i, w in enumerate(workers[:-1])},
+                "sink worker": workers[-1].pid}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        own_before = time.process_time()
         t_first = datetime.now(timezone.utc)
         emit_s = emit(s, n, now_stamped=True)
+        own_cpu = time.process_time() - own_before
         # Polling the broker costs CPU the pipeline needs; the figures come from ClickHouse insert times.
         wait(lambda: pipeline_lag(s).done, poll_s=3.0)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         stop(workers)
         client = store.connect(s)
         db = s.clickhouse.database
@@ -202,6 +214,9 @@ def main() -> None:
         line("end-to-end throughput (first emit -> last queryable)",
              f"{n / (last - t_first).total_seconds():,.0f} events/s ({rows:,} rows queryable)")
         line("emit -> queryable latency at saturation", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+        line("CPU per event (emitter incl. event stamping)", f"{own_cpu / n * 1e6:,.0f} us")
+        for name, seconds in cpu.items():
+            line(f"CPU per event ({name})", f"{seconds / n * 1e6:,.0f} us")
 
         # 3. per stage, on a backlog
         print("3. per stage, each on a backlog")
