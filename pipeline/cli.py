@@ -187,9 +187,14 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         whole = args.since is None and args.until is None
         filters = _filters(args)
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
+        window = None
+        if not whole:
+            from pipeline.chain.record import format_ts
+
+            window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
         report = verify_slices(chain_slices(client, settings, filters),
                                lambda o, a, b: records_from_store(client, settings, o, a, b),
-                               keyring, whole=whole, reconcile=args.origin is None, progress=progress)
+                               keyring, whole=whole, reconcile=args.origin is None, window=window, progress=progress)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 

@@ -31,6 +31,9 @@ class KafkaSettings(BaseModel):
     # Producer compression (none, lz4, zstd, ...). none: on one host the broker's CPU, not the
     # network, is the limit (it decompresses every batch to validate it); lz4 across a network.
     compression: str = "none"
+    # Confluent schema registry: emitters frame with its ids, the chain worker resolves them.
+    # Unset: Avro single-object encoding (schema fingerprint), no registry needed.
+    schema_registry_url: str | None = None
     # Extra librdkafka client properties (security.protocol, sasl.*, ssl.*).
     client_config: dict[str, str] = Field(default_factory=dict)
 
@@ -64,8 +67,6 @@ class SinkSettings(BaseModel):
 
 
 class EmitterSettings(BaseModel):
-    # Confluent schema-registry framing when set; Avro single-object encoding otherwise.
-    registry_url: str | None = None
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(100_000, ge=1)
     linger_ms: int = 10

@@ -26,6 +26,7 @@ from pipeline import names
 from pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin, parse_payload
 from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.emit import contract
+from pipeline.emit.registry import RegistryClient
 from pipeline.errors import InfraError
 from pipeline.kafka_io import read_tail
 from pipeline.settings import Settings
@@ -71,7 +72,9 @@ class ChainWorker:
             conf["group.instance.id"] = instance_id  # static membership: a restart takes over at once
         self.consumer = Consumer(settings.kafka_config(**conf))
         self.chains: dict[int, PartitionChain] = {}
-        self._decode = partial(contract.decode, max_bytes=settings.chain.max_event_bytes)
+        registry = settings.kafka.schema_registry_url
+        resolve = {"resolve": RegistryClient(registry).resolve} if registry else {}
+        self._decode = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, **resolve)
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0}
 
     # --- assignment ------------------------------------------------------------------

@@ -54,7 +54,7 @@ class Emitter:
         self._lock = threading.Lock()
         self.delivered = 0
         self.failures: list[Delivery] = []
-        self._schema_id = self._register_schema(settings.emitter.registry_url)
+        self._schema_id = self._register_schema(settings.kafka.schema_registry_url)
         self._producer = Producer(
             settings.kafka_config(
                 **{
@@ -72,10 +72,9 @@ class Emitter:
     def _register_schema(registry_url: str | None) -> int | None:
         if not registry_url:
             return None
-        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+        from pipeline.emit.registry import RegistryClient
 
-        client = SchemaRegistryClient({"url": registry_url})
-        return client.register_schema(f"{contract.parsed_schema()['name']}-value", Schema(contract.schema_text(), "AVRO"))
+        return RegistryClient(registry_url).register(f"{contract.parsed_schema()['name']}-value", contract.schema_text())
 
     def emit(self, event: dict[str, Any], *, key: str | None = None, timeout_s: float = 30.0) -> int:
         """Validate, number and send one event; returns its emitter_seq.

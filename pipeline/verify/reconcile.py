@@ -17,16 +17,16 @@ def _ranges(missing: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def reconcile_emitters(events: Iterable[tuple[str, int, str]], *, start_at_zero: bool = True) -> tuple[int, list[Failure]]:
+def reconcile_emitters(events: Iterable[tuple[str, int, str, str]], *, start_at_zero: bool = True) -> tuple[int, list[Failure]]:
     """Find emitter sequence numbers missing from the chains.
 
-    `events` are (emitter_id, emitter_seq, event_id) of every chained record. Each emitter
+    `events` are (emitter_id, emitter_seq, event_id, ts) of every chained record. Each emitter
     numbers from 0; a number between 0 (or its lowest seen, when start_at_zero is False,
     e.g. for a time-range check) and its highest seen that no record carries is reported.
     Returns (emitters seen, failures).
     """
     seqs: dict[str, set[int]] = {}
-    for emitter_id, emitter_seq, _ in events:
+    for emitter_id, emitter_seq, *_ in events:
         if emitter_id and emitter_seq >= 0:
             seqs.setdefault(emitter_id, set()).add(emitter_seq)
     failures: list[Failure] = []

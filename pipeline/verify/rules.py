@@ -54,7 +54,7 @@ class ChainReport:
     kids: set[str] = field(default_factory=set)
     first_ts: str | None = None
     last_ts: str | None = None
-    events: list[tuple[str, int, str]] = field(default_factory=list)  # (emitter_id, emitter_seq, event_id)
+    events: list[tuple[str, int, str, str]] = field(default_factory=list)  # (emitter_id, emitter_seq, event_id, ts)
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -171,7 +171,7 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
                 if event_id in event_ids:
                     fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
                 event_ids[event_id] = rec.seq
-                report.events.append((event.get("emitter_id", ""), event.get("emitter_seq", -1), event_id))
+                report.events.append((event.get("emitter_id", ""), event.get("emitter_seq", -1), event_id, obj["ts"]))
         report.records += 1
         prev = rec
         expected_seq = rec.seq + 1

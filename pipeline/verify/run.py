@@ -32,8 +32,9 @@ class VerifyReport:
         self.chains.append(report)
         self.failures.extend(report.failures)
 
-    def reconcile(self, *, start_at_zero: bool) -> None:
-        events = (e for c in self.chains for e in c.events)
+    def reconcile(self, *, start_at_zero: bool, window: tuple[str, str] | None = None) -> None:
+        """Emitter gaps over every chained event, or over those whose ts lies in window [since, until)."""
+        events = (e for c in self.chains for e in c.events if window is None or window[0] <= e[3] < window[1])
         self.emitters, gaps = reconcile_emitters(events, start_at_zero=start_at_zero)
         self.failures.extend(gaps)
 
@@ -83,13 +84,14 @@ def verify_export(records: Iterable[StoredRecord], keyring: KeyRing) -> VerifyRe
 
 
 def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, int, int], Iterable[StoredRecord]],
-                  keyring: KeyRing, *, whole: bool, reconcile: bool = True,
+                  keyring: KeyRing, *, whole: bool, reconcile: bool = True, window: tuple[str, str] | None = None,
                   progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Verify chain slices (origin, first, last) loaded by `load`, typed columns included.
 
     whole=True checks each chain from seq 0; otherwise the record before each slice is loaded
     as its anchor so the link into the slice is checked too. reconcile=False skips the
-    emitter check (right when only some chains are verified: emitters span partitions).
+    emitter check (right when only some chains are verified: emitters span partitions);
+    `window` (RFC 3339 since, until) limits it to events of a time range.
     """
     report = VerifyReport()
     for origin, first, last in slices:
@@ -100,5 +102,5 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
             if progress:
                 progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
     if reconcile:
-        report.reconcile(start_at_zero=whole)
+        report.reconcile(start_at_zero=whole, window=window)
     return report

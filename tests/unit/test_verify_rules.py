@@ -197,3 +197,21 @@ def test_emitter_reconciliation_finds_ranges():
     count, gaps = reconcile_emitters(events)
     assert count == 2
     assert [(f.origin, f.seq, f.detail.split(" ")[1]) for f in gaps] == [("emitter:e1", 3, "3..4"), ("emitter:e1", 7, "7..8")]
+
+
+def test_time_window_reconciles_only_events_inside_it():
+    from pipeline.verify.run import VerifyReport
+
+    report = VerifyReport()
+    chain_report = verify_chain(chain(8), RING)
+    report.add_chain(chain_report)
+    ts = [e[3] for e in chain_report.events]
+    # Events 2..5 of the emitter in the window: contiguous, no gap, although 0..1 are not counted.
+    report.reconcile(start_at_zero=False, window=(ts[2], ts[6]))
+    assert report.emitters == 1 and not report.failures
+    # Without the window, an event missing at seq 4 of the emitter is a gap.
+    gappy = VerifyReport()
+    gappy.add_chain(verify_chain(chain(8), RING))
+    gappy.chains[0].events.pop(4)
+    gappy.reconcile(start_at_zero=True)
+    assert [(f.seq, f.reason) for f in gappy.failures] == [(4, "emitter_gap")]

@@ -1,0 +1,64 @@
+"""A minimal Confluent schema-registry client (I/O edge): register a schema, resolve an id.
+
+Two calls of the registry's REST API, over the standard library, so the SDK needs no extra
+dependencies: POST /subjects/{subject}/versions and GET /schemas/ids/{id}.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+import fastavro
+
+from pipeline.errors import ConfigError, UnknownSchema
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+MAX_RESPONSE_BYTES = 1 << 20  # a schema document is small; refuse anything larger
+
+
+class RegistryClient:
+    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"schema registry URL {url!r} must be http(s)")
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._cache: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310  # URL checked above
+            return json.loads(resp.read(MAX_RESPONSE_BYTES))
+
+    def register(self, subject: str, schema_text: str) -> int:
+        """Register (or find) the schema under `subject`; returns its id. Raises ConfigError."""
+        try:
+            return int(self._call("POST", f"/subjects/{urllib.request.quote(subject, safe='')}/versions",
+                                  {"schema": schema_text, "schemaType": "AVRO"})["id"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"schema registry {self.url}: cannot register {subject}: {exc}") from exc
+
+    def resolve(self, schema_id: int) -> Any:
+        """The parsed writer schema of `schema_id` (cached). Raises UnknownSchema."""
+        with self._lock:
+            if schema_id in self._cache:
+                return self._cache[schema_id]
+        try:
+            doc = self._call("GET", f"/schemas/ids/{schema_id}")
+            if doc.get("schemaType", "AVRO") != "AVRO":
+                raise UnknownSchema(f"registry schema id {schema_id} is {doc['schemaType']}, not Avro")
+            schema = fastavro.parse_schema(json.loads(doc["schema"]))
+        except urllib.error.HTTPError as exc:
+            raise UnknownSchema(f"registry schema id {schema_id}: {exc.code} from {self.url}") from exc
+        except (OSError, ValueError, KeyError, fastavro.schema.SchemaParseException) as exc:
+            # Transient registry trouble would dead-letter good events: the caller may retry instead.
+            raise UnknownSchema(f"registry schema id {schema_id}: {exc}") from exc
+        with self._lock:
+            self._cache[schema_id] = schema
+        return schema
