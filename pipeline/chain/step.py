@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.chain.jcs import NotCanonicalizable
 from pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
 from pipeline.errors import EventRejected
 
@@ -52,7 +53,11 @@ def chain_batch(head: ChainHead, signer: Signer, messages: Sequence[InputMessage
         except EventRejected as exc:
             result.dead_letters.append(DeadLetter(msg, exc.reason, exc.detail[:1000]))
             continue
-        record = build_record(result.head, signer, event["occurred_at"], msg.src, event)
+        try:
+            record = build_record(result.head, signer, event["occurred_at"], msg.src, event)
+        except NotCanonicalizable as exc:  # decodes, yet has no language-neutral JSON form
+            result.dead_letters.append(DeadLetter(msg, "invalid", f"event cannot be canonicalized: {exc}"[:1000]))
+            continue
         result.records.append(record)
         result.head = record.next_head(msg.src.offset)
     return result

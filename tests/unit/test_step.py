@@ -41,3 +41,15 @@ def test_input_already_chained_is_skipped_on_resume():
     assert again.skipped == 2
     assert [r.seq for r in again.records] == [5, 6, 7]
     verify_chain(stored(first.records + again.records), keyring_of(signer))
+
+
+def test_an_event_without_a_canonical_form_is_dead_lettered_not_fatal():
+    signer = Ed25519Signer.generate()
+
+    def decode_with_float(data):
+        ev = decode(data)
+        return {**ev, "latency_us": 1.5}  # as if a future decoder let a float through
+
+    result = chain_batch(ChainHead.genesis(ORIGIN), signer, [msg(0, good(0))], decode_with_float)
+    assert not result.records and [d.reason for d in result.dead_letters] == ["invalid"]
+    assert "float" in result.dead_letters[0].detail
