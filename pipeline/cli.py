@@ -226,6 +226,32 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from detectors.model import ArtifactRefused
+
+    models_dir = Path(args.models_dir)
+    try:
+        if args.action == "evaluate":
+            from detectors.evaluate import evaluate, table
+
+            print(table(*evaluate(seed=args.seed, budget=args.budget)))
+        elif args.action == "train":
+            from pipeline.detect import events_from_export, events_from_store, train_from
+
+            events = events_from_export(Path(args.export)) if args.export else events_from_store(settings, _filters(args))
+            manifest = train_from(events, version=args.version, seed=args.seed, models_dir=models_dir)
+            print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
+                  f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
+        else:
+            from pipeline.detect import promote
+
+            manifest = promote(models_dir, args.version)
+            print(f"{manifest['version']} is live (sha256 {manifest['sha256']})")
+    except ArtifactRefused as exc:
+        raise ConfigError(str(exc)) from exc
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import run_demo
 
@@ -290,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["generate", "jwks"])
     s.add_argument("--dir", help="keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)")
     s.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
+                       description="train: fit a model on chained events (an export file, or ClickHouse filtered by "
+                                   "time); promote: make a version live after checking its hash; evaluate: "
+                                   "IsolationForest against a per-identity z-score baseline on labelled traffic.")
+    s.add_argument("action", choices=["train", "promote", "evaluate"])
+    s.add_argument("--version", default=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    s.add_argument("--models-dir", default=".aiaudit/models")
+    s.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--budget", type=float, default=0.01, help="evaluate: share of events alerted")
+    _add_filters(s)
+    s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("demo", help="end-to-end demo on the embedded defaults (local Kafka, chDB)",
                        description="Start Kafka and the workers, emit events (some malformed), wait until they are "

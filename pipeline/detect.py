@@ -1,0 +1,75 @@
+"""`aiaudit detect`: train, promote and evaluate anomaly models (the I/O around `detectors/`).
+
+Training reads chained events (an export file, or the evidence table over a time window),
+in time order, through the same feature extractor the scorer uses. A version becomes live
+by promotion: `live.json` holds its manifest, and so the SHA-256 its artifact must match.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.features import FeatureExtractor
+from detectors.model import Detector, load, save, train
+from pipeline import store
+from pipeline.chain.record import parse_payload
+from pipeline.errors import ConfigError
+from pipeline.query.filters import Filters, where_clause
+from pipeline.settings import Settings
+
+LIVE = "live.json"
+
+
+def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield parse_payload(base64.b64decode(json.loads(line)["payload"]))["event"]
+                except (ValueError, KeyError) as exc:
+                    raise ConfigError(f"{path}:{lineno}: not an export record: {exc}") from exc
+
+
+def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str, Any]]:
+    client = store.connect(settings)
+    where, params = where_clause(filters)
+    sql = (f"SELECT payload FROM {store.database(settings)}.evidence{where} "
+           "ORDER BY ts, origin, seq LIMIT 1 BY origin, seq")
+    for (payload,) in store.stream_rows(client, sql, params):
+        yield parse_payload(payload.encode("utf-8"))["event"]
+
+
+def train_from(events: Iterable[dict[str, Any]], *, version: str, seed: int, models_dir: Path) -> dict[str, Any]:
+    ordered = sorted(events, key=lambda e: e["occurred_at"])
+    if len(ordered) < 50:
+        raise ConfigError(f"training needs at least 50 events, got {len(ordered)}")
+    fx = FeatureExtractor()
+    X = np.array([fx(e) for e in ordered])
+    detector = train(X, version=version, seed=seed, window=(ordered[0]["occurred_at"], ordered[-1]["occurred_at"]))
+    return save(detector, models_dir)
+
+
+def promote(models_dir: Path, version: str) -> dict[str, Any]:
+    """Make `version` live; refuses an artifact that no longer matches its manifest."""
+    try:
+        manifest = json.loads((models_dir / f"{version}.json").read_text())
+    except OSError as exc:
+        raise ConfigError(f"no model {version} in {models_dir}: {exc.strerror}") from exc
+    load(models_dir, version, expected_sha256=manifest["sha256"])  # raises ArtifactRefused
+    (models_dir / LIVE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def live_detector(models_dir: Path) -> Detector:
+    manifest = json.loads((models_dir / LIVE).read_text())
+    return load(models_dir, manifest["version"], expected_sha256=manifest["sha256"])

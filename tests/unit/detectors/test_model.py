@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from detectors.evaluate import evaluate
+from detectors.features import FEATURES
+from detectors.model import ArtifactRefused, load, save, train
+
+
+def data(seed=1, n=2000):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, size=(n, len(FEATURES)))
+
+
+def test_training_is_seeded_and_thresholds_are_score_quantiles():
+    X = data()
+    a, b = train(X, version="v1", seed=3), train(X, version="v1", seed=3)
+    assert np.array_equal(a.score(X[:50]), b.score(X[:50]))
+    share_medium = (a.score(X) >= a.thresholds["medium"]).mean()
+    assert 0.005 <= share_medium <= 0.015  # the 1% budget on training traffic
+    assert a.thresholds["critical"] > a.thresholds["high"] > a.thresholds["medium"]
+
+
+def test_outlier_scores_high_and_is_explained():
+    X = data()
+    det = train(X, version="v1", seed=3)
+    odd = np.zeros(len(FEATURES))
+    unusual = ("secret_hits", "prompt_chars_log", "vendor_rarity", "hour_rarity")
+    for i, name in enumerate(unusual):
+        odd[FEATURES.index(name)] = 8.0 + i
+    score = det.score(odd[None, :])[0]
+    assert score > det.thresholds["medium"] > det.score(np.zeros((1, len(FEATURES))))[0]
+    assert det.severity(score) is not None and det.severity(0.0) is None
+    assert [name for name, _ in det.explain(odd, top=4)] == list(reversed(unusual))
+
+
+def test_artifact_round_trips_and_a_tampered_one_is_refused(tmp_path):
+    det = train(data(), version="2026-11-28.1", seed=5, window=("2026-11-01T00:00:00Z", "2026-11-28T00:00:00Z"))
+    manifest = save(det, tmp_path)
+    assert manifest["features"] == list(FEATURES) and manifest["training"]["window"][0].startswith("2026-11-01")
+    back = load(tmp_path, det.version, expected_sha256=manifest["sha256"])
+    X = data(9, 20)
+    assert np.array_equal(back.score(X), det.score(X))
+    path = tmp_path / f"{det.version}.pkl"
+    blob = bytearray(path.read_bytes())
+    blob[-20] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ArtifactRefused, match="not the promoted"):
+        load(tmp_path, det.version, expected_sha256=manifest["sha256"])
+
+
+def test_too_little_training_data_is_refused():
+    with pytest.raises(ValueError, match="at least 50 rows"):
+        train(data(n=10), version="v", seed=1)
+
+
+def test_evaluation_floors_isolation_forest_beats_the_baseline_overall():
+    rows, overall = evaluate(seed=7, budget=0.01)
+    assert overall["pr_auc_if"] > overall["pr_auc_z"]
+    assert overall["precision_if"] >= 0.8 and overall["pr_auc_if"] >= 0.5
+    by = {r.scenario: r for r in rows}
+    assert by["exfil_burst"].ap_if >= 0.8 and by["secrets_to_unapproved_vendor"].ap_if >= 0.8

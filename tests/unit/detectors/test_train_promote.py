@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from detectors.model import ArtifactRefused
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.detect import events_from_export, live_detector, promote, train_from
+from pipeline.errors import ConfigError
+from tests.unit.helpers import build_chain
+
+
+def test_train_from_an_export_then_promote_and_refuse_a_swapped_artifact(tmp_path):
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(300, Ed25519Signer.generate())))
+    models = tmp_path / "models"
+    manifest = train_from(events_from_export(export), version="m1", seed=1, models_dir=models)
+    assert manifest["training"]["rows"] == 300 and manifest["training"]["window"][0] < manifest["training"]["window"][1]
+    assert promote(models, "m1")["sha256"] == manifest["sha256"]
+    assert live_detector(models).version == "m1"
+    # Another model's bytes put in place of m1's: promotion and loading refuse them.
+    train_from(events_from_export(export), version="m2", seed=2, models_dir=models)
+    (models / "m1.pkl").write_bytes((models / "m2.pkl").read_bytes())
+    with pytest.raises(ArtifactRefused):
+        promote(models, "m1")
+    with pytest.raises(ArtifactRefused):
+        live_detector(models)
+
+
+def test_too_few_events_is_a_clear_error(tmp_path):
+    export = tmp_path / "small.jsonl"
+    export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(5, Ed25519Signer.generate())))
+    with pytest.raises(ConfigError, match="at least 50 events"):
+        train_from(events_from_export(export), version="x", seed=1, models_dir=tmp_path)
