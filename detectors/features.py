@@ -126,3 +126,16 @@ class FeatureExtractor:
         vector = extract(event, state)
         observe(event, state)
         return vector
+
+
+def state_to_dict(state: IdentityState) -> dict[str, Any]:
+    """A JSON-able form of the state (for a Faust table or a checkpoint)."""
+    return {"last_hour": list(state.last_hour), "denials": list(state.denials), "vendors": state.vendors,
+            "models": state.models, "hours": state.hours, "levels": state.levels, "seen": state.seen}
+
+
+def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
+    if not d:
+        return IdentityState()
+    return IdentityState(deque(d["last_hour"]), deque(d["denials"]), dict(d["vendors"]), dict(d["models"]),
+                         list(d["hours"]), list(d["levels"]), int(d["seen"]))
