@@ -37,6 +37,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
             "max.message.bytes": str(int(wire_max) + 65536),
         }),
+        # A.8.16 evidence: findings are kept like the chain; scores for a year.
+        TopicSpec(k.alerts_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
+        TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),
     ]
 
 

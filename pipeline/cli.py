@@ -83,6 +83,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.kafka_io import stop_on_signals
 
     _logging(args.verbose)
+    if args.role == "score":
+        from pipeline.detect import live_detector
+        from pipeline.score.app import run
+
+        try:
+            detector = live_detector(settings.score.models_dir)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no live model in {settings.score.models_dir}: run `aiaudit detect train` and "
+                              "`aiaudit detect promote`") from exc
+        run(settings, detector)
+        return 0
     if args.role == "all":
         procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role]) for role in ("chain", "sink")]
         stop = stop_on_signals()
@@ -229,7 +240,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.model import ArtifactRefused
 
-    models_dir = Path(args.models_dir)
+    models_dir = Path(args.models_dir) if args.models_dir else settings.score.models_dir
     try:
         if args.action == "evaluate":
             from detectors.evaluate import evaluate, table
@@ -273,8 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_infra)
 
     s = sub.add_parser("worker", help="run the chain worker, the sink worker, or both",
-                       description="chain: requests -> signed hash chain; sink: chain -> ClickHouse; all: both as child processes.")
-    s.add_argument("role", nargs="?", choices=["chain", "sink", "all"], default="all")
+                       description="chain: requests -> signed hash chain; sink: chain, dead letters, scores and alerts -> "
+                                   "ClickHouse; score: anomaly scoring (Faust) with the live model; all: chain and sink "
+                                   "as child processes.")
+    s.add_argument("role", nargs="?", choices=["chain", "sink", "score", "all"], default="all")
     s.add_argument("--instance-id", help="static group membership id (a restart with the same id takes over at once)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_worker)
@@ -323,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "IsolationForest against a per-identity z-score baseline on labelled traffic.")
     s.add_argument("action", choices=["train", "promote", "evaluate"])
     s.add_argument("--version", default=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    s.add_argument("--models-dir", default=".aiaudit/models")
+    s.add_argument("--models-dir", help="default: AIAUDIT_SCORE__MODELS_DIR or .aiaudit/models")
     s.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--budget", type=float, default=0.01, help="evaluate: share of events alerted")

@@ -5,9 +5,12 @@ ENV_PREFIX = "AIAUDIT_"
 REQUESTS_TOPIC = "ai.requests"
 CHAIN_TOPIC = "ai.audit.chain"
 DEAD_LETTER_TOPIC = "ai.requests.dlq"
+ALERTS_TOPIC = "ai.audit.alerts"
+SCORES_TOPIC = "ai.audit.scores"
 
 CHAIN_GROUP = "aiaudit-chain"
 SINK_GROUP = "aiaudit-sink"
+SCORE_APP = "aiaudit-score"
 
 # Dead-letter headers: why, and where the message came from.
 HDR_REASON = "aiaudit.reason"
@@ -20,3 +23,6 @@ RECORD_VERSION = 1
 
 EVIDENCE_TABLE = "evidence"
 DEAD_LETTER_TABLE = "dead_letters"
+SCORES_TABLE = "scores"
+ALERTS_TABLE = "alerts"
+ALERT_STATUS_TABLE = "alert_status"

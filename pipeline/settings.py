@@ -23,9 +23,12 @@ class KafkaSettings(BaseModel):
     requests_topic: str = names.REQUESTS_TOPIC
     chain_topic: str = names.CHAIN_TOPIC
     dead_letter_topic: str = names.DEAD_LETTER_TOPIC
+    alerts_topic: str = names.ALERTS_TOPIC
+    scores_topic: str = names.SCORES_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
+    score_app: str = names.SCORE_APP  # the Faust app id: its consumer group and table topics
     # The broker's minimum; a killed worker's partitions move on after this long.
     session_timeout_ms: int = 6000
     # Producer compression (none, lz4, zstd, ...). none: on one host the broker's CPU, not the
@@ -66,6 +69,12 @@ class SinkSettings(BaseModel):
     flush_interval_s: float = Field(0.5, gt=0)
 
 
+class ScoreSettings(BaseModel):
+    models_dir: Path = Path(".aiaudit/models")
+    batch_events: int = Field(1000, ge=1)  # IsolationForest scores a batch in one call
+    batch_within_s: float = Field(1.0, gt=0)
+
+
 class EmitterSettings(BaseModel):
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(100_000, ge=1)
@@ -90,6 +99,7 @@ class Settings(BaseSettings):
     signing: SigningSettings = Field(default_factory=SigningSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 

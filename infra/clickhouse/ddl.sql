@@ -63,3 +63,49 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
 )
 ENGINE = MergeTree
 ORDER BY (src_topic, src_partition, src_offset);
+
+-- Anomaly scores: one row per scored record and model version (replays dedupe at query time).
+CREATE TABLE IF NOT EXISTS {db}.scores
+(
+    origin        LowCardinality(String),
+    seq           UInt64,
+    leaf_hash     String,
+    actor_id      String,
+    ts            DateTime64(6, 'UTC'),
+    score         Float64,
+    severity      LowCardinality(String),
+    model_version LowCardinality(String),
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (origin, seq, model_version);
+
+-- OCSF Detection Findings (class 2004), kept whole, with columns to find them by.
+CREATE TABLE IF NOT EXISTS {db}.alerts
+(
+    finding_uid   String,
+    detected_at   DateTime64(3, 'UTC'),
+    severity      LowCardinality(String),
+    actor_id      String,
+    origin        LowCardinality(String),
+    seq           UInt64,
+    leaf_hash     String,
+    score         Float64,
+    model_version LowCardinality(String),
+    finding       String,
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (detected_at, finding_uid);
+
+-- Alert status history, append-only: open -> acknowledged -> resolved, with who and when.
+CREATE TABLE IF NOT EXISTS {db}.alert_status
+(
+    finding_uid String,
+    status      LowCardinality(String),
+    actor       String,
+    note        String,
+    at          DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (finding_uid, at);

@@ -127,6 +127,13 @@ class LocalKafka:
             return None
         return pid if process_alive(pid) else None
 
+    def _port_taken(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.settings.local.kafka_port), timeout=1.0).close()
+        except OSError:
+            return False
+        return True
+
     def answers(self, timeout_s: float = 2.0) -> bool:
         try:  # a plain TCP probe first, so a starting broker does not flood the log with refusals
             socket.create_connection(("127.0.0.1", self.settings.local.kafka_port), timeout=timeout_s).close()
@@ -141,6 +148,9 @@ class LocalKafka:
     def up(self, *, wait_s: float = 90.0) -> None:
         """Start the broker unless it runs, wait until it answers, create the topics."""
         if self.pid() is None:
+            if self._port_taken():
+                raise InfraError(f"127.0.0.1:{self.settings.local.kafka_port} is already taken by a process this state "
+                                 f"folder ({self.home}) did not start; stop it or set AIAUDIT_LOCAL__KAFKA_PORT")
             self.ensure_jars()
             self.home.mkdir(parents=True, exist_ok=True)
             data_dir = (self.home / "data").resolve()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.chain.record import Record, parse_payload
@@ -62,3 +62,23 @@ def parse_src(header: str, fallback: tuple[str, int, int]) -> tuple[str, int, in
     if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
         return parts[0], int(parts[1]), int(parts[2])
     return fallback
+
+
+SCORE_COLUMNS = ("origin", "seq", "leaf_hash", "actor_id", "ts", "score", "severity", "model_version")
+ALERT_COLUMNS = ("finding_uid", "detected_at", "severity", "actor_id", "origin", "seq", "leaf_hash", "score",
+                 "model_version", "finding")
+
+
+def score_row(obj: dict[str, Any]) -> list[Any]:
+    """A scores-topic message (pipeline.score.step.Scored.row) -> scores-table row."""
+    return [obj["origin"], int(obj["seq"]), obj["leaf_hash"], obj["actor_id"], parse_ts(obj["ts"]), float(obj["score"]),
+            obj["severity"], obj["model_version"]]
+
+
+def alert_row(finding: dict[str, Any], raw: bytes) -> list[Any]:
+    """An OCSF finding from the alerts topic -> alerts-table row (the finding kept whole)."""
+    chain = finding["unmapped"]["chain"]
+    return [finding["finding_info"]["uid"], datetime.fromtimestamp(finding["time"] / 1000, timezone.utc),
+            finding["severity"].lower(), finding["actor"]["user"]["uid"], chain["origin"], int(chain["seq"]),
+            chain["leaf_hash"], float(finding["unmapped"]["score"]), finding["finding_info"]["analytic"]["version"],
+            raw.decode("utf-8")]

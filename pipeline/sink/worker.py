@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import Consumer
@@ -20,8 +22,9 @@ from confluent_kafka import Consumer
 from pipeline import names, store
 from pipeline.chain.record import Record
 from pipeline.errors import InfraError, StoreError
-from pipeline.settings import Settings
-from pipeline.sink.rows import DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, dead_letter_row, evidence_row, parse_src
+from pipeline.settings import KafkaSettings, Settings
+from pipeline.sink.rows import (ALERT_COLUMNS, DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, SCORE_COLUMNS, alert_row,
+                                dead_letter_row, evidence_row, parse_src, score_row)
 
 log = logging.getLogger("aiaudit.sink")
 
@@ -33,23 +36,35 @@ def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str:
     return ""
 
 
-def rows_of(messages: list[Any], chain_topic: str) -> tuple[list[list[Any]], list[list[Any]]]:
-    """Split consumed messages into evidence rows and dead-letter rows."""
-    evidence: list[list[Any]] = []
-    dead: list[list[Any]] = []
+@dataclass
+class Rows:
+    evidence: list[list[Any]] = field(default_factory=list)
+    dead: list[list[Any]] = field(default_factory=list)
+    scores: list[list[Any]] = field(default_factory=list)
+    alerts: list[list[Any]] = field(default_factory=list)
+
+
+def rows_of(messages: list[Any], k: KafkaSettings) -> Rows:
+    """Sort consumed messages into table rows. Nothing unreadable is dropped: it becomes a dead letter."""
+    out = Rows()
     for msg in messages:
         value = msg.value() or b""
-        if msg.topic() == chain_topic:
-            try:
-                evidence.append(evidence_row(Record.from_wire(value)))
-            except (ValueError, KeyError, TypeError) as exc:
-                # Not a record we wrote: keep it whole rather than drop it.
-                dead.append(dead_letter_row(msg.topic(), msg.partition(), msg.offset(), "bad_chain_record", str(exc)[:500], value))
-        else:
-            topic, partition, offset = parse_src(_header(msg.headers(), names.HDR_SRC), (msg.topic(), msg.partition(), msg.offset()))
-            dead.append(dead_letter_row(topic, partition, offset, _header(msg.headers(), names.HDR_REASON) or "unknown",
-                                        _header(msg.headers(), names.HDR_DETAIL), value))
-    return evidence, dead
+        topic = msg.topic()
+        try:
+            if topic == k.chain_topic:
+                out.evidence.append(evidence_row(Record.from_wire(value)))
+            elif topic == k.scores_topic:
+                out.scores.append(score_row(orjson.loads(value)))
+            elif topic == k.alerts_topic:
+                out.alerts.append(alert_row(orjson.loads(value), value))
+            else:
+                src = parse_src(_header(msg.headers(), names.HDR_SRC), (topic, msg.partition(), msg.offset()))
+                out.dead.append(dead_letter_row(*src, _header(msg.headers(), names.HDR_REASON) or "unknown",
+                                                _header(msg.headers(), names.HDR_DETAIL), value))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not a message we wrote: keep it whole rather than drop it.
+            out.dead.append(dead_letter_row(topic, msg.partition(), msg.offset(), f"bad_{topic}_message", str(exc)[:500], value))
+    return out
 
 
 class SinkWorker:
@@ -83,21 +98,24 @@ class SinkWorker:
         """Insert what is pending, then commit the consumed offsets."""
         if not self.pending:
             return
-        evidence, dead = rows_of(self.pending, self.settings.kafka.chain_topic)
-        if evidence:
-            self._insert(names.EVIDENCE_TABLE, evidence, EVIDENCE_COLUMNS)
-        if dead:
-            self._insert(names.DEAD_LETTER_TABLE, dead, DEAD_LETTER_COLUMNS)
+        rows = rows_of(self.pending, self.settings.kafka)
+        for table, batch, columns in ((names.EVIDENCE_TABLE, rows.evidence, EVIDENCE_COLUMNS),
+                                      (names.DEAD_LETTER_TABLE, rows.dead, DEAD_LETTER_COLUMNS),
+                                      (names.SCORES_TABLE, rows.scores, SCORE_COLUMNS),
+                                      (names.ALERTS_TABLE, rows.alerts, ALERT_COLUMNS)):
+            if batch:
+                self._insert(table, batch, columns)
         self.consumer.commit(asynchronous=False)
         self.pending = []
-        self.stats["rows"] += len(evidence)
-        self.stats["dead_letters"] += len(dead)
+        self.stats["rows"] += len(rows.evidence)
+        self.stats["dead_letters"] += len(rows.dead)
         self.stats["batches"] += 1
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         k, s = self.settings.kafka, self.settings.sink
         # Flush before partitions move, so the next owner starts after what we inserted.
-        self.consumer.subscribe([k.chain_topic, k.dead_letter_topic], on_revoke=lambda c, p: self.flush())
+        self.consumer.subscribe([k.chain_topic, k.dead_letter_topic, k.scores_topic, k.alerts_topic],
+                                on_revoke=lambda c, p: self.flush())
         batch_started = time.monotonic()
         last_report, last_rows = time.monotonic(), 0
         try:

@@ -16,7 +16,7 @@ from infra.topics import ensure_topics
 from pipeline import store
 from pipeline.chain.keys import generate_key
 from pipeline.settings import (ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings,
-                               SigningSettings, SinkSettings)
+                               ScoreSettings, SigningSettings, SinkSettings)
 
 TEST_PORT = 29092
 
@@ -48,12 +48,14 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
     generate_key(keys_dir)
     s = Settings(
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
-                            dead_letter_topic=f"dlq-{uid}", partitions=4, chain_group=f"chain-{uid}",
+                            dead_letter_topic=f"dlq-{uid}", alerts_topic=f"alerts-{uid}",
+                            scores_topic=f"scores-{uid}", score_app=f"score-{uid}", partitions=4, chain_group=f"chain-{uid}",
                             sink_group=f"sink-{uid}", session_timeout_ms=6000),
         chain=ChainSettings(org="itest", env=uid),
         signing=SigningSettings(keys_dir=keys_dir),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{uid}"),
         sink=SinkSettings(max_batch_rows=5000, flush_interval_s=0.3),
+        score=ScoreSettings(models_dir=tmp_path / "models", batch_events=500, batch_within_s=0.5),
         local=broker.settings.local,
     )
     ensure_topics(s)

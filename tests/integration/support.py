@@ -38,7 +38,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         elif value is not None:
             env[prefix] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
-    for section in ("kafka", "chain", "signing", "clickhouse", "sink", "local"):
+    for section in ("kafka", "chain", "signing", "clickhouse", "sink", "score", "local"):
         model = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)
@@ -55,9 +55,10 @@ class ChainWorkers:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, instance_id: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"chain-{instance_id}.log", "ab")  # noqa: SIM115  # owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "chain", "--instance-id", instance_id],
+    def start(self, instance_id: str, role: str = "chain") -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{role}-{instance_id}.log", "ab")  # noqa: SIM115  # owned by the child
+        args = ["--instance-id", instance_id] if role == "chain" else []
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, *args],
                                 stdout=log, stderr=subprocess.STDOUT, env=settings_env(self.settings))
         self.procs[instance_id] = proc
         return proc
@@ -87,7 +88,7 @@ class ChainWorkers:
         self.stop_all()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("chain-*.log")))
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*-*.log")))
 
 
 def emit_synthetic(settings: Settings, n: int, *, emitter_id: str, seed: int = 1) -> tuple[Emitter, list[dict[str, Any]]]:
