@@ -263,6 +263,32 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import store
+    from pipeline.query.alerts import list_alerts, set_status, status_history
+
+    if args.action in ("ack", "resolve", "reopen") and not (args.uid and args.by):
+        raise ConfigError(f"`aiaudit alerts {args.action}` needs the alert uid and --by")
+    if args.action == "history" and not args.uid:
+        raise ConfigError("`aiaudit alerts history` needs the alert uid")
+    client = store.connect(settings)
+    if args.action == "list":
+        rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
+                           until=args.until, status=args.status, limit=args.limit)
+        _print_rows([{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
+                      "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
+                      "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "uid": r["finding_uid"]}
+                     for r in rows], args.format)
+        print(f"{len(rows)} alert(s)", file=sys.stderr)
+    elif args.action == "history":
+        _print_rows(status_history(client, settings, args.uid), args.format)
+    else:
+        status = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}[args.action]
+        set_status(client, settings, args.uid, status, by=args.by, note=args.note or "")
+        print(f"{args.uid}: {status} by {args.by}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import run_demo
 
@@ -342,6 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", type=float, default=0.01, help="evaluate: share of events alerted")
     _add_filters(s)
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("alerts", help="list anomaly alerts; acknowledge, resolve or reopen one",
+                       description="Alerts are OCSF Detection Findings from the scoring worker. Status changes are "
+                                   "appended (who, when, note), never overwritten: `history` shows them all.")
+    s.add_argument("action", choices=["list", "ack", "resolve", "reopen", "history"])
+    s.add_argument("uid", nargs="?", help="the finding uid (ack, resolve, reopen, history)")
+    s.add_argument("--by", help="who changes the status")
+    s.add_argument("--note")
+    s.add_argument("--actor")
+    s.add_argument("--severity", choices=["medium", "high", "critical"])
+    s.add_argument("--status", choices=["open", "acknowledged", "resolved"])
+    s.add_argument("--since", type=_time)
+    s.add_argument("--until", type=_time)
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.set_defaults(func=cmd_alerts)
 
     s = sub.add_parser("demo", help="end-to-end demo on the embedded defaults (local Kafka, chDB)",
                        description="Start Kafka and the workers, emit events (some malformed), wait until they are "

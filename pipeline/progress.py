@@ -2,7 +2,7 @@
 
 The chain stage is done with a partition when its committed input offset reaches the end of
 the requests topic; the sink is done when its committed offset passes the last committed
-message of the chain and dead-letter topics (their ends hold transaction markers, so the
+message of every topic it stores (chain, dead letters, scores, alerts) (their ends hold transaction markers, so the
 last data message is read rather than the high watermark trusted).
 """
 
@@ -33,13 +33,24 @@ def pipeline_lag(settings: Settings) -> Lag:
     chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
     chain_lag = sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
     sink_behind = 0
-    for topic in (k.chain_topic, k.dead_letter_topic):
+    for topic in (k.chain_topic, k.dead_letter_topic, k.scores_topic, k.alerts_topic):
         sunk = committed_offsets(settings, k.sink_group, topic, n)
         for p in range(n):
             tail = read_tail(settings, topic, p)
             if tail and sunk[p] <= tail[-1].offset():
                 sink_behind += 1
     return Lag(chain_lag, sink_behind)
+
+
+def scoring_done(settings: Settings) -> bool:
+    """True when the scoring worker has committed past the last record of every chain partition."""
+    k = settings.kafka
+    scored = committed_offsets(settings, k.score_app, k.chain_topic, k.partitions)
+    for p in range(k.partitions):
+        tail = read_tail(settings, k.chain_topic, p)
+        if tail and scored[p] <= tail[-1].offset():
+            return False
+    return True
 
 
 def wait_until_drained(settings: Settings, *, timeout_s: float, report: Callable[[Lag], None] | None = None,

@@ -60,6 +60,9 @@ class Emitter:
                 **{
                     "enable.idempotence": True,
                     "acks": "all",
+                    # Java-compatible key hashing: an identity's events land in the partition its
+                    # scoring state lives in (Faust/aiokafka partition keys with murmur2 too).
+                    "partitioner": "murmur2_random",
                     "linger.ms": settings.emitter.linger_ms,
                     "compression.type": settings.kafka.compression,
                     "queue.buffering.max.messages": settings.emitter.max_pending_events,

@@ -54,7 +54,7 @@ def rows_of(messages: list[Any], k: KafkaSettings) -> Rows:
             if topic == k.chain_topic:
                 out.evidence.append(evidence_row(Record.from_wire(value)))
             elif topic == k.scores_topic:
-                out.scores.append(score_row(orjson.loads(value)))
+                out.scores.extend(score_row(row) for row in orjson.loads(value))  # one array per scored batch
             elif topic == k.alerts_topic:
                 out.alerts.append(alert_row(orjson.loads(value), value))
             else:

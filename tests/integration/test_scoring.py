@@ -14,7 +14,7 @@ import pytest
 from detectors.traffic import labelled_traffic
 from pipeline.detect import events_from_store, promote, train_from
 from pipeline.emit.producer import Emitter
-from pipeline.kafka_io import end_offsets
+from pipeline.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
 from pipeline.query.filters import Filters
 from tests.integration.support import ChainWorkers, sink_until_drained, verify_store, wait_chained
@@ -64,7 +64,7 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
         wait_chained(settings)
         total = len(train_events) + len(test)
         deadline = time.monotonic() + 300
-        while sum(end_offsets(settings, settings.kafka.scores_topic, settings.kafka.partitions).values()) < total:
+        while not scoring_done(settings):
             assert time.monotonic() < deadline, "the scoring worker did not score every record in time"
             time.sleep(1.0)
         sink_until_drained(settings, client)
