@@ -45,8 +45,11 @@ def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str
     where, params = where_clause(filters)
     sql = (f"SELECT payload FROM {store.database(settings)}.evidence{where} "
            "ORDER BY ts, origin, seq LIMIT 1 BY origin, seq")
-    for (payload,) in store.stream_rows(client, sql, params):
-        yield parse_payload(payload.encode("utf-8"))["event"]
+    try:
+        for (payload,) in store.stream_rows(client, sql, params):
+            yield parse_payload(payload.encode("utf-8"))["event"]
+    finally:
+        client.close()
 
 
 def train_from(events: Iterable[dict[str, Any]], *, version: str, seed: int, models_dir: Path) -> dict[str, Any]:

@@ -66,3 +66,4 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
 def client(settings: Settings):
     c = store.connect(settings)
     yield c
+    c.close()  # embedded chDB stays locked while any client in this process is open

@@ -69,4 +69,7 @@ def test_broker_killed_and_restarted_loses_nothing(own_broker, tmp_path):
         assert emitter.delivered == 3000 and not emitter.failures
         wait_chained(settings, timeout_s=240)
     client = store.connect(settings)
-    assert_exactly_once(settings, client, sent)
+    try:
+        assert_exactly_once(settings, client, sent)
+    finally:
+        client.close()  # embedded chDB stays locked while any client in this process is open
