@@ -28,9 +28,9 @@ import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from detectors.features import state_from_dict, state_to_dict
+from detectors.features import IdentityState, state_from_dict, state_to_dict
 from detectors.model import Detector
-from pipeline.chain.record import Record, parse_payload
+from pipeline.chain.record import Record
 from pipeline.score.step import score_records
 from pipeline.settings import Settings
 
@@ -51,6 +51,19 @@ class _Consumer(faust_aiokafka.Consumer):
 
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+
+
+class TableStates(dict[str, IdentityState]):
+    """The batch's identity states, each read from the Faust table the first time the step asks."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__()
+        self._table = table
+
+    def get(self, actor: str, default: IdentityState | None = None) -> IdentityState:  # type: ignore[override]
+        if actor not in self:
+            self[actor] = state_from_dict(self._table[actor])
+        return self[actor]
 
 
 class ScoreApp(faust.App):
@@ -77,10 +90,9 @@ def make_app(settings: Settings, detector: Detector) -> faust.App:
     async def score(stream: Any) -> None:
         async for batch in stream.take(sc.batch_events, within=sc.batch_within_s):
             records = [Record.from_wire(value) for value in batch]
-            actors = {parse_payload(r.payload)["event"]["actor"]["id"] for r in records}
-            local = {a: state_from_dict(states[a]) for a in actors}
+            local = TableStates(states)
             scored = score_records(records, local, detector, detected_at_ms=int(time.time() * 1000))
-            for actor, state in local.items():
+            for actor, state in local.items():  # one table write per identity per batch
                 states[actor] = state_to_dict(state)
             # One scores message per batch (a JSON array): per-message producer work dominates otherwise.
             scores.send_soon(key=None, value=orjson.dumps([s.row() for s in scored]))
