@@ -98,13 +98,21 @@ def main() -> None:
             producer.produce(s.kafka.chain_topic, rec.to_wire(), key=rec.origin.encode(), partition=p)
             producer.poll(0)
         producer.flush(60)
+        log = open(base / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "score"], env=settings_env(s),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=log, stderr=subprocess.STDOUT)
+
+        def alive() -> None:
+            if worker.poll() is not None:
+                sys.exit(f"the scoring worker exited ({worker.returncode}):\n{(base / 'worker.log').read_text()[-3000:]}")
+
         # Scores go out one message per batch: count scored events from the worker's committed offsets.
         while (first := scored_so_far(s)) == 0:
+            alive()
             time.sleep(0.1)
         t = time.perf_counter()
         while (done := scored_so_far(s)) < n:
+            alive()
             time.sleep(0.2)
         line("scored by the worker (after its first batch)", f"{(done - first) / (time.perf_counter() - t):,.0f} events/s")
         alerts = sum(end_offsets(s, s.kafka.alerts_topic, 4).values())
