@@ -40,6 +40,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # A.8.16 evidence: findings are kept like the chain; scores for a year.
         TopicSpec(k.alerts_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),
+        # Every policy bundle that governed a request: kept like the chain.
+        TopicSpec(k.policies_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
+                                        "max.message.bytes": str(4 * 1_048_576)}),
+        # Content keys and kept content: the ClickHouse table enforces each retention scope (TTL);
+        # the topic only buffers, a week at most.
+        TopicSpec(k.content_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000),
+                                                  "max.message.bytes": str(16 * 1_048_576)}),
     ]
 
 

@@ -289,6 +289,57 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "keygen":
+        from pipeline.gateway.identity import new_api_key
+
+        if not args.id or not args.role:
+            raise ConfigError("keygen needs --id and --role")
+        key, digest = new_api_key()
+        entry = {"sha256": digest, "id": args.id, "type": args.type, "role": args.role}
+        if args.on_behalf_of:
+            entry["on_behalf_of"] = args.on_behalf_of
+        print(f"API key (shown once; give it to {args.id}, keep it nowhere else):\n  {key}", file=sys.stderr)
+        print("Add this entry under `api_keys:` in the gateway config:", file=sys.stderr)
+        print("  - " + json.dumps(entry))
+        return 0
+    if args.action == "check-policy":
+        from pipeline.gateway.policy import parse_policy
+
+        path = Path(args.file or settings.gateway.policy_file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from exc
+        policy = parse_policy(text, source=str(path))
+        print(f"{path}: valid; policy {policy.policy_id} version {policy.version}")
+        return 0
+    if args.action == "policy":
+        from pipeline.query.api import policy_bundle
+
+        if not args.version:
+            raise ConfigError("`aiaudit gateway policy` needs --version (a record's policy_version)")
+        bundle = policy_bundle(settings, args.version)
+        if bundle is None:
+            print(f"aiaudit: no policy bundle {args.version} in ClickHouse", file=sys.stderr)
+            return 1
+        print(bundle["source_yaml"] if not args.canonical else bundle["canonical_json"])
+        return 0
+    import uvicorn
+
+    from pipeline.gateway.app import build_app
+
+    _logging(args.verbose)
+    if args.host:
+        settings.gateway.host = args.host
+    if args.port:
+        settings.gateway.port = args.port
+    app = build_app(settings)
+    uvicorn.run(app, host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
+                loop="uvloop", http="httptools", access_log=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import run_demo
 
@@ -384,6 +435,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=100)
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
     s.set_defaults(func=cmd_alerts)
+
+    s = sub.add_parser("gateway", help="run the policy-enforcing LLM gateway; make API keys; check a policy",
+                       description="serve: the OpenAI-compatible gateway (AIAUDIT_GATEWAY__CONFIG_FILE, "
+                                   "AIAUDIT_GATEWAY__POLICY_FILE); keygen: a new caller API key and the hashed entry "
+                                   "to store; check-policy: validate a policy file and print its version; policy: "
+                                   "print the policy bundle a record's policy_version names (from ClickHouse).")
+    s.add_argument("action", nargs="?", choices=["serve", "keygen", "check-policy", "policy"], default="serve")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--id", help="keygen: the principal (person, agent or service id)")
+    s.add_argument("--role", help="keygen: the principal's role")
+    s.add_argument("--type", choices=["workforce", "agent", "service"], default="workforce")
+    s.add_argument("--on-behalf-of", help="keygen: for an agent, the person it acts for")
+    s.add_argument("--file", help="check-policy: the file (default: AIAUDIT_GATEWAY__POLICY_FILE)")
+    s.add_argument("--version", help="policy: the policy_version to print")
+    s.add_argument("--canonical", action="store_true", help="policy: print the hashed canonical JSON, not the YAML")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_gateway)
 
     s = sub.add_parser("demo", help="end-to-end demo on the embedded defaults (local Kafka, chDB)",
                        description="Start Kafka and the workers, emit events (some malformed), wait until they are "

@@ -33,9 +33,10 @@ def pipeline_lag(settings: Settings) -> Lag:
     chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
     chain_lag = sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
     sink_behind = 0
-    for topic in (k.chain_topic, k.dead_letter_topic, k.scores_topic, k.alerts_topic):
-        sunk = committed_offsets(settings, k.sink_group, topic, n)
-        for p in range(n):
+    for topic, parts in ((k.chain_topic, n), (k.dead_letter_topic, n), (k.scores_topic, n), (k.alerts_topic, n),
+                         (k.policies_topic, 1), (k.content_topic, n)):
+        sunk = committed_offsets(settings, k.sink_group, topic, parts)
+        for p in range(parts):
             tail = read_tail(settings, topic, p)
             if tail and sunk[p] <= tail[-1].offset():
                 sink_behind += 1

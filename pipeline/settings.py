@@ -25,6 +25,8 @@ class KafkaSettings(BaseModel):
     dead_letter_topic: str = names.DEAD_LETTER_TOPIC
     alerts_topic: str = names.ALERTS_TOPIC
     scores_topic: str = names.SCORES_TOPIC
+    policies_topic: str = names.POLICIES_TOPIC
+    content_topic: str = names.CONTENT_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
@@ -81,6 +83,18 @@ class EmitterSettings(BaseModel):
     linger_ms: int = 10
 
 
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"  # bind to all interfaces only on purpose
+    port: int = Field(8400, ge=1, le=65535)
+    config_file: Path = Path("gateway.yaml")  # upstreams, hashed API keys, OIDC issuer
+    policy_file: Path = Path("policy.yaml")  # reloaded while running; a bad file keeps the old one
+    policy_reload_s: float = Field(2.0, gt=0)
+    gateway_id: str | None = None  # default: the host name
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Fail-closed routes refuse requests once an event has waited this long for the broker.
+    max_unacked_s: float = Field(5.0, gt=0)
+
+
 class LocalSettings(BaseModel):
     # Project-local state of the embedded stack: Kafka data, logs, pid files.
     state_dir: Path = Path(".aiaudit")
@@ -101,6 +115,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 
     def clickhouse_dsn(self) -> str:

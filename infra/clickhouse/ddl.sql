@@ -109,3 +109,35 @@ CREATE TABLE IF NOT EXISTS {db}.alert_status
 )
 ENGINE = MergeTree
 ORDER BY (finding_uid, at);
+
+-- Policy bundles as loaded by gateways: the exact policy behind any record's policy_version.
+-- A bundle loaded by several replicas appears once per load; queries take one per version.
+CREATE TABLE IF NOT EXISTS {db}.policies
+(
+    policy_id        LowCardinality(String),
+    policy_version   String,
+    declared_version String,
+    canonical_json   String,
+    source_yaml      String,
+    loaded_at        DateTime64(3, 'UTC'),
+    gateway_id       String,
+    ingested_at      DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (policy_id, policy_version, loaded_at);
+
+-- Prompt/response content and commitment keys, apart from the chain, deleted at expiry.
+-- Deleting a row leaves the chain verifiable; only the proof of what was said goes.
+CREATE TABLE IF NOT EXISTS {db}.content
+(
+    event_id        String,
+    retention_scope LowCardinality(String),
+    expires_at      DateTime64(3, 'UTC'),
+    key_b64         String,
+    prompt          Nullable(String),
+    response        Nullable(String),
+    ingested_at     DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY event_id
+TTL toDateTime(expires_at) DELETE;

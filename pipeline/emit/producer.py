@@ -43,7 +43,9 @@ class Emitter:
         *,
         emitter_id: str | None = None,
         on_delivery: DeliveryCallback | None = None,
+        on_error: Callable[[KafkaError], None] | None = None,
         first_seq: int = 0,
+        extra_config: dict[str, object] | None = None,
     ) -> None:
         self.settings = settings
         self.emitter_id = emitter_id or f"sdk-{uuid.uuid4()}"
@@ -67,6 +69,8 @@ class Emitter:
                     "compression.type": settings.kafka.compression,
                     "queue.buffering.max.messages": settings.emitter.max_pending_events,
                     "message.max.bytes": max(self._max_bytes + 4096, 1_000_000),
+                    **({"error_cb": on_error} if on_error else {}),
+                    **(extra_config or {}),
                 }
             )
         )
@@ -116,6 +120,18 @@ class Emitter:
                 raise DeliveryFailed(f"{self.emitter_id}: cannot send event {event_id}: {exc}") from exc
         self._producer.poll(0)
         return seq
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Serve delivery reports (a long-running emitter calls this from a thread)."""
+        return self._producer.poll(timeout_s)
+
+    def pending(self) -> int:
+        """Events handed to the producer and not yet acknowledged or failed."""
+        return len(self._producer)
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait up to timeout_s for delivery reports; returns how many events are still unacknowledged."""
+        return self._producer.flush(timeout_s)
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait for every delivery report. Raises DeliveryFailed if any event was not acknowledged."""

@@ -17,3 +17,17 @@ def find_records(client: Client, settings: Settings, filters: Filters,
     sql, params = select_records(store.database(settings), filters, columns)
     names, rows = store.query_rows(client, sql, params)
     return [dict(zip(names, row)) for row in rows]
+
+
+def policy_bundle(settings: Settings, policy_version: str, client: Client | None = None) -> dict[str, Any] | None:
+    """The policy bundle a record's `policy_version` names (as first loaded), or None if never published."""
+    own = client is None
+    client = client or store.connect(settings)
+    try:
+        names, rows = store.query_rows(
+            client, f"SELECT * FROM {store.database(settings)}.policies WHERE policy_version = {{v:String}} "
+                    "ORDER BY loaded_at LIMIT 1", {"v": policy_version})
+    finally:
+        if own:
+            client.close()
+    return dict(zip(names, rows[0])) if rows else None

@@ -82,3 +82,20 @@ def alert_row(finding: dict[str, Any], raw: bytes) -> list[Any]:
             finding["severity"].lower(), finding["actor"]["user"]["uid"], chain["origin"], int(chain["seq"]),
             chain["leaf_hash"], float(finding["unmapped"]["score"]), finding["finding_info"]["analytic"]["version"],
             raw.decode("utf-8")]
+
+
+POLICY_COLUMNS = ("policy_id", "policy_version", "declared_version", "canonical_json", "source_yaml", "loaded_at",
+                  "gateway_id")
+CONTENT_COLUMNS = ("event_id", "retention_scope", "expires_at", "key_b64", "prompt", "response")
+
+
+def policy_row(obj: dict[str, Any]) -> list[Any]:
+    """A policies-topic message (pipeline.gateway.policy.bundle_message) -> policies-table row."""
+    return [obj["policy_id"], obj["policy_version"], obj["declared_version"], obj["canonical_json"], obj["source_yaml"],
+            parse_ts(obj["loaded_at"]), obj["gateway_id"]]
+
+
+def content_row(obj: dict[str, Any]) -> list[Any]:
+    """A content-topic message (pipeline.gateway.event.content_message) -> content-table row."""
+    return [obj["event_id"], obj["retention_scope"], parse_ts(obj["expires_at"]), obj["key_b64"], obj.get("prompt"),
+            obj.get("response")]

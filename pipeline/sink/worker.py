@@ -1,6 +1,6 @@
 """The sink worker (Kafka -> ClickHouse edge): batched inserts, offsets committed after.
 
-Reads the chain topic and the dead-letter topic with read_committed (so aborted chain
+Reads the chain, dead-letter, scores, alerts, policies and content topics with read_committed (so aborted chain
 transactions never reach ClickHouse), inserts a batch of rows per table, then commits the
 offsets. A crash between insert and commit redelivers the batch: the evidence table may then
 hold exact duplicate rows, which every query and the verifier collapse (invariant 5).
@@ -23,8 +23,9 @@ from pipeline import names, store
 from pipeline.chain.record import Record
 from pipeline.errors import InfraError, StoreError
 from pipeline.settings import KafkaSettings, Settings
-from pipeline.sink.rows import (ALERT_COLUMNS, DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, SCORE_COLUMNS, alert_row,
-                                dead_letter_row, evidence_row, parse_src, score_row)
+from pipeline.sink.rows import (ALERT_COLUMNS, CONTENT_COLUMNS, DEAD_LETTER_COLUMNS, EVIDENCE_COLUMNS, POLICY_COLUMNS,
+                                SCORE_COLUMNS, alert_row, content_row, dead_letter_row, evidence_row, parse_src,
+                                policy_row, score_row)
 
 log = logging.getLogger("aiaudit.sink")
 
@@ -42,6 +43,8 @@ class Rows:
     dead: list[list[Any]] = field(default_factory=list)
     scores: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
+    policies: list[list[Any]] = field(default_factory=list)
+    content: list[list[Any]] = field(default_factory=list)
 
 
 def rows_of(messages: list[Any], k: KafkaSettings) -> Rows:
@@ -57,6 +60,10 @@ def rows_of(messages: list[Any], k: KafkaSettings) -> Rows:
                 out.scores.extend(score_row(row) for row in orjson.loads(value))  # one array per scored batch
             elif topic == k.alerts_topic:
                 out.alerts.append(alert_row(orjson.loads(value), value))
+            elif topic == k.policies_topic:
+                out.policies.append(policy_row(orjson.loads(value)))
+            elif topic == k.content_topic:
+                out.content.append(content_row(orjson.loads(value)))
             else:
                 src = parse_src(_header(msg.headers(), names.HDR_SRC), (topic, msg.partition(), msg.offset()))
                 out.dead.append(dead_letter_row(*src, _header(msg.headers(), names.HDR_REASON) or "unknown",
@@ -102,7 +109,9 @@ class SinkWorker:
         for table, batch, columns in ((names.EVIDENCE_TABLE, rows.evidence, EVIDENCE_COLUMNS),
                                       (names.DEAD_LETTER_TABLE, rows.dead, DEAD_LETTER_COLUMNS),
                                       (names.SCORES_TABLE, rows.scores, SCORE_COLUMNS),
-                                      (names.ALERTS_TABLE, rows.alerts, ALERT_COLUMNS)):
+                                      (names.ALERTS_TABLE, rows.alerts, ALERT_COLUMNS),
+                                      (names.POLICIES_TABLE, rows.policies, POLICY_COLUMNS),
+                                      (names.CONTENT_TABLE, rows.content, CONTENT_COLUMNS)):
             if batch:
                 self._insert(table, batch, columns)
         self.consumer.commit(asynchronous=False)
@@ -114,7 +123,8 @@ class SinkWorker:
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         k, s = self.settings.kafka, self.settings.sink
         # Flush before partitions move, so the next owner starts after what we inserted.
-        self.consumer.subscribe([k.chain_topic, k.dead_letter_topic, k.scores_topic, k.alerts_topic],
+        self.consumer.subscribe([k.chain_topic, k.dead_letter_topic, k.scores_topic, k.alerts_topic, k.policies_topic,
+                                 k.content_topic],
                                 on_revoke=lambda c, p: self.flush())
         batch_started = time.monotonic()
         last_report, last_rows = time.monotonic(), 0

@@ -1,0 +1,494 @@
+"""The gateway (edge): OpenAI-compatible HTTP in, policy decision, upstream call, one event out.
+
+Routes (a route is a policy route; `/v1/...` is the route named `default`):
+
+    GET  /healthz                               policy version, evidence availability
+    GET  [/r/<route>]/v1/models                 the models this route may call
+    POST [/r/<route>]/v1/chat/completions       with or without `stream`
+    POST [/r/<route>]/v1/embeddings
+
+Per request: authenticate (API key or OIDC token; nothing the caller says about itself
+counts) -> classify the prompt -> decide (pure, pipeline.gateway.policy) -> deny, or forward
+(redacted or rerouted as decided) -> classify the response -> one event to the emitter SDK.
+Denied and failed requests produce events too. The gateway keeps no state between requests,
+so replicas scale behind any load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pipeline.errors import AiAuditError
+from pipeline.gateway.classify import Classification, content_features, redact
+from pipeline.gateway.config import GatewayConfig, load_config
+from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from pipeline.gateway.evidence import Evidence
+from pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, AuthError, Jwks, Principal
+from pipeline.gateway.policy import Decision, Policy, PolicyError, bundle_message, decide, parse_policy
+from pipeline.gateway.upstream import UpstreamError, Vendor, sse_events
+from pipeline.settings import Settings
+
+log = logging.getLogger("aiaudit.gateway")
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
+    """OpenAI's error shape, so official clients raise their usual exception types."""
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code or kind}}, status)
+
+
+class PolicyHolder:
+    """The live policy bundle. A reload publishes the new bundle before it governs anything, and a
+    file that fails to parse or publish leaves the current bundle in force (`last_error` says why)."""
+
+    def __init__(self, path: os.PathLike[str], publish: Callable[[Policy], None]) -> None:
+        self.path = os.fspath(path)
+        self._publish = publish
+        self.last_error: str | None = None
+        self._stamp: tuple[int, int] | None = None
+        self.current = self._load()  # at start-up a bad file is fatal: there is nothing to keep
+
+    def _load(self) -> Policy:
+        st = os.stat(self.path)
+        with open(self.path, encoding="utf-8") as f:
+            policy = parse_policy(f.read(), source=self.path)
+        self._publish(policy)
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        return policy
+
+    def reload_if_changed(self) -> bool:
+        """Returns True when a new bundle took over."""
+        try:
+            st = os.stat(self.path)
+            if (st.st_mtime_ns, st.st_size) == self._stamp:
+                return False
+            policy = self._load()
+        except (OSError, AiAuditError) as exc:
+            msg = exc.strerror if isinstance(exc, OSError) else str(exc)
+            if msg != self.last_error:
+                log.error("policy not reloaded, %s stays in force: %s", self.current.version, msg)
+            self.last_error = msg
+            return False
+        self.last_error = None
+        if policy.version != self.current.version:
+            log.warning("policy %s now in force (was %s)", policy.version, self.current.version)
+        self.current = policy
+        return True
+
+
+@dataclass
+class Call:
+    """One request on its way through: what the decision and the event need."""
+
+    principal: Principal
+    route: str
+    operation: str  # chat | embeddings
+    policy: Policy
+    body: dict[str, Any]
+    prompt: str
+    prompt_class: Classification
+    decision: Decision
+    untrusted_label: str | None
+    trace: tuple[str | None, str | None]
+    occurred_at: datetime
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class Gateway:
+    def __init__(self, settings: Settings, config: GatewayConfig, evidence: Evidence, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.settings = settings
+        self.config = config
+        self.evidence = evidence
+        self.clock = clock
+        self.gateway_id = settings.gateway.gateway_id or socket.gethostname()
+        self.api_keys = ApiKeys(config.api_keys)
+        self.jwks = Jwks(config.oidc, self._fetch_json) if config.oidc else None
+        self.vendors = {name: Vendor.open(name, spec) for name, spec in config.upstreams.items()}
+        self.policies = PolicyHolder(settings.gateway.policy_file, self._publish)
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def _publish(self, policy: Policy) -> None:
+        missing = [v for v in policy.bundle.vendors if v not in self.vendors]
+        if missing:
+            raise PolicyError(f"{self.settings.gateway.policy_file}: vendors {', '.join(missing)} have no upstream "
+                              f"in {self.settings.gateway.config_file}")
+        stamp = datetime.now(timezone.utc).isoformat()
+        self.evidence.publish_policy(bundle_message(policy, loaded_at=stamp, gateway_id=self.gateway_id))
+
+    async def _fetch_json(self, url: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            return response.json()  # type: ignore[no-any-return]  # a JWKS document
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.gateway.policy_reload_s)
+            # Parsing and publishing block (the publish waits for the broker): off the event loop.
+            await asyncio.to_thread(self.policies.reload_if_changed)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if self.jwks is not None:
+            with contextlib.suppress(Exception):  # an issuer down at start-up is retried per token
+                await self.jwks.refresh()
+        self._watcher = asyncio.create_task(self._watch_policy())
+        try:
+            yield
+        finally:
+            self._watcher.cancel()
+            for vendor in self.vendors.values():
+                await vendor.aclose()
+            await asyncio.to_thread(self.evidence.close)
+
+    # -- request path -------------------------------------------------------------------------
+    async def _principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing bearer credentials (an API key or an OIDC token)")
+        token = token.strip()
+        if token.startswith(API_KEY_PREFIX):
+            return self.api_keys.authenticate(token)
+        if self.jwks is None:
+            raise AuthError("invalid API key")
+        return await self.jwks.authenticate(token)
+
+    async def _read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.settings.gateway.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refused(_error(413, f"request body larger than {limit} bytes", "invalid_request_error"))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(_error(413, f"request body larger than {limit} bytes", "invalid_request_error"))
+            chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            raise _Refused(_error(400, "request body is not JSON", "invalid_request_error")) from None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise _Refused(_error(400, "request body must be an object with a `model`", "invalid_request_error"))
+        return body
+
+    async def _begin(self, request: Request, operation: str) -> Call:
+        try:
+            principal = await self._principal(request)
+        except AuthError as exc:
+            log.warning("refused %s %s: %s", request.method, request.url.path, exc.message)
+            raise _Refused(_error(401, exc.message, "authentication_error", "invalid_api_key")) from None
+        body = await self._read_json(request)
+        texts = _chat_texts(body) if operation == "chat" else _embedding_texts(body)
+        if texts is None:
+            raise _Refused(_error(400, "`messages` (chat) or `input` (embeddings) is missing or malformed",
+                                  "invalid_request_error"))
+        policy = self.policies.current
+        prompt_class = policy.classifier.classify_all(texts)
+        route = request.path_params.get("route", "default")
+        label = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("x-user")
+        call = Call(principal, route, operation, policy, body, "\n".join(texts), prompt_class,
+                    decide(policy, route, principal.role, body["model"], prompt_class), label,
+                    trace_context(request.headers.get("traceparent")), self.clock())
+        return call
+
+    def _route_fails_closed(self, call: Call) -> bool:
+        route = call.policy.route(call.route)
+        return route is None or route.fail == "closed"
+
+    def _record(self, call: Call, outcome: Outcome, extra: tuple[str, ...] = ()) -> str | None:
+        """Emit the request's event (and its content keys). None, or why evidence could not be handed over."""
+        route = call.policy.route(call.route)
+        rule = route.content if route else "none"
+        scope = route.retention_scope if route else "standard"
+        target = call.decision.target
+        vendor = self.vendors.get(target.vendor) if target else None
+        commitments = commit(rule, call.prompt, outcome.response_text, os.urandom(32))
+        features = content_features(call.prompt, call.prompt_class, outcome.response_text or "", outcome.response_class)
+        event = build_event(
+            event_id=call.event_id, occurred_at=call.occurred_at, principal=call.principal,
+            untrusted_label=call.untrusted_label, route=call.route, operation=call.operation,
+            provider=vendor.provider_name if vendor else "none",
+            model=target.model if target else call.body["model"][:256], prompt_class=call.prompt_class,
+            policy=call.policy, decision=call.decision, extra_reasons=extra, retention_scope=scope,
+            features=features, outcome=outcome, commitments=commitments, trace=call.trace)
+        try:
+            self.evidence.emit(event)
+        except AiAuditError as exc:
+            self.evidence.lost += 1
+            log.error("event %s not recorded: %s", call.event_id, exc)
+            return str(exc)
+        kept = content_message(event_id=call.event_id, occurred_at=call.occurred_at, rule=rule, retention_scope=scope,
+                               retention_days=call.policy.bundle.retention_days.get(scope, 30),
+                               commitments=commitments, prompt=call.prompt, response=outcome.response_text)
+        if kept is not None:
+            self.evidence.keep_content(kept)
+        return None
+
+    def _gate(self, call: Call) -> Response | None:
+        """A response that ends the request here (denied, or no evidence on a fail-closed route)."""
+        if call.decision.decision == "deny":
+            failed = self._record(call, Outcome())
+            if failed and self._route_fails_closed(call):
+                return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+            return _error(403, "; ".join(call.decision.reasons), "policy_denied")
+        if self._route_fails_closed(call):
+            why = self.evidence.available()
+            if why is not None:
+                call.decision = Decision("deny", (f"evidence cannot be recorded ({why}); route fails closed",), None)
+                self._record(call, Outcome())
+                return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+        return None
+
+    def _outgoing(self, call: Call) -> bytes:
+        body = dict(call.body)
+        if call.decision.redact_categories:
+            body = _redacted(body, call)
+        assert call.decision.target is not None  # not denied
+        body["model"] = call.decision.target.model
+        return orjson.dumps(body)
+
+    async def chat(self, request: Request) -> Response:
+        try:
+            call = await self._begin(request, "chat")
+        except _Refused as r:
+            return r.response
+        if (stop := self._gate(call)) is not None:
+            return stop
+        target = call.decision.target
+        assert target is not None
+        vendor = self.vendors[target.vendor]
+        payload = self._outgoing(call)
+        if call.body.get("stream"):
+            return await self._chat_stream(call, vendor, payload)
+        started = time.perf_counter()
+        try:
+            upstream = await vendor.post("chat/completions", target.model, payload)
+        except UpstreamError as exc:
+            return self._upstream_failed(call, exc, started)
+        latency = int((time.perf_counter() - started) * 1e6)
+        outcome = self._chat_outcome(call, upstream, latency)
+        failed = self._record(call, outcome, () if upstream.is_success else (f"upstream status {upstream.status_code}",))
+        if failed and self._route_fails_closed(call):
+            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+        return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+
+    def _chat_outcome(self, call: Call, upstream: httpx.Response, latency_us: int) -> Outcome:
+        try:
+            data = upstream.json()
+        except ValueError:
+            return Outcome(latency_us=latency_us, error="upstream answered with something that is not JSON")
+        if not upstream.is_success or not isinstance(data, dict):
+            return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status_code}")
+        text = "\n".join(c.get("message", {}).get("content") or "" for c in data.get("choices", []) if isinstance(c, dict))
+        usage = data.get("usage") or {}
+        return Outcome(response_model=data.get("model"), response_text=text,
+                       response_class=call.policy.classifier.classify(text),
+                       input_tokens=int(usage.get("prompt_tokens", 0) or 0),
+                       output_tokens=int(usage.get("completion_tokens", 0) or 0), latency_us=latency_us)
+
+    def _upstream_failed(self, call: Call, exc: UpstreamError, started: float) -> Response:
+        latency = int((time.perf_counter() - started) * 1e6)
+        failed = self._record(call, Outcome(latency_us=latency, error=str(exc)), (f"upstream failed: {exc}",))
+        if failed and self._route_fails_closed(call):
+            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+        return _error(exc.status, f"upstream {exc}", "upstream_error")
+
+    async def _chat_stream(self, call: Call, vendor: Vendor, payload: bytes) -> Response:
+        started = time.perf_counter()
+        assert call.decision.target is not None
+        try:
+            upstream = await vendor.open_stream("chat/completions", call.decision.target.model, payload)
+        except UpstreamError as exc:
+            return self._upstream_failed(call, exc, started)
+        if not upstream.is_success:
+            body = await upstream.aread()
+            await upstream.aclose()
+            self._record(call, Outcome(latency_us=int((time.perf_counter() - started) * 1e6)),
+                         (f"upstream status {upstream.status_code}",))
+            return Response(body, upstream.status_code, media_type=upstream.headers.get("content-type"))
+
+        async def relay() -> AsyncIterator[bytes]:
+            parts: list[str] = []
+            usage: dict[str, Any] = {}
+            model: str | None = None
+            problem: str | None = None
+            done_event: bytes | None = None
+            try:
+                async for event in sse_events(upstream):
+                    data = _sse_data(event)
+                    if data == b"[DONE]":
+                        done_event = event  # held back until the event is recorded (fail-closed)
+                        continue
+                    if data:
+                        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+                            chunk = orjson.loads(data)
+                            model = chunk.get("model") or model
+                            usage = chunk.get("usage") or usage
+                            for choice in chunk.get("choices") or []:
+                                parts.append((choice.get("delta") or {}).get("content") or "")
+                    yield event
+            except UpstreamError as exc:
+                problem = f"upstream failed: {exc}"
+            finally:
+                await upstream.aclose()
+            text = "".join(parts)
+            outcome = Outcome(response_model=model, response_text=text,
+                              response_class=call.policy.classifier.classify(text),
+                              input_tokens=int(usage.get("prompt_tokens", 0) or 0),
+                              output_tokens=int(usage.get("completion_tokens", 0) or 0),
+                              latency_us=int((time.perf_counter() - started) * 1e6))
+            failed = self._record(call, outcome, (problem,) if problem else ())
+            if (failed and self._route_fails_closed(call)) or problem:
+                message = "evidence cannot be recorded; this route fails closed" if failed else problem
+                yield b"data: " + orjson.dumps({"error": {"message": message, "type": "service_unavailable"}}) + b"\n\n"
+                return
+            yield done_event or b"data: [DONE]\n\n"
+
+        return StreamingResponse(relay(), upstream.status_code, media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
+    async def embeddings(self, request: Request) -> Response:
+        try:
+            call = await self._begin(request, "embeddings")
+        except _Refused as r:
+            return r.response
+        if (stop := self._gate(call)) is not None:
+            return stop
+        target = call.decision.target
+        assert target is not None
+        started = time.perf_counter()
+        try:
+            upstream = await self.vendors[target.vendor].post("embeddings", target.model, self._outgoing(call))
+        except UpstreamError as exc:
+            return self._upstream_failed(call, exc, started)
+        latency = int((time.perf_counter() - started) * 1e6)
+        usage: dict[str, Any] = {}
+        model = None
+        with contextlib.suppress(ValueError, AttributeError):
+            data = upstream.json()
+            usage, model = data.get("usage") or {}, data.get("model")
+        outcome = Outcome(response_model=model, input_tokens=int(usage.get("prompt_tokens", 0) or 0), latency_us=latency)
+        failed = self._record(call, outcome, () if upstream.is_success else (f"upstream status {upstream.status_code}",))
+        if failed and self._route_fails_closed(call):
+            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+        return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+
+    async def models(self, request: Request) -> Response:
+        try:
+            principal = await self._principal(request)
+        except AuthError as exc:
+            return _error(401, exc.message, "authentication_error", "invalid_api_key")
+        route = self.policies.current.route(request.path_params.get("route", "default"))
+        if route is None or principal.role not in route.roles:
+            return _error(403, "this route is not open to your role", "policy_denied")
+        data = [{"id": f"{vendor}/{pattern}", "object": "model", "created": 0, "owned_by": vendor}
+                for vendor, patterns in route.vendors.items() for pattern in patterns]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(self, _request: Request) -> Response:
+        why = self.evidence.available()
+        return JSONResponse({"status": "ok" if why is None else "degraded", "evidence": why or "available",
+                             "policy_version": self.policies.current.version,
+                             "policy_reload_error": self.policies.last_error}, 200 if why is None else 503)
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+def _chat_texts(body: dict[str, Any]) -> list[str] | None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    texts = []
+    for m in messages:
+        if not isinstance(m, dict):
+            return None
+        content = m.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return texts
+
+
+def _embedding_texts(body: dict[str, Any]) -> list[str] | None:
+    data = body.get("input")
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, list) and all(isinstance(x, str) for x in data):
+        return list(data)
+    if isinstance(data, list):  # token arrays: nothing to classify as text
+        return []
+    return None
+
+
+def _redacted(body: dict[str, Any], call: Call) -> dict[str, Any]:
+    """The body with the decided categories removed from every text the prompt classification saw."""
+    classify, cats = call.policy.classifier.classify, call.decision.redact_categories
+
+    def clean(text: str) -> str:
+        return redact(text, classify(text), cats)
+
+    if call.operation == "embeddings":
+        data = body["input"]
+        body["input"] = clean(data) if isinstance(data, str) else [clean(x) if isinstance(x, str) else x for x in data]
+        return body
+    messages = []
+    for m in body["messages"]:
+        m = dict(m)
+        if isinstance(m.get("content"), str):
+            m["content"] = clean(m["content"])
+        elif isinstance(m.get("content"), list):
+            m["content"] = [{**p, "text": clean(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str)
+                            else p for p in m["content"]]
+        messages.append(m)
+    body["messages"] = messages
+    return body
+
+
+def _sse_data(event: bytes) -> bytes:
+    return b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+
+
+def build_app(settings: Settings, evidence: Evidence | None = None) -> Starlette:
+    """The ASGI app. Raises ConfigError/PolicyError for bad files, DeliveryFailed when the
+    policy bundle cannot be published (nothing may run under a policy an auditor cannot fetch)."""
+    config = load_config(settings.gateway.config_file)
+    gw_id = settings.gateway.gateway_id or socket.gethostname()
+    evidence = evidence or Evidence(settings, gw_id, max_unacked_s=settings.gateway.max_unacked_s)
+    try:
+        gw = Gateway(settings, config, evidence)
+    except BaseException:
+        evidence.close(5)
+        raise
+    routes = [Route("/healthz", gw.health)]
+    for prefix in ("", "/r/{route}"):
+        routes += [Route(f"{prefix}/v1/models", gw.models, methods=["GET"]),
+                   Route(f"{prefix}/v1/chat/completions", gw.chat, methods=["POST"]),
+                   Route(f"{prefix}/v1/embeddings", gw.embeddings, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=gw.lifespan)
+    app.state.gateway = gw
+    return app

@@ -1,0 +1,138 @@
+"""The gateway's evidence edge: events through the emitter SDK, policy bundles, content keys.
+
+Events are handed to the emitter's bounded queue and acknowledged by the broker in the
+background (a poll thread serves delivery reports), so the broker's round trip is not on the
+caller's path. Whether evidence *can* be recorded is tracked from what the client sees:
+
+- librdkafka reports every broker down (error callback), cleared when its statistics show a
+  broker up again or a delivery succeeds;
+- the oldest event handed over and not yet acknowledged is older than `max_unacked_s`.
+
+Fail-closed routes refuse requests while either holds, and refuse to return an answer whose
+event could not be handed over. Fail-open routes answer anyway; their events wait in the
+bounded queue and are delivered when the broker is back (`lost` counts any that could not be
+queued at all).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from pipeline.emit.producer import Delivery, Emitter
+from pipeline.errors import DeliveryFailed
+from pipeline.settings import Settings
+
+log = logging.getLogger("aiaudit.gateway")
+
+
+class Evidence:
+    def __init__(self, settings: Settings, gateway_id: str, *, max_unacked_s: float) -> None:
+        self.settings = settings
+        self.max_unacked_s = max_unacked_s
+        self._unacked: dict[str, float] = {}  # event_id -> when handed over; insertion order = age order
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self.delivered = 0
+        self.failed = 0
+        self.lost = 0
+        # One emitter per process: emitter_seq counts this replica's events from 0 (invariant 4).
+        self.emitter = Emitter(settings, emitter_id=f"gateway-{gateway_id}-{uuid.uuid4().hex[:12]}",
+                               on_delivery=self._delivered, on_error=self._error,
+                               extra_config={"statistics.interval.ms": 1000, "stats_cb": self._stats})
+        self._side = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 20,
+                                                       "error_cb": self._error}))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="evidence-poll", daemon=True)
+        self._poller.start()
+
+    # -- background -------------------------------------------------------------------------
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.emitter.poll(0.05)
+            self._side.poll(0)
+
+    def _delivered(self, d: Delivery) -> None:
+        with self._lock:
+            self._unacked.pop(d.event_id, None)
+            if d.error is None:
+                self.delivered += 1
+                self._down_since = None
+            else:
+                self.failed += 1
+                log.error("event %s (seq %d) was not recorded: %s", d.event_id, d.emitter_seq, d.error)
+
+    def _error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            with self._lock:
+                if err.code() == KafkaError._ALL_BROKERS_DOWN and self._down_since is None:
+                    self._down_since = time.monotonic()
+            log.warning("evidence broker: %s", err.str())
+        else:
+            log.error("evidence producer: %s", err.str())
+
+    def _stats(self, text: str) -> None:
+        brokers = orjson.loads(text).get("brokers", {})
+        if any(b.get("state") == "UP" for b in brokers.values()):
+            with self._lock:
+                self._down_since = None
+
+    # -- request path -----------------------------------------------------------------------
+    def available(self) -> str | None:
+        """None when events can be recorded; otherwise why not."""
+        with self._lock:
+            if self._down_since is not None:
+                return "the evidence broker is unreachable"
+            if self._unacked:
+                age = time.monotonic() - next(iter(self._unacked.values()))
+                if age > self.max_unacked_s:
+                    return f"an event has waited {age:.1f}s for the evidence broker"
+        return None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Hand one event over without waiting for the broker. Raises InvalidEvent, OversizedEvent
+        (a bug: the gateway built it) or DeliveryFailed (the bounded queue is full)."""
+        with self._lock:
+            self._unacked[event["event_id"]] = time.monotonic()
+        try:
+            self.emitter.emit(event, timeout_s=0)
+        except Exception:
+            with self._lock:
+                self._unacked.pop(event["event_id"], None)
+            raise
+
+    def keep_content(self, message: dict[str, Any]) -> None:
+        """Content key (and content, for `full` routes) to the content topic, keyed by event id."""
+        try:
+            self._side.produce(self.settings.kafka.content_topic, orjson.dumps(message), key=message["event_id"].encode())
+        except BufferError:
+            self.lost += 1
+            log.error("content for event %s dropped: the producer queue is full", message["event_id"])
+
+    def publish_policy(self, message: dict[str, Any], *, timeout_s: float = 15.0) -> None:
+        """Publish a loaded policy bundle and wait for the broker: a bundle that governs requests must
+        be fetchable. Raises DeliveryFailed when the broker does not acknowledge it."""
+        result: list[KafkaError | None] = []
+        self._side.produce(self.settings.kafka.policies_topic, orjson.dumps(message),
+                           key=message["policy_version"].encode(), on_delivery=lambda err, _msg: result.append(err))
+        deadline = time.monotonic() + timeout_s
+        while not result and time.monotonic() < deadline:
+            self._side.flush(0.1)
+        if not result or result[0] is not None:
+            why = result[0].str() if result and result[0] is not None else f"no acknowledgement after {timeout_s}s"
+            raise DeliveryFailed(f"policy {message['policy_version']} could not be published: {why}")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued, then stop the poll thread."""
+        self._side.flush(timeout_s)
+        left = self.emitter.drain(timeout_s)
+        self._stop.set()
+        self._poller.join(5)
+        if left:
+            log.error("%d events were not acknowledged before shutdown", left)
