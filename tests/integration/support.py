@@ -143,14 +143,14 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
                          lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=True)
 
 
-def read_topic(settings: Settings, topic: str, *, read_committed: bool = True) -> list[Any]:
+def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:
     """Every message of a topic (all partitions), up to the end at the time of the call."""
     consumer = Consumer(settings.kafka_config(**{
         "group.id": "itest-reader", "enable.auto.commit": False, "enable.partition.eof": True,
         "isolation.level": "read_committed" if read_committed else "read_uncommitted",
         "fetch.message.max.bytes": 8 * 1024 * 1024,
     }))
-    parts = settings.kafka.partitions
+    parts = partitions or settings.kafka.partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
     out, eof = [], set()
     deadline = time.monotonic() + 60

@@ -1,0 +1,192 @@
+"""The gateway with the official `openai` client, a fake upstream, and the real broker.
+
+Each test reads back the Avro events the gateway emitted to the requests topic.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.gateway_support import POLICY, GatewayUnderTest, RunningGateway
+from tests.integration.support import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gw(settings, tmp_path):
+    with RunningGateway(settings, tmp_path) as running:
+        yield running
+
+
+def chat(client: openai.OpenAI, text: str, label: str, model: str = "gpt-4o") -> str:
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], user=label)
+    return reply.choices[0].message.content or ""
+
+
+def test_allowed_request_is_answered_and_recorded_with_the_authenticated_identity(gw: GatewayUnderTest):
+    reply = chat(gw.client(), "summarise our quarterly plan", "mallory@evil")
+    assert reply == "echo: summarise our quarterly plan"
+    ev = gw.event("mallory@evil")
+    # The caller's `user` is a label only: the identity is the API key's principal.
+    assert ev["actor"] == {"type": "workforce", "id": "alice@itest", "on_behalf_of": None, "untrusted_label": "mallory@evil"}
+    assert ev["authz"] == {"role": "engineer", "scopes": [], "authn_method": "api_key"}
+    assert ev["decision"] == "allow" and ev["route"] == "default" and ev["gen_ai_provider_name"] == "openai"
+    assert ev["gen_ai_request_model"] == "gpt-4o" and ev["gen_ai_response_model"] == "gpt-4o"
+    assert ev["prompt_classification"] == {"level": "internal", "categories": []}
+    assert ev["response_classification"] == {"level": "internal", "categories": []}
+    policy = gw.app.state.gateway.policies.current
+    assert ev["policy_id"] == "itest" and ev["policy_version"] == policy.version and policy.version.startswith("1+sha256.")
+    assert ev["gen_ai_usage_input_tokens"] == 4 and ev["gen_ai_usage_output_tokens"] == 5
+    assert ev["content_features"]["prompt_chars"] == len("summarise our quarterly plan")
+    assert len(ev["prompt_commitment"]) == 64 and len(ev["response_commitment"]) == 64  # route keeps commitments
+    # The commitment key went to the content topic, without the content (route rule: commitments).
+    kept = [m for m in read_topic(gw.settings, gw.settings.kafka.content_topic)
+            if m.key().decode() == ev["event_id"]]
+    assert len(kept) == 1 and b'"prompt":null' in kept[0].value()
+    # The upstream saw the authenticated model and the gateway's own key handling, not the caller's key.
+    assert gw.upstream.received[-1]["headers"].get("authorization") is None
+
+
+def test_secret_in_prompt_is_denied_and_recorded_without_reaching_the_vendor(gw: GatewayUnderTest):
+    with pytest.raises(openai.PermissionDeniedError, match="secret.aws_key"):
+        chat(gw.client(), "debug this: AKIAIOSFODNN7EXAMPLE", "deny-1")
+    assert gw.upstream.received == []
+    ev = gw.event("deny-1")
+    assert ev["decision"] == "deny" and ev["response_classification"] is None
+    assert ev["prompt_classification"] == {"level": "restricted", "categories": ["secret.aws_key"]}
+    assert any("secret.aws_key" in r for r in ev["decision_reasons"])
+
+
+def test_pii_is_redacted_before_the_vendor_sees_it(gw: GatewayUnderTest):
+    reply = chat(gw.client(), "email bob@example.com the report", "redact-1")
+    assert reply == "echo: email [REDACTED:pii.email] the report"
+    sent = gw.upstream.received[-1]["body"]["messages"][-1]["content"]
+    assert "bob@example.com" not in sent
+    ev = gw.event("redact-1")
+    assert ev["decision"] == "redact" and ev["decision_reasons"] == ["pii.email redacted"]
+    assert ev["prompt_classification"]["categories"] == ["pii.email"]  # what the caller sent, before redaction
+
+
+def test_restricted_data_is_rerouted_to_a_vendor_allowed_to_receive_it(gw: GatewayUnderTest):
+    reply = chat(gw.client(), "status of project falcon?", "reroute-1")
+    assert reply == "echo: status of project falcon?"
+    assert gw.upstream.received[-1]["body"]["model"] == "local-model"
+    ev = gw.event("reroute-1")
+    assert ev["decision"] == "reroute" and ev["gen_ai_provider_name"] == "vllm"
+    assert ev["gen_ai_request_model"] == "local-model"
+    assert ev["prompt_classification"] == {"level": "restricted", "categories": ["org.falcon"]}
+
+
+def test_role_and_model_outside_the_route_are_denied(gw: GatewayUnderTest):
+    with pytest.raises(openai.PermissionDeniedError, match="role 'support'"):
+        chat(gw.client("sam@itest"), "hello", "role-1")
+    with pytest.raises(openai.PermissionDeniedError, match="not allowed on route"):
+        chat(gw.client(), "hello", "model-1", model="claude-3-opus")
+    assert gw.event("role-1")["actor"]["id"] == "sam@itest"
+    assert gw.event("model-1")["decision"] == "deny"
+
+
+def test_response_classification_sees_pii_in_the_answer(gw: GatewayUnderTest):
+    chat(gw.client(), "please leak something", "leak-1")
+    ev = gw.event("leak-1")
+    assert ev["response_classification"] == {"level": "confidential", "categories": ["pii.email"]}
+    assert ev["content_features"]["response_pii_hits"] == 1
+
+
+def test_streaming_passes_chunks_through_and_records_the_whole_answer(gw: GatewayUnderTest):
+    stream = gw.client().chat.completions.create(model="gpt-4o", stream=True, user="stream-1",
+                                                 messages=[{"role": "user", "content": "one two three"}])
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) == 4 and "".join(pieces) == "echo: one two three"
+    ev = gw.event("stream-1")
+    assert ev["decision"] == "allow" and ev["content_features"]["response_chars"] == len("echo: one two three")
+    assert ev["gen_ai_usage_output_tokens"] == 4 and ev["response_classification"]["level"] == "internal"
+
+
+def test_embeddings_and_model_listing(gw: GatewayUnderTest):
+    client = gw.client()
+    out = client.embeddings.create(model="gpt-4o", input=["a", "b"], user="emb-1")
+    assert len(out.data) == 2
+    ev = gw.event("emb-1")
+    assert ev["gen_ai_operation_name"] == "embeddings" and ev["gen_ai_usage_input_tokens"] == 6
+    ids = {m.id for m in client.models.list()}
+    assert "openai/gpt-*" in ids
+
+
+def test_bad_unknown_and_expired_credentials_are_refused_without_an_event(gw: GatewayUnderTest):
+    before = len(gw.events())
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw.client(token="aiak_not-a-key"), "hi", "auth-1")
+    with pytest.raises(openai.AuthenticationError, match="expired"):
+        chat(gw.client(token=gw.token(expires_in=-60)), "hi", "auth-2")
+    with pytest.raises(openai.AuthenticationError, match="audience"):
+        chat(gw.client(token=gw.token(audience="someone-else")), "hi", "auth-3")
+    with pytest.raises(openai.AuthenticationError, match="unknown key"):
+        chat(gw.client(token=gw.token(kid="forged")), "hi", "auth-4")
+    forged = gw.token()[:-4] + ("AAAA" if not gw.token().endswith("AAAA") else "BBBB")
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw.client(token=forged), "hi", "auth-5")
+    assert len(gw.events()) == before
+
+
+def test_oidc_agent_token_records_the_agent_and_the_person_it_acts_for(gw: GatewayUnderTest):
+    token = gw.token(sub="dana@itest", role="engineer", act={"sub": "agent:planner"}, scope="chat embeddings")
+    chat(gw.client(token=token), "plan my week", "oidc-1")
+    ev = gw.event("oidc-1")
+    assert ev["actor"]["type"] == "agent" and ev["actor"]["id"] == "agent:planner"
+    assert ev["actor"]["on_behalf_of"] == "dana@itest"
+    assert ev["authz"] == {"role": "engineer", "scopes": ["chat", "embeddings"], "authn_method": "oidc"}
+    # An API-key agent says whom it acts for in its key entry.
+    chat(gw.client("agent:itest-bot"), "file the invoices", "agent-1")
+    ev = gw.event("agent-1")
+    assert ev["actor"]["type"] == "agent" and ev["actor"]["on_behalf_of"] == "alice@itest"
+
+
+def test_failing_and_hanging_upstreams_end_in_bounded_time_and_are_recorded(gw: GatewayUnderTest):
+    with pytest.raises(openai.InternalServerError):
+        chat(gw.client(), "hi", "fail-1", model="fail-500")
+    ev = gw.event("fail-1")
+    assert ev["decision"] == "allow" and "upstream status 500" in ev["decision_reasons"]
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as err:
+        chat(gw.client(), "hi", "hang-1", model="hang")
+    assert err.value.status_code == 504 and time.monotonic() - started < 10  # the vendor's timeout is 1 s
+    ev = gw.event("hang-1")
+    assert any("timed out" in r for r in ev["decision_reasons"]) and ev["response_classification"] is None
+    # A stream that stalls mid-way ends with an error event instead of [DONE], and is recorded.
+    stream = gw.client().chat.completions.create(model="stall", stream=True, user="stall-1",
+                                                 messages=[{"role": "user", "content": "one two"}])
+    with pytest.raises(openai.APIError):
+        list(stream)
+    ev = gw.event("stall-1")
+    assert any("stalled" in r for r in ev["decision_reasons"])
+
+
+def test_bad_policy_file_never_replaces_the_good_one_and_every_bundle_is_published(gw: GatewayUnderTest):
+    gateway = gw.app.state.gateway
+    first = gateway.policies.current.version
+    gw.policy_file.write_text(POLICY.replace("roles: [engineer, agent-role]", "roles: engineer-without-list"))
+    deadline = time.monotonic() + 10
+    while gateway.policies.last_error is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "routes.default.roles" in (gateway.policies.last_error or "")
+    assert gateway.policies.current.version == first
+    health = httpx.get(f"{gw.url}/healthz").json()
+    assert health["policy_version"] == first and "routes.default.roles" in health["policy_reload_error"]
+    chat(gw.client(), "still served", "policy-1")
+    assert gw.event("policy-1")["policy_version"] == first
+    # A good new version takes over, and both bundles can be fetched from the policies topic.
+    gw.policy_file.write_text(POLICY.replace('version: "1"', 'version: "2"'))
+    while gateway.policies.current.version == first and time.monotonic() < deadline + 10:
+        time.sleep(0.1)
+    second = gateway.policies.current.version
+    assert second.startswith("2+sha256.")
+    chat(gw.client(), "new rules", "policy-2")
+    assert gw.event("policy-2")["policy_version"] == second
+    published = {m.key().decode() for m in read_topic(gw.settings, gw.settings.kafka.policies_topic, partitions=1)}
+    assert {first, second} <= published
