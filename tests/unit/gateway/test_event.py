@@ -1,0 +1,64 @@
+"""The gateway's event: valid against the contract, commitments, trace context, content message."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import datetime, timezone
+
+from pipeline.emit import contract
+from pipeline.gateway.classify import content_features
+from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from pipeline.gateway.identity import Principal
+from pipeline.gateway.policy import decide
+from tests.unit.gateway.test_policy import P
+
+AT = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+
+
+def test_commitments_are_hmacs_under_the_record_key():
+    key = b"k" * 32
+    c = commit("commitments", "prompt", "answer", key)
+    assert c.prompt == hmac.new(key, b"prompt", hashlib.sha256).hexdigest() and c.key == key
+    assert commit("none", "prompt", "answer", key) == type(c)(None, None, None)
+    assert commit("full", "p", None, key).response is None
+
+
+def test_trace_context():
+    tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    assert trace_context(f"00-{tid}-{sid}-01") == (tid, sid)
+    assert trace_context("00-" + "0" * 32 + f"-{sid}-01") == (None, None)
+    assert trace_context("garbage") == (None, None) and trace_context(None) == (None, None)
+
+
+def test_built_event_encodes_under_the_contract_and_round_trips():
+    cls = P.classifier.classify("mail a@b.io")
+    decision = decide(P, "default", "engineer", "gpt-4o", cls)
+    resp = P.classifier.classify("ok")
+    ev = build_event(event_id="e1", occurred_at=AT, principal=Principal("bot", "agent", "engineer", ("chat",), "api_key", "bob"),
+                     untrusted_label="x" * 1000, route="default", operation="chat", provider="openai", model="gpt-4o",
+                     prompt_class=cls, policy=P, decision=decision, extra_reasons=("upstream status 500",),
+                     retention_scope="standard", features=content_features("mail a@b.io", cls, "ok", resp),
+                     outcome=Outcome(response_model="gpt-4o", response_text="ok", response_class=resp, input_tokens=3,
+                                     output_tokens=1, latency_us=1500),
+                     commitments=commit("commitments", "mail a@b.io", "ok", b"k" * 32), trace=(None, None))
+    data = contract.encode({**ev, "emitter_id": "gw", "emitter_seq": 0}, max_bytes=65536)
+    back = contract.decode(data, max_bytes=65536)
+    assert back["actor"]["untrusted_label"] == "x" * 256  # bounded
+    assert back["decision"] == "redact" and back["decision_reasons"] == ["pii.email redacted", "upstream status 500"]
+    assert back["prompt_classification"] == {"level": "confidential", "categories": ["pii.email"]}
+    assert back["policy_version"] == P.version and back["content_features"]["prompt_pii_hits"] == 1
+
+
+def test_content_message_keeps_content_only_for_full_routes():
+    c = commit("commitments", "p", "r", b"k" * 32)
+    msg = content_message(event_id="e1", occurred_at=AT, rule="commitments", retention_scope="standard",
+                          retention_days=90, commitments=c, prompt="p", response="r")
+    assert msg["prompt"] is None and base64.b64decode(msg["key_b64"]) == b"k" * 32
+    assert msg["expires_at"].startswith("2027-02-26")
+    full = content_message(event_id="e1", occurred_at=AT, rule="full", retention_scope="standard", retention_days=90,
+                           commitments=commit("full", "p", "r", b"k" * 32), prompt="p", response="r")
+    assert (full["prompt"], full["response"]) == ("p", "r")
+    assert content_message(event_id="e1", occurred_at=AT, rule="none", retention_scope="standard", retention_days=90,
+                           commitments=commit("none", "p", "r", b"k"), prompt="p", response="r") is None

@@ -1,0 +1,109 @@
+"""Identity: hashed API keys, token claims -> principal, and OIDC token validation against a JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pipeline.gateway.identity import (ApiKeyEntry, ApiKeys, AuthError, Jwks, OidcSettings, hash_api_key, new_api_key,
+                                       principal_from_claims)
+
+OIDC = OidcSettings(issuer="https://idp/", audience="gw", jwks_url="https://idp/jwks", leeway_s=10)
+KEY = ec.generate_private_key(ec.SECP256R1())
+JWK = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "use": "sig"}
+
+
+def token(key=KEY, kid="k1", alg="ES256", **claims):
+    now = int(time.time())
+    body = {"sub": "dana", "role": "engineer", "iss": OIDC.issuer, "aud": OIDC.audience, "iat": now, "exp": now + 60}
+    return jwt.encode({**body, **claims}, key, algorithm=alg, headers={"kid": kid})
+
+
+class Fetches:
+    def __init__(self, doc):
+        self.doc, self.count = doc, 0
+
+    async def __call__(self, url):
+        self.count += 1
+        return self.doc
+
+
+def authenticate(tok, fetch=None, clock=time.monotonic):
+    return asyncio.run(Jwks(OIDC, fetch or Fetches({"keys": [JWK]}), clock).authenticate(tok))
+
+
+def test_api_keys_are_stored_hashed_and_map_to_principals():
+    key, digest = new_api_key()
+    assert key.startswith("aiak_") and digest == hash_api_key(key) and key not in digest
+    keys = ApiKeys([ApiKeyEntry(sha256=digest, id="bot", type="agent", role="r", on_behalf_of="bob", scopes=["chat"])])
+    p = keys.authenticate(key)
+    assert (p.id, p.type, p.on_behalf_of, p.authn_method, p.scopes) == ("bot", "agent", "bob", "api_key", ("chat",))
+    with pytest.raises(AuthError):
+        keys.authenticate(key + "x")
+
+
+def test_claims_map_to_a_person_or_an_agent_acting_for_one():
+    p = principal_from_claims({"sub": "dana", "role": "engineer", "scope": "a b"}, OIDC)
+    assert (p.id, p.type, p.on_behalf_of, p.scopes) == ("dana", "workforce", None, ("a", "b"))
+    p = principal_from_claims({"sub": "dana", "role": ["engineer", "x"], "act": {"sub": "agent:planner"}}, OIDC)
+    assert (p.id, p.type, p.on_behalf_of, p.role) == ("agent:planner", "agent", "dana", "engineer")
+    with pytest.raises(AuthError, match="'role'"):
+        principal_from_claims({"sub": "dana"}, OIDC)
+    with pytest.raises(AuthError, match="workforce, agent or service"):
+        principal_from_claims({"sub": "dana", "role": "r", "actor_type": "admin"}, OIDC)
+
+
+def test_valid_token():
+    p = authenticate(token())
+    assert p.id == "dana" and p.authn_method == "oidc"
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({"exp": int(time.time()) - 60}, "expired"),
+    ({"aud": "other"}, "audience"),
+    ({"iss": "https://evil/"}, "issuer"),
+    ({"nbf": int(time.time()) + 600}, "invalid token"),
+])
+def test_bad_claims_are_refused(claims, message):
+    with pytest.raises(AuthError, match=message):
+        authenticate(token(**claims))
+
+
+def test_expiry_within_the_leeway_is_accepted():
+    assert authenticate(token(exp=int(time.time()) - 5)).id == "dana"
+
+
+def test_wrong_key_unknown_kid_symmetric_and_none_algorithms_are_refused():
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(AuthError, match="invalid token"):
+        authenticate(token(key=other))
+    with pytest.raises(AuthError, match="unknown key"):
+        authenticate(token(kid="k2"))
+    with pytest.raises(AuthError, match="not accepted"):
+        authenticate(jwt.encode({"sub": "x"}, "secret-shared-key-of-32-bytes!!!", algorithm="HS256", headers={"kid": "k1"}))
+    with pytest.raises(AuthError, match="not accepted"):
+        authenticate(jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": "k1"}))
+    with pytest.raises(AuthError, match="malformed"):
+        authenticate("not.a.token")
+
+
+def test_unknown_kid_refetches_at_most_every_30_seconds():
+    fetch, now = Fetches({"keys": [JWK]}), [1000.0]
+    jwks = Jwks(OIDC, fetch, clock=lambda: now[0])
+
+    async def run():
+        await jwks.authenticate(token())
+        for _ in range(5):
+            with pytest.raises(AuthError):
+                await jwks.authenticate(token(kid="forged"))
+        now[0] += 31
+        with pytest.raises(AuthError):
+            await jwks.authenticate(token(kid="forged"))
+
+    asyncio.run(run())
+    assert fetch.count == 2
