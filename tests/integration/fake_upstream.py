@@ -111,3 +111,10 @@ class Served:
         self.server.should_exit = True
         self.thread.join(30)
         self.sock.close()
+
+
+if __name__ == "__main__":  # a standalone fake vendor for benchmarks: python -m tests.integration.fake_upstream PORT
+    import sys
+
+    uvicorn.run(FakeUpstream().app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+                loop="uvloop", http="httptools")

@@ -1,0 +1,192 @@
+"""The gateway's added latency and its throughput on this machine (prints figures; asserts nothing).
+
+    python bench/gateway_bench.py [--requests 2000] [--concurrency 16] [--seconds 15]
+
+A fake OpenAI-compatible vendor (tests/integration/fake_upstream.py) and the gateway
+(`aiaudit gateway serve`) run as their own processes, with a local broker for the evidence.
+
+1. Latency, one request at a time: chat completions straight to the fake vendor and through
+   the gateway, interleaved so drift hits both alike; p50/p99 of each and the difference
+   (the gateway's added latency: authentication, classification, policy, forwarding, event).
+2. Throughput under concurrent load through the gateway: requests/s, p50/p99, and a check
+   that every answered request has its event on the requests topic.
+
+Uses its own broker (port 19492) and state folder (.aiaudit/gateway-bench), removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from infra.kafka.broker import LocalKafka  # noqa: E402
+from infra.topics import ensure_topics  # noqa: E402
+from pipeline.gateway.identity import new_api_key  # noqa: E402
+from pipeline.kafka_io import end_offsets  # noqa: E402
+from pipeline.settings import GatewaySettings, KafkaSettings, LocalSettings, Settings  # noqa: E402
+from tests.integration.support import settings_env  # noqa: E402
+
+PORT = 19492
+PROMPT = ("Summarise the attached quarterly plan for the leadership team, keep it under 200 words, "
+          "and list three risks with an owner for each. ") * 4  # ~500 characters, nothing sensitive
+POLICY = """
+policy_id: bench
+version: "1"
+vendors: {openai: {max_level: internal}}
+retention_days: {standard: 30}
+routes:
+  default:
+    roles: [engineer]
+    vendors: {openai: ["gpt-*"]}
+    redact: ["pii.*"]
+    deny: ["secret.*"]
+    retention_scope: standard
+    content: commitments
+    fail: closed
+"""
+
+
+def line(name: str, value: str) -> None:
+    print(f"  {name:<52} {value}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{url}: the process exited:\n{log.read_text()[-3000:]}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    sys.exit(f"{url} did not answer within 60 s")
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def ms(v: float) -> str:
+    return f"{v * 1000:.2f} ms"
+
+
+def sequential(direct: str, gateway: str, key: str, n: int) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}
+    times: dict[str, list[float]] = {"direct": [], "gateway": []}
+    with httpx.Client(timeout=10) as client:
+        for i in range(n + 200):
+            for name, url in (("direct", f"{direct}/v1/chat/completions"), ("gateway", f"{gateway}/v1/chat/completions")):
+                t = time.perf_counter()
+                r = client.post(url, json=body, headers={"authorization": f"Bearer {key}"})
+                elapsed = time.perf_counter() - t
+                if r.status_code != 200:
+                    sys.exit(f"{name}: {r.status_code} {r.text[:300]}")
+                if i >= 200:  # after warm-up
+                    times[name].append(elapsed)
+    d, g = times["direct"], times["gateway"]
+    line("straight to the vendor p50 / p99", f"{ms(pct(d, 50))} / {ms(pct(d, 99))}")
+    line("through the gateway p50 / p99", f"{ms(pct(g, 50))} / {ms(pct(g, 99))}")
+    line("added by the gateway p50 / p99", f"{ms(pct(g, 50) - pct(d, 50))} / {ms(pct(g, 99) - pct(d, 99))}")
+
+
+async def load(gateway: str, key: str, concurrency: int, seconds: float) -> tuple[int, list[float]]:
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]})
+    latencies: list[float] = []
+    done = 0
+    stop_at = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop_at:
+                t = time.perf_counter()
+                r = await client.post(f"{gateway}/v1/chat/completions", content=body,
+                                      headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+                latencies.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    raise SystemExit(f"gateway: {r.status_code} {r.text[:300]}")
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=15)
+    args = ap.parse_args()
+
+    base = Path(".aiaudit/gateway-bench").resolve()
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    key, digest = new_api_key()
+    vendor_port, gw_port = free_port(), free_port()
+    (base / "gateway.yaml").write_text(json.dumps({
+        "upstreams": {"openai": {"base_url": f"http://127.0.0.1:{vendor_port}/v1"}},
+        "api_keys": [{"sha256": digest, "id": "bench@acme", "role": "engineer"}]}))
+    (base / "policy.yaml").write_text(POLICY)
+    s = Settings(kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=4),
+                 gateway=GatewaySettings(config_file=base / "gateway.yaml", policy_file=base / "policy.yaml",
+                                         port=gw_port, gateway_id="bench"),
+                 local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1))
+    kafka = LocalKafka(s)
+    kafka.up()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ensure_topics(s)
+        env = settings_env(s)
+        vlog, glog = base / "vendor.log", base / "gateway.log"
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.integration.fake_upstream", str(vendor_port)],
+                                      stdout=vlog.open("wb"), stderr=subprocess.STDOUT, env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "gateway", "serve"], env=env,
+                                      stdout=glog.open("wb"), stderr=subprocess.STDOUT))
+        direct, gateway = f"http://127.0.0.1:{vendor_port}", f"http://127.0.0.1:{gw_port}"
+        wait_http(f"{direct}/jwks.json", procs[0], vlog)
+        wait_http(f"{gateway}/healthz", procs[1], glog)
+        before = sum(end_offsets(s, s.kafka.requests_topic, 4).values())
+
+        print(f"1. added latency, one request at a time ({args.requests} each way, {len(PROMPT)}-character prompt)")
+        sequential(direct, gateway, key, args.requests)
+
+        print(f"2. throughput through the gateway ({args.concurrency} concurrent clients, {args.seconds:.0f} s)")
+        t = time.perf_counter()
+        done, lat = asyncio.run(load(gateway, key, args.concurrency, args.seconds))
+        wall = time.perf_counter() - t
+        line("requests answered", f"{done:,} ({done / wall:,.0f} requests/s)")
+        line("latency under load p50 / p99", f"{ms(pct(lat, 50))} / {ms(pct(lat, 99))}")
+        deadline = time.monotonic() + 60
+        expected = before + args.requests + 200 + done
+        while (events := sum(end_offsets(s, s.kafka.requests_topic, 4).values())) < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        line("events on the requests topic / requests answered", f"{events - before:,} / {expected - before:,}")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        kafka.down()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
