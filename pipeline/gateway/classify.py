@@ -19,9 +19,11 @@ Detectors built for the job, each a pattern plus a validator where one exists:
     org.<name>          organisation terms declared in the policy
 
 The level is the highest of the categories found (pii -> confidential, secret -> restricted,
-org terms as declared), never below the policy's default. All patterns run as one compiled
-alternation, so a prompt is scanned once (ARCHITECTURE.md: regex costs ~0.3 ms/KB; content
-features are computed here, once, and carried in the event).
+org terms as declared), never below the policy's default. Cheap gates first ('@' for e-mail,
+a run of six digits for the numeric detectors, the literal prefixes of the secrets), then the
+detectors the gates let through run as one compiled alternation, so a prompt is scanned once
+(ARCHITECTURE.md: regex costs ~0.3 ms/KB; content features are computed here, once, and
+carried in the event).
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ _DETECTORS: tuple[tuple[str, str], ...] = (
     ("secret.stripe_key", r"\b(?:sk|rk)_live_[0-9a-zA-Z]{24,}\b"),
     ("secret.jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
 )
+# Gates: which detector families can match at all. A family whose gate fails is skipped.
+_FAMILY = {"pii.email": "email", "pii.iban": "numeric", "pii.card": "numeric", "pii.us_ssn": "numeric",
+           "pii.uk_nino": "numeric", "pii.phone": "numeric"}  # the rest: "secret"
+_NUMERIC_GATE = re.compile(r"\d(?:[ .()/-]{0,2}\d){5}")
+_SECRET_GATE = re.compile(r"AKIA|ASIA|AGPA|AIDA|AROA|-----BEGIN|gh[pousr]_|sk-|xox[abposr]-|AIza|_live_|eyJ")
+_INJECTION_WORDS = ("ignore", "disregard", "you are now", "system prompt", "do anything now", "pretend", "<|im_start|>",
+                    "[inst]")
 _INJECTION = re.compile(
     r"ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts?|rules)"
     r"|disregard (?:all |the )?(?:previous|prior|above)|you are now (?:in )?(?:dan|developer mode|jailbroken)"
@@ -61,7 +70,7 @@ _INJECTION = re.compile(
     re.IGNORECASE,
 )
 _URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
-_BLOB = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}|\b[0-9a-fA-F]{64,}\b")
+_BLOB = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40,}={0,2}|\b[0-9a-fA-F]{64,}\b")
 _DIGITS = re.compile(r"\D")
 
 
@@ -141,14 +150,21 @@ class Classifier:
             raise ValueError(f"unknown level {default_level!r}; use one of {', '.join(LEVELS)}")
         self.default_level = default_level
         self._org_levels = {f"org.{t.name}": t.level for t in org_terms}
-        parts = [f"(?P<g{i}>{pattern})" for i, (_, pattern) in enumerate(_DETECTORS)]
-        self._names = [name for name, _ in _DETECTORS]
+        self._org = [(f"org.{t.name}", f"(?i:{t.pattern})") for t in org_terms]
         for t in org_terms:
-            re.compile(t.pattern)  # alone first, so an error names the term's own pattern
-            parts.append(f"(?P<g{len(self._names)}>(?i:{t.pattern}))")
-            self._names.append(f"org.{t.name}")
-        # The org terms come from the policy file: compiled here, so a bad pattern fails the load.
-        self._pattern = re.compile("|".join(parts))
+            re.compile(t.pattern)  # alone, so an error names the term's own pattern
+        self._patterns: dict[frozenset[str], tuple[re.Pattern[str], list[str]] | None] = {}
+        # The org terms come from the policy file: compiled now, so a bad pattern fails the load.
+        self._pattern_for(frozenset({"email", "numeric", "secret"}))
+
+    def _pattern_for(self, families: frozenset[str]) -> tuple[re.Pattern[str], list[str]] | None:
+        """The alternation of the detectors in `families` plus the org terms (compiled once per set)."""
+        if families not in self._patterns:
+            chosen = [(n, p) for n, p in _DETECTORS if _FAMILY.get(n, "secret") in families] + self._org
+            self._patterns[families] = (
+                (re.compile("|".join(f"(?P<g{i}>{p})" for i, (_, p) in enumerate(chosen))), [n for n, _ in chosen])
+                if chosen else None)
+        return self._patterns[families]
 
     def level_of(self, category: str) -> str:
         if category.startswith("secret."):
@@ -158,9 +174,15 @@ class Classifier:
         return self._org_levels.get(category, "confidential")
 
     def classify(self, text: str) -> Classification:
+        families = frozenset(f for f, gate in (("email", "@" in text), ("numeric", _NUMERIC_GATE.search(text)),
+                                               ("secret", _SECRET_GATE.search(text))) if gate)
+        compiled = self._pattern_for(families)
+        if compiled is None:
+            return Classification(self.default_level, (), ())
+        pattern, names = compiled
         hits = []
-        for m in self._pattern.finditer(text):
-            name = self._names[int(m.lastgroup[1:])]  # type: ignore[index]  # lastgroup is set: every branch is a group
+        for m in pattern.finditer(text):
+            name = names[int(m.lastgroup[1:])]  # type: ignore[index]  # lastgroup is set: every branch is a group
             ok = _VALIDATORS.get(name)
             if ok is None or ok(m.group()):
                 hits.append(Hit(name, m.start(), m.end()))
@@ -202,6 +224,13 @@ def entropy_milli(text: str) -> int:
     return round(-1000 * sum(c / n * math.log2(c / n) for c in Counter(text).values()))
 
 
+def _injection_markers(text: str) -> int:
+    lowered = text.lower()
+    if not any(word in lowered for word in _INJECTION_WORDS):
+        return 0
+    return len(_INJECTION.findall(text))
+
+
 def content_features(prompt: str, prompt_cls: Classification, response: str = "",
                      response_cls: Classification | None = None) -> dict[str, int]:
     """The event's content_features record (integers only, per the contract)."""
@@ -213,7 +242,7 @@ def content_features(prompt: str, prompt_cls: Classification, response: str = ""
         "prompt_secret_hits": prompt_cls.secret_hits,
         "response_pii_hits": response_cls.pii_hits if response_cls else 0,
         "response_secret_hits": response_cls.secret_hits if response_cls else 0,
-        "injection_markers": len(_INJECTION.findall(prompt)),
+        "injection_markers": _injection_markers(prompt),
         "url_count": len(_URL.findall(prompt)),
         "encoded_blob_count": len(_BLOB.findall(prompt)),
     }
