@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +42,7 @@ from pipeline.gateway.event import Outcome, build_event, commit, content_message
 from pipeline.gateway.evidence import Evidence
 from pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, AuthError, Jwks, Principal
 from pipeline.gateway.policy import Decision, Policy, PolicyError, bundle_message, decide, parse_policy
-from pipeline.gateway.upstream import UpstreamError, Vendor, sse_events
+from pipeline.gateway.upstream import Answer, UpstreamError, Vendor
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")
@@ -134,10 +134,9 @@ class Gateway:
         self.evidence.publish_policy(bundle_message(policy, loaded_at=stamp, gateway_id=self.gateway_id))
 
     async def _fetch_json(self, url: str) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.get(url)
-            response.raise_for_status()
-            return response.json()  # type: ignore[no-any-return]  # a JWKS document
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(url, raise_for_status=True) as response:
+                return await response.json(content_type=None)  # type: ignore[no-any-return]  # a JWKS document
 
     async def _watch_policy(self) -> None:
         while True:
@@ -287,18 +286,18 @@ class Gateway:
             return self._upstream_failed(call, exc, started)
         latency = int((time.perf_counter() - started) * 1e6)
         outcome = self._chat_outcome(call, upstream, latency)
-        failed = self._record(call, outcome, () if upstream.is_success else (f"upstream status {upstream.status_code}",))
+        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
         if failed and self._route_fails_closed(call):
             return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
-        return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+        return Response(upstream.body, upstream.status, media_type=upstream.content_type)
 
-    def _chat_outcome(self, call: Call, upstream: httpx.Response, latency_us: int) -> Outcome:
+    def _chat_outcome(self, call: Call, upstream: Answer, latency_us: int) -> Outcome:
         try:
             data = upstream.json()
         except ValueError:
             return Outcome(latency_us=latency_us, error="upstream answered with something that is not JSON")
-        if not upstream.is_success or not isinstance(data, dict):
-            return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status_code}")
+        if not upstream.ok or not isinstance(data, dict):
+            return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status}")
         text = "\n".join(c.get("message", {}).get("content") or "" for c in data.get("choices", []) if isinstance(c, dict))
         usage = data.get("usage") or {}
         return Outcome(response_model=data.get("model"), response_text=text,
@@ -320,12 +319,16 @@ class Gateway:
             upstream = await vendor.open_stream("chat/completions", call.decision.target.model, payload)
         except UpstreamError as exc:
             return self._upstream_failed(call, exc, started)
-        if not upstream.is_success:
-            body = await upstream.aread()
-            await upstream.aclose()
+        if not upstream.ok:
+            try:
+                body = await upstream.read()
+            except UpstreamError as exc:
+                body = orjson.dumps({"error": {"message": str(exc), "type": "upstream_error"}})
+            finally:
+                upstream.close()
             self._record(call, Outcome(latency_us=int((time.perf_counter() - started) * 1e6)),
-                         (f"upstream status {upstream.status_code}",))
-            return Response(body, upstream.status_code, media_type=upstream.headers.get("content-type"))
+                         (f"upstream status {upstream.status}",))
+            return Response(body, upstream.status, media_type=upstream.content_type)
 
         async def relay() -> AsyncIterator[bytes]:
             parts: list[str] = []
@@ -334,7 +337,7 @@ class Gateway:
             problem: str | None = None
             done_event: bytes | None = None
             try:
-                async for event in sse_events(upstream):
+                async for event in upstream.events():
                     data = _sse_data(event)
                     if data == b"[DONE]":
                         done_event = event  # held back until the event is recorded (fail-closed)
@@ -350,7 +353,7 @@ class Gateway:
             except UpstreamError as exc:
                 problem = f"upstream failed: {exc}"
             finally:
-                await upstream.aclose()
+                upstream.close()
             text = "".join(parts)
             outcome = Outcome(response_model=model, response_text=text,
                               response_class=call.policy.classifier.classify(text),
@@ -364,7 +367,7 @@ class Gateway:
                 return
             yield done_event or b"data: [DONE]\n\n"
 
-        return StreamingResponse(relay(), upstream.status_code, media_type="text/event-stream",
+        return StreamingResponse(relay(), upstream.status, media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
     async def embeddings(self, request: Request) -> Response:
@@ -388,10 +391,10 @@ class Gateway:
             data = upstream.json()
             usage, model = data.get("usage") or {}, data.get("model")
         outcome = Outcome(response_model=model, input_tokens=int(usage.get("prompt_tokens", 0) or 0), latency_us=latency)
-        failed = self._record(call, outcome, () if upstream.is_success else (f"upstream status {upstream.status_code}",))
+        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
         if failed and self._route_fails_closed(call):
             return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
-        return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+        return Response(upstream.body, upstream.status, media_type=upstream.content_type)
 
     async def models(self, request: Request) -> Response:
         try:
