@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
 COPY infra ./infra
+COPY detectors ./detectors
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 aiaudit
 USER aiaudit
 ENTRYPOINT ["aiaudit"]

@@ -2,6 +2,8 @@
 
 The data path, one step per line, in order:
 
+0. gateway pipeline/gateway/classify.py, policy.py, identity.py, event.py (pure) -> gateway/app.py,
+           upstream.py, evidence.py (the policy-enforcing LLM proxy; emits through the SDK)
 1. emit    pipeline/emit/contract.py (event contract, framing)   -> emit/producer.py (Emitter SDK)
 2. chain   pipeline/chain/record.py (record v1: the signed bytes) + chain/step.py -> chain/worker.py
 3. sink    pipeline/sink/rows.py (record -> typed row)            -> sink/worker.py, store.py
