@@ -92,7 +92,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         except FileNotFoundError as exc:
             raise ConfigError(f"no live model in {settings.score.models_dir}: run `aiaudit detect train` and "
                               "`aiaudit detect promote`") from exc
-        run(settings, detector)
+        run(settings, detector, verbose=args.verbose)
         return 0
     if args.role == "all":
         procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role]) for role in ("chain", "sink")]

@@ -9,15 +9,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
+from detectors.features import FeatureExtractor
+from detectors.model import save, train
 from detectors.traffic import labelled_traffic
+from pipeline.chain.record import Record, parse_payload
 from pipeline.detect import events_from_store, promote, train_from
 from pipeline.emit.producer import Emitter
 from pipeline.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
 from pipeline.query.filters import Filters
-from tests.integration.support import ChainWorkers, sink_until_drained, verify_store, wait_chained
+from pipeline.score.step import score_records
+from tests.integration.support import ChainWorkers, read_topic, sink_until_drained, verify_store, wait_chained
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +108,75 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     resolved = list_alerts(client, settings, status="resolved")
     assert [r["finding_uid"] for r in resolved] == [uid] and resolved[0]["status_by"] == "soc-analyst-1"
     assert len(list_alerts(client, settings, status="open", limit=1000)) == len(listed) - 1
+
+
+def _scores_by_record(settings) -> dict[tuple[str, int], float]:
+    out = {}
+    for msg in read_topic(settings, settings.kafka.scores_topic):
+        for row in json.loads(msg.value()):
+            out[(row["origin"], row["seq"])] = row["score"]
+    return out
+
+
+def _expected(records, detector) -> dict[tuple[str, int], float]:
+    """Scores of the pure step over every record in chain order, one state per identity."""
+    states: dict = {}
+    out = {}
+    for rec in records:
+        (s,) = score_records([rec], states, detector, detected_at_ms=0)
+        out[(rec.origin, rec.seq)] = round(s.score, 6)
+    return out
+
+
+@pytest.mark.known_bug
+def test_a_restarted_scoring_worker_recovers_identity_state_from_its_table(settings, tmp_path):
+    """Open bug: in about 1 run in 3 the restarted Faust worker recovers its table, scores a batch
+    or two, then receives no more records from some chain partitions (no error logged), and the
+    test times out. When it finishes, every score equals the pure step's over the whole chain,
+    so the state was recovered exactly (the `value_type=dict` recovery failure is fixed and
+    covered by tests/unit/test_score_step.py)."""
+    train_events, test = labelled_traffic(seed=11)
+    fx = FeatureExtractor()
+    detector = train(np.array([fx(e) for e in train_events]), version="r1", seed=11)
+    save(detector, settings.score.models_dir)
+    promote(settings.score.models_dir, "r1")
+    events = [ev for ev, _ in test]
+    half = len(events) // 2
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        emit_all(settings, events[:half], "edge-a")
+        wait_chained(settings)
+        first = workers.start("s1", role="score")
+        deadline = time.monotonic() + 300
+        while not scoring_done(settings):
+            assert time.monotonic() < deadline, "first scoring worker did not finish"
+            time.sleep(0.5)
+        first.terminate()
+        first.wait(60)
+        emit_all(settings, events[half:], "edge-b")
+        wait_chained(settings)
+        workers.start("s2", role="score")  # must rebuild the table from its changelog first
+        while not scoring_done(settings):
+            assert time.monotonic() < deadline, "restarted scoring worker did not finish\n" + workers.logs()
+            time.sleep(0.5)
+    chain = sorted((Record.from_wire(m.value()) for m in read_topic(settings, settings.kafka.chain_topic)),
+                   key=lambda r: (r.origin, r.seq))
+    second = {(r.origin, r.seq) for r in chain
+              if parse_payload(r.payload)["event"]["emitter_id"] == "edge-b"}
+    got = _scores_by_record(settings)
+    expected = _expected(chain, detector)
+    assert len(got) == len(chain) and got == expected
+    # The test can fail: a worker that forgot its state would have scored the second half otherwise.
+    first_of_each_chain: dict[str, tuple[str, int]] = {}
+    for key in sorted(second):
+        first_of_each_chain.setdefault(key[0], key)
+    forgetful = {}
+    states_lost: dict[str, dict] = {}
+    for rec in chain:
+        key = (rec.origin, rec.seq)
+        if key == first_of_each_chain.get(rec.origin):
+            states_lost[rec.origin] = {}
+        state = states_lost.setdefault(rec.origin, {})
+        (s,) = score_records([rec], state, detector, detected_at_ms=0)
+        forgetful[key] = round(s.score, 6)
+    assert sum(1 for k in second if forgetful[k] != expected[k]) > len(second) // 4
