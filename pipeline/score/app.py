@@ -36,6 +36,8 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.score")
 
+SCORES_PER_MESSAGE = 1000  # ~200 bytes a row
+
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -99,8 +101,11 @@ def make_app(settings: Settings, detector: Detector) -> faust.App:
             scored = score_records(records, local, detector, detected_at_ms=int(time.time() * 1000))
             for actor, state in local.items():  # one table write per identity per batch
                 states[actor] = state_to_dict(state)
-            # One scores message per batch (a JSON array): per-message producer work dominates otherwise.
-            scores.send_soon(key=None, value=orjson.dumps([s.row() for s in scored]))
+            # Scores go out as JSON arrays (per-message producer work dominates otherwise), at most
+            # SCORES_PER_MESSAGE rows each, so a message stays well under the 1 MB request limit.
+            rows = [s.row() for s in scored]
+            for i in range(0, len(rows), SCORES_PER_MESSAGE):
+                scores.send_soon(key=None, value=orjson.dumps(rows[i:i + SCORES_PER_MESSAGE]))
             for s in scored:
                 if s.finding is not None:
                     alerts.send_soon(key=s.actor_id.encode(), value=orjson.dumps(s.finding))
