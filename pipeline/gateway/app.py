@@ -266,13 +266,25 @@ class Gateway:
         body["model"] = call.decision.target.model
         return orjson.dumps(body)
 
-    async def chat(self, request: Request) -> Response:
+    async def _admit(self, request: Request, operation: str) -> Call | Response:
+        """The request on its way to a vendor, or the response that ends it here."""
         try:
-            call = await self._begin(request, "chat")
+            call = await self._begin(request, operation)
         except _Refused as r:
             return r.response
-        if (stop := self._gate(call)) is not None:
-            return stop
+        return self._gate(call) or call
+
+    def _answer(self, call: Call, upstream: Answer, outcome: Outcome) -> Response:
+        """Record the request, then pass the vendor's answer on (unless a fail-closed route could not record it)."""
+        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
+        if failed and self._route_fails_closed(call):
+            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+        return Response(upstream.body, upstream.status, media_type=upstream.content_type)
+
+    async def chat(self, request: Request) -> Response:
+        call = await self._admit(request, "chat")
+        if isinstance(call, Response):
+            return call
         target = call.decision.target
         assert target is not None
         vendor = self.vendors[target.vendor]
@@ -284,12 +296,7 @@ class Gateway:
             upstream = await vendor.post("chat/completions", target.model, payload)
         except UpstreamError as exc:
             return self._upstream_failed(call, exc, started)
-        latency = int((time.perf_counter() - started) * 1e6)
-        outcome = self._chat_outcome(call, upstream, latency)
-        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
-        if failed and self._route_fails_closed(call):
-            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
-        return Response(upstream.body, upstream.status, media_type=upstream.content_type)
+        return self._answer(call, upstream, self._chat_outcome(call, upstream, int((time.perf_counter() - started) * 1e6)))
 
     def _chat_outcome(self, call: Call, upstream: Answer, latency_us: int) -> Outcome:
         try:
@@ -371,12 +378,9 @@ class Gateway:
                                  headers={"cache-control": "no-cache"})
 
     async def embeddings(self, request: Request) -> Response:
-        try:
-            call = await self._begin(request, "embeddings")
-        except _Refused as r:
-            return r.response
-        if (stop := self._gate(call)) is not None:
-            return stop
+        call = await self._admit(request, "embeddings")
+        if isinstance(call, Response):
+            return call
         target = call.decision.target
         assert target is not None
         started = time.perf_counter()
@@ -390,11 +394,8 @@ class Gateway:
         with contextlib.suppress(ValueError, AttributeError):
             data = upstream.json()
             usage, model = data.get("usage") or {}, data.get("model")
-        outcome = Outcome(response_model=model, input_tokens=int(usage.get("prompt_tokens", 0) or 0), latency_us=latency)
-        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
-        if failed and self._route_fails_closed(call):
-            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
-        return Response(upstream.body, upstream.status, media_type=upstream.content_type)
+        return self._answer(call, upstream, Outcome(response_model=model, latency_us=latency,
+                                                    input_tokens=int(usage.get("prompt_tokens", 0) or 0)))
 
     async def models(self, request: Request) -> Response:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,16 +11,21 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from pydantic import SecretStr
 
-from pipeline.chain.keys import KeyRing, read_jwks
+from infra.kafka.broker import LocalKafka
+from infra.topics import ensure_topics
+
+from pipeline.chain.keys import KeyRing, generate_key, read_jwks
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.progress import pipeline_lag, wait_until_drained
 from pipeline.query.filters import Filters
-from pipeline.settings import Settings
+from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
 from pipeline.sink.worker import SinkWorker
 from pipeline.verify.run import VerifyReport, verify_slices
 from pipeline.verify.sources import chain_slices, records_from_store
@@ -166,3 +172,23 @@ def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, p
         out.append(msg)
     consumer.close()
     return out
+
+
+@contextlib.contextmanager
+def own_broker(tmp_path: Path, chdb_dir: Path, *, port: int, name: str) -> Iterator[tuple[LocalKafka, Settings]]:
+    """A broker of the test's own (2 partitions, small heap), for tests that kill it."""
+    keys = tmp_path / "keys"
+    generate_key(keys)
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", partitions=2, session_timeout_ms=6000),
+        chain=ChainSettings(org="itest", env=name), signing=SigningSettings(keys_dir=keys),
+        clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{name}"),
+        local=LocalSettings(state_dir=tmp_path / "state", kafka_port=port, controller_port=port + 1, kafka_heap="512m"),
+    )
+    kafka = LocalKafka(settings)
+    kafka.up()
+    try:
+        ensure_topics(settings)
+        yield kafka, settings
+    finally:
+        kafka.down()

@@ -8,16 +8,11 @@ import time
 from datetime import timedelta
 
 import pytest
-from pydantic import SecretStr
 
-from infra.kafka.broker import LocalKafka
-from infra.topics import ensure_topics
 from pipeline import store
-from pipeline.chain.keys import generate_key
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
-from tests.integration.support import T0, ChainWorkers, wait_chained
+from tests.integration.support import T0, ChainWorkers, own_broker, wait_chained
 from tests.integration.test_faults import assert_exactly_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -26,25 +21,13 @@ PORT = 39092
 
 
 @pytest.fixture
-def own_broker(tmp_path, chdb_dir):
-    keys = tmp_path / "keys"
-    generate_key(keys)
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=2, session_timeout_ms=6000),
-        chain=ChainSettings(org="itest", env="brokerdown"),
-        signing=SigningSettings(keys_dir=keys),
-        clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database="t_brokerdown"),
-        local=LocalSettings(state_dir=tmp_path / "state", kafka_port=PORT, controller_port=PORT + 1, kafka_heap="512m"),
-    )
-    kafka = LocalKafka(settings)
-    kafka.up()
-    ensure_topics(settings)
-    yield kafka, settings
-    kafka.down()
+def broker_to_kill(tmp_path, chdb_dir):
+    with own_broker(tmp_path, chdb_dir, port=PORT, name="brokerdown") as running:
+        yield running
 
 
-def test_broker_killed_and_restarted_loses_nothing(own_broker, tmp_path):
-    kafka, settings = own_broker
+def test_broker_killed_and_restarted_loses_nothing(broker_to_kill, tmp_path):
+    kafka, settings = broker_to_kill
 
     emitter = Emitter(settings, emitter_id="edge-outage")
     gen = SyntheticEvents(21, T0, "edge-outage", step=timedelta(milliseconds=30))

@@ -14,17 +14,13 @@ import time
 
 import openai
 import pytest
-from pydantic import SecretStr
 
-from infra.kafka.broker import LocalKafka
-from infra.topics import ensure_topics
 from pipeline import store
-from pipeline.chain.keys import generate_key
 from pipeline.query.api import find_records, policy_bundle
 from pipeline.query.filters import Filters
-from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
 from tests.integration.gateway_support import RunningGateway
-from tests.integration.support import ChainWorkers, read_topic, sink_until_drained, verify_store, wait_chained
+from tests.integration.support import (ChainWorkers, own_broker, read_topic, sink_until_drained, verify_store,
+                                       wait_chained)
 
 pytestmark = pytest.mark.integration
 
@@ -67,25 +63,14 @@ def test_gateway_requests_become_verifiable_chain_records(settings, tmp_path):
 
 
 @pytest.fixture
-def own_broker(tmp_path, chdb_dir):
-    keys = tmp_path / "keys"
-    generate_key(keys)
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=2, session_timeout_ms=6000),
-        chain=ChainSettings(org="itest", env="gwdown"), signing=SigningSettings(keys_dir=keys),
-        clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database="t_gwdown"),
-        local=LocalSettings(state_dir=tmp_path / "state", kafka_port=PORT, controller_port=PORT + 1, kafka_heap="512m"),
-    )
-    kafka = LocalKafka(settings)
-    kafka.up()
-    ensure_topics(settings)
-    yield kafka, settings
-    kafka.down()
+def broker_to_kill(tmp_path, chdb_dir):
+    with own_broker(tmp_path, chdb_dir, port=PORT, name="gwdown") as running:
+        yield running
 
 
 @pytest.mark.fault
-def test_broker_down_fail_closed_refuses_fail_open_answers_and_loses_nothing(own_broker, tmp_path):
-    kafka, settings = own_broker
+def test_broker_down_fail_closed_refuses_fail_open_answers_and_loses_nothing(broker_to_kill, tmp_path):
+    kafka, settings = broker_to_kill
     with RunningGateway(settings, tmp_path, max_unacked_s=1.0) as gw:
         ask(gw.client(), "before", "before")
         assert gw.app.state.gateway.evidence.emitter.drain(30) == 0

