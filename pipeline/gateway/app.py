@@ -214,8 +214,9 @@ class Gateway:
         route = call.policy.route(call.route)
         return route is None or route.fail == "closed"
 
-    def _record(self, call: Call, outcome: Outcome, extra: tuple[str, ...] = ()) -> str | None:
-        """Emit the request's event (and its content keys). None, or why evidence could not be handed over."""
+    def _record(self, call: Call, outcome: Outcome) -> str | None:
+        """Emit the request's event (and its content keys); an upstream failure becomes a decision reason.
+        None, or why evidence could not be handed over."""
         route = call.policy.route(call.route)
         rule = route.content if route else "none"
         scope = route.retention_scope if route else "standard"
@@ -228,7 +229,8 @@ class Gateway:
             untrusted_label=call.untrusted_label, route=call.route, operation=call.operation,
             provider=vendor.provider_name if vendor else "none",
             model=target.model if target else call.body["model"][:256], prompt_class=call.prompt_class,
-            policy=call.policy, decision=call.decision, extra_reasons=extra, retention_scope=scope,
+            policy=call.policy, decision=call.decision, extra_reasons=(outcome.error,) if outcome.error else (),
+            retention_scope=scope,
             features=features, outcome=outcome, commitments=commitments, trace=call.trace)
         try:
             self.evidence.emit(event)
@@ -276,7 +278,7 @@ class Gateway:
 
     def _answer(self, call: Call, upstream: Answer, outcome: Outcome) -> Response:
         """Record the request, then pass the vendor's answer on (unless a fail-closed route could not record it)."""
-        failed = self._record(call, outcome, () if upstream.ok else (f"upstream status {upstream.status}",))
+        failed = self._record(call, outcome)
         if failed and self._route_fails_closed(call):
             return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
         return Response(upstream.body, upstream.status, media_type=upstream.content_type)
@@ -299,12 +301,14 @@ class Gateway:
         return self._answer(call, upstream, self._chat_outcome(call, upstream, int((time.perf_counter() - started) * 1e6)))
 
     def _chat_outcome(self, call: Call, upstream: Answer, latency_us: int) -> Outcome:
+        if not upstream.ok:
+            return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status}")
         try:
             data = upstream.json()
         except ValueError:
-            return Outcome(latency_us=latency_us, error="upstream answered with something that is not JSON")
-        if not upstream.ok or not isinstance(data, dict):
-            return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status}")
+            data = None
+        if not isinstance(data, dict):
+            return Outcome(latency_us=latency_us, error="upstream answered with something that is not a JSON object")
         text = "\n".join(c.get("message", {}).get("content") or "" for c in data.get("choices", []) if isinstance(c, dict))
         usage = data.get("usage") or {}
         return Outcome(response_model=data.get("model"), response_text=text,
@@ -314,7 +318,7 @@ class Gateway:
 
     def _upstream_failed(self, call: Call, exc: UpstreamError, started: float) -> Response:
         latency = int((time.perf_counter() - started) * 1e6)
-        failed = self._record(call, Outcome(latency_us=latency, error=str(exc)), (f"upstream failed: {exc}",))
+        failed = self._record(call, Outcome(latency_us=latency, error=f"upstream failed: {exc}"))
         if failed and self._route_fails_closed(call):
             return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
         return _error(exc.status, f"upstream {exc}", "upstream_error")
@@ -333,8 +337,8 @@ class Gateway:
                 body = orjson.dumps({"error": {"message": str(exc), "type": "upstream_error"}})
             finally:
                 upstream.close()
-            self._record(call, Outcome(latency_us=int((time.perf_counter() - started) * 1e6)),
-                         (f"upstream status {upstream.status}",))
+            self._record(call, Outcome(latency_us=int((time.perf_counter() - started) * 1e6),
+                                       error=f"upstream status {upstream.status}"))
             return Response(body, upstream.status, media_type=upstream.content_type)
 
         async def relay() -> AsyncIterator[bytes]:
@@ -366,8 +370,8 @@ class Gateway:
                               response_class=call.policy.classifier.classify(text),
                               input_tokens=int(usage.get("prompt_tokens", 0) or 0),
                               output_tokens=int(usage.get("completion_tokens", 0) or 0),
-                              latency_us=int((time.perf_counter() - started) * 1e6))
-            failed = self._record(call, outcome, (problem,) if problem else ())
+                              latency_us=int((time.perf_counter() - started) * 1e6), error=problem)
+            failed = self._record(call, outcome)
             if (failed and self._route_fails_closed(call)) or problem:
                 message = "evidence cannot be recorded; this route fails closed" if failed else problem
                 yield b"data: " + orjson.dumps({"error": {"message": message, "type": "service_unavailable"}}) + b"\n\n"
@@ -395,7 +399,8 @@ class Gateway:
             data = upstream.json()
             usage, model = data.get("usage") or {}, data.get("model")
         return self._answer(call, upstream, Outcome(response_model=model, latency_us=latency,
-                                                    input_tokens=int(usage.get("prompt_tokens", 0) or 0)))
+                                                    input_tokens=int(usage.get("prompt_tokens", 0) or 0),
+                                                    error=None if upstream.ok else f"upstream status {upstream.status}"))
 
     async def models(self, request: Request) -> Response:
         try:

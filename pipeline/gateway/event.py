@@ -59,7 +59,7 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     latency_us: int = 0
-    error: str | None = None
+    error: str | None = None  # recorded as a decision reason
 
 
 def build_event(*, event_id: str, occurred_at: datetime, principal: Principal, untrusted_label: str | None,
