@@ -75,10 +75,10 @@ class GatewayUnderTest:
         max_bytes = self.settings.chain.max_event_bytes
         return [contract.decode(m.value(), max_bytes=max_bytes) for m in read_topic(self.settings, self.settings.kafka.requests_topic)]
 
-    def event(self, event_id_hint: str) -> dict[str, Any]:
-        """The one event whose prompt commitment/label/route mentions nothing: found by untrusted label."""
-        found = [e for e in self.events() if e["actor"]["untrusted_label"] == event_id_hint]
-        assert len(found) == 1, f"{len(found)} events labelled {event_id_hint!r}"
+    def event(self, label: str) -> dict[str, Any]:
+        """The one event whose request carried `user=label` (each test labels its requests)."""
+        found = [e for e in self.events() if e["actor"]["untrusted_label"] == label]
+        assert len(found) == 1, f"{len(found)} events labelled {label!r}"
         return found[0]
 
 
