@@ -37,7 +37,7 @@ import httpx  # noqa: E402
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline.gateway.identity import new_api_key  # noqa: E402
-from pipeline.kafka_io import end_offsets  # noqa: E402
+from pipeline.kafka.io import end_offsets  # noqa: E402
 from pipeline.settings import GatewaySettings, KafkaSettings, LocalSettings, Settings  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 

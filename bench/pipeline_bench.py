@@ -33,11 +33,11 @@ from infra.topics import ensure_topics  # noqa: E402
 from pipeline import store  # noqa: E402
 from pipeline.chain.keys import Ed25519Signer, generate_key  # noqa: E402
 from pipeline.chain.record import ChainHead, Source, build_record  # noqa: E402
-from pipeline.emit.contract import to_json_event  # noqa: E402
+from pipeline.contract import to_json_event  # noqa: E402
 from pipeline.emit.producer import Emitter  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
-from pipeline.kafka_io import committed_offsets  # noqa: E402
-from pipeline.progress import pipeline_lag  # noqa: E402
+from pipeline.kafka.io import committed_offsets  # noqa: E402
+from pipeline.ops.progress import pipeline_lag  # noqa: E402
 from pipeline.settings import (ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings,  # noqa: E402
                                Settings, SigningSettings)
 from tests.integration.support import settings_env  # noqa: E402

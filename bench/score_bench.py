@@ -34,10 +34,11 @@ from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline.chain.keys import Ed25519Signer  # noqa: E402
 from pipeline.chain.record import ChainHead, Record, Source, build_record  # noqa: E402
-from pipeline.detect import promote  # noqa: E402
-from pipeline.kafka_io import committed_offsets, end_offsets  # noqa: E402
+from pipeline.score.models import promote  # noqa: E402
+from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
 from pipeline.score.step import score_records  # noqa: E402
 from pipeline.settings import ClickHouseSettings, KafkaSettings, LocalSettings, ScoreSettings, Settings  # noqa: E402
+from pipeline.kafka import config as kafka_config  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19392
@@ -112,7 +113,7 @@ def noop_worker() -> None:
 def batch_consumer_rate(s: Settings, detector: Detector, n: int) -> float:
     """The pure scoring step fed by confluent-kafka batch consumption, one process, state in memory
     (no changelog): what a design without Faust's per-message machinery could reach here."""
-    consumer = Consumer(s.kafka_config(**{"group.id": "bench-batch", "auto.offset.reset": "earliest",
+    consumer = Consumer(kafka_config.client(s, **{"group.id": "bench-batch", "auto.offset.reset": "earliest",
                                           "enable.auto.commit": False, "isolation.level": "read_committed",
                                           "fetch.max.bytes": 64 * 1_048_576}))
     consumer.subscribe([s.kafka.chain_topic])
@@ -171,7 +172,7 @@ def main() -> None:
     try:
         ensure_topics(s)
         signer = Ed25519Signer.generate()
-        producer = Producer(s.kafka_config(**{"linger.ms": 20, "acks": "all"}))
+        producer = Producer(kafka_config.client(s, **{"linger.ms": 20, "acks": "all"}))
         heads = {}
         for i, ev in enumerate(events):
             ev = {**ev, "event_id": f"{i:032x}"}

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas import enum_symbols
+
 FEATURES = (
     "prompt_chars_log",  # log1p of prompt length
     "response_chars_log",  # log1p of response length
@@ -32,7 +34,8 @@ FEATURES = (
     "recent_denials",  # denials of this identity in the previous hour
     "level_above_usual",  # classification level minus the identity's usual (median) level, if above
 )
-LEVELS = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
+# Classification level -> rank, read from the event contract's enum (public 0 .. restricted 3).
+LEVELS = {name: rank for rank, name in enumerate(enum_symbols("Level"))}
 WARMUP = 10  # behavioural novelty features stay 0 until an identity has this much history
 
 

@@ -29,7 +29,11 @@ ARTIFACT_FORMAT = 1
 
 
 class ArtifactRefused(Exception):
-    """The artifact's bytes do not match the hash it was promoted with, or its features differ."""
+    """The artifact's bytes do not match the hash it was promoted with, or its features differ.
+
+    Outside pipeline/errors.py on purpose: detectors/ imports nothing of the pipeline (so models
+    can be trained and studied in a notebook); pipeline/score/models.py translates it to
+    ConfigError at the boundary."""
 
 
 @dataclass

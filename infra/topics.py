@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.errors import InfraError
 from pipeline.settings import Settings
+from pipeline.kafka import config as kafka_config
 
 UNLIMITED = "-1"
 
@@ -52,7 +53,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def ensure_topics(settings: Settings, *, replication_factor: int = 1, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics with their configs; returns the names created. Idempotent."""
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(kafka_config.client(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     if not wanted:

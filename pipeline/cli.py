@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
 import os
-import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract.schema import DECISIONS, LEVELS
 from pipeline.errors import AiAuditError, ConfigError
 from pipeline.settings import Settings
+from pipeline.store.filters import Filters
 
 
 def _time(text: str) -> datetime:
@@ -33,21 +36,29 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vendor", dest="provider", help="AI vendor (gen_ai.provider.name), e.g. openai")
     g.add_argument("--model", help="requested model")
     g.add_argument("--policy-version", help="policy version that decided")
-    g.add_argument("--decision", choices=["allow", "deny", "redact", "reroute"])
-    g.add_argument("--classification", choices=["public", "internal", "confidential", "restricted"],
-                   help="prompt data classification")
+    g.add_argument("--decision", choices=DECISIONS)
+    g.add_argument("--classification", choices=LEVELS, help="prompt data classification")
     g.add_argument("--route")
     g.add_argument("--origin", help="one chain, e.g. acme/dev/ai.requests/p0/g1")
 
 
-def _filters(args: argparse.Namespace, limit: int = 100):  # type: ignore[no-untyped-def]
-    from pipeline.query.filters import Filters
-
+def _filters(args: argparse.Namespace, limit: int = 100) -> Filters:
     try:
         return Filters(actor=args.actor, since=args.since, until=args.until, provider=args.provider, model=args.model,
                        policy_version=args.policy_version, decision=args.decision, classification=args.classification,
                        route=args.route, origin=args.origin, limit=limit)
     except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _model_errors() -> Iterator[None]:
+    """detectors/ raises its own ArtifactRefused (it imports nothing of the pipeline): a ConfigError here."""
+    from detectors.model import ArtifactRefused
+
+    try:
+        yield
+    except ArtifactRefused as exc:
         raise ConfigError(str(exc)) from exc
 
 
@@ -80,30 +91,24 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.kafka_io import stop_on_signals
+    from pipeline.ops.supervisor import start_worker, stop_on_signals, supervise
 
     _logging(args.verbose)
     if args.role == "score":
-        from pipeline.detect import live_detector
+        from pipeline.score.models import live_detector
         from pipeline.score.app import run
 
         try:
-            detector = live_detector(settings.score.models_dir)
+            with _model_errors():
+                detector = live_detector(settings.score.models_dir)
         except FileNotFoundError as exc:
             raise ConfigError(f"no live model in {settings.score.models_dir}: run `aiaudit detect train` and "
                               "`aiaudit detect promote`") from exc
         run(settings, detector, verbose=args.verbose)
         return 0
     if args.role == "all":
-        procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role]) for role in ("chain", "sink")]
-        stop = stop_on_signals()
-        while not stop.wait(0.5):
-            if any(p.poll() is not None for p in procs):
-                break
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        return max(p.wait() for p in procs)
+        procs = [start_worker(role) for role in ("chain", "sink")]
+        return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
     if args.role == "chain":
         from pipeline.chain.keys import active_key_file, load_signer
@@ -120,7 +125,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_emit(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.emit.contract import from_json_event
+    from pipeline.contract import from_json_event
     from pipeline.emit.producer import Emitter
     from pipeline.emit.synthetic import SyntheticEvents
 
@@ -172,9 +177,9 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
     from pipeline.query.api import find_records
-    from pipeline.query.filters import ALL_COLUMNS, DEFAULT_COLUMNS
+    from pipeline.store import evidence
 
-    columns = ALL_COLUMNS if args.all_columns else DEFAULT_COLUMNS
+    columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
     rows = find_records(store.connect(settings), settings, _filters(args, args.limit), columns)
     _print_rows(rows, args.format)
     print(f"{len(rows)} record(s)", file=sys.stderr)
@@ -200,7 +205,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
         window = None
         if not whole:
-            from pipeline.chain.record import format_ts
+            from pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
         report = verify_slices(chain_slices(client, settings, filters),
@@ -212,7 +217,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
-    from pipeline.export import export_records
+    from pipeline.query.export import export_records
 
     client = store.connect(settings)
     filters = _filters(args, limit=1)
@@ -238,28 +243,24 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from detectors.model import ArtifactRefused
-
     models_dir = Path(args.models_dir) if args.models_dir else settings.score.models_dir
-    try:
-        if args.action == "evaluate":
-            from detectors.evaluate import evaluate, table
+    if args.action == "evaluate":
+        from detectors.evaluate import evaluate, table
 
-            print(table(*evaluate(seed=args.seed, budget=args.budget)))
-        elif args.action == "train":
-            from pipeline.detect import events_from_export, events_from_store, train_from
+        print(table(*evaluate(seed=args.seed, budget=args.budget)))
+    elif args.action == "train":
+        from pipeline.score.models import events_from_export, events_from_store, train_from
 
-            events = events_from_export(Path(args.export)) if args.export else events_from_store(settings, _filters(args))
-            manifest = train_from(events, version=args.version, seed=args.seed, models_dir=models_dir)
-            print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
-                  f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
-        else:
-            from pipeline.detect import promote
+        events = events_from_export(Path(args.export)) if args.export else events_from_store(settings, _filters(args))
+        manifest = train_from(events, version=args.version, seed=args.seed, models_dir=models_dir)
+        print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
+              f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
+    else:
+        from pipeline.score.models import promote
 
+        with _model_errors():
             manifest = promote(models_dir, args.version)
-            print(f"{manifest['version']} is live (sha256 {manifest['sha256']})")
-    except ArtifactRefused as exc:
-        raise ConfigError(str(exc)) from exc
+        print(f"{manifest['version']} is live (sha256 {manifest['sha256']})")
     return 0
 
 
@@ -341,7 +342,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.ops.demo import run_demo
 
     return run_demo(settings, events=args.events, keep_running=args.keep_running)
 

@@ -2,17 +2,29 @@
 
     AiAuditError
      ├── ConfigError            settings or files that cannot be used as given
+     │    └── PolicyError       a gateway policy file that cannot be used (the old bundle stays)
      ├── InfraError             the local broker or its tools (Java, Maven) are missing or down
+     ├── DependencyUnavailable  a service we depend on (schema registry) is unreachable or failing:
+     │                          the input is not at fault, so retry (backpressure), never dead-letter
      ├── EventRejected          bad input; kept whole in the dead-letter topic with `reason`
      │    ├── MalformedEvent    bytes that are not a framed Avro datum of a known schema
-     │    ├── UnknownSchema     a schema fingerprint or registry id we do not know
+     │    ├── UnknownSchema     a schema fingerprint or registry id that does not exist
      │    ├── InvalidEvent      decodes, but breaks the contract (missing field, bad value)
      │    └── OversizedEvent    larger than the configured bound
+     ├── NotCanonicalizable     a value RFC 8785 cannot render the same in every language (also a ValueError)
      ├── DeliveryFailed         the broker did not acknowledge an emitted event
      ├── SigningKeyError        a signing key is missing, unreadable or too open
      ├── StoreError             ClickHouse (server or embedded chDB) refused or failed
+     ├── AuthError              a gateway caller's credentials do not authenticate (HTTP 401)
+     ├── UpstreamError          an AI vendor failed or timed out (HTTP 502/504 to the caller)
      └── ChainBroken            verification found failures; `failures` lists each one
 
+Outside the tree on purpose: detectors.model.ArtifactRefused (a model artifact whose hash or
+features do not match), because detectors/ imports nothing of the pipeline; it becomes a
+ConfigError where the pipeline loads models (pipeline/score/models.py).
+
+Library errors (confluent-kafka, clickhouse-connect, fastavro, cryptography, urllib) are
+translated into these once, where the library is called, with `raise ... from exc`.
 The CLI turns these into one line and an exit code in one place (`pipeline.cli`).
 """
 
@@ -31,8 +43,16 @@ class ConfigError(AiAuditError):
     pass
 
 
+class PolicyError(ConfigError):
+    """A policy file that cannot be used; the gateway keeps the bundle it had."""
+
+
 class InfraError(AiAuditError):
     pass
+
+
+class DependencyUnavailable(AiAuditError):
+    """A dependency is down or failing, not the input: the caller retries, nothing is dead-lettered."""
 
 
 class EventRejected(AiAuditError):
@@ -61,6 +81,10 @@ class OversizedEvent(EventRejected):
     reason = "oversized"
 
 
+class NotCanonicalizable(AiAuditError, ValueError):
+    """The value holds something JCS cannot render the same in every language."""
+
+
 class DeliveryFailed(AiAuditError):
     pass
 
@@ -71,6 +95,22 @@ class SigningKeyError(AiAuditError):
 
 class StoreError(AiAuditError):
     pass
+
+
+class AuthError(AiAuditError):
+    """Authentication failed. `message` is safe to return to the caller (says what, not which secret)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamError(AiAuditError):
+    """The vendor failed or timed out. `status` is what the caller gets (502 or 504)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,6 @@ HDR_REASON = "aiaudit.reason"
 HDR_DETAIL = "aiaudit.detail"
 HDR_SRC = "aiaudit.src"
 
-# Record format v1 (ARCHITECTURE.md): the signature domain tag.
-SIG_DOMAIN_V1 = b"aiaudit/record/v1\n"
-RECORD_VERSION = 1
-
 EVIDENCE_TABLE = "evidence"
 DEAD_LETTER_TABLE = "dead_letters"
 SCORES_TABLE = "scores"

@@ -39,8 +39,9 @@ class KafkaSettings(BaseModel):
     # Confluent schema registry: emitters frame with its ids, the chain worker resolves them.
     # Unset: Avro single-object encoding (schema fingerprint), no registry needed.
     schema_registry_url: str | None = None
-    # Extra librdkafka client properties (security.protocol, sasl.*, ssl.*).
-    client_config: dict[str, str] = Field(default_factory=dict)
+    # Extra librdkafka client properties (security.protocol, sasl.*, ssl.*), given as JSON. Secret
+    # (sasl.password, ssl.key.password): never shown with the settings; pipeline.kafka.config unwraps them.
+    client_config: dict[str, SecretStr] = Field(default_factory=dict)
 
 
 class ChainSettings(BaseModel):
@@ -122,7 +123,3 @@ class Settings(BaseSettings):
         if self.clickhouse.dsn is not None:
             return self.clickhouse.dsn.get_secret_value()
         return f"chdb://{(self.local.state_dir / 'chdb').resolve()}"
-
-    def kafka_config(self, **extra: object) -> dict[str, object]:
-        """librdkafka properties for any client of this deployment."""
-        return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config, **extra}

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, NewType, Protocol
 
 import orjson
 
-from pipeline.chain.jcs import canonicalize
-from pipeline.names import RECORD_VERSION, SIG_DOMAIN_V1
+from pipeline.jcs import canonicalize
+
+RECORD_VERSION = 1
+SIG_DOMAIN_V1 = b"aiaudit/record/v1\n"  # the signature's domain tag: these signatures sign nothing else
 
 Digest = NewType("Digest", str)  # lowercase hex SHA-256
 KeyId = NewType("KeyId", str)  # RFC 7638 thumbprint, base64url
@@ -67,7 +68,8 @@ class Record:
     leaf_hash: Digest
 
     def to_json(self) -> dict[str, Any]:
-        """The export and chain-topic form: exact signed bytes in base64."""
+        """The export and chain-topic form: exact signed bytes in base64. Written by to_wire and
+        read by from_wire only: an export line and a chain-topic message are the same bytes."""
         return {
             "origin": self.origin,
             "seq": self.seq,
@@ -82,14 +84,15 @@ class Record:
     @classmethod
     def from_wire(cls, data: bytes) -> "Record":
         """Parse the export/chain-topic form. Raises ValueError on anything malformed."""
-        obj = orjson.loads(data)
-        return cls(
-            origin=ChainId(obj["origin"]),
-            seq=int(obj["seq"]),
-            payload=base64.b64decode(obj["payload"], validate=True),
-            sig=base64.b64decode(obj["sig"], validate=True),
-            leaf_hash=Digest(obj["leaf_hash"]),
-        )
+        try:
+            obj = orjson.loads(data)
+            origin, seq, leaf = obj["origin"], obj["seq"], obj["leaf_hash"]
+            if type(origin) is not str or type(seq) is not int or seq < 0 or type(leaf) is not str:
+                raise ValueError("origin, seq or leaf_hash has the wrong type")
+            return cls(origin=ChainId(origin), seq=seq, payload=base64.b64decode(obj["payload"], validate=True),
+                       sig=base64.b64decode(obj["sig"], validate=True), leaf_hash=Digest(leaf))
+        except (KeyError, TypeError) as exc:  # not an object, or a member missing
+            raise ValueError(f"not a record line: {type(exc).__name__}: {exc}") from exc
 
     def next_head(self, src_offset: int) -> ChainHead:
         return ChainHead(self.origin, self.seq + 1, self.leaf_hash, src_offset)
@@ -101,13 +104,6 @@ def chain_origin(org: str, env: str, topic: str, partition: int, generation: int
         if not value or "/" in value:
             raise ValueError(f"{part} {value!r} must be non-empty and hold no '/'")
     return ChainId(f"{org}/{env}/{topic}/p{partition}/g{generation}")
-
-
-def format_ts(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds, e.g. 2026-11-28T05:08:14.123456Z."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def signing_input(payload: bytes) -> bytes:

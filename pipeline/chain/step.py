@@ -3,6 +3,8 @@
 Input at or below the head's last chained offset is skipped (idempotent resume); bad input
 becomes a dead letter with its reason and never stops the batch; every good event becomes
 the next record. The caller writes records, dead letters and the input offset atomically.
+A dependency that is down (DependencyUnavailable from the decoder, e.g. the schema registry)
+is not bad input: it propagates, and the caller retries the whole batch later.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chain.jcs import NotCanonicalizable
 from pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
-from pipeline.errors import EventRejected
+from pipeline.errors import EventRejected, NotCanonicalizable
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,18 @@ from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from pipeline import names
-from pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin, parse_payload
+from pipeline import contract, names
+from pipeline.chain.record import ChainHead, ChainId, Record, Signer, Source, chain_origin, parse_payload
 from pipeline.chain.step import InputMessage, chain_batch
-from pipeline.emit import contract
-from pipeline.emit.registry import RegistryClient
-from pipeline.errors import InfraError
-from pipeline.kafka_io import read_tail
+from pipeline.contract.registry import RegistryClient
+from pipeline.errors import DependencyUnavailable, InfraError
+from pipeline.kafka import config as kafka_config
+from pipeline.kafka.io import read_tail
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
+
+MAX_BACKOFF_S = 5.0  # longest pause between retries of a batch whose dependency is down
 
 
 @dataclass
@@ -46,11 +48,11 @@ def read_chain_head(settings: Settings, partition: int, origin: str) -> ChainHea
     """The head of `origin` from the last committed record of its chain-topic partition."""
     tail = read_tail(settings, settings.kafka.chain_topic, partition)
     if not tail:
-        return ChainHead.genesis(origin)  # type: ignore[arg-type]  # origin is a ChainId string
+        return ChainHead.genesis(ChainId(origin))
     record = Record.from_wire(tail[-1].value())
     if record.origin != origin:
         # The partition's last chain is another generation: this one starts fresh.
-        return ChainHead.genesis(origin)  # type: ignore[arg-type]
+        return ChainHead.genesis(ChainId(origin))
     src = parse_payload(record.payload)["src"]
     return record.next_head(int(src["offset"]))
 
@@ -59,23 +61,17 @@ class ChainWorker:
     def __init__(self, settings: Settings, signer: Signer, *, instance_id: str | None = None) -> None:
         self.settings = settings
         self.signer = signer
-        k = settings.kafka
-        conf = {
-            "group.id": k.chain_group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed", "session.timeout.ms": k.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, k.session_timeout_ms // 4), "enable.partition.eof": False,
-            "fetch.message.max.bytes": settings.chain.max_event_bytes * 8,
-            # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
-            "fetch.min.bytes": 65536, "fetch.wait.max.ms": 100,
-        }
+        # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
+        conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
         if instance_id:
             conf["group.instance.id"] = instance_id  # static membership: a restart takes over at once
-        self.consumer = Consumer(settings.kafka_config(**conf))
+        self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.chain_group, **conf))
         self.chains: dict[int, PartitionChain] = {}
         registry = settings.kafka.schema_registry_url
         resolve = {"resolve": RegistryClient(registry).resolve} if registry else {}
         self._decode = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, **resolve)
-        self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0}
+        self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
+        self._backoff_s = 0.0
 
     # --- assignment ------------------------------------------------------------------
 
@@ -87,11 +83,9 @@ class ChainWorker:
         """The chain's transactional producer. init_transactions fences the chain's previous
         writer and aborts its open transaction, so it must come before reading offsets or head."""
         origin = self._origin(partition)
-        producer = Producer(self.settings.kafka_config(**{
-            "transactional.id": f"aiaudit-chain:{origin}", "enable.idempotence": True, "acks": "all",
-            "linger.ms": 5, "transaction.timeout.ms": 60000, "compression.type": self.settings.kafka.compression,
-            "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536,
-        }))
+        producer = Producer(kafka_config.transactional_producer(
+            self.settings, f"aiaudit-chain:{origin}", **{
+                "linger.ms": 5, "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536}))
         producer.init_transactions(30)
         return producer
 
@@ -119,8 +113,19 @@ class ChainWorker:
     # --- processing ------------------------------------------------------------------
 
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:
-        result = chain_batch(chain.head, self.signer, batch, self._decode)
         p, k = chain.partition, self.settings.kafka
+        try:
+            result = chain_batch(chain.head, self.signer, batch, self._decode)
+        except DependencyUnavailable as exc:
+            # Not the input's fault (the schema registry is down): nothing is written, the batch is
+            # read again after a pause, and the pause grows while the outage lasts (backpressure).
+            self.stats["retried"] += 1
+            self._backoff_s = min(max(2 * self._backoff_s, 0.5), MAX_BACKOFF_S)
+            log.warning("chain %s: %s; batch of %d retried in %.1fs", chain.head.origin, exc, len(batch), self._backoff_s)
+            self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
+            time.sleep(self._backoff_s)
+            return
+        self._backoff_s = 0.0
         producer = chain.producer
         try:
             producer.begin_transaction()

@@ -17,8 +17,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from pipeline.emit import contract
+from pipeline import contract
 from pipeline.errors import DeliveryFailed
+from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 
 
@@ -58,15 +59,13 @@ class Emitter:
         self.failures: list[Delivery] = []
         self._schema_id = self._register_schema(settings.kafka.schema_registry_url)
         self._producer = Producer(
-            settings.kafka_config(
+            kafka_config.producer(
+                settings,
                 **{
-                    "enable.idempotence": True,
-                    "acks": "all",
                     # Java-compatible key hashing: an identity's events land in the partition its
                     # scoring state lives in (Faust/aiokafka partition keys with murmur2 too).
                     "partitioner": "murmur2_random",
                     "linger.ms": settings.emitter.linger_ms,
-                    "compression.type": settings.kafka.compression,
                     "queue.buffering.max.messages": settings.emitter.max_pending_events,
                     "message.max.bytes": max(self._max_bytes + 4096, 1_000_000),
                     **({"error_cb": on_error} if on_error else {}),
@@ -79,7 +78,7 @@ class Emitter:
     def _register_schema(registry_url: str | None) -> int | None:
         if not registry_url:
             return None
-        from pipeline.emit.registry import RegistryClient
+        from pipeline.contract.registry import RegistryClient
 
         return RegistryClient(registry_url).register(f"{contract.parsed_schema()['name']}-value", contract.schema_text())
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pipeline import contract
+
 PEOPLE = [
     ("alice@acme.example", "finance-analyst"),
     ("bob@acme.example", "engineer"),
@@ -39,7 +41,7 @@ MODELS = [
 ]
 APPROVED_FOR_RESTRICTED = {"azure.ai.openai"}
 ROUTES = ["/v1/chat/completions", "/v1/embeddings", "/assist/code", "/assist/contracts", "/assist/support"]
-LEVELS = ["public", "internal", "confidential", "restricted"]
+LEVELS = list(contract.LEVELS)  # public, internal, confidential, restricted (weights below follow this order)
 CATEGORIES = {
     "public": [],
     "internal": ["org.project_name"],
@@ -138,7 +140,7 @@ class SyntheticEvents:
 
 def malformed_messages(seed: int, max_event_bytes: int) -> list[tuple[str, bytes]]:
     """One message of each kind of bad input the chain worker must dead-letter, labelled by reason."""
-    from pipeline.emit import contract  # local: keeps this module free of fastavro for pure users
+    from pipeline import contract  # local: keeps this module free of fastavro for pure users
 
     rng = random.Random(seed)
     good = SyntheticEvents(seed, datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc), "malformed-demo").next_event()

@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.errors import AiAuditError
+from pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
 from pipeline.gateway.classify import Classification, content_features, redact
 from pipeline.gateway.config import GatewayConfig, load_config
 from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
 from pipeline.gateway.evidence import Evidence
-from pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, AuthError, Jwks, Principal
-from pipeline.gateway.policy import Decision, Policy, PolicyError, bundle_message, decide, parse_policy
-from pipeline.gateway.upstream import Answer, UpstreamError, Vendor
+from pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, Jwks, Principal
+from pipeline.gateway.policy import Decision, Policy, bundle_message, decide, parse_policy
+from pipeline.gateway.upstream import Answer, Vendor
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, Producer
 
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.errors import DeliveryFailed
+from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")
@@ -46,8 +47,7 @@ class Evidence:
         self.emitter = Emitter(settings, emitter_id=f"gateway-{gateway_id}-{uuid.uuid4().hex[:12]}",
                                on_delivery=self._delivered, on_error=self._error,
                                extra_config={"statistics.interval.ms": 1000, "stats_cb": self._stats})
-        self._side = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 20,
-                                                       "error_cb": self._error}))
+        self._side = Producer(kafka_config.producer(settings, **{"linger.ms": 20, "error_cb": self._error}))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="evidence-poll", daemon=True)
         self._poller.start()

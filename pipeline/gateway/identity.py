@@ -22,16 +22,10 @@ from typing import Any, Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.errors import AuthError
+
 API_KEY_PREFIX = "aiak_"
 ActorType = Literal["workforce", "agent", "service"]
-
-
-class AuthError(Exception):
-    """Authentication failed. `message` is safe to return to the caller (says what, not which secret)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.chain.jcs import canonicalize
-from pipeline.errors import ConfigError
-from pipeline.gateway.classify import LEVEL_RANK, LEVELS, Classification, Classifier, OrgTerm
+from pipeline.errors import PolicyError
+from pipeline.jcs import canonicalize
+from pipeline.contract.schema import DECISIONS, LEVEL_RANK, LEVELS
+from pipeline.gateway.classify import Classification, Classifier, OrgTerm
 
-Level = Literal["public", "internal", "confidential", "restricted"]
+# Built from the contract's enums, so a policy file can only name levels the event can carry.
+Level = Literal[LEVELS]  # type: ignore[valid-type]  # a runtime tuple: Literal["public", ...] from the schema
+DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]  # likewise: allow, deny, redact, reroute
 MAX_POLICY_BYTES = 1_048_576
-
-
-class PolicyError(ConfigError):
-    """A policy file that cannot be used; the gateway keeps the bundle it had."""
 
 
 class _Strict(BaseModel):
@@ -166,7 +165,7 @@ class Target:
 class Decision:
     """What to do with one request, and why (each reason a short readable sentence)."""
 
-    decision: Literal["allow", "deny", "redact", "reroute"]
+    decision: DecisionName
     reasons: tuple[str, ...]
     target: Target | None  # where to send it; None when denied
     redact_categories: frozenset[str] = frozenset()

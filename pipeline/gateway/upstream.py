@@ -21,15 +21,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pipeline.errors import UpstreamError
 from pipeline.gateway.config import Upstream
-
-
-class UpstreamError(Exception):
-    """The vendor failed or timed out. `status` is what the caller gets (502 or 504)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

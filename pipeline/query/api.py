@@ -1,4 +1,4 @@
-"""Python retrieval API over the evidence table."""
+"""Python retrieval API over the evidence and policies tables."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline import store
-from pipeline.query.filters import DEFAULT_COLUMNS, Filters, select_records
 from pipeline.settings import Settings
+from pipeline.store import evidence, policies
+from pipeline.store.filters import Filters
 
 
 def find_records(client: Client, settings: Settings, filters: Filters,
-                 columns: tuple[str, ...] = DEFAULT_COLUMNS) -> list[dict[str, Any]]:
+                 columns: tuple[str, ...] = evidence.DEFAULT_COLUMNS) -> list[dict[str, Any]]:
     """Records matching `filters`, each (origin, seq) once, oldest first, as dicts."""
-    sql, params = select_records(store.database(settings), filters, columns)
+    sql, params = evidence.select_records(store.database(settings), filters, columns)
     names, rows = store.query_rows(client, sql, params)
     return [dict(zip(names, row)) for row in rows]
 
@@ -24,9 +25,7 @@ def policy_bundle(settings: Settings, policy_version: str, client: Client | None
     own = client is None
     client = client or store.connect(settings)
     try:
-        names, rows = store.query_rows(
-            client, f"SELECT * FROM {store.database(settings)}.policies WHERE policy_version = {{v:String}} "
-                    "ORDER BY loaded_at LIMIT 1", {"v": policy_version})
+        names, rows = store.query_rows(client, *policies.select_bundle(store.database(settings), policy_version))
     finally:
         if own:
             client.close()

@@ -1,101 +1,111 @@
-"""Chain record -> evidence-table row (pure). The verifier uses `columns_of` to check rows."""
+"""Consumed messages -> table rows (pure): which topic feeds which table, and how.
+
+Nothing unreadable is dropped: a message that does not parse as what its topic carries becomes
+a dead-letter row (reason `bad_<topic>_message`), kept whole. The row formats belong to the
+table modules in pipeline/store; this module only routes.
+"""
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from pipeline.chain.record import Record, parse_payload
+import orjson
 
-EVIDENCE_COLUMNS = (
-    "origin", "seq", "leaf_hash", "prev", "kid", "ts", "src_topic", "src_partition", "src_offset",
-    "event_id", "emitter_id", "emitter_seq", "actor_type", "actor_id", "on_behalf_of", "role", "route",
-    "operation", "provider", "model", "prompt_level", "prompt_categories", "response_level",
-    "policy_id", "policy_version", "decision", "retention_scope", "input_tokens", "output_tokens",
-    "latency_us", "payload", "sig",
-)
-DEAD_LETTER_COLUMNS = ("src_topic", "src_partition", "src_offset", "reason", "detail", "message_b64")
+from pipeline import names
+from pipeline.chain.record import Record
+from pipeline.settings import KafkaSettings
+from pipeline.store import alerts, content, dead_letters, evidence, policies
 
 
-def parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+class Consumed(Protocol):
+    """What the sink reads of a Kafka message (confluent_kafka.Message has these)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
 
 
-def columns_of(obj: dict[str, Any]) -> dict[str, Any]:
-    """The typed columns a v1 payload implies (ts as its RFC 3339 text)."""
-    ev = obj["event"]
-    response = ev.get("response_classification")
+@dataclass(frozen=True)
+class SinkTopic:
+    """One topic the sink stores, the table it goes to and the table's columns."""
+
+    topic: str
+    table: str
+    columns: tuple[str, ...]
+
+
+def sink_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
+    """Every topic the sink stores, in the order its tables are written."""
+    return (
+        SinkTopic(k.chain_topic, names.EVIDENCE_TABLE, evidence.COLUMNS),
+        SinkTopic(k.dead_letter_topic, names.DEAD_LETTER_TABLE, dead_letters.COLUMNS),
+        SinkTopic(k.scores_topic, names.SCORES_TABLE, alerts.SCORE_COLUMNS),
+        SinkTopic(k.alerts_topic, names.ALERTS_TABLE, alerts.ALERT_COLUMNS),
+        SinkTopic(k.policies_topic, names.POLICIES_TABLE, policies.COLUMNS),
+        SinkTopic(k.content_topic, names.CONTENT_TABLE, content.COLUMNS),
+    )
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str:
+    for key, value in headers or []:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return ""
+
+
+def _dead_letter(msg: Consumed, value: bytes) -> list[list[Any]]:
+    """A dead-letter-topic message: the chain worker's reason and source headers, the message whole."""
+    fallback = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+    src = dead_letters.parse_src(_header(msg.headers(), names.HDR_SRC), fallback)
+    return [dead_letters.row(*src, _header(msg.headers(), names.HDR_REASON) or "unknown",
+                             _header(msg.headers(), names.HDR_DETAIL), value)]
+
+
+def _parsers(k: KafkaSettings) -> dict[str, Callable[[Consumed, bytes], list[list[Any]]]]:
     return {
-        "origin": obj["origin"], "seq": obj["seq"], "prev": obj["prev"], "kid": obj["kid"], "ts": obj["ts"],
-        "src_topic": obj["src"]["topic"], "src_partition": obj["src"]["partition"], "src_offset": obj["src"]["offset"],
-        "event_id": ev["event_id"], "emitter_id": ev["emitter_id"], "emitter_seq": ev["emitter_seq"],
-        "actor_type": ev["actor"]["type"], "actor_id": ev["actor"]["id"], "on_behalf_of": ev["actor"].get("on_behalf_of"),
-        "role": ev["authz"]["role"], "route": ev["route"], "operation": ev.get("gen_ai_operation_name", ""),
-        "provider": ev["gen_ai_provider_name"], "model": ev["gen_ai_request_model"],
-        "prompt_level": ev["prompt_classification"]["level"],
-        "prompt_categories": list(ev["prompt_classification"].get("categories", [])),
-        "response_level": response["level"] if response else None,
-        "policy_id": ev["policy_id"], "policy_version": ev["policy_version"], "decision": ev["decision"],
-        "retention_scope": ev["retention_scope"], "input_tokens": ev.get("gen_ai_usage_input_tokens", 0),
-        "output_tokens": ev.get("gen_ai_usage_output_tokens", 0), "latency_us": ev.get("latency_us", 0),
+        k.chain_topic: lambda _m, v: [evidence.row(Record.from_wire(v))],
+        k.dead_letter_topic: _dead_letter,
+        k.scores_topic: lambda _m, v: [alerts.score_row(r) for r in orjson.loads(v)],  # one array per scored batch
+        k.alerts_topic: lambda _m, v: [alerts.alert_row(orjson.loads(v), v)],
+        k.policies_topic: lambda _m, v: [policies.row(orjson.loads(v))],
+        k.content_topic: lambda _m, v: [content.row(orjson.loads(v))],
     }
 
 
-def evidence_row(record: Record) -> list[Any]:
-    """One row in EVIDENCE_COLUMNS order. Raises ValueError/KeyError on a payload that is not v1."""
-    cols = columns_of(parse_payload(record.payload))
-    cols["ts"] = parse_ts(cols["ts"])
-    cols["leaf_hash"] = record.leaf_hash
-    cols["payload"] = record.payload.decode("utf-8")
-    cols["sig"] = base64.b64encode(record.sig).decode("ascii")
-    return [cols[name] for name in EVIDENCE_COLUMNS]
+@dataclass
+class Rows:
+    """Rows per table name, ready to insert."""
+
+    by_table: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+    def add(self, table: str, rows: Iterable[list[Any]]) -> None:
+        self.by_table.setdefault(table, []).extend(rows)
+
+    def get(self, table: str) -> list[list[Any]]:
+        return self.by_table.get(table, [])
 
 
-def dead_letter_row(topic: str, partition: int, offset: int, reason: str, detail: str, message: bytes) -> list[Any]:
-    return [topic, partition, offset, reason, detail, base64.b64encode(message).decode("ascii")]
-
-
-def parse_src(header: str, fallback: tuple[str, int, int]) -> tuple[str, int, int]:
-    """A dead letter's `topic/partition/offset` header; the message's own place when it is absent or bad."""
-    parts = header.rsplit("/", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return parts[0], int(parts[1]), int(parts[2])
-    return fallback
-
-
-SCORE_COLUMNS = ("origin", "seq", "leaf_hash", "actor_id", "ts", "score", "severity", "model_version")
-ALERT_COLUMNS = ("finding_uid", "detected_at", "severity", "actor_id", "origin", "seq", "leaf_hash", "score",
-                 "model_version", "finding")
-
-
-def score_row(obj: dict[str, Any]) -> list[Any]:
-    """A scores-topic message (pipeline.score.step.Scored.row) -> scores-table row."""
-    return [obj["origin"], int(obj["seq"]), obj["leaf_hash"], obj["actor_id"], parse_ts(obj["ts"]), float(obj["score"]),
-            obj["severity"], obj["model_version"]]
-
-
-def alert_row(finding: dict[str, Any], raw: bytes) -> list[Any]:
-    """An OCSF finding from the alerts topic -> alerts-table row (the finding kept whole)."""
-    chain = finding["unmapped"]["chain"]
-    return [finding["finding_info"]["uid"], datetime.fromtimestamp(finding["time"] / 1000, timezone.utc),
-            finding["severity"].lower(), finding["actor"]["user"]["uid"], chain["origin"], int(chain["seq"]),
-            chain["leaf_hash"], float(finding["unmapped"]["score"]), finding["finding_info"]["analytic"]["version"],
-            raw.decode("utf-8")]
-
-
-POLICY_COLUMNS = ("policy_id", "policy_version", "declared_version", "canonical_json", "source_yaml", "loaded_at",
-                  "gateway_id")
-CONTENT_COLUMNS = ("event_id", "retention_scope", "expires_at", "key_b64", "prompt", "response")
-
-
-def policy_row(obj: dict[str, Any]) -> list[Any]:
-    """A policies-topic message (pipeline.gateway.policy.bundle_message) -> policies-table row."""
-    return [obj["policy_id"], obj["policy_version"], obj["declared_version"], obj["canonical_json"], obj["source_yaml"],
-            parse_ts(obj["loaded_at"]), obj["gateway_id"]]
-
-
-def content_row(obj: dict[str, Any]) -> list[Any]:
-    """A content-topic message (pipeline.gateway.event.content_message) -> content-table row."""
-    return [obj["event_id"], obj["retention_scope"], parse_ts(obj["expires_at"]), obj["key_b64"], obj.get("prompt"),
-            obj.get("response")]
+def rows_of(messages: Iterable[Consumed], k: KafkaSettings) -> Rows:
+    """Sort consumed messages into table rows; an unreadable message becomes a dead-letter row."""
+    tables = {t.topic: t.table for t in sink_topics(k)}
+    parsers = _parsers(k)
+    out = Rows()
+    for msg in messages:
+        value = msg.value() or b""
+        topic = msg.topic() or ""
+        table, parse = tables.get(topic), parsers.get(topic)
+        if table is None or parse is None:
+            out.add(names.DEAD_LETTER_TABLE, [dead_letters.row(topic, msg.partition() or 0, msg.offset() or 0,
+                                                               "unexpected_topic", "not a topic the sink stores", value)])
+            continue
+        try:
+            out.add(table, parse(msg, value))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Not a message we wrote: keep it whole rather than drop it.
+            out.add(names.DEAD_LETTER_TABLE, [dead_letters.row(topic, msg.partition() or 0, msg.offset() or 0,
+                                                               f"bad_{topic}_message", str(exc)[:500], value)])
+    return out

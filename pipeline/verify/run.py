@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.chain.keys import KeyRing
 from pipeline.errors import Failure
-from pipeline.sink.rows import columns_of
+from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import ChainReport, StoredRecord, group_by_origin, scan_chain, sort_checking_order
 

@@ -13,7 +13,7 @@ import jwt
 import openai
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.emit import contract
+from pipeline import contract
 from pipeline.gateway.app import build_app
 from pipeline.gateway.identity import new_api_key
 from pipeline.settings import GatewaySettings, Settings

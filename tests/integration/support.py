@@ -23,12 +23,13 @@ from infra.topics import ensure_topics
 from pipeline.chain.keys import KeyRing, generate_key, read_jwks
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.progress import pipeline_lag, wait_until_drained
-from pipeline.query.filters import Filters
+from pipeline.ops.progress import pipeline_lag, wait_until_drained
+from pipeline.store.filters import Filters
 from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
 from pipeline.sink.worker import SinkWorker
 from pipeline.verify.run import VerifyReport, verify_slices
 from pipeline.verify.sources import chain_slices, records_from_store
+from pipeline.kafka import config as kafka_config
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
 
@@ -151,7 +152,7 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
 
 def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:
     """Every message of a topic (all partitions), up to the end at the time of the call."""
-    consumer = Consumer(settings.kafka_config(**{
+    consumer = Consumer(kafka_config.client(settings, **{
         "group.id": "itest-reader", "enable.auto.commit": False, "enable.partition.eof": True,
         "isolation.level": "read_committed" if read_committed else "read_uncommitted",
         "fetch.message.max.bytes": 8 * 1024 * 1024,

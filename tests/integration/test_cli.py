@@ -72,7 +72,7 @@ def test_keys_generate_and_jwks(settings, tmp_path):
 
 
 def test_emit_from_a_jsonl_file_and_verify_a_time_range(settings, client, tmp_path):
-    from pipeline.emit.contract import to_json_event
+    from pipeline.contract import to_json_event
     from pipeline.emit.synthetic import SyntheticEvents
     from tests.integration.support import T0
 

@@ -12,11 +12,13 @@ from confluent_kafka import Producer
 from pipeline import names
 from pipeline.chain.keys import KeyRing, read_jwks
 from pipeline.emit.synthetic import malformed_messages
-from pipeline.export import export_records
+from pipeline.query.export import export_records
 from pipeline.query.api import find_records
-from pipeline.query.filters import ALL_COLUMNS, Filters
+from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
+from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export
 from pipeline.verify.sources import records_from_export
+from pipeline.kafka import config as kafka_config
 from tests.integration import independent_verify
 from tests.integration.support import T0, ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 
@@ -28,7 +30,7 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
         workers.start("w1")
         _, sent_a = emit_synthetic(settings, 1200, emitter_id="edge-a", seed=11)
         bad = malformed_messages(3, settings.chain.max_event_bytes)
-        raw = Producer(settings.kafka_config(**{"acks": "all", "enable.idempotence": True}))
+        raw = Producer(kafka_config.client(settings, **{"acks": "all", "enable.idempotence": True}))
         for _, data in bad:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"bad")
         assert raw.flush(30) == 0

@@ -13,10 +13,11 @@ from confluent_kafka import Producer
 
 from pipeline.chain.record import chain_origin
 
-from pipeline.kafka_io import committed_offsets
+from pipeline.kafka.io import committed_offsets
 from pipeline.query.api import find_records
-from pipeline.query.filters import Filters
+from pipeline.store.filters import Filters
 from pipeline.sink.worker import SinkWorker
+from pipeline.kafka import config as kafka_config
 from tests.integration.support import (ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store,
                                        wait_chained)
 
@@ -84,7 +85,7 @@ def test_writer_killed_inside_an_open_transaction(settings, client, tmp_path):
         _, sent = emit_synthetic(settings, 1000, emitter_id="edge-txn-1", seed=3)
         wait_chained(settings)
     origin = chain_origin(settings.chain.org, settings.chain.env, settings.kafka.requests_topic, 0, settings.chain.generation)
-    dead = Producer(settings.kafka_config(**{"transactional.id": f"aiaudit-chain:{origin}"}))
+    dead = Producer(kafka_config.client(settings, **{"transactional.id": f"aiaudit-chain:{origin}"}))
     dead.init_transactions(30)
     dead.begin_transaction()
     for i in range(50):

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import store
 from pipeline.query.api import find_records, policy_bundle
-from pipeline.query.filters import Filters
+from pipeline.store.filters import Filters
 from tests.integration.gateway_support import RunningGateway
 from tests.integration.support import (ChainWorkers, own_broker, read_topic, sink_until_drained, verify_store,
                                        wait_chained)

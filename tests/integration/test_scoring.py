@@ -16,11 +16,11 @@ from detectors.features import FeatureExtractor
 from detectors.model import save, train
 from detectors.traffic import labelled_traffic
 from pipeline.chain.record import Record, parse_payload
-from pipeline.detect import events_from_store, promote, train_from
+from pipeline.score.models import events_from_store, promote, train_from
 from pipeline.emit.producer import Emitter
-from pipeline.progress import scoring_done
+from pipeline.ops.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
-from pipeline.query.filters import Filters
+from pipeline.store.filters import Filters
 from pipeline.score.step import score_records
 from tests.integration.support import ChainWorkers, read_topic, sink_until_drained, verify_store, wait_chained
 
@@ -134,7 +134,7 @@ def test_a_restarted_scoring_worker_recovers_identity_state_from_its_table(setti
     or two, then receives no more records from some chain partitions (no error logged), and the
     test times out. When it finishes, every score equals the pure step's over the whole chain,
     so the state was recovered exactly (the `value_type=dict` recovery failure is fixed and
-    covered by tests/unit/test_score_step.py)."""
+    covered by tests/unit/score/test_step.py)."""
     train_events, test = labelled_traffic(seed=11)
     fx = FeatureExtractor()
     detector = train(np.array([fx(e) for e in train_events]), version="r1", seed=11)

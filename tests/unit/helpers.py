@@ -7,9 +7,9 @@ from typing import Any
 
 from pipeline.chain.keys import Ed25519Signer, KeyRing
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
-from pipeline.emit.contract import to_json_event
+from pipeline.contract import to_json_event
 from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.sink.rows import columns_of
+from pipeline.store.evidence import columns_of
 from pipeline.verify.rules import StoredRecord
 
 ORIGIN = ChainId("acme/test/ai.requests/p0/g1")

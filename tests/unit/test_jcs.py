@@ -4,7 +4,8 @@ import random
 import pytest
 import rfc8785
 
-from pipeline.chain.jcs import NotCanonicalizable, canonicalize
+from pipeline.errors import NotCanonicalizable
+from pipeline.jcs import canonicalize
 
 
 def test_rfc8785_sorting_example_sorts_by_utf16_code_units():

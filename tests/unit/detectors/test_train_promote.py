@@ -4,7 +4,7 @@ import pytest
 
 from detectors.model import ArtifactRefused
 from pipeline.chain.keys import Ed25519Signer
-from pipeline.detect import events_from_export, live_detector, promote, train_from
+from pipeline.score.models import events_from_export, live_detector, promote, train_from
 from pipeline.errors import ConfigError
 from tests.unit.helpers import build_chain
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from datetime import datetime, timezone
 
-from pipeline.emit import contract
+from pipeline import contract
 from pipeline.gateway.classify import content_features
 from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
 from pipeline.gateway.identity import Principal

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.gateway.policy import PolicyError, bundle_message, decide, parse_policy
+from pipeline.errors import PolicyError
+from pipeline.gateway.policy import bundle_message, decide, parse_policy
 
 BUNDLE = """
 policy_id: acme

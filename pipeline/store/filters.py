@@ -1,7 +1,8 @@
-"""Retrieval filters -> one parameterised ClickHouse query (pure; no user text in SQL).
+"""Retrieval filters over the evidence table -> a parameterised WHERE clause (pure; no user text in SQL).
 
 Every value travels as a server-side parameter ({name:Type}); the only names formatted into
-the SQL are the validated database name and column names from the fixed lists here.
+SQL anywhere in pipeline/store are the validated database name and column names from the
+fixed lists of the table modules.
 """
 
 from __future__ import annotations
@@ -10,16 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-DEFAULT_COLUMNS = (
-    "ts", "actor_id", "on_behalf_of", "role", "provider", "model", "prompt_level",
-    "decision", "policy_version", "route", "origin", "seq",
-)
-ALL_COLUMNS = (
-    "origin", "seq", "leaf_hash", "prev", "kid", "ts", "src_topic", "src_partition", "src_offset",
-    "event_id", "emitter_id", "emitter_seq", "actor_type", "actor_id", "on_behalf_of", "role", "route",
-    "operation", "provider", "model", "prompt_level", "prompt_categories", "response_level", "policy_id",
-    "policy_version", "decision", "retention_scope", "input_tokens", "output_tokens", "latency_us",
-)
 MAX_LIMIT = 1_000_000
 
 
@@ -51,6 +42,7 @@ class Filters:
 
 
 def where_clause(f: Filters) -> tuple[str, dict[str, Any]]:
+    """` WHERE ...` (or "") and its parameters for the evidence table's typed columns."""
     conds: list[str] = []
     params: dict[str, Any] = {}
     if f.actor is not None:
@@ -70,15 +62,3 @@ def where_clause(f: Filters) -> tuple[str, dict[str, Any]]:
             conds.append(f"{column} = {{{attr}:String}}")
             params[attr] = value
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
-
-
-def select_records(db: str, f: Filters, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> tuple[str, dict[str, Any]]:
-    """SQL and parameters for matching records, each (origin, seq) once, oldest first."""
-    unknown = [c for c in columns if c not in ALL_COLUMNS and c not in ("payload", "sig")]
-    if unknown:
-        raise ValueError(f"unknown column(s): {', '.join(unknown)}")
-    where, params = where_clause(f)
-    params["limit"] = f.limit
-    sql = (f"SELECT {', '.join(columns)} FROM {db}.evidence{where} "
-           "ORDER BY ts, origin, seq LIMIT 1 BY origin, seq LIMIT {limit:UInt32}")
-    return sql, params

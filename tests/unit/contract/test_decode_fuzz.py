@@ -3,8 +3,8 @@
 import random
 from datetime import datetime, timezone
 
-from pipeline.chain.jcs import canonicalize
-from pipeline.emit import contract
+from pipeline.jcs import canonicalize
+from pipeline import contract
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.errors import EventRejected
 

@@ -1,8 +1,13 @@
-"""ClickHouse through clickhouse-connect: embedded chDB (chdb:///path) or any server by DSN."""
+"""ClickHouse through clickhouse-connect (I/O edge): embedded chDB (chdb:///path) or any server by DSN.
+
+The one place ClickHouse is called: clickhouse-connect's errors (and the OSError of a server
+that does not answer) become StoreError here, once.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -59,15 +64,23 @@ def query_rows(client: Client, sql: str, parameters: dict[str, Any]) -> tuple[li
     """Run a parameterised query; returns (column names, rows)."""
     try:
         result = client.query(sql, parameters=parameters)
-    except ClickHouseError as exc:
+    except (ClickHouseError, OSError) as exc:
         raise StoreError(f"query failed: {exc}") from exc
     return list(result.column_names), result.result_rows
 
 
-def stream_rows(client: Client, sql: str, parameters: dict[str, Any]):  # type: ignore[no-untyped-def]
+def stream_rows(client: Client, sql: str, parameters: dict[str, Any]) -> Iterator[Sequence[Any]]:
     """Yield rows of a parameterised query block by block (for verification of long chains)."""
     try:
         with client.query_rows_stream(sql, parameters=parameters) as stream:
             yield from stream
-    except ClickHouseError as exc:
+    except (ClickHouseError, OSError) as exc:
         raise StoreError(f"query failed: {exc}") from exc
+
+
+def insert(client: Client, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
+    """Insert rows into `table` (database-qualified). Raises StoreError."""
+    try:
+        client.insert(table, rows, column_names=list(columns))
+    except (ClickHouseError, OSError) as exc:
+        raise StoreError(f"inserting {len(rows)} row(s) into {table} failed: {exc}") from exc

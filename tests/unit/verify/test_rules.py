@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from pipeline.chain.jcs import canonicalize
+from pipeline.jcs import canonicalize
 from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
 from pipeline.errors import ChainBroken
-from pipeline.sink.rows import columns_of
+from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import sort_checking_order, verify_chain
 from pipeline.verify.run import verify_export

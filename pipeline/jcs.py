@@ -17,14 +17,10 @@ from typing import Any
 
 import orjson
 
-
+from pipeline.errors import NotCanonicalizable
 
 # JavaScript's Number.MAX_SAFE_INTEGER: larger integers lose precision in other languages.
 MAX_SAFE_INTEGER = 2**53 - 1
-
-
-class NotCanonicalizable(ValueError):
-    """The value holds something JCS cannot render the same in every language."""
 
 
 def _utf16_key(item: tuple[str, Any]) -> bytes:

@@ -7,7 +7,6 @@ by promotion: `live.json` holds its manifest, and so the SHA-256 its artifact mu
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,33 +19,27 @@ from detectors.model import Detector, load, save, train
 from pipeline import store
 from pipeline.chain.record import parse_payload
 from pipeline.errors import ConfigError
-from pipeline.query.filters import Filters, where_clause
+from pipeline.query.export import read_export
 from pipeline.settings import Settings
+from pipeline.store import evidence
+from pipeline.store.filters import Filters
 
 LIVE = "live.json"
 
 
 def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield parse_payload(base64.b64decode(json.loads(line)["payload"]))["event"]
-                except (ValueError, KeyError) as exc:
-                    raise ConfigError(f"{path}:{lineno}: not an export record: {exc}") from exc
+    """The events of an `aiaudit export` file. Raises ConfigError naming a bad line."""
+    for lineno, rec in enumerate(read_export(path), 1):
+        try:
+            yield parse_payload(rec.payload)["event"]
+        except ValueError as exc:
+            raise ConfigError(f"{path}: record {rec.origin} seq {rec.seq} (record {lineno}): {exc}") from exc
 
 
 def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str, Any]]:
     client = store.connect(settings)
-    where, params = where_clause(filters)
-    sql = (f"SELECT payload FROM {store.database(settings)}.evidence{where} "
-           "ORDER BY ts, origin, seq LIMIT 1 BY origin, seq")
     try:
-        for (payload,) in store.stream_rows(client, sql, params):
+        for (payload,) in store.stream_rows(client, *evidence.select_payloads(store.database(settings), filters)):
             yield parse_payload(payload.encode("utf-8"))["event"]
     finally:
         client.close()

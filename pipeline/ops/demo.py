@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from confluent_kafka import Producer
 
@@ -19,33 +14,20 @@ from pipeline import store
 from pipeline.chain.keys import KeyRing, active_key_file, generate_key, read_jwks
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import POLICIES, SyntheticEvents, malformed_messages
-from pipeline.errors import InfraError
-from pipeline.progress import Lag, wait_until_drained
+from pipeline.errors import InfraError, SigningKeyError
+from pipeline.kafka import config as kafka_config
+from pipeline.ops.progress import Lag, wait_until_drained
+from pipeline.ops.supervisor import start_worker, stop_worker
 from pipeline.query.api import find_records
-from pipeline.query.filters import Filters
 from pipeline.settings import Settings
+from pipeline.store import dead_letters, evidence
+from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_slices
 from pipeline.verify.sources import chain_slices, records_from_store
 
 
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
-
-
-def start_worker(role: str, log_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115  # handed to the child process
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"demo-{role}"],
-                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
@@ -58,7 +40,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     try:
         key = active_key_file(settings.signing.keys_dir, settings.signing.key_file)
         print(f"using {key}")
-    except Exception:
+    except SigningKeyError:
         key, kid = generate_key(settings.signing.keys_dir)
         print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
 
@@ -67,7 +49,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     print(kafka.status())
 
     step("Workers: chain (sign + hash-chain) and sink (ClickHouse via chDB)")
-    workers = [start_worker("chain", log_dir, settings), start_worker("sink", log_dir, settings)]
+    workers = [start_worker(role, instance_id=f"demo-{role}", log_file=log_dir / f"{role}.log")
+               for role in ("chain", "sink")]
     print(f"logs in {log_dir}/chain.log and {log_dir}/sink.log")
     try:
         step(f"Emitting {events} AI-request events from 3 emitters, plus malformed messages")
@@ -84,7 +67,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
                 print(f"  emitted {n + 1}/{events}", flush=True)
         for e in emitters:
             e.flush()
-        raw = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all"}))
+        raw = Producer(kafka_config.producer(settings))
         bad = malformed_messages(1, settings.chain.max_event_bytes)
         for _, data in bad:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"malformed")
@@ -137,8 +120,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         for r in rows:
             print(f"    {r['ts']:%Y-%m-%d %H:%M:%S} {r['actor_id']:<22} {str(r['on_behalf_of'] or ''):<20} "
                   f"{r['provider']:<16} {r['model']:<16} {r['prompt_level']:<12} {r['decision']:<7} {r['origin']}#{r['seq']}")
-    _, counts = store.query_rows(client, f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {})
-    _, dead = store.query_rows(client, f"SELECT reason, count() FROM {db}.dead_letters GROUP BY reason ORDER BY reason", {})
+    _, counts = store.query_rows(client, *evidence.count_records(db))
+    _, dead = store.query_rows(client, *dead_letters.count_by_reason(db))
     print(f"\n  records in ClickHouse: {counts[0][0]}; dead letters by reason: "
           + ", ".join(f"{r}={n}" for r, n in dead))
     client.close()

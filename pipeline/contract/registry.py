@@ -14,7 +14,7 @@ from typing import Any
 
 import fastavro
 
-from pipeline.errors import ConfigError, UnknownSchema
+from pipeline.errors import ConfigError, DependencyUnavailable, UnknownSchema
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 MAX_RESPONSE_BYTES = 1 << 20  # a schema document is small; refuse anything larger
@@ -45,20 +45,32 @@ class RegistryClient:
             raise ConfigError(f"schema registry {self.url}: cannot register {subject}: {exc}") from exc
 
     def resolve(self, schema_id: int) -> Any:
-        """The parsed writer schema of `schema_id` (cached). Raises UnknownSchema."""
+        """The parsed writer schema of `schema_id` (cached).
+
+        Raises UnknownSchema when the registry says the id does not exist or holds no Avro schema
+        (bad input: dead-lettered), DependencyUnavailable when the registry cannot answer (retried).
+        """
         with self._lock:
             if schema_id in self._cache:
                 return self._cache[schema_id]
         try:
             doc = self._call("GET", f"/schemas/ids/{schema_id}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # the registry answered: no such id. The event is at fault.
+                raise UnknownSchema(f"registry schema id {schema_id} does not exist (404 from {self.url})") from exc
+            # 5xx, 401/403, 429 ...: the registry (or our access to it) is at fault, not the event.
+            raise DependencyUnavailable(f"schema registry {self.url}: HTTP {exc.code} resolving id {schema_id}; "
+                                        "retrying") from exc
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, or not a JSON answer
+            raise DependencyUnavailable(f"schema registry {self.url} unreachable resolving id {schema_id}: "
+                                        f"{exc}; retrying") from exc
+        try:
             if doc.get("schemaType", "AVRO") != "AVRO":
                 raise UnknownSchema(f"registry schema id {schema_id} is {doc['schemaType']}, not Avro")
             schema = fastavro.parse_schema(json.loads(doc["schema"]))
-        except urllib.error.HTTPError as exc:
-            raise UnknownSchema(f"registry schema id {schema_id}: {exc.code} from {self.url}") from exc
-        except (OSError, ValueError, KeyError, fastavro.schema.SchemaParseException) as exc:
-            # Transient registry trouble would dead-letter good events: the caller may retry instead.
-            raise UnknownSchema(f"registry schema id {schema_id}: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, fastavro.schema.SchemaParseException) as exc:
+            # The registry answered, and what it holds under this id is no Avro schema we can use.
+            raise UnknownSchema(f"registry schema id {schema_id} is not a usable Avro schema: {exc}") from exc
         with self._lock:
             self._cache[schema_id] = schema
         return schema

@@ -1,4 +1,4 @@
-"""The event contract (schemas/ai_request.avsc) and its wire framing. Pure: no Kafka.
+"""The event contract on the wire: framing, encoding, decoding and checks. Pure: no Kafka.
 
 Two framings, told apart by the first byte:
 - Avro single-object encoding (Avro spec): C3 01, the schema's 8-byte little-endian
@@ -10,79 +10,36 @@ Two framings, told apart by the first byte:
 from __future__ import annotations
 
 import io
-import json
 import struct
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from pipeline.chain.jcs import MAX_SAFE_INTEGER
-from pipeline.chain.record import format_ts
+from pipeline.contract.schema import (MAX_LIST_ITEMS, MAX_TEXT_CHARS, REQUIRED_TEXT, fingerprint, known_fingerprints,
+                                      parsed_schema)
 from pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
+from pipeline.jcs import MAX_SAFE_INTEGER
 
-SCHEMA_FILE = "ai_request.avsc"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-
-# Fields that must be present and non-empty for a record to be evidence.
-REQUIRED_TEXT = (
-    ("event_id",), ("emitter_id",), ("actor", "id"), ("authz", "role"), ("route",),
-    ("gen_ai_provider_name",), ("gen_ai_request_model",), ("policy_id",), ("policy_version",),
-    ("retention_scope",),
-)
-MAX_TEXT_CHARS = 4096  # bound on any one string field
-MAX_LIST_ITEMS = 256  # bound on any one array field
 
 SchemaResolver = Callable[[int], Any]  # registry schema id -> parsed writer schema
 
 
-def schema_text() -> str:
-    return resources.files("schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+def format_ts(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds, e.g. 2026-11-28T05:08:14.123456Z (the record's `ts`)."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@lru_cache(maxsize=1)
-def parsed_schema() -> Any:
-    return fastavro.parse_schema(json.loads(schema_text()))
-
-
-_CRC64_EMPTY = 0xC15D213AA4D7A795
-
-
-@lru_cache(maxsize=1)
-def _crc64_table() -> list[int]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
-        table.append(fp)
-    return table
-
-
-def crc64_avro(data: bytes) -> int:
-    """The Avro spec's 64-bit Rabin fingerprint (CRC-64-AVRO)."""
-    table = _crc64_table()
-    fp = _CRC64_EMPTY
-    for byte in data:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp
-
-
-def fingerprint(schema: Any) -> bytes:
-    """8-byte little-endian CRC-64-AVRO of the schema's Parsing Canonical Form."""
-    canonical = fastavro.schema.to_parsing_canonical_form(schema)
-    return struct.pack("<Q", crc64_avro(canonical.encode("utf-8")))
-
-
-@lru_cache(maxsize=1)
-def _known_fingerprints() -> dict[bytes, Any]:
-    schema = parsed_schema()
-    return {fingerprint(schema): schema}
+def parse_ts(text: str) -> datetime:
+    """The inverse of format_ts (any RFC 3339 time with an offset or Z)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _get(event: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -199,7 +156,7 @@ def decode(data: bytes, *, max_bytes: int, resolve: SchemaResolver = _no_registr
     if data[:2] == SINGLE_OBJECT_MAGIC:
         if len(data) < 10:
             raise MalformedEvent("single-object header is truncated")
-        writer = _known_fingerprints().get(data[2:10])
+        writer = known_fingerprints().get(data[2:10])
         if writer is None:
             raise UnknownSchema(f"schema fingerprint {data[2:10].hex()} is not a known event schema")
         body = data[10:]
@@ -241,7 +198,7 @@ def from_json_event(event: dict[str, Any]) -> dict[str, Any]:
     occurred = out.get("occurred_at")
     if isinstance(occurred, str):
         try:
-            out["occurred_at"] = datetime.fromisoformat(occurred.replace("Z", "+00:00"))
+            out["occurred_at"] = parse_ts(occurred)
         except ValueError as exc:
             raise InvalidEvent(f"occurred_at {occurred!r} is not an RFC 3339 time") from exc
     return out

@@ -2,13 +2,14 @@ import base64
 import json
 
 from pipeline.chain.keys import Ed25519Signer
-from pipeline.sink.rows import EVIDENCE_COLUMNS, evidence_row, parse_src
+from pipeline.store import evidence
+from pipeline.store.dead_letters import parse_src
 from tests.unit.helpers import build_chain
 
 
 def test_evidence_row_keeps_signed_bytes_verbatim_and_columns_from_the_payload():
     rec = build_chain(1, Ed25519Signer.generate())[0]
-    row = dict(zip(EVIDENCE_COLUMNS, evidence_row(rec)))
+    row = dict(zip(evidence.COLUMNS, evidence.row(rec)))
     assert row["payload"].encode("utf-8") == rec.payload
     assert base64.b64decode(row["sig"]) == rec.sig and row["leaf_hash"] == rec.leaf_hash
     ev = json.loads(rec.payload)["event"]

@@ -2,8 +2,8 @@
 
 The chain stage is done with a partition when its committed input offset reaches the end of
 the requests topic; the sink is done when its committed offset passes the last committed
-message of every topic it stores (chain, dead letters, scores, alerts) (their ends hold transaction markers, so the
-last data message is read rather than the high watermark trusted).
+message of every topic it stores (pipeline.sink.rows.sink_topics; their ends hold
+transaction markers, so the last data message is read rather than the high watermark trusted).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.kafka_io import committed_offsets, end_offsets, read_tail
+from infra.topics import topic_specs
+from pipeline.kafka.io import committed_offsets, end_offsets, read_tail
 from pipeline.settings import Settings
+from pipeline.sink.rows import sink_topics
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ def pipeline_lag(settings: Settings) -> Lag:
     chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
     chain_lag = sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
     sink_behind = 0
-    for topic, parts in ((k.chain_topic, n), (k.dead_letter_topic, n), (k.scores_topic, n), (k.alerts_topic, n),
-                         (k.policies_topic, 1), (k.content_topic, n)):
+    partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
+    for topic in (t.topic for t in sink_topics(k)):
+        parts = partitions[topic]
         sunk = committed_offsets(settings, k.sink_group, topic, parts)
         for p in range(parts):
             tail = read_tail(settings, topic, p)

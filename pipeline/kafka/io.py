@@ -1,31 +1,15 @@
-"""Small Kafka helpers shared by the workers and tools (I/O edge)."""
+"""Kafka readers shared by the workers and tools (I/O edge): the tail of a partition, committed and
+end offsets, each retried while a new topic or group is still settling."""
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.errors import InfraError
+from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
-
-log = logging.getLogger("aiaudit")
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, for a worker's main loop."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping after the current batch", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
 
 
 _TRANSIENT = frozenset({
@@ -59,10 +43,8 @@ def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, 
     Reads back a growing window from the end, so aborted transactions and control records
     between the tail and the last committed record are stepped over.
     """
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": "aiaudit-tail-reader", "enable.auto.commit": False, "isolation.level": "read_committed",
-        "enable.partition.eof": True, "fetch.message.max.bytes": 4 * 1024 * 1024,
-    }))
+    consumer = Consumer(kafka_config.consumer(settings, "aiaudit-tail-reader", **{
+        "enable.partition.eof": True, "fetch.message.max.bytes": 4 * 1024 * 1024}))
     try:
         tp = TopicPartition(topic, partition)
         low, high = watermarks(consumer, tp, timeout_s)
@@ -98,8 +80,7 @@ def committed_offsets(settings: Settings, group: str, topic: str, partitions: in
     blocks until a killed writer's transaction is aborted); the offsets returned are the
     committed ones either way.
     """
-    consumer = Consumer(settings.kafka_config(**{"group.id": group, "enable.auto.commit": False,
-                                                 "isolation.level": "read_uncommitted"}))
+    consumer = Consumer(kafka_config.consumer(settings, group, read_committed=False))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -116,7 +97,7 @@ def committed_offsets(settings: Settings, group: str, topic: str, partitions: in
 
 def end_offsets(settings: Settings, topic: str, partitions: int, timeout_s: float = 10.0) -> dict[int, int]:
     """High watermark per partition."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": "aiaudit-offsets", "enable.auto.commit": False}))
+    consumer = Consumer(kafka_config.consumer(settings, "aiaudit-offsets"))
     try:
         return {p: watermarks(consumer, TopicPartition(topic, p), timeout_s)[1] for p in range(partitions)}
     finally:

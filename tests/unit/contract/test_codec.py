@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 import fastavro
 import pytest
 
-from pipeline.emit import contract
+from pipeline import contract
 from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
 from pipeline.errors import EventRejected, InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
 

@@ -1,0 +1,76 @@
+"""The scores, alerts and alert_status tables (A.8.16 monitoring). Rows and SQL (pure).
+
+Status is append-only: each change is a new alert_status row (who, when, note); the current
+status is the latest row, and the full history stays for the auditor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.contract import parse_ts
+
+SCORE_COLUMNS = ("origin", "seq", "leaf_hash", "actor_id", "ts", "score", "severity", "model_version")
+ALERT_COLUMNS = ("finding_uid", "detected_at", "severity", "actor_id", "origin", "seq", "leaf_hash", "score",
+                 "model_version", "finding")
+STATUS_COLUMNS = ("finding_uid", "status", "actor", "note", "at")
+
+
+def score_row(obj: dict[str, Any]) -> list[Any]:
+    """A scores-topic message (pipeline.score.step.Scored.row) -> scores-table row."""
+    return [obj["origin"], int(obj["seq"]), obj["leaf_hash"], obj["actor_id"], parse_ts(obj["ts"]), float(obj["score"]),
+            obj["severity"], obj["model_version"]]
+
+
+def alert_row(finding: dict[str, Any], raw: bytes) -> list[Any]:
+    """An OCSF finding from the alerts topic -> alerts-table row (the finding kept whole)."""
+    chain = finding["unmapped"]["chain"]
+    return [finding["finding_info"]["uid"], datetime.fromtimestamp(finding["time"] / 1000, timezone.utc),
+            finding["severity"].lower(), finding["actor"]["user"]["uid"], chain["origin"], int(chain["seq"]),
+            chain["leaf_hash"], float(finding["unmapped"]["score"]), finding["finding_info"]["analytic"]["version"],
+            raw.decode("utf-8")]
+
+
+def status_row(finding_uid: str, status: str, by: str, note: str, at: datetime) -> list[Any]:
+    return [finding_uid, status, by, note, at]
+
+
+def select_alerts(db: str, *, actor: str | None = None, severity: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None, status: str | None = None, limit: int = 100) -> tuple[str, dict[str, Any]]:
+    """Alerts, newest first, each once, with its current status and who set it."""
+    conds, params = [], {"limit": limit}
+    for column, name, value, typ in (("a.actor_id", "actor", actor, "String"), ("a.severity", "severity", severity, "String"),
+                                     ("a.detected_at >=", "since", since, "DateTime64(3, 'UTC')"),
+                                     ("a.detected_at <", "until", until, "DateTime64(3, 'UTC')")):
+        if value is not None:
+            op = "" if column.endswith(("=", "<")) else " ="
+            conds.append(f"{column}{op} {{{name}:{typ}}}")
+            params[name] = value
+    having = ""
+    if status is not None:
+        having = "WHERE status = {status:String}"
+        params["status"] = status
+    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    sql = f"""
+        SELECT * FROM (
+            SELECT a.finding_uid AS finding_uid, a.detected_at AS detected_at, a.severity AS severity,
+                   a.actor_id AS actor_id, a.score AS score, a.model_version AS model_version,
+                   a.origin AS origin, a.seq AS seq, a.leaf_hash AS leaf_hash,
+                   if(s.n = 0, 'open', s.last_status) AS status, s.last_by AS status_by, s.last_at AS status_at
+            FROM (SELECT * FROM {db}.alerts LIMIT 1 BY finding_uid) AS a
+            LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,
+                              max(at) AS last_at, count() AS n FROM {db}.alert_status GROUP BY finding_uid) AS s
+            ON a.finding_uid = s.finding_uid{where}
+        ) {having}
+        ORDER BY detected_at DESC LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def count_alert(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:
+    return f"SELECT count() FROM {db}.alerts WHERE finding_uid = {{uid:String}}", {"uid": finding_uid}
+
+
+def select_status_history(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:
+    return (f"SELECT status, actor, note, at FROM {db}.alert_status WHERE finding_uid = {{uid:String}} ORDER BY at",
+            {"uid": finding_uid})

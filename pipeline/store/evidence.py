@@ -1,0 +1,123 @@
+"""The evidence table: its columns, the row a chain record becomes, and the SQL that reads it.
+
+The one owner of the table's shape (the DDL is infra/clickhouse/ddl.sql). The sink writes
+rows built here; query, export, verify and the model trainer read through the SQL here; the
+verifier checks stored typed columns against `columns_of` the stored payload.
+Pure: builds rows and SQL, runs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pipeline.chain.record import Record, parse_payload
+from pipeline.contract import parse_ts
+from pipeline.store.filters import Filters, where_clause
+
+COLUMNS = (
+    "origin", "seq", "leaf_hash", "prev", "kid", "ts", "src_topic", "src_partition", "src_offset",
+    "event_id", "emitter_id", "emitter_seq", "actor_type", "actor_id", "on_behalf_of", "role", "route",
+    "operation", "provider", "model", "prompt_level", "prompt_categories", "response_level",
+    "policy_id", "policy_version", "decision", "retention_scope", "input_tokens", "output_tokens",
+    "latency_us", "payload", "sig",
+)
+SIGNED = ("payload", "sig")  # the exact signed bytes (payload UTF-8 JSON, sig base64)
+QUERY_COLUMNS = tuple(c for c in COLUMNS if c not in SIGNED)  # what `aiaudit query --all-columns` shows
+DEFAULT_COLUMNS = (
+    "ts", "actor_id", "on_behalf_of", "role", "provider", "model", "prompt_level",
+    "decision", "policy_version", "route", "origin", "seq",
+)
+# The typed columns the verifier compares with the payload (leaf_hash it recomputes instead).
+CHECKED_COLUMNS = tuple(c for c in QUERY_COLUMNS if c != "leaf_hash")
+
+
+def columns_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The typed columns a v1 payload implies (ts as its RFC 3339 text)."""
+    ev = obj["event"]
+    response = ev.get("response_classification")
+    return {
+        "origin": obj["origin"], "seq": obj["seq"], "prev": obj["prev"], "kid": obj["kid"], "ts": obj["ts"],
+        "src_topic": obj["src"]["topic"], "src_partition": obj["src"]["partition"], "src_offset": obj["src"]["offset"],
+        "event_id": ev["event_id"], "emitter_id": ev["emitter_id"], "emitter_seq": ev["emitter_seq"],
+        "actor_type": ev["actor"]["type"], "actor_id": ev["actor"]["id"], "on_behalf_of": ev["actor"].get("on_behalf_of"),
+        "role": ev["authz"]["role"], "route": ev["route"], "operation": ev.get("gen_ai_operation_name", ""),
+        "provider": ev["gen_ai_provider_name"], "model": ev["gen_ai_request_model"],
+        "prompt_level": ev["prompt_classification"]["level"],
+        "prompt_categories": list(ev["prompt_classification"].get("categories", [])),
+        "response_level": response["level"] if response else None,
+        "policy_id": ev["policy_id"], "policy_version": ev["policy_version"], "decision": ev["decision"],
+        "retention_scope": ev["retention_scope"], "input_tokens": ev.get("gen_ai_usage_input_tokens", 0),
+        "output_tokens": ev.get("gen_ai_usage_output_tokens", 0), "latency_us": ev.get("latency_us", 0),
+    }
+
+
+def row(record: Record) -> list[Any]:
+    """One row in COLUMNS order. Raises ValueError/KeyError on a payload that is not v1."""
+    cols = columns_of(parse_payload(record.payload))
+    cols["ts"] = parse_ts(cols["ts"])
+    cols["leaf_hash"] = record.leaf_hash
+    cols["payload"] = record.payload.decode("utf-8")
+    cols["sig"] = base64.b64encode(record.sig).decode("ascii")
+    return [cols[name] for name in COLUMNS]
+
+
+def stored_record(origin: str, seq: int, payload: str, sig: str, leaf_hash: str) -> Record:
+    """A stored row's signed part as a Record. A sig that is not base64 becomes empty bytes, so the
+    record still reaches the verifier (which reports its signature) instead of stopping a reader."""
+    try:
+        sig_bytes = base64.b64decode(sig, validate=True)
+    except ValueError:
+        sig_bytes = b""
+    return Record(origin, int(seq), payload.encode("utf-8"), sig_bytes, leaf_hash)  # type: ignore[arg-type]  # stored text
+
+
+# --- the SQL that reads it (db: a validated identifier; every value a parameter) ------------
+
+
+def select_records(db: str, f: Filters, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> tuple[str, dict[str, Any]]:
+    """Matching records, each (origin, seq) once, oldest first, at most f.limit."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column(s): {', '.join(unknown)}")
+    where, params = where_clause(f)
+    params["limit"] = f.limit
+    sql = (f"SELECT {', '.join(columns)} FROM {db}.evidence{where} "
+           "ORDER BY ts, origin, seq LIMIT 1 BY origin, seq LIMIT {limit:UInt32}")
+    return sql, params
+
+
+def select_signed(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    """(origin, seq, payload, sig, leaf_hash) of matching records in chain order, for export.
+
+    Exact duplicate rows come once; two different records at one seq (a fork) both come, so a
+    verifier of the export sees the fork too."""
+    where, params = where_clause(f)
+    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.evidence{where} "
+            "ORDER BY origin, seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash"), params
+
+
+def select_payloads(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    """The payload of matching records, each once, in time order (model training)."""
+    where, params = where_clause(f)
+    return f"SELECT payload FROM {db}.evidence{where} ORDER BY ts, origin, seq LIMIT 1 BY origin, seq", params
+
+
+def select_chain_slices(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    """(origin, first seq, last seq) of each chain with matching records."""
+    where, params = where_clause(f)
+    return f"SELECT origin, min(seq), max(seq) FROM {db}.evidence{where} GROUP BY origin ORDER BY origin", params
+
+
+def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """Every stored row of one chain between two seqs, duplicates included, in seq order:
+    CHECKED_COLUMNS, then payload, sig, leaf_hash."""
+    cols = ", ".join((*CHECKED_COLUMNS, "payload", "sig", "leaf_hash"))
+    return (f"SELECT {cols} FROM {db}.evidence WHERE origin = {{origin:String}} "
+            "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash",
+            {"origin": origin, "first": first, "last": last})
+
+
+def count_records(db: str) -> tuple[str, dict[str, Any]]:
+    """How many distinct (origin, seq) records the table holds."""
+    return f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {}
