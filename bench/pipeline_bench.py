@@ -38,8 +38,8 @@ from pipeline.emit.producer import Emitter  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
 from pipeline.kafka.io import committed_offsets  # noqa: E402
 from pipeline.ops.progress import pipeline_lag  # noqa: E402
-from pipeline.settings import (ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings,  # noqa: E402
-                               Settings, SigningSettings)
+from pipeline.ops.supervisor import start_worker  # noqa: E402
+from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19292
@@ -87,9 +87,8 @@ STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def start(role: str, settings: Settings, log_dir: Path, n: int = 0) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"{role}-{n}.log", "ab")  # noqa: SIM115  # owned by the child
-    STARTED.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, "--instance-id", f"bench-{role}-{n}"],
-                            stdout=log, stderr=subprocess.STDOUT, env=settings_env(settings)))
+    STARTED.append(start_worker(role, instance_id=f"bench-{role}-{n}", log_file=log_dir / f"{role}-{n}.log",
+                                env=settings_env(settings)))
     return STARTED[-1]
 
 

@@ -34,11 +34,11 @@ from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline.chain.keys import Ed25519Signer  # noqa: E402
 from pipeline.chain.record import ChainHead, Record, Source, build_record  # noqa: E402
-from pipeline.score.models import promote  # noqa: E402
+from pipeline.kafka import config as kafka_config  # noqa: E402
 from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
+from pipeline.score.models import promote  # noqa: E402
 from pipeline.score.step import score_records  # noqa: E402
 from pipeline.settings import ClickHouseSettings, KafkaSettings, LocalSettings, ScoreSettings, Settings  # noqa: E402
-from pipeline.kafka import config as kafka_config  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19392

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.errors import InfraError
-from pipeline.settings import Settings
 from pipeline.kafka import config as kafka_config
+from pipeline.settings import Settings
 
 UNLIMITED = "-1"
 

@@ -95,8 +95,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     _logging(args.verbose)
     if args.role == "score":
-        from pipeline.score.models import live_detector
         from pipeline.score.app import run
+        from pipeline.score.models import live_detector
 
         try:
             with _model_errors():

@@ -20,9 +20,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.jcs import canonicalize
 from pipeline.chain.record import KeyId
 from pipeline.errors import SigningKeyError
+from pipeline.jcs import canonicalize
 
 JWKS_FILE = "jwks.json"
 

@@ -7,11 +7,36 @@
 Pure except registry.py. Emitters, the chain worker and the gateway all import from here.
 """
 
-from pipeline.contract.codec import (CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, SchemaResolver, check_event, decode, encode,
-                                     encode_datum, format_ts, frame_confluent, frame_single_object, from_json_event,
-                                     parse_ts, to_json_event, validate_event)
-from pipeline.contract.schema import (ACTOR_TYPES, DECISIONS, LEVEL_RANK, LEVELS, MAX_LIST_ITEMS, MAX_TEXT_CHARS,
-                                      REQUIRED_TEXT, crc64_avro, enum_symbols, fingerprint, parsed_schema, schema_text)
+from pipeline.contract.codec import (
+                                     CONFLUENT_MAGIC,
+                                     SINGLE_OBJECT_MAGIC,
+                                     SchemaResolver,
+                                     check_event,
+                                     decode,
+                                     encode,
+                                     encode_datum,
+                                     format_ts,
+                                     frame_confluent,
+                                     frame_single_object,
+                                     from_json_event,
+                                     parse_ts,
+                                     to_json_event,
+                                     validate_event,
+)
+from pipeline.contract.schema import (
+                                     ACTOR_TYPES,
+                                     DECISIONS,
+                                     LEVEL_RANK,
+                                     LEVELS,
+                                     MAX_LIST_ITEMS,
+                                     MAX_TEXT_CHARS,
+                                     REQUIRED_TEXT,
+                                     crc64_avro,
+                                     enum_symbols,
+                                     fingerprint,
+                                     parsed_schema,
+                                     schema_text,
+)
 
 __all__ = [
     "ACTOR_TYPES", "CONFLUENT_MAGIC", "DECISIONS", "LEVELS", "LEVEL_RANK", "MAX_LIST_ITEMS", "MAX_TEXT_CHARS",

@@ -19,8 +19,14 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from pipeline.contract.schema import (MAX_LIST_ITEMS, MAX_TEXT_CHARS, REQUIRED_TEXT, fingerprint, known_fingerprints,
-                                      parsed_schema)
+from pipeline.contract.schema import (
+    MAX_LIST_ITEMS,
+    MAX_TEXT_CHARS,
+    REQUIRED_TEXT,
+    fingerprint,
+    known_fingerprints,
+    parsed_schema,
+)
 from pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
 from pipeline.jcs import MAX_SAFE_INTEGER
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import fastavro
 
-from schemas import EVENT_SCHEMA_FILE as SCHEMA_FILE
 from schemas import enum_symbols, event_schema, event_schema_text
 
 # Fields that must be present and non-empty for a record to be evidence.

@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
+from pipeline.gateway import wire
 from pipeline.gateway.classify import Classification, content_features, redact
 from pipeline.gateway.config import GatewayConfig, load_config
 from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
@@ -51,6 +52,11 @@ log = logging.getLogger("aiaudit.gateway")
 def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
     """OpenAI's error shape, so official clients raise their usual exception types."""
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code or kind}}, status)
+
+
+def _no_evidence() -> JSONResponse:
+    """A fail-closed route's answer when the request's evidence cannot be recorded."""
+    return _no_evidence()
 
 
 class PolicyHolder:
@@ -130,7 +136,7 @@ class Gateway:
         if missing:
             raise PolicyError(f"{self.settings.gateway.policy_file}: vendors {', '.join(missing)} have no upstream "
                               f"in {self.settings.gateway.config_file}")
-        stamp = datetime.now(timezone.utc).isoformat()
+        stamp = self.clock().isoformat()
         self.evidence.publish_policy(bundle_message(policy, loaded_at=stamp, gateway_id=self.gateway_id))
 
     async def _fetch_json(self, url: str) -> dict[str, Any]:
@@ -197,7 +203,7 @@ class Gateway:
             log.warning("refused %s %s: %s", request.method, request.url.path, exc.message)
             raise _Refused(_error(401, exc.message, "authentication_error", "invalid_api_key")) from None
         body = await self._read_json(request)
-        texts = _chat_texts(body) if operation == "chat" else _embedding_texts(body)
+        texts = wire.request_texts(operation, body)
         if texts is None:
             raise _Refused(_error(400, "`messages` (chat) or `input` (embeddings) is missing or malformed",
                                   "invalid_request_error"))
@@ -250,20 +256,21 @@ class Gateway:
         if call.decision.decision == "deny":
             failed = self._record(call, Outcome())
             if failed and self._route_fails_closed(call):
-                return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+                return _no_evidence()
             return _error(403, "; ".join(call.decision.reasons), "policy_denied")
         if self._route_fails_closed(call):
             why = self.evidence.available()
             if why is not None:
                 call.decision = Decision("deny", (f"evidence cannot be recorded ({why}); route fails closed",), None)
                 self._record(call, Outcome())
-                return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+                return _no_evidence()
         return None
 
     def _outgoing(self, call: Call) -> bytes:
         body = dict(call.body)
         if call.decision.redact_categories:
-            body = _redacted(body, call)
+            classify, cats = call.policy.classifier.classify, call.decision.redact_categories
+            body = wire.redacted(body, call.operation, lambda text: redact(text, classify(text), cats))
         assert call.decision.target is not None  # not denied
         body["model"] = call.decision.target.model
         return orjson.dumps(body)
@@ -280,7 +287,7 @@ class Gateway:
         """Record the request, then pass the vendor's answer on (unless a fail-closed route could not record it)."""
         failed = self._record(call, outcome)
         if failed and self._route_fails_closed(call):
-            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+            return _no_evidence()
         return Response(upstream.body, upstream.status, media_type=upstream.content_type)
 
     async def chat(self, request: Request) -> Response:
@@ -304,23 +311,26 @@ class Gateway:
         if not upstream.ok:
             return Outcome(latency_us=latency_us, error=f"upstream status {upstream.status}")
         try:
-            data = upstream.json()
+            answer = wire.chat_answer(upstream.json())
         except ValueError:
-            data = None
-        if not isinstance(data, dict):
+            answer = None
+        if answer is None:
             return Outcome(latency_us=latency_us, error="upstream answered with something that is not a JSON object")
-        text = "\n".join(c.get("message", {}).get("content") or "" for c in data.get("choices", []) if isinstance(c, dict))
-        usage = data.get("usage") or {}
-        return Outcome(response_model=data.get("model"), response_text=text,
-                       response_class=call.policy.classifier.classify(text),
-                       input_tokens=int(usage.get("prompt_tokens", 0) or 0),
-                       output_tokens=int(usage.get("completion_tokens", 0) or 0), latency_us=latency_us)
+        return self._outcome(call, answer, latency_us)
+
+    @staticmethod
+    def _outcome(call: Call, answer: wire.ChatAnswer, latency_us: int, error: str | None = None) -> Outcome:
+        """The event's view of a vendor's answer: the response classified under the call's policy."""
+        return Outcome(response_model=answer.model, response_text=answer.text,
+                       response_class=call.policy.classifier.classify(answer.text) if answer.text is not None else None,
+                       input_tokens=answer.input_tokens, output_tokens=answer.output_tokens, latency_us=latency_us,
+                       error=error)
 
     def _upstream_failed(self, call: Call, exc: UpstreamError, started: float) -> Response:
         latency = int((time.perf_counter() - started) * 1e6)
         failed = self._record(call, Outcome(latency_us=latency, error=f"upstream failed: {exc}"))
         if failed and self._route_fails_closed(call):
-            return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
+            return _no_evidence()
         return _error(exc.status, f"upstream {exc}", "upstream_error")
 
     async def _chat_stream(self, call: Call, vendor: Vendor, payload: bytes) -> Response:
@@ -342,35 +352,23 @@ class Gateway:
             return Response(body, upstream.status, media_type=upstream.content_type)
 
         async def relay() -> AsyncIterator[bytes]:
-            parts: list[str] = []
-            usage: dict[str, Any] = {}
-            model: str | None = None
+            tally = wire.StreamTally()
             problem: str | None = None
             done_event: bytes | None = None
             try:
                 async for event in upstream.events():
-                    data = _sse_data(event)
-                    if data == b"[DONE]":
+                    data = wire.sse_data(event)
+                    if data == wire.DONE:
                         done_event = event  # held back until the event is recorded (fail-closed)
                         continue
                     if data:
-                        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-                            chunk = orjson.loads(data)
-                            model = chunk.get("model") or model
-                            usage = chunk.get("usage") or usage
-                            for choice in chunk.get("choices") or []:
-                                parts.append((choice.get("delta") or {}).get("content") or "")
+                        tally.add(data)
                     yield event
             except UpstreamError as exc:
                 problem = f"upstream failed: {exc}"
             finally:
                 upstream.close()
-            text = "".join(parts)
-            outcome = Outcome(response_model=model, response_text=text,
-                              response_class=call.policy.classifier.classify(text),
-                              input_tokens=int(usage.get("prompt_tokens", 0) or 0),
-                              output_tokens=int(usage.get("completion_tokens", 0) or 0),
-                              latency_us=int((time.perf_counter() - started) * 1e6), error=problem)
+            outcome = self._outcome(call, tally.answer(), int((time.perf_counter() - started) * 1e6), problem)
             failed = self._record(call, outcome)
             if (failed and self._route_fails_closed(call)) or problem:
                 message = "evidence cannot be recorded; this route fails closed" if failed else problem
@@ -393,14 +391,11 @@ class Gateway:
         except UpstreamError as exc:
             return self._upstream_failed(call, exc, started)
         latency = int((time.perf_counter() - started) * 1e6)
-        usage: dict[str, Any] = {}
-        model = None
-        with contextlib.suppress(ValueError, AttributeError):
-            data = upstream.json()
-            usage, model = data.get("usage") or {}, data.get("model")
-        return self._answer(call, upstream, Outcome(response_model=model, latency_us=latency,
-                                                    input_tokens=int(usage.get("prompt_tokens", 0) or 0),
-                                                    error=None if upstream.ok else f"upstream status {upstream.status}"))
+        answer = wire.ChatAnswer()
+        with contextlib.suppress(ValueError):
+            answer = wire.embeddings_answer(upstream.json())
+        return self._answer(call, upstream, self._outcome(
+            call, answer, latency, None if upstream.ok else f"upstream status {upstream.status}"))
 
     async def models(self, request: Request) -> Response:
         try:
@@ -425,61 +420,6 @@ class _Refused(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__()
         self.response = response
-
-
-def _chat_texts(body: dict[str, Any]) -> list[str] | None:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return None
-    texts = []
-    for m in messages:
-        if not isinstance(m, dict):
-            return None
-        content = m.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return texts
-
-
-def _embedding_texts(body: dict[str, Any]) -> list[str] | None:
-    data = body.get("input")
-    if isinstance(data, str):
-        return [data]
-    if isinstance(data, list) and all(isinstance(x, str) for x in data):
-        return list(data)
-    if isinstance(data, list):  # token arrays: nothing to classify as text
-        return []
-    return None
-
-
-def _redacted(body: dict[str, Any], call: Call) -> dict[str, Any]:
-    """The body with the decided categories removed from every text the prompt classification saw."""
-    classify, cats = call.policy.classifier.classify, call.decision.redact_categories
-
-    def clean(text: str) -> str:
-        return redact(text, classify(text), cats)
-
-    if call.operation == "embeddings":
-        data = body["input"]
-        body["input"] = clean(data) if isinstance(data, str) else [clean(x) if isinstance(x, str) else x for x in data]
-        return body
-    messages = []
-    for m in body["messages"]:
-        m = dict(m)
-        if isinstance(m.get("content"), str):
-            m["content"] = clean(m["content"])
-        elif isinstance(m.get("content"), list):
-            m["content"] = [{**p, "text": clean(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str)
-                            else p for p in m["content"]]
-        messages.append(m)
-    body["messages"] = messages
-    return body
-
-
-def _sse_data(event: bytes) -> bytes:
-    return b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
 def build_app(settings: Settings, evidence: Evidence | None = None) -> Starlette:

@@ -11,7 +11,6 @@ from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 
-
 _TRANSIENT = frozenset({
     KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.NOT_COORDINATOR,

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.jcs import canonicalize
 from pipeline.chain.keys import KeyRing
 from pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
 from pipeline.errors import ChainBroken, Failure, NotCanonicalizable
+from pipeline.jcs import canonicalize
 
 REASONS = (
     "malformed_payload",  # not JSON, not a v1 record object

@@ -15,8 +15,16 @@ from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
 from pipeline import store
 from pipeline.chain.keys import generate_key
-from pipeline.settings import (ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings,
-                               ScoreSettings, SigningSettings, SinkSettings)
+from pipeline.settings import (
+    ChainSettings,
+    ClickHouseSettings,
+    KafkaSettings,
+    LocalSettings,
+    ScoreSettings,
+    Settings,
+    SigningSettings,
+    SinkSettings,
+)
 
 TEST_PORT = 29092
 

@@ -6,12 +6,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -19,17 +18,17 @@ from pydantic import SecretStr
 
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
-
 from pipeline.chain.keys import KeyRing, generate_key, read_jwks
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
+from pipeline.kafka import config as kafka_config
 from pipeline.ops.progress import pipeline_lag, wait_until_drained
-from pipeline.store.filters import Filters
+from pipeline.ops.supervisor import start_worker
 from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
 from pipeline.sink.worker import SinkWorker
+from pipeline.store.filters import Filters
 from pipeline.verify.run import VerifyReport, verify_slices
 from pipeline.verify.sources import chain_slices, records_from_store
-from pipeline.kafka import config as kafka_config
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
 
@@ -63,10 +62,8 @@ class ChainWorkers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, instance_id: str, role: str = "chain") -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{role}-{instance_id}.log", "ab")  # noqa: SIM115  # owned by the child
-        args = ["--instance-id", instance_id] if role == "chain" else []
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role, *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=settings_env(self.settings))
+        proc = start_worker(role, instance_id=instance_id if role == "chain" else None,
+                            log_file=self.log_dir / f"{role}-{instance_id}.log", env=settings_env(self.settings))
         self.procs[instance_id] = proc
         return proc
 

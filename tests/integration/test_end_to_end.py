@@ -12,13 +12,13 @@ from confluent_kafka import Producer
 from pipeline import names
 from pipeline.chain.keys import KeyRing, read_jwks
 from pipeline.emit.synthetic import malformed_messages
-from pipeline.query.export import export_records
+from pipeline.kafka import config as kafka_config
 from pipeline.query.api import find_records
+from pipeline.query.export import export_records
 from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
 from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export
 from pipeline.verify.sources import records_from_export
-from pipeline.kafka import config as kafka_config
 from tests.integration import independent_verify
 from tests.integration.support import T0, ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 

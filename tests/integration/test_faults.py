@@ -12,14 +12,19 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.chain.record import chain_origin
-
+from pipeline.kafka import config as kafka_config
 from pipeline.kafka.io import committed_offsets
 from pipeline.query.api import find_records
-from pipeline.store.filters import Filters
 from pipeline.sink.worker import SinkWorker
-from pipeline.kafka import config as kafka_config
-from tests.integration.support import (ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store,
-                                       wait_chained)
+from pipeline.store.filters import Filters
+from tests.integration.support import (
+    ChainWorkers,
+    emit_synthetic,
+    read_topic,
+    sink_until_drained,
+    verify_store,
+    wait_chained,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 

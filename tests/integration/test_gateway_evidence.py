@@ -19,8 +19,14 @@ from pipeline import store
 from pipeline.query.api import find_records, policy_bundle
 from pipeline.store.filters import Filters
 from tests.integration.gateway_support import RunningGateway
-from tests.integration.support import (ChainWorkers, own_broker, read_topic, sink_until_drained, verify_store,
-                                       wait_chained)
+from tests.integration.support import (
+    ChainWorkers,
+    own_broker,
+    read_topic,
+    sink_until_drained,
+    verify_store,
+    wait_chained,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,12 @@ from detectors.features import FeatureExtractor
 from detectors.model import save, train
 from detectors.traffic import labelled_traffic
 from pipeline.chain.record import Record, parse_payload
-from pipeline.score.models import events_from_store, promote, train_from
 from pipeline.emit.producer import Emitter
 from pipeline.ops.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
-from pipeline.store.filters import Filters
+from pipeline.score.models import events_from_store, promote, train_from
 from pipeline.score.step import score_records
+from pipeline.store.filters import Filters
 from tests.integration.support import ChainWorkers, read_topic, sink_until_drained, verify_store, wait_chained
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,15 @@ import stat
 
 import pytest
 
-from pipeline.chain.keys import Ed25519Signer, KeyRing, active_key_file, generate_key, load_signer, read_jwks, thumbprint
+from pipeline.chain.keys import (
+    Ed25519Signer,
+    KeyRing,
+    active_key_file,
+    generate_key,
+    load_signer,
+    read_jwks,
+    thumbprint,
+)
 from pipeline.errors import SigningKeyError
 
 

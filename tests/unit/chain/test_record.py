@@ -5,12 +5,19 @@ from datetime import datetime, timezone
 
 import pytest
 
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.chain.record import (
+    GENESIS_PREV,
+    ChainHead,
+    Record,
+    Source,
+    build_record,
+    chain_origin,
+    leaf_hash,
+    parse_payload,
+)
 from pipeline.contract import format_ts
 from pipeline.jcs import canonicalize
-
-from pipeline.chain.keys import Ed25519Signer
-from pipeline.chain.record import (GENESIS_PREV, ChainHead, Record, Source, build_record, chain_origin,
-                                   leaf_hash, parse_payload)
 from tests.unit.helpers import ORIGIN, build_chain, events
 
 

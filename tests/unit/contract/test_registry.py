@@ -5,58 +5,33 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import fastavro
 import pytest
 
 from pipeline import contract
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.chain.record import ChainHead, Source
+from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.contract.registry import RegistryClient
 from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.errors import InvalidEvent, UnknownSchema
+from pipeline.errors import DependencyUnavailable, EventRejected, InvalidEvent, UnknownSchema
+from tests.registry_stand_in import RegistryStandIn
 
 MAX = 256 * 1024
 
 
-class _Registry(BaseHTTPRequestHandler):
-    schemas: dict[int, str] = {}
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _reply(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:  # POST /subjects/{subject}/versions
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        for sid, text in self.schemas.items():
-            if text == body["schema"]:
-                return self._reply(200, {"id": sid})
-        sid = len(self.schemas) + 1
-        self.schemas[sid] = body["schema"]
-        self._reply(200, {"id": sid})
-
-    def do_GET(self) -> None:  # GET /schemas/ids/{id}
-        sid = int(self.path.rsplit("/", 1)[1])
-        if sid not in self.schemas:
-            return self._reply(404, {"error_code": 40403, "message": "Schema not found"})
-        self._reply(200, {"schema": self.schemas[sid]})
+@pytest.fixture
+def stand_in():
+    registry = RegistryStandIn().start()
+    yield registry
+    registry.stop()
 
 
 @pytest.fixture
-def registry_url():
-    _Registry.schemas = {}
-    server = HTTPServer(("127.0.0.1", 0), _Registry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+def registry_url(stand_in):
+    return stand_in.url
 
 
 def event() -> dict:
@@ -88,3 +63,48 @@ def test_writer_schema_missing_a_required_field_is_invalid(registry_url):
     fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {k: v for k, v in event().items() if k != "policy_version"})
     with pytest.raises(InvalidEvent, match="policy_version"):
         contract.decode(contract.frame_confluent(sid, buf.getvalue()), max_bytes=MAX, resolve=client.resolve)
+
+
+def _registered_event(stand_in) -> tuple[RegistryClient, bytes]:
+    sid = RegistryClient(stand_in.url).register("AIRequest-value", contract.schema_text())
+    return RegistryClient(stand_in.url), contract.encode(event(), max_bytes=MAX, schema_id=sid)
+
+
+@pytest.mark.parametrize("status", [500, 503, 401, 429])
+def test_a_failing_registry_is_a_dependency_outage_not_bad_input(stand_in, status):
+    client, data = _registered_event(stand_in)
+    stand_in.fail_with = status
+    with pytest.raises(DependencyUnavailable, match=f"HTTP {status}") as info:
+        contract.decode(data, max_bytes=MAX, resolve=client.resolve)
+    assert not isinstance(info.value, EventRejected)  # the chain step would dead-letter an EventRejected
+    stand_in.fail_with = None
+    assert contract.decode(data, max_bytes=MAX, resolve=client.resolve)["event_id"] == event()["event_id"]
+
+
+def test_an_unreachable_registry_is_a_dependency_outage(stand_in):
+    client, data = _registered_event(stand_in)
+    stand_in.stop()
+    with pytest.raises(DependencyUnavailable, match="unreachable"):
+        contract.decode(data, max_bytes=MAX, resolve=client.resolve)
+    stand_in.start()  # back on the same port: the same client resolves again
+    assert contract.decode(data, max_bytes=MAX, resolve=client.resolve)["event_id"] == event()["event_id"]
+
+
+def test_a_registry_id_holding_no_avro_schema_is_bad_input(stand_in):
+    stand_in.schemas[7] = "{not a schema"
+    data = contract.frame_confluent(7, contract.encode_datum(event()))
+    with pytest.raises(UnknownSchema, match="not a usable Avro schema"):
+        contract.decode(data, max_bytes=MAX, resolve=RegistryClient(stand_in.url).resolve)
+
+
+def test_the_chain_step_dead_letters_nothing_while_the_registry_is_down(stand_in):
+    client, data = _registered_event(stand_in)
+    stand_in.stop()
+    msgs = [InputMessage(data, None, Source("ai.requests", 0, i)) for i in range(3)]
+    decode = lambda b: contract.decode(b, max_bytes=MAX, resolve=client.resolve)  # noqa: E731
+    head = ChainHead.genesis("acme/t/ai.requests/p0/g1")  # type: ignore[arg-type]  # a ChainId is a str
+    with pytest.raises(DependencyUnavailable):
+        chain_batch(head, Ed25519Signer.generate(), msgs, decode)
+    stand_in.start()
+    result = chain_batch(head, Ed25519Signer.generate(), msgs, decode)
+    assert len(result.records) == 3 and result.dead_letters == []

@@ -11,8 +11,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import AuthError
-from pipeline.gateway.identity import (ApiKeyEntry, ApiKeys, Jwks, OidcSettings, hash_api_key, new_api_key,
-                                       principal_from_claims)
+from pipeline.gateway.identity import (
+    ApiKeyEntry,
+    ApiKeys,
+    Jwks,
+    OidcSettings,
+    hash_api_key,
+    new_api_key,
+    principal_from_claims,
+)
 
 OIDC = OidcSettings(issuer="https://idp/", audience="gw", jwks_url="https://idp/jwks", leeway_s=10)
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from pipeline.jcs import canonicalize
 from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
 from pipeline.errors import ChainBroken
+from pipeline.jcs import canonicalize
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import sort_checking_order, verify_chain

@@ -1,0 +1,85 @@
+"""The sink's routing, pure: each topic's messages become rows of its table; nothing is dropped."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+import orjson
+
+from pipeline import names
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.settings import KafkaSettings
+from pipeline.sink.rows import rows_of, sink_topics
+from pipeline.store import alerts, dead_letters, evidence, policies
+from tests.unit.helpers import build_chain
+
+K = KafkaSettings()
+
+
+@dataclass
+class Msg:
+    """A consumed message as the sink reads it (confluent_kafka.Message's accessors)."""
+
+    t: str
+    v: bytes | None
+    h: list[tuple[str, bytes]] = field(default_factory=list)
+    p: int = 2
+    o: int = 40
+
+    def topic(self) -> str:
+        return self.t
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
+
+    def value(self) -> bytes | None:
+        return self.v
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.h
+
+
+def test_every_topic_reaches_its_own_table():
+    rec = build_chain(1, Ed25519Signer.generate())[0]
+    score = {"origin": rec.origin, "seq": 0, "leaf_hash": rec.leaf_hash, "actor_id": "a", "ts": "2026-11-28T09:00:00.000000Z",
+             "score": 0.5, "severity": "", "model_version": "v1"}
+    bundle = {"policy_id": "p", "policy_version": "1+sha256.x", "declared_version": "1", "canonical_json": "{}",
+              "source_yaml": "", "loaded_at": "2026-11-28T09:00:00+00:00", "gateway_id": "g"}
+    content = {"event_id": "e", "retention_scope": "s", "expires_at": "2026-12-28T09:00:00+00:00", "key_b64": "AA=="}
+    dl = Msg(K.dead_letter_topic, b"\x00bad", [(names.HDR_REASON, b"malformed"), (names.HDR_DETAIL, b"why"),
+                                               (names.HDR_SRC, b"ai.requests/3/17")])
+    rows = rows_of([Msg(K.chain_topic, rec.to_wire()), Msg(K.scores_topic, orjson.dumps([score, score])), dl,
+                    Msg(K.policies_topic, orjson.dumps(bundle)), Msg(K.content_topic, orjson.dumps(content))], K)
+    assert rows.get(names.EVIDENCE_TABLE) == [evidence.row(rec)]
+    assert len(rows.get(names.SCORES_TABLE)) == 2 and rows.get(names.SCORES_TABLE)[0][:2] == [rec.origin, 0]
+    assert rows.get(names.POLICIES_TABLE) == [policies.row(bundle)]
+    assert rows.get(names.CONTENT_TABLE)[0][0] == "e"
+    dead = dict(zip(dead_letters.COLUMNS, rows.get(names.DEAD_LETTER_TABLE)[0]))
+    # The dead letter keeps where the input came from (the header), why, and the message whole.
+    assert (dead["src_topic"], dead["src_partition"], dead["src_offset"]) == ("ai.requests", 3, 17)
+    assert dead["reason"] == "malformed" and base64.b64decode(dead["message_b64"]) == b"\x00bad"
+    assert rows.get(names.ALERTS_TABLE) == []
+
+
+def test_an_unreadable_message_becomes_a_dead_letter_kept_whole():
+    junk = [Msg(K.chain_topic, b"{not json"), Msg(K.alerts_topic, orjson.dumps({"finding_info": 1})),
+            Msg(K.scores_topic, orjson.dumps([{"origin": "o"}])), Msg(K.chain_topic, None), Msg("elsewhere", b"x")]
+    rows = rows_of(junk, K)
+    dead = [dict(zip(dead_letters.COLUMNS, r)) for r in rows.get(names.DEAD_LETTER_TABLE)]
+    assert [d["reason"] for d in dead] == [f"bad_{K.chain_topic}_message", f"bad_{K.alerts_topic}_message",
+                                            f"bad_{K.scores_topic}_message", f"bad_{K.chain_topic}_message",
+                                            "unexpected_topic"]
+    assert [base64.b64decode(d["message_b64"]) for d in dead] == [m.value() or b"" for m in junk]
+    assert all((d["src_partition"], d["src_offset"]) == (2, 40) for d in dead)
+    assert rows.get(names.EVIDENCE_TABLE) == [] and rows.get(names.SCORES_TABLE) == []
+
+
+def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
+    topics = sink_topics(K)
+    assert [t.topic for t in topics] == [K.chain_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
+                                         K.policies_topic, K.content_topic]
+    assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
