@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline import store  # noqa: E402
 from pipeline.chain.keys import Ed25519Signer, generate_key  # noqa: E402
-from pipeline.chain.record import ChainHead, Source, build_record  # noqa: E402
+from pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
 from pipeline.contract import to_json_event  # noqa: E402
 from pipeline.emit.producer import Emitter  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
@@ -59,7 +60,7 @@ def ceiling(n: int = 20_000) -> None:
     line("raw Ed25519 signing (1.5 KB message)", f"{n / (time.perf_counter() - t):,.0f} signatures/s")
     gen = SyntheticEvents(1, datetime.now(timezone.utc), "bench")
     events = [to_json_event(gen.next_event()) for _ in range(n)]
-    head = ChainHead.genesis("bench/x/t/p0/g1")  # type: ignore[arg-type]
+    head = ChainHead.genesis(ChainId("bench/x/t/p0/g1"))
     t = time.perf_counter()
     for i, ev in enumerate(events):
         rec = build_record(head, signer, ev["occurred_at"], Source("t", 0, i), ev)
@@ -135,7 +136,7 @@ def latency(settings: Settings) -> tuple[int, float, float]:
     return rows, p50, p99
 
 
-def wait(cond, timeout_s: float = 900, poll_s: float = 0.2) -> float:  # type: ignore[no-untyped-def]
+def wait(cond: Callable[[], bool], timeout_s: float = 900, poll_s: float = 0.2) -> float:
     t = time.perf_counter()
     while not cond():
         if time.perf_counter() - t > timeout_s:

@@ -33,7 +33,7 @@ from detectors.traffic import labelled_traffic  # noqa: E402
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline.chain.keys import Ed25519Signer  # noqa: E402
-from pipeline.chain.record import ChainHead, Record, Source, build_record  # noqa: E402
+from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
 from pipeline.kafka import config as kafka_config  # noqa: E402
 from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
 from pipeline.score.models import promote  # noqa: E402
@@ -103,7 +103,7 @@ def noop_worker() -> None:
     app.agents.clear()
 
     @app.agent(chain)
-    async def take(stream):  # type: ignore[no-untyped-def]
+    async def take(stream):  # type: ignore[no-untyped-def]  # a Faust stream: untyped upstream
         async for _batch in stream.take(s.score.batch_events, within=s.score.batch_within_s):
             pass
 
@@ -177,7 +177,7 @@ def main() -> None:
         for i, ev in enumerate(events):
             ev = {**ev, "event_id": f"{i:032x}"}
             p = zlib.crc32(ev["actor"]["id"].encode()) % 4
-            head = heads.get(p) or ChainHead.genesis(f"bench/x/t/p{p}/g1")  # type: ignore[arg-type]
+            head = heads.get(p) or ChainHead.genesis(ChainId(f"bench/x/t/p{p}/g1"))
             rec = build_record(head, signer, ev["occurred_at"], Source("t", p, i), ev)
             heads[p] = rec.next_head(i)
             producer.produce(s.kafka.chain_topic, rec.to_wire(), key=rec.origin.encode(), partition=p)

@@ -1,15 +1,20 @@
 """aiaudit: every AI request becomes a signed, hash-chained, queryable record.
 
-The data path, one step per line, in order:
+The data path, one step per line, in order (pure logic -> the I/O edge that runs it):
 
-0. gateway pipeline/gateway/classify.py, policy.py, identity.py, event.py (pure) -> gateway/app.py,
-           upstream.py, evidence.py (the policy-enforcing LLM proxy; emits through the SDK)
-1. emit    pipeline/emit/contract.py (event contract, framing)   -> emit/producer.py (Emitter SDK)
-2. chain   pipeline/chain/record.py (record v1: the signed bytes) + chain/step.py -> chain/worker.py
-3. sink    pipeline/sink/rows.py (record -> typed row)            -> sink/worker.py, store.py
-4. score   detectors/ + pipeline/score/step.py, score/ocsf.py     -> score/app.py (Faust)
-5. query   pipeline/query/filters.py, query/alerts.py             -> query/api.py
-6. verify  pipeline/verify/rules.py, verify/reconcile.py          -> verify/sources.py, verify/run.py
+1. contract pipeline/contract/schema.py, codec.py (the event, its framing)  -> contract/registry.py
+2. emit     pipeline/emit/synthetic.py                                     -> emit/producer.py (Emitter SDK)
+3. chain    pipeline/chain/record.py (record v1: the signed bytes) + step.py -> chain/worker.py
+4. store    pipeline/store/evidence.py, dead_letters.py, alerts.py, policies.py, content.py, filters.py
+                                                                           -> store/client.py (ClickHouse)
+5. sink     pipeline/sink/rows.py (topic -> table rows)                    -> sink/worker.py
+6. query    pipeline/query/api.py, alerts.py, export.py (through store/)
+7. verify   pipeline/verify/rules.py, reconcile.py, run.py                 -> verify/sources.py
+8. score    detectors/ + pipeline/score/step.py, ocsf.py                   -> score/app.py (Faust), score/models.py
+   gateway  pipeline/gateway/wire.py, classify.py, policy.py, identity.py, event.py
+            -> gateway/app.py (HTTP), upstream.py, evidence.py (emits through the SDK): at the edge
 
-Settings: pipeline/settings.py. Errors: pipeline/errors.py. Command line: pipeline/cli.py.
+Shared: jcs.py (RFC 8785), errors.py (the error tree), settings.py, names.py,
+kafka/config.py (every Kafka client's properties), kafka/io.py. Running the whole: ops/
+(supervisor, progress, demo). Command line: cli.py. Dependency rules: tests/unit/test_layers.py.
 """

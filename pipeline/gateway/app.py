@@ -56,7 +56,7 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> JSO
 
 def _no_evidence() -> JSONResponse:
     """A fail-closed route's answer when the request's evidence cannot be recorded."""
-    return _no_evidence()
+    return _error(503, "evidence cannot be recorded; this route fails closed", "service_unavailable")
 
 
 class PolicyHolder:

@@ -62,7 +62,7 @@ class TableStates(dict[str, IdentityState]):
         super().__init__()
         self._table = table
 
-    def get(self, actor: str, default: IdentityState | None = None) -> IdentityState:  # type: ignore[override]
+    def get(self, actor: str, default: IdentityState | None = None) -> IdentityState:  # type: ignore[override]  # always returns a state: a miss reads the table
         if actor not in self:
             self[actor] = state_from_dict(self._table[actor])
         return self[actor]

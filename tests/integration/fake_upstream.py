@@ -59,7 +59,7 @@ class FakeUpstream:
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": reply}}]})
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks():  # type: ignore[no-untyped-def]  # test double: an async generator of bytes
             words = reply.split(" ")
             for i, word in enumerate(words):
                 chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
