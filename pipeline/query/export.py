@@ -27,7 +27,8 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     written, so the verifier of the export sees the fork too.
     """
     n = 0
-    for origin, seq, payload, sig, leaf in store.stream_rows(client, *evidence.select_signed(store.database(settings), filters)):
+    sql, params = evidence.select_signed(store.database(settings), filters)
+    for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
         out.write(evidence.stored_record(origin, seq, payload, sig, leaf).to_wire().decode("utf-8") + "\n")
         n += 1
     return n

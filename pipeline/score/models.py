@@ -39,8 +39,9 @@ def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
 def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str, Any]]:
     client = store.connect(settings)
     try:
-        for (payload,) in store.stream_rows(client, *evidence.select_payloads(store.database(settings), filters)):
-            yield parse_payload(payload.encode("utf-8"))["event"]
+        sql, params = evidence.select_payloads(store.database(settings), filters)
+        for (payload,) in store.stream_rows(client, sql, params, evidence.BYTES):
+            yield parse_payload(payload)["event"]
     finally:
         client.close()
 

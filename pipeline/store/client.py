@@ -69,10 +69,12 @@ def query_rows(client: Client, sql: str, parameters: dict[str, Any]) -> tuple[li
     return list(result.column_names), result.result_rows
 
 
-def stream_rows(client: Client, sql: str, parameters: dict[str, Any]) -> Iterator[Sequence[Any]]:
-    """Yield rows of a parameterised query block by block (for verification of long chains)."""
+def stream_rows(client: Client, sql: str, parameters: dict[str, Any],
+                column_formats: dict[str, str] | None = None) -> Iterator[Sequence[Any]]:
+    """Yield rows of a parameterised query block by block (for verification of long chains).
+    column_formats {"payload": "bytes"} hands a column back as its stored bytes (see evidence.BYTES)."""
     try:
-        with client.query_rows_stream(sql, parameters=parameters) as stream:
+        with client.query_rows_stream(sql, parameters=parameters, column_formats=column_formats) as stream:
             yield from stream
     except (ClickHouseError, OSError) as exc:
         raise StoreError(f"query failed: {exc}") from exc

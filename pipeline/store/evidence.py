@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from pipeline.chain.record import Record, parse_payload
+from pipeline.chain.record import ChainId, Digest, Record, parse_payload
 from pipeline.contract import parse_ts
 from pipeline.store.filters import Filters, where_clause
 
@@ -28,6 +28,9 @@ DEFAULT_COLUMNS = (
     "ts", "actor_id", "on_behalf_of", "role", "provider", "model", "prompt_level",
     "decision", "policy_version", "route", "origin", "seq",
 )
+# Read the signed bytes as stored: a String that is not UTF-8 would otherwise come back as hex text
+# (clickhouse-connect's fallback), and the verifier would check other bytes than those stored.
+BYTES = {"payload": "bytes"}
 # The typed columns the verifier compares with the payload (leaf_hash it recomputes instead).
 CHECKED_COLUMNS = tuple(c for c in QUERY_COLUMNS if c != "leaf_hash")
 
@@ -62,14 +65,16 @@ def row(record: Record) -> list[Any]:
     return [cols[name] for name in COLUMNS]
 
 
-def stored_record(origin: str, seq: int, payload: str, sig: str, leaf_hash: str) -> Record:
-    """A stored row's signed part as a Record. A sig that is not base64 becomes empty bytes, so the
-    record still reaches the verifier (which reports its signature) instead of stopping a reader."""
+def stored_record(origin: str, seq: int, payload: bytes | str, sig: str, leaf_hash: str) -> Record:
+    """A stored row's signed part as a Record (payload read with BYTES). A sig that is not base64
+    becomes empty bytes, so the record still reaches the verifier (which reports its signature)
+    instead of stopping a reader."""
     try:
         sig_bytes = base64.b64decode(sig, validate=True)
     except ValueError:
         sig_bytes = b""
-    return Record(origin, int(seq), payload.encode("utf-8"), sig_bytes, leaf_hash)  # type: ignore[arg-type]  # stored text
+    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8")
+    return Record(ChainId(origin), int(seq), raw, sig_bytes, Digest(leaf_hash))
 
 
 # --- the SQL that reads it (db: a validated identifier; every value a parameter) ------------

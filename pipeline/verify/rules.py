@@ -9,6 +9,7 @@ a benign duplicate, with another hash a fork; typed columns equal what the paylo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from pipeline.chain.keys import KeyRing
 from pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
 from pipeline.errors import ChainBroken, Failure, NotCanonicalizable
-from pipeline.jcs import canonicalize
+from pipeline.jcs import MAX_SAFE_INTEGER, canonicalize
 
 REASONS = (
     "malformed_payload",  # not JSON, not a v1 record object
@@ -60,6 +61,38 @@ class ChainReport:
 
 ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def shape_problem(obj: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a parsed v1 payload, or None. Whatever a stored row holds,
+    the checks after this one only meet the types they expect (the verifier never crashes)."""
+    if type(obj["origin"]) is not str or not obj["origin"]:
+        return "origin is not a non-empty string"
+    if not _is_count(obj["seq"]):
+        return f"seq {str(obj['seq'])[:40]!r} is not an integer 0..2^53-1"
+    if type(obj["prev"]) is not str or not _HEX64.fullmatch(obj["prev"]):
+        return "prev is not 64 lowercase hex digits"
+    if type(obj["ts"]) is not str or type(obj["kid"]) is not str:
+        return "ts or kid is not a string"
+    src = obj["src"]
+    if type(src) is not dict or type(src.get("topic")) is not str or not _is_count(src.get("partition")) \
+            or not _is_count(src.get("offset")):
+        return "src is not {topic, partition, offset}"
+    event = obj["event"]
+    if type(event) is not dict:
+        return "event is not an object"
+    for name in ("event_id", "emitter_id"):
+        if type(event.get(name)) is not str or not event.get(name):
+            return f"event.{name} is missing or not a string"
+    if not _is_count(event.get("emitter_seq")):
+        return f"event.emitter_seq {str(event.get('emitter_seq'))[:40]!r} is not an integer 0..2^53-1"
+    return None
+
 
 def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
     """Checks that need only the record itself. Returns (failures, parsed payload or None)."""
@@ -71,6 +104,9 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
         obj = parse_payload(rec.payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return [*problems, ("malformed_payload", str(exc)[:200])], None
+    shape = shape_problem(obj)
+    if shape is not None:
+        return [*problems, ("malformed_payload", shape)], None
     try:
         if canonicalize(obj) != rec.payload:
             problems.append(("not_canonical", "payload bytes are not the RFC 8785 form of their JSON"))
@@ -84,7 +120,10 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
     elif not keyring.verify(kid, rec.sig, signing_input(rec.payload)):
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
     if rec.columns is not None and columns_of is not None:
-        expected = columns_of(obj)
+        try:
+            expected = columns_of(obj)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            return [*problems, ("malformed_payload", f"event lacks what its columns need: {type(exc).__name__} {exc}"[:200])], obj
         for name, value in rec.columns.items():
             if name in expected and expected[name] != value:
                 problems.append(("column_mismatch", f"column {name} = {value!r}, payload says {expected[name]!r}"))
@@ -165,13 +204,12 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             report.kids.add(obj["kid"])
             report.first_ts = report.first_ts or obj["ts"]
             report.last_ts = obj["ts"]
-            event = obj["event"] if isinstance(obj["event"], dict) else {}
-            event_id = event.get("event_id")
-            if event_id is not None:
-                if event_id in event_ids:
-                    fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
-                event_ids[event_id] = rec.seq
-                report.events.append((event.get("emitter_id", ""), event.get("emitter_seq", -1), event_id, obj["ts"]))
+            event = obj["event"]  # shape_problem checked event_id, emitter_id and emitter_seq
+            event_id = event["event_id"]
+            if event_id in event_ids:
+                fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
+            event_ids[event_id] = rec.seq
+            report.events.append((event["emitter_id"], event["emitter_seq"], event_id, obj["ts"]))
         report.records += 1
         prev = rec
         expected_seq = rec.seq + 1

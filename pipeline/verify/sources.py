@@ -36,7 +36,8 @@ def chain_slices(client: Client, settings: Settings, filters: Filters) -> list[t
 def records_from_store(client: Client, settings: Settings, origin: str, first: int, last: int) -> Iterator[StoredRecord]:
     """Every stored row of one chain between two seqs, duplicates included, in (seq) order."""
     n = len(evidence.CHECKED_COLUMNS)
-    for row in store.stream_rows(client, *evidence.select_chain_rows(store.database(settings), origin, first, last)):
+    sql, params = evidence.select_chain_rows(store.database(settings), origin, first, last)
+    for row in store.stream_rows(client, sql, params, evidence.BYTES):
         columns = {name: _normalise(v) for name, v in zip(evidence.CHECKED_COLUMNS, row[:n])}
         rec = evidence.stored_record(str(columns["origin"]), int(columns["seq"]), row[n], row[n + 1], str(row[n + 2]))
         yield StoredRecord(rec.origin, rec.seq, rec.payload, rec.sig, rec.leaf_hash, columns)

@@ -11,8 +11,8 @@ from pipeline.errors import ChainBroken
 from pipeline.jcs import canonicalize
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
-from pipeline.verify.rules import sort_checking_order, verify_chain
-from pipeline.verify.run import verify_export
+from pipeline.verify.rules import scan_chain, sort_checking_order, verify_chain
+from pipeline.verify.run import verify_export, verify_slices
 from tests.unit.helpers import build_chain, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()
@@ -215,3 +215,56 @@ def test_time_window_reconciles_only_events_inside_it():
     gappy.chains[0].events.pop(4)
     gappy.reconcile(start_at_zero=True)
     assert [(f.seq, f.reason) for f in gappy.failures] == [(4, "emitter_gap")]
+
+
+def _resigned(rec, mutate):
+    """The record with its payload object changed by `mutate`, re-signed with the real key: only the
+    contents are wrong, so the verifier gets past the signature to the shape."""
+    obj = json.loads(rec.payload)
+    mutate(obj)
+    payload = canonicalize(obj)
+    sig = SIGNER.sign(b"aiaudit/record/v1\n" + payload)
+    return dataclasses.replace(rec, payload=payload, sig=sig, leaf_hash=leaf_hash(payload, sig))
+
+
+MALFORMED = {
+    "event without emitter_id": lambda o: o["event"].pop("emitter_id"),
+    "emitter_seq a string": lambda o: o["event"].update(emitter_seq="7"),
+    "event a list": lambda o: o.update(event=[1, 2]),
+    "seq a string": lambda o: o.update(seq="3"),
+    "src a list": lambda o: o.update(src=["t", 0, 1]),
+    "prev not hex": lambda o: o.update(prev="z" * 64),
+    "origin a number": lambda o: o.update(origin=5),
+    "event without actor": lambda o: o["event"].pop("actor"),
+    "event_id a number": lambda o: o["event"].update(event_id=17),
+}
+
+
+@pytest.mark.parametrize("what", sorted(MALFORMED))
+def test_a_malformed_stored_payload_is_a_located_failure_never_a_crash(what):
+    recs = chain()
+    recs[3] = _resigned(recs[3], MALFORMED[what])
+    got = failures_of(recs)
+    assert (3, "malformed_payload") in got or (3, "column_mismatch") in got, got
+    assert all(seq in (3, 4) for seq, _ in got), got  # located at the record (and its successor's link)
+
+
+def test_a_huge_emitter_seq_is_one_gap_not_a_memory_error():
+    recs = chain()
+    recs[7] = _resigned(recs[7], lambda o: o["event"].update(emitter_seq=2**53 - 1))
+    _, gaps = reconcile_emitters(scan_chain(recs, RING).events)
+    assert [(f.seq, f.reason, f.detail) for f in gaps] == [
+        (7, "emitter_gap", f"emitter_seq 7..{2**53 - 2} sent but not in any chain")]
+
+
+def test_every_chain_is_still_checked_when_one_holds_a_malformed_row():
+    other_chain = stored(build_chain(5, SIGNER, origin="acme/test/ai.requests/p1/g1"))  # type: ignore[arg-type]  # a ChainId is a str
+    bad = chain()
+    bad[2] = _resigned(bad[2], MALFORMED["event without emitter_id"])
+    by_origin = {bad[0].origin: bad, other_chain[0].origin: other_chain}
+    report = verify_slices([(o, 0, len(r) - 1) for o, r in by_origin.items()], lambda o, a, b: by_origin[o][a:b + 1],
+                           RING, whole=True)
+    assert len(report.chains) == 2 and report.records == 13
+    assert [(f.origin, f.seq, f.reason) for f in report.failures if f.reason == "malformed_payload"] == [
+        (bad[0].origin, 2, "malformed_payload")]
+    assert json.loads(report.json_text())["ok"] is False
