@@ -75,7 +75,7 @@ def make_settings(base: Path, chdb: Path, keys: Path) -> Settings:
     uid = uuid.uuid4().hex[:8]
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
-                            dead_letter_topic=f"dlq-{uid}", partitions=4, chain_group=f"chain-{uid}", sink_group=f"sink-{uid}",
+                            dead_letter_topic=f"dlq-{uid}", checkpoints_topic=f"cp-{uid}", partitions=4, chain_group=f"chain-{uid}", sink_group=f"sink-{uid}",
                             compression=COMPRESSION),
         chain=ChainSettings(org="bench", env=uid),
         signing=SigningSettings(keys_dir=keys),

@@ -34,6 +34,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
             "max.message.bytes": wire_max, "min.insync.replicas": "1",
         }),
+        # Tree states and signed checkpoints, one partition per chain like the chain: kept like the chain.
+        TopicSpec(k.checkpoints_topic, k.partitions, {
+            "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
+            "max.message.bytes": str(4 * 1_048_576),
+        }),
         TopicSpec(k.dead_letter_topic, k.partitions, {
             "cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
             "max.message.bytes": str(int(wire_max) + 65536),

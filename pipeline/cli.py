@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contract.schema import DECISIONS, LEVELS
-from pipeline.errors import AiAuditError, ConfigError
+from pipeline.errors import AiAuditError, ConfigError, SigningKeyError
 from pipeline.settings import Settings
 from pipeline.store.filters import Filters
 
@@ -111,12 +111,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
     if args.role == "chain":
-        from pipeline.chain.keys import active_key_file, load_signer
+        from pipeline.chain.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
         from pipeline.chain.worker import ChainWorker
 
-        signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
-        logging.getLogger("aiaudit").info("chain worker signing with kid %s", signer.kid)
-        ChainWorker(settings, signer, instance_id=args.instance_id).run(stop)
+        sg = settings.signing
+        signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
+        checkpoint_key = load_checkpoint_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
+        logging.getLogger("aiaudit").info("chain worker signing records with kid %s; checkpoints every %.1fs",
+                                          signer.kid, settings.chain.checkpoint_interval_s)
+        ChainWorker(settings, signer, checkpoint_key=checkpoint_key, instance_id=args.instance_id).run(stop)
     else:
         from pipeline.sink.worker import SinkWorker
 
@@ -188,7 +191,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.chain.keys import KeyRing, read_jwks
-    from pipeline.verify.run import verify_export, verify_slices
+    from pipeline.verify.run import verify_export
 
     keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
     if args.export:
@@ -197,20 +200,27 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         report = verify_export(records_from_export(Path(args.export)), keyring)
     else:
         from pipeline import store
-        from pipeline.verify.sources import chain_slices, records_from_store
+        from pipeline.chain.keys import checkpoint_key_file, read_checkpoint_public_key
+        from pipeline.verify.sources import verify_store
 
         client = store.connect(settings)
         whole = args.since is None and args.until is None
-        filters = _filters(args)
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
+        checkpoint_key = None
+        if whole:
+            pub = Path(args.checkpoint_key) if args.checkpoint_key else checkpoint_key_file(
+                settings.signing.keys_dir, settings.signing.checkpoint_key_file)
+            try:
+                checkpoint_key = read_checkpoint_public_key(pub)
+            except SigningKeyError as exc:
+                print(f"aiaudit: warning: checkpoints not checked: {exc}", file=sys.stderr)
         window = None
         if not whole:
             from pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
-        report = verify_slices(chain_slices(client, settings, filters),
-                               lambda o, a, b: records_from_store(client, settings, o, a, b),
-                               keyring, whole=whole, reconcile=args.origin is None, window=window, progress=progress)
+        report = verify_store(client, settings, keyring, _filters(args), checkpoint_key=checkpoint_key, whole=whole,
+                              reconcile=args.origin is None, window=window, progress=progress)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -393,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(s)
     s.add_argument("--export", metavar="FILE", help="verify an `aiaudit export` JSONL file instead of ClickHouse")
     s.add_argument("--jwks", metavar="FILE", help="JWKS with the public keys (default: the keys folder's jwks.json)")
+    s.add_argument("--checkpoint-key", metavar="FILE",
+                   help="the checkpoint public key (.pub, base64) that signed checkpoints must verify under "
+                        "(default: the keys folder's checkpoint/checkpoint.pub)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_verify)
 

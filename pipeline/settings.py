@@ -27,6 +27,7 @@ class KafkaSettings(BaseModel):
     scores_topic: str = names.SCORES_TOPIC
     policies_topic: str = names.POLICIES_TOPIC
     content_topic: str = names.CONTENT_TOPIC
+    checkpoints_topic: str = names.CHECKPOINTS_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
@@ -52,12 +53,17 @@ class ChainSettings(BaseModel):
     max_event_bytes: int = Field(256 * 1024, ge=1024)
     max_batch_events: int = Field(5000, ge=1)
     poll_timeout_s: float = 0.2
+    # A signed checkpoint at most this often per chain, and within this long of the last record.
+    checkpoint_interval_s: float = Field(2.0, gt=0)
 
 
 class SigningSettings(BaseModel):
     keys_dir: Path = Field(default_factory=_default_keys_dir)
     # The private key the chain worker signs with; default: the newest key in keys_dir.
     key_file: Path | None = None
+    # The key that signs C2SP checkpoints (separate from the record keys); default:
+    # <keys_dir>/checkpoint/checkpoint.key, created by `aiaudit keys generate` when missing.
+    checkpoint_key_file: Path | None = None
 
 
 class ClickHouseSettings(BaseModel):

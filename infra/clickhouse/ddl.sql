@@ -50,6 +50,25 @@ CREATE TABLE IF NOT EXISTS {db}.evidence
 ENGINE = MergeTree
 ORDER BY (origin, seq);
 
+-- The chains' tree states, one row per committed batch (pipeline/chain/checkpoint.py): size,
+-- root and compact range; the subtrees completed at levels 8, 16, 24 ... (for proofs from
+-- stored hashes); and, when one was due, the signed C2SP checkpoint note. Append-only.
+CREATE TABLE IF NOT EXISTS {db}.checkpoints
+(
+    origin        LowCardinality(String),
+    size          UInt64,
+    root          String,
+    compact_range Array(String),
+    tile_levels   Array(UInt8),
+    tile_indexes  Array(UInt64),
+    tile_hashes   Array(String),
+    note          Nullable(String),
+    issued_at     DateTime64(6, 'UTC'),
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (origin, size);
+
 -- Rejected input, kept whole (base64) with the reason, for reconciliation and follow-up.
 CREATE TABLE IF NOT EXISTS {db}.dead_letters
 (

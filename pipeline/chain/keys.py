@@ -104,16 +104,13 @@ class KeyRing:
 
 
 def generate_key(keys_dir: Path) -> tuple[Path, KeyId]:
-    """Write a new private key (0600) into keys_dir and add its public key to jwks.json."""
+    """Write a new private key (0600) into keys_dir and add its public key to jwks.json; create the
+    checkpoint key (keys_dir/checkpoint/) too if there is none (it is not rotated with record keys)."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signer = Ed25519Signer.generate()
     path = keys_dir / f"{signer.kid}.key"
-    pem = signer.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    _write_private_key(path, signer.private_key)
+    ensure_checkpoint_key(keys_dir / CHECKPOINT_DIR / CHECKPOINT_KEY)
     jwks = read_jwks(keys_dir) if (keys_dir / JWKS_FILE).exists() else {"keys": []}
     jwks["keys"].append(signer.jwk())
     tmp = keys_dir / (JWKS_FILE + ".tmp")
@@ -124,6 +121,17 @@ def generate_key(keys_dir: Path) -> tuple[Path, KeyId]:
 
 def load_signer(path: Path) -> Ed25519Signer:
     """Read a PEM Ed25519 private key. Refuses files readable by group or others."""
+    return Ed25519Signer.from_private_key(_load_private_key(path))
+
+
+def _write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+
+
+def _load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -135,7 +143,7 @@ def load_signer(path: Path) -> Ed25519Signer:
         raise SigningKeyError(f"{path}: not a PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{path}: not an Ed25519 key")
-    return Ed25519Signer.from_private_key(key)
+    return key
 
 
 def active_key_file(keys_dir: Path, key_file: Path | None) -> Path:
@@ -159,3 +167,48 @@ def read_jwks(keys_dir_or_file: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise SigningKeyError(f"{path}: a JWKS needs a 'keys' array")
     return doc
+
+
+# --- the checkpoint key: signs C2SP checkpoints, apart from the record keys ------------------
+
+CHECKPOINT_DIR = "checkpoint"  # a subfolder: active_key_file never takes it for a record key
+CHECKPOINT_KEY = "checkpoint.key"
+CHECKPOINT_PUB = "checkpoint.pub"  # base64 of the raw 32-byte public key, for pinning
+
+
+def checkpoint_key_file(keys_dir: Path, configured: Path | None) -> Path:
+    return configured if configured is not None else keys_dir / CHECKPOINT_DIR / CHECKPOINT_KEY
+
+
+def ensure_checkpoint_key(path: Path) -> bool:
+    """Create the checkpoint key at `path` (0600, folder 0700) and its .pub beside it unless it
+    exists. Returns True when it was created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    _write_private_key(path, key)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    path.with_name(CHECKPOINT_PUB).write_text(base64.b64encode(raw).decode() + "\n")
+    return True
+
+
+def load_checkpoint_key(path: Path) -> Ed25519PrivateKey:
+    """The checkpoint private key. Raises SigningKeyError saying how to create one."""
+    if not path.exists():
+        raise SigningKeyError(f"no checkpoint key at {path}; run `aiaudit keys generate` (it creates one if missing)")
+    return _load_private_key(path)
+
+
+def read_checkpoint_public_key(path: Path) -> bytes:
+    """The raw public key from a .pub file (base64) or beside a checkpoint key. Raises SigningKeyError."""
+    pub = path if path.suffix == ".pub" else path.with_name(CHECKPOINT_PUB)
+    try:
+        raw = base64.b64decode(pub.read_text().strip(), validate=True)
+    except OSError as exc:
+        raise SigningKeyError(f"{pub}: cannot read the checkpoint public key: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"{pub}: not base64") from exc
+    if len(raw) != 32:
+        raise SigningKeyError(f"{pub}: an Ed25519 public key is 32 bytes, not {len(raw)}")
+    return raw

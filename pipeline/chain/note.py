@@ -21,7 +21,7 @@ import base64
 import binascii
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -100,15 +100,23 @@ class Verifier:
 
 @dataclass(frozen=True)
 class NoteSigner:
-    """A private Ed25519 key under a name, for note signatures (0x01) or cosignatures (0x04)."""
+    """An Ed25519 signing function under a name, for note signatures (0x01) or cosignatures (0x04).
+
+    `sign` is all that is asked of the key: a local key's `sign`, or a call to a KMS or HSM that
+    signs with an Ed25519 key it never releases (the public key is given alongside)."""
 
     name: str
     sig_type: int
-    private_key: Ed25519PrivateKey
+    sign: Callable[[bytes], bytes]
+    public_key: bytes
+
+    @classmethod
+    def local(cls, name: str, sig_type: int, key: Ed25519PrivateKey) -> "NoteSigner":
+        return cls(name, sig_type, key.sign, _raw(key.public_key()))
 
     @property
     def verifier(self) -> Verifier:
-        return Verifier(self.name, self.sig_type, _raw(self.private_key.public_key()))
+        return Verifier(self.name, self.sig_type, self.public_key)
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ def sign_note(text: str, signer: NoteSigner) -> str:
         raise NoteError("note text must end in a newline and hold no blank line or control character")
     if signer.sig_type != SIG_ED25519:
         raise NoteError("note signatures take an Ed25519 (0x01) key")
-    sig = Signature(signer.name, signer.verifier.key_id, signer.private_key.sign(text.encode()))
+    sig = Signature(signer.name, signer.verifier.key_id, signer.sign(text.encode()))
     return text + "\n" + sig.line()
 
 
@@ -251,7 +259,7 @@ def cosign(checkpoint_text: str, witness: NoteSigner, timestamp: int) -> Signatu
         raise NoteError("cosignatures take a cosignature (0x04) key")
     if not 0 <= timestamp < 2**63:
         raise NoteError("cosignature timestamp out of range")
-    sig = witness.private_key.sign(cosigned_message(checkpoint_text, timestamp))
+    sig = witness.sign(cosigned_message(checkpoint_text, timestamp))
     return Signature(witness.name, witness.verifier.key_id, struct.pack(">Q", timestamp) + sig)
 
 

@@ -101,8 +101,9 @@ class Record:
 def chain_origin(org: str, env: str, topic: str, partition: int, generation: int) -> ChainId:
     """`<org>/<env>/<topic>/p<partition>/g<generation>`: one single-writer log."""
     for part, value in (("org", org), ("env", env), ("topic", topic)):
-        if not value or "/" in value:
-            raise ValueError(f"{part} {value!r} must be non-empty and hold no '/'")
+        if not value or "/" in value or "+" in value or any(c.isspace() for c in value):
+            # The origin names the chain's checkpoint key (C2SP signed-note: no spaces, no '+').
+            raise ValueError(f"{part} {value!r} must be non-empty and hold no '/', '+' or space")
     return ChainId(f"{org}/{env}/{topic}/p{partition}/g{generation}")
 
 

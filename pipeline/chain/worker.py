@@ -17,18 +17,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import contract, names
+from pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend
+from pipeline.chain.merkle import CompactRange
+from pipeline.chain.note import SIG_ED25519, NoteSigner
 from pipeline.chain.record import ChainHead, ChainId, Record, Signer, Source, chain_origin, parse_payload
 from pipeline.chain.step import InputMessage, chain_batch
+from pipeline.contract import format_ts
 from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import read_tail
+from pipeline.kafka.io import read_partition, read_tail
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -42,6 +49,33 @@ class PartitionChain:
     producer: Producer
     head: ChainHead
     next_offset: int  # the input offset to resume from after an aborted transaction
+    tree: CompactRange  # the Merkle tree over the chain's leaf hashes, at head.next_seq leaves
+    notary: NoteSigner | None  # signs this chain's checkpoints (key name = origin)
+    signed_size: int = -1  # size of the last signed checkpoint written (-1: none since assignment)
+    signed_at: float = 0.0  # monotonic time of it
+
+
+def read_tree(settings: Settings, partition: int, head: ChainHead) -> CompactRange:
+    """The chain's tree at head.next_seq leaves: from the last committed tree state (written in the
+    same transaction as the records it covers); rebuilt from the chain only for a chain written
+    before checkpoints existed."""
+    if head.next_seq == 0:
+        return CompactRange()
+    tail = read_tail(settings, settings.kafka.checkpoints_topic, partition)
+    if tail:
+        state = TreeState.from_wire(tail[-1].value())
+        if state.origin == head.origin and state.size == head.next_seq:
+            return state.range
+    log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
+                head.next_seq)
+    tree = CompactRange()
+    for msg in read_partition(settings, settings.kafka.chain_topic, partition):
+        rec = Record.from_wire(msg.value())
+        if rec.origin == head.origin and rec.seq == tree.size:
+            tree.append(bytes.fromhex(rec.leaf_hash))
+    if tree.size != head.next_seq:
+        raise InfraError(f"chain {head.origin}: rebuilt {tree.size} leaves, the head is at seq {head.next_seq}")
+    return tree
 
 
 def read_chain_head(settings: Settings, partition: int, origin: str) -> ChainHead:
@@ -58,9 +92,12 @@ def read_chain_head(settings: Settings, partition: int, origin: str) -> ChainHea
 
 
 class ChainWorker:
-    def __init__(self, settings: Settings, signer: Signer, *, instance_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, signer: Signer, *, checkpoint_key: Ed25519PrivateKey | None = None,
+                 instance_id: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
         self.signer = signer
+        self.checkpoint_key = checkpoint_key
+        self.clock = clock
         # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
         if instance_id:
@@ -98,8 +135,10 @@ class ChainWorker:
             origin = self._origin(p)
             head = read_chain_head(self.settings, p, origin)
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
+            tree = read_tree(self.settings, p, head)
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
-            self.chains[p] = PartitionChain(p, producer, head, start)
+            notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
+            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary)
             assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
 
@@ -127,10 +166,14 @@ class ChainWorker:
             return
         self._backoff_s = 0.0
         producer = chain.producer
+        tree, tiles = extend(chain.tree, [rec.leaf_hash for rec in result.records])
+        note = self._note_if_due(chain, tree) if result.records else None
         try:
             producer.begin_transaction()
             for rec in result.records:
                 producer.produce(k.chain_topic, value=rec.to_wire(), key=rec.origin.encode(), partition=p)
+            if result.records:  # the tree state commits with the records it covers
+                self._produce_state(chain, tree, tiles, note)
             for dl in result.dead_letters:
                 src = dl.message.src
                 producer.produce(k.dead_letter_topic, value=dl.message.value, key=dl.message.key, partition=p, headers=[
@@ -155,11 +198,47 @@ class ChainWorker:
             self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
             return
         chain.head = result.head
+        chain.tree = tree
+        if note is not None:
+            chain.signed_size, chain.signed_at = tree.size, time.monotonic()
         chain.next_offset = next_offset
         self.stats["chained"] += len(result.records)
         self.stats["dead_lettered"] += len(result.dead_letters)
         self.stats["skipped"] += result.skipped
         self.stats["transactions"] += 1
+
+    def _note_if_due(self, chain: PartitionChain, tree: CompactRange) -> str | None:
+        if chain.notary is None or tree.size == chain.signed_size:
+            return None
+        if not due(time.monotonic(), chain.signed_at, self.settings.chain.checkpoint_interval_s):
+            return None
+        return checkpoint_note(chain.head.origin, tree, chain.notary)
+
+    def _produce_state(self, chain: PartitionChain, tree: CompactRange, tiles: list[tuple[int, int, bytes]],
+                       note: str | None) -> None:
+        state = TreeState(chain.head.origin, tree, tuple(tiles), note, format_ts(self.clock()))
+        chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
+                               key=chain.head.origin.encode(), partition=chain.partition)
+
+    def _sign_quiet_chains(self) -> None:
+        """A chain that went quiet since its last signed checkpoint gets one for its last size, in a
+        transaction of its own, once the interval has passed: the newest records never stay unsigned."""
+        for chain in list(self.chains.values()):
+            if chain.tree.size == 0:
+                continue
+            note = self._note_if_due(chain, chain.tree)
+            if note is None:
+                continue
+            try:
+                chain.producer.begin_transaction()
+                self._produce_state(chain, chain.tree, [], note)
+                self._commit(chain.producer)
+            except KafkaException as exc:
+                log.warning("chain %s: checkpoint not written (%s); retried later", chain.head.origin, exc.args[0])
+                if exc.args[0].txn_requires_abort():
+                    chain.producer.abort_transaction(30)
+                continue
+            chain.signed_size, chain.signed_at = chain.tree.size, time.monotonic()
 
     @staticmethod
     def _commit(producer: Producer) -> None:
@@ -194,6 +273,7 @@ class ChainWorker:
                     chain = self.chains.get(p)
                     if chain is not None:
                         self._process(chain, batch)
+                self._sign_quiet_chains()
                 now = time.monotonic()
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["chained"] - last_chained) / (now - last_report)

@@ -4,6 +4,7 @@ end offsets, each retried while a new topic or group is still settling."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -67,6 +68,31 @@ def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, 
             if len(found) >= want or start == low:
                 return found[-want:]
             window *= 8
+    finally:
+        consumer.close()
+
+
+def read_partition(settings: Settings, topic: str, partition: int, *, timeout_s: float = 600.0) -> Iterator[Message]:
+    """Every committed data message of one partition, oldest first, up to its end at the call."""
+    consumer = Consumer(kafka_config.consumer(settings, "aiaudit-partition-reader", **{
+        "enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}))
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = watermarks(consumer, tp, 30.0)
+        if high <= low:
+            return
+        consumer.assign([TopicPartition(topic, partition, low)])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return
+                raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
+            yield msg
+        raise InfraError(f"reading {topic}[{partition}] took over {timeout_s}s")
     finally:
         consumer.close()
 

@@ -11,7 +11,15 @@ from confluent_kafka import Producer
 
 from infra.kafka.broker import LocalKafka
 from pipeline import store
-from pipeline.chain.keys import KeyRing, active_key_file, generate_key, read_jwks
+from pipeline.chain.keys import (
+    KeyRing,
+    active_key_file,
+    checkpoint_key_file,
+    ensure_checkpoint_key,
+    generate_key,
+    read_checkpoint_public_key,
+    read_jwks,
+)
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import POLICIES, SyntheticEvents, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
@@ -22,8 +30,7 @@ from pipeline.query.api import find_records
 from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
 from pipeline.store.filters import Filters
-from pipeline.verify.run import verify_slices
-from pipeline.verify.sources import chain_slices, records_from_store
+from pipeline.verify.sources import verify_store
 
 
 def step(text: str) -> None:
@@ -40,6 +47,9 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     try:
         key = active_key_file(settings.signing.keys_dir, settings.signing.key_file)
         print(f"using {key}")
+        cp_key = checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file)
+        if ensure_checkpoint_key(cp_key):
+            print(f"generated the checkpoint key {cp_key}")
     except SigningKeyError:
         key, kid = generate_key(settings.signing.keys_dir)
         print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
@@ -100,9 +110,10 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
 
     step("Verifying every chain (signatures, links, seqs, forks, typed columns, emitter gaps)")
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
-    result = verify_slices(chain_slices(client, settings, Filters(limit=1)),
-                           lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=True,
-                           progress=lambda line: print(f"  {line}"))
+    sg = settings.signing
+    result = verify_store(client, settings, keyring, Filters(limit=1),
+                          checkpoint_key=read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file)),
+                          progress=lambda line: print(f"  {line}"))
     print(result.text())
 
     step("Retrieval: what an auditor samples")

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline import names
+from pipeline.chain.checkpoint import TreeState
 from pipeline.chain.record import Record
 from pipeline.settings import KafkaSettings
-from pipeline.store import alerts, content, dead_letters, evidence, policies
+from pipeline.store import alerts, checkpoints, content, dead_letters, evidence, policies
 
 
 class Consumed(Protocol):
@@ -42,6 +43,7 @@ def sink_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
     """Every topic the sink stores, in the order its tables are written."""
     return (
         SinkTopic(k.chain_topic, names.EVIDENCE_TABLE, evidence.COLUMNS),
+        SinkTopic(k.checkpoints_topic, names.CHECKPOINTS_TABLE, checkpoints.COLUMNS),
         SinkTopic(k.dead_letter_topic, names.DEAD_LETTER_TABLE, dead_letters.COLUMNS),
         SinkTopic(k.scores_topic, names.SCORES_TABLE, alerts.SCORE_COLUMNS),
         SinkTopic(k.alerts_topic, names.ALERTS_TABLE, alerts.ALERT_COLUMNS),
@@ -68,6 +70,7 @@ def _dead_letter(msg: Consumed, value: bytes) -> list[list[Any]]:
 def _parsers(k: KafkaSettings) -> dict[str, Callable[[Consumed, bytes], list[list[Any]]]]:
     return {
         k.chain_topic: lambda _m, v: [evidence.row(Record.from_wire(v))],
+        k.checkpoints_topic: lambda _m, v: [checkpoints.row(TreeState.from_wire(v))],
         k.dead_letter_topic: _dead_letter,
         k.scores_topic: lambda _m, v: [alerts.score_row(r) for r in orjson.loads(v)],  # one array per scored batch
         k.alerts_topic: lambda _m, v: [alerts.alert_row(orjson.loads(v), v)],

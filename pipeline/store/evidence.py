@@ -123,6 +123,13 @@ def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str,
             {"origin": origin, "first": first, "last": last})
 
 
+def select_leaf_hashes(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """(seq, leaf_hash) of one chain between two seqs, each seq once (proofs)."""
+    return (f"SELECT seq, any(leaf_hash) FROM {db}.evidence WHERE origin = {{origin:String}} "
+            "AND seq BETWEEN {first:UInt64} AND {last:UInt64} GROUP BY seq ORDER BY seq",
+            {"origin": origin, "first": first, "last": last})
+
+
 def count_records(db: str) -> tuple[str, dict[str, Any]]:
     """How many distinct (origin, seq) records the table holds."""
     return f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {}

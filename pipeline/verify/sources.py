@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -10,12 +10,15 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline import store
+from pipeline.chain.keys import KeyRing
 from pipeline.contract import format_ts
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
-from pipeline.store import evidence
+from pipeline.store import checkpoints, evidence
 from pipeline.store.filters import Filters
 from pipeline.verify.rules import StoredRecord
+from pipeline.verify.run import VerifyReport, verify_slices
+from pipeline.verify.tree import TreeCheck, open_checkpoints
 
 
 def _normalise(value: Any) -> Any:
@@ -47,3 +50,29 @@ def records_from_export(path: Path) -> Iterator[StoredRecord]:
     """Records of an `aiaudit export` JSONL file, in file order. Raises ConfigError on a bad line."""
     for rec in read_export(path):
         yield StoredRecord(rec.origin, rec.seq, rec.payload, rec.sig, rec.leaf_hash)
+
+
+def checkpoint_checks(client: Client, settings: Settings, checkpoint_key: bytes) -> tuple[Callable[[str], TreeCheck], list[str]]:
+    """A loader of each chain's verified checkpoints, and the chains that have signed checkpoints."""
+    db = store.database(settings)
+    _, rows = store.query_rows(client, *checkpoints.select_signed_origins(db))
+
+    def load(origin: str) -> TreeCheck:
+        _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
+        return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_key)
+
+    return load, [str(o) for (o,) in rows]
+
+
+def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: Filters, *,
+                 checkpoint_key: bytes | None, whole: bool = True, reconcile: bool = True,
+                 window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None) -> VerifyReport:
+    """Verify the chains in ClickHouse that `filters` selects; whole chains are also held to their
+    signed checkpoints when a checkpoint key is given."""
+    checks: dict[str, Any] = {}
+    if whole and checkpoint_key is not None:
+        load, origins = checkpoint_checks(client, settings, checkpoint_key)
+        checks = {"checkpoints": load, "checkpointed": [o for o in origins if filters.origin in (None, o)]}
+    return verify_slices(chain_slices(client, settings, filters),
+                         lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
+                         reconcile=reconcile, window=window, progress=progress, **checks)

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
-from pipeline.chain.keys import KeyRing, generate_key, read_jwks
+from pipeline.chain.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.kafka import config as kafka_config
@@ -27,8 +27,8 @@ from pipeline.ops.supervisor import start_worker
 from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
 from pipeline.sink.worker import SinkWorker
 from pipeline.store.filters import Filters
-from pipeline.verify.run import VerifyReport, verify_slices
-from pipeline.verify.sources import chain_slices, records_from_store
+from pipeline.verify.run import VerifyReport
+from pipeline.verify.sources import verify_store as verify_whole
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
 
@@ -142,9 +142,11 @@ def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) 
 
 
 def verify_store(settings: Settings, client: Any) -> VerifyReport:
+    """Whole-store verification as `aiaudit verify` does it: records, links, columns, emitters and
+    the signed checkpoints (under the test's own checkpoint key)."""
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
-    return verify_slices(chain_slices(client, settings, Filters()),
-                         lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=True)
+    pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
+    return verify_whole(client, settings, keyring, Filters(), checkpoint_key=pub)
 
 
 def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:

@@ -9,9 +9,23 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.chain import merkle
-from pipeline.chain.note import (SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteError, NoteSigner, Verifier,
-                                 add_signatures, cosign, cosignatures, key_id, open_checkpoint, open_note,
-                                 sign_checkpoint, sign_note, split_note)
+from pipeline.chain.note import (
+    SIG_COSIGNATURE_V1,
+    SIG_ED25519,
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    Verifier,
+    add_signatures,
+    cosign,
+    cosignatures,
+    key_id,
+    open_checkpoint,
+    open_note,
+    sign_checkpoint,
+    sign_note,
+    split_note,
+)
 
 # golang.org/x/mod/sumdb/note's example (also the signed-note reference implementation's test).
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -33,7 +47,7 @@ COSIG_VKEY = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmt
 def go_signer() -> NoteSigner:
     _, _, name, _, b64 = GO_SKEY.split("+", 4)
     blob = base64.b64decode(b64)
-    return NoteSigner(name, blob[0], Ed25519PrivateKey.from_private_bytes(blob[1:]))
+    return NoteSigner.local(name, blob[0], Ed25519PrivateKey.from_private_bytes(blob[1:]))
 
 
 def test_go_vector_signs_byte_for_byte_and_opens():
@@ -88,8 +102,9 @@ def test_malformed_notes_are_refused(note):
         split_note(note)
 
 
-LOG = NoteSigner("acme/dev/ai.requests/p0/g1", SIG_ED25519, Ed25519PrivateKey.from_private_bytes(b"\x10" * 32))
-WITNESS = NoteSigner("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.from_private_bytes(b"\x20" * 32))
+LOG_KEY = Ed25519PrivateKey.from_private_bytes(b"\x10" * 32)
+LOG = NoteSigner.local("acme/dev/ai.requests/p0/g1", SIG_ED25519, LOG_KEY)
+WITNESS = NoteSigner.local("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.from_private_bytes(b"\x20" * 32))
 
 
 def test_checkpoint_text_signs_opens_and_carries_cosignatures():
@@ -118,7 +133,7 @@ def test_checkpoint_text_signs_opens_and_carries_cosignatures():
 def test_a_log_key_vouches_only_for_its_own_origin():
     with pytest.raises(NoteError, match="origin"):
         sign_checkpoint(Checkpoint("other/origin", 1, bytes(32)), LOG)
-    impostor = NoteSigner("other/origin", SIG_ED25519, LOG.private_key)
+    impostor = NoteSigner.local("other/origin", SIG_ED25519, LOG_KEY)
     note = sign_note(Checkpoint(LOG.name, 1, bytes(32)).text(), impostor)
     with pytest.raises(NoteError, match="origin"):
         open_checkpoint(note, impostor.verifier)

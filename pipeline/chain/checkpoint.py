@@ -1,0 +1,106 @@
+"""The chain's tree state and signed checkpoints, one message per committed batch (pure).
+
+Every transaction that appends records to a chain also writes one message to the checkpoints
+topic (same partition), so the tree can never disagree with the records it covers:
+
+    {"v": 1, "origin", "size", "root": hex, "range": [hex, ...], "tiles": [[level, index, hex], ...],
+     "note": signed C2SP checkpoint | null, "issued_at": RFC 3339}
+
+`range` is the CompactRange at `size` (a restarted or new owner of the chain continues from it
+without rereading the chain); `tiles` are the perfect subtrees completed by this batch at
+levels 8, 16, 24 ... (merkle.TILE_HEIGHT): with the records' own leaf hashes they give any
+subtree hash from at most a few hundred stored hashes per tree level band, so a proof never
+reads a whole chain. `note` is the signed checkpoint (origin, size, root) when one is due:
+at most every `interval_s`, and always for the last size before the chain goes quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from pipeline.chain.merkle import TILE_HEIGHT, CompactRange
+from pipeline.chain.note import Checkpoint, NoteSigner, sign_checkpoint
+
+MESSAGE_VERSION = 1
+MAX_TILES_PER_MESSAGE = 1 << 16  # a batch of at most 5,000 records completes far fewer
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """What a checkpoints-topic message says."""
+
+    origin: str
+    range: CompactRange
+    tiles: tuple[tuple[int, int, bytes], ...]
+    note: str | None
+    issued_at: str
+
+    @property
+    def size(self) -> int:
+        return self.range.size
+
+    def to_wire(self) -> bytes:
+        return orjson.dumps({
+            "v": MESSAGE_VERSION, "origin": self.origin, "size": self.range.size, "root": self.range.root().hex(),
+            "range": [h.hex() for h in self.range.hashes],
+            "tiles": [[level, index, h.hex()] for level, index, h in self.tiles],
+            "note": self.note, "issued_at": self.issued_at,
+        })
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> "TreeState":
+        """Parse and check a checkpoints-topic message. Raises ValueError on anything malformed,
+        including a range whose root is not the stated root."""
+        try:
+            obj = orjson.loads(data)
+            if obj["v"] != MESSAGE_VERSION or type(obj["origin"]) is not str or type(obj["size"]) is not int:
+                raise ValueError("not a v1 tree-state message")
+            rng = CompactRange(obj["size"], [bytes.fromhex(h) for h in obj["range"]])
+            if rng.root().hex() != obj["root"]:
+                raise ValueError("stated root is not the root of the stated range")
+            tiles = obj["tiles"]
+            if not isinstance(tiles, list) or len(tiles) > MAX_TILES_PER_MESSAGE:
+                raise ValueError("tiles is not a bounded list")
+            parsed = []
+            for level, index, h in tiles:
+                if type(level) is not int or type(index) is not int or level <= 0 or level % TILE_HEIGHT or index < 0:
+                    raise ValueError(f"tile ({level}, {index}) is not at a stored level")
+                digest = bytes.fromhex(h)
+                if len(digest) != 32:
+                    raise ValueError("tile hash is not 32 bytes")
+                parsed.append((level, index, digest))
+            note = obj["note"]
+            if note is not None and type(note) is not str:
+                raise ValueError("note is not text")
+            if type(obj["issued_at"]) is not str:
+                raise ValueError("issued_at is not text")
+            return cls(obj["origin"], rng, tuple(parsed), note, obj["issued_at"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a tree-state message: {type(exc).__name__}: {exc}") from exc
+
+
+def extend(tree: CompactRange, leaf_hashes: Sequence[str]) -> tuple[CompactRange, list[tuple[int, int, bytes]]]:
+    """A copy of `tree` with the leaves (hex) appended, and the stored-level subtrees they completed."""
+    out = tree.copy()
+    tiles = []
+    for leaf in leaf_hashes:
+        for level, index, h in out.append(bytes.fromhex(leaf)):
+            if level % TILE_HEIGHT == 0:
+                tiles.append((level, index, h))
+    return out, tiles
+
+
+def checkpoint_note(origin: str, tree: CompactRange, key: NoteSigner | None) -> str | None:
+    """The signed checkpoint of `tree`, or None without a key."""
+    if key is None:
+        return None
+    return sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), key)
+
+
+def due(now_s: float, last_signed_s: float, interval_s: float) -> bool:
+    return now_s - last_signed_s >= interval_s
+
+

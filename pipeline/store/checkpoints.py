@@ -1,0 +1,36 @@
+"""The checkpoints table: every chain's tree states and signed checkpoints. Rows and SQL (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.chain.checkpoint import TreeState
+from pipeline.contract import parse_ts
+
+COLUMNS = ("origin", "size", "root", "compact_range", "tile_levels", "tile_indexes", "tile_hashes", "note", "issued_at")
+
+
+def row(state: TreeState) -> list[Any]:
+    return [state.origin, state.size, state.range.root().hex(), [h.hex() for h in state.range.hashes],
+            [t[0] for t in state.tiles], [t[1] for t in state.tiles], [t[2].hex() for t in state.tiles], state.note,
+            parse_ts(state.issued_at)]
+
+
+def select_signed_origins(db: str) -> tuple[str, dict[str, Any]]:
+    """Every chain with at least one signed checkpoint."""
+    return f"SELECT DISTINCT origin FROM {db}.checkpoints WHERE note IS NOT NULL ORDER BY origin", {}
+
+
+def select_notes(db: str, origin: str, until_size: int | None = None) -> tuple[str, dict[str, Any]]:
+    """(size, note) of the signed checkpoints of one chain, by size (each size once)."""
+    cond = "" if until_size is None else " AND size <= {until:UInt64}"
+    return (f"SELECT size, any(note) FROM {db}.checkpoints WHERE origin = {{origin:String}} AND note IS NOT NULL{cond} "
+            "GROUP BY size ORDER BY size", {"origin": origin, "until": until_size if until_size is not None else 0})
+
+
+def select_tiles(db: str, origin: str, level: int, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """(index, hash) of the stored subtrees of one chain at `level` between two indices."""
+    return (f"SELECT idx, any(h) FROM {db}.checkpoints ARRAY JOIN tile_levels AS lvl, tile_indexes AS idx, "
+            "tile_hashes AS h WHERE origin = {origin:String} AND lvl = {level:UInt8} "
+            "AND idx BETWEEN {first:UInt64} AND {last:UInt64} GROUP BY idx ORDER BY idx",
+            {"origin": origin, "level": level, "first": first, "last": last})

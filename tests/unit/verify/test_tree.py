@@ -1,0 +1,111 @@
+"""Checkpoints against records, one rule per test: what deleting the newest records, deleting a
+chain, or rewriting history with the real record key looks like to the verifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pipeline.chain.checkpoint import checkpoint_note, extend
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.chain.merkle import CompactRange
+from pipeline.chain.note import SIG_ED25519, NoteSigner
+from pipeline.chain.record import ChainHead, Source, build_record
+from pipeline.verify.run import verify_slices
+from pipeline.verify.tree import open_checkpoints
+from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of, stored
+
+SIGNER = Ed25519Signer.generate()
+RING = keyring_of(SIGNER)
+CP_KEY = Ed25519PrivateKey.generate()
+CP_PUB = NoteSigner.local("x", SIG_ED25519, CP_KEY).public_key
+
+
+def notes_for(records, sizes, key=CP_KEY):
+    """Signed checkpoints of the chain at each size, as the chain worker writes them."""
+    out, tree = [], CompactRange()
+    for i, rec in enumerate(records, 1):
+        tree, _ = extend(tree, [rec.leaf_hash])
+        if i in sizes:
+            out.append((i, checkpoint_note(rec.origin, tree, NoteSigner.local(rec.origin, SIG_ED25519, key))))
+    return out
+
+
+def run(records_by_origin, notes_by_origin):
+    loads = {o: stored(r) for o, r in records_by_origin.items()}
+    slices = [(o, 0, len(r) - 1) for o, r in loads.items() if r]
+    return verify_slices(slices, lambda o, a, b: loads[o][a:b + 1], RING, whole=True, reconcile=False,
+                         checkpoints=lambda o: open_checkpoints(o, notes_by_origin.get(o, []), CP_PUB),
+                         checkpointed=[o for o, n in notes_by_origin.items() if n])
+
+
+def reasons(report):
+    return [(f.origin, f.seq, f.reason) for f in report.failures]
+
+
+def test_untouched_chain_matches_every_checkpoint():
+    recs = build_chain(10, SIGNER)
+    report = run({ORIGIN: recs}, {ORIGIN: notes_for(recs, {3, 8, 10})})
+    assert report.ok and report.checkpoints == 3 and report.warnings == []
+
+
+def test_deleting_the_newest_records_is_truncated_with_the_range():
+    recs = build_chain(10, SIGNER)
+    report = run({ORIGIN: recs[:7]}, {ORIGIN: notes_for(recs, {4, 10})})
+    assert reasons(report) == [(ORIGIN, 7, "truncated")]
+    assert "seq 7..9 missing" in report.failures[0].detail
+
+
+def test_deleting_a_whole_chain_is_named():
+    recs = build_chain(4, SIGNER)
+    other = "acme/test/ai.requests/p1/g1"
+    report = run({ORIGIN: recs}, {ORIGIN: notes_for(recs, {4}), other: [(2, notes_for(
+        build_chain(2, SIGNER, origin=other), {2})[0][1])]})  # type: ignore[arg-type]  # a ChainId is a str
+    assert reasons(report) == [(other, 0, "truncated")] and "no records" in report.failures[0].detail
+    assert len(report.chains) == 2
+
+
+def test_rewriting_history_with_the_real_record_key_breaks_the_signed_root():
+    recs = build_chain(8, SIGNER)
+    notes = notes_for(recs, {8})
+    # The insider re-signs a changed record 2 and re-chains everything after it with the real key.
+    evs = events(8)
+    evs[2] = {**evs[2], "decision": "allow" if evs[2]["decision"] != "allow" else "deny"}
+    head, forged = ChainHead.genesis(ORIGIN), []
+    for i, ev in enumerate(evs):
+        rec = build_record(head, SIGNER, ev["occurred_at"], Source("ai.requests", 0, 100 + i), ev)
+        forged.append(rec)
+        head = rec.next_head(100 + i)
+    assert forged[2].leaf_hash != recs[2].leaf_hash
+    report = run({ORIGIN: forged}, {ORIGIN: notes})
+    assert reasons(report) == [(ORIGIN, 7, "root_mismatch")]  # every record verifies on its own
+
+
+def test_a_checkpoint_not_signed_by_the_pinned_key_is_bad():
+    recs = build_chain(5, SIGNER)
+    report = run({ORIGIN: recs}, {ORIGIN: notes_for(recs, {5}, key=Ed25519PrivateKey.generate())})
+    assert [r for _, _, r in reasons(report)] == ["bad_checkpoint"]
+
+
+def test_a_checkpoint_stored_at_another_size_is_bad():
+    recs = build_chain(5, SIGNER)
+    (_, note), = notes_for(recs, {5})
+    report = run({ORIGIN: recs}, {ORIGIN: [(4, note)]})
+    assert [r for _, _, r in reasons(report)] == ["bad_checkpoint"]
+
+
+def test_records_after_the_newest_checkpoint_are_a_warning_not_a_failure():
+    recs = build_chain(9, SIGNER)
+    report = run({ORIGIN: recs}, {ORIGIN: notes_for(recs, {6})})
+    assert report.ok and report.warnings == [
+        f"WARN {ORIGIN}: 3 record(s) after the newest checkpoint (size 6) are not yet checkpointed"]
+    assert json.loads(report.json_text())["warnings"] == report.warnings
+
+
+def test_an_exact_duplicate_row_does_not_disturb_the_tree():
+    recs = build_chain(6, SIGNER)
+    with_dup = recs[:3] + [dataclasses.replace(recs[2])] + recs[3:]
+    report = run({ORIGIN: with_dup}, {ORIGIN: notes_for(recs, {6})})
+    assert report.ok and report.checkpoints == 1
