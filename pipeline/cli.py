@@ -219,8 +219,18 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             from pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
+        witness = None
+        if args.witness:
+            if not args.witness_key or checkpoint_key is None:
+                raise ConfigError("--witness needs --witness-key (the witness's pinned vkey) and a checkpoint key")
+            from pipeline.chain.note import NoteError, Verifier
+
+            try:
+                witness = (args.witness, Verifier.from_vkey(args.witness_key))
+            except NoteError as exc:
+                raise ConfigError(f"--witness-key: {exc}") from exc
         report = verify_store(client, settings, keyring, _filters(args), checkpoint_key=checkpoint_key, whole=whole,
-                              reconcile=args.origin is None, window=window, progress=progress)
+                              reconcile=args.origin is None, window=window, progress=progress, witness=witness)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -238,6 +248,68 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         n = export_records(client, settings, filters, sys.stdout)
     print(f"exported {n} record(s)", file=sys.stderr)
     return 0
+
+
+def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import store
+    from pipeline.query import proofs
+
+    client = store.connect(settings)
+    if args.kind == "inclusion":
+        if args.seq is None:
+            raise ConfigError("`aiaudit proof inclusion` needs --seq (the record's seq in its chain)")
+        out = proofs.inclusion(client, settings, args.origin, args.seq, args.size)
+    else:
+        if args.old_size is None:
+            raise ConfigError("`aiaudit proof consistency` needs --from (the older size)")
+        out = proofs.consistency(client, settings, args.origin, args.old_size, args.new_size)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "keygen":
+        from pipeline.chain.keys import ensure_checkpoint_key, load_checkpoint_key
+        from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+
+        if not args.name or not args.key_file:
+            raise ConfigError("`aiaudit witness keygen` needs --name (e.g. witness.example/w1) and --key-file")
+        path = Path(args.key_file)
+        if not ensure_checkpoint_key(path):
+            raise ConfigError(f"{path} exists; a witness keeps its key (choose another --key-file)")
+        vkey = NoteSigner.local(args.name, SIG_COSIGNATURE_V1, load_checkpoint_key(path)).verifier.vkey()
+        print(f"witness key {path} (0600); its verifier key, to pin in the log's and the auditors' settings:\n{vkey}")
+        return 0
+    if args.action == "serve":
+        import uvicorn
+
+        from pipeline.witness.server import build_app, load_config
+
+        if not args.config:
+            raise ConfigError("`aiaudit witness serve` needs --config (name, key_file, state_file, logs)")
+        _logging(args.verbose)
+        app = build_app(load_config(Path(args.config)))
+        print(f"witness {app.state.witness.name} on http://{args.host}:{args.port}/add-checkpoint", file=sys.stderr)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        return 0
+    from pipeline import store
+    from pipeline.chain.note import NoteError, Verifier
+    from pipeline.ops.supervisor import stop_on_signals
+    from pipeline.witness.submit import submit_once
+
+    if not args.url or not args.witness_key:
+        raise ConfigError("`aiaudit witness submit` needs --url and --witness-key (the witness's vkey)")
+    try:
+        witness = Verifier.from_vkey(args.witness_key)
+    except NoteError as exc:
+        raise ConfigError(f"--witness-key: {exc}") from exc
+    client = store.connect(settings)
+    stop = stop_on_signals()
+    while True:
+        for o in submit_once(client, settings, args.url, witness):
+            print(f"{o.origin} size {o.size}: {o.status}")
+        if not args.every or stop.wait(args.every):
+            return 0
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -406,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-key", metavar="FILE",
                    help="the checkpoint public key (.pub, base64) that signed checkpoints must verify under "
                         "(default: the keys folder's checkpoint/checkpoint.pub)")
+    s.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last cosigned")
+    s.add_argument("--witness-key", metavar="VKEY", help="the witness's pinned verifier key (name+keyid+base64)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_verify)
 
@@ -414,6 +488,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(s)
     s.add_argument("--out", help="file to write (default: standard output)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("proof", help="RFC 9162 inclusion or consistency proof for a chain, from stored hashes",
+                       description="inclusion: a record (--origin, --seq) is in the chain at --size (default: the "
+                                   "newest signed checkpoint); consistency: the chain at --from is a prefix of the chain "
+                                   "at --to. Prints JSON with base64 hashes and the signed checkpoint; the proof is "
+                                   "checked before it is printed.")
+    s.add_argument("kind", choices=["inclusion", "consistency"])
+    s.add_argument("--origin", required=True, help="the chain, e.g. acme/dev/ai.requests/p0/g1")
+    s.add_argument("--seq", type=int, help="inclusion: the record's seq")
+    s.add_argument("--size", type=int, help="inclusion: the tree size (default: newest signed checkpoint)")
+    s.add_argument("--from", dest="old_size", type=int, help="consistency: the older size")
+    s.add_argument("--to", dest="new_size", type=int, help="consistency: the newer size (default: newest signed)")
+    s.set_defaults(func=cmd_proof)
+
+    s = sub.add_parser("witness", help="run a C2SP witness; make its key; submit checkpoints to a witness",
+                       description="serve: a C2SP tlog-witness (run by someone other than the operator) that cosigns "
+                                   "a chain's checkpoint only if it is consistent with the last it cosigned; keygen: "
+                                   "the witness's own key and its verifier key; submit: send each chain's newest signed "
+                                   "checkpoint with a consistency proof to a witness and keep the cosignature.")
+    s.add_argument("action", choices=["serve", "keygen", "submit"])
+    s.add_argument("--config", help="serve: the witness config (YAML: name, key_file, state_file, logs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8500)
+    s.add_argument("--name", help="keygen: the witness's name, e.g. witness.example/w1")
+    s.add_argument("--key-file", help="keygen: where to write the witness's private key")
+    s.add_argument("--url", help="submit: the witness's URL prefix")
+    s.add_argument("--witness-key", help="submit: the witness's verifier key (from its keygen)")
+    s.add_argument("--every", type=float, metavar="S", help="submit: keep submitting every S seconds")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_witness)
 
     s = sub.add_parser("keys", help="generate a signing key, or print the public keys as a JWKS",
                        description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")

@@ -69,6 +69,20 @@ CREATE TABLE IF NOT EXISTS {db}.checkpoints
 ENGINE = MergeTree
 ORDER BY (origin, size);
 
+-- Witness cosignatures (C2SP tlog-cosignature lines) of signed checkpoints, as returned by the
+-- witnesses and checked under their pinned keys (pipeline/witness/submit.py). Append-only.
+CREATE TABLE IF NOT EXISTS {db}.cosignatures
+(
+    origin      LowCardinality(String),
+    size        UInt64,
+    witness     LowCardinality(String),
+    cosignature String,
+    cosigned_at DateTime('UTC'),
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (origin, size, witness);
+
 -- Rejected input, kept whole (base64) with the reason, for reconciliation and follow-up.
 CREATE TABLE IF NOT EXISTS {db}.dead_letters
 (

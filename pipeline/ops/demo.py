@@ -99,6 +99,10 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         if not lag.done:
             raise InfraError(f"the pipeline did not drain within 300s; see {log_dir}")
         print(f"  drained {time.monotonic() - t0:.1f}s after the first event")
+        # A chain that went quiet gets its last size signed one checkpoint interval later.
+        time.sleep(settings.chain.checkpoint_interval_s + 1.0)
+        wait_until_drained(settings, timeout_s=60, poll_s=1.0)
+        print("  every chain's newest records are under a signed checkpoint")
     finally:
         step("Stopping the workers (embedded chDB admits one process at a time)")
         for w in workers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.chain.checkpoint import TreeState
@@ -34,3 +35,22 @@ def select_tiles(db: str, origin: str, level: int, first: int, last: int) -> tup
             "tile_hashes AS h WHERE origin = {origin:String} AND lvl = {level:UInt8} "
             "AND idx BETWEEN {first:UInt64} AND {last:UInt64} GROUP BY idx ORDER BY idx",
             {"origin": origin, "level": level, "first": first, "last": last})
+
+
+COSIGNATURE_COLUMNS = ("origin", "size", "witness", "cosignature", "cosigned_at")
+
+
+def cosignature_row(origin: str, size: int, witness: str, line: str, timestamp: int) -> list[Any]:
+    return [origin, size, witness, line, datetime.fromtimestamp(timestamp, timezone.utc)]
+
+
+def select_last_cosignature(db: str, origin: str, witness: str) -> tuple[str, dict[str, Any]]:
+    """(size, cosignature line) of the largest size `witness` cosigned for `origin` (no row when none)."""
+    return (f"SELECT size, cosignature FROM {db}.cosignatures WHERE origin = {{o:String}} AND witness = {{w:String}} "
+            "ORDER BY size DESC LIMIT 1", {"o": origin, "w": witness})
+
+
+def select_cosignatures(db: str, origin: str) -> tuple[str, dict[str, Any]]:
+    """(size, cosignature line) of every stored cosignature of one chain."""
+    return (f"SELECT size, cosignature FROM {db}.cosignatures WHERE origin = {{o:String}} ORDER BY size",
+            {"o": origin})

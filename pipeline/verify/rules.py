@@ -35,6 +35,7 @@ REASONS = (
     "bad_checkpoint",  # a checkpoint note that does not verify under the pinned checkpoint key
     "root_mismatch",  # the stored records' Merkle root differs from a signed checkpoint's
     "truncated",  # records a signed checkpoint covers are missing (or the whole chain is)
+    "witness_mismatch",  # the records' root differs from what an independent witness cosigned
 )
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,7 +16,9 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline import store
 from pipeline.chain.keys import KeyRing
+from pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from pipeline.contract import format_ts
+from pipeline.errors import InfraError
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
 from pipeline.store import checkpoints, evidence
@@ -66,13 +73,56 @@ def checkpoint_checks(client: Client, settings: Settings, checkpoint_key: bytes)
 
 def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: Filters, *,
                  checkpoint_key: bytes | None, whole: bool = True, reconcile: bool = True,
-                 window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None) -> VerifyReport:
+                 window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
+                 witness: tuple[str, Verifier] | None = None) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects; whole chains are also held to their
-    signed checkpoints when a checkpoint key is given."""
+    signed checkpoints when a checkpoint key is given, and to what a witness (url, pinned key)
+    last cosigned for each of them."""
     checks: dict[str, Any] = {}
     if whole and checkpoint_key is not None:
         load, origins = checkpoint_checks(client, settings, checkpoint_key)
-        checks = {"checkpoints": load, "checkpointed": [o for o in origins if filters.origin in (None, o)]}
+        wanted = [o for o in origins if filters.origin in (None, o)]
+        views: dict[str, tuple[int, bytes, str]] = {}
+        if witness is not None:
+            known = {o for o, _, _ in chain_slices(client, settings, filters)} | set(wanted)
+            views = witness_views(witness[0], witness[1], sorted(known))
+
+        def with_witness(origin: str) -> TreeCheck:
+            check = load(origin)
+            if origin in views:
+                size, root, name = views[origin]
+                check.witnessed[size] = (root, name)
+            return check
+
+        checks = {"checkpoints": with_witness, "checkpointed": sorted(set(wanted) | set(views))}
     return verify_slices(chain_slices(client, settings, filters),
                          lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
                          reconcile=reconcile, window=window, progress=progress, **checks)
+
+
+def witness_views(url: str, witness_key: Verifier, origins: Iterable[str], *,
+                  timeout_s: float = 10.0) -> dict[str, tuple[int, bytes, str]]:
+    """What the witness at `url` last cosigned for each chain: origin -> (size, root, witness name),
+    each cosignature checked under the pinned witness key. Raises InfraError when the witness
+    cannot be asked, ChainBroken-free: a cosignature that does not verify raises InfraError too."""
+    out: dict[str, tuple[int, bytes, str]] = {}
+    for origin in origins:
+        req = url.rstrip("/") + "/latest?" + urllib.parse.urlencode({"origin": origin})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310  # an http(s) URL given by the auditor
+                doc = json.loads(resp.read(64 * 1024))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                continue  # the witness never cosigned this chain
+            raise InfraError(f"witness {url}: HTTP {exc.code} for {origin}") from exc
+        except (OSError, ValueError) as exc:
+            raise InfraError(f"witness {url} cannot be asked: {exc}") from exc
+        try:
+            size, root = int(doc["size"]), base64.b64decode(doc["root"], validate=True)
+            note = Checkpoint(origin, size, root).text() + "\n" + str(doc["cosignature"])
+            if witness_key.name not in cosignatures(note, [witness_key]):
+                raise NoteError("no cosignature by the pinned witness key")
+        except (KeyError, TypeError, ValueError, NoteError) as exc:
+            raise InfraError(f"witness {url}: its view of {origin} does not verify: {exc}") from exc
+        out[origin] = (size, root, witness_key.name)
+    return out

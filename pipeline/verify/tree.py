@@ -8,7 +8,10 @@ For one chain, given its signed checkpoints and its stored records in seq order:
 - records a checkpoint covers that are not stored are `truncated`, with the seq range; a chain
   with checkpoints and no records at all is `truncated` too;
 - records after the newest checkpoint are not a failure: they are counted, and reported as not
-  yet checkpointed (the chain worker signs within its checkpoint interval).
+  yet checkpointed (the chain worker signs within its checkpoint interval);
+- with a witness's view (`witnessed`, from `verify --witness`): the stored records must give the
+  root the witness cosigned at its size (else `witness_mismatch`: history was rewritten and its
+  checkpoints re-issued, which no check of the store alone can see), and must reach that size.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pipeline.verify.rules import StoredRecord
 class TreeCheck:
     origin: str
     roots: dict[int, bytes]  # checkpoint size -> signed root, for the notes that verified
+    witnessed: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # size -> (root, witness) cosigned
     failures: list[Failure] = field(default_factory=list)
     tree: CompactRange = field(default_factory=CompactRange)
     checked: int = 0  # checkpoints whose root was recomputed and matched
@@ -45,6 +49,11 @@ class TreeCheck:
                 if len(leaf) != 32:
                     leaf = b"\x00" * 32  # the record's own check reports the hash; the root will not match
                 self.tree.append(leaf)
+                seen = self.witnessed.get(self.tree.size)
+                if seen is not None and self.tree.root() != seen[0]:
+                    self.failures.append(Failure(self.origin, self.tree.size - 1, "witness_mismatch",
+                                                 f"witness {seen[1]} cosigned size {self.tree.size} with root "
+                                                 f"{seen[0].hex()[:16]}…; the stored records give {self.tree.root().hex()[:16]}…"))
                 want = self.roots.get(self.tree.size)
                 if want is not None:
                     got = self.tree.root()
@@ -58,7 +67,7 @@ class TreeCheck:
 
     def finish(self) -> int:
         """Check the tail after all records went by; returns how many records follow the newest checkpoint."""
-        newest = self.newest
+        newest = max(self.newest, max(self.witnessed, default=0))
         if self.tree.size < newest:
             what = "no records" if self.tree.size == 0 else f"seq {self.tree.size}..{newest - 1} missing"
             self.failures.append(Failure(self.origin, self.tree.size, "truncated",

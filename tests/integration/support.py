@@ -144,9 +144,13 @@ def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) 
 def verify_store(settings: Settings, client: Any) -> VerifyReport:
     """Whole-store verification as `aiaudit verify` does it: records, links, columns, emitters and
     the signed checkpoints (under the test's own checkpoint key)."""
+    return verify_whole_with(settings, client)
+
+
+def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None) -> VerifyReport:
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
-    return verify_whole(client, settings, keyring, Filters(), checkpoint_key=pub)
+    return verify_whole(client, settings, keyring, Filters(), checkpoint_key=pub, witness=witness)
 
 
 def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:

@@ -3,14 +3,19 @@ and what the red team's deletions and rewrites look like to `verify` on the real
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
 
 from pipeline import store
+from pipeline.chain import merkle
 from pipeline.chain.checkpoint import TreeState
+from pipeline.chain.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
+from pipeline.chain.note import SIG_ED25519, Verifier, open_checkpoint
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
-from pipeline.chain.keys import active_key_file, load_signer
+from pipeline.errors import ConfigError
+from pipeline.query import proofs
 from pipeline.store import evidence
 from tests.integration.support import ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 
@@ -98,3 +103,27 @@ def test_history_rewritten_with_the_real_record_key_breaks_the_signed_root(setti
     mine = [(f.seq, f.reason) for f in report.failures if f.origin == origin]
     assert mine and {reason for _, reason in mine} == {"root_mismatch"}, report.text()[-2000:]
     assert all(f.origin == origin for f in report.failures)
+
+
+def test_proofs_come_from_stored_hashes_and_verify_against_the_signed_checkpoints(settings, client, tmp_path):
+    records = _chain_to_signed_tail(settings, client, tmp_path, 1300)  # ~325 a chain: level-8 tiles exist
+    by_origin: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: r.seq):
+        by_origin.setdefault(r.origin, []).append(r)
+    checkpoint_pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
+    for origin, chain in by_origin.items():
+        leaves = [bytes.fromhex(r.leaf_hash) for r in chain]
+        size = len(chain)
+        for seq in sorted({0, 1, min(255, size - 1), min(256, size - 1), size - 1}):
+            p = proofs.inclusion(client, settings, origin, seq)
+            assert p["size"] == size  # the newest signed checkpoint
+            cp = open_checkpoint(p["checkpoint"], Verifier(origin, SIG_ED25519, checkpoint_pub))
+            # An outside verifier's view: the leaf is the record's, the root the signed one.
+            merkle.verify_inclusion(seq, size, leaves[seq], [base64.b64decode(h) for h in p["proof"]], cp.root)
+            assert base64.b64decode(p["root"]) == cp.root == merkle.root_of(leaves)
+        for old in sorted({1, min(100, size), min(257, size)}):
+            c = proofs.consistency(client, settings, origin, old)
+            merkle.verify_consistency(old, size, merkle.root_of(leaves[:old]), merkle.root_of(leaves),
+                                      [base64.b64decode(h) for h in c["proof"]])
+    with pytest.raises(ConfigError, match="is not in"):
+        proofs.inclusion(client, settings, origin, size + 5)

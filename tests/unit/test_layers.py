@@ -28,7 +28,7 @@ RANK = {
     "emit": 2, "chain": 2,
     "store": 3,
     "sink": 4,
-    "query": 5, "verify": 5,
+    "query": 5, "verify": 5, "witness": 5,
     "score": 6,
     "gateway": 7,
     "ops": 8,
@@ -45,7 +45,8 @@ PURE = [
     "pipeline.store.content", "pipeline.sink.rows", "pipeline.kafka.config", "pipeline.verify.rules",
     "pipeline.verify.reconcile", "pipeline.verify.run", "pipeline.score.step", "pipeline.score.ocsf",
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
-    "pipeline.emit.synthetic",
+    "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
+    "pipeline.chain.checkpoint", "pipeline.verify.tree",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

@@ -109,3 +109,25 @@ def test_an_exact_duplicate_row_does_not_disturb_the_tree():
     with_dup = recs[:3] + [dataclasses.replace(recs[2])] + recs[3:]
     report = run({ORIGIN: with_dup}, {ORIGIN: notes_for(recs, {6})})
     assert report.ok and report.checkpoints == 1
+
+
+def test_a_rewrite_with_reissued_checkpoints_passes_the_store_but_not_the_witness():
+    recs = build_chain(8, SIGNER)
+    evs = events(8)
+    evs[3] = {**evs[3], "route": "/rewritten"}
+    head, forged = ChainHead.genesis(ORIGIN), []
+    for i, ev in enumerate(evs):
+        rec = build_record(head, SIGNER, ev["occurred_at"], Source("ai.requests", 0, 100 + i), ev)
+        forged.append(rec)
+        head = rec.next_head(100 + i)
+    reissued = notes_for(forged, {8})  # the insider holds the checkpoint key too
+    assert run({ORIGIN: forged}, {ORIGIN: reissued}).ok  # the store alone cannot tell
+    tree = CompactRange()
+    for r in recs:
+        tree.append(bytes.fromhex(r.leaf_hash))
+    check = open_checkpoints(ORIGIN, reissued, CP_PUB)
+    check.witnessed[8] = (tree.root(), "witness.example/w1")  # what the witness cosigned before the rewrite
+    loads = stored(forged)
+    report = verify_slices([(ORIGIN, 0, 7)], lambda o, a, b: loads[a:b + 1], RING, whole=True, reconcile=False,
+                           checkpoints=lambda o: check, checkpointed=[ORIGIN])
+    assert reasons(report) == [(ORIGIN, 7, "witness_mismatch")]
