@@ -37,34 +37,41 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tupl
             time.sleep(0.2)
 
 
+def _to_end(consumer: Consumer, topic: str, partition: int, start: int, deadline: float) -> Iterator[Message]:
+    """The committed data messages from `start` to the partition's end (EOF), before `deadline`."""
+    consumer.assign([TopicPartition(topic, partition, start)])
+    while True:
+        if time.monotonic() > deadline:
+            raise InfraError(f"reading {topic}[{partition}] did not reach its end in time")
+        msg = consumer.poll(1.0)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return
+            raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
+        yield msg
+
+
+def _reader(settings: Settings, name: str) -> Consumer:
+    return Consumer(kafka_config.consumer(settings, name, **{
+        "enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}))
+
+
 def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, timeout_s: float = 30.0) -> list[Message]:
     """The last `want` committed data messages of a partition (read_committed), oldest first.
 
     Reads back a growing window from the end, so aborted transactions and control records
     between the tail and the last committed record are stepped over.
     """
-    consumer = Consumer(kafka_config.consumer(settings, "aiaudit-tail-reader", **{
-        "enable.partition.eof": True, "fetch.message.max.bytes": 4 * 1024 * 1024}))
+    consumer = _reader(settings, "aiaudit-tail-reader")
     try:
-        tp = TopicPartition(topic, partition)
-        low, high = watermarks(consumer, tp, timeout_s)
+        low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
         window = max(64, want * 2)
         deadline = time.monotonic() + timeout_s
         while True:
             start = max(low, high - window)
-            consumer.assign([TopicPartition(topic, partition, start)])
-            found: list[Message] = []
-            while True:
-                if time.monotonic() > deadline:
-                    raise InfraError(f"reading the tail of {topic}[{partition}] took over {timeout_s}s")
-                msg = consumer.poll(1.0)
-                if msg is None:
-                    continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        break
-                    raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
-                found.append(msg)
+            found = list(_to_end(consumer, topic, partition, start, deadline))
             if len(found) >= want or start == low:
                 return found[-want:]
             window *= 8
@@ -74,25 +81,11 @@ def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, 
 
 def read_partition(settings: Settings, topic: str, partition: int, *, timeout_s: float = 600.0) -> Iterator[Message]:
     """Every committed data message of one partition, oldest first, up to its end at the call."""
-    consumer = Consumer(kafka_config.consumer(settings, "aiaudit-partition-reader", **{
-        "enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}))
+    consumer = _reader(settings, "aiaudit-partition-reader")
     try:
-        tp = TopicPartition(topic, partition)
-        low, high = watermarks(consumer, tp, 30.0)
-        if high <= low:
-            return
-        consumer.assign([TopicPartition(topic, partition, low)])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    return
-                raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
-            yield msg
-        raise InfraError(f"reading {topic}[{partition}] took over {timeout_s}s")
+        low, high = watermarks(consumer, TopicPartition(topic, partition), 30.0)
+        if high > low:
+            yield from _to_end(consumer, topic, partition, low, time.monotonic() + timeout_s)
     finally:
         consumer.close()
 
