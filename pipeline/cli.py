@@ -189,48 +189,66 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _trust(args: argparse.Namespace, settings: Settings) -> Any:
+    """What this verification trusts: the pinned trust file (--trust), else the keys folder's JWKS and
+    checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
+    from pipeline.chain.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
+    from pipeline.chain.note import NoteError, Verifier
+    from pipeline.verify.trust import Trust, parse_trust
+
+    if args.trust:
+        path = Path(args.trust)
+        try:
+            trust = parse_trust(path.read_text(encoding="utf-8"), str(path))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the trust file: {exc.strerror}") from exc
+        if args.witness or args.jwks or args.checkpoint_key:
+            raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness")
+        return trust
+    keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
+    keys: tuple[bytes, ...] = ()
+    pub = Path(args.checkpoint_key) if args.checkpoint_key else checkpoint_key_file(
+        settings.signing.keys_dir, settings.signing.checkpoint_key_file)
+    try:
+        keys = (read_checkpoint_public_key(pub),)
+    except SigningKeyError as exc:
+        print(f"aiaudit: warning: checkpoints not checked: {exc}", file=sys.stderr)
+    witnesses: tuple[tuple[Verifier, str | None], ...] = ()
+    if args.witness:
+        if not args.witness_key:
+            raise ConfigError("--witness needs --witness-key (the witness's pinned verifier key)")
+        try:
+            witnesses = ((Verifier.from_vkey(args.witness_key), args.witness),)
+        except NoteError as exc:
+            raise ConfigError(f"--witness-key: {exc}") from exc
+    return Trust(keyring, keys, witnesses, 0)
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.chain.keys import KeyRing, read_jwks
     from pipeline.verify.run import verify_export
 
-    keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
+    trust = _trust(args, settings)
     if args.export:
         from pipeline.verify.sources import records_from_export
 
-        report = verify_export(records_from_export(Path(args.export)), keyring)
+        report = verify_export(records_from_export(Path(args.export)), trust.keyring)
     else:
         from pipeline import store
-        from pipeline.chain.keys import checkpoint_key_file, read_checkpoint_public_key
         from pipeline.verify.sources import verify_store
 
         client = store.connect(settings)
         whole = args.since is None and args.until is None
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
-        checkpoint_key = None
-        if whole:
-            pub = Path(args.checkpoint_key) if args.checkpoint_key else checkpoint_key_file(
-                settings.signing.keys_dir, settings.signing.checkpoint_key_file)
-            try:
-                checkpoint_key = read_checkpoint_public_key(pub)
-            except SigningKeyError as exc:
-                print(f"aiaudit: warning: checkpoints not checked: {exc}", file=sys.stderr)
         window = None
         if not whole:
             from pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
-        witness = None
-        if args.witness:
-            if not args.witness_key or checkpoint_key is None:
-                raise ConfigError("--witness needs --witness-key (the witness's pinned vkey) and a checkpoint key")
-            from pipeline.chain.note import NoteError, Verifier
-
-            try:
-                witness = (args.witness, Verifier.from_vkey(args.witness_key))
-            except NoteError as exc:
-                raise ConfigError(f"--witness-key: {exc}") from exc
-        report = verify_store(client, settings, keyring, _filters(args), checkpoint_key=checkpoint_key, whole=whole,
-                              reconcile=args.origin is None, window=window, progress=progress, witness=witness)
+        report = verify_store(client, settings, trust.keyring, _filters(args), checkpoint_keys=trust.checkpoint_keys,
+                              whole=whole, reconcile=args.origin is None, window=window, progress=progress,
+                              live_witnesses=[(url, v) for v, url in trust.witnesses if url],
+                              pinned_witnesses=[v for v, _ in trust.witnesses],
+                              min_cosignatures=trust.min_cosignatures)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -478,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-key", metavar="FILE",
                    help="the checkpoint public key (.pub, base64) that signed checkpoints must verify under "
                         "(default: the keys folder's checkpoint/checkpoint.pub)")
+    s.add_argument("--trust", metavar="FILE", help="the pinned trust file: record keys (with validity windows), "
+                   "checkpoint keys, witnesses and the cosignatures required (README); overrides the keys folder")
     s.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last cosigned")
     s.add_argument("--witness-key", metavar="VKEY", help="the witness's pinned verifier key (name+keyid+base64)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ JWKS_FILE = "jwks.json"
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _utc_text(value: Any, default: str) -> str:
+    """A validity bound as the record format's RFC 3339 UTC text, so bounds and record times compare as text."""
+    if value is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SigningKeyError(f"key validity bound {value!r} is not an RFC 3339 time") from exc
+    if moment.tzinfo is None:
+        raise SigningKeyError(f"key validity bound {value!r} needs a time zone")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -70,12 +84,17 @@ class Ed25519Signer:
 class KeyRing:
     """Public keys by kid, for verification. Built from a JWKS document."""
 
-    def __init__(self, keys: dict[KeyId, Ed25519PublicKey]) -> None:
+    def __init__(self, keys: dict[KeyId, Ed25519PublicKey],
+                 windows: dict[KeyId, tuple[str, str]] | None = None) -> None:
         self._keys = keys
+        self._windows = windows or {}  # kid -> [not_before, not_after) as RFC 3339 UTC text
 
     @classmethod
     def from_jwks(cls, jwks: dict[str, Any]) -> "KeyRing":
+        """Keys of a JWKS. A key may carry `not_before` / `not_after` (RFC 3339): a record whose
+        time lies outside them is refused (a trust file pins keys with their validity)."""
         keys: dict[KeyId, Ed25519PublicKey] = {}
+        windows: dict[KeyId, tuple[str, str]] = {}
         for jwk in jwks.get("keys", []):
             if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
                 continue
@@ -83,7 +102,14 @@ class KeyRing:
             if jwk.get("kid", kid) != kid:
                 raise SigningKeyError(f"JWKS key {jwk.get('kid')!r}: kid is not its RFC 7638 thumbprint {kid}")
             keys[kid] = Ed25519PublicKey.from_public_bytes(_b64url_decode(jwk["x"]))
-        return cls(keys)
+            if "not_before" in jwk or "not_after" in jwk:
+                windows[kid] = (_utc_text(jwk.get("not_before"), "0000"), _utc_text(jwk.get("not_after"), "9999"))
+        return cls(keys, windows)
+
+    def valid_at(self, kid: KeyId, ts: str) -> bool:
+        """Whether a record stamped `ts` (RFC 3339 UTC, the record format's) falls in kid's window."""
+        window = self._windows.get(kid)
+        return window is None or window[0] <= ts < window[1]
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._keys

@@ -116,7 +116,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
     sg = settings.signing
     result = verify_store(client, settings, keyring, Filters(limit=1),
-                          checkpoint_key=read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file)),
+                          checkpoint_keys=[read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))],
                           progress=lambda line: print(f"  {line}"))
     print(result.text())
 

@@ -36,6 +36,8 @@ REASONS = (
     "root_mismatch",  # the stored records' Merkle root differs from a signed checkpoint's
     "truncated",  # records a signed checkpoint covers are missing (or the whole chain is)
     "witness_mismatch",  # the records' root differs from what an independent witness cosigned
+    "key_out_of_window",  # signed by a pinned key outside the validity window the trust file gives it
+    "unwitnessed",  # fewer pinned witnesses cosigned the chain than the trust file requires
 )
 
 
@@ -123,6 +125,8 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
         problems.append(("unknown_key", f"kid {kid} is not in the JWKS"))
     elif not keyring.verify(kid, rec.sig, signing_input(rec.payload)):
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
+    elif not keyring.valid_at(kid, obj["ts"]):
+        problems.append(("key_out_of_window", f"key {kid} was not valid at {obj['ts']} (trust file)"))
     if rec.columns is not None and columns_of is not None:
         try:
             expected = columns_of(obj)

@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,38 +59,49 @@ def records_from_export(path: Path) -> Iterator[StoredRecord]:
         yield StoredRecord(rec.origin, rec.seq, rec.payload, rec.sig, rec.leaf_hash)
 
 
-def checkpoint_checks(client: Client, settings: Settings, checkpoint_key: bytes) -> tuple[Callable[[str], TreeCheck], list[str]]:
-    """A loader of each chain's verified checkpoints, and the chains that have signed checkpoints."""
+def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Sequence[bytes], *,
+                      witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
+                      ) -> tuple[Callable[[str], TreeCheck], list[str]]:
+    """A loader of each chain's verified checkpoints (and its stored cosignatures by the pinned
+    witnesses), and the chains that have signed checkpoints."""
     db = store.database(settings)
     _, rows = store.query_rows(client, *checkpoints.select_signed_origins(db))
 
     def load(origin: str) -> TreeCheck:
         _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
-        return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_key)
+        cosigs: list[tuple[int, str]] = []
+        if witnesses:
+            _, found = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
+            cosigs = [(int(size), str(line)) for size, line in found]
+        return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_keys,
+                                cosigs=cosigs, witnesses=witnesses, min_cosignatures=min_cosignatures)
 
     return load, [str(o) for (o,) in rows]
 
 
 def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: Filters, *,
-                 checkpoint_key: bytes | None, whole: bool = True, reconcile: bool = True,
+                 checkpoint_keys: Sequence[bytes], whole: bool = True, reconcile: bool = True,
                  window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
-                 witness: tuple[str, Verifier] | None = None) -> VerifyReport:
-    """Verify the chains in ClickHouse that `filters` selects; whole chains are also held to their
-    signed checkpoints when a checkpoint key is given, and to what a witness (url, pinned key)
-    last cosigned for each of them."""
+                 live_witnesses: Sequence[tuple[str, Verifier]] = (), pinned_witnesses: Sequence[Verifier] = (),
+                 min_cosignatures: int = 0) -> VerifyReport:
+    """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
+    signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
+    pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them."""
     checks: dict[str, Any] = {}
-    if whole and checkpoint_key is not None:
-        load, origins = checkpoint_checks(client, settings, checkpoint_key)
+    if whole and checkpoint_keys:
+        load, origins = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
+                                          min_cosignatures=min_cosignatures)
         wanted = [o for o in origins if filters.origin in (None, o)]
-        views: dict[str, tuple[int, bytes, str]] = {}
-        if witness is not None:
+        views: dict[str, list[tuple[int, bytes, str]]] = {}
+        if live_witnesses:
             known = {o for o, _, _ in chain_slices(client, settings, filters)} | set(wanted)
-            views = witness_views(witness[0], witness[1], sorted(known))
+            for url, key in live_witnesses:
+                for origin, view in witness_views(url, key, sorted(known)).items():
+                    views.setdefault(origin, []).append(view)
 
         def with_witness(origin: str) -> TreeCheck:
             check = load(origin)
-            if origin in views:
-                size, root, name = views[origin]
+            for size, root, name in views.get(origin, []):
                 check.witnessed[size] = (root, name)
             return check
 

@@ -16,11 +16,11 @@ For one chain, given its signed checkpoints and its stored records in seq order:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.chain.merkle import CompactRange
-from pipeline.chain.note import SIG_ED25519, NoteError, Verifier, open_checkpoint
+from pipeline.chain.note import SIG_ED25519, Checkpoint, NoteError, Verifier, add_signatures, cosignatures, open_note
 from pipeline.errors import Failure
 from pipeline.verify.rules import StoredRecord
 
@@ -30,6 +30,8 @@ class TreeCheck:
     origin: str
     roots: dict[int, bytes]  # checkpoint size -> signed root, for the notes that verified
     witnessed: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # size -> (root, witness) cosigned
+    cosigned: dict[int, set[str]] = field(default_factory=dict)  # size -> pinned witnesses whose stored cosignature verifies
+    min_cosignatures: int = 0
     failures: list[Failure] = field(default_factory=list)
     tree: CompactRange = field(default_factory=CompactRange)
     checked: int = 0  # checkpoints whose root was recomputed and matched
@@ -68,6 +70,11 @@ class TreeCheck:
     def finish(self) -> int:
         """Check the tail after all records went by; returns how many records follow the newest checkpoint."""
         newest = max(self.newest, max(self.witnessed, default=0))
+        if self.min_cosignatures and self.roots:
+            enough = [size for size, names in self.cosigned.items() if len(names) >= self.min_cosignatures]
+            if not enough:
+                self.failures.append(Failure(self.origin, None, "unwitnessed",
+                                             f"no checkpoint has {self.min_cosignatures} pinned witness cosignature(s)"))
         if self.tree.size < newest:
             what = "no records" if self.tree.size == 0 else f"seq {self.tree.size}..{newest - 1} missing"
             self.failures.append(Failure(self.origin, self.tree.size, "truncated",
@@ -75,17 +82,35 @@ class TreeCheck:
         return max(0, self.tree.size - newest)
 
 
-def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_key: bytes) -> TreeCheck:
-    """The chain's verified checkpoint roots; each note that does not verify is a located failure."""
-    check = TreeCheck(origin, {})
-    verifier = Verifier(origin, SIG_ED25519, checkpoint_key)
+def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_keys: bytes | Sequence[bytes], *,
+                     cosigs: Iterable[tuple[int, str]] = (), witnesses: Sequence[Verifier] = (),
+                     min_cosignatures: int = 0) -> TreeCheck:
+    """The chain's verified checkpoint roots; each note that does not verify under one of the pinned
+    checkpoint keys is a located failure. `cosigs` (size, cosignature line) count for the pinned
+    `witnesses` whose cosignature verifies over the signed checkpoint at that size."""
+    keys = [checkpoint_keys] if isinstance(checkpoint_keys, bytes) else list(checkpoint_keys)
+    verifiers = [Verifier(origin, SIG_ED25519, k) for k in keys]
+    check = TreeCheck(origin, {}, min_cosignatures=min_cosignatures)
+    notes: dict[int, str] = {}
     for size, note in rows:
         try:
-            cp = open_checkpoint(note, verifier)
-            if cp.size != size:
-                raise NoteError(f"stored at size {size}, the note says {cp.size}")
+            text, _ = open_note(note, verifiers)
+            cp = Checkpoint.parse(text)
+            if cp.origin != origin or cp.size != size:
+                raise NoteError(f"stored at {origin} size {size}, the note says {cp.origin} size {cp.size}")
         except (NoteError, ValueError) as exc:
             check.failures.append(Failure(origin, None, "bad_checkpoint", f"checkpoint at size {size}: {exc}"[:300]))
             continue
         check.roots[cp.size] = cp.root
+        notes[cp.size] = note
+    for size, line in cosigs:
+        if size not in notes:
+            continue
+        try:
+            names = cosignatures(add_signatures(notes[size], [line if line.endswith("\n") else line + "\n"]),
+                                 list(witnesses))
+        except NoteError as exc:
+            check.failures.append(Failure(origin, None, "bad_checkpoint", f"cosignature at size {size}: {exc}"[:300]))
+            continue
+        check.cosigned.setdefault(size, set()).update(names)
     return check

@@ -150,7 +150,8 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
 def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None) -> VerifyReport:
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
-    return verify_whole(client, settings, keyring, Filters(), checkpoint_key=pub, witness=witness)
+    return verify_whole(client, settings, keyring, Filters(), checkpoint_keys=[pub],
+                        live_witnesses=[witness] if witness else ())
 
 
 def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:

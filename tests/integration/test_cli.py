@@ -97,3 +97,49 @@ def test_emit_from_a_jsonl_file_and_verify_a_time_range(settings, client, tmp_pa
     report = json.loads(ranged.stdout)
     # Each chain slice holding the range is checked, with the record before it as the anchor.
     assert report["ok"] and 10 <= report["records"] <= 41
+
+
+def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, client, tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pipeline.chain import merkle
+    from pipeline.chain.keys import checkpoint_key_file, read_checkpoint_public_key, read_jwks
+    from pipeline.chain.note import SIG_ED25519, NoteSigner, Verifier, open_checkpoint
+
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        emit_synthetic(settings, 400, emitter_id="edge-trust", seed=41)
+        sink_until_drained(settings, client)
+        import time
+
+        time.sleep(settings.chain.checkpoint_interval_s + 1.5)  # quiet chains get their last size signed
+        sink_until_drained(settings, client)
+    client.close()
+    pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({"record_keys": read_jwks(settings.signing.keys_dir),
+                                 "checkpoint_keys": [base64.b64encode(pub).decode()]}))
+    ok = aiaudit(settings, "verify", "--trust", str(trust), "--json")
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr
+    assert json.loads(ok.stdout)["checkpoints"] >= 4
+
+    foreign = NoteSigner.local("x", SIG_ED25519, Ed25519PrivateKey.generate()).public_key
+    trust.write_text(json.dumps({"record_keys": read_jwks(settings.signing.keys_dir),
+                                 "checkpoint_keys": [base64.b64encode(foreign).decode()]}))
+    bad = aiaudit(settings, "verify", "--trust", str(trust))
+    assert bad.returncode == 1 and "bad_checkpoint" in bad.stdout
+    trust.write_text('{"record_keys": {}, "checkpoint_keys": []}')
+    refused = aiaudit(settings, "verify", "--trust", str(trust))
+    assert refused.returncode == 2 and "not a trust file" in refused.stderr and "Traceback" not in refused.stderr
+
+    origin = json.loads(ok.stdout)["chains"][0]["origin"]
+    proof = aiaudit(settings, "proof", "inclusion", "--origin", origin, "--seq", "3")
+    assert proof.returncode == 0, proof.stderr
+    p = json.loads(proof.stdout)
+    cp = open_checkpoint(p["checkpoint"], Verifier(origin, SIG_ED25519, pub))
+    merkle.verify_inclusion(3, p["size"], base64.b64decode(p["leaf_hash"]), [base64.b64decode(h) for h in p["proof"]],
+                            cp.root)
+    missing = aiaudit(settings, "proof", "inclusion", "--origin", origin, "--seq", str(p["size"] + 10))
+    assert missing.returncode == 2 and "is not in" in missing.stderr

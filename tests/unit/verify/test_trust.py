@@ -1,0 +1,93 @@
+"""The auditor's pinned trust file: what it accepts, what it refuses, and what its windows and
+witness requirement do to a verification."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, split_note
+from pipeline.errors import ConfigError
+from pipeline.verify.rules import verify_chain
+from pipeline.verify.tree import open_checkpoints
+from pipeline.verify.trust import parse_trust
+from tests.unit.helpers import ORIGIN, build_chain, stored
+from tests.unit.verify.test_tree import CP_PUB, notes_for
+
+SIGNER = Ed25519Signer.generate()
+WITNESS = NoteSigner.local("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
+
+
+def trust_doc(**over):
+    doc = {"record_keys": {"keys": [SIGNER.jwk()]}, "checkpoint_keys": [base64.b64encode(CP_PUB).decode()],
+           "witnesses": [{"vkey": WITNESS.verifier.vkey(), "url": "http://127.0.0.1:9/"}], "min_cosignatures": 1}
+    doc.update(over)
+    return json.dumps(doc)
+
+
+def test_a_good_trust_file_gives_keys_checkpoint_keys_and_witnesses():
+    t = parse_trust(trust_doc(), "trust.json")
+    assert SIGNER.kid in t.keyring and t.checkpoint_keys == (CP_PUB,) and t.min_cosignatures == 1
+    assert t.witnesses[0][0] == WITNESS.verifier and t.witnesses[0][1] == "http://127.0.0.1:9/"
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"extra": 1}, "extra"),
+    ({"checkpoint_keys": ["AAAA"]}, "checkpoint_keys\\[0\\] is 3 bytes"),
+    ({"checkpoint_keys": []}, "checkpoint_keys"),
+    ({"min_cosignatures": 2}, "more than the witnesses pinned"),
+    ({"witnesses": [{"vkey": NoteSigner.local("w", SIG_ED25519, Ed25519PrivateKey.generate()).verifier.vkey()}],
+      "min_cosignatures": 0}, "not a cosignature"),
+    ({"witnesses": [{"vkey": "garbage+zz+AA"}]}, "witnesses\\[0\\]"),
+    ({"record_keys": {"keys": []}}, "no Ed25519 key"),
+    ({"record_keys": {"keys": [{**SIGNER.jwk(), "not_before": "yesterday"}]}}, "RFC 3339"),
+])
+def test_a_bad_trust_file_is_refused_naming_what(over, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_trust(trust_doc(**over), "trust.json")
+
+
+def test_a_record_signed_outside_its_keys_window_fails():
+    recs = stored(build_chain(3, SIGNER))
+    early = parse_trust(trust_doc(record_keys={"keys": [{**SIGNER.jwk(), "not_after": "2026-01-01T00:00:00Z"}]}),
+                        "t").keyring
+    with pytest.raises(Exception) as info:
+        verify_chain(recs, early)
+    assert {f.reason for f in info.value.failures} == {"key_out_of_window"}
+    inside = parse_trust(trust_doc(record_keys={"keys": [{**SIGNER.jwk(), "not_before": "2026-01-01T00:00:00+00:00",
+                                                          "not_after": "2027-01-01T00:00:00Z"}]}), "t").keyring
+    assert verify_chain(recs, inside).records == 3
+
+
+def test_checkpoints_need_the_required_witness_cosignatures():
+    recs = build_chain(4, SIGNER)
+    notes = notes_for(recs, {4})
+    text, _ = split_note(notes[0][1])
+    good = cosign(text, WITNESS, 1_800_000_000).line()
+    with_cosig = open_checkpoints(ORIGIN, notes, [CP_PUB], cosigs=[(4, good)], witnesses=[WITNESS.verifier],
+                                  min_cosignatures=1)
+    assert with_cosig.cosigned == {4: {WITNESS.name}}
+    list(with_cosig.feed(stored(recs)))
+    with_cosig.finish()
+    assert with_cosig.failures == []
+    without = open_checkpoints(ORIGIN, notes, [CP_PUB], witnesses=[WITNESS.verifier], min_cosignatures=1)
+    list(without.feed(stored(recs)))
+    without.finish()
+    assert [f.reason for f in without.failures] == ["unwitnessed"]
+    other = cosign(Checkpoint(ORIGIN, 4, bytes(32)).text(), WITNESS, 1_800_000_000).line()  # over another tree
+    bad = open_checkpoints(ORIGIN, notes, [CP_PUB], cosigs=[(4, other)], witnesses=[WITNESS.verifier])
+    assert [f.reason for f in bad.failures] == ["bad_checkpoint"]
+
+
+def test_a_rotated_checkpoint_key_still_verifies_older_checkpoints():
+    recs = build_chain(4, SIGNER)
+    new_key = Ed25519PrivateKey.generate()
+    old_notes, new_notes = notes_for(recs, {2}), notes_for(recs, {4}, key=new_key)
+    new_pub = NoteSigner.local("x", SIG_ED25519, new_key).public_key
+    check = open_checkpoints(ORIGIN, old_notes + new_notes, [CP_PUB, new_pub])
+    assert sorted(check.roots) == [2, 4] and check.failures == []
+    assert open_checkpoints(ORIGIN, new_notes, [CP_PUB]).failures[0].reason == "bad_checkpoint"  # not pinned
