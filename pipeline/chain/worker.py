@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import contract, names
@@ -35,7 +35,7 @@ from pipeline.contract import format_ts
 from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import read_partition, read_tail
+from pipeline.kafka.io import read_partition, read_tails
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -55,15 +55,14 @@ class PartitionChain:
     signed_at: float = 0.0  # monotonic time of it
 
 
-def read_tree(settings: Settings, partition: int, head: ChainHead) -> CompactRange:
-    """The chain's tree at head.next_seq leaves: from the last committed tree state (written in the
-    same transaction as the records it covers); rebuilt from the chain only for a chain written
+def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message | None) -> CompactRange:
+    """The chain's tree at head.next_seq leaves: from the last committed tree state `tail` (written in
+    the same transaction as the records it covers); rebuilt from the chain only for a chain written
     before checkpoints existed."""
     if head.next_seq == 0:
         return CompactRange()
-    tail = read_tail(settings, settings.kafka.checkpoints_topic, partition)
-    if tail:
-        state = TreeState.from_wire(tail[-1].value())
+    if tail is not None:
+        state = TreeState.from_wire(tail.value())
         if state.origin == head.origin and state.size == head.next_seq:
             return state.range
     log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
@@ -78,12 +77,11 @@ def read_tree(settings: Settings, partition: int, head: ChainHead) -> CompactRan
     return tree
 
 
-def read_chain_head(settings: Settings, partition: int, origin: str) -> ChainHead:
-    """The head of `origin` from the last committed record of its chain-topic partition."""
-    tail = read_tail(settings, settings.kafka.chain_topic, partition)
-    if not tail:
+def read_chain_head(origin: str, tail: Message | None) -> ChainHead:
+    """The head of `origin` from the last committed record of its chain-topic partition (`tail`)."""
+    if tail is None:
         return ChainHead.genesis(ChainId(origin))
-    record = Record.from_wire(tail[-1].value())
+    record = Record.from_wire(tail.value())
     if record.origin != origin:
         # The partition's last chain is another generation: this one starts fresh.
         return ChainHead.genesis(ChainId(origin))
@@ -130,12 +128,15 @@ class ChainWorker:
         topic = self.settings.kafka.requests_topic
         producers = {tp.partition: self._fence(tp.partition) for tp in partitions}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        k = self.settings.kafka
+        chain_tails = read_tails(self.settings, k.chain_topic, list(producers))
+        state_tails = read_tails(self.settings, k.checkpoints_topic, list(producers))
         assigned = []
         for p, producer in producers.items():
             origin = self._origin(p)
-            head = read_chain_head(self.settings, p, origin)
+            head = read_chain_head(origin, chain_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
-            tree = read_tree(self.settings, p, head)
+            tree = read_tree(self.settings, p, head, state_tails[p])
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
             notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
             self.chains[p] = PartitionChain(p, producer, head, start, tree, notary)
