@@ -22,20 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import contract, names
 from pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend
 from pipeline.chain.merkle import CompactRange
 from pipeline.chain.note import SIG_ED25519, NoteSigner
-from pipeline.chain.record import ChainHead, ChainId, Record, Signer, Source, chain_origin, parse_payload
+from pipeline.chain.record import ChainHead, Signer, Source, chain_origin
+from pipeline.chain.resume import read_chain_head, read_tree
 from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.contract import format_ts
 from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import read_partition, read_tails
+from pipeline.kafka.io import read_tails
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -53,40 +54,6 @@ class PartitionChain:
     notary: NoteSigner | None  # signs this chain's checkpoints (key name = origin)
     signed_size: int = -1  # size of the last signed checkpoint written (-1: none since assignment)
     signed_at: float = 0.0  # monotonic time of it
-
-
-def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message | None) -> CompactRange:
-    """The chain's tree at head.next_seq leaves: from the last committed tree state `tail` (written in
-    the same transaction as the records it covers); rebuilt from the chain only for a chain written
-    before checkpoints existed."""
-    if head.next_seq == 0:
-        return CompactRange()
-    if tail is not None:
-        state = TreeState.from_wire(tail.value())
-        if state.origin == head.origin and state.size == head.next_seq:
-            return state.range
-    log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
-                head.next_seq)
-    tree = CompactRange()
-    for msg in read_partition(settings, settings.kafka.chain_topic, partition):
-        rec = Record.from_wire(msg.value())
-        if rec.origin == head.origin and rec.seq == tree.size:
-            tree.append(bytes.fromhex(rec.leaf_hash))
-    if tree.size != head.next_seq:
-        raise InfraError(f"chain {head.origin}: rebuilt {tree.size} leaves, the head is at seq {head.next_seq}")
-    return tree
-
-
-def read_chain_head(origin: str, tail: Message | None) -> ChainHead:
-    """The head of `origin` from the last committed record of its chain-topic partition (`tail`)."""
-    if tail is None:
-        return ChainHead.genesis(ChainId(origin))
-    record = Record.from_wire(tail.value())
-    if record.origin != origin:
-        # The partition's last chain is another generation: this one starts fresh.
-        return ChainHead.genesis(ChainId(origin))
-    src = parse_payload(record.payload)["src"]
-    return record.next_head(int(src["offset"]))
 
 
 class ChainWorker:
@@ -136,10 +103,11 @@ class ChainWorker:
             origin = self._origin(p)
             head = read_chain_head(origin, chain_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
-            tree = read_tree(self.settings, p, head, state_tails[p])
+            tree, signed = read_tree(self.settings, p, head, state_tails[p])
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
             notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
-            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary)
+            # One signed checkpoint per (origin, size): a size signed before the restart is not signed again.
+            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary, tree.size if signed else -1)
             assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
 
@@ -187,10 +155,7 @@ class ChainWorker:
             self._commit(producer)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
-                log.warning("chain %s: fenced by another writer (%s); giving the partition up", chain.head.origin, err)
-                self.chains.pop(p, None)
-                self.consumer.pause([TopicPartition(k.requests_topic, p)])
+            if self._gave_up_if_fenced(chain, err):
                 return
             log.warning("chain %s: transaction aborted (%s); retrying from offset %d", chain.head.origin, err, chain.next_offset)
             if err.txn_requires_abort():
@@ -235,11 +200,23 @@ class ChainWorker:
                 self._produce_state(chain, chain.tree, [], note)
                 self._commit(chain.producer)
             except KafkaException as exc:
+                if self._gave_up_if_fenced(chain, exc.args[0]):
+                    continue
                 log.warning("chain %s: checkpoint not written (%s); retried later", chain.head.origin, exc.args[0])
                 if exc.args[0].txn_requires_abort():
                     chain.producer.abort_transaction(30)
                 continue
             chain.signed_size, chain.signed_at = chain.tree.size, time.monotonic()
+
+    def _gave_up_if_fenced(self, chain: PartitionChain, err: KafkaError) -> bool:
+        """A fenced (or fatally failed) writer gives its chain up: another writer owns it now."""
+        if not (err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                              KafkaError.INVALID_PRODUCER_EPOCH)):
+            return False
+        log.warning("chain %s: fenced by another writer (%s); giving the partition up", chain.head.origin, err)
+        self.chains.pop(chain.partition, None)
+        self.consumer.pause([TopicPartition(self.settings.kafka.requests_topic, chain.partition)])
+        return True
 
     @staticmethod
     def _commit(producer: Producer) -> None:

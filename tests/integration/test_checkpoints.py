@@ -35,11 +35,12 @@ def _chain_to_signed_tail(settings, client, tmp_path, n: int) -> list[Record]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             records = [Record.from_wire(m.value()) for m in read_topic(settings, settings.kafka.chain_topic)]
-            signed = {}
+            signed, notes = {}, []
             for m in read_topic(settings, settings.kafka.checkpoints_topic):
                 state = TreeState.from_wire(m.value())
                 if state.note is not None:
                     signed[state.origin] = max(signed.get(state.origin, 0), state.size)
+                    notes.append((state.origin, state.size))
             sizes = {}
             for r in records:
                 sizes[r.origin] = max(sizes.get(r.origin, 0), r.seq + 1)
@@ -48,6 +49,8 @@ def _chain_to_signed_tail(settings, client, tmp_path, n: int) -> list[Record]:
             time.sleep(0.5)
         else:
             raise AssertionError(f"tails not signed: {signed} vs {sizes}\n{workers.logs()}")
+    # One signed checkpoint per (origin, size), across the restart too.
+    assert len(notes) == len(set(notes)), sorted(n for n in notes if notes.count(n) > 1)
     sink_until_drained(settings, client)
     return records
 
