@@ -56,7 +56,11 @@ class StoredHashes:
                 sql, params = checkpoints.select_tiles(self.db, self.origin, level, first, last)
             _, rows = store.query_rows(self.client, sql, params)
             self.queries += 1
-            self._tiles[key] = {int(i): bytes.fromhex(h) for i, h in rows}
+            try:
+                self._tiles[key] = {int(i): bytes.fromhex(h) for i, h in rows}
+            except (TypeError, ValueError) as exc:  # a stored row someone edited: say where, do not crash
+                raise StoreError(f"{self.origin}: a stored hash at level {level} is not hex ({exc}); "
+                                 "run `aiaudit verify`") from exc
         return self._tiles[key]
 
     def node(self, level: int, index: int) -> bytes:
