@@ -229,9 +229,13 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     trust = _trust(args, settings)
     if args.export:
-        from pipeline.verify.sources import records_from_export
+        from pipeline.query.export import read_export_file
 
-        report = verify_export(records_from_export(Path(args.export)), trust.keyring)
+        if trust.witnesses and any(url for _, url in trust.witnesses) and not args.trust:
+            raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
+        report = verify_export(read_export_file(Path(args.export)), trust.keyring,
+                               checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
+                               min_cosignatures=trust.min_cosignatures)
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -259,12 +263,18 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     client = store.connect(settings)
     filters = _filters(args, limit=1)
+    now = datetime.now(timezone.utc)
+    progress = (lambda line: print(f"  exported {line}", file=sys.stderr))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            n = export_records(client, settings, filters, fh)
+            done = export_records(client, settings, filters, fh, now=now, progress=progress)
     else:
-        n = export_records(client, settings, filters, sys.stdout)
-    print(f"exported {n} record(s)", file=sys.stderr)
+        done = export_records(client, settings, filters, sys.stdout, now=now, progress=progress)
+    print(f"exported {done.records} record(s) ({done.selection}), {done.checkpoints} signed checkpoint(s), "
+          f"{done.proofs} inclusion proof(s)", file=sys.stderr)
+    if done.unproven:
+        print(f"aiaudit: warning: {done.unproven} record(s) are newer than their chain's newest signed checkpoint: "
+              "no inclusion proof yet (export again after the chain worker signs)", file=sys.stderr)
     return 0
 
 
@@ -503,8 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("export", help="write records as JSONL with the exact signed bytes",
-                       description='One {"origin","seq","payload","sig","leaf_hash"} object per line; payload and sig base64.')
+    s = sub.add_parser("export", help="write records with their signed checkpoints and inclusion proofs (JSONL)",
+                       description="JSON Lines: a header, one record per line (the exact signed bytes, base64), the "
+                                   "chains' signed checkpoints with witness cosignatures, and for a filtered export "
+                                   "(a sample) an RFC 9162 inclusion proof per record. `aiaudit verify --export FILE` "
+                                   "checks it without the database; the format is in the README.")
     _add_filters(s)
     s.add_argument("--out", help="file to write (default: standard output)")
     s.set_defaults(func=cmd_export)

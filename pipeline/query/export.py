@@ -1,50 +1,135 @@
-"""`aiaudit export`: JSONL, one record per line, exactly the signed bytes (base64).
-
-Each line is `Record.to_wire()`, the chain topic's own message form; `Record.from_wire` reads
-it back (pipeline/chain/record.py owns both).
+"""`aiaudit export`: the records a filter selects, with the signed checkpoints, cosignatures and
+inclusion proofs that let an auditor check them without the database (the file's format is
+pipeline/query/export_file.py; records are the chain topic's own `Record.to_wire` lines).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
 
 from pipeline import store
+from pipeline.chain import merkle
 from pipeline.chain.record import Record
+from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
+from pipeline.query.export_file import (
+    ExportedCheckpoint,
+    ExportFile,
+    Inclusion,
+    add_line,
+    checkpoint_line,
+    header_line,
+    inclusion_line,
+)
+from pipeline.query.proofs import StoredHashes
 from pipeline.settings import Settings
-from pipeline.store import evidence
+from pipeline.store import checkpoints, evidence
 from pipeline.store.filters import Filters
 
 
-def export_records(client: Client, settings: Settings, filters: Filters, out: IO[str]) -> int:
-    """Write matching records as {"origin","seq","payload","sig","leaf_hash"} lines; returns the count.
+@dataclass
+class ExportSummary:
+    selection: str
+    records: int = 0
+    checkpoints: int = 0
+    proofs: int = 0
+    unproven: int = 0  # sampled records after their chain's newest signed checkpoint
+
+
+def _filters_json(f: Filters) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fld in fields(f):
+        value = getattr(f, fld.name)
+        if fld.name == "limit" or value is None:
+            continue
+        out[fld.name] = format_ts(value) if isinstance(value, datetime) else value
+    return out
+
+
+def _line(out: IO[str], data: bytes) -> None:
+    out.write(data.decode("utf-8") + "\n")
+
+
+def export_records(client: Client, settings: Settings, filters: Filters, out: IO[str], *, now: datetime,
+                   progress: Callable[[str], None] | None = None) -> ExportSummary:
+    """Write the header, the matching records, their chains' signed checkpoints (with stored
+    cosignatures) and, for a sample, an inclusion proof of each record a checkpoint covers.
 
     Exact duplicate rows are written once; two different records at one seq (a fork) are both
     written, so the verifier of the export sees the fork too.
     """
-    n = 0
-    sql, params = evidence.select_signed(store.database(settings), filters)
+    db = store.database(settings)
+    summary = ExportSummary("sample" if filters.selects_records or filters.since or filters.until else "whole")
+    _line(out, header_line(summary.selection, _filters_json(filters), format_ts(now)))
+    seqs: dict[str, list[int]] = {}
+    sql, params = evidence.select_signed(db, filters)
     for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
-        out.write(evidence.stored_record(origin, seq, payload, sig, leaf).to_wire().decode("utf-8") + "\n")
-        n += 1
-    return n
+        _line(out, evidence.stored_record(origin, seq, payload, sig, leaf).to_wire())
+        seqs.setdefault(str(origin), []).append(int(seq))
+        summary.records += 1
+    for origin, chain_seqs in seqs.items():
+        _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
+        _, cosigs = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
+        by_size: dict[int, list[str]] = {}
+        for size, line in cosigs:
+            by_size.setdefault(int(size), []).append(str(line))
+        signed = [(int(size), str(note)) for size, note in notes]
+        if summary.selection == "sample":
+            signed = signed[-1:]  # the newest: every proof is against it
+        for size, note in signed:
+            _line(out, checkpoint_line(ExportedCheckpoint(origin, size, note, tuple(by_size.get(size, [])))))
+            summary.checkpoints += 1
+        if summary.selection == "sample" and signed:
+            size = signed[0][0]
+            hashes = StoredHashes(client, settings, origin)
+            for seq in sorted(set(chain_seqs)):
+                if seq >= size:
+                    summary.unproven += 1
+                    continue
+                proof = merkle.inclusion_proof(seq, size, hashes.subtree)
+                _line(out, inclusion_line(Inclusion(origin, seq, size, tuple(proof))))
+                summary.proofs += 1
+        elif summary.selection == "sample":
+            summary.unproven += len(set(chain_seqs))
+        if progress:
+            progress(f"{origin}: {len(chain_seqs)} record(s), {len(signed)} checkpoint(s)")
+    return summary
+
+
+def read_export_file(path: Path) -> ExportFile:
+    """All of an `aiaudit export` file. Raises ConfigError naming a bad line."""
+    into = ExportFile()
+    for lineno, line in _lines(path):
+        try:
+            add_line(into, line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
+    return into
 
 
 def read_export(path: Path) -> Iterator[Record]:
-    """The records of an `aiaudit export` file, in file order. Raises ConfigError naming a bad line."""
+    """Only the records of an `aiaudit export` file, in file order (streamed). Raises ConfigError naming a bad line."""
+    for lineno, line in _lines(path):
+        try:
+            one = ExportFile()
+            add_line(one, line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
+        yield from one.records
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     try:
         fh = path.open("rb")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the export: {exc.strerror}") from exc
     with fh:
         for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Record.from_wire(line)
-            except ValueError as exc:
-                raise ConfigError(f"{path}:{lineno}: not an export record: {exc}") from exc
+            if line.strip():
+                yield lineno, line

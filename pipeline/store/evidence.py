@@ -123,6 +123,16 @@ def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str,
             {"origin": origin, "first": first, "last": last})
 
 
+def select_matching_rows(db: str, origin: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    """Like select_chain_rows, but the rows of one chain that `f` selects (a sample), in seq order."""
+    where, params = where_clause(f)
+    cols = ", ".join((*CHECKED_COLUMNS, "payload", "sig", "leaf_hash"))
+    params["sample_origin"] = origin
+    joiner = " AND " if where else " WHERE "
+    return (f"SELECT {cols} FROM {db}.evidence{where}{joiner}origin = {{sample_origin:String}} ORDER BY seq, leaf_hash",
+            params)
+
+
 def select_leaf_hashes(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
     """(seq, leaf_hash) of one chain between two seqs, each seq once (proofs)."""
     return (f"SELECT seq, any(leaf_hash) FROM {db}.evidence WHERE origin = {{origin:String}} "

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_LIMIT = 1_000_000
+RECORD_FILTERS = ("actor", "provider", "model", "policy_version", "decision", "classification", "route")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Filters:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
         if self.since and self.until and self.since >= self.until:
             raise ValueError("since must be before until")
+
+    @property
+    def selects_records(self) -> bool:
+        """True when the filter picks records out of their chains by what they say (not by chain or time)."""
+        return any(getattr(self, name) is not None for name in RECORD_FILTERS)
 
 
 def where_clause(f: Filters) -> tuple[str, dict[str, Any]]:

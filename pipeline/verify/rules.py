@@ -38,6 +38,7 @@ REASONS = (
     "witness_mismatch",  # the records' root differs from what an independent witness cosigned
     "key_out_of_window",  # signed by a pinned key outside the validity window the trust file gives it
     "unwitnessed",  # fewer pinned witnesses cosigned the chain than the trust file requires
+    "not_included",  # a sampled record's inclusion proof is missing or does not lead to the signed root
 )
 
 
@@ -161,9 +162,12 @@ def verify_chain(
     return report
 
 
-def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: ColumnsOf | None, *, segment: bool = False) -> ChainReport | None:
+def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: ColumnsOf | None, *, segment: bool = False,
+          sample: bool = False) -> ChainReport | None:
     """Scan one chain in seq order. With segment=True the input is a slice that need not start at
-    seq 0: the first record anchors the slice (its own checks apply, its prev link is not checked)."""
+    seq 0: the first record anchors the slice (its own checks apply, its prev link is not checked).
+    With sample=True the input is a selection of the chain's records: seqs it leaves out are not
+    gaps, and a record's prev link is checked only when the record before it was selected too."""
     report: ChainReport | None = None
     prev: StoredRecord | None = None  # the record at expected_seq - 1
     expected_seq = 0
@@ -198,15 +202,16 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
         problems, obj = _check_one(rec, keyring, columns_of)
         for reason, detail in problems:
             fail(rec.seq, reason, detail)
-        if rec.seq > expected_seq:
+        skipped = rec.seq > expected_seq
+        if skipped and not sample:
             fail(expected_seq, "gap", f"seq {expected_seq}..{rec.seq - 1} missing")
         elif rec.seq < expected_seq:
             # Already past this seq (the reorder was reported above): check it stands alone.
             continue
         if obj is not None:
             want_prev = GENESIS_PREV if rec.seq == 0 else (prev.leaf_hash if prev is not None else None)
-            if segment and prev is None and rec.seq != 0:
-                want_prev = None  # the anchor of a slice: its predecessor was not loaded
+            if (segment and prev is None and rec.seq != 0) or (sample and skipped and rec.seq != 0):
+                want_prev = None  # the anchor of a slice, or a sampled record: its predecessor was not loaded
             if rec.seq == expected_seq and want_prev is not None and obj["prev"] != want_prev:
                 fail(rec.seq, "broken_link", f"prev {str(obj['prev'])[:16]}… is not seq {rec.seq - 1}'s leaf hash {want_prev[:16]}…")
             report.kids.add(obj["kid"])
@@ -225,9 +230,9 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
 
 
 def scan_chain(records: Iterable[StoredRecord], keyring: KeyRing, *, columns_of: ColumnsOf | None = None,
-               segment: bool = False) -> ChainReport | None:
+               segment: bool = False, sample: bool = False) -> ChainReport | None:
     """Like verify_chain, but returns the report with its failures instead of raising (for reporting tools)."""
-    return _scan(records, keyring, columns_of, segment=segment)
+    return _scan(records, keyring, columns_of, segment=segment, sample=sample)
 
 
 def group_by_origin(records: Iterable[StoredRecord]) -> Iterator[list[StoredRecord]]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.chain.keys import KeyRing
+from pipeline.chain.note import Verifier
 from pipeline.errors import Failure
+from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import ChainReport, StoredRecord, group_by_origin, scan_chain, sort_checking_order
-from pipeline.verify.tree import TreeCheck
+from pipeline.verify.tree import TreeCheck, open_checkpoints
 
 
 @dataclass
@@ -22,6 +24,8 @@ class VerifyReport:
     emitters: int = 0
     checkpoints: int = 0  # signed checkpoints whose root was recomputed from the stored records
     warnings: list[str] = field(default_factory=list)  # not failures: records not yet checkpointed
+    sample: bool = False  # a filtered selection: records proven included, emitters not reconciled
+    proven: int = 0  # sampled records whose inclusion proof leads to a signed checkpoint's root
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
@@ -31,6 +35,19 @@ class VerifyReport:
         if after:
             self.warnings.append(f"WARN {chain.origin}: {after} record(s) after the newest checkpoint "
                                  f"(size {tree.newest}) are not yet checkpointed")
+
+    def close_sample(self, chain: ChainReport, tree: TreeCheck | None) -> None:
+        """Add a sampled chain's inclusion findings (its records have all gone through tree.feed_sample)."""
+        if tree is None:
+            self.warnings.append(f"WARN {chain.origin}: no signed checkpoint to prove inclusion against: "
+                                 f"{chain.records} record(s) checked one by one only")
+            return
+        after = tree.finish_sample()
+        chain.failures.extend(tree.failures)
+        self.proven += tree.proven
+        if after:
+            self.warnings.append(f"WARN {chain.origin}: {after} sampled record(s) after the newest checkpoint "
+                                 f"(size {tree.newest}): inclusion not yet provable")
 
     @property
     def ok(self) -> bool:
@@ -58,6 +75,8 @@ class VerifyReport:
                         "last_ts": c.last_ts, "kids": sorted(c.kids)} for c in self.chains],
             "emitters": self.emitters,
             "checkpoints": self.checkpoints,
+            "sample": self.sample,
+            "proven_included": self.proven,
             "warnings": self.warnings,
             "failures": [{"origin": f.origin, "seq": f.seq, "reason": f.reason, "detail": f.detail} for f in self.failures],
         }
@@ -71,8 +90,9 @@ class VerifyReport:
             "Results:",
             f"{len(self.chains)} chain(s), {self.records} record(s) checked"
             + (f" ({dups} exact duplicate row(s) collapsed)" if dups else ""),
-            f"{self.emitters} emitter(s) reconciled",
-            f"{self.checkpoints} signed checkpoint(s) matched by the records",
+            *([f"a sample: {self.proven} record(s) proven included in signed checkpoints; records the filter "
+               "left out were not checked and emitters were not reconciled"] if self.sample else
+              [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records"]),
             f"{len(kids)} signing key(s): {', '.join(kids) if kids else '-'}",
         ]
         if not self.chains:
@@ -85,16 +105,76 @@ class VerifyReport:
         return json.dumps(self.to_json(), indent=2)
 
 
-def verify_export(records: Iterable[StoredRecord], keyring: KeyRing) -> VerifyReport:
-    """Verify an export file's records (no typed columns): order, links, signatures, emitters."""
-    report = VerifyReport()
-    for chain in group_by_origin(records):
+ProofOf = Callable[[int], "tuple[int, Sequence[bytes]] | None"]
+
+
+def _check_chain(report: VerifyReport, records: Iterable[StoredRecord], keyring: KeyRing, tree: TreeCheck | None, *,
+                 columns: bool = False, segment: bool = False, proof_of: ProofOf | None = None,
+                 reorders: list[Failure] | None = None) -> ChainReport | None:
+    """Scan one chain (a whole chain, a slice, or with proof_of a sample) and add it to the report."""
+    if tree is not None:
+        records = tree.feed_sample(records, proof_of) if proof_of is not None else tree.feed(records)
+    scanned = scan_chain(records, keyring, columns_of=columns_of if columns else None, segment=segment,
+                         sample=proof_of is not None)
+    if scanned is None:
+        return None
+    scanned.failures[:0] = reorders or []
+    if proof_of is not None:
+        report.close_sample(scanned, tree)
+    elif tree is not None:
+        report.close_tree(scanned, tree)
+    report.add_chain(scanned)
+    return scanned
+
+
+def _missing_chains(report: VerifyReport, checkpointed: Iterable[str], checks: Callable[[str], TreeCheck]) -> None:
+    """Chains whose checkpoints say records exist, and of which none are stored: `truncated`."""
+    seen = {c.origin for c in report.chains}
+    for origin in sorted(set(checkpointed) - seen):
+        empty = ChainReport(origin=origin)
+        report.close_tree(empty, checks(origin))
+        report.add_chain(empty)
+
+
+def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
+                  witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0) -> VerifyReport:
+    """Verify an export file without the database: each chain's order, links, signatures and hashes;
+    a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
+    sample by each record's inclusion proof to its chain's signed checkpoint."""
+    report = VerifyReport(sample=file.selection == "sample")
+    notes: dict[str, list[tuple[int, str]]] = {}
+    cosigs: dict[str, list[tuple[int, str]]] = {}
+    for cp in file.checkpoints:
+        notes.setdefault(cp.origin, []).append((cp.size, cp.note))
+        cosigs.setdefault(cp.origin, []).extend((cp.size, line) for line in cp.cosignatures)
+
+    def checks(origin: str) -> TreeCheck:
+        return open_checkpoints(origin, notes.get(origin, []), checkpoint_keys, cosigs=cosigs.get(origin, []),
+                                witnesses=witnesses, min_cosignatures=min_cosignatures)
+
+    if notes and not checkpoint_keys:
+        report.warnings.append("WARN the export's signed checkpoints were not checked: no checkpoint key "
+                               "(give --checkpoint-key or --trust)")
+    elif not notes and not report.sample:
+        report.warnings.append("WARN the export holds no signed checkpoints: the removal of a chain's newest "
+                               "records cannot be detected from it")
+    use_tree = bool(checkpoint_keys)
+    for chain in group_by_origin(StoredRecord(r.origin, r.seq, r.payload, r.sig, r.leaf_hash) for r in file.records):
+        origin = chain[0].origin
         ordered, reorders = sort_checking_order(chain)
-        scanned = scan_chain(ordered, keyring)
-        if scanned is not None:
-            scanned.failures[:0] = reorders
-            report.add_chain(scanned)
-    report.reconcile(start_at_zero=True)
+        tree = checks(origin) if use_tree and origin in notes else None
+        if report.sample:
+            def proof_of(seq: int, origin: str = origin) -> tuple[int, Sequence[bytes]] | None:
+                inc = file.proofs.get((origin, seq))
+                return None if inc is None else (inc.size, inc.proof)
+
+            _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders)
+        else:
+            _check_chain(report, ordered, keyring, tree, reorders=reorders)
+    if use_tree and not report.sample:
+        _missing_chains(report, notes, checks)
+    if not report.sample:
+        report.reconcile(start_at_zero=True)
     return report
 
 
@@ -115,27 +195,33 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     have checkpoints) must have records.
     """
     report = VerifyReport()
-    seen: set[str] = set()
     for origin, first, last in slices:
-        seen.add(origin)
         start = 0 if whole else max(0, first - 1)
-        records = load(origin, start, last)
         tree = checkpoints(origin) if checkpoints is not None and whole else None
-        if tree is not None:
-            records = tree.feed(records)
-        scanned = scan_chain(records, keyring, columns_of=columns_of, segment=start > 0)
-        if scanned is not None:
-            if tree is not None:
-                report.close_tree(scanned, tree)
-            report.add_chain(scanned)
-            if progress:
-                progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
+        scanned = _check_chain(report, load(origin, start, last), keyring, tree, columns=True, segment=start > 0)
+        if scanned is not None and progress:
+            progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
     if checkpoints is not None and whole:
-        for origin in sorted(set(checkpointed) - seen):  # checkpoints say records exist; none are stored
-            tree = checkpoints(origin)
-            empty = ChainReport(origin=origin)
-            report.close_tree(empty, tree)
-            report.add_chain(empty)
+        _missing_chains(report, checkpointed, checkpoints)
     if reconcile:
         report.reconcile(start_at_zero=whole, window=window)
+    return report
+
+
+def verify_sample(origins: Iterable[str], load: Callable[[str], Iterable[StoredRecord]], keyring: KeyRing, *,
+                  checkpoints: Callable[[str], TreeCheck] | None, prover: Callable[[str, int], ProofOf],
+                  progress: Callable[[str], None] | None = None) -> VerifyReport:
+    """Verify the records a filter selected (typed columns included), each chain's records proven
+    included in its newest signed checkpoint by `prover(origin, size)`; nothing left out is a failure."""
+    report = VerifyReport(sample=True)
+    for origin in origins:
+        tree = checkpoints(origin) if checkpoints is not None else None
+        if tree is not None and not tree.roots:
+            report.failures.extend(tree.failures)
+            tree = None
+        proof_of = prover(origin, tree.newest) if tree is not None else (lambda seq: None)
+        records = list(load(origin))  # read whole first: proofs query the store, which cannot interleave a stream
+        scanned = _check_chain(report, records, keyring, tree, columns=True, proof_of=proof_of)
+        if scanned is not None and progress:
+            progress(f"{origin}: {scanned.records} sampled records, {len(scanned.failures)} failure(s)")
     return report

@@ -9,22 +9,22 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from pipeline import store
+from pipeline.chain import merkle
 from pipeline.chain.keys import KeyRing
 from pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from pipeline.contract import format_ts
 from pipeline.errors import InfraError
-from pipeline.query.export import read_export
+from pipeline.query.proofs import StoredHashes
 from pipeline.settings import Settings
 from pipeline.store import checkpoints, evidence
 from pipeline.store.filters import Filters
 from pipeline.verify.rules import StoredRecord
-from pipeline.verify.run import VerifyReport, verify_slices
+from pipeline.verify.run import VerifyReport, verify_sample, verify_slices
 from pipeline.verify.tree import TreeCheck, open_checkpoints
 
 
@@ -45,18 +45,31 @@ def chain_slices(client: Client, settings: Settings, filters: Filters) -> list[t
 
 def records_from_store(client: Client, settings: Settings, origin: str, first: int, last: int) -> Iterator[StoredRecord]:
     """Every stored row of one chain between two seqs, duplicates included, in (seq) order."""
+    return _stored(client, *evidence.select_chain_rows(store.database(settings), origin, first, last))
+
+
+def sampled_from_store(client: Client, settings: Settings, origin: str, filters: Filters) -> Iterator[StoredRecord]:
+    """The stored rows of one chain that `filters` selects, duplicates included, in seq order."""
+    return _stored(client, *evidence.select_matching_rows(store.database(settings), origin, filters))
+
+
+def _stored(client: Client, sql: str, params: dict[str, Any]) -> Iterator[StoredRecord]:
     n = len(evidence.CHECKED_COLUMNS)
-    sql, params = evidence.select_chain_rows(store.database(settings), origin, first, last)
     for row in store.stream_rows(client, sql, params, evidence.BYTES):
         columns = {name: _normalise(v) for name, v in zip(evidence.CHECKED_COLUMNS, row[:n])}
         rec = evidence.stored_record(str(columns["origin"]), int(columns["seq"]), row[n], row[n + 1], str(row[n + 2]))
         yield StoredRecord(rec.origin, rec.seq, rec.payload, rec.sig, rec.leaf_hash, columns)
 
 
-def records_from_export(path: Path) -> Iterator[StoredRecord]:
-    """Records of an `aiaudit export` JSONL file, in file order. Raises ConfigError on a bad line."""
-    for rec in read_export(path):
-        yield StoredRecord(rec.origin, rec.seq, rec.payload, rec.sig, rec.leaf_hash)
+def prover(client: Client, settings: Settings) -> Callable[[str, int], Callable[[int], tuple[int, list[bytes]]]]:
+    """For a chain and a checkpoint size: the inclusion proof of a seq, from stored hashes (tiles cached)."""
+    def for_chain(origin: str, size: int) -> Callable[[int], tuple[int, list[bytes]]]:
+        hashes = StoredHashes(client, settings, origin)
+
+        def proof_of(seq: int) -> tuple[int, list[bytes]]:
+            return size, merkle.inclusion_proof(seq, size, hashes.subtree)
+        return proof_of
+    return for_chain
 
 
 def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Sequence[bytes], *,
@@ -86,7 +99,17 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
                  min_cosignatures: int = 0) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
     signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
-    pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them."""
+    pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them.
+
+    A filter that picks records by what they say (actor, vendor, policy version ...) verifies a
+    sample: each selected record on its own and by its inclusion proof in its chain's newest signed
+    checkpoint; the records it leaves out are not failures, and emitters are not reconciled."""
+    if filters.selects_records:
+        load_cps = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
+                                     min_cosignatures=min_cosignatures)[0] if checkpoint_keys else None
+        return verify_sample([o for o, _, _ in chain_slices(client, settings, filters)],
+                             lambda o: sampled_from_store(client, settings, o, filters), keyring,
+                             checkpoints=load_cps, prover=prover(client, settings), progress=progress)
     checks: dict[str, Any] = {}
     if whole and checkpoint_keys:
         load, origins = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,

@@ -12,15 +12,21 @@ For one chain, given its signed checkpoints and its stored records in seq order:
 - with a witness's view (`witnessed`, from `verify --witness`): the stored records must give the
   root the witness cosigned at its size (else `witness_mismatch`: history was rewritten and its
   checkpoints re-issued, which no check of the store alone can see), and must reach that size.
+
+For a sample (a filtered selection of a chain's records, `feed_sample`): each selected record
+that a signed checkpoint covers needs an RFC 9162 inclusion proof from its own leaf hash to that
+checkpoint's root (else `not_included`); records after the newest checkpoint are counted as not
+yet provable. The records a filter left out are not needed, and not reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.chain.merkle import CompactRange
+from pipeline.chain.merkle import CompactRange, ProofError, verify_inclusion
 from pipeline.chain.note import SIG_ED25519, Checkpoint, NoteError, Verifier, add_signatures, cosignatures, open_note
+from pipeline.chain.record import leaf_hash
 from pipeline.errors import Failure
 from pipeline.verify.rules import StoredRecord
 
@@ -35,6 +41,8 @@ class TreeCheck:
     failures: list[Failure] = field(default_factory=list)
     tree: CompactRange = field(default_factory=CompactRange)
     checked: int = 0  # checkpoints whose root was recomputed and matched
+    proven: int = 0  # sampled records whose inclusion proof leads to a signed root
+    unproven: int = 0  # sampled records after the newest checkpoint
 
     @property
     def newest(self) -> int:
@@ -67,14 +75,54 @@ class TreeCheck:
                                                      f"the checkpoint at size {self.tree.size} signed {want.hex()[:16]}…"))
             yield rec
 
-    def finish(self) -> int:
-        """Check the tail after all records went by; returns how many records follow the newest checkpoint."""
-        newest = max(self.newest, max(self.witnessed, default=0))
+    def feed_sample(self, records: Iterable[StoredRecord],
+                    proof_of: Callable[[int], tuple[int, Sequence[bytes]] | None]) -> Iterator[StoredRecord]:
+        """Pass a sample's records on unchanged, checking each one's inclusion proof (size, hashes)
+        from `proof_of(seq)` against the signed root at that size. Returns via `finish_sample`."""
+        done: set[int] = set()
+        for rec in records:
+            if rec.seq in done:  # a duplicate or fork: the record's own scan reports it
+                yield rec
+                continue
+            done.add(rec.seq)
+            if rec.seq >= self.newest:
+                self.unproven += 1
+                yield rec
+                continue
+            found = proof_of(rec.seq)
+            if found is None:
+                self._not_included(rec.seq, f"no inclusion proof, though the checkpoint at size {self.newest} "
+                                            "covers it")
+            elif found[0] not in self.roots:
+                self._not_included(rec.seq, f"proof against size {found[0]}, which no verified checkpoint signs")
+            else:
+                try:
+                    verify_inclusion(rec.seq, found[0], bytes.fromhex(leaf_hash(rec.payload, rec.sig)), found[1],
+                                     self.roots[found[0]])
+                    self.proven += 1
+                except ProofError as exc:
+                    self._not_included(rec.seq, str(exc))
+            yield rec
+
+    def _not_included(self, seq: int, detail: str) -> None:
+        self.failures.append(Failure(self.origin, seq, "not_included", detail[:300]))
+
+    def finish_sample(self) -> int:
+        """After a sample went by: the cosignature rule; returns how many records no checkpoint covers yet."""
+        self._cosignature_rule()
+        return self.unproven
+
+    def _cosignature_rule(self) -> None:
         if self.min_cosignatures and self.roots:
             enough = [size for size, names in self.cosigned.items() if len(names) >= self.min_cosignatures]
             if not enough:
-                self.failures.append(Failure(self.origin, None, "unwitnessed",
-                                             f"no checkpoint has {self.min_cosignatures} pinned witness cosignature(s)"))
+                self.failures.append(Failure(self.origin, None, "unwitnessed", f"no checkpoint has "
+                                             f"{self.min_cosignatures} pinned witness cosignature(s)"))
+
+    def finish(self) -> int:
+        """Check the tail after all records went by; returns how many records follow the newest checkpoint."""
+        newest = max(self.newest, max(self.witnessed, default=0))
+        self._cosignature_rule()
         if self.tree.size < newest:
             what = "no records" if self.tree.size == 0 else f"seq {self.tree.size}..{newest - 1} missing"
             self.failures.append(Failure(self.origin, self.tree.size, "truncated",

@@ -1,7 +1,9 @@
 """A verifier written only from the record format v1 spec, sharing no code with aiaudit.
 
-Input: an export (JSONL of origin, seq, payload, sig, leaf_hash) and a JWKS. It uses the
-`rfc8785` package (an independent JCS implementation), hashlib and `cryptography`.
+Input: a whole export (JSONL: a header, records {origin, seq, payload, sig, leaf_hash}, and
+checkpoint lines), a JWKS and the checkpoint public key. It uses the `rfc8785` package (an
+independent JCS implementation), hashlib and `cryptography`, and RFC 6962's Merkle tree hash
+and the C2SP signed-note rules as written in the README.
 """
 
 from __future__ import annotations
@@ -18,7 +20,33 @@ def _b64url(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
-def verify(export_lines: list[str], jwks: dict) -> int:
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1: MTH of a list of leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+def _check_note(note: str, origin: str, checkpoint_pub: bytes) -> tuple[int, bytes]:
+    """The (size, root) of a checkpoint note signed by the log key named `origin` (C2SP signed-note)."""
+    text, _, sigs = note.partition("\n\n")
+    text += "\n"
+    key_id = hashlib.sha256(origin.encode() + b"\n\x01" + checkpoint_pub).digest()[:4]
+    good = False
+    for line in sigs.splitlines():
+        name, blob = line.removeprefix("\u2014 ").split(" ")
+        raw = base64.b64decode(blob)
+        if name == origin and raw[:4] == key_id:
+            Ed25519PublicKey.from_public_bytes(checkpoint_pub).verify(raw[4:], text.encode())
+            good = True
+    assert good, "checkpoint not signed by the log key"
+    lines = text.split("\n")
+    assert lines[0] == origin
+    return int(lines[1]), base64.b64decode(lines[2])
+
+
+def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = None) -> int:
     """Returns the number of records checked; raises AssertionError on the first problem."""
     keys = {}
     for jwk in jwks["keys"]:
@@ -27,8 +55,16 @@ def verify(export_lines: list[str], jwks: dict) -> int:
         keys[kid] = Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"]))
     prev_by_origin: dict[str, tuple[int, str]] = {}
     n = 0
+    leaves: dict[str, list[bytes]] = {}
+    notes: list[dict] = []
     for line in export_lines:
         rec = json.loads(line)
+        if "aiaudit_export" in rec:
+            assert rec["selection"] == "whole"
+            continue
+        if rec.get("kind") == "checkpoint":
+            notes.append(rec)
+            continue
         payload, sig = base64.b64decode(rec["payload"]), base64.b64decode(rec["sig"])
         body = json.loads(payload)
         assert rfc8785.dumps(body) == payload, "payload is not JCS"
@@ -40,5 +76,13 @@ def verify(export_lines: list[str], jwks: dict) -> int:
         assert body["seq"] == last_seq + 1, f"seq {body['seq']} after {last_seq}"
         assert body["prev"] == last_leaf, "prev link"
         prev_by_origin[rec["origin"]] = (body["seq"], leaf)
+        leaves.setdefault(rec["origin"], []).append(bytes.fromhex(leaf))
         n += 1
+    if checkpoint_pub is not None:
+        assert notes, "no checkpoints in the export"
+        for cp in notes:
+            size, root = _check_note(cp["note"], cp["origin"], checkpoint_pub)
+            have = leaves.get(cp["origin"], [])
+            assert size == cp["size"] and size <= len(have), f"{cp['origin']}: checkpoint at {size} covers missing records"
+            assert _mth(have[:size]) == root, f"{cp['origin']}: root at {size}"
     return n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -42,9 +43,36 @@ def test_query_verify_export_and_a_tampered_row(settings, client, tmp_path):
 
     out = tmp_path / "export.jsonl"
     ex = aiaudit(settings, "export", "--out", str(out))
-    assert ex.returncode == 0 and len(out.read_text().splitlines()) == 600
+    assert ex.returncode == 0 and sum('"payload"' in x for x in out.read_text().splitlines()) == 600
+    assert "exported 600 record(s) (whole)" in ex.stderr
     v = aiaudit(settings, "verify", "--export", str(out), "--jwks", str(settings.signing.keys_dir / "jwks.json"))
     assert v.returncode == 0 and "All chains valid" in v.stdout
+
+    # The auditor's central request: everything one person did, as a passing evidence set. Other
+    # people's records (and their emitter numbers) are left out, and that is not a failure.
+    mine = aiaudit(settings, "verify", "--actor", "bob@acme.example", "--json")
+    assert mine.returncode == 0, mine.stdout + mine.stderr
+    sample = json.loads(mine.stdout)
+    assert sample["ok"] and sample["sample"] and sample["records"] == len(want)
+    unproven = sum(int(w.split(": ")[1].split(" ")[0]) for w in sample["warnings"] if "not yet provable" in w)
+    assert sample["proven_included"] + unproven == len(want) and sample["proven_included"] > 0
+    bob = tmp_path / "bob.jsonl"
+    ex = aiaudit(settings, "export", "--actor", "bob@acme.example", "--out", str(bob))
+    assert ex.returncode == 0 and f"exported {len(want)} record(s) (sample)" in ex.stderr, ex.stderr
+    v = aiaudit(settings, "verify", "--export", str(bob))
+    assert v.returncode == 0 and "All chains valid" in v.stdout and "proven included" in v.stdout, v.stdout
+    # A record of the sample rewritten in the file (re-encoded, signature kept): caught, located.
+    lines = bob.read_text().splitlines()
+    i = next(i for i, x in enumerate(lines) if '"payload"' in x and json.loads(x)["seq"] < sample_size(lines, x))
+    rec = json.loads(lines[i])
+    body = json.loads(base64.b64decode(rec["payload"]))
+    body["event"]["decision"] = "allow" if body["event"]["decision"] != "allow" else "deny"
+    rec["payload"] = base64.b64encode(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).decode()
+    lines[i] = json.dumps(rec)
+    bob.write_text("\n".join(lines) + "\n")
+    bad = aiaudit(settings, "verify", "--export", str(bob))
+    assert bad.returncode == 1
+    assert f"FAIL {rec['origin']} seq {rec['seq']}: not_included" in bad.stdout, bad.stdout
 
     # Someone edits one typed column in ClickHouse: verify names the chain, the seq and the reason, exits 1.
     c = store.connect(settings)
@@ -59,6 +87,13 @@ def test_query_verify_export_and_a_tampered_row(settings, client, tmp_path):
 
     missing = aiaudit(settings, "verify", "--export", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and missing.stderr.startswith("aiaudit: error:")
+
+
+def sample_size(lines: list[str], record_line: str) -> int:
+    """The checkpoint size a sample export proves `record_line`'s chain against (0 if none)."""
+    origin = json.loads(record_line)["origin"]
+    return max((json.loads(x)["size"] for x in lines if '"kind":"checkpoint"' in x and json.loads(x)["origin"] == origin),
+               default=0)
 
 
 def test_keys_generate_and_jwks(settings, tmp_path):

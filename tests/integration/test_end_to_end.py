@@ -5,20 +5,20 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from datetime import datetime, timezone
 
 import pytest
 from confluent_kafka import Producer
 
 from pipeline import names
-from pipeline.chain.keys import KeyRing, read_jwks
+from pipeline.chain.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
 from pipeline.emit.synthetic import malformed_messages
 from pipeline.kafka import config as kafka_config
 from pipeline.query.api import find_records
-from pipeline.query.export import export_records
+from pipeline.query.export import export_records, read_export_file
 from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
 from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export
-from pipeline.verify.sources import records_from_export
 from tests.integration import independent_verify
 from tests.integration.support import T0, ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 
@@ -69,10 +69,22 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
 
     # Export: someone with only the export and the JWKS verifies it with their own code.
     buf = io.StringIO()
-    assert export_records(client, settings, Filters(), buf) == 2000
+    done = export_records(client, settings, Filters(), buf, now=datetime.now(timezone.utc))
+    assert done.records == 2000 and done.selection == "whole" and done.checkpoints >= settings.kafka.partitions
     lines = buf.getvalue().splitlines()
     jwks = read_jwks(settings.signing.keys_dir)
-    assert independent_verify.verify(lines, json.loads(json.dumps(jwks))) == 2000
+    pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file))
+    assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub) == 2000
     path = tmp_path / "export.jsonl"
     path.write_text(buf.getvalue())
-    assert verify_export(records_from_export(path), KeyRing.from_jwks(jwks)).ok
+    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub])
+    assert report.ok and report.checkpoints == done.checkpoints
+
+    # The newest records of one chain cut from the file: the export's own checkpoints show it.
+    parsed = [json.loads(x) for x in lines]
+    origin = parsed[1]["origin"]
+    newest = max(p["size"] for p in parsed if p.get("kind") == "checkpoint" and p["origin"] == origin)
+    cut = [x for x, p in zip(lines, parsed) if not ("payload" in p and p["origin"] == origin and p["seq"] >= newest - 1)]
+    path.write_text("\n".join(cut) + "\n")
+    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub])
+    assert [(f.origin, f.seq, f.reason) for f in report.failures] == [(origin, newest - 1, "truncated")]

@@ -9,6 +9,7 @@ from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
 from pipeline.errors import ChainBroken
 from pipeline.jcs import canonicalize
+from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import scan_chain, sort_checking_order, verify_chain
@@ -61,7 +62,7 @@ def test_truncated_tail_shows_as_emitter_gap():
 def test_swapped_pair_in_an_export_is_a_reorder():
     recs = chain(with_columns=False)
     recs[2], recs[3] = recs[3], recs[2]
-    report = verify_export(recs, RING)
+    report = verify_export(ExportFile(records=recs), RING)
     assert [(f.seq, f.reason) for f in report.failures] == [(2, "reorder")]
 
 

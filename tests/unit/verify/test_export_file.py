@@ -1,0 +1,186 @@
+"""The export file (pipeline/query/export_file.py) and its verification without the database
+(verify_export): a whole export against its checkpoints, a sample by inclusion proofs, and
+hostile lines refused with a reason."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pipeline.chain import merkle
+from pipeline.chain.keys import Ed25519Signer
+from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
+from pipeline.chain.record import Source, build_record
+from pipeline.query.export_file import (
+    ExportedCheckpoint,
+    ExportFile,
+    Inclusion,
+    add_line,
+    checkpoint_line,
+    header_line,
+    inclusion_line,
+)
+from pipeline.verify.run import verify_export
+from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of
+from tests.unit.verify.test_tree import CP_PUB, notes_for
+
+SIGNER = Ed25519Signer.generate()
+RING = keyring_of(SIGNER)
+RECS = build_chain(20, SIGNER)
+LEAVES = [bytes.fromhex(r.leaf_hash) for r in RECS]
+
+
+def subtree(start: int, end: int) -> bytes:
+    return merkle.root_of(LEAVES[start:end])
+
+
+def export(selection: str, records, sizes=(20,), proofs=True, cosigs=()) -> ExportFile:
+    """An export file built line by line through the same writer and reader as `aiaudit export`."""
+    lines = [header_line(selection, {"actor": "alice@acme.example"} if selection == "sample" else {}, "2026-11-29T00:00:00Z")]
+    lines += [r.to_wire() for r in records]
+    notes = notes_for(RECS, set(sizes))
+    for size, note in notes:
+        lines.append(checkpoint_line(ExportedCheckpoint(ORIGIN, size, note, tuple(cosigs))))
+    if selection == "sample" and proofs:
+        size = notes[-1][0]
+        for r in records:
+            if r.seq < size:
+                lines.append(inclusion_line(Inclusion(ORIGIN, r.seq, size, tuple(merkle.inclusion_proof(r.seq, size, subtree)))))
+    out = ExportFile()
+    for line in lines:
+        add_line(out, line)
+    return out
+
+
+def reasons(report):
+    return [(f.seq, f.reason) for f in report.failures]
+
+
+def test_whole_export_matches_its_checkpoints():
+    report = verify_export(export("whole", RECS, sizes=(5, 12, 20)), RING, checkpoint_keys=[CP_PUB])
+    assert report.ok and report.checkpoints == 3 and not report.sample and report.emitters == 1
+
+
+def test_whole_export_without_its_newest_records_is_truncated():
+    report = verify_export(export("whole", RECS[:15], sizes=(5, 20)), RING, checkpoint_keys=[CP_PUB])
+    assert reasons(report) == [(15, "truncated")]
+
+
+def test_whole_export_without_checkpoints_warns_that_truncation_is_undetectable():
+    f = export("whole", RECS)
+    f.checkpoints.clear()
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    assert report.ok and any("no signed checkpoints" in w for w in report.warnings)
+
+
+def test_a_sample_verifies_by_inclusion_and_reports_no_gaps():
+    picked = [RECS[i] for i in (0, 3, 4, 9, 17)]
+    report = verify_export(export("sample", picked), RING, checkpoint_keys=[CP_PUB])
+    assert report.ok, report.failures
+    assert report.sample and report.proven == 5 and report.records == 5 and report.emitters == 0
+    assert "a sample: 5 record(s) proven included" in report.text()
+
+
+def test_a_sampled_record_after_the_newest_checkpoint_is_a_warning():
+    picked = [RECS[i] for i in (2, 15, 18)]
+    report = verify_export(export("sample", picked, sizes=(16,)), RING, checkpoint_keys=[CP_PUB])
+    assert report.ok and report.proven == 2
+    assert any("1 sampled record(s) after the newest checkpoint" in w for w in report.warnings)
+
+
+def test_a_sample_with_a_missing_or_wrong_proof_is_not_included():
+    picked = [RECS[i] for i in (1, 6, 7)]
+    f = export("sample", picked)
+    del f.proofs[(ORIGIN, 6)]
+    inc = f.proofs[(ORIGIN, 7)]
+    f.proofs[(ORIGIN, 7)] = dataclasses.replace(inc, proof=(bytes(32),) + inc.proof[1:])
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    assert reasons(report) == [(6, "not_included"), (7, "not_included")]
+
+
+def test_a_record_forged_into_a_sample_is_caught_even_with_a_valid_signature():
+    """Someone with the record key signs another record at seq 4 (right prev, right origin) and
+    puts it in the sample with the real record's proof: every record check passes, the proof fails."""
+    ev = dict(events(5)[4], route="exfiltration-approved")
+    forged = build_record(RECS[3].next_head(103), SIGNER, ev["occurred_at"], Source("ai.requests", 0, 104), ev)
+    f = export("sample", [RECS[2], RECS[4]])
+    f.records[1] = forged
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    assert reasons(report) == [(4, "not_included")]
+
+
+def test_a_proof_against_a_size_no_checkpoint_signs_is_not_included():
+    f = export("sample", [RECS[3]])
+    f.proofs[(ORIGIN, 3)] = Inclusion(ORIGIN, 3, 8, tuple(merkle.inclusion_proof(3, 8, subtree)))
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    assert reasons(report) == [(3, "not_included")] and "size 8" in report.failures[0].detail
+
+
+def test_a_checkpoint_under_a_foreign_key_proves_nothing():
+    foreign = NoteSigner.local("x", SIG_ED25519, Ed25519PrivateKey.generate()).public_key
+    report = verify_export(export("sample", [RECS[3]]), RING, checkpoint_keys=[foreign])
+    got = [f.reason for f in report.failures]
+    assert "bad_checkpoint" in got and report.proven == 0
+
+
+def test_cosignatures_in_the_export_count_towards_the_trust_rule():
+    witness = NoteSigner.local("witness.example", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
+    note = notes_for(RECS, {20})[0][1]
+    line = cosign(split_note(note)[0], witness, 1_800_000_000).line()
+    assert add_signatures(note, [line])  # a well-formed cosignature line
+    ok = verify_export(export("whole", RECS, cosigs=[line]), RING, checkpoint_keys=[CP_PUB],
+                       witnesses=[witness.verifier], min_cosignatures=1)
+    assert ok.ok
+    missing = verify_export(export("whole", RECS), RING, checkpoint_keys=[CP_PUB], witnesses=[witness.verifier],
+                            min_cosignatures=1)
+    assert [f.reason for f in missing.failures] == ["unwitnessed"]
+
+
+def test_an_old_export_without_a_header_is_a_whole_selection():
+    f = ExportFile()
+    for r in RECS:
+        add_line(f, r.to_wire())
+    assert f.selection == "whole" and verify_export(f, RING).ok
+
+
+HOSTILE = [
+    (b'[1, 2]', "not a JSON object"),
+    (b'{"kind": "checkpoint", "origin": "o", "size": -1, "note": "n", "cosignatures": []}', "size"),
+    (b'{"kind": "checkpoint", "origin": "o", "size": 1, "note": "n", "cosignatures": "x"}', "cosignatures"),
+    (b'{"kind": "checkpoint", "origin": "o", "size": 1, "note": "n", "cosignatures": [], "x": 1}', "members"),
+    (b'{"kind": "inclusion", "origin": "o", "seq": 1, "size": 2, "proof": ["AAAA"]}', "32 bytes"),
+    (b'{"kind": "inclusion", "origin": "o", "seq": 1, "size": 2, "proof": [1]}', "32 bytes"),
+    (b'{"kind": "inclusion", "origin": "o", "seq": 1.5, "size": 2, "proof": []}', "seq"),
+    (b'{"kind": "inclusion", "origin": "o", "seq": 1, "size": 2, "proof": ' + orjson.dumps(["A" * 44] * 65) + b'}', "at most 64"),
+    (b'{"kind": "nope"}', "unknown kind"),
+    (b'{"aiaudit_export": 3, "selection": "whole", "filters": {}, "exported_at": "t"}', "version"),
+    (b'{"aiaudit_export": 2, "selection": "all", "filters": {}, "exported_at": "t"}', "selection"),
+    (b'{"origin": "o", "seq": "1", "payload": "", "sig": "", "leaf_hash": ""}', "wrong type"),
+    (b'{"kind": "checkpoint", "origin": "o", "size": 1, "note": "' + b"a" * 70_000 + b'", "cosignatures": []}', "characters"),
+    (b'{"a": "' + b"a" * 300_000 + b'"}', "longer than"),
+]
+
+
+@pytest.mark.parametrize(("line", "why"), HOSTILE)
+def test_hostile_lines_are_refused_with_a_reason(line, why):
+    with pytest.raises(ValueError, match=why):
+        add_line(ExportFile(), line)
+
+
+def test_a_header_after_records_is_refused():
+    f = ExportFile()
+    add_line(f, RECS[0].to_wire())
+    with pytest.raises(ValueError, match="first line"):
+        add_line(f, header_line("whole", {}, "t"))
+
+
+def test_a_second_proof_for_one_record_is_refused():
+    f = ExportFile()
+    line = inclusion_line(Inclusion(ORIGIN, 1, 2, (base64.b64decode("A" * 43 + "="),)))
+    add_line(f, line)
+    with pytest.raises(ValueError, match="second inclusion proof"):
+        add_line(f, line)
