@@ -20,6 +20,16 @@ from pipeline.settings import Settings
 from pipeline.store.filters import Filters
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 256")
+    return value
+
+
 def _time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -224,10 +234,28 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     return Trust(keyring, keys, witnesses, 0)
 
 
+@contextlib.contextmanager
+def _checker(workers: int | None, keyring: Any) -> Iterator[Any]:
+    """Per-record checks in `workers` processes (default: one per core); 1 checks inline."""
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if n <= 1:
+        yield None
+        return
+    from pipeline.verify.pool import CheckPool
+
+    with CheckPool(keyring, n) as pool:
+        yield pool
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    trust = _trust(args, settings)
+    with _checker(args.workers, trust.keyring) as checker:
+        return _verify(args, settings, trust, checker)
+
+
+def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: Any) -> int:
     from pipeline.verify.run import verify_export
 
-    trust = _trust(args, settings)
     if args.export:
         from pipeline.query.export import read_export_file
 
@@ -235,7 +263,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
         report = verify_export(read_export_file(Path(args.export)), trust.keyring,
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
-                               min_cosignatures=trust.min_cosignatures)
+                               min_cosignatures=trust.min_cosignatures, checker=checker)
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -252,7 +280,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                               whole=whole, reconcile=args.origin is None, window=window, progress=progress,
                               live_witnesses=[(url, v) for v, url in trust.witnesses if url],
                               pinned_witnesses=[v for v, _ in trust.witnesses],
-                              min_cosignatures=trust.min_cosignatures)
+                              min_cosignatures=trust.min_cosignatures, checker=checker)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -511,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last cosigned")
     s.add_argument("--witness-key", metavar="VKEY", help="the witness's pinned verifier key (name+keyid+base64)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--workers", type=_positive, metavar="N",
+                   help="processes checking signatures and hashes (default: one per core; 1: none besides this one)")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("export", help="write records with their signed checkpoints and inclusion proofs (JSONL)",

@@ -40,7 +40,11 @@ def format_ts(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds, e.g. 2026-11-28T05:08:14.123456Z (the record's `ts`)."""
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.utcoffset():
+        moment = moment.astimezone(timezone.utc)
+    # isoformat with fixed microseconds: the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") for
+    # years 1000-9999, at a fifth of its cost (the verifier formats every stored row's ts).
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(text: str) -> datetime:

@@ -74,8 +74,10 @@ def stream_rows(client: Client, sql: str, parameters: dict[str, Any],
     """Yield rows of a parameterised query block by block (for verification of long chains).
     column_formats {"payload": "bytes"} hands a column back as its stored bytes (see evidence.BYTES)."""
     try:
-        with client.query_rows_stream(sql, parameters=parameters, column_formats=column_formats) as stream:
-            yield from stream
+        # Whole blocks, then their rows: half the per-row cost of query_rows_stream (measured, chDB).
+        with client.query_row_block_stream(sql, parameters=parameters, column_formats=column_formats) as stream:
+            for block in stream:
+                yield from block
     except (ClickHouseError, OSError) as exc:
         raise StoreError(f"query failed: {exc}") from exc
 

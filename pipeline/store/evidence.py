@@ -31,6 +31,8 @@ DEFAULT_COLUMNS = (
 # Read the signed bytes as stored: a String that is not UTF-8 would otherwise come back as hex text
 # (clickhouse-connect's fallback), and the verifier would check other bytes than those stored.
 BYTES = {"payload": "bytes"}
+TIME_COLUMNS = ("ts",)  # DateTime64(6, 'UTC'): the payload says RFC 3339 text
+ARRAY_COLUMNS = ("prompt_categories",)  # Array(String): the payload says a JSON array
 # The typed columns the verifier compares with the payload (leaf_hash it recomputes instead).
 CHECKED_COLUMNS = tuple(c for c in QUERY_COLUMNS if c != "leaf_hash")
 
@@ -65,16 +67,19 @@ def row(record: Record) -> list[Any]:
     return [cols[name] for name in COLUMNS]
 
 
-def stored_record(origin: str, seq: int, payload: bytes | str, sig: str, leaf_hash: str) -> Record:
-    """A stored row's signed part as a Record (payload read with BYTES). A sig that is not base64
-    becomes empty bytes, so the record still reaches the verifier (which reports its signature)
-    instead of stopping a reader."""
+def sig_bytes(sig: str) -> bytes:
+    """A stored sig column as bytes. A sig that is not base64 becomes empty bytes, so the record
+    still reaches the verifier (which reports its signature) instead of stopping a reader."""
     try:
-        sig_bytes = base64.b64decode(sig, validate=True)
-    except ValueError:
-        sig_bytes = b""
+        return base64.b64decode(sig, validate=True)
+    except (ValueError, TypeError):
+        return b""
+
+
+def stored_record(origin: str, seq: int, payload: bytes | str, sig: str, leaf_hash: str) -> Record:
+    """A stored row's signed part as a Record (payload read with BYTES; sig as sig_bytes)."""
     raw = payload if isinstance(payload, bytes) else payload.encode("utf-8")
-    return Record(ChainId(origin), int(seq), raw, sig_bytes, Digest(leaf_hash))
+    return Record(ChainId(origin), int(seq), raw, sig_bytes(sig), Digest(leaf_hash))
 
 
 # --- the SQL that reads it (db: a validated identifier; every value a parameter) ------------

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.chain.keys import KeyRing
 from pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
 from pipeline.errors import ChainBroken, Failure, NotCanonicalizable
-from pipeline.jcs import MAX_SAFE_INTEGER, canonicalize
+from pipeline.jcs import MAX_SAFE_INTEGER, is_canonical
 
 REASONS = (
     "malformed_payload",  # not JSON, not a v1 record object
@@ -115,7 +115,7 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
     if shape is not None:
         return [*problems, ("malformed_payload", shape)], None
     try:
-        if canonicalize(obj) != rec.payload:
+        if not is_canonical(obj, rec.payload):
             problems.append(("not_canonical", "payload bytes are not the RFC 8785 form of their JSON"))
     except NotCanonicalizable as exc:
         problems.append(("not_canonical", str(exc)))
@@ -133,6 +133,8 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
             expected = columns_of(obj)
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             return [*problems, ("malformed_payload", f"event lacks what its columns need: {type(exc).__name__} {exc}"[:200])], obj
+        if rec.columns == expected:  # the usual case, compared in one step
+            return problems, obj
         for name, value in rec.columns.items():
             if name in expected and expected[name] != value:
                 problems.append(("column_mismatch", f"column {name} = {value!r}, payload says {expected[name]!r}"))
@@ -162,8 +164,33 @@ def verify_chain(
     return report
 
 
+# What the chain scan needs of one record's own checks: its problems, and (when its payload has
+# the v1 shape) prev, kid, ts, event_id, emitter_id, emitter_seq. Small and picklable, so the
+# per-record checks (the costly part: JSON, JCS, Ed25519, SHA-256) can run in other processes.
+Summary = tuple[str, str, str, str, str, int]
+Checked = tuple[list[tuple[str, str]], "Summary | None"]
+Checker = Callable[[Iterable[StoredRecord]], Iterator[tuple[StoredRecord, Checked]]]
+
+
+def check_record(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None) -> Checked:
+    """Every check of one record on its own (see _check_one), reduced to what the scan needs."""
+    problems, obj = _check_one(rec, keyring, columns_of)
+    if obj is None:
+        return problems, None
+    ev = obj["event"]
+    return problems, (obj["prev"], obj["kid"], obj["ts"], ev["event_id"], ev["emitter_id"], ev["emitter_seq"])
+
+
+def checked_inline(keyring: KeyRing, columns_of: ColumnsOf | None) -> Checker:
+    """The default checker: each record checked here, as it goes by."""
+    def run(records: Iterable[StoredRecord]) -> Iterator[tuple[StoredRecord, Checked]]:
+        for rec in records:
+            yield rec, check_record(rec, keyring, columns_of)
+    return run
+
+
 def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: ColumnsOf | None, *, segment: bool = False,
-          sample: bool = False) -> ChainReport | None:
+          sample: bool = False, checker: Checker | None = None) -> ChainReport | None:
     """Scan one chain in seq order. With segment=True the input is a slice that need not start at
     seq 0: the first record anchors the slice (its own checks apply, its prev link is not checked).
     With sample=True the input is a selection of the chain's records: seqs it leaves out are not
@@ -178,7 +205,7 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
         assert report is not None
         report.failures.append(Failure(report.origin, seq, reason, detail))
 
-    for rec in records:
+    for rec, (problems, obj) in (checker or checked_inline(keyring, columns_of))(records):
         if report is None:
             report = ChainReport(origin=rec.origin)
             if segment:
@@ -193,13 +220,12 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             # A second record at the seq just checked: an exact replay is benign, else a fork.
             if (rec.payload, rec.sig, rec.leaf_hash) == (prev.payload, prev.sig, prev.leaf_hash):
                 report.duplicates += 1
-                for reason, detail in _check_one(rec, keyring, columns_of)[0]:
+                for reason, detail in problems:
                     fail(rec.seq, reason, detail)
             else:
                 fail(rec.seq, "fork", f"two records at seq {rec.seq}: leaf {prev.leaf_hash[:16]}… and {rec.leaf_hash[:16]}…")
             continue
 
-        problems, obj = _check_one(rec, keyring, columns_of)
         for reason, detail in problems:
             fail(rec.seq, reason, detail)
         skipped = rec.seq > expected_seq
@@ -209,20 +235,19 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             # Already past this seq (the reorder was reported above): check it stands alone.
             continue
         if obj is not None:
+            rec_prev, kid, ts, event_id, emitter_id, emitter_seq = obj  # shape_problem checked every type
             want_prev = GENESIS_PREV if rec.seq == 0 else (prev.leaf_hash if prev is not None else None)
             if (segment and prev is None and rec.seq != 0) or (sample and skipped and rec.seq != 0):
                 want_prev = None  # the anchor of a slice, or a sampled record: its predecessor was not loaded
-            if rec.seq == expected_seq and want_prev is not None and obj["prev"] != want_prev:
-                fail(rec.seq, "broken_link", f"prev {str(obj['prev'])[:16]}… is not seq {rec.seq - 1}'s leaf hash {want_prev[:16]}…")
-            report.kids.add(obj["kid"])
-            report.first_ts = report.first_ts or obj["ts"]
-            report.last_ts = obj["ts"]
-            event = obj["event"]  # shape_problem checked event_id, emitter_id and emitter_seq
-            event_id = event["event_id"]
+            if rec.seq == expected_seq and want_prev is not None and rec_prev != want_prev:
+                fail(rec.seq, "broken_link", f"prev {rec_prev[:16]}… is not seq {rec.seq - 1}'s leaf hash {want_prev[:16]}…")
+            report.kids.add(kid)
+            report.first_ts = report.first_ts or ts
+            report.last_ts = ts
             if event_id in event_ids:
                 fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
             event_ids[event_id] = rec.seq
-            report.events.append((event["emitter_id"], event["emitter_seq"], event_id, obj["ts"]))
+            report.events.append((emitter_id, emitter_seq, event_id, ts))
         report.records += 1
         prev = rec
         expected_seq = rec.seq + 1
@@ -230,9 +255,10 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
 
 
 def scan_chain(records: Iterable[StoredRecord], keyring: KeyRing, *, columns_of: ColumnsOf | None = None,
-               segment: bool = False, sample: bool = False) -> ChainReport | None:
-    """Like verify_chain, but returns the report with its failures instead of raising (for reporting tools)."""
-    return _scan(records, keyring, columns_of, segment=segment, sample=sample)
+               segment: bool = False, sample: bool = False, checker: Checker | None = None) -> ChainReport | None:
+    """Like verify_chain, but returns the report with its failures instead of raising (for reporting
+    tools). `checker` runs the per-record checks (default: inline; pipeline/verify/pool.py: in parallel)."""
+    return _scan(records, keyring, columns_of, segment=segment, sample=sample, checker=checker)
 
 
 def group_by_origin(records: Iterable[StoredRecord]) -> Iterator[list[StoredRecord]]:

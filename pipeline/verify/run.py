@@ -13,7 +13,7 @@ from pipeline.errors import Failure
 from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
-from pipeline.verify.rules import ChainReport, StoredRecord, group_by_origin, scan_chain, sort_checking_order
+from pipeline.verify.rules import ChainReport, Checker, StoredRecord, group_by_origin, scan_chain, sort_checking_order
 from pipeline.verify.tree import TreeCheck, open_checkpoints
 
 
@@ -110,12 +110,12 @@ ProofOf = Callable[[int], "tuple[int, Sequence[bytes]] | None"]
 
 def _check_chain(report: VerifyReport, records: Iterable[StoredRecord], keyring: KeyRing, tree: TreeCheck | None, *,
                  columns: bool = False, segment: bool = False, proof_of: ProofOf | None = None,
-                 reorders: list[Failure] | None = None) -> ChainReport | None:
+                 reorders: list[Failure] | None = None, checker: Checker | None = None) -> ChainReport | None:
     """Scan one chain (a whole chain, a slice, or with proof_of a sample) and add it to the report."""
     if tree is not None:
         records = tree.feed_sample(records, proof_of) if proof_of is not None else tree.feed(records)
     scanned = scan_chain(records, keyring, columns_of=columns_of if columns else None, segment=segment,
-                         sample=proof_of is not None)
+                         sample=proof_of is not None, checker=checker)
     if scanned is None:
         return None
     scanned.failures[:0] = reorders or []
@@ -137,7 +137,8 @@ def _missing_chains(report: VerifyReport, checkpointed: Iterable[str], checks: C
 
 
 def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
-                  witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0) -> VerifyReport:
+                  witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
+                  checker: Checker | None = None) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
     sample by each record's inclusion proof to its chain's signed checkpoint."""
@@ -168,9 +169,9 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
                 inc = file.proofs.get((origin, seq))
                 return None if inc is None else (inc.size, inc.proof)
 
-            _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders)
+            _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders, checker=checker)
         else:
-            _check_chain(report, ordered, keyring, tree, reorders=reorders)
+            _check_chain(report, ordered, keyring, tree, reorders=reorders, checker=checker)
     if use_tree and not report.sample:
         _missing_chains(report, notes, checks)
     if not report.sample:
@@ -182,7 +183,7 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
                   keyring: KeyRing, *, whole: bool, reconcile: bool = True, window: tuple[str, str] | None = None,
                   progress: Callable[[str], None] | None = None,
                   checkpoints: Callable[[str], TreeCheck] | None = None,
-                  checkpointed: Iterable[str] = ()) -> VerifyReport:
+                  checkpointed: Iterable[str] = (), checker: Checker | None = None) -> VerifyReport:
     """Verify chain slices (origin, first, last) loaded by `load`, typed columns included.
 
     whole=True checks each chain from seq 0; otherwise the record before each slice is loaded
@@ -198,7 +199,8 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     for origin, first, last in slices:
         start = 0 if whole else max(0, first - 1)
         tree = checkpoints(origin) if checkpoints is not None and whole else None
-        scanned = _check_chain(report, load(origin, start, last), keyring, tree, columns=True, segment=start > 0)
+        scanned = _check_chain(report, load(origin, start, last), keyring, tree, columns=True, segment=start > 0,
+                               checker=checker)
         if scanned is not None and progress:
             progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
     if checkpoints is not None and whole:

@@ -5,7 +5,7 @@ import pytest
 import rfc8785
 
 from pipeline.errors import NotCanonicalizable
-from pipeline.jcs import canonicalize
+from pipeline.jcs import canonicalize, is_canonical
 
 
 def test_rfc8785_sorting_example_sorts_by_utf16_code_units():
@@ -54,3 +54,59 @@ def test_agrees_with_reference_implementation_on_random_values():
 def test_refuses_what_is_not_language_neutral(bad):
     with pytest.raises(NotCanonicalizable):
         canonicalize(bad)
+
+
+def _verdict(value, data):
+    """Canonical or not (a refusal is "not canonical": the verifier reports both as not_canonical)."""
+    try:
+        return canonicalize(value) == data
+    except NotCanonicalizable:
+        return False
+
+
+def _fast(value, data):
+    try:
+        return is_canonical(value, data)
+    except NotCanonicalizable:
+        return False
+
+
+FAST_PATH_CASES = [
+    b'{"a":1,"b":[true,null,"x"]}',  # canonical, ASCII, no float: the fast path
+    b'{"b":1,"a":2}',  # keys out of order
+    b'{"a": 1}',  # white space
+    b'{"a":1.5}',  # a float: refused by both
+    b'{"a":[1e3]}',
+    b'{"a":9007199254740993}',  # beyond 2^53: refused by both
+    b'{"a":-9007199254740993}',
+    b'{"a":9007199254740991}',  # the largest safe integer: canonical
+    b'{"a":"x:1.5"}',  # float-looking text inside a string: the full check, still canonical
+    b'{"\xc3\xa9":1,"z":2}',  # a non-ASCII key
+    b'{"z":2,"\xc3\xa9":1}',
+    b'{"a":"\\u00e9"}',  # an escape JCS does not use
+    b'{"a":"\\/"}',
+    b'{"a":1.0}',
+    b'{"a":[1,2,3.25,4]}',
+    b'{"a": 1.5}',  # white space and a float
+    b'{"t":"09:00:00.008806Z","n":[0.5]}',  # a time inside a string, then a real float
+    b'{"t":"09:00:00.008806Z","n":[5]}',
+]
+
+
+@pytest.mark.parametrize("data", FAST_PATH_CASES)
+def test_fast_canonical_check_agrees_with_canonicalize(data):
+    value = json.loads(data)
+    assert _fast(value, data) == _verdict(value, data)
+
+
+def test_fast_canonical_check_agrees_on_random_documents():
+    rng = random.Random(8785)
+    for _ in range(3000):
+        value = {"k": _random_value(rng), "v": _random_value(rng)}
+        try:
+            data = canonicalize(value)
+        except NotCanonicalizable:
+            continue
+        variants = [data, json.dumps(value).encode(), json.dumps(value, sort_keys=True, separators=(",", ":")).encode()]
+        for d in variants:
+            assert _fast(json.loads(d), d) == _verdict(json.loads(d), d), d

@@ -62,3 +62,31 @@ def test_keyring_verifies_only_the_right_key():
     assert ring.verify(a.kid, sig, b"m")
     assert not ring.verify(b.kid, sig, b"m")
     assert not ring.verify(a.kid, sig, b"n")
+
+
+def test_keyring_verify_agrees_with_openssl_and_refuses_altered_signatures():
+    """Records are signed with OpenSSL (cryptography) and verified with libsodium (PyNaCl): for
+    honest signatures they agree; a flipped bit, a wrong length, or S + L (the classic
+    malleation, valid under a lax verifier) are refused."""
+    import os
+    import pickle
+
+    from pipeline.chain.keys import Ed25519Signer, KeyRing
+
+    signer = Ed25519Signer.generate()
+    ring = KeyRing.from_jwks({"keys": [signer.jwk()]})
+    order = 2**252 + 27742317777372353535851937790883648493
+    for i in range(200):
+        msg = os.urandom(i * 7)
+        sig = signer.sign(msg)
+        signer.private_key.public_key().verify(sig, msg)  # OpenSSL accepts it
+        assert ring.verify(signer.kid, sig, msg)
+        flipped = bytearray(sig)
+        flipped[i % 64] ^= 1 << (i % 8)
+        assert not ring.verify(signer.kid, bytes(flipped), msg)
+        s = int.from_bytes(sig[32:], "little") + order
+        if s < 2**256:
+            assert not ring.verify(signer.kid, sig[:32] + s.to_bytes(32, "little"), msg)
+    assert not ring.verify(signer.kid, sig[:63], msg) and not ring.verify(signer.kid, sig + b"\x00", msg)
+    again = pickle.loads(pickle.dumps(ring))  # verification workers get the ring pickled
+    assert again.verify(signer.kid, sig, msg) and signer.kid in again and len(again) == 1

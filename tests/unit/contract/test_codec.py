@@ -85,3 +85,19 @@ def test_from_json_event_parses_rfc3339():
     assert ev["occurred_at"] == datetime(2026, 11, 28, 5, 8, 14, 123456, tzinfo=timezone.utc)
     with pytest.raises(InvalidEvent):
         contract.from_json_event({"occurred_at": "yesterday"})
+
+
+def test_format_ts_is_the_strftime_form_for_any_moment_and_offset():
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.contract import format_ts, parse_ts
+
+    rng = random.Random(3339)
+    for _ in range(2000):
+        moment = datetime(rng.randint(1000, 9998), 1, 1, tzinfo=timezone.utc) + timedelta(
+            days=rng.randint(0, 364), seconds=rng.randint(0, 86399), microseconds=rng.choice([0, 1, rng.randint(0, 999999)]))
+        local = moment.astimezone(timezone(timedelta(minutes=rng.randint(-900, 900))))
+        want = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert format_ts(moment) == format_ts(local) == want
+        assert parse_ts(want) == moment
