@@ -30,6 +30,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> int:
+    """Seconds of a duration like 15m (argparse type)."""
+    from pipeline.timespec import parse_duration
+
+    try:
+        return int(parse_duration(text).total_seconds())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -231,7 +241,7 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             witnesses = ((Verifier.from_vkey(args.witness_key), args.witness),)
         except NoteError as exc:
             raise ConfigError(f"--witness-key: {exc}") from exc
-    return Trust(keyring, keys, witnesses, 0)
+    return Trust(keyring, keys, witnesses, 0, None)
 
 
 @contextlib.contextmanager
@@ -245,6 +255,15 @@ def _checker(workers: int | None, keyring: Any) -> Iterator[Any]:
 
     with CheckPool(keyring, n) as pool:
         yield pool
+
+
+def _tail_rule(args: argparse.Namespace, trust: Any) -> tuple[int, int] | None:
+    """(end of the window, max age) in unix seconds, when the tail rule applies."""
+    max_age = args.max_age if args.max_age is not None else trust.max_checkpoint_age_s
+    if max_age is None:
+        return None
+    end = args.until if args.until is not None else datetime.now(timezone.utc)
+    return int(end.timestamp()), max_age
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -263,7 +282,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
         report = verify_export(read_export_file(Path(args.export)), trust.keyring,
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
-                               min_cosignatures=trust.min_cosignatures, checker=checker)
+                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust))
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -280,7 +299,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                               whole=whole, reconcile=args.origin is None, window=window, progress=progress,
                               live_witnesses=[(url, v) for v, url in trust.witnesses if url],
                               pinned_witnesses=[v for v, _ in trust.witnesses],
-                              min_cosignatures=trust.min_cosignatures, checker=checker)
+                              min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust))
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -539,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last cosigned")
     s.add_argument("--witness-key", metavar="VKEY", help="the witness's pinned verifier key (name+keyid+base64)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--max-age", type=_duration, metavar="DURATION",
+                   help="the tail rule: fail a chain whose newest signed time (the log's timestamps and heartbeats, "
+                        "witness cosignatures) is older than this at the end of the window (--until, default now), "
+                        "e.g. 15m; default: the trust file's max_checkpoint_age, else not applied")
     s.add_argument("--workers", type=_positive, metavar="N",
                    help="processes checking signatures and hashes (default: one per core; 1: none besides this one)")
     s.set_defaults(func=cmd_verify)

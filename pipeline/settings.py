@@ -55,6 +55,9 @@ class ChainSettings(BaseModel):
     poll_timeout_s: float = 0.2
     # A signed checkpoint at most this often per chain, and within this long of the last record.
     checkpoint_interval_s: float = Field(2.0, gt=0)
+    # A chain with nothing new gets a signed time (a heartbeat) this often; `aiaudit verify
+    # --max-age` fails a chain whose newest signed time is older than its window's end by more.
+    heartbeat_interval_s: float = Field(30.0, gt=0)
 
 
 class SigningSettings(BaseModel):

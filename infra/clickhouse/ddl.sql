@@ -52,7 +52,8 @@ ORDER BY (origin, seq);
 
 -- The chains' tree states, one row per committed batch (pipeline/chain/checkpoint.py): size,
 -- root and compact range; the subtrees completed at levels 8, 16, 24 ... (for proofs from
--- stored hashes); and, when one was due, the signed C2SP checkpoint note. Append-only.
+-- stored hashes); when one was due, the signed C2SP checkpoint note; and the log's signed time
+-- (tlog-cosignature) with each checkpoint and each heartbeat. Append-only.
 CREATE TABLE IF NOT EXISTS {db}.checkpoints
 (
     origin        LowCardinality(String),
@@ -64,10 +65,15 @@ CREATE TABLE IF NOT EXISTS {db}.checkpoints
     tile_hashes   Array(String),
     note          Nullable(String),
     issued_at     DateTime64(6, 'UTC'),
-    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3),
+    timestamp     Nullable(String)
 )
 ENGINE = MergeTree
 ORDER BY (origin, size);
+
+-- The log's signed times (a tlog-cosignature line by the checkpoint key, with each checkpoint and
+-- each heartbeat), added after the table first shipped: stores created before get the column here.
+ALTER TABLE {db}.checkpoints ADD COLUMN IF NOT EXISTS timestamp Nullable(String);
 
 -- Witness cosignatures (C2SP tlog-cosignature lines) of signed checkpoints, as returned by the
 -- witnesses and checked under their pinned keys (pipeline/witness/submit.py). Append-only.

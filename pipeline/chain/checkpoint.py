@@ -4,7 +4,8 @@ Every transaction that appends records to a chain also writes one message to the
 topic (same partition), so the tree can never disagree with the records it covers:
 
     {"v": 1, "origin", "size", "root": hex, "range": [hex, ...], "tiles": [[level, index, hex], ...],
-     "note": signed C2SP checkpoint | null, "issued_at": RFC 3339}
+     "note": signed C2SP checkpoint | null, "timestamp": cosignature line | null (absent before
+     heartbeats existed), "issued_at": RFC 3339}
 
 `range` is the CompactRange at `size` (a restarted or new owner of the chain continues from it
 without rereading the chain); `tiles` are the perfect subtrees completed by this batch at
@@ -12,6 +13,16 @@ levels 8, 16, 24 ... (merkle.TILE_HEIGHT): with the records' own leaf hashes the
 subtree hash from at most a few hundred stored hashes per tree level band, so a proof never
 reads a whole chain. `note` is the signed checkpoint (origin, size, root) when one is due:
 at most every `interval_s`, and always for the last size before the chain goes quiet.
+
+`timestamp` is the log's signed time: a C2SP tlog-cosignature (v1, type 0x04) by the log's own
+checkpoint key over the checkpoint at `size`: "at time T the chain was (size, root)". Every
+signed checkpoint carries one, and a chain with nothing new gets a heartbeat (a message with
+`timestamp` and no note, for a size already signed) every heartbeat interval, so that "nothing
+happened since the last checkpoint" is signed, and a logger that stopped, or a tail of records
+and checkpoints removed, shows as a newest signed time that is too old (the tail rule of
+`aiaudit verify --max-age`). The two signatures by the one key cannot be confused: a note
+signature covers the checkpoint text (which starts with the origin), a cosignature covers
+"cosignature/v1\ntime T\n" followed by it.
 """
 
 from __future__ import annotations
@@ -22,10 +33,11 @@ from dataclasses import dataclass
 import orjson
 
 from pipeline.chain.merkle import TILE_HEIGHT, CompactRange
-from pipeline.chain.note import Checkpoint, NoteSigner, sign_checkpoint
+from pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, NoteSigner, cosign, sign_checkpoint
 
 MESSAGE_VERSION = 1
 MAX_TILES_PER_MESSAGE = 1 << 16  # a batch of at most 5,000 records completes far fewer
+MAX_TIMESTAMP_CHARS = 300  # a cosignature line is about 150
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class TreeState:
     tiles: tuple[tuple[int, int, bytes], ...]
     note: str | None
     issued_at: str
+    timestamp: str | None = None  # the log's tlog-cosignature line over the checkpoint at `size`
 
     @property
     def size(self) -> int:
@@ -47,7 +60,7 @@ class TreeState:
             "v": MESSAGE_VERSION, "origin": self.origin, "size": self.range.size, "root": self.range.root().hex(),
             "range": [h.hex() for h in self.range.hashes],
             "tiles": [[level, index, h.hex()] for level, index, h in self.tiles],
-            "note": self.note, "issued_at": self.issued_at,
+            "note": self.note, "timestamp": self.timestamp, "issued_at": self.issued_at,
         })
 
     @classmethod
@@ -77,7 +90,10 @@ class TreeState:
                 raise ValueError("note is not text")
             if type(obj["issued_at"]) is not str:
                 raise ValueError("issued_at is not text")
-            return cls(obj["origin"], rng, tuple(parsed), note, obj["issued_at"])
+            stamp = obj.get("timestamp")
+            if stamp is not None and (type(stamp) is not str or len(stamp) > MAX_TIMESTAMP_CHARS):
+                raise ValueError("timestamp is not a cosignature line")
+            return cls(obj["origin"], rng, tuple(parsed), note, obj["issued_at"], stamp)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a tree-state message: {type(exc).__name__}: {exc}") from exc
 
@@ -98,6 +114,18 @@ def checkpoint_note(origin: str, tree: CompactRange, key: NoteSigner | None) -> 
     if key is None:
         return None
     return sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), key)
+
+
+def log_clock(origin: str, key: NoteSigner) -> NoteSigner:
+    """The signer of the log's timestamps: the checkpoint key's sign function as a cosigner (0x04)."""
+    return NoteSigner(origin, SIG_COSIGNATURE_V1, key.sign, key.public_key)
+
+
+def timestamp_line(origin: str, tree: CompactRange, clock: NoteSigner | None, unix_s: int) -> str | None:
+    """The log's signed time over the checkpoint of `tree` (a tlog-cosignature line), or None without a key."""
+    if clock is None:
+        return None
+    return cosign(Checkpoint(origin, tree.size, tree.root()).text(), clock, unix_s).line()
 
 
 def due(now_s: float, last_signed_s: float, interval_s: float) -> bool:

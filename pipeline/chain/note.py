@@ -263,6 +263,15 @@ def cosign(checkpoint_text: str, witness: NoteSigner, timestamp: int) -> Signatu
     return Signature(witness.name, witness.verifier.key_id, struct.pack(">Q", timestamp) + sig)
 
 
+def cosignature_time(line: str) -> tuple[str, int]:
+    """(signer name, claimed timestamp) of a cosignature line, unverified (for choosing which to keep).
+    Raises NoteError when the line is not a cosignature line."""
+    _, sigs = split_note("x\n\n" + (line if line.endswith("\n") else line + "\n"))
+    if len(sigs) != 1 or len(sigs[0].signature) != 72:
+        raise NoteError("not one cosignature line")
+    return sigs[0].name, struct.unpack(">Q", sigs[0].signature[:8])[0]
+
+
 def cosignatures(note: str, witnesses: Sequence[Verifier]) -> dict[str, int]:
     """Witness name -> timestamp of each valid cosignature by a pinned witness key. A cosignature
     by a pinned key that does not verify raises NoteError; unknown keys are ignored."""

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import contract, names
-from pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend
+from pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend, log_clock, timestamp_line
 from pipeline.chain.merkle import CompactRange
 from pipeline.chain.note import SIG_ED25519, NoteSigner
 from pipeline.chain.record import ChainHead, Signer, Source, chain_origin
@@ -54,6 +54,8 @@ class PartitionChain:
     notary: NoteSigner | None  # signs this chain's checkpoints (key name = origin)
     signed_size: int = -1  # size of the last signed checkpoint written (-1: none since assignment)
     signed_at: float = 0.0  # monotonic time of it
+    clock: NoteSigner | None = None  # signs the log's timestamps (the checkpoint key as a cosigner)
+    stamped_at: float = 0.0  # monotonic time of the last signed timestamp written
 
 
 class ChainWorker:
@@ -107,7 +109,8 @@ class ChainWorker:
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
             notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
             # One signed checkpoint per (origin, size): a size signed before the restart is not signed again.
-            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary, tree.size if signed else -1)
+            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary, tree.size if signed else -1,
+                                            clock=log_clock(origin, notary) if notary else None)
             assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
 
@@ -166,7 +169,8 @@ class ChainWorker:
         chain.head = result.head
         chain.tree = tree
         if note is not None:
-            chain.signed_size, chain.signed_at = tree.size, time.monotonic()
+            chain.signed_size = tree.size
+            chain.signed_at = chain.stamped_at = time.monotonic()
         chain.next_offset = next_offset
         self.stats["chained"] += len(result.records)
         self.stats["dead_lettered"] += len(result.dead_letters)
@@ -182,22 +186,35 @@ class ChainWorker:
 
     def _produce_state(self, chain: PartitionChain, tree: CompactRange, tiles: list[tuple[int, int, bytes]],
                        note: str | None) -> None:
-        state = TreeState(chain.head.origin, tree, tuple(tiles), note, format_ts(self.clock()))
+        now = self.clock()
+        stamp = timestamp_line(chain.head.origin, tree, chain.clock, int(now.timestamp())) if note else None
+        state = TreeState(chain.head.origin, tree, tuple(tiles), note, format_ts(now), stamp)
         chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
                                key=chain.head.origin.encode(), partition=chain.partition)
 
     def _sign_quiet_chains(self) -> None:
         """A chain that went quiet since its last signed checkpoint gets one for its last size, in a
-        transaction of its own, once the interval has passed: the newest records never stay unsigned."""
+        transaction of its own, once the interval has passed: the newest records never stay unsigned.
+        A chain whose last size is signed gets a heartbeat (a signed time for that size) every
+        heartbeat interval: "nothing new since" is then signed too."""
         for chain in list(self.chains.values()):
             if chain.tree.size == 0:
                 continue
             note = self._note_if_due(chain, chain.tree)
+            heartbeat = None
             if note is None:
-                continue
+                if chain.clock is None or chain.signed_size != chain.tree.size or not due(
+                        time.monotonic(), chain.stamped_at, self.settings.chain.heartbeat_interval_s):
+                    continue
+                heartbeat = timestamp_line(chain.head.origin, chain.tree, chain.clock, int(self.clock().timestamp()))
             try:
                 chain.producer.begin_transaction()
-                self._produce_state(chain, chain.tree, [], note)
+                if heartbeat is None:
+                    self._produce_state(chain, chain.tree, [], note)
+                else:
+                    state = TreeState(chain.head.origin, chain.tree, (), None, format_ts(self.clock()), heartbeat)
+                    chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
+                                           key=chain.head.origin.encode(), partition=chain.partition)
                 self._commit(chain.producer)
             except KafkaException as exc:
                 if self._gave_up_if_fenced(chain, exc.args[0]):
@@ -206,7 +223,9 @@ class ChainWorker:
                 if exc.args[0].txn_requires_abort():
                     chain.producer.abort_transaction(30)
                 continue
-            chain.signed_size, chain.signed_at = chain.tree.size, time.monotonic()
+            if heartbeat is None:
+                chain.signed_size, chain.signed_at = chain.tree.size, time.monotonic()
+            chain.stamped_at = time.monotonic()
 
     def _gave_up_if_fenced(self, chain: PartitionChain, err: KafkaError) -> bool:
         """A fenced (or fatally failed) writer gives its chain up: another writer owns it now."""

@@ -15,6 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline import store
 from pipeline.chain import merkle
+from pipeline.chain.note import NoteError, cosignature_time
 from pipeline.chain.record import Record
 from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
@@ -76,9 +77,18 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     for origin, chain_seqs in seqs.items():
         _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
         _, cosigs = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
+        _, stamps = store.query_rows(client, *checkpoints.select_timestamps(db, origin))  # the log's signed times
+        newest: dict[tuple[int, str], tuple[int, str]] = {}  # (size, signer) -> (time, line): heartbeats repeat
+        for size, line in [*stamps, *cosigs]:
+            try:
+                name, when = cosignature_time(str(line))
+            except NoteError:
+                continue  # not a cosignature line: nothing an auditor could check
+            if when >= newest.get((int(size), name), (-1, ""))[0]:
+                newest[(int(size), name)] = (when, str(line))
         by_size: dict[int, list[str]] = {}
-        for size, line in cosigs:
-            by_size.setdefault(int(size), []).append(str(line))
+        for (size, _), (_, line) in sorted(newest.items()):
+            by_size.setdefault(size, []).append(line)
         signed = [(int(size), str(note)) for size, note in notes]
         if summary.selection == "sample":
             signed = signed[-1:]  # the newest: every proof is against it

@@ -9,7 +9,9 @@ JSON Lines, one object per line, written in this order (a reader accepts any ord
     inclusion   {"kind": "inclusion", "origin", "seq", "size", "proof": [base64 hash, ...]}
 
 `note` is the chain's C2SP signed checkpoint at `size`; `cosignatures` are C2SP tlog-cosignature
-lines ("— name base64\\n") by witnesses over that note. A "whole" export holds whole chains and
+lines ("— name base64\\n") over that note: the log's own signed time (name = the origin: the
+checkpoint key as a type 0x04 cosigner) and witnesses' cosignatures, the newest of each signer
+at that size. A "whole" export holds whole chains and
 every signed checkpoint: the records must rebuild each checkpoint's root, and a checkpoint that
 covers records the file lacks shows they were removed. A "sample" (a filtered export) holds the
 selected records, each chain's newest signed checkpoint, and an RFC 9162 inclusion proof of

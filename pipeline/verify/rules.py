@@ -39,6 +39,7 @@ REASONS = (
     "key_out_of_window",  # signed by a pinned key outside the validity window the trust file gives it
     "unwitnessed",  # fewer pinned witnesses cosigned the chain than the trust file requires
     "not_included",  # a sampled record's inclusion proof is missing or does not lead to the signed root
+    "stale",  # the chain's newest signed time is older than the allowed age at the end of the window
 )
 
 

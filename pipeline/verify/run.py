@@ -127,18 +127,32 @@ def _check_chain(report: VerifyReport, records: Iterable[StoredRecord], keyring:
     return scanned
 
 
-def _missing_chains(report: VerifyReport, checkpointed: Iterable[str], checks: Callable[[str], TreeCheck]) -> None:
+def _missing_chains(report: VerifyReport, checkpointed: Iterable[str], checks: Callable[[str], TreeCheck],
+                    tail: tuple[int, int] | None = None) -> None:
     """Chains whose checkpoints say records exist, and of which none are stored: `truncated`."""
     seen = {c.origin for c in report.chains}
     for origin in sorted(set(checkpointed) - seen):
-        empty = ChainReport(origin=origin)
-        report.close_tree(empty, checks(origin))
+        empty, tree = ChainReport(origin=origin), checks(origin)
+        report.close_tree(empty, tree)
+        if tail is not None:
+            tree.failures.clear()
+            tree.tail_rule(*tail)
+            empty.failures.extend(tree.failures)
         report.add_chain(empty)
+
+
+def _tail(report: VerifyReport, chain: ChainReport, tree: TreeCheck, tail: tuple[int, int]) -> None:
+    """The tail rule for one chain already in the report: its failures join the chain's and the report's."""
+    before = len(tree.failures)
+    tree.tail_rule(*tail)
+    new = tree.failures[before:]
+    chain.failures.extend(new)
+    report.failures.extend(new)
 
 
 def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
                   witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
-                  checker: Checker | None = None) -> VerifyReport:
+                  checker: Checker | None = None, tail: tuple[int, int] | None = None) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
     sample by each record's inclusion proof to its chain's signed checkpoint."""
@@ -169,11 +183,14 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
                 inc = file.proofs.get((origin, seq))
                 return None if inc is None else (inc.size, inc.proof)
 
-            _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders, checker=checker)
+            scanned = _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders,
+                                   checker=checker)
         else:
-            _check_chain(report, ordered, keyring, tree, reorders=reorders, checker=checker)
+            scanned = _check_chain(report, ordered, keyring, tree, reorders=reorders, checker=checker)
+        if scanned is not None and tail is not None and use_tree:
+            _tail(report, scanned, tree or checks(origin), tail)
     if use_tree and not report.sample:
-        _missing_chains(report, notes, checks)
+        _missing_chains(report, notes, checks, tail)
     if not report.sample:
         report.reconcile(start_at_zero=True)
     return report
@@ -183,7 +200,8 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
                   keyring: KeyRing, *, whole: bool, reconcile: bool = True, window: tuple[str, str] | None = None,
                   progress: Callable[[str], None] | None = None,
                   checkpoints: Callable[[str], TreeCheck] | None = None,
-                  checkpointed: Iterable[str] = (), checker: Checker | None = None) -> VerifyReport:
+                  checkpointed: Iterable[str] = (), checker: Checker | None = None,
+                  tail: tuple[int, int] | None = None) -> VerifyReport:
     """Verify chain slices (origin, first, last) loaded by `load`, typed columns included.
 
     whole=True checks each chain from seq 0; otherwise the record before each slice is loaded
@@ -191,20 +209,22 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     emitter check (right when only some chains are verified: emitters span partitions);
     `window` (RFC 3339 since, until) limits it to events of a time range.
 
-    With `checkpoints` (whole chains only): each chain's records are held to its signed
-    checkpoints (pipeline/verify/tree.py), and every origin in `checkpointed` (the chains that
-    have checkpoints) must have records.
+    With `checkpoints`: whole chains are held to their signed checkpoints (pipeline/verify/tree.py),
+    and every origin in `checkpointed` (the chains that have checkpoints) must have records; with
+    `tail` (end of window, max age) every chain's newest signed time must be that recent.
     """
     report = VerifyReport()
     for origin, first, last in slices:
         start = 0 if whole else max(0, first - 1)
-        tree = checkpoints(origin) if checkpoints is not None and whole else None
-        scanned = _check_chain(report, load(origin, start, last), keyring, tree, columns=True, segment=start > 0,
-                               checker=checker)
+        tree = checkpoints(origin) if checkpoints is not None else None
+        scanned = _check_chain(report, load(origin, start, last), keyring, tree if whole else None, columns=True,
+                               segment=start > 0, checker=checker)
+        if scanned is not None and tree is not None and tail is not None:
+            _tail(report, scanned, tree, tail)
         if scanned is not None and progress:
             progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
     if checkpoints is not None and whole:
-        _missing_chains(report, checkpointed, checkpoints)
+        _missing_chains(report, checkpointed, checkpoints, tail)
     if reconcile:
         report.reconcile(start_at_zero=whole, window=window)
     return report
@@ -212,7 +232,7 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
 
 def verify_sample(origins: Iterable[str], load: Callable[[str], Iterable[StoredRecord]], keyring: KeyRing, *,
                   checkpoints: Callable[[str], TreeCheck] | None, prover: Callable[[str, int], ProofOf],
-                  progress: Callable[[str], None] | None = None) -> VerifyReport:
+                  progress: Callable[[str], None] | None = None, tail: tuple[int, int] | None = None) -> VerifyReport:
     """Verify the records a filter selected (typed columns included), each chain's records proven
     included in its newest signed checkpoint by `prover(origin, size)`; nothing left out is a failure."""
     report = VerifyReport(sample=True)
@@ -224,6 +244,8 @@ def verify_sample(origins: Iterable[str], load: Callable[[str], Iterable[StoredR
         proof_of = prover(origin, tree.newest) if tree is not None else (lambda seq: None)
         records = list(load(origin))  # read whole first: proofs query the store, which cannot interleave a stream
         scanned = _check_chain(report, records, keyring, tree, columns=True, proof_of=proof_of)
+        if scanned is not None and tree is not None and tail is not None:
+            _tail(report, scanned, tree, tail)
         if scanned is not None and progress:
             progress(f"{origin}: {scanned.records} sampled records, {len(scanned.failures)} failure(s)")
     return report

@@ -90,10 +90,11 @@ def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Seque
 
     def load(origin: str) -> TreeCheck:
         _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
-        cosigs: list[tuple[int, str]] = []
+        _, stamps = store.query_rows(client, *checkpoints.select_timestamps(db, origin))  # the log's signed times
+        cosigs = [(int(size), str(line)) for size, line in stamps]
         if witnesses:
             _, found = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
-            cosigs = [(int(size), str(line)) for size, line in found]
+            cosigs += [(int(size), str(line)) for size, line in found]
         return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_keys,
                                 cosigs=cosigs, witnesses=witnesses, min_cosignatures=min_cosignatures)
 
@@ -104,21 +105,28 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
                  checkpoint_keys: Sequence[bytes], whole: bool = True, reconcile: bool = True,
                  window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
                  live_witnesses: Sequence[tuple[str, Verifier]] = (), pinned_witnesses: Sequence[Verifier] = (),
-                 min_cosignatures: int = 0, checker: Checker | None = None) -> VerifyReport:
+                 min_cosignatures: int = 0, checker: Checker | None = None,
+                 tail: tuple[int, int] | None = None) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
     signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
     pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them.
 
     A filter that picks records by what they say (actor, vendor, policy version ...) verifies a
     sample: each selected record on its own and by its inclusion proof in its chain's newest signed
-    checkpoint; the records it leaves out are not failures, and emitters are not reconciled."""
+    checkpoint; the records it leaves out are not failures, and emitters are not reconciled.
+
+    `tail` (end of the window, max age, unix seconds) applies the tail rule to every chain: its
+    newest signed time (the log's timestamps, stored witness cosignatures) must be that recent."""
     if filters.selects_records:
         load_cps = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
                                      min_cosignatures=min_cosignatures)[0] if checkpoint_keys else None
         return verify_sample([o for o, _, _ in chain_slices(client, settings, filters)],
                              lambda o: sampled_from_store(client, settings, o, filters), keyring,
-                             checkpoints=load_cps, prover=prover(client, settings), progress=progress)
+                             checkpoints=load_cps, prover=prover(client, settings), progress=progress, tail=tail)
     checks: dict[str, Any] = {}
+    if checkpoint_keys and not whole:
+        checks = {"checkpoints": checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
+                                                   min_cosignatures=min_cosignatures)[0]}
     if whole and checkpoint_keys:
         load, origins = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
                                           min_cosignatures=min_cosignatures)
@@ -139,7 +147,7 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
         checks = {"checkpoints": with_witness, "checkpointed": sorted(set(wanted) | set(views))}
     return verify_slices(chain_slices(client, settings, filters),
                          lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
-                         reconcile=reconcile, window=window, progress=progress, checker=checker, **checks)
+                         reconcile=reconcile, window=window, progress=progress, checker=checker, tail=tail, **checks)
 
 
 def witness_views(url: str, witness_key: Verifier, origins: Iterable[str], *,

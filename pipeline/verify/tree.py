@@ -23,9 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from pipeline.chain.merkle import CompactRange, ProofError, verify_inclusion
-from pipeline.chain.note import SIG_ED25519, Checkpoint, NoteError, Verifier, add_signatures, cosignatures, open_note
+from pipeline.chain.note import (
+    DASH,
+    SIG_COSIGNATURE_V1,
+    SIG_ED25519,
+    Checkpoint,
+    NoteError,
+    Verifier,
+    add_signatures,
+    cosignatures,
+    open_note,
+)
 from pipeline.chain.record import leaf_hash
 from pipeline.errors import Failure
 from pipeline.verify.rules import StoredRecord
@@ -43,6 +54,20 @@ class TreeCheck:
     checked: int = 0  # checkpoints whose root was recomputed and matched
     proven: int = 0  # sampled records whose inclusion proof leads to a signed root
     unproven: int = 0  # sampled records after the newest checkpoint
+    signed_time: int | None = None  # newest verified signed time (log timestamp or witness cosignature), unix s
+
+    def tail_rule(self, end_s: int, max_age_s: int) -> None:
+        """The newest signed time must lie within max_age_s of the window's end: a logger that stopped,
+        or a tail of records and checkpoints removed together, leaves only older signed times."""
+        if self.signed_time is None:
+            self.failures.append(Failure(self.origin, None, "stale", "no signed time (timestamp or cosignature): "
+                                         "the chain's freshness cannot be shown"))
+        elif end_s - self.signed_time > max_age_s:
+            self.failures.append(Failure(
+                self.origin, self.newest, "stale",
+                f"newest signed time {_utc(self.signed_time)} is {end_s - self.signed_time}s before the end of the "
+                f"window {_utc(end_s)}, more than {max_age_s}s: the logger stopped, or its newest records and "
+                "checkpoints were removed"))
 
     @property
     def newest(self) -> int:
@@ -138,6 +163,7 @@ def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_ke
     `witnesses` whose cosignature verifies over the signed checkpoint at that size."""
     keys = [checkpoint_keys] if isinstance(checkpoint_keys, bytes) else list(checkpoint_keys)
     verifiers = [Verifier(origin, SIG_ED25519, k) for k in keys]
+    log_clocks = [Verifier(origin, SIG_COSIGNATURE_V1, k) for k in keys]  # the log's own signed times
     check = TreeCheck(origin, {}, min_cosignatures=min_cosignatures)
     notes: dict[int, str] = {}
     for size, note in rows:
@@ -153,12 +179,29 @@ def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_ke
         notes[cp.size] = note
     for size, line in cosigs:
         if size not in notes:
+            if _signer_name(line) == origin:  # a signed time for a size no verified checkpoint signs
+                check.failures.append(Failure(origin, None, "bad_checkpoint",
+                                              f"a signed time for size {size}, which no verified checkpoint signs"))
             continue
         try:
-            names = cosignatures(add_signatures(notes[size], [line if line.endswith("\n") else line + "\n"]),
-                                 list(witnesses))
+            times = cosignatures(add_signatures(notes[size], [line if line.endswith("\n") else line + "\n"]),
+                                 [*witnesses, *log_clocks])
         except NoteError as exc:
             check.failures.append(Failure(origin, None, "bad_checkpoint", f"cosignature at size {size}: {exc}"[:300]))
             continue
-        check.cosigned.setdefault(size, set()).update(names)
+        if _signer_name(line) == origin and origin not in times:
+            check.failures.append(Failure(origin, None, "bad_checkpoint",
+                                          f"signed time at size {size} is not by a pinned checkpoint key"))
+        for name, ts in times.items():
+            check.signed_time = max(ts, check.signed_time or 0)
+            if name != origin:  # the log's own timestamps are not witness cosignatures
+                check.cosigned.setdefault(size, set()).add(name)
     return check
+
+
+def _signer_name(line: str) -> str:
+    return line.removeprefix(DASH).split(" ", 1)[0]
+
+
+def _utc(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

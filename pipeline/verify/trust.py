@@ -5,12 +5,15 @@ key set stored next to the private keys (that set is changeable by the party bei
       "record_keys": {"keys": [<Ed25519 JWK, optionally with "not_before"/"not_after" RFC 3339>]},
       "checkpoint_keys": ["<base64 of a 32-byte checkpoint public key>", ...],
       "witnesses": [{"vkey": "<name+keyid+base64>", "url": "https://witness.example/"}],
-      "min_cosignatures": 1
+      "min_cosignatures": 1,
+      "max_checkpoint_age": "15m"
     }
 
 Record keys outside their window fail (`key_out_of_window`); several checkpoint keys allow a
 rotation; with `min_cosignatures` N every chain needs N pinned witnesses' stored cosignatures
-(`unwitnessed` otherwise), and every witness with a `url` is asked what it last cosigned.
+(`unwitnessed` otherwise), and every witness with a `url` is asked what it last cosigned. With
+`max_checkpoint_age` every chain's newest signed time must be that recent at the end of the
+window (`stale` otherwise: the tail rule).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.chain.keys import KeyRing
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
 from pipeline.errors import ConfigError, SigningKeyError
+from pipeline.timespec import parse_duration
 
 MAX_TRUST_BYTES = 1 << 20
 
@@ -41,6 +45,7 @@ class _TrustSpec(BaseModel):
     checkpoint_keys: list[str] = Field(min_length=1, max_length=64)
     witnesses: list[_WitnessSpec] = Field(default_factory=list, max_length=64)
     min_cosignatures: int = Field(0, ge=0, le=64)
+    max_checkpoint_age: str | None = Field(None, max_length=20)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Trust:
     checkpoint_keys: tuple[bytes, ...]
     witnesses: tuple[tuple[Verifier, str | None], ...]
     min_cosignatures: int
+    max_checkpoint_age_s: int | None = None  # the tail rule (verify --max-age), when the file sets it
 
 
 def parse_trust(text: str, source: str) -> Trust:
@@ -87,4 +93,10 @@ def parse_trust(text: str, source: str) -> Trust:
         witnesses.append((v, w.url))
     if spec.min_cosignatures > len({v.name for v, _ in witnesses}):
         raise ConfigError(f"{source}: min_cosignatures {spec.min_cosignatures} is more than the witnesses pinned")
-    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures)
+    max_age = None
+    if spec.max_checkpoint_age is not None:
+        try:
+            max_age = int(parse_duration(spec.max_checkpoint_age).total_seconds())
+        except ValueError as exc:
+            raise ConfigError(f"{source}: max_checkpoint_age: {exc}") from exc
+    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures, max_age)

@@ -130,3 +130,39 @@ def test_proofs_come_from_stored_hashes_and_verify_against_the_signed_checkpoint
                                       [base64.b64decode(h) for h in c["proof"]])
     with pytest.raises(ConfigError, match="is not in"):
         proofs.inclusion(client, settings, origin, size + 5)
+
+
+def test_heartbeats_sign_quiet_chains_and_a_stopped_logger_is_stale(settings, client, tmp_path):
+    """Every chain's last size gets a fresh signed time every heartbeat interval while nothing
+    happens; once the logger stops, `verify --max-age` fails each chain as stale."""
+    import json
+
+    from pipeline.chain.note import cosignature_time
+    from tests.integration.test_cli import aiaudit
+
+    settings.chain.heartbeat_interval_s = 1.0
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        emit_synthetic(settings, 200, emitter_id="edge-hb", seed=8)
+        time.sleep(6)  # signed within the checkpoint interval, then heartbeats
+    states = [TreeState.from_wire(m.value()) for m in read_topic(settings, settings.kafka.checkpoints_topic)]
+    sizes: dict[str, int] = {}
+    for s in states:
+        sizes[s.origin] = max(sizes.get(s.origin, 0), s.size)
+    assert len(sizes) == settings.kafka.partitions
+    for origin, size in sizes.items():
+        beats = [cosignature_time(s.timestamp)[1] for s in states
+                 if s.origin == origin and s.size == size and s.note is None and s.timestamp]
+        assert len(beats) >= 2 and beats == sorted(beats), (origin, beats)  # fresh signed times, no new records
+        assert all(cosignature_time(s.timestamp)[0] == origin for s in states if s.origin == origin and s.timestamp)
+    sink_until_drained(settings, client)
+    client.close()  # the CLI's turn at the embedded store
+
+    fresh = aiaudit(settings, "verify", "--max-age", "10m")
+    assert fresh.returncode == 0 and "All chains valid" in fresh.stdout, fresh.stdout[-2000:] + fresh.stderr[-2000:]
+    time.sleep(3)
+    stale = aiaudit(settings, "verify", "--max-age", "2s", "--json")
+    assert stale.returncode == 1, stale.stdout[-2000:]
+    report = json.loads(stale.stdout)
+    assert sorted(f["origin"] for f in report["failures"] if f["reason"] == "stale") == sorted(sizes)
+    assert all(f["reason"] == "stale" for f in report["failures"])

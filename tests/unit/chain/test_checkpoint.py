@@ -34,6 +34,8 @@ def test_a_state_round_trips_with_its_tiles():
     lambda o: o.update(tiles=[[8, 0, "00"]]),  # a short hash
     lambda o: o.update(tiles=[[8, 0]]),  # a short entry
     lambda o: o.update(note=5),  # not text
+    lambda o: o.update(timestamp=["x"]),  # a signed time that is not a line
+    lambda o: o.update(timestamp="\u2014 x " + "A" * 400),  # an unbounded one
     lambda o: o.update(v=2),  # another version
     lambda o: o.pop("origin"),  # a member missing
 ])
@@ -46,3 +48,20 @@ def test_hostile_states_are_refused_and_the_sink_keeps_them_whole(mutate):
     k = KafkaSettings()
     rows = rows_of([Msg(k.checkpoints_topic, data)], k)
     assert rows.get("checkpoints") == [] and len(rows.get("dead_letters")) == 1
+
+
+def test_a_state_with_a_signed_time_round_trips_and_one_from_before_heartbeats_still_parses():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pipeline.chain.checkpoint import log_clock, timestamp_line
+    from pipeline.chain.note import SIG_ED25519, NoteSigner, cosignature_time
+
+    tree, _ = extend(merkle.CompactRange(), LEAVES)
+    clock = log_clock("o/e/t/p0/g1", NoteSigner.local("o/e/t/p0/g1", SIG_ED25519, Ed25519PrivateKey.generate()))
+    line = timestamp_line("o/e/t/p0/g1", tree, clock, 1_800_000_000)
+    assert cosignature_time(line) == ("o/e/t/p0/g1", 1_800_000_000)
+    obj = good()
+    obj["timestamp"] = line
+    assert TreeState.from_wire(orjson.dumps(obj)).timestamp == line
+    obj.pop("timestamp")  # written before heartbeats existed
+    assert TreeState.from_wire(orjson.dumps(obj)).timestamp is None

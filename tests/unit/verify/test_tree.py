@@ -131,3 +131,75 @@ def test_a_rewrite_with_reissued_checkpoints_passes_the_store_but_not_the_witnes
     report = verify_slices([(ORIGIN, 0, 7)], lambda o, a, b: loads[a:b + 1], RING, whole=True, reconcile=False,
                            checkpoints=lambda o: check, checkpointed=[ORIGIN])
     assert reasons(report) == [(ORIGIN, 7, "witness_mismatch")]
+
+
+# --- signed times: the log's timestamps, heartbeats and the tail rule ----------------------------
+
+CLOCK_NOW = 1_800_000_000
+
+
+def stamps_for(records, sizes, times, key=CP_KEY):
+    """The log's signed times (tlog-cosignature lines by the checkpoint key) at each size."""
+    from pipeline.chain.checkpoint import log_clock, timestamp_line
+
+    out, tree = [], CompactRange()
+    for i, rec in enumerate(records, 1):
+        tree, _ = extend(tree, [rec.leaf_hash])
+        if i in sizes:
+            clock = log_clock(rec.origin, NoteSigner.local(rec.origin, SIG_ED25519, key))
+            out += [(i, timestamp_line(rec.origin, tree, clock, t)) for t in times]
+    return out
+
+
+def test_signed_times_give_the_newest_time_and_the_tail_rule_holds_when_recent():
+    recs = build_chain(10, SIGNER)
+    check = open_checkpoints(ORIGIN, notes_for(recs, {4, 10}), CP_PUB,
+                             cosigs=stamps_for(recs, {4}, [CLOCK_NOW - 100]) + stamps_for(recs, {10}, [CLOCK_NOW - 60, CLOCK_NOW - 5]))
+    assert not check.failures and check.signed_time == CLOCK_NOW - 5
+    check.tail_rule(CLOCK_NOW, 30)
+    assert not check.failures
+
+
+def test_a_logger_that_stopped_is_stale_at_the_end_of_the_window():
+    recs = build_chain(10, SIGNER)
+    check = open_checkpoints(ORIGIN, notes_for(recs, {10}), CP_PUB, cosigs=stamps_for(recs, {10}, [CLOCK_NOW - 3600]))
+    check.tail_rule(CLOCK_NOW, 900)
+    assert [(f.seq, f.reason) for f in check.failures] == [(10, "stale")]
+    assert "3600s before the end of the window" in check.failures[0].detail
+
+
+def test_a_chain_without_any_signed_time_is_stale_when_the_rule_applies():
+    recs = build_chain(5, SIGNER)
+    check = open_checkpoints(ORIGIN, notes_for(recs, {5}), CP_PUB)
+    check.tail_rule(CLOCK_NOW, 900)
+    assert [f.reason for f in check.failures] == ["stale"]
+
+
+def test_a_signed_time_under_a_foreign_key_or_for_an_unsigned_size_is_bad():
+    recs = build_chain(6, SIGNER)
+    foreign = stamps_for(recs, {6}, [CLOCK_NOW], key=Ed25519PrivateKey.generate())
+    unsigned = stamps_for(recs, {3}, [CLOCK_NOW])
+    check = open_checkpoints(ORIGIN, notes_for(recs, {6}), CP_PUB, cosigs=foreign + unsigned)
+    assert [f.reason for f in check.failures] == ["bad_checkpoint", "bad_checkpoint"]
+    assert check.signed_time is None  # neither counts
+
+
+def test_the_logs_own_signed_time_is_not_a_witness_cosignature():
+    recs = build_chain(6, SIGNER)
+    check = open_checkpoints(ORIGIN, notes_for(recs, {6}), CP_PUB, cosigs=stamps_for(recs, {6}, [CLOCK_NOW]),
+                             min_cosignatures=1)
+    check.finish_sample()  # the cosignature rule alone (no records fed)
+    assert [f.reason for f in check.failures] == ["unwitnessed"]
+
+
+def test_a_witness_cosignature_time_counts_for_the_tail_rule():
+    from pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, cosign, split_note
+
+    recs = build_chain(6, SIGNER)
+    witness = NoteSigner.local("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
+    (size, note), = notes_for(recs, {6})
+    line = cosign(split_note(note)[0], witness, CLOCK_NOW - 10).line()
+    check = open_checkpoints(ORIGIN, [(size, note)], CP_PUB, cosigs=[(6, line)], witnesses=[witness.verifier])
+    assert check.signed_time == CLOCK_NOW - 10 and Checkpoint.parse(split_note(note)[0]).size == 6
+    check.tail_rule(CLOCK_NOW, 60)
+    assert not check.failures
