@@ -282,7 +282,8 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
         report = verify_export(read_export_file(Path(args.export)), trust.keyring,
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
-                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust))
+                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust),
+                              windows=trust.windows)
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -299,7 +300,8 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                               whole=whole, reconcile=args.origin is None, window=window, progress=progress,
                               live_witnesses=[(url, v) for v, url in trust.witnesses if url],
                               pinned_witnesses=[v for v, _ in trust.witnesses],
-                              min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust))
+                              min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust),
+                              windows=trust.windows)
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 

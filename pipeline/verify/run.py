@@ -14,7 +14,7 @@ from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import ChainReport, Checker, StoredRecord, group_by_origin, scan_chain, sort_checking_order
-from pipeline.verify.tree import TreeCheck, open_checkpoints
+from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
 
 
 @dataclass
@@ -152,7 +152,8 @@ def _tail(report: VerifyReport, chain: ChainReport, tree: TreeCheck, tail: tuple
 
 def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
                   witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
-                  checker: Checker | None = None, tail: tuple[int, int] | None = None) -> VerifyReport:
+                  checker: Checker | None = None, tail: tuple[int, int] | None = None,
+                  windows: Windows | None = None) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
     sample by each record's inclusion proof to its chain's signed checkpoint."""
@@ -165,7 +166,7 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
 
     def checks(origin: str) -> TreeCheck:
         return open_checkpoints(origin, notes.get(origin, []), checkpoint_keys, cosigs=cosigs.get(origin, []),
-                                witnesses=witnesses, min_cosignatures=min_cosignatures)
+                                witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows)
 
     if notes and not checkpoint_keys:
         report.warnings.append("WARN the export's signed checkpoints were not checked: no checkpoint key "

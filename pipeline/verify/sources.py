@@ -25,7 +25,7 @@ from pipeline.store import checkpoints, evidence
 from pipeline.store.filters import Filters
 from pipeline.verify.rules import Checker, StoredRecord
 from pipeline.verify.run import VerifyReport, verify_sample, verify_slices
-from pipeline.verify.tree import TreeCheck, open_checkpoints
+from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
 
 
 def _normalise(value: Any) -> Any:
@@ -82,7 +82,7 @@ def prover(client: Client, settings: Settings) -> Callable[[str, int], Callable[
 
 def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Sequence[bytes], *,
                       witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
-                      ) -> tuple[Callable[[str], TreeCheck], list[str]]:
+                      windows: Windows | None = None) -> tuple[Callable[[str], TreeCheck], list[str]]:
     """A loader of each chain's verified checkpoints (and its stored cosignatures by the pinned
     witnesses), and the chains that have signed checkpoints."""
     db = store.database(settings)
@@ -96,7 +96,8 @@ def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Seque
             _, found = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
             cosigs += [(int(size), str(line)) for size, line in found]
         return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_keys,
-                                cosigs=cosigs, witnesses=witnesses, min_cosignatures=min_cosignatures)
+                                cosigs=cosigs, witnesses=witnesses, min_cosignatures=min_cosignatures,
+                                windows=windows)
 
     return load, [str(o) for (o,) in rows]
 
@@ -106,7 +107,7 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
                  window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
                  live_witnesses: Sequence[tuple[str, Verifier]] = (), pinned_witnesses: Sequence[Verifier] = (),
                  min_cosignatures: int = 0, checker: Checker | None = None,
-                 tail: tuple[int, int] | None = None) -> VerifyReport:
+                 tail: tuple[int, int] | None = None, windows: Windows | None = None) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
     signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
     pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them.
@@ -119,17 +120,17 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
     newest signed time (the log's timestamps, stored witness cosignatures) must be that recent."""
     if filters.selects_records:
         load_cps = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
-                                     min_cosignatures=min_cosignatures)[0] if checkpoint_keys else None
+                                     min_cosignatures=min_cosignatures, windows=windows)[0] if checkpoint_keys else None
         return verify_sample([o for o, _, _ in chain_slices(client, settings, filters)],
                              lambda o: sampled_from_store(client, settings, o, filters), keyring,
                              checkpoints=load_cps, prover=prover(client, settings), progress=progress, tail=tail)
     checks: dict[str, Any] = {}
     if checkpoint_keys and not whole:
         checks = {"checkpoints": checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
-                                                   min_cosignatures=min_cosignatures)[0]}
+                                                   min_cosignatures=min_cosignatures, windows=windows)[0]}
     if whole and checkpoint_keys:
         load, origins = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
-                                          min_cosignatures=min_cosignatures)
+                                          min_cosignatures=min_cosignatures, windows=windows)
         wanted = [o for o in origins if filters.origin in (None, o)]
         views: dict[str, list[tuple[int, bytes, str]]] = {}
         if live_witnesses:

@@ -21,13 +21,12 @@ yet provable. The records a filter left out are not needed, and not reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pipeline.chain.merkle import CompactRange, ProofError, verify_inclusion
 from pipeline.chain.note import (
-    DASH,
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,
@@ -36,6 +35,7 @@ from pipeline.chain.note import (
     add_signatures,
     cosignatures,
     open_note,
+    split_note,
 )
 from pipeline.chain.record import leaf_hash
 from pipeline.errors import Failure
@@ -155,52 +155,89 @@ class TreeCheck:
         return max(0, self.tree.size - newest)
 
 
+Windows = Mapping[bytes, tuple[int, int]]  # public key -> [not_before, not_after) in unix seconds
+
+
 def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_keys: bytes | Sequence[bytes], *,
                      cosigs: Iterable[tuple[int, str]] = (), witnesses: Sequence[Verifier] = (),
-                     min_cosignatures: int = 0) -> TreeCheck:
+                     min_cosignatures: int = 0, windows: Windows | None = None) -> TreeCheck:
     """The chain's verified checkpoint roots; each note that does not verify under one of the pinned
-    checkpoint keys is a located failure. `cosigs` (size, cosignature line) count for the pinned
-    `witnesses` whose cosignature verifies over the signed checkpoint at that size."""
+    checkpoint keys is a located failure. `cosigs` (size, cosignature line) are the log's own signed
+    times (the checkpoint keys as cosigners) and witness cosignatures; a witness's counts when it is
+    pinned and verifies over the signed checkpoint at that size.
+
+    `windows` (from the trust file) bound when a key may sign, judged on signed times: a signed time
+    or cosignature outside its key's window does not count (`key_out_of_window`), and a checkpoint
+    signed only by keys with windows needs a signed time inside one of them at its size, or its
+    root is not trusted (`key_out_of_window`)."""
+    windows = windows or {}
     keys = [checkpoint_keys] if isinstance(checkpoint_keys, bytes) else list(checkpoint_keys)
     verifiers = [Verifier(origin, SIG_ED25519, k) for k in keys]
     log_clocks = [Verifier(origin, SIG_COSIGNATURE_V1, k) for k in keys]  # the log's own signed times
+    signers = {(v.name, v.key_id): v for v in [*witnesses, *log_clocks]}
     check = TreeCheck(origin, {}, min_cosignatures=min_cosignatures)
     notes: dict[int, str] = {}
+    windowed: dict[int, set[bytes]] = {}  # size -> the windowed keys its note was signed by (all had windows)
+    in_window: set[int] = set()  # sizes with a signed time inside the window of a key that signed them
+
+    def fail(reason: str, detail: str) -> None:
+        check.failures.append(Failure(origin, None, reason, detail[:300]))
+
     for size, note in rows:
         try:
-            text, _ = open_note(note, verifiers)
+            text, by = open_note(note, verifiers)
             cp = Checkpoint.parse(text)
             if cp.origin != origin or cp.size != size:
                 raise NoteError(f"stored at {origin} size {size}, the note says {cp.origin} size {cp.size}")
         except (NoteError, ValueError) as exc:
-            check.failures.append(Failure(origin, None, "bad_checkpoint", f"checkpoint at size {size}: {exc}"[:300]))
+            fail("bad_checkpoint", f"checkpoint at size {size}: {exc}")
             continue
         check.roots[cp.size] = cp.root
         notes[cp.size] = note
+        if all(v.public_key in windows for v in by):
+            windowed[cp.size] = {v.public_key for v in by}
     for size, line in cosigs:
+        name, key = _signer(line)
         if size not in notes:
-            if _signer_name(line) == origin:  # a signed time for a size no verified checkpoint signs
-                check.failures.append(Failure(origin, None, "bad_checkpoint",
-                                              f"a signed time for size {size}, which no verified checkpoint signs"))
+            if name == origin:
+                fail("bad_checkpoint", f"a signed time for size {size}, which no verified checkpoint signs")
             continue
         try:
             times = cosignatures(add_signatures(notes[size], [line if line.endswith("\n") else line + "\n"]),
                                  [*witnesses, *log_clocks])
         except NoteError as exc:
-            check.failures.append(Failure(origin, None, "bad_checkpoint", f"cosignature at size {size}: {exc}"[:300]))
+            fail("bad_checkpoint", f"cosignature at size {size}: {exc}")
             continue
-        if _signer_name(line) == origin and origin not in times:
-            check.failures.append(Failure(origin, None, "bad_checkpoint",
-                                          f"signed time at size {size} is not by a pinned checkpoint key"))
-        for name, ts in times.items():
-            check.signed_time = max(ts, check.signed_time or 0)
-            if name != origin:  # the log's own timestamps are not witness cosignatures
-                check.cosigned.setdefault(size, set()).add(name)
+        signer = signers.get((name, key))
+        if signer is None or name not in times:
+            if name == origin:
+                fail("bad_checkpoint", f"signed time at size {size} is not by a pinned checkpoint key")
+            continue  # an unpinned witness: ignored
+        ts, window = times[name], windows.get(signer.public_key)
+        if window is not None and not window[0] <= ts < window[1]:
+            what = "the log's signed time" if name == origin else f"the cosignature of {name}"
+            fail("key_out_of_window", f"{what} at size {size} is {_utc(ts)}, outside its key's window "
+                                      f"{_utc(window[0])}..{_utc(window[1])} (trust file)")
+            continue
+        if name == origin and signer.public_key in windowed.get(size, ()):
+            in_window.add(size)
+        check.signed_time = max(ts, check.signed_time or 0)
+        if name != origin:  # the log's own timestamps are not witness cosignatures
+            check.cosigned.setdefault(size, set()).add(name)
+    for size in sorted(set(windowed) - in_window):
+        del check.roots[size]
+        fail("key_out_of_window", f"the checkpoint at size {size} is signed only by key(s) with a validity window "
+                                  "and has no signed time inside one: its root is not trusted")
     return check
 
 
-def _signer_name(line: str) -> str:
-    return line.removeprefix(DASH).split(" ", 1)[0]
+def _signer(line: str) -> tuple[str, int]:
+    """(name, key id) a cosignature line claims, or ("", -1) when it is not one."""
+    try:
+        _, sigs = split_note("x\n\n" + (line if line.endswith("\n") else line + "\n"))
+        return sigs[0].name, sigs[0].key_id
+    except (NoteError, IndexError):
+        return "", -1
 
 
 def _utc(unix_s: int) -> str:

@@ -3,14 +3,18 @@ key set stored next to the private keys (that set is changeable by the party bei
 
     {
       "record_keys": {"keys": [<Ed25519 JWK, optionally with "not_before"/"not_after" RFC 3339>]},
-      "checkpoint_keys": ["<base64 of a 32-byte checkpoint public key>", ...],
-      "witnesses": [{"vkey": "<name+keyid+base64>", "url": "https://witness.example/"}],
+      "checkpoint_keys": ["<base64 of a 32-byte checkpoint public key>",
+                          {"key": "<base64>", "not_before": "<RFC 3339>", "not_after": "<RFC 3339>"}, ...],
+      "witnesses": [{"vkey": "<name+keyid+base64>", "url": "https://witness.example/",
+                     "not_before": "<RFC 3339>", "not_after": "<RFC 3339>"}],
       "min_cosignatures": 1,
       "max_checkpoint_age": "15m"
     }
 
 Record keys outside their window fail (`key_out_of_window`); several checkpoint keys allow a
-rotation; with `min_cosignatures` N every chain needs N pinned witnesses' stored cosignatures
+rotation. Windows of checkpoint and witness keys are judged on signed times (pipeline/verify/
+tree.py): a log timestamp or cosignature outside its key's window does not count, and a
+checkpoint signed only by windowed keys needs a signed time inside a window; with `min_cosignatures` N every chain needs N pinned witnesses' stored cosignatures
 (`unwitnessed` otherwise), and every witness with a `url` is asked what it last cosigned. With
 `max_checkpoint_age` every chain's newest signed time must be that recent at the end of the
 window (`stale` otherwise: the tail rule).
@@ -20,7 +24,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,16 +38,25 @@ from pipeline.timespec import parse_duration
 MAX_TRUST_BYTES = 1 << 20
 
 
-class _WitnessSpec(BaseModel):
+class _Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    not_before: str | None = Field(None, max_length=40)
+    not_after: str | None = Field(None, max_length=40)
+
+
+class _WitnessSpec(_Window):
     vkey: str = Field(min_length=10, max_length=400)
     url: str | None = Field(None, pattern=r"^https?://", max_length=2000)
+
+
+class _CheckpointKeySpec(_Window):
+    key: str = Field(min_length=40, max_length=60)
 
 
 class _TrustSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     record_keys: dict[str, Any]
-    checkpoint_keys: list[str] = Field(min_length=1, max_length=64)
+    checkpoint_keys: list[str | _CheckpointKeySpec] = Field(min_length=1, max_length=64)
     witnesses: list[_WitnessSpec] = Field(default_factory=list, max_length=64)
     min_cosignatures: int = Field(0, ge=0, le=64)
     max_checkpoint_age: str | None = Field(None, max_length=20)
@@ -55,6 +69,27 @@ class Trust:
     witnesses: tuple[tuple[Verifier, str | None], ...]
     min_cosignatures: int
     max_checkpoint_age_s: int | None = None  # the tail rule (verify --max-age), when the file sets it
+    windows: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # checkpoint/witness key -> unix [from, to)
+
+
+def _window(spec: _Window, where: str) -> tuple[int, int] | None:
+    if spec.not_before is None and spec.not_after is None:
+        return None
+    bounds = []
+    for name, value, default in (("not_before", spec.not_before, 0), ("not_after", spec.not_after, 2**63 - 1)):
+        if value is None:
+            bounds.append(default)
+            continue
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{name}: {value!r} is not an RFC 3339 time") from exc
+        if moment.tzinfo is None:
+            raise ConfigError(f"{where}.{name}: {value!r} needs a time zone")
+        bounds.append(int(moment.timestamp()))
+    if bounds[0] >= bounds[1]:
+        raise ConfigError(f"{where}: not_before must be before not_after")
+    return bounds[0], bounds[1]
 
 
 def parse_trust(text: str, source: str) -> Trust:
@@ -73,8 +108,9 @@ def parse_trust(text: str, source: str) -> Trust:
         raise ConfigError(f"{source}: record_keys: {exc}") from exc
     if not len(keyring):
         raise ConfigError(f"{source}: record_keys holds no Ed25519 key")
-    keys = []
-    for i, b64 in enumerate(spec.checkpoint_keys):
+    keys, windows = [], {}
+    for i, entry in enumerate(spec.checkpoint_keys):
+        b64 = entry if isinstance(entry, str) else entry.key
         try:
             raw = base64.b64decode(b64, validate=True)
         except ValueError as exc:
@@ -82,6 +118,9 @@ def parse_trust(text: str, source: str) -> Trust:
         if len(raw) != 32:
             raise ConfigError(f"{source}: checkpoint_keys[{i}] is {len(raw)} bytes, not 32")
         keys.append(raw)
+        window = None if isinstance(entry, str) else _window(entry, f"{source}: checkpoint_keys[{i}]")
+        if window is not None:
+            windows[raw] = window
     witnesses = []
     for i, w in enumerate(spec.witnesses):
         try:
@@ -91,6 +130,9 @@ def parse_trust(text: str, source: str) -> Trust:
         if v.sig_type != SIG_COSIGNATURE_V1:
             raise ConfigError(f"{source}: witnesses[{i}] is not a cosignature (0x04) key")
         witnesses.append((v, w.url))
+        window = _window(w, f"{source}: witnesses[{i}]")
+        if window is not None:
+            windows[v.public_key] = window
     if spec.min_cosignatures > len({v.name for v, _ in witnesses}):
         raise ConfigError(f"{source}: min_cosignatures {spec.min_cosignatures} is more than the witnesses pinned")
     max_age = None
@@ -99,4 +141,4 @@ def parse_trust(text: str, source: str) -> Trust:
             max_age = int(parse_duration(spec.max_checkpoint_age).total_seconds())
         except ValueError as exc:
             raise ConfigError(f"{source}: max_checkpoint_age: {exc}") from exc
-    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures, max_age)
+    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures, max_age, windows)

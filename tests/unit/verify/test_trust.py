@@ -16,7 +16,7 @@ from pipeline.verify.rules import verify_chain
 from pipeline.verify.tree import open_checkpoints
 from pipeline.verify.trust import parse_trust
 from tests.unit.helpers import ORIGIN, build_chain, stored
-from tests.unit.verify.test_tree import CP_PUB, notes_for
+from tests.unit.verify.test_tree import CP_KEY, CP_PUB, notes_for
 
 SIGNER = Ed25519Signer.generate()
 WITNESS = NoteSigner.local("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
@@ -38,6 +38,13 @@ def test_a_good_trust_file_gives_keys_checkpoint_keys_and_witnesses():
 @pytest.mark.parametrize("over,message", [
     ({"extra": 1}, "extra"),
     ({"checkpoint_keys": ["AAAA"]}, "checkpoint_keys\\[0\\] is 3 bytes"),
+    ({"checkpoint_keys": [{"key": "A" * 43 + "=", "not_before": "yesterday"}]}, "not an RFC 3339 time"),
+    ({"checkpoint_keys": [{"key": "A" * 43 + "=", "not_after": "2026-01-01T00:00:00"}]}, "needs a time zone"),
+    ({"checkpoint_keys": [{"key": "A" * 43 + "=", "not_before": "2027-01-01T00:00:00Z", "not_after": "2026-01-01T00:00:00Z"}]},
+     "not_before must be before not_after"),
+    ({"checkpoint_keys": [{"key": "A" * 43 + "=", "extra": 1}]}, "extra"),
+    ({"witnesses": [{"vkey": "x" * 20, "not_before": 5}]}, "not_before"),
+    ({"max_checkpoint_age": "15 minutes"}, "not a duration"),
     ({"checkpoint_keys": []}, "checkpoint_keys"),
     ({"min_cosignatures": 2}, "more than the witnesses pinned"),
     ({"witnesses": [{"vkey": NoteSigner.local("w", SIG_ED25519, Ed25519PrivateKey.generate()).verifier.vkey()}],
@@ -91,3 +98,55 @@ def test_a_rotated_checkpoint_key_still_verifies_older_checkpoints():
     check = open_checkpoints(ORIGIN, old_notes + new_notes, [CP_PUB, new_pub])
     assert sorted(check.roots) == [2, 4] and check.failures == []
     assert open_checkpoints(ORIGIN, new_notes, [CP_PUB]).failures[0].reason == "bad_checkpoint"  # not pinned
+
+
+def windowed_trust(cp_window=None, witness_window=None):
+    entry = base64.b64encode(CP_PUB).decode()
+    doc = {"checkpoint_keys": [{"key": entry, **cp_window} if cp_window else entry],
+           "witnesses": [{"vkey": WITNESS.verifier.vkey(), **(witness_window or {})}], "min_cosignatures": 0,
+           "max_checkpoint_age": "15m"}
+    return parse_trust(trust_doc(**doc), "t")
+
+
+def stamp(recs, size, ts):
+    from pipeline.chain.checkpoint import log_clock, timestamp_line
+    from pipeline.chain.checkpoint import extend
+    from pipeline.chain.merkle import CompactRange
+
+    tree, _ = extend(CompactRange(), [r.leaf_hash for r in recs[:size]])
+    return timestamp_line(ORIGIN, tree, log_clock(ORIGIN, NoteSigner.local(ORIGIN, SIG_ED25519, CP_KEY)), ts)
+
+
+T_IN, T_OUT = 1_780_000_000, 1_900_000_000  # 2026-05-28 and 2030-03-17
+WINDOW = {"not_before": "2026-01-01T00:00:00Z", "not_after": "2027-01-01T00:00:00Z"}
+
+
+def test_a_checkpoint_key_window_is_judged_on_the_logs_signed_times():
+    recs = build_chain(4, SIGNER)
+    trust = windowed_trust(cp_window=WINDOW)
+    assert trust.max_checkpoint_age_s == 900 and set(trust.windows) == {CP_PUB}
+    notes = notes_for(recs, {2, 4})
+    inside = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, cosigs=[(2, stamp(recs, 2, T_IN)),
+                              (4, stamp(recs, 4, T_IN))], windows=trust.windows)
+    assert inside.failures == [] and set(inside.roots) == {2, 4}
+    # Signed with the key after its window closed (a key retired, or stolen): the root is not trusted.
+    late = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, cosigs=[(2, stamp(recs, 2, T_IN)),
+                            (4, stamp(recs, 4, T_OUT))], windows=trust.windows)
+    assert [f.reason for f in late.failures] == ["key_out_of_window", "key_out_of_window"]
+    assert set(late.roots) == {2} and late.signed_time == T_IN
+    # No signed time at all under a windowed key: nothing shows when it signed.
+    bare = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, windows=trust.windows)
+    assert [f.reason for f in bare.failures] == ["key_out_of_window"] * 2 and bare.roots == {}
+
+
+def test_a_witness_cosignature_outside_the_witness_keys_window_does_not_count():
+    recs = build_chain(4, SIGNER)
+    trust = windowed_trust(witness_window=WINDOW)
+    notes = notes_for(recs, {4})
+    text, _ = split_note(notes[0][1])
+    ok = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, cosigs=[(4, cosign(text, WITNESS, T_IN).line())],
+                          witnesses=[WITNESS.verifier], windows=trust.windows)
+    assert ok.failures == [] and ok.cosigned == {4: {WITNESS.name}}
+    out = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, cosigs=[(4, cosign(text, WITNESS, T_OUT).line())],
+                           witnesses=[WITNESS.verifier], windows=trust.windows)
+    assert [f.reason for f in out.failures] == ["key_out_of_window"] and out.cosigned == {} and out.signed_time is None
