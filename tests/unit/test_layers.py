@@ -23,7 +23,7 @@ PIPELINE = ROOT / "pipeline"
 
 # Rank of each top-level part of pipeline/: a module may import ranks <= its own.
 RANK = {
-    "errors": 0, "names": 0, "settings": 0, "jcs": 0,
+    "errors": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0,
     "contract": 1, "kafka": 1,
     "emit": 2, "chain": 2,
     "store": 3,
@@ -46,7 +46,7 @@ PURE = [
     "pipeline.verify.reconcile", "pipeline.verify.run", "pipeline.score.step", "pipeline.score.ocsf",
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
     "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
-    "pipeline.chain.checkpoint", "pipeline.verify.tree",
+    "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
