@@ -132,10 +132,14 @@ def test_proofs_come_from_stored_hashes_and_verify_against_the_signed_checkpoint
         proofs.inclusion(client, settings, origin, size + 5)
 
 
-def test_heartbeats_sign_quiet_chains_and_a_stopped_logger_is_stale(settings, client, tmp_path):
+def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_and_a_stopped_logger(
+        settings, client, tmp_path):
     """Every chain's last size gets a fresh signed time every heartbeat interval while nothing
-    happens; once the logger stops, `verify --max-age` fails each chain as stale."""
+    happens. The red team removes one chain's newest records together with every checkpoint and
+    heartbeat that covers them (no truncation check can see that): `verify --max-age` names the
+    chain as stale. Once the logger stops, every chain goes stale."""
     import json
+    from datetime import datetime, timedelta, timezone
 
     from pipeline.chain.note import cosignature_time
     from tests.integration.test_cli import aiaudit
@@ -143,8 +147,11 @@ def test_heartbeats_sign_quiet_chains_and_a_stopped_logger_is_stale(settings, cl
     settings.chain.heartbeat_interval_s = 1.0
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
-        emit_synthetic(settings, 200, emitter_id="edge-hb", seed=8)
-        time.sleep(6)  # signed within the checkpoint interval, then heartbeats
+        emit_synthetic(settings, 100, emitter_id="edge-hb-1", seed=8)
+        time.sleep(4)  # signed within the checkpoint interval, then heartbeats
+        emit_synthetic(settings, 100, emitter_id="edge-hb-2", seed=9)
+        time.sleep(20)
+    end = (datetime.now(timezone.utc) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")  # just after the stop
     states = [TreeState.from_wire(m.value()) for m in read_topic(settings, settings.kafka.checkpoints_topic)]
     sizes: dict[str, int] = {}
     for s in states:
@@ -153,16 +160,34 @@ def test_heartbeats_sign_quiet_chains_and_a_stopped_logger_is_stale(settings, cl
     for origin, size in sizes.items():
         beats = [cosignature_time(s.timestamp)[1] for s in states
                  if s.origin == origin and s.size == size and s.note is None and s.timestamp]
-        assert len(beats) >= 2 and beats == sorted(beats), (origin, beats)  # fresh signed times, no new records
+        assert len(beats) >= 5 and beats == sorted(beats), (origin, beats)  # fresh signed times, no new records
         assert all(cosignature_time(s.timestamp)[0] == origin for s in states if s.origin == origin and s.timestamp)
     sink_until_drained(settings, client)
-    client.close()  # the CLI's turn at the embedded store
 
-    fresh = aiaudit(settings, "verify", "--max-age", "10m")
-    assert fresh.returncode == 0 and "All chains valid" in fresh.stdout, fresh.stdout[-2000:] + fresh.stderr[-2000:]
-    time.sleep(3)
-    stale = aiaudit(settings, "verify", "--max-age", "2s", "--json")
+    # The tail of one chain goes: its records from the first burst's signed size on, and every
+    # tree state (checkpoints, heartbeats) above that size.
+    victim = sorted(sizes)[0]
+    first = min(s.size for s in states if s.origin == victim and s.note is not None)
+    assert first < sizes[victim]
+    db = store.database(settings)
+    client.command(f"DELETE FROM {db}.evidence WHERE origin = {{o:String}} AND seq >= {{s:UInt64}}",
+                   parameters={"o": victim, "s": first})
+    client.command(f"DELETE FROM {db}.checkpoints WHERE origin = {{o:String}} AND size > {{s:UInt64}}",
+                   parameters={"o": victim, "s": first})
+    client.close()  # the CLI's turn at the embedded store
+    # As of `end`, the untouched chains had signed times within seconds; the victim's newest is 20 s older.
+    # (Verified alone, the chain gets no help from the emitters' numbering, which spans chains.)
+    caught = aiaudit(settings, "verify", "--origin", victim, "--until", end, "--max-age", "12s", "--json")
+    report = json.loads(caught.stdout)
+    assert caught.returncode == 1 and [(f["origin"], f["reason"]) for f in report["failures"]] == [(victim, "stale")], \
+        caught.stdout[-3000:]
+    alone = json.loads(aiaudit(settings, "verify", "--origin", victim, "--json").stdout)
+    assert alone["ok"], alone  # what the chain and its remaining checkpoints show: consistent, only shorter
+    everything = json.loads(aiaudit(settings, "verify", "--until", end, "--max-age", "12s", "--json").stdout)
+    assert {f["origin"] for f in everything["failures"] if f["reason"] == "stale"} == {victim}
+
+    stale = aiaudit(settings, "verify", "--max-age", "5s", "--json")  # now, well after the logger stopped
     assert stale.returncode == 1, stale.stdout[-2000:]
     report = json.loads(stale.stdout)
     assert sorted(f["origin"] for f in report["failures"] if f["reason"] == "stale") == sorted(sizes)
-    assert all(f["reason"] == "stale" for f in report["failures"])
+    assert {f["reason"] for f in report["failures"]} == {"stale", "emitter_gap"}  # (the victim's numbers)
