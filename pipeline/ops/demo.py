@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import gc
+import json
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -17,9 +26,11 @@ from pipeline.chain.keys import (
     checkpoint_key_file,
     ensure_checkpoint_key,
     generate_key,
+    load_checkpoint_key,
     read_checkpoint_public_key,
     read_jwks,
 )
+from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import POLICIES, SyntheticEvents, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
@@ -27,10 +38,13 @@ from pipeline.kafka import config as kafka_config
 from pipeline.ops.progress import Lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker, stop_worker
 from pipeline.query.api import find_records
+from pipeline.query.export import export_records, read_export_file
 from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
 from pipeline.store.filters import Filters
+from pipeline.verify.run import verify_export
 from pipeline.verify.sources import verify_store
+from pipeline.witness.submit import submit_once
 
 
 def step(text: str) -> None:
@@ -115,10 +129,23 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     step("Verifying every chain (signatures, links, seqs, forks, typed columns, emitter gaps)")
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
     sg = settings.signing
-    result = verify_store(client, settings, keyring, Filters(limit=1),
-                          checkpoint_keys=[read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))],
+    checkpoint_pub = read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
+    result = verify_store(client, settings, keyring, Filters(limit=1), checkpoint_keys=[checkpoint_pub],
                           progress=lambda line: print(f"  {line}"))
     print(result.text())
+
+    witness_ok = _witness_step(settings, client, keyring, state)
+
+    step("The auditor's evidence set: everything alice did, checked without the database")
+    evidence_file = state / "evidence-alice.jsonl"
+    with evidence_file.open("w", encoding="utf-8") as fh:
+        done = export_records(client, settings, Filters(actor="alice@acme.example", limit=1), fh,
+                              now=datetime.now(timezone.utc))
+    print(f"  exported {done.records} record(s) with {done.checkpoints} signed checkpoint(s) and {done.proofs} "
+          f"inclusion proof(s) to {evidence_file}")
+    sample = verify_export(read_export_file(evidence_file), keyring, checkpoint_keys=[checkpoint_pub])
+    print("\n".join("  " + line for line in sample.text().splitlines() if line))
+    print(f"  (the same, as an auditor runs it: aiaudit verify --export {evidence_file})")
 
     step("Retrieval: what an auditor samples")
     samples = [
@@ -147,4 +174,54 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         step("Stopping Kafka")
         kafka.down()
         print("stopped; state kept in", state)
-    return 0 if result.ok else 1
+    return 0 if result.ok and sample.ok and witness_ok else 1
+
+
+def _witness_step(settings: Settings, client: Any, keyring: KeyRing, state: Path) -> bool:
+    """Run a witness (as someone other than the operator would), have it cosign every chain, and
+    verify against what it cosigned. Returns whether that verification passed."""
+    step("An independent witness cosigns every chain (C2SP tlog-witness), and verify asks it")
+    sg = settings.signing
+    checkpoint_pub = read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
+    folder = state / "witness"
+    key_file = folder / "witness.key"
+    ensure_checkpoint_key(key_file)
+    witness = NoteSigner.local("demo.witness.example/w1", SIG_COSIGNATURE_V1, load_checkpoint_key(key_file))
+    config = folder / "witness.json"
+    config.write_text(json.dumps({
+        "name": witness.name, "key_file": str(key_file), "state_file": str(folder / "state.json"),
+        "logs": [{"origin_prefix": f"{settings.chain.org}/{settings.chain.env}/",
+                  "key": base64.b64encode(checkpoint_pub).decode()}]}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log_file = state / "logs" / "witness.log"
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "witness", "serve", "--config", str(config),
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/latest?origin=-", timeout=1)  # noqa: S310  # our own local witness
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise InfraError(f"the demo witness did not start; see {log_file}") from None
+                time.sleep(0.2)
+        print(f"  witness {witness.name} on {url} (its own key and state in {folder}; log {log_file})")
+        for outcome in submit_once(client, settings, url, witness.verifier):
+            print(f"  {outcome.origin} size {outcome.size}: {outcome.status}")
+        checked = verify_store(client, settings, keyring, Filters(limit=1), checkpoint_keys=[checkpoint_pub],
+                               live_witnesses=[(url, witness.verifier)], pinned_witnesses=[witness.verifier],
+                               min_cosignatures=1)
+        print(f"  verify --witness {url}: " + ("every chain's records give the root the witness cosigned"
+                                               if checked.ok else f"{len(checked.failures)} failure(s)"))
+        for f in checked.failures[:10]:
+            print("  " + f.line())
+        return checked.ok
+    finally:
+        proc.terminate()
+        proc.wait(10)
