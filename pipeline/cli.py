@@ -17,7 +17,17 @@ from typing import Any
 from pipeline.contract.schema import DECISIONS, LEVELS
 from pipeline.errors import AiAuditError, ConfigError, SigningKeyError
 from pipeline.settings import Settings
-from pipeline.store.filters import Filters
+from pipeline.store.filters import MAX_LIMIT, Filters
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_LIMIT:,}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -41,18 +51,21 @@ def _duration(text: str) -> int:
 
 
 def _time(text: str) -> datetime:
+    """An RFC 3339 time, or a duration ago such as 7d (argparse type)."""
+    from pipeline.timespec import parse_time
+
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 / RFC 3339 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return parse_time(text, datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filters")
     g.add_argument("--actor", help="identity: the person or agent, or the person an agent acted for")
-    g.add_argument("--since", type=_time, help="from this time (inclusive), e.g. 2026-11-01T00:00:00Z")
-    g.add_argument("--until", type=_time, help="to this time (exclusive)")
+    g.add_argument("--since", type=_time, help="from this time (inclusive): RFC 3339 (2026-11-01T00:00:00Z) or a "
+                   "duration ago (7d, 2h, 30m)")
+    g.add_argument("--until", type=_time, help="to this time (exclusive), in the same forms")
     g.add_argument("--vendor", dest="provider", help="AI vendor (gen_ai.provider.name), e.g. openai")
     g.add_argument("--model", help="requested model")
     g.add_argument("--policy-version", help="policy version that decided")
@@ -177,7 +190,10 @@ def cmd_emit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
+    if fmt == "json":  # one JSON array
+        print(json.dumps(rows, default=str, indent=1))
+        return
+    if fmt == "jsonl":  # JSON Lines: one object per line
         for row in rows:
             print(json.dumps(row, default=str))
         return
@@ -203,10 +219,20 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.store import evidence
 
     columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
-    rows = find_records(store.connect(settings), settings, _filters(args, args.limit), columns)
+    # One row more than asked: whether the result was cut is then known without counting.
+    rows = find_records(store.connect(settings), settings, _filters(args, min(args.limit + 1, MAX_LIMIT)), columns)
+    cut = len(rows) > args.limit
+    rows = rows[:args.limit]
     _print_rows(rows, args.format)
     print(f"{len(rows)} record(s)", file=sys.stderr)
+    if cut:
+        _more_notice(len(rows), "record")
     return 0
+
+
+def _more_notice(shown: int, what: str) -> None:
+    print(f"aiaudit: note: more {what}s match than the {shown} shown (oldest first): raise --limit (at most "
+          f"{MAX_LIMIT:,}), narrow the filters, or use `aiaudit export` for all of them", file=sys.stderr)
 
 
 def _trust(args: argparse.Namespace, settings: Settings) -> Any:
@@ -434,12 +460,17 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     client = store.connect(settings)
     if args.action == "list":
         rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
-                           until=args.until, status=args.status, limit=args.limit)
+                           until=args.until, status=args.status, limit=min(args.limit + 1, MAX_LIMIT))
+        cut = len(rows) > args.limit
+        rows = rows[:args.limit]
         _print_rows([{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
                       "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
                       "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "uid": r["finding_uid"]}
                      for r in rows], args.format)
         print(f"{len(rows)} alert(s)", file=sys.stderr)
+        if cut:
+            print(f"aiaudit: note: more alerts match than the {len(rows)} shown (newest first): raise --limit "
+                  "or narrow the filters", file=sys.stderr)
     elif args.action == "history":
         _print_rows(status_history(client, settings, args.uid), args.format)
     else:
@@ -541,8 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("query", help="retrieve records by identity, time, vendor, policy version ...",
                        description="Retrieve evidence records from ClickHouse (each record once, oldest first).")
     _add_filters(s)
-    s.add_argument("--limit", type=int, default=100)
-    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--limit", type=_limit, default=100, help="at most this many rows (default 100; a note says when "
+                   "more match)")
+    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table",
+                   help="json: one JSON array; jsonl: one JSON object per line")
     s.add_argument("--all-columns", action="store_true", help="every typed column, not just the usual ones")
     s.set_defaults(func=cmd_query)
 
@@ -638,8 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--status", choices=["open", "acknowledged", "resolved"])
     s.add_argument("--since", type=_time)
     s.add_argument("--until", type=_time)
-    s.add_argument("--limit", type=int, default=100)
-    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--limit", type=_limit, default=100, help="at most this many rows (default 100; a note says when "
+                   "more match)")
+    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table",
+                   help="json: one JSON array; jsonl: one JSON object per line")
     s.set_defaults(func=cmd_alerts)
 
     s = sub.add_parser("gateway", help="run the policy-enforcing LLM gateway; make API keys; check a policy",

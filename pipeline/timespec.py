@@ -1,9 +1,9 @@
-"""Durations as users type them (pure): "90s", "15m", "2h", "7d", "2w"."""
+"""Durations and times as users type them (pure): "90s", "15m", "2h", "7d", "2w"; RFC 3339 or a duration ago."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
@@ -15,3 +15,18 @@ def parse_duration(text: str) -> timedelta:
     if m is None or int(m.group(1)) == 0:
         raise ValueError(f"{text[:40]!r} is not a duration like 90s, 15m, 2h, 7d or 2w")
     return timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)])
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """An RFC 3339 / ISO 8601 time (UTC when it names no offset), or a duration before `now`
+    ("7d" = seven days ago). Raises ValueError saying both forms."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is neither an RFC 3339 time (2026-11-01T00:00:00Z) nor a duration "
+                         "ago (90s, 15m, 2h, 7d, 2w)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

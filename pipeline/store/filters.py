@@ -60,11 +60,21 @@ def where_clause(f: Filters) -> tuple[str, dict[str, Any]]:
     if f.until is not None:
         conds.append("ts < {until:DateTime64(6, 'UTC')}")
         params["until"] = f.until
-    for column, attr in (("provider", "provider"), ("model", "model"), ("policy_version", "policy_version"),
-                         ("decision", "decision"), ("prompt_level", "classification"), ("route", "route"),
-                         ("origin", "origin")):
+    if f.policy_version is not None:
+        # The full version, or the declared version alone (every bundle published under it:
+        # "2026.11.0" matches "2026.11.0+sha256.<hash>"), or a prefix of a full one.
+        conds.append("(policy_version = {policy_version:String} OR startsWith(policy_version, {pv_prefix:String}))")
+        params["policy_version"] = f.policy_version
+        params["pv_prefix"] = f.policy_version if "+" in f.policy_version else f.policy_version + "+"
+    for column, attr in (("decision", "decision"), ("prompt_level", "classification"), ("origin", "origin")):
         value = getattr(f, attr)
         if value is not None:
             conds.append(f"{column} = {{{attr}:String}}")
+            params[attr] = value
+    # Vendor, model and route names are identifiers: `--vendor OpenAI` finds openai.
+    for column, attr in (("provider", "provider"), ("model", "model"), ("route", "route")):
+        value = getattr(f, attr)
+        if value is not None:
+            conds.append(f"lower({column}) = lower({{{attr}:String}})")
             params[attr] = value
     return (" WHERE " + " AND ".join(conds)) if conds else "", params

@@ -48,6 +48,19 @@ def test_query_verify_export_and_a_tampered_row(settings, client, tmp_path):
     v = aiaudit(settings, "verify", "--export", str(out), "--jwks", str(settings.signing.keys_dir / "jwks.json"))
     assert v.returncode == 0 and "All chains valid" in v.stdout
 
+    # Finding things: vendor names in any case, a declared policy version for all its bundles,
+    # JSON as one array, and a note when the result is cut.
+    by_vendor = [json.loads(aiaudit(settings, "query", "--vendor", v, "--limit", "1000", "--format", "json").stdout)
+                 for v in ("openai", "OpenAI")]
+    assert by_vendor[0] == by_vendor[1] and len(by_vendor[0]) == sum(e["gen_ai_provider_name"] == "openai" for e in sent) > 0
+    declared = sent[0]["policy_version"].split("+")[0]
+    under = aiaudit(settings, "query", "--policy-version", declared, "--limit", "1000", "--format", "jsonl")
+    assert len(under.stdout.splitlines()) == sum(e["policy_version"].startswith(declared + "+") for e in sent) > 0
+    cut = aiaudit(settings, "query", "--limit", "5")
+    assert cut.returncode == 0 and "more records match than the 5 shown" in cut.stderr
+    whole = aiaudit(settings, "query", "--limit", "600")
+    assert "more records match" not in whole.stderr and "600 record(s)" in whole.stderr
+
     # The auditor's central request: everything one person did, as a passing evidence set. Other
     # people's records (and their emitter numbers) are left out, and that is not a failure.
     mine = aiaudit(settings, "verify", "--actor", "bob@acme.example", "--json")
