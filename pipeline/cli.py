@@ -220,7 +220,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
     columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
     # One row more than asked: whether the result was cut is then known without counting.
-    rows = find_records(store.connect(settings), settings, _filters(args, min(args.limit + 1, MAX_LIMIT)), columns)
+    rows = find_records(store.connect(settings, must_exist=True), settings, _filters(args, min(args.limit + 1, MAX_LIMIT)), columns)
     cut = len(rows) > args.limit
     rows = rows[:args.limit]
     _print_rows(rows, args.format)
@@ -314,7 +314,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
         from pipeline import store
         from pipeline.verify.sources import verify_store
 
-        client = store.connect(settings)
+        client = store.connect(settings, must_exist=True)
         whole = args.since is None and args.until is None
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
         window = None
@@ -336,7 +336,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
     from pipeline.query.export import export_records
 
-    client = store.connect(settings)
+    client = store.connect(settings, must_exist=True)
     filters = _filters(args, limit=1)
     now = datetime.now(timezone.utc)
     progress = (lambda line: print(f"  exported {line}", file=sys.stderr))
@@ -357,7 +357,7 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
     from pipeline.query import proofs
 
-    client = store.connect(settings)
+    client = store.connect(settings, must_exist=True)
     if args.kind == "inclusion":
         if args.seq is None:
             raise ConfigError("`aiaudit proof inclusion` needs --seq (the record's seq in its chain)")
@@ -406,7 +406,7 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
         witness = Verifier.from_vkey(args.witness_key)
     except NoteError as exc:
         raise ConfigError(f"--witness-key: {exc}") from exc
-    client = store.connect(settings)
+    client = store.connect(settings, must_exist=True)
     stop = stop_on_signals()
     while True:
         for o in submit_once(client, settings, args.url, witness):
@@ -457,7 +457,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"`aiaudit alerts {args.action}` needs the alert uid and --by")
     if args.action == "history" and not args.uid:
         raise ConfigError("`aiaudit alerts history` needs the alert uid")
-    client = store.connect(settings)
+    client = store.connect(settings, must_exist=True)
     if args.action == "list":
         rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
                            until=args.until, status=args.status, limit=min(args.limit + 1, MAX_LIMIT))

@@ -37,7 +37,7 @@ def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str, Any]]:
-    client = store.connect(settings)
+    client = store.connect(settings, must_exist=True)
     try:
         sql, params = evidence.select_payloads(store.database(settings), filters)
         for (payload,) in store.stream_rows(client, sql, params, evidence.BYTES):

@@ -7,8 +7,10 @@ that does not answer) become StoreError here, once.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -16,6 +18,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.errors import ConfigError, StoreError
+from pipeline.names import EVIDENCE_TABLE
 from pipeline.settings import Settings
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -34,13 +37,44 @@ def ddl_statements(db: str) -> list[str]:
     return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()]
 
 
-def connect(settings: Settings, *, apply_ddl: bool = True) -> Client:
+NATIVE_PORTS = (9000, 9440)  # ClickHouse's native TCP protocol; clickhouse-connect speaks HTTP (8123/8443)
+
+
+def check_dsn(dsn: str) -> None:
+    """Refuse a DSN that clickhouse-connect would quietly read as something else (`garbage`
+    becomes localhost:8123; a native-protocol port hangs or fails obscurely). Raises ConfigError."""
+    shown = re.sub(r"//[^@/]*@", "//***@", dsn)[:200]
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"ClickHouse DSN {shown!r}: {exc}") from exc
+    if parts.scheme == "chdb":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError(f"ClickHouse DSN {shown!r}: an embedded store is chdb:// and an absolute path, "
+                              "e.g. chdb:///var/lib/aiaudit/chdb")
+        return
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"ClickHouse DSN {shown!r} is neither chdb:///absolute/path nor http(s)://host:port/database")
+    if port in NATIVE_PORTS:
+        raise ConfigError(f"ClickHouse DSN {shown!r}: port {port} is ClickHouse's native protocol; aiaudit speaks "
+                          f"HTTP: use port {8443 if parts.scheme == 'https' else 8123}")
+
+
+def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = False) -> Client:
     """Open the configured store and create the schema if missing.
 
-    Raises StoreError with what to do, e.g. when another process holds the chDB folder.
+    With must_exist (every reader: query, verify, export, proofs, alerts), a store this project
+    never wrote is an error, not an empty answer: a mistyped DSN or database must not look like
+    "no records". Raises StoreError with what to do, e.g. when another process holds the chDB folder.
     """
     dsn = settings.clickhouse_dsn()
+    check_dsn(dsn)
     shown = re.sub(r"//[^@/]*@", "//***@", dsn)
+    missing = (f"no aiaudit store at {shown} (database {database(settings)}): nothing was ever written there. "
+               "Check AIAUDIT_CLICKHOUSE__DSN and AIAUDIT_CLICKHOUSE__DATABASE; the sink worker creates the store")
+    if must_exist and dsn.startswith("chdb://") and not Path(urllib.parse.urlsplit(dsn).path).exists():
+        raise StoreError(missing)  # and do not create the folder by opening it
     try:
         if dsn.startswith("chdb://"):
             client = clickhouse_connect.get_client(dsn=dsn)
@@ -51,6 +85,14 @@ def connect(settings: Settings, *, apply_ddl: bool = True) -> Client:
         if dsn.startswith("chdb://") and "EmbeddedServer" in str(exc):
             hint = " (embedded chDB admits one process at a time: stop the sink worker, or use a ClickHouse server DSN)"
         raise StoreError(f"cannot open ClickHouse at {shown}{hint}: {exc}") from exc
+    if must_exist:
+        try:
+            exists = client.command(f"EXISTS TABLE {database(settings)}.{EVIDENCE_TABLE}")
+        except ClickHouseError as exc:
+            raise StoreError(f"cannot read ClickHouse at {shown}: {exc}") from exc
+        if str(exists).strip() != "1":
+            client.close()
+            raise StoreError(missing)
     if apply_ddl:
         try:
             for stmt in ddl_statements(database(settings)):
