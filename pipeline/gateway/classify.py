@@ -156,6 +156,11 @@ class Classifier:
         # The org terms come from the policy file: compiled now, so a bad pattern fails the load.
         self._pattern_for(frozenset({"email", "numeric", "secret"}))
 
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every category this classifier can report: the built-in detectors and the org terms."""
+        return tuple(name for name, _ in _DETECTORS) + tuple(self._org_levels)
+
     def _pattern_for(self, families: frozenset[str]) -> tuple[re.Pattern[str], list[str]] | None:
         """The alternation of the detectors in `families` plus the org terms (compiled once per set)."""
         if families not in self._patterns:

@@ -139,16 +139,37 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     try:
         bundle = PolicyBundle.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise PolicyError(f"{source}: {where}: {first['msg']} ({exc.error_count()} error(s) in all)") from exc
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
+        raise PolicyError(_all_of(source, problems)) from exc
     try:
         classifier = Classifier([OrgTerm(t.name, t.pattern, t.level) for t in bundle.org_terms], bundle.default_level)
     except Exception as exc:  # re.error from an org term's pattern
         raise PolicyError(f"{source}: org_terms: bad pattern: {exc}") from exc
+    unknown = _unknown_category_patterns(bundle, classifier.categories)
+    if unknown:
+        raise PolicyError(_all_of(source, unknown) + f"\n  known categories: {', '.join(classifier.categories)}")
     canon = canonicalize(bundle.model_dump(mode="json"))
     version = f"{bundle.version}+sha256.{hashlib.sha256(canon).hexdigest()}"
     return Policy(bundle, version, canon, text, classifier)
+
+
+def _all_of(source: str, problems: list[str]) -> str:
+    """Every problem of a file in one message, one per line (a user fixes them all in one go)."""
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def _unknown_category_patterns(bundle: PolicyBundle, known: tuple[str, ...]) -> list[str]:
+    """Each redact/deny pattern that matches no category the classifier reports: a typo such as
+    `secrets.*` or `pii.emial` would otherwise let secrets or e-mail addresses through."""
+    out = []
+    for name, route in bundle.routes.items():
+        for field_name in ("deny", "redact"):
+            for i, pattern in enumerate(getattr(route, field_name)):
+                if not any(fnmatch.fnmatchcase(c, pattern) for c in known):
+                    out.append(f"routes.{name}.{field_name}[{i}]: {pattern!r} matches no category")
+    return out
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

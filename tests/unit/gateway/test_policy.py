@@ -100,6 +100,28 @@ def test_bad_bundles_raise_policy_errors_naming_the_problem(text: str, message: 
         parse_policy(text, source="p.yaml")
 
 
+def test_category_patterns_that_match_nothing_are_errors_all_at_once():
+    """`secrets.*` or `pii.emial` would let secrets and e-mail addresses through: refused, every one named."""
+    text = BUNDLE.replace('redact: ["pii.email"]', 'redact: ["pii.emial", "org.falcon"]').replace(
+        'deny: ["secret.*"]', 'deny: ["secrets.*", "secret.aws_key", "org.eagle"]')
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, source="p.yaml")
+    message = str(info.value)
+    assert "3 problem(s)" in message
+    for bad in ("routes.default.redact[0]: 'pii.emial'", "routes.default.deny[0]: 'secrets.*'",
+                "routes.default.deny[2]: 'org.eagle'"):
+        assert bad + " matches no category" in message
+    assert "secret.aws_key' matches" not in message and "org.falcon' matches" not in message  # real ones pass
+    assert "known categories: pii.email" in message and "org.falcon" in message.split("known categories:")[1]
+
+
+def test_every_schema_error_of_a_file_is_reported_at_once():
+    text = BUNDLE.replace("max_level: internal", "max_level: secret").replace("policy_id: acme", "policy_id: acme\nx: 1")
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, source="p.yaml")
+    assert "2 problem(s)" in str(info.value) and "vendors.openai.max_level" in str(info.value) and "x:" in str(info.value)
+
+
 def test_oversized_file_is_refused():
     with pytest.raises(PolicyError, match="larger than"):
         parse_policy(BUNDLE + "#" * 1_100_000)
