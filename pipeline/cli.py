@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--file", help="JSONL file, one event per line (occurred_at as RFC 3339)")
     src.add_argument("--synthetic", type=int, metavar="N", help="generate N realistic events")
     s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--emitter-id")
+    s.add_argument("--emitter-id", help="names one numbering (emitter_seq from 0): a new run needs a new id, "
+                   "or verify reports emitter_seq_reused (default: a fresh sdk-<uuid>)")
     s.set_defaults(func=cmd_emit)
 
     s = sub.add_parser("query", help="retrieve records by identity, time, vendor, policy version ...",

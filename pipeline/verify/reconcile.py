@@ -24,14 +24,19 @@ def reconcile_emitters(events: Iterable[tuple[str, int, str, str]], *, start_at_
 
     `events` are (emitter_id, emitter_seq, event_id, ts) of every chained record. Each emitter
     numbers from 0; a number between 0 (or its lowest seen, when start_at_zero is False,
-    e.g. for a time-range check) and its highest seen that no record carries is reported.
-    Returns (emitters seen, failures).
+    e.g. for a time-range check) and its highest seen that no record carries is reported, and
+    so is a number that two different events carry (`emitter_seq_reused`). Returns (emitters
+    seen, failures).
     """
-    seqs: dict[str, set[int]] = {}
-    for emitter_id, emitter_seq, *_ in events:
-        if emitter_id and type(emitter_seq) is int and emitter_seq >= 0:
-            seqs.setdefault(emitter_id, set()).add(emitter_seq)
+    seqs: dict[str, dict[int, str]] = {}  # emitter -> emitter_seq -> the event id first seen with it
     failures: list[Failure] = []
+    for emitter_id, emitter_seq, event_id, *_ in events:
+        if emitter_id and type(emitter_seq) is int and emitter_seq >= 0:
+            first = seqs.setdefault(emitter_id, {}).setdefault(emitter_seq, event_id)
+            if first != event_id:  # one number, two events: a restarted emitter counting from 0 again
+                failures.append(Failure(f"emitter:{emitter_id}", emitter_seq, "emitter_seq_reused",
+                                        f"emitter_seq {emitter_seq} numbers events {first} and {event_id}: an emitter "
+                                        "that restarts needs a new emitter_id (or to resume its numbering)"))
     for emitter_id, have in sorted(seqs.items()):
         ordered = sorted(have)
         low = 0 if start_at_zero else ordered[0]

@@ -32,6 +32,7 @@ REASONS = (
     "reorder",  # records appear out of seq order
     "duplicate_event",  # one event_id chained twice
     "emitter_gap",  # an emitter numbered an event the chains lack
+    "emitter_seq_reused",  # two different events carry one emitter's same number (a restart from 0)
     "bad_checkpoint",  # a checkpoint note that does not verify under the pinned checkpoint key
     "root_mismatch",  # the stored records' Merkle root differs from a signed checkpoint's
     "truncated",  # records a signed checkpoint covers are missing (or the whole chain is)

@@ -269,3 +269,12 @@ def test_every_chain_is_still_checked_when_one_holds_a_malformed_row():
     assert [(f.origin, f.seq, f.reason) for f in report.failures if f.reason == "malformed_payload"] == [
         (bad[0].origin, 2, "malformed_payload")]
     assert json.loads(report.json_text())["ok"] is False
+
+
+def test_an_emitter_that_restarts_its_numbering_is_reported():
+    events = [("edge-1", 0, "a", "t"), ("edge-1", 1, "b", "t"), ("edge-1", 0, "c", "t"), ("edge-1", 0, "d", "t"),
+              ("edge-2", 0, "e", "t"), ("edge-2", 0, "e", "t")]  # the same event twice is a duplicate, not a reuse
+    n, failures = reconcile_emitters(events)
+    assert n == 2
+    assert [(f.origin, f.seq, f.reason) for f in failures] == [("emitter:edge-1", 0, "emitter_seq_reused")] * 2
+    assert "events a and c" in failures[0].detail
