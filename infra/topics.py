@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.errors import InfraError
@@ -59,7 +60,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def ensure_topics(settings: Settings, *, replication_factor: int = 1, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics with their configs; returns the names created. Idempotent."""
     admin = AdminClient(kafka_config.client(settings))
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    try:
+        existing = set(admin.list_topics(timeout=min(timeout_s, 10.0)).topics)
+    except KafkaException as exc:
+        raise InfraError(f"no Kafka broker answers at {settings.kafka.bootstrap_servers} "
+                         f"({exc.args[0].str() if exc.args else exc}): start one (`aiaudit infra up`) or set "
+                         "AIAUDIT_KAFKA__BOOTSTRAP_SERVERS") from None
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     if not wanted:
         return []

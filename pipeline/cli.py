@@ -165,10 +165,16 @@ def cmd_emit(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.emit.producer import Emitter
     from pipeline.emit.synthetic import SyntheticEvents
 
+    if args.file:
+        try:
+            fh = open(args.file, encoding="utf-8")  # noqa: SIM115  # closed below; opened before any broker work
+        except OSError as exc:
+            raise ConfigError(f"{args.file}: cannot read the events file: {exc.strerror}") from None
     emitter = Emitter(settings, emitter_id=args.emitter_id)
+    emitter.check_broker()
     sent = 0
     if args.file:
-        with open(args.file, encoding="utf-8") as fh:
+        with fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -526,6 +532,12 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     if args.port:
         settings.gateway.port = args.port
     app = build_app(settings)
+    gw, g = app.state.gateway, settings.gateway
+    policy = gw.policies.current
+    print(f"aiaudit gateway {gw.gateway_id} on http://{g.host}:{g.port}/v1 (and /r/<route>/v1)\n"
+          f"  policy {policy.policy_id} version {policy.version} (published to {settings.kafka.policies_topic})\n"
+          f"  routes: {', '.join(sorted(policy.bundle.routes))}; vendors: {', '.join(sorted(gw.vendors))}\n"
+          f"  evidence to {settings.kafka.requests_topic} at {settings.kafka.bootstrap_servers}", file=sys.stderr)
     uvicorn.run(app, host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
                 loop="uvloop", http="httptools", access_log=False)
     return 0
@@ -705,10 +717,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is one line naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            name = "AIAUDIT_" + "__".join(str(p).upper() for p in e["loc"])
+            got = f" (got {str(e['input'])[:40]!r})" if isinstance(e.get("input"), (str, int, float)) else ""
+            problems.append(f"{name}: {e['msg']}{got}")
+        raise ConfigError("; ".join(problems)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = _settings()
         return int(args.func(args, settings))
     except AiAuditError as exc:
         print(f"aiaudit: error: {exc}", file=sys.stderr)

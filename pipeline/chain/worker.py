@@ -262,7 +262,7 @@ class ChainWorker:
                     if msg.error():
                         if msg.error().fatal():
                             raise InfraError(f"chain consumer: {msg.error()}")
-                        log.warning("chain consumer: %s", msg.error())
+                        kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "chain worker", msg.error()))
                         continue
                     by_partition.setdefault(msg.partition(), []).append(
                         InputMessage(msg.value() or b"", msg.key(), Source(msg.topic(), msg.partition(), msg.offset())))

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline import contract
-from pipeline.errors import DeliveryFailed
+from pipeline.errors import DeliveryFailed, InfraError
 from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 
@@ -81,6 +81,16 @@ class Emitter:
         from pipeline.contract.registry import RegistryClient
 
         return RegistryClient(registry_url).register(f"{contract.parsed_schema()['name']}-value", contract.schema_text())
+
+    def check_broker(self, timeout_s: float = 5.0) -> None:
+        """Raise InfraError, naming the bootstrap servers, when no broker answers within timeout_s
+        (so a user learns it in seconds, not from a flush that waits for every event)."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise InfraError(f"no Kafka broker answers at {self.settings.kafka.bootstrap_servers} within "
+                             f"{timeout_s:.0f}s ({exc.args[0].str() if exc.args else exc}): start one "
+                             "(`aiaudit infra up`) or set AIAUDIT_KAFKA__BOOTSTRAP_SERVERS") from None
 
     def emit(self, event: dict[str, Any], *, key: str | None = None, timeout_s: float = 30.0) -> int:
         """Validate, number and send one event; returns its emitter_seq.

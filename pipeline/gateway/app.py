@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -214,6 +215,7 @@ class Gateway:
         call = Call(principal, route, operation, policy, body, "\n".join(texts), prompt_class,
                     decide(policy, route, principal.role, body["model"], prompt_class), label,
                     trace_context(request.headers.get("traceparent")), self.clock())
+        request.state.request_id = call.event_id  # the response's X-Request-Id is the record's event_id
         return call
 
     def _route_fails_closed(self, call: Call) -> bool:
@@ -284,11 +286,26 @@ class Gateway:
         return self._gate(call) or call
 
     def _answer(self, call: Call, upstream: Answer, outcome: Outcome) -> Response:
-        """Record the request, then pass the vendor's answer on (unless a fail-closed route could not record it)."""
+        """Record the request, then pass the vendor's answer on (unless a fail-closed route could not
+        record it). A vendor's error is not passed on: its body can name internals."""
+        if not upstream.ok:
+            return self._vendor_refused(call, upstream.status, upstream.body, outcome.latency_us)
         failed = self._record(call, outcome)
         if failed and self._route_fails_closed(call):
             return _no_evidence()
         return Response(upstream.body, upstream.status, media_type=upstream.content_type)
+
+    def _vendor_refused(self, call: Call, status: int, body: bytes, latency_us: int) -> Response:
+        """A vendor's non-2xx answer: its detail goes to the record and the log, the caller gets the
+        status and a generic message with the request id (the record's event_id)."""
+        detail = body[:300].decode("utf-8", "replace")
+        log.warning("request %s: upstream %s answered %d: %s", call.event_id, call.decision.target, status, detail)
+        failed = self._record(call, Outcome(latency_us=latency_us, error=f"upstream status {status}: {detail}"))
+        if failed and self._route_fails_closed(call):
+            return _no_evidence()
+        status = status if 400 <= status < 600 else 502  # a redirect or 1xx is not an answer to pass on
+        return _error(status, f"the AI vendor answered {status} (request {call.event_id}); the gateway's operators "
+                              "can see why", "upstream_error", f"upstream_{status}")
 
     async def chat(self, request: Request) -> Response:
         call = await self._admit(request, "chat")
@@ -327,11 +344,15 @@ class Gateway:
                        error=error)
 
     def _upstream_failed(self, call: Call, exc: UpstreamError, started: float) -> Response:
+        """The vendor could not be reached or timed out: the detail (hosts, ports, library errors)
+        goes to the record and the log; the caller gets a generic message with the request id."""
         latency = int((time.perf_counter() - started) * 1e6)
+        log.warning("request %s: upstream failed: %s", call.event_id, exc)
         failed = self._record(call, Outcome(latency_us=latency, error=f"upstream failed: {exc}"))
         if failed and self._route_fails_closed(call):
             return _no_evidence()
-        return _error(exc.status, f"upstream {exc}", "upstream_error")
+        what = {504: "timed out", 400: "cannot take this model name"}.get(exc.status, "could not be used")
+        return _error(exc.status, f"the AI vendor {what} (request {call.event_id})", "upstream_error")
 
     async def _chat_stream(self, call: Call, vendor: Vendor, payload: bytes) -> Response:
         started = time.perf_counter()
@@ -344,12 +365,10 @@ class Gateway:
             try:
                 body = await upstream.read()
             except UpstreamError as exc:
-                body = orjson.dumps({"error": {"message": str(exc), "type": "upstream_error"}})
+                body = str(exc).encode()
             finally:
                 upstream.close()
-            self._record(call, Outcome(latency_us=int((time.perf_counter() - started) * 1e6),
-                                       error=f"upstream status {upstream.status}"))
-            return Response(body, upstream.status, media_type=upstream.content_type)
+            return self._vendor_refused(call, upstream.status, body, int((time.perf_counter() - started) * 1e6))
 
         async def relay() -> AsyncIterator[bytes]:
             tally = wire.StreamTally()
@@ -422,6 +441,29 @@ class _Refused(Exception):
         self.response = response
 
 
+class RequestId:
+    """ASGI middleware: every response carries `X-Request-Id`. For a request that reached a
+    decision it is the event_id of its record (`aiaudit query` finds the evidence of a call by
+    it); otherwise (refused before that) a fresh id that the gateway's log line carries."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                rid = state.get("request_id") or str(uuid.uuid4())
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode("ascii"))]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def build_app(settings: Settings, evidence: Evidence | None = None) -> Starlette:
     """The ASGI app. Raises ConfigError/PolicyError for bad files, DeliveryFailed when the
     policy bundle cannot be published (nothing may run under a policy an auditor cannot fetch)."""
@@ -438,6 +480,6 @@ def build_app(settings: Settings, evidence: Evidence | None = None) -> Starlette
         routes += [Route(f"{prefix}/v1/models", gw.models, methods=["GET"]),
                    Route(f"{prefix}/v1/chat/completions", gw.chat, methods=["POST"]),
                    Route(f"{prefix}/v1/embeddings", gw.embeddings, methods=["POST"])]
-    app = Starlette(routes=routes, lifespan=gw.lifespan)
+    app = Starlette(routes=routes, lifespan=gw.lifespan, middleware=[Middleware(RequestId)])
     app.state.gateway = gw
     return app

@@ -5,6 +5,8 @@ other OpenAI-compatible endpoints, vLLM, Ollama ...). `azure` kind:
 `<base_url>/openai/deployments/<model>/<operation>?api-version=...` with an `api-key` header.
 Every call is bounded: connect and per-read timeouts from the vendor's entry, so a hung
 upstream fails the request (and its event is still emitted) instead of holding it forever.
+Redirects are never followed: a vendor answering 307 to another host must not make the
+gateway resend the prompt, and its key, there.
 
 Why aiohttp and not httpx here: measured on this machine, an httpx AsyncClient round trip to
 a local server costs ~1.3 ms at the median against ~0.35 ms for aiohttp, most of the
@@ -14,15 +16,20 @@ gateway's 2 ms budget (bench/gateway_bench.py).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from pipeline.errors import UpstreamError
 from pipeline.gateway.config import Upstream
+
+# An Azure deployment name as it may appear in a URL path segment.
+DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,16 @@ class Vendor:
         headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         base = self.spec.base_url.rstrip("/")
         if self.spec.kind == "azure":
+            # The model names a deployment in the URL path: a strict name, and quoted besides, so
+            # `gpt-4o-x/../../other-deployment`, `?` or `#` can never reach another deployment
+            # with the gateway's api-key.
+            if not DEPLOYMENT_NAME.fullmatch(model):
+                raise UpstreamError(f"{self.name}: model {model[:80]!r} is not a deployment name "
+                                    "(letters, digits, '.', '_', '-'; at most 64)", 400)
             if self._key:
                 headers["api-key"] = self._key
-            return f"{base}/openai/deployments/{model}/{operation}", {"api-version": self.spec.api_version}, headers
+            path = f"{base}/openai/deployments/{quote(model, safe='')}/{operation}"
+            return path, {"api-version": self.spec.api_version}, headers
         if self._key:
             headers["authorization"] = f"Bearer {self._key}"
         return f"{base}/{operation}", {}, headers
@@ -124,7 +138,8 @@ class Vendor:
         """A complete response. Raises UpstreamError on failure or timeout."""
         url, params, headers = self._target(operation, model)
         try:
-            async with self._client().post(url, data=body, params=params, headers=headers) as response:
+            async with self._client().post(url, data=body, params=params, headers=headers,
+                                           allow_redirects=False) as response:
                 return Answer(response.status, response.headers.get("content-type"), await response.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(self.name, exc) from exc
@@ -133,7 +148,8 @@ class Vendor:
         """A response whose headers have arrived; read its events, then close it."""
         url, params, headers = self._target(operation, model)
         try:
-            response = await self._client().post(url, data=body, params=params, headers=headers)
+            response = await self._client().post(url, data=body, params=params, headers=headers,
+                                                 allow_redirects=False)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(self.name, exc) from exc
         return Stream(self.name, response)

@@ -10,18 +10,47 @@ librdkafka.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import Any
 
 from pipeline.settings import Settings
 
 Config = dict[str, Any]
 
+# librdkafka's own log lines go through Python logging under this name (not raw to stderr), at
+# WARNING and above, and each distinct line at most once per REPEAT_S: a broker that is down
+# makes it repeat the same connection error on every retry.
+LOG = logging.getLogger("aiaudit.kafka")
+REPEAT_S = 60.0
+
+
+class _OncePerInterval(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", record.getMessage())[:300]  # "after 0ms", ports, counters vary
+        now = time.monotonic()
+        if now - self._last.get(key, -REPEAT_S) < REPEAT_S:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+LOG.setLevel(logging.WARNING)
+LOG.addFilter(_OncePerInterval())
+
 
 def client(settings: Settings, **extra: Any) -> Config:
     """Properties every client of this deployment shares, plus `extra` (last wins)."""
     k = settings.kafka
     secrets = {name: value.get_secret_value() for name, value in k.client_config.items()}
-    return {"bootstrap.servers": k.bootstrap_servers, **secrets, **extra}
+    return {"bootstrap.servers": k.bootstrap_servers, "logger": LOG, **secrets, **extra}
 
 
 def consumer(settings: Settings, group: str, *, read_committed: bool = True, **extra: Any) -> Config:
@@ -54,3 +83,13 @@ def transactional_producer(settings: Settings, transactional_id: str, **extra: A
     """A producer whose writes and input offsets commit together. A new producer with the same
     transactional id fences the old one (a zombie after a rebalance or a restart)."""
     return producer(settings, **{"transactional.id": transactional_id, "transaction.timeout.ms": 60000, **extra})
+
+
+BROKER_DOWN_CODES = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_MSG_TIMED_OUT")
+
+
+def consumer_problem(settings: Settings, who: str, error: Any) -> str:
+    """A consumer error in our words: a broker that cannot be reached is named with its address."""
+    if error.name() in BROKER_DOWN_CODES:
+        return f"{who}: broker unreachable at {settings.kafka.bootstrap_servers}; retrying ({error.str()})"
+    return f"{who}: {error}"

@@ -76,7 +76,7 @@ class SinkWorker:
                     if msg.error():
                         if msg.error().fatal():
                             raise InfraError(f"sink consumer: {msg.error()}")
-                        log.warning("sink consumer: %s", msg.error())
+                        kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "sink worker", msg.error()))
                         continue
                     if not self.pending:
                         batch_started = time.monotonic()

@@ -5,11 +5,12 @@ Behaviour by requested model (the gateway forwards the model it decided on):
     fail-500   answers 500 with an OpenAI error body
     hang       never answers (the gateway's read timeout must end the request)
     stall      streams one chunk, then hangs
+    redirect   answers 307 to /elsewhere/... on this server (a gateway must not follow it)
     anything   answers "echo: <last user message>" (so tests see what the vendor received);
                a prompt containing "leak" gets a reply with an e-mail address in it
 
 It also serves `/jwks.json` (the public keys tests sign OIDC tokens with) and remembers every
-request it received in `received`.
+request it received in `received` (and any that reached /elsewhere in `elsewhere`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ from starlette.routing import Route
 class FakeUpstream:
     def __init__(self, jwks: dict[str, Any] | None = None) -> None:
         self.received: list[dict[str, Any]] = []
+        self.elsewhere: list[dict[str, Any]] = []
         self.jwks = jwks or {"keys": []}
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/jwks.json", self.keys, methods=["GET"]),
+            Route("/elsewhere/{path:path}", self.other_host, methods=["POST"]),
         ])
+
+    async def other_host(self, request: Request) -> Response:
+        self.elsewhere.append({"body": await request.body(), "headers": dict(request.headers)})
+        return JSONResponse({"id": "x", "choices": [{"message": {"role": "assistant", "content": "redirected"}}]})
 
     async def keys(self, _request: Request) -> Response:
         return JSONResponse(self.jwks)
@@ -45,6 +52,8 @@ class FakeUpstream:
         body = orjson.loads(await request.body())
         self.received.append({"body": body, "headers": dict(request.headers)})
         model = body["model"]
+        if model == "redirect":
+            return Response(b"", 307, headers={"location": str(request.url).replace("/v1/", "/elsewhere/v1/")})
         if model == "fail-500":
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, 500)
         if model == "hang":

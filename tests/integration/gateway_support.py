@@ -31,7 +31,7 @@ retention_days: {standard: 30}
 routes:
   default:
     roles: [engineer, agent-role]
-    vendors: {openai: ["gpt-*", "fail-500", "hang", "stall"]}
+    vendors: {openai: ["gpt-*", "fail-500", "hang", "stall", "redirect"]}
     redact: ["pii.email"]
     deny: ["secret.*"]
     reroute: {vendor: local, model: local-model}

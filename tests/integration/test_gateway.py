@@ -52,6 +52,21 @@ def test_allowed_request_is_answered_and_recorded_with_the_authenticated_identit
     assert gw.upstream.received[-1]["headers"].get("authorization") is None
 
 
+def test_every_response_carries_a_request_id_that_finds_its_record(gw: GatewayUnderTest):
+    allowed = gw.client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello"}], user="rid-1")
+    rid = allowed.headers["x-request-id"]
+    assert gw.event("rid-1")["event_id"] == rid
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        chat(gw.client(), "debug this: AKIAIOSFODNN7EXAMPLE", "rid-2")
+    assert denied.value.response.headers["x-request-id"] == gw.event("rid-2")["event_id"]
+    with pytest.raises(openai.AuthenticationError) as refused:  # no record: still an id for the log line
+        chat(gw.client(token="aiak_not-a-key"), "hi", "rid-3")
+    other = refused.value.response.headers["x-request-id"]
+    assert len(other) == 36 and other != rid
+    assert httpx.get(f"{gw.url}/healthz").headers["x-request-id"]
+
+
 def test_secret_in_prompt_is_denied_and_recorded_without_reaching_the_vendor(gw: GatewayUnderTest):
     with pytest.raises(openai.PermissionDeniedError, match="secret.aws_key"):
         chat(gw.client(), "debug this: AKIAIOSFODNN7EXAMPLE", "deny-1")
@@ -148,14 +163,18 @@ def test_oidc_agent_token_records_the_agent_and_the_person_it_acts_for(gw: Gatew
 
 
 def test_failing_and_hanging_upstreams_end_in_bounded_time_and_are_recorded(gw: GatewayUnderTest):
-    with pytest.raises(openai.InternalServerError):
+    with pytest.raises(openai.InternalServerError) as failed:
         chat(gw.client(), "hi", "fail-1", model="fail-500")
     ev = gw.event("fail-1")
-    assert ev["decision"] == "allow" and "upstream status 500" in ev["decision_reasons"]
+    assert ev["decision"] == "allow"
+    assert any(r.startswith("upstream status 500") and "upstream exploded" in r for r in ev["decision_reasons"])
+    # The caller gets a generic error with the request id; the vendor's own words stay in the record.
+    assert "upstream exploded" not in str(failed.value) and ev["event_id"] in str(failed.value)
     started = time.monotonic()
     with pytest.raises(openai.InternalServerError) as err:
         chat(gw.client(), "hi", "hang-1", model="hang")
     assert err.value.status_code == 504 and time.monotonic() - started < 10  # the vendor's timeout is 1 s
+    assert "127.0.0.1" not in str(err.value) and "Timeout" not in str(err.value)  # no internals to the caller
     ev = gw.event("hang-1")
     assert any("timed out" in r for r in ev["decision_reasons"]) and ev["response_classification"] is None
     # A stream that stalls mid-way ends with an error event instead of [DONE], and is recorded.
@@ -165,6 +184,14 @@ def test_failing_and_hanging_upstreams_end_in_bounded_time_and_are_recorded(gw: 
         list(stream)
     ev = gw.event("stall-1")
     assert any("stalled" in r for r in ev["decision_reasons"])
+
+
+def test_a_vendor_redirect_is_not_followed_and_the_prompt_goes_nowhere_else(gw: GatewayUnderTest):
+    with pytest.raises(openai.APIStatusError) as err:
+        chat(gw.client(), "the secret plan", "redir-1", model="redirect")
+    assert err.value.status_code == 502 and gw.upstream.elsewhere == []
+    ev = gw.event("redir-1")
+    assert any(r.startswith("upstream status 307") for r in ev["decision_reasons"])
 
 
 def test_bad_policy_file_never_replaces_the_good_one_and_every_bundle_is_published(gw: GatewayUnderTest):

@@ -31,6 +31,20 @@ def test_azure_kind_addresses_the_deployment_with_an_api_key_header(tmp_path):
     assert "authorization" not in headers
 
 
+@pytest.mark.parametrize("model", ["gpt-4o-x/../../o1-secret-deployment", "gpt-4o?api-version=1", "gpt-4o#x",
+                                   "gpt 4o", "", "a" * 65, "../x", "gpt%2F..", "-leading-dash"])
+def test_azure_deployment_names_cannot_leave_their_path_segment(tmp_path, model):
+    """Model names reach the Azure URL path: `../`, `?`, `#` would reach another deployment with the gateway's key."""
+    from pipeline.errors import UpstreamError
+
+    key = tmp_path / "azure.key"
+    key.write_text("az-secret\n")
+    v = Vendor.open("azure", Upstream(base_url="https://acme.openai.azure.com", kind="azure", api_key_file=key))
+    with pytest.raises(UpstreamError, match="not a deployment name") as info:
+        v._target("chat/completions", model)
+    assert info.value.status == 400
+
+
 def test_missing_vendor_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("ITEST_UNSET_KEY", raising=False)
     with pytest.raises(ConfigError, match="ITEST_UNSET_KEY is not set"):
