@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -48,6 +49,12 @@ from pipeline.gateway.upstream import Answer, Vendor
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
+ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_LABEL_CHARS = 256
+MAX_VENDOR_TEXT_CHARS = 256  # what a vendor names (its model) is cut to this in the record
+TRUNCATED = "…[truncated]"
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
@@ -195,6 +202,15 @@ class Gateway:
             raise _Refused(_error(400, "request body is not JSON", "invalid_request_error")) from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise _Refused(_error(400, "request body must be an object with a `model`", "invalid_request_error"))
+        # What the caller controls is bounded here, before any vendor call: a value the record
+        # cannot hold must never reach a vendor and leave no evidence.
+        if not MODEL_NAME.fullmatch(body["model"]):
+            raise _Refused(_error(400, "`model` must be 1-128 letters, digits and . _ : / @ + - (no '..')",
+                                  "invalid_request_error", "invalid_model"))
+        if ".." in body["model"]:
+            raise _Refused(_error(400, "`model` must not contain '..'", "invalid_request_error", "invalid_model"))
+        if "stream" in body and type(body["stream"]) is not bool:
+            raise _Refused(_error(400, "`stream` must be true or false (a JSON boolean)", "invalid_request_error"))
         return body
 
     async def _begin(self, request: Request, operation: str) -> Call:
@@ -211,7 +227,12 @@ class Gateway:
         policy = self.policies.current
         prompt_class = policy.classifier.classify_all(texts)
         route = request.path_params.get("route", "default")
+        if not ROUTE_NAME.fullmatch(route):
+            raise _Refused(_error(404, "no such route (route names are 1-64 letters, digits, - and _)",
+                                  "invalid_request_error", "unknown_route"))
         label = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("x-user")
+        if label is not None and len(label) > MAX_LABEL_CHARS:  # a label only, never identity: kept, cut short
+            label = label[:MAX_LABEL_CHARS] + TRUNCATED
         call = Call(principal, route, operation, policy, body, "\n".join(texts), prompt_class,
                     decide(policy, route, principal.role, body["model"], prompt_class), label,
                     trace_context(request.headers.get("traceparent")), self.clock())
@@ -338,7 +359,10 @@ class Gateway:
     @staticmethod
     def _outcome(call: Call, answer: wire.ChatAnswer, latency_us: int, error: str | None = None) -> Outcome:
         """The event's view of a vendor's answer: the response classified under the call's policy."""
-        return Outcome(response_model=answer.model, response_text=answer.text,
+        model = answer.model
+        if model is not None and len(model) > MAX_VENDOR_TEXT_CHARS:  # the vendor's words: cut, and marked so
+            model = model[:MAX_VENDOR_TEXT_CHARS] + TRUNCATED
+        return Outcome(response_model=model, response_text=answer.text,
                        response_class=call.policy.classifier.classify(answer.text) if answer.text is not None else None,
                        input_tokens=answer.input_tokens, output_tokens=answer.output_tokens, latency_us=latency_us,
                        error=error)

@@ -20,6 +20,9 @@ from pipeline.gateway.classify import Classification
 from pipeline.gateway.identity import Principal
 from pipeline.gateway.policy import Decision, Policy
 
+MAX_REASON_CHARS = 1024  # each decision reason (they quote model names, vendor errors ...)
+MAX_REASONS = 64
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
@@ -84,7 +87,9 @@ def build_event(*, event_id: str, occurred_at: datetime, principal: Principal, u
         "policy_id": policy.policy_id,
         "policy_version": policy.version,
         "decision": decision.decision,
-        "decision_reasons": [*decision.reasons, *extra_reasons],
+        # Reasons quote what callers and vendors said: each bounded, and the list (the contract's limits).
+        "decision_reasons": [r if len(r) <= MAX_REASON_CHARS else r[:MAX_REASON_CHARS] + "…[truncated]"
+                             for r in [*decision.reasons, *extra_reasons]][:MAX_REASONS],
         "retention_scope": retention_scope,
         "gen_ai_usage_input_tokens": outcome.input_tokens,
         "gen_ai_usage_output_tokens": outcome.output_tokens,

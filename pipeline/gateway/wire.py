@@ -67,11 +67,23 @@ def redacted(body: dict[str, Any], operation: str, clean: Clean) -> dict[str, An
     return body
 
 
+MAX_TOKENS = 2**31 - 1  # the contract's int
+
+
+def _count(value: Any) -> int:
+    """A token count a vendor gave: a non-negative integer within the contract's int, else 0."""
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else 0
+
+
 def usage_tokens(usage: Any) -> tuple[int, int]:
-    """(input, output) tokens of an OpenAI `usage` object; 0 for what is absent."""
+    """(input, output) tokens of an OpenAI `usage` object; 0 for what is absent or not a count."""
     if not isinstance(usage, dict):
         return 0, 0
-    return int(usage.get("prompt_tokens", 0) or 0), int(usage.get("completion_tokens", 0) or 0)
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _model(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -88,15 +100,21 @@ def chat_answer(data: Any) -> ChatAnswer | None:
     """A chat completion's text, model and usage; None when it is not a JSON object."""
     if not isinstance(data, dict):
         return None
-    text = "\n".join(c.get("message", {}).get("content") or "" for c in data.get("choices", []) if isinstance(c, dict))
-    return ChatAnswer(data.get("model"), text, *usage_tokens(data.get("usage")))
+    choices = data.get("choices")
+    texts = []
+    for choice in choices if isinstance(choices, list) else []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+    return ChatAnswer(_model(data.get("model")), "\n".join(texts), *usage_tokens(data.get("usage")))
 
 
 def embeddings_answer(data: Any) -> ChatAnswer:
     """An embeddings answer's model and input tokens (no text, no output); empty when it is not a JSON object."""
     if not isinstance(data, dict):
         return ChatAnswer()
-    return ChatAnswer(data.get("model"), None, usage_tokens(data.get("usage"))[0], 0)
+    return ChatAnswer(_model(data.get("model")), None, usage_tokens(data.get("usage"))[0], 0)
 
 
 def sse_data(event: bytes) -> bytes:
@@ -119,10 +137,12 @@ class StreamTally:
         """Take in one chunk's data; a chunk that is not the expected JSON is passed over."""
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
             chunk = orjson.loads(data)
-            self.model = chunk.get("model") or self.model
-            self.usage = chunk.get("usage") or self.usage
-            for choice in chunk.get("choices") or []:
-                content = (choice.get("delta") or {}).get("content")
+            self.model = _model(chunk.get("model")) or self.model
+            self.usage = chunk.get("usage") if isinstance(chunk.get("usage"), dict) else self.usage
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else []:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                content = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(content, str):
                     self.parts.append(content)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import orjson
 
 from pipeline.gateway import wire
@@ -68,3 +70,35 @@ def test_sse_data_joins_data_lines():
     assert wire.sse_data(b"event: x\ndata: {\"a\":1}\n\n") == b'{"a":1}'
     assert wire.sse_data(b"data: [DONE]\n\n") == wire.DONE
     assert wire.sse_data(b": comment\n\n") == b""
+
+
+HOSTILE_ANSWERS = [
+    {"choices": [{"message": "a string"}]},
+    {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "x", "completion_tokens": [1]}},
+    {"choices": "x"}, {"model": 5, "choices": []}, {"choices": [None, 3, []]},
+    {"usage": "x", "choices": [{"message": {"content": ["a"]}}]},
+    {"usage": {"prompt_tokens": -3, "completion_tokens": 2**40}, "choices": [{"message": None}]},
+    {"usage": {"prompt_tokens": True, "completion_tokens": 1.5}},
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE_ANSWERS)
+def test_a_malformed_vendor_answer_never_raises_and_yields_only_contract_types(data):
+    """A vendor's answer of any shape is recorded (an upstream oddity), never a 500 without an event."""
+    from pipeline.gateway.wire import MAX_TOKENS, chat_answer, embeddings_answer
+
+    for answer in (chat_answer(data), embeddings_answer(data)):
+        assert answer.model is None or isinstance(answer.model, str)
+        assert answer.text is None or isinstance(answer.text, str)
+        assert all(type(n) is int and 0 <= n <= MAX_TOKENS for n in (answer.input_tokens, answer.output_tokens))
+
+
+def test_a_malformed_stream_chunk_is_passed_over():
+    from pipeline.gateway.wire import StreamTally
+
+    tally = StreamTally()
+    for data in (b'{"choices": "x"}', b'{"choices": [{"delta": "s"}]}', b'{"model": 7, "usage": "u"}',
+                 b'{"choices": [{"delta": {"content": "ok"}}], "model": "m"}', b"[1, 2]", b"not json"):
+        tally.add(data)
+    answer = tally.answer()
+    assert answer.text == "ok" and answer.model == "m" and (answer.input_tokens, answer.output_tokens) == (0, 0)
