@@ -248,10 +248,13 @@ class Gateway:
         None, or why evidence could not be handed over."""
         route = call.policy.route(call.route)
         rule = route.content if route else "none"
+        if call.decision.decision == "deny" and not (route and route.keep_denied_content):
+            rule = "none"  # a denied prompt (a secret, say) is not kept, nor committed to, unless the route asks
         scope = route.retention_scope if route else "standard"
         target = call.decision.target
         vendor = self.vendors.get(target.vendor) if target else None
-        commitments = commit(rule, call.prompt, outcome.response_text, os.urandom(32))
+        prompt = self._kept_prompt(call)
+        commitments = commit(rule, prompt, outcome.response_text, os.urandom(32))
         features = content_features(call.prompt, call.prompt_class, outcome.response_text or "", outcome.response_class)
         event = build_event(
             event_id=call.event_id, occurred_at=call.occurred_at, principal=call.principal,
@@ -269,7 +272,7 @@ class Gateway:
             return str(exc)
         kept = content_message(event_id=call.event_id, occurred_at=call.occurred_at, rule=rule, retention_scope=scope,
                                retention_days=call.policy.bundle.retention_days.get(scope, 30),
-                               commitments=commitments, prompt=call.prompt, response=outcome.response_text)
+                               commitments=commitments, prompt=prompt, response=outcome.response_text)
         if kept is not None:
             self.evidence.keep_content(kept)
         return None
@@ -288,6 +291,13 @@ class Gateway:
                 self._record(call, Outcome())
                 return _no_evidence()
         return None
+
+    @staticmethod
+    def _kept_prompt(call: Call) -> str:
+        """The prompt as policy lets it be kept: what was forwarded, i.e. redacted where the decision redacts."""
+        if not call.decision.redact_categories:
+            return call.prompt
+        return redact(call.prompt, call.policy.classifier.classify(call.prompt), call.decision.redact_categories)
 
     def _outgoing(self, call: Call) -> bytes:
         body = dict(call.body)
@@ -398,26 +408,43 @@ class Gateway:
             tally = wire.StreamTally()
             problem: str | None = None
             done_event: bytes | None = None
+            chunks = 0
+            recorded = False
+
+            def record(error: str | None) -> str | None:
+                nonlocal recorded
+                recorded = True
+                return self._record(call, self._outcome(call, tally.answer(),
+                                                        int((time.perf_counter() - started) * 1e6), error))
+
             try:
-                async for event in upstream.events():
-                    data = wire.sse_data(event)
-                    if data == wire.DONE:
-                        done_event = event  # held back until the event is recorded (fail-closed)
-                        continue
-                    if data:
-                        tally.add(data)
-                    yield event
-            except UpstreamError as exc:
-                problem = f"upstream failed: {exc}"
+                try:
+                    async for event in upstream.events():
+                        data = wire.sse_data(event)
+                        if data == wire.DONE:
+                            done_event = event  # held back until the event is recorded (fail-closed)
+                            continue
+                        if data:
+                            tally.add(data)
+                        chunks += 1
+                        yield event
+                except UpstreamError as exc:
+                    problem = f"upstream failed: {exc}"
+                    log.warning("request %s: %s", call.event_id, problem)
+                finally:
+                    upstream.close()
+                failed = record(problem)
+                if (failed and self._route_fails_closed(call)) or problem:
+                    message = ("evidence cannot be recorded; this route fails closed" if failed
+                               else f"the AI vendor's stream failed (request {call.event_id})")
+                    yield b"data: " + orjson.dumps({"error": {"message": message, "type": "service_unavailable"}}) + b"\n\n"
+                    return
+                yield done_event or b"data: [DONE]\n\n"
             finally:
-                upstream.close()
-            outcome = self._outcome(call, tally.answer(), int((time.perf_counter() - started) * 1e6), problem)
-            failed = self._record(call, outcome)
-            if (failed and self._route_fails_closed(call)) or problem:
-                message = "evidence cannot be recorded; this route fails closed" if failed else problem
-                yield b"data: " + orjson.dumps({"error": {"message": message, "type": "service_unavailable"}}) + b"\n\n"
-                return
-            yield done_event or b"data: [DONE]\n\n"
+                # The caller hung up (the relay was cancelled or closed mid-stream): the vendor had the
+                # prompt, so the request is recorded all the same, with what was seen so far.
+                if not recorded:
+                    record(f"client_disconnected after {chunks} chunk(s), {len(''.join(tally.parts))} character(s)")
 
         return StreamingResponse(relay(), upstream.status, media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})

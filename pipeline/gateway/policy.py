@@ -75,6 +75,8 @@ class RoutePolicy(_Strict):
     reroute: Reroute | None = None
     retention_scope: str = "standard"
     content: Literal["none", "commitments", "full"] = "commitments"
+    # A denied request keeps no content (nor commitment) unless the route keeps it for investigation.
+    keep_denied_content: bool = False
     fail: Literal["closed", "open"] = "closed"
 
 
@@ -148,7 +150,11 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     unknown = _unknown_category_patterns(bundle, classifier.categories)
     if unknown:
         raise PolicyError(_all_of(source, unknown) + f"\n  known categories: {', '.join(classifier.categories)}")
-    canon = canonicalize(bundle.model_dump(mode="json"))
+    dumped = bundle.model_dump(mode="json")
+    for route in dumped["routes"].values():  # added later: absent when off, so older bundles keep their versions
+        if not route["keep_denied_content"]:
+            del route["keep_denied_content"]
+    canon = canonicalize(dumped)
     version = f"{bundle.version}+sha256.{hashlib.sha256(canon).hexdigest()}"
     return Policy(bundle, version, canon, text, classifier)
 

@@ -41,6 +41,8 @@ routes:
   open:
     roles: [engineer]
     vendors: {openai: ["gpt-*"]}
+    redact: ["pii.email"]
+    deny: ["secret.*"]
     retention_scope: standard
     content: full
     fail: open

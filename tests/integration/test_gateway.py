@@ -9,6 +9,7 @@ import time
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.integration.gateway_support import POLICY, GatewayUnderTest, RunningGateway
@@ -184,6 +185,49 @@ def test_failing_and_hanging_upstreams_end_in_bounded_time_and_are_recorded(gw: 
         list(stream)
     ev = gw.event("stall-1")
     assert any("stalled" in r for r in ev["decision_reasons"])
+
+
+def test_a_client_that_hangs_up_mid_stream_still_leaves_its_event(gw: GatewayUnderTest):
+    """The vendor had the prompt: the request is recorded even though the caller went away."""
+    body = {"model": "stall", "stream": True, "user": "hangup-1", "messages": [{"role": "user", "content": "one two"}]}
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", f"{gw.url}/v1/chat/completions", json=body,
+                           headers={"authorization": f"Bearer {gw.keys['alice@itest']}"}) as response:
+            assert response.status_code == 200
+            first = next(response.iter_lines())
+            assert first.startswith("data: ")
+        # leaving the block closes the connection while the vendor's stream is still open
+    ev = gw.event("hangup-1")
+    assert any(r.startswith("client_disconnected after 1 chunk(s)") for r in ev["decision_reasons"]), ev
+    assert ev["decision"] == "allow" and ev["gen_ai_request_model"] == "stall"
+
+
+def test_hostile_request_shapes_are_refused_before_any_vendor_call(gw: GatewayUnderTest):
+    before = len(gw.upstream.received)
+    key = {"authorization": f"Bearer {gw.keys['alice@itest']}"}
+    cases = [({"model": "x" * 5000, "messages": [{"role": "user", "content": "hi"}]}, 400, "invalid_model"),
+             ({"model": "gpt-4o/../../secret", "messages": [{"role": "user", "content": "hi"}]}, 400, "invalid_model"),
+             ({"model": "gpt-4o", "stream": "false", "messages": [{"role": "user", "content": "hi"}]}, 400, "`stream`")]
+    for body, status, why in cases:
+        answer = httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=key)
+        assert answer.status_code == status and why in answer.text, (body, answer.text)
+    long_route = httpx.post(f"{gw.url}/r/{'r' * 5000}/v1/chat/completions", headers=key,
+                            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    assert long_route.status_code == 404
+    assert len(gw.upstream.received) == before  # no vendor saw any of them
+
+
+def test_kept_content_is_what_policy_lets_be_kept(gw: GatewayUnderTest):
+    """On a `content: full` route the redacted text is kept, not the original; a denied prompt not at all."""
+    chat(gw.client(route="open"), "mail carol@example.com the figures", "keep-1")
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(gw.client(route="open"), "use AKIAIOSFODNN7EXAMPLE", "keep-2")
+    kept = {m.key().decode(): orjson.loads(m.value()) for m in read_topic(gw.settings, gw.settings.kafka.content_topic)}
+    redacted, denied = gw.event("keep-1"), gw.event("keep-2")
+    assert kept[redacted["event_id"]]["prompt"] == "mail [REDACTED:pii.email] the figures"
+    assert denied["event_id"] not in kept and denied["prompt_commitment"] is None
+    assert not any(b"AKIAIOSFODNN7EXAMPLE" in m.value() or b"carol@example.com" in m.value()
+                   for m in read_topic(gw.settings, gw.settings.kafka.content_topic))
 
 
 def test_a_vendor_redirect_is_not_followed_and_the_prompt_goes_nowhere_else(gw: GatewayUnderTest):
