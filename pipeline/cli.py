@@ -520,7 +520,14 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         if bundle is None:
             print(f"aiaudit: no policy bundle {args.version} in ClickHouse", file=sys.stderr)
             return 1
+        from pipeline.gateway.policy import bundle_problems
+
+        problems = bundle_problems(args.version, str(bundle["canonical_json"]), str(bundle["source_yaml"]))
+        if problems:
+            print(f"aiaudit: the stored bundle is NOT policy {args.version}: " + "; ".join(problems), file=sys.stderr)
+            return 1
         print(bundle["source_yaml"] if not args.canonical else bundle["canonical_json"])
+        print(f"aiaudit: checked: the bundle hashes to its version {args.version}", file=sys.stderr)
         return 0
     import uvicorn
 

@@ -259,3 +259,23 @@ def bundle_message(policy: Policy, *, loaded_at: str, gateway_id: str) -> dict[s
     return {"policy_id": policy.policy_id, "policy_version": policy.version, "declared_version": policy.bundle.version,
             "canonical_json": policy.canonical_json.decode(), "source_yaml": policy.source_text,
             "loaded_at": loaded_at, "gateway_id": gateway_id}
+
+
+def bundle_problems(version: str, canonical_json: str, source_yaml: str) -> list[str]:
+    """Why a stored bundle is not the one `version` names (empty when it is): the version's hash
+    must be SHA-256 of the stored canonical JSON, and the stored YAML must parse to that version.
+    A store writer can change rows; a bundle that does not hash to its name is not evidence."""
+    problems = []
+    _, sep, digest = version.partition("+sha256.")
+    computed = hashlib.sha256(canonical_json.encode()).hexdigest()
+    if not sep or digest != computed:
+        problems.append(f"its canonical JSON hashes to sha256.{computed}, not to the version's "
+                        f"{'sha256.' + digest if sep else 'hash (the version has none)'}")
+    try:
+        parsed = parse_policy(source_yaml, source="the stored YAML").version
+    except PolicyError as exc:
+        problems.append(f"the stored YAML is not a valid bundle: {str(exc)[:200]}")
+    else:
+        if parsed != version:
+            problems.append(f"the stored YAML is version {parsed}")
+    return problems

@@ -131,3 +131,16 @@ def test_bundle_message_carries_the_exact_text_and_canonical_form():
     msg = bundle_message(P, loaded_at="2026-11-28T08:00:00+00:00", gateway_id="gw-1")
     assert msg["source_yaml"] == BUNDLE and msg["policy_version"] == P.version
     assert msg["canonical_json"].startswith("{") and '"policy_id":"acme"' in msg["canonical_json"]
+
+
+def test_a_stored_bundle_must_hash_to_the_version_it_is_stored_under():
+    from pipeline.gateway.policy import bundle_problems
+
+    assert bundle_problems(P.version, P.canonical_json.decode(), BUNDLE) == []
+    # Someone with write access to the policies table swaps the rules under the old version.
+    lax = parse_policy(BUNDLE.replace('deny: ["secret.*"]', "deny: []"))
+    swapped = bundle_problems(P.version, lax.canonical_json.decode(), BUNDLE.replace('deny: ["secret.*"]', "deny: []"))
+    assert len(swapped) == 2 and "hashes to sha256." in swapped[0] and "stored YAML is version" in swapped[1]
+    only_yaml = bundle_problems(P.version, P.canonical_json.decode(), BUNDLE.replace('deny: ["secret.*"]', "deny: []"))
+    assert len(only_yaml) == 1 and "stored YAML is version" in only_yaml[0]
+    assert "has none" in bundle_problems("2026.11.0+sha256:9b3e5a6c2d18", P.canonical_json.decode(), BUNDLE)[0]
