@@ -178,11 +178,26 @@ def _write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
         fh.write(pem)
 
 
+def _check_folder(folder: Path) -> None:
+    """A folder holding keys must not be writable by group or others: whoever can write it can
+    swap a key file or the JWKS beside it."""
+    mode = folder.stat().st_mode
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SigningKeyError(f"{folder}: the keys folder is writable by others (mode {oct(mode & 0o777)}), so a key "
+                              f"could be swapped; fix it with: chmod go-w {folder}")
+
+
 def _load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
-        mode = path.stat().st_mode
+        _check_folder(path.parent)
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            raise SigningKeyError(f"{path}: a private key must be a file, not a symbolic link (point the setting at "
+                                  "the file itself)")
+        mode = info.st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SigningKeyError(f"{path}: private key is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
+            raise SigningKeyError(f"{path}: private key is readable or writable by others (mode {oct(mode & 0o777)}); "
+                                  f"fix it with: chmod 600 {path}")
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read signing key: {exc.strerror}") from exc

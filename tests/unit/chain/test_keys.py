@@ -39,8 +39,26 @@ def test_generate_writes_0600_key_and_keeps_old_public_keys(tmp_path):
 def test_key_readable_by_others_is_refused(tmp_path):
     path, _ = generate_key(tmp_path)
     path.chmod(0o644)
-    with pytest.raises(SigningKeyError, match="readable by others"):
+    with pytest.raises(SigningKeyError, match="readable or writable by others.*chmod 600"):
         load_signer(path)
+
+
+def test_a_keys_folder_writable_by_others_is_refused_with_the_fix(tmp_path):
+    keys = tmp_path / "keys"
+    path, _ = generate_key(keys)
+    keys.chmod(0o770)  # a group member could swap the key or the JWKS
+    with pytest.raises(SigningKeyError, match=f"writable by others.*chmod go-w {keys}"):
+        load_signer(path)
+    keys.chmod(0o700)
+    assert load_signer(path).kid
+
+
+def test_a_key_behind_a_symbolic_link_is_refused(tmp_path):
+    path, _ = generate_key(tmp_path / "keys")
+    link = tmp_path / "keys" / "link.key"
+    link.symlink_to(path)
+    with pytest.raises(SigningKeyError, match="not a symbolic link"):
+        load_signer(link)
 
 
 def test_missing_key_says_what_to_do(tmp_path):
