@@ -98,11 +98,13 @@ class StoreError(AiAuditError):
 
 
 class AuthError(AiAuditError):
-    """Authentication failed. `message` is safe to return to the caller (says what, not which secret)."""
+    """Authentication failed. `message` is safe to return to the caller (says what, not which secret);
+    `status` is 401, or 503 when the identity provider could not be asked (the caller may retry)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 class UpstreamError(AiAuditError):

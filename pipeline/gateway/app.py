@@ -218,6 +218,8 @@ class Gateway:
             principal = await self._principal(request)
         except AuthError as exc:
             log.warning("refused %s %s: %s", request.method, request.url.path, exc.message)
+            if exc.status == 503:
+                raise _Refused(_error(503, exc.message, "service_unavailable", "identity_provider_unavailable")) from None
             raise _Refused(_error(401, exc.message, "authentication_error", "invalid_api_key")) from None
         body = await self._read_json(request)
         texts = wire.request_texts(operation, body)

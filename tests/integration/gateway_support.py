@@ -98,7 +98,8 @@ def write_files(tmp_path: Path, upstream_url: str, signing_key: rsa.RSAPrivateKe
             "local": {"base_url": f"{upstream_url}/v1", "provider_name": "vllm", "timeout_s": 1.0},
         },
         "api_keys": entries,
-        "oidc": {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"{upstream_url}/jwks.json", "leeway_s": 5},
+        "oidc": {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"{upstream_url}/jwks.json", "leeway_s": 5,
+                 "delegations": {"agent:planner": ["dana@itest"]}},
     }
     config_file = tmp_path / "gateway.yaml"
     config_file.write_text(json.dumps(config))  # JSON is YAML

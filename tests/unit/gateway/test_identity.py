@@ -21,7 +21,8 @@ from pipeline.gateway.identity import (
     principal_from_claims,
 )
 
-OIDC = OidcSettings(issuer="https://idp/", audience="gw", jwks_url="https://idp/jwks", leeway_s=10)
+OIDC = OidcSettings(issuer="https://idp/", audience="gw", jwks_url="https://idp/jwks", leeway_s=10,
+                    delegations={"agent:planner": ["dana", "team-*"]})
 KEY = ec.generate_private_key(ec.SECP256R1())
 JWK = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "use": "sig"}
 
@@ -58,7 +59,7 @@ def test_api_keys_are_stored_hashed_and_map_to_principals():
 def test_claims_map_to_a_person_or_an_agent_acting_for_one():
     p = principal_from_claims({"sub": "dana", "role": "engineer", "scope": "a b"}, OIDC)
     assert (p.id, p.type, p.on_behalf_of, p.scopes) == ("dana", "workforce", None, ("a", "b"))
-    p = principal_from_claims({"sub": "dana", "role": ["engineer", "x"], "act": {"sub": "agent:planner"}}, OIDC)
+    p = principal_from_claims({"sub": "dana", "role": ["engineer"], "act": {"sub": "agent:planner"}}, OIDC)
     assert (p.id, p.type, p.on_behalf_of, p.role) == ("agent:planner", "agent", "dana", "engineer")
     with pytest.raises(AuthError, match="'role'"):
         principal_from_claims({"sub": "dana"}, OIDC)
@@ -117,3 +118,75 @@ def test_unknown_kid_refetches_at_most_every_30_seconds():
 
     asyncio.run(run())
     assert fetch.count == 2
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({"role": ["engineer", "admin"]}, "must name one role, not 2"),  # which one would the policy judge?
+    ({"role": []}, "must name one role, not 0"),
+    ({"role": 5}, "one role, a string"),
+    ({"scope": 5}, "'scope' must be a string or a list of strings"),
+    ({"scope": ["a", {"b": 1}]}, "'scope' must be a string or a list of strings"),
+    ({"scope": ["s"] * 65}, "too large"),
+    ({"act": {"sub": "agent:planner"}, "sub": "erin"}, "may not act for 'erin'"),  # not in the delegations
+    ({"act": {"sub": "agent:rogue"}}, "'agent:rogue' may not act for 'dana'"),
+    ({"act": "agent:planner"}, "'act' must be an object"),
+])
+def test_claim_shapes_have_defined_behaviour(claims, message):
+    with pytest.raises(AuthError, match=message):
+        principal_from_claims({"sub": "dana", "role": "engineer", **claims}, OIDC)
+
+
+def test_a_delegation_pattern_admits_the_people_it_names():
+    p = principal_from_claims({"sub": "team-7", "role": "r", "act": {"sub": "agent:planner"}}, OIDC)
+    assert (p.id, p.on_behalf_of) == ("agent:planner", "team-7")
+
+
+def test_an_algorithm_that_does_not_fit_the_key_type_is_a_401_not_a_type_error():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())), "kid": "r1", "use": "sig"}
+    forged = jwt.encode({"sub": "x"}, KEY, algorithm="ES256", headers={"kid": "r1"})  # ES256 naming an RSA key
+    with pytest.raises(AuthError, match="does not fit its key") as info:
+        authenticate(forged, fetch=Fetches({"keys": [JWK, rsa_jwk]}))
+    assert info.value.status == 401
+
+
+class Failing:
+    def __init__(self):
+        self.count, self.up = 0, False
+
+    async def __call__(self, url):
+        self.count += 1
+        await asyncio.sleep(0.01)
+        if not self.up:
+            raise OSError("connection refused")
+        return {"keys": [JWK]}
+
+
+def test_an_identity_provider_that_is_down_never_makes_a_500_and_is_asked_once_at_a_time():
+    fetch, now = Failing(), [1000.0]
+    jwks = Jwks(OIDC, fetch, clock=lambda: now[0])
+    fetch.up = True
+
+    async def run():
+        await jwks.authenticate(token())  # keys cached
+        assert fetch.count == 1
+        fetch.up = False
+        now[0] += OIDC.jwks_refresh_s + 1  # time to refresh, and the issuer is down
+        # Valid tokens under the cached key keep working, and 50 at once cause one fetch, not 50.
+        results = await asyncio.gather(*(jwks.authenticate(token()) for _ in range(50)))
+        assert all(p.id == "dana" for p in results) and fetch.count == 2
+        # Unknown kids while it is down: 503 (try again), and no fetch per request (backing off).
+        errors = await asyncio.gather(*(jwks.authenticate(token(kid=f"new-{i}")) for i in range(50)),
+                                      return_exceptions=True)
+        assert all(isinstance(e, AuthError) and e.status == 503 for e in errors) and fetch.count == 2
+        now[0] += 6  # after the back-off, one more try; still down
+        await jwks.authenticate(token())
+        assert fetch.count == 3
+        fetch.up = True
+        now[0] += 11  # the back-off doubled to 10 s
+        await jwks.authenticate(token())
+        assert fetch.count == 4 and jwks.last_error is None
+
+    asyncio.run(run())
