@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
-from pipeline.gateway import wire
+from pipeline.gateway import shape, wire
 from pipeline.gateway.classify import Classification, content_features, redact
 from pipeline.gateway.config import GatewayConfig, load_config
 from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
@@ -121,6 +121,7 @@ class Call:
     untrusted_label: str | None
     trace: tuple[str | None, str | None]
     occurred_at: datetime
+    refusal: int = 403  # the status of a denial: 400 when the body was not of a known shape
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -222,22 +223,27 @@ class Gateway:
                 raise _Refused(_error(503, exc.message, "service_unavailable", "identity_provider_unavailable")) from None
             raise _Refused(_error(401, exc.message, "authentication_error", "invalid_api_key")) from None
         body = await self._read_json(request)
-        texts = wire.request_texts(operation, body)
-        if texts is None:
-            raise _Refused(_error(400, "`messages` (chat) or `input` (embeddings) is missing or malformed",
-                                  "invalid_request_error"))
-        policy = self.policies.current
-        prompt_class = policy.classifier.classify_all(texts)
         route = request.path_params.get("route", "default")
         if not ROUTE_NAME.fullmatch(route):
             raise _Refused(_error(404, "no such route (route names are 1-64 letters, digits, - and _)",
                                   "invalid_request_error", "unknown_route"))
+        policy = self.policies.current
+        route_policy = policy.route(route)
+        # Every string the vendor would get is classified (contents, names, tool arguments and
+        # descriptions, schemas ...), not only the message texts (pipeline/gateway/shape.py).
+        prompt_class = policy.classifier.classify("\n".join(shape.strings(body)))
         label = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("x-user")
         if label is not None and len(label) > MAX_LABEL_CHARS:  # a label only, never identity: kept, cut short
             label = label[:MAX_LABEL_CHARS] + TRUNCATED
-        call = Call(principal, route, operation, policy, body, "\n".join(texts), prompt_class,
-                    decide(policy, route, principal.role, body["model"], prompt_class), label,
-                    trace_context(request.headers.get("traceparent")), self.clock())
+        try:
+            shape.check(operation, body, frozenset(route_policy.extra_fields) if route_policy else frozenset())
+            decision = decide(policy, route, principal.role, body["model"], prompt_class)
+            refusal = 403
+        except shape.ShapeError as exc:  # not a known body shape: refused, and recorded as denied
+            decision, refusal = Decision("deny", (f"request body: {exc}"[:1024],), None), 400
+        texts = wire.request_texts(operation, body) or []
+        call = Call(principal, route, operation, policy, body, "\n".join(texts), prompt_class, decision, label,
+                    trace_context(request.headers.get("traceparent")), self.clock(), refusal=refusal)
         request.state.request_id = call.event_id  # the response's X-Request-Id is the record's event_id
         return call
 
@@ -285,6 +291,8 @@ class Gateway:
             failed = self._record(call, Outcome())
             if failed and self._route_fails_closed(call):
                 return _no_evidence()
+            if call.refusal == 400:
+                return _error(400, "; ".join(call.decision.reasons), "invalid_request_error", "unknown_body_shape")
             return _error(403, "; ".join(call.decision.reasons), "policy_denied")
         if self._route_fails_closed(call):
             why = self.evidence.available()
@@ -303,9 +311,9 @@ class Gateway:
 
     def _outgoing(self, call: Call) -> bytes:
         body = dict(call.body)
-        if call.decision.redact_categories:
+        if call.decision.redact_categories:  # every forwarded string, as classified (shape.transform)
             classify, cats = call.policy.classifier.classify, call.decision.redact_categories
-            body = wire.redacted(body, call.operation, lambda text: redact(text, classify(text), cats))
+            body = shape.transform(body, lambda text: redact(text, classify(text), cats))
         assert call.decision.target is not None  # not denied
         body["model"] = call.decision.target.model
         return orjson.dumps(body)

@@ -77,6 +77,9 @@ class RoutePolicy(_Strict):
     content: Literal["none", "commitments", "full"] = "commitments"
     # A denied request keeps no content (nor commitment) unless the route keeps it for investigation.
     keep_denied_content: bool = False
+    # Top-level request fields beyond the known OpenAI ones that this route forwards (their
+    # strings are still classified); any other unknown field is refused.
+    extra_fields: list[str] = Field(default_factory=list, max_length=64)
     fail: Literal["closed", "open"] = "closed"
 
 
@@ -154,6 +157,8 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     for route in dumped["routes"].values():  # added later: absent when off, so older bundles keep their versions
         if not route["keep_denied_content"]:
             del route["keep_denied_content"]
+        if not route["extra_fields"]:
+            del route["extra_fields"]
     canon = canonicalize(dumped)
     version = f"{bundle.version}+sha256.{hashlib.sha256(canon).hexdigest()}"
     return Policy(bundle, version, canon, text, classifier)

@@ -1,17 +1,15 @@
-"""The OpenAI wire format (pure): the texts a request forwards, redaction, and what a vendor's
-answer says (text, model, token usage), streamed or not. No HTTP here: app.py does the I/O.
+"""The OpenAI wire format (pure): the message texts of a request (what content rules keep), and
+what a vendor's answer says (text, model, token usage), streamed or not. No HTTP here: app.py
+does the I/O; which strings are classified and redacted is shape.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-
-Clean = Callable[[str], str]  # text -> the text with the decided categories redacted
 
 
 def chat_texts(body: dict[str, Any]) -> list[str] | None:
@@ -45,26 +43,6 @@ def embedding_texts(body: dict[str, Any]) -> list[str] | None:
 
 def request_texts(operation: str, body: dict[str, Any]) -> list[str] | None:
     return chat_texts(body) if operation == "chat" else embedding_texts(body)
-
-
-def redacted(body: dict[str, Any], operation: str, clean: Clean) -> dict[str, Any]:
-    """A copy of `body` with `clean` applied to every text request_texts() returns."""
-    body = dict(body)
-    if operation == "embeddings":
-        data = body["input"]
-        body["input"] = clean(data) if isinstance(data, str) else [clean(x) if isinstance(x, str) else x for x in data]
-        return body
-    messages = []
-    for m in body["messages"]:
-        m = dict(m)
-        if isinstance(m.get("content"), str):
-            m["content"] = clean(m["content"])
-        elif isinstance(m.get("content"), list):
-            m["content"] = [{**p, "text": clean(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str)
-                            else p for p in m["content"]]
-        messages.append(m)
-    body["messages"] = messages
-    return body
 
 
 MAX_TOKENS = 2**31 - 1  # the contract's int

@@ -211,6 +211,19 @@ def test_hostile_request_shapes_are_refused_before_any_vendor_call(gw: GatewayUn
     for body, status, why in cases:
         answer = httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=key)
         assert answer.status_code == status and why in answer.text, (body, answer.text)
+    # A field the gateway does not know: refused with its name, and recorded as a denied request.
+    odd = httpx.post(f"{gw.url}/v1/chat/completions", headers=key, json={
+        "model": "gpt-4o", "user": "shape-1", "messages": [{"role": "user", "content": "hi"}], "smuggle": "x"})
+    assert odd.status_code == 400 and "smuggle: is not a field the gateway forwards" in odd.text
+    ev = gw.event("shape-1")
+    assert ev["decision"] == "deny" and ev["decision_reasons"][0].startswith("request body: smuggle")
+    # A secret in tool-call arguments is seen, and the policy's deny applies.
+    hidden = httpx.post(f"{gw.url}/v1/chat/completions", headers=key, json={
+        "model": "gpt-4o", "user": "shape-2", "messages": [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {
+                "name": "f", "arguments": '{"k": "AKIAIOSFODNN7EXAMPLE"}'}}]},
+            {"role": "user", "content": "go on"}]})
+    assert hidden.status_code == 403 and gw.event("shape-2")["prompt_classification"]["categories"] == ["secret.aws_key"]
     long_route = httpx.post(f"{gw.url}/r/{'r' * 5000}/v1/chat/completions", headers=key,
                             json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
     assert long_route.status_code == 404

@@ -46,7 +46,7 @@ PURE = [
     "pipeline.verify.reconcile", "pipeline.verify.run", "pipeline.score.step", "pipeline.score.ocsf",
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
     "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
-    "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file",
+    "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file", "pipeline.gateway.shape",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
