@@ -231,7 +231,7 @@ class Gateway:
         route_policy = policy.route(route)
         # Every string the vendor would get is classified (contents, names, tool arguments and
         # descriptions, schemas ...), not only the message texts (pipeline/gateway/shape.py).
-        prompt_class = policy.classifier.classify("\n".join(shape.strings(body)))
+        prompt_class = policy.classifier.classify_all(shape.strings(body))  # each string alone: no match across two
         label = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("x-user")
         if label is not None and len(label) > MAX_LABEL_CHARS:  # a label only, never identity: kept, cut short
             label = label[:MAX_LABEL_CHARS] + TRUNCATED
