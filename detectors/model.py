@@ -5,9 +5,12 @@ training scores, not `contamination`: "alert on the top 0.5% of normal-looking t
 budget an analyst can reason about. An explanation names the features furthest from the
 training distribution (robust z: distance from the median in units of the IQR).
 
-An artifact is a pickle plus a JSON manifest holding its SHA-256; `load` checks the hash
-before unpickling, and the expected hash comes from the manifest the caller trusts (the
-promoted version), so a swapped or edited artifact is refused, never executed.
+An artifact is plain arrays (`<version>.npz`, read with allow_pickle=False: loading it cannot
+run code, whatever its bytes) plus a JSON manifest holding its SHA-256; `load` checks the hash
+too, and the expected hash comes from the manifest the caller trusts (the promoted version), so
+a swapped or edited artifact is refused. The trees are scikit-learn's IsolationForest exported
+node by node (`ArrayForest`) and scored here with exactly its arithmetic (a test holds the
+scores equal to scikit-learn's).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ from sklearn.ensemble import IsolationForest
 
 from detectors.features import FEATURES
 
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # 2: plain arrays (.npz); 1 was a pickle, no longer loaded
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ArtifactRefused(Exception):
@@ -36,18 +40,120 @@ class ArtifactRefused(Exception):
     ConfigError at the boundary."""
 
 
+def check_version(version: str) -> str:
+    """A model version names files: letters, digits, '.', '_' and '-' only (no paths)."""
+    if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
+        raise ArtifactRefused(f"model version {str(version)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return version
+
+
+@dataclass(frozen=True)
+class ArrayForest:
+    """An IsolationForest as arrays, per tree: children, split feature and threshold, and each
+    node's path length (depth + c(samples at the node) - 1), as scikit-learn computes them."""
+
+    left: tuple[np.ndarray, ...]
+    right: tuple[np.ndarray, ...]
+    feature: tuple[np.ndarray, ...]
+    threshold: tuple[np.ndarray, ...]
+    path_length: tuple[np.ndarray, ...]
+    tree_features: tuple[np.ndarray, ...] | None  # the feature subset per tree, when it was subsampled
+    denominator: float  # trees x c(max_samples)
+
+    @classmethod
+    def of(cls, forest: IsolationForest, n_features: int) -> "ArrayForest":
+        trees = [e.tree_ for e in forest.estimators_]
+        subsample = forest._max_features != n_features  # noqa: SLF001  # as scikit-learn's score_samples decides
+        return cls(
+            tuple(t.children_left.astype(np.int64) for t in trees), tuple(t.children_right.astype(np.int64) for t in trees),
+            tuple(t.feature.astype(np.int64) for t in trees), tuple(t.threshold.astype(np.float64) for t in trees),
+            tuple(np.asarray(d, np.float64) + np.asarray(a, np.float64) - 1.0
+                  for d, a in zip(forest._decision_path_lengths, forest._average_path_length_per_tree)),  # noqa: SLF001
+            tuple(np.asarray(f, np.int64) for f in forest.estimators_features_) if subsample else None,
+            float(len(trees) * _average_path_length(forest._max_samples)))  # noqa: SLF001
+
+    def _stacked(self) -> tuple[np.ndarray, ...]:
+        """All trees in one node table (children offset into it; features mapped through each
+        tree's subset), so one vector step advances every row in every tree."""
+        cached = self.__dict__.get("_stack")
+        if cached is None:
+            offsets = np.cumsum([0] + [len(x) for x in self.left[:-1]])
+            left = [np.where(c == -1, -1, c + o) for c, o in zip(self.left, offsets)]
+            right = [np.where(c == -1, -1, c + o) for c, o in zip(self.right, offsets)]
+            feature = [f if self.tree_features is None else np.where(f >= 0, self.tree_features[i][np.maximum(f, 0)], f)
+                       for i, f in enumerate(self.feature)]
+            cached = (offsets, np.concatenate(left), np.concatenate(right), np.concatenate(feature),
+                      np.concatenate(self.threshold), np.concatenate(self.path_length))
+            object.__setattr__(self, "_stack", cached)
+        return cached
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """2^(-mean path length / c(max_samples)): higher is more anomalous (scikit-learn's -score_samples)."""
+        X32 = np.asarray(X, dtype=np.float32)  # the trees compare float32 inputs, as scikit-learn's do
+        offsets, left, right, feature, threshold, path_length = self._stacked()
+        node = np.broadcast_to(offsets, (len(X32), len(offsets))).copy()  # rows x trees, at each root
+        rows = np.broadcast_to(np.arange(len(X32))[:, None], node.shape)
+        while True:
+            inner = left[node] != -1
+            if not inner.any():
+                break
+            at = node[inner]
+            go_left = X32[rows[inner], feature[at]] <= threshold[at]
+            node[inner] = np.where(go_left, left[at], right[at])
+        lengths = path_length[node]
+        depths = np.zeros(len(X32))
+        for i in range(len(offsets)):  # tree by tree, as scikit-learn adds them (the same rounding)
+            depths += lengths[:, i]
+        if self.denominator == 0:
+            return np.ones(len(X32))
+        return 2 ** (-(depths / self.denominator))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(len(self.left)):
+            for name in ("left", "right", "feature", "threshold", "path_length"):
+                out[f"{name}_{i}"] = getattr(self, name)[i]
+            if self.tree_features is not None:
+                out[f"tree_features_{i}"] = self.tree_features[i]
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: Any, trees: int, subsample: bool, denominator: float) -> "ArrayForest":
+        def each(name: str, dtype: type) -> tuple[np.ndarray, ...]:
+            return tuple(np.asarray(data[f"{name}_{i}"], dtype=dtype) for i in range(trees))
+        forest = cls(each("left", np.int64), each("right", np.int64), each("feature", np.int64),
+                     each("threshold", np.float64), each("path_length", np.float64),
+                     each("tree_features", np.int64) if subsample else None, float(denominator))
+        for i in range(trees):  # a node index outside its tree would read other memory's meaning: refuse
+            n = len(forest.left[i])
+            if not (len(forest.right[i]) == len(forest.feature[i]) == len(forest.threshold[i])
+                    == len(forest.path_length[i]) == n) or n == 0:
+                raise ArtifactRefused(f"tree {i}: arrays of different lengths")
+            for child in (forest.left[i], forest.right[i]):
+                if ((child != -1) & ((child <= 0) | (child >= n))).any():
+                    raise ArtifactRefused(f"tree {i}: a child index outside the tree")
+        return forest
+
+
+def _average_path_length(n: int) -> float:
+    """c(n) of the isolation-forest paper, as scikit-learn's _average_path_length computes it."""
+    from sklearn.ensemble._iforest import _average_path_length as sk
+
+    return float(sk(np.array([n]))[0])
+
+
 @dataclass
 class Detector:
     version: str
     features: tuple[str, ...]
-    forest: IsolationForest
+    forest: ArrayForest
     median: np.ndarray
     iqr: np.ndarray
     thresholds: dict[str, float]  # severity -> minimum score
     training: dict[str, Any] = field(default_factory=dict)  # window, rows, seed
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return -self.forest.score_samples(np.asarray(X, dtype=np.float64))
+        return self.forest.scores(np.asarray(X, dtype=np.float64))
 
     def severity(self, score: float) -> str | None:
         """The highest severity whose threshold the score reaches, or None (no alert)."""
@@ -77,32 +183,54 @@ def train(X: np.ndarray, *, version: str, seed: int, window: tuple[str, str] | N
     thresholds = {name: float(np.quantile(scores, 1 - share)) for name, share in budgets.items()}
     q1, median, q3 = np.percentile(X, [25, 50, 75], axis=0)
     iqr = np.where(q3 - q1 > 0, q3 - q1, np.maximum(np.std(X, axis=0), 1e-6))
-    return Detector(version, FEATURES, forest, median, iqr, thresholds,
+    return Detector(check_version(version), FEATURES, ArrayForest.of(forest, X.shape[1]), median, iqr, thresholds,
                     {"window": list(window) if window else None, "rows": len(X), "seed": seed})
 
 
 def save(detector: Detector, directory: Path) -> dict[str, Any]:
-    """Write `<version>.pkl` and `<version>.json` (the manifest with the SHA-256); returns the manifest."""
+    """Write `<version>.npz` (arrays only) and `<version>.json` (the manifest with the SHA-256);
+    returns the manifest."""
+    check_version(detector.version)
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    pickle.dump(detector, buf, protocol=5)
+    f = detector.forest
+    np.savez(buf, median=detector.median, iqr=detector.iqr, **f.arrays())
     data = buf.getvalue()
     manifest = {
         "format": ARTIFACT_FORMAT, "version": detector.version, "features": list(detector.features),
-        "training": detector.training, "thresholds": detector.thresholds, "sha256": hashlib.sha256(data).hexdigest(),
+        "training": detector.training, "thresholds": detector.thresholds, "trees": len(f.left),
+        "subsample": f.tree_features is not None, "denominator": f.denominator,
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
-    (directory / f"{detector.version}.pkl").write_bytes(data)
+    (directory / f"{detector.version}.npz").write_bytes(data)
     (directory / f"{detector.version}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def load(directory: Path, version: str, *, expected_sha256: str) -> Detector:
-    """Load a version whose bytes hash to `expected_sha256`. Raises ArtifactRefused otherwise."""
-    data = (directory / f"{version}.pkl").read_bytes()
+def load(directory: Path, version: str, *, expected_sha256: str, manifest: dict[str, Any] | None = None) -> Detector:
+    """Load a version whose bytes hash to `expected_sha256` (arrays only: nothing in the file can
+    run code). `manifest` defaults to the version's own. Raises ArtifactRefused otherwise."""
+    check_version(version)
+    try:
+        data = (directory / f"{version}.npz").read_bytes()
+        manifest = manifest if manifest is not None else json.loads((directory / f"{version}.json").read_text())
+    except OSError as exc:
+        raise ArtifactRefused(f"model {version}: {exc.strerror} ({directory})") from exc
+    except ValueError as exc:
+        raise ArtifactRefused(f"model {version}: its manifest is not JSON") from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise ArtifactRefused(f"model {version}: artifact SHA-256 {actual[:16]}… is not the promoted {expected_sha256[:16]}…")
-    detector = pickle.loads(data)  # noqa: S301  # only after the hash matched the promoted one
-    if tuple(detector.features) != FEATURES:
-        raise ArtifactRefused(f"model {version} was trained on other features; retrain it")
-    return detector
+    if manifest.get("format") != ARTIFACT_FORMAT or tuple(manifest.get("features", ())) != FEATURES:
+        raise ArtifactRefused(f"model {version} is of another format or was trained on other features; retrain it")
+    try:
+        arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        forest = ArrayForest.from_arrays(arrays, int(manifest["trees"]), bool(manifest["subsample"]),
+                                         float(manifest["denominator"]))
+        median, iqr = np.asarray(arrays["median"], np.float64), np.asarray(arrays["iqr"], np.float64)
+        thresholds = {k: float(manifest["thresholds"][k]) for k in ("medium", "high", "critical")}
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise ArtifactRefused(f"model {version}: not a readable artifact ({type(exc).__name__}: {exc})") from exc
+    if median.shape != (len(FEATURES),) or iqr.shape != (len(FEATURES),):
+        raise ArtifactRefused(f"model {version}: statistics of the wrong shape")
+    return Detector(version, FEATURES, forest, median, iqr, thresholds, dict(manifest.get("training") or {}))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from detectors.features import FeatureExtractor
-from detectors.model import Detector, load, save, train
+from detectors.model import Detector, check_version, load, save, train
 from pipeline import store
 from pipeline.chain.record import parse_payload
 from pipeline.errors import ConfigError
@@ -58,15 +58,22 @@ def train_from(events: Iterable[dict[str, Any]], *, version: str, seed: int, mod
 
 def promote(models_dir: Path, version: str) -> dict[str, Any]:
     """Make `version` live; refuses an artifact that no longer matches its manifest."""
+    check_version(version)  # raises ArtifactRefused for a name that is not a plain version
     try:
         manifest = json.loads((models_dir / f"{version}.json").read_text())
     except OSError as exc:
         raise ConfigError(f"no model {version} in {models_dir}: {exc.strerror}") from exc
-    load(models_dir, version, expected_sha256=manifest["sha256"])  # raises ArtifactRefused
+    load(models_dir, version, expected_sha256=manifest["sha256"], manifest=manifest)  # raises ArtifactRefused
     (models_dir / LIVE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def live_detector(models_dir: Path) -> Detector:
-    manifest = json.loads((models_dir / LIVE).read_text())
-    return load(models_dir, manifest["version"], expected_sha256=manifest["sha256"])
+    """The promoted model: its artifact must hash to what live.json says (arrays only, so even a
+    forged live.json cannot make loading run code)."""
+    try:
+        manifest = json.loads((models_dir / LIVE).read_text())
+        version, digest = manifest["version"], manifest["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"no promoted model in {models_dir} ({exc}); run `aiaudit detect promote`") from exc
+    return load(models_dir, check_version(version), expected_sha256=str(digest), manifest=manifest)

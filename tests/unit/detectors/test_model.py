@@ -40,7 +40,7 @@ def test_artifact_round_trips_and_a_tampered_one_is_refused(tmp_path):
     back = load(tmp_path, det.version, expected_sha256=manifest["sha256"])
     X = data(9, 20)
     assert np.array_equal(back.score(X), det.score(X))
-    path = tmp_path / f"{det.version}.pkl"
+    path = tmp_path / f"{det.version}.npz"
     blob = bytearray(path.read_bytes())
     blob[-20] ^= 0xFF
     path.write_bytes(bytes(blob))
@@ -59,3 +59,56 @@ def test_evaluation_floors_isolation_forest_beats_the_baseline_overall():
     assert overall["precision_if"] >= 0.8 and overall["pr_auc_if"] >= 0.5
     by = {r.scenario: r for r in rows}
     assert by["exfil_burst"].ap_if >= 0.8 and by["secrets_to_unapproved_vendor"].ap_if >= 0.8
+
+
+def test_scores_equal_scikit_learns_exactly():
+    from sklearn.ensemble import IsolationForest
+
+    X = data()
+    det = train(X, version="v1", seed=3)
+    forest = IsolationForest(n_estimators=200, max_samples=min(len(X), 2048), random_state=3, n_jobs=1).fit(X)
+    Y = np.vstack([data(11, 300) * 4, np.zeros((1, len(FEATURES))), np.full((1, len(FEATURES)), 1e6)])
+    assert np.array_equal(det.score(Y), -forest.score_samples(Y))
+
+
+def test_an_artifact_cannot_run_code_and_a_version_cannot_name_a_path(tmp_path):
+    """The old pickle format ran code on load; an .npz is read with allow_pickle=False."""
+    import hashlib
+    import io
+    import json
+    import pickle
+
+    det = train(data(), version="good", seed=5)
+    manifest = save(det, tmp_path)
+    # An object array (which would need pickle) under the right hash and manifest: refused, not run.
+    evil = io.BytesIO()
+    np.savez(evil, median=np.array([object()], dtype=object), iqr=det.iqr)
+    blob = evil.getvalue()
+    (tmp_path / "good.npz").write_bytes(blob)
+    with pytest.raises(ArtifactRefused, match="not a readable artifact"):
+        load(tmp_path, "good", expected_sha256=hashlib.sha256(blob).hexdigest(), manifest=manifest)
+    # A pickle (format 1) is not loaded at all, even when its hash is the one given.
+    old = pickle.dumps({"x": 1})
+    (tmp_path / "legacy.npz").write_bytes(old)
+    (tmp_path / "legacy.json").write_text(json.dumps({**manifest, "format": 1}))
+    with pytest.raises(ArtifactRefused):
+        load(tmp_path, "legacy", expected_sha256=hashlib.sha256(old).hexdigest())
+    for version in ("../elsewhere/evil", "a/b", "", "x" * 65, ".hidden"):
+        with pytest.raises(ArtifactRefused, match="must be 1-64 letters"):
+            load(tmp_path, version, expected_sha256="0" * 64)
+
+
+def test_a_tree_whose_child_points_outside_it_is_refused(tmp_path):
+    import hashlib
+    import io
+
+    det = train(data(), version="t", seed=5)
+    manifest = save(det, tmp_path)
+    arrays = dict(np.load(tmp_path / "t.npz", allow_pickle=False))
+    arrays["left_0"] = arrays["left_0"].copy()
+    arrays["left_0"][0] = 10**9
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (tmp_path / "t.npz").write_bytes(buf.getvalue())
+    with pytest.raises(ArtifactRefused, match="outside the tree"):
+        load(tmp_path, "t", expected_sha256=hashlib.sha256(buf.getvalue()).hexdigest(), manifest=manifest)

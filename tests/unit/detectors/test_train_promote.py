@@ -19,7 +19,7 @@ def test_train_from_an_export_then_promote_and_refuse_a_swapped_artifact(tmp_pat
     assert live_detector(models).version == "m1"
     # Another model's bytes put in place of m1's: promotion and loading refuse them.
     train_from(events_from_export(export), version="m2", seed=2, models_dir=models)
-    (models / "m1.pkl").write_bytes((models / "m2.pkl").read_bytes())
+    (models / "m1.npz").write_bytes((models / "m2.npz").read_bytes())
     with pytest.raises(ArtifactRefused):
         promote(models, "m1")
     with pytest.raises(ArtifactRefused):
@@ -31,3 +31,11 @@ def test_too_few_events_is_a_clear_error(tmp_path):
     export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(5, Ed25519Signer.generate())))
     with pytest.raises(ConfigError, match="at least 50 events"):
         train_from(events_from_export(export), version="x", seed=1, models_dir=tmp_path)
+
+
+def test_a_live_json_naming_a_path_is_refused(tmp_path):
+    (tmp_path / "live.json").write_text(json.dumps({"version": "../elsewhere/evil", "sha256": "0" * 64}))
+    with pytest.raises(ArtifactRefused, match="must be 1-64 letters"):
+        live_detector(tmp_path)
+    with pytest.raises(ArtifactRefused):
+        promote(tmp_path, "../elsewhere/evil")
