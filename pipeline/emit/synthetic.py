@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -48,7 +49,9 @@ CATEGORIES = {
     "confidential": ["pii.email", "pii.phone", "org.customer_name"],
     "restricted": ["pii.iban", "pii.card_number", "pii.national_id", "secret.api_key"],
 }
-POLICIES = ["2026.10.0+sha256:4f0c1e2d9a7b", "2026.11.0+sha256:9b3e5a6c2d18"]
+# Placeholder (policy id, version) pairs for traffic that stands alone; the demo passes the versions of
+# policy bundles it really publishes, so `aiaudit gateway policy --version` finds each one.
+POLICIES = [("acme-default", "2026.10.0+sha256:4f0c1e2d9a7b"), ("acme-default", "2026.11.0+sha256:9b3e5a6c2d18")]
 
 
 @dataclass
@@ -59,6 +62,7 @@ class SyntheticEvents:
     start: datetime
     emitter_id: str
     step: timedelta = timedelta(milliseconds=20)
+    policies: Sequence[tuple[str, str]] = tuple(POLICIES)  # (policy_id, version): the first 40%, then the second
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -84,7 +88,7 @@ class SyntheticEvents:
         provider, model = rng.choice(MODELS)
         level = rng.choices(LEVELS, weights=[40, 35, 18, 7])[0]
         cats = sorted(set(rng.sample(CATEGORIES[level], k=min(len(CATEGORIES[level]), rng.randint(0, 2)))))
-        policy = POLICIES[0] if self._n % 1000 < 400 else POLICIES[1]
+        policy_id, policy = self.policies[0] if self._n % 1000 < 400 else self.policies[-1]
         reasons: list[str]
         if level == "restricted" and provider not in APPROVED_FOR_RESTRICTED:
             decision, reasons = "deny", [f"restricted data may not go to {provider}"]
@@ -111,7 +115,7 @@ class SyntheticEvents:
             "gen_ai_response_model": f"{model}-2026-08-06" if answered else None,
             "prompt_classification": {"level": level, "categories": cats},
             "response_classification": {"level": rng.choice(LEVELS[:2]), "categories": []} if answered else None,
-            "policy_id": "acme-default",
+            "policy_id": policy_id,
             "policy_version": policy,
             "decision": decision,
             "decision_reasons": reasons,

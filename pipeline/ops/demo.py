@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import Producer
 
 from infra.kafka.broker import LocalKafka
@@ -32,12 +33,13 @@ from pipeline.chain.keys import (
 )
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
 from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import POLICIES, SyntheticEvents, malformed_messages
+from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
+from pipeline.gateway.policy import bundle_message, bundle_problems
 from pipeline.kafka import config as kafka_config
 from pipeline.ops.progress import Lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker, stop_worker
-from pipeline.query.api import find_records
+from pipeline.query.api import find_records, policy_bundle
 from pipeline.query.export import export_records, read_export_file
 from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
@@ -45,6 +47,42 @@ from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export
 from pipeline.verify.sources import verify_store
 from pipeline.witness.submit import submit_once
+
+# The policy bundles the demo's traffic was decided under: published to the policies topic like a
+# gateway publishes its own, so `aiaudit gateway policy --version V` prints the exact bundle of
+# any demo record. The second version also denies the customer-name term.
+DEMO_POLICY = """
+policy_id: acme-default
+version: "2026.10.0"
+org_terms:
+  - {name: project_name, pattern: "project falcon", level: internal}
+  - {name: customer_name, pattern: "globex|initech", level: confidential}
+vendors:
+  openai: {max_level: internal}
+  anthropic: {max_level: confidential}
+  azure.ai.openai: {max_level: confidential}
+  mistral_ai: {max_level: internal}
+  local: {max_level: restricted}
+retention_days: {standard-1y: 365, restricted-90d: 90}
+routes:
+  default:
+    roles: [finance-analyst, engineer, support-agent, legal-counsel, hr-partner, data-scientist, sales,
+            finance-automation, engineering-automation, support-automation]
+    vendors: {openai: ["*"], anthropic: ["*"], azure.ai.openai: ["*"], mistral_ai: ["*"], local: ["*"]}
+    redact: ["secret.*"]
+    reroute: {vendor: local, model: llama-3.1-70b}
+    retention_scope: standard-1y
+"""
+
+
+def demo_policies() -> list[Any]:
+    """The two demo bundles, parsed and versioned as the gateway would."""
+    from pipeline.gateway.policy import parse_policy
+
+    first = parse_policy(DEMO_POLICY, source="demo policy 2026.10.0")
+    second = parse_policy(DEMO_POLICY.replace('version: "2026.10.0"', 'version: "2026.11.0"').replace(
+        'redact: ["secret.*"]', 'redact: ["secret.*"]\n    deny: ["org.customer_name"]'), source="demo policy 2026.11.0")
+    return [first, second]
 
 
 def step(text: str) -> None:
@@ -81,8 +119,17 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         start = datetime.now(timezone.utc) - timedelta(hours=2)
         run = uuid.uuid4().hex[:8]  # each run is new traffic: new emitters, new event ids
         emitters = [Emitter(settings, emitter_id=f"demo-gateway-{i}-{run}") for i in range(3)]
-        gens = [SyntheticEvents(int(run, 16) + i, start, e.emitter_id, step=timedelta(milliseconds=1200))
-                for i, e in enumerate(emitters)]
+        policies = demo_policies()
+        raw = Producer(kafka_config.producer(settings))
+        for policy in policies:
+            raw.produce(settings.kafka.policies_topic, key=policy.version.encode(), value=orjson.dumps(
+                bundle_message(policy, loaded_at=start.isoformat(), gateway_id="demo")))
+        if raw.flush(30):
+            raise InfraError("the broker did not acknowledge the demo's policy bundles")
+        print(f"  policy bundles published: {', '.join(p.version for p in policies)}")
+        versions = [(p.policy_id, p.version) for p in policies]
+        gens = [SyntheticEvents(int(run, 16) + i, start, e.emitter_id, step=timedelta(milliseconds=1200),
+                                policies=versions) for i, e in enumerate(emitters)]
         t0 = time.monotonic()
         for n in range(events):
             i = n % 3
@@ -91,7 +138,6 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
                 print(f"  emitted {n + 1}/{events}", flush=True)
         for e in emitters:
             e.flush()
-        raw = Producer(kafka_config.producer(settings))
         bad = malformed_messages(1, settings.chain.max_event_bytes)
         for _, data in bad:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"malformed")
@@ -152,7 +198,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         ("alice's requests, any agent acting for her included", Filters(actor="alice@acme.example", limit=5)),
         ("anthropic requests between 10 and 20 minutes into the traffic",
          Filters(provider="anthropic", since=start + timedelta(minutes=10), until=start + timedelta(minutes=20), limit=5)),
-        (f"decisions under policy {POLICIES[1]}", Filters(policy_version=POLICIES[1], limit=5)),
+        ("decisions under policy 2026.11.0 (all its bundles)", Filters(policy_version="2026.11.0", limit=5)),
         ("restricted data denied", Filters(classification="restricted", decision="deny", limit=5)),
     ]
     for title, f in samples:
@@ -162,6 +208,14 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         for r in rows:
             print(f"    {r['ts']:%Y-%m-%d %H:%M:%S} {r['actor_id']:<22} {str(r['on_behalf_of'] or ''):<20} "
                   f"{r['provider']:<16} {r['model']:<16} {r['prompt_level']:<12} {r['decision']:<7} {r['origin']}#{r['seq']}")
+    step("The exact policy behind a record (what `aiaudit gateway policy --version V` prints)")
+    sample = find_records(client, settings, Filters(policy_version="2026.11.0", limit=1), ("policy_version",))
+    if sample:
+        version = sample[0]["policy_version"]
+        bundle = policy_bundle(settings, version, client)
+        problems = ["not published"] if bundle is None else bundle_problems(
+            version, str(bundle["canonical_json"]), str(bundle["source_yaml"]))
+        print(f"  {version}: " + ("the stored bundle hashes to this version" if not problems else "; ".join(problems)))
     _, counts = store.query_rows(client, *evidence.count_records(db))
     _, dead = store.query_rows(client, *dead_letters.count_by_reason(db))
     print(f"\n  records in ClickHouse: {counts[0][0]}; dead letters by reason: "
