@@ -443,12 +443,23 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.score.models import events_from_export, events_from_store, train_from
 
         events = events_from_export(Path(args.export)) if args.export else events_from_store(settings, _filters(args))
-        manifest = train_from(events, version=args.version, seed=args.seed, models_dir=models_dir)
+        version = args.version or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        with _model_errors():
+            manifest = train_from(events, version=version, seed=args.seed, models_dir=models_dir)
         print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
               f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
-    else:
-        from pipeline.score.models import promote
+    elif args.action == "list":
+        from pipeline.score.models import trained_models
 
+        _print_rows(trained_models(models_dir), args.format)
+    else:
+        from pipeline.score.models import promote, trained_models
+
+        if not args.version:
+            models = trained_models(models_dir)
+            newest = f"; the newest trained is {models[0]['version']} (trained {models[0]['trained_at']})" if models else \
+                "; none is trained yet: run `aiaudit detect train`"
+            raise ConfigError(f"`aiaudit detect promote` needs --version{newest} (`aiaudit detect list` shows all)")
         with _model_errors():
             manifest = promote(models_dir, args.version)
         print(f"{manifest['version']} is live (sha256 {manifest['sha256']})")
@@ -469,10 +480,22 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
                            until=args.until, status=args.status, limit=min(args.limit + 1, MAX_LIMIT))
         cut = len(rows) > args.limit
         rows = rows[:args.limit]
-        _print_rows([{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
-                      "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
-                      "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "uid": r["finding_uid"]}
-                     for r in rows], args.format)
+        listed = [{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
+                   "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
+                   "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "uid": r["finding_uid"],
+                   "why": str(r["explanation"]).split("driven by ", 1)[-1]} for r in rows]
+        if args.group_by:
+            groups: dict[tuple[str, ...], dict[str, Any]] = {}
+            for r in listed:
+                key = tuple(str(r[g]) for g in args.group_by)
+                g = groups.setdefault(key, {**dict(zip(args.group_by, key)), "alerts": 0, "open": 0,
+                                            "highest": "medium", "latest": r["detected_at"]})
+                g["alerts"] += 1
+                g["open"] += r["status"] == "open"
+                order = ("medium", "high", "critical")
+                g["highest"] = max(g["highest"], r["severity"], key=order.index)
+            listed = sorted(groups.values(), key=lambda g: (-g["alerts"], str(g["latest"])))
+        _print_rows(listed, args.format)
         print(f"{len(rows)} alert(s)", file=sys.stderr)
         if cut:
             print(f"aiaudit: note: more alerts match than the {len(rows)} shown (newest first): raise --limit "
@@ -668,10 +691,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
                        description="train: fit a model on chained events (an export file, or ClickHouse filtered by "
-                                   "time); promote: make a version live after checking its hash; evaluate: "
-                                   "IsolationForest against a per-identity z-score baseline on labelled traffic.")
-    s.add_argument("action", choices=["train", "promote", "evaluate"])
-    s.add_argument("--version", default=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+                                   "time); list: the trained models, newest first, and which is live; promote: make "
+                                   "a version live after checking its hash; evaluate: IsolationForest against a "
+                                   "per-identity z-score baseline on labelled traffic.")
+    s.add_argument("action", choices=["train", "list", "promote", "evaluate"])
+    s.add_argument("--version", help="train: the new model's name (default: the time, e.g. 20261129T0712Z); "
+                                      "promote: the model to make live (see `aiaudit detect list`)")
+    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table", help="list's output")
     s.add_argument("--models-dir", help="default: AIAUDIT_SCORE__MODELS_DIR or .aiaudit/models")
     s.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
     s.add_argument("--seed", type=int, default=7)
@@ -689,8 +715,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--actor")
     s.add_argument("--severity", choices=["medium", "high", "critical"])
     s.add_argument("--status", choices=["open", "acknowledged", "resolved"])
-    s.add_argument("--since", type=_time)
-    s.add_argument("--until", type=_time)
+    s.add_argument("--since", type=_time, help="RFC 3339, or a duration ago (7d, 2h)")
+    s.add_argument("--until", type=_time, help="RFC 3339, or a duration ago")
+    s.add_argument("--group-by", nargs="+", choices=["actor", "model", "severity", "status"],
+                   help="list: one row per group (alerts, open ones, highest severity, latest), largest first; "
+                        "`--group-by actor model` is per identity and detector")
     s.add_argument("--limit", type=_limit, default=100, help="at most this many rows (default 100; a note says when "
                    "more match)")
     s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table",

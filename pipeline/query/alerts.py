@@ -47,5 +47,13 @@ def set_status(client: Client, settings: Settings, finding_uid: str, status: str
 
 
 def status_history(client: Client, settings: Settings, finding_uid: str) -> list[dict[str, Any]]:
-    names, rows = store.query_rows(client, *alerts.select_status_history(store.database(settings), finding_uid))
-    return [dict(zip(names, row)) for row in rows]
+    """The alert's history, starting with its raising (status "raised", by its model, with why).
+    Raises ConfigError for an unknown alert."""
+    db = store.database(settings)
+    _, raised = store.query_rows(client, *alerts.select_raised(db, finding_uid))
+    if not raised:
+        raise ConfigError(f"no alert {finding_uid}")
+    at, model, severity, why = raised[0]
+    first = {"status": "raised", "actor": f"model {model}", "note": f"{severity}: {why}", "at": at}
+    names, rows = store.query_rows(client, *alerts.select_status_history(db, finding_uid))
+    return [first, *(dict(zip(names, row)) for row in rows)]

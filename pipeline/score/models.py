@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str
 
 
 def train_from(events: Iterable[dict[str, Any]], *, version: str, seed: int, models_dir: Path) -> dict[str, Any]:
+    check_version(version)  # before reading any event
     ordered = sorted(events, key=lambda e: e["occurred_at"])
     if len(ordered) < 50:
         raise ConfigError(f"training needs at least 50 events, got {len(ordered)}")
@@ -77,3 +79,27 @@ def live_detector(models_dir: Path) -> Detector:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"no promoted model in {models_dir} ({exc}); run `aiaudit detect promote`") from exc
     return load(models_dir, check_version(version), expected_sha256=str(digest), manifest=manifest)
+
+
+def trained_models(models_dir: Path) -> list[dict[str, Any]]:
+    """Every trained model's manifest summary, newest first, and whether it is the live one."""
+    live = None
+    try:
+        live = json.loads((models_dir / LIVE).read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        pass
+    out = []
+    for path in models_dir.glob("*.json") if models_dir.is_dir() else []:
+        if path.name == LIVE:
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+            window = (manifest.get("training") or {}).get("window") or [None, None]
+            out.append({"version": manifest["version"], "live": manifest["version"] == live,
+                        "trained_at": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime(
+                            "%Y-%m-%dT%H:%M:%SZ"),
+                        "rows": (manifest.get("training") or {}).get("rows"), "window": f"{window[0]} .. {window[1]}",
+                        "format": manifest.get("format"), "sha256": str(manifest.get("sha256", ""))[:16]})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a model manifest
+    return sorted(out, key=lambda m: m["trained_at"], reverse=True)

@@ -57,6 +57,7 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
             SELECT a.finding_uid AS finding_uid, a.detected_at AS detected_at, a.severity AS severity,
                    a.actor_id AS actor_id, a.score AS score, a.model_version AS model_version,
                    a.origin AS origin, a.seq AS seq, a.leaf_hash AS leaf_hash,
+                   JSONExtractString(a.finding, 'finding_info', 'desc') AS explanation,
                    if(s.n = 0, 'open', s.last_status) AS status, s.last_by AS status_by, s.last_at AS status_at
             FROM (SELECT * FROM {db}.alerts LIMIT 1 BY finding_uid) AS a
             LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,
@@ -69,6 +70,12 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
 
 def count_alert(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:
     return f"SELECT count() FROM {db}.alerts WHERE finding_uid = {{uid:String}}", {"uid": finding_uid}
+
+
+def select_raised(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:
+    """The alert as raised: when, by which model, why (the first line of its history)."""
+    return (f"SELECT detected_at, model_version, severity, JSONExtractString(finding, 'finding_info', 'desc') "
+            f"FROM {db}.alerts WHERE finding_uid = {{uid:String}} ORDER BY detected_at LIMIT 1", {"uid": finding_uid})
 
 
 def select_status_history(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:

@@ -104,7 +104,10 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     set_status(client, settings, uid, "acknowledged", by="soc-analyst-1", note="looking")
     time.sleep(0.01)
     set_status(client, settings, uid, "resolved", by="soc-analyst-1", note="user confirmed a bulk export request")
-    assert [h["status"] for h in status_history(client, settings, uid)] == ["acknowledged", "resolved"]
+    history = status_history(client, settings, uid)
+    assert [h["status"] for h in history] == ["raised", "acknowledged", "resolved"]
+    assert history[0]["actor"] == "model m1" and "driven by" in history[0]["note"]  # why it was raised
+    assert listed[0]["explanation"].startswith("IsolationForest score")
     resolved = list_alerts(client, settings, status="resolved")
     assert [r["finding_uid"] for r in resolved] == [uid] and resolved[0]["status_by"] == "soc-analyst-1"
     assert len(list_alerts(client, settings, status="open", limit=1000)) == len(listed) - 1

@@ -39,3 +39,21 @@ def test_a_live_json_naming_a_path_is_refused(tmp_path):
         live_detector(tmp_path)
     with pytest.raises(ArtifactRefused):
         promote(tmp_path, "../elsewhere/evil")
+
+
+def test_trained_models_are_listed_newest_first_with_the_live_one_marked(tmp_path):
+    import os
+
+    from pipeline.score.models import trained_models
+
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(120, Ed25519Signer.generate())))
+    models = tmp_path / "models"
+    for i, version in enumerate(("older", "newer")):
+        train_from(events_from_export(export), version=version, seed=i, models_dir=models)
+        os.utime(models / f"{version}.json", (1_800_000_000 + i * 60, 1_800_000_000 + i * 60))
+    promote(models, "older")
+    listed = trained_models(models)
+    assert [(m["version"], m["live"], m["rows"]) for m in listed] == [("newer", False, 120), ("older", True, 120)]
+    with pytest.raises(ArtifactRefused, match="must be 1-64 letters"):
+        train_from(iter(()), version="../x", seed=1, models_dir=models)
