@@ -23,6 +23,7 @@ from pipeline.contract.schema import (
     MAX_LIST_ITEMS,
     MAX_TEXT_CHARS,
     REQUIRED_TEXT,
+    event_schema,
     fingerprint,
     known_fingerprints,
     parsed_schema,
@@ -103,8 +104,31 @@ def check_event(event: dict[str, Any]) -> None:
         _check_bounds(event, "")  # raises, naming the field
 
 
+def _absent(record_schema: dict[str, Any], value: Any, where: str) -> list[str]:
+    """Every field the schema requires (no default, null not allowed) that `value` lacks, by path."""
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for f in record_schema["fields"]:
+        path = f"{where}.{f['name']}" if where else f["name"]
+        types = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        nullable = "null" in types
+        if f["name"] not in value or value[f["name"]] is None:
+            if not nullable and "default" not in f:
+                out.append(path)
+            continue
+        for t in types:
+            if isinstance(t, dict) and t.get("type") == "record":
+                out.extend(_absent(t, value[f["name"]], path))
+    return out
+
+
 def validate_event(event: dict[str, Any]) -> None:
-    """Raise InvalidEvent naming the first problem, before anything is sent."""
+    """Raise InvalidEvent naming the problem before anything is sent: every missing required
+    field at once, else the first type mismatch."""
+    missing = _absent(event_schema(), event, "")
+    if missing:
+        raise InvalidEvent(f"missing required field(s): {', '.join(missing)}")
     try:
         validate(event, parsed_schema(), raise_errors=True)
     except ValidationError as exc:

@@ -191,3 +191,19 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
                             cp.root)
     missing = aiaudit(settings, "proof", "inclusion", "--origin", origin, "--seq", str(p["size"] + 10))
     assert missing.returncode == 2 and "is not in" in missing.stderr
+
+
+def test_the_contract_docs_example_runs_as_written(settings, tmp_path):
+    """docs/event-contract.md opens with a complete example: run it against the test broker."""
+    import re
+    from pathlib import Path
+
+    from tests.integration.support import read_topic
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "event-contract.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=settings_env(settings),
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.fullmatch(r"sent as billing-service-[0-9a-f]{8} #0\n", out.stdout)
+    assert len(read_topic(settings, settings.kafka.requests_topic, read_committed=False)) == 1

@@ -62,8 +62,10 @@ def test_missing_required_fields_are_named():
     bad = event(policy_version="", actor={"type": "agent", "id": "", "on_behalf_of": None, "untrusted_label": None})
     with pytest.raises(InvalidEvent, match="actor.id, policy_version"):
         contract.validate_event(bad)
-    with pytest.raises(InvalidEvent, match="does not match the event schema"):
+    with pytest.raises(InvalidEvent, match=r"missing required field\(s\): decision$"):
         contract.validate_event({k: v for k, v in event().items() if k != "decision"})
+    with pytest.raises(InvalidEvent, match="does not match the event schema"):
+        contract.validate_event({**event(), "decision": "maybe"})
 
 
 def test_bounds_on_strings_lists_and_numbers():
@@ -101,3 +103,17 @@ def test_format_ts_is_the_strftime_form_for_any_moment_and_offset():
         want = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert format_ts(moment) == format_ts(local) == want
         assert parse_ts(want) == moment
+
+
+def test_every_missing_required_field_is_named_at_once_without_the_schema():
+    from datetime import datetime, timezone
+
+    from pipeline.contract import validate_event
+    from pipeline.errors import InvalidEvent
+
+    with pytest.raises(InvalidEvent) as info:
+        validate_event({"event_id": "x", "emitter_id": "e", "emitter_seq": 0, "occurred_at": datetime.now(timezone.utc),
+                        "actor": {"type": "agent"}, "route": "r"})
+    message = str(info.value)
+    assert message.startswith("missing required field(s): actor.id, authz, gen_ai_provider_name")
+    assert "policy_version" in message and "route" not in message and '"fields"' not in message  # no schema dump
