@@ -10,45 +10,64 @@ CREATE DATABASE IF NOT EXISTS {db};
 -- Redelivery can add an exact duplicate row; queries deduplicate with LIMIT 1 BY.
 CREATE TABLE IF NOT EXISTS {db}.evidence
 (
-    origin            LowCardinality(String),
-    seq               UInt64,
-    leaf_hash         String,
-    prev              String,
-    kid               LowCardinality(String),
-    ts                DateTime64(6, 'UTC'),
-    src_topic         LowCardinality(String),
-    src_partition     UInt32,
-    src_offset        UInt64,
-    event_id          String,
-    emitter_id        String,
-    emitter_seq       UInt64,
-    actor_type        LowCardinality(String),
-    actor_id          String,
-    on_behalf_of      Nullable(String),
-    role              LowCardinality(String),
-    route             LowCardinality(String),
-    operation         LowCardinality(String),
-    provider          LowCardinality(String),
-    model             LowCardinality(String),
-    prompt_level      LowCardinality(String),
-    prompt_categories Array(String),
-    response_level    Nullable(String),
-    policy_id         LowCardinality(String),
-    policy_version    LowCardinality(String),
-    decision          LowCardinality(String),
-    retention_scope   LowCardinality(String),
-    input_tokens      UInt64,
-    output_tokens     UInt64,
-    latency_us        UInt64,
-    payload           String,
-    sig               String,
-    ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3),
+    origin            LowCardinality(String) COMMENT 'the chain: <org>/<env>/<input topic>/p<partition>/g<generation>',
+    seq               UInt64 COMMENT 'position in the chain, from 0',
+    leaf_hash         String COMMENT 'hex SHA-256(0x00 || payload || sig): the Merkle leaf and the next record''s prev',
+    prev              String COMMENT 'leaf hash of the record before (64 zeros at seq 0)',
+    kid               LowCardinality(String) COMMENT 'RFC 7638 thumbprint of the Ed25519 key that signed the record',
+    ts                DateTime64(6, 'UTC') COMMENT 'when the request was decided (the event''s occurred_at)',
+    src_topic         LowCardinality(String) COMMENT 'input topic the event was read from',
+    src_partition     UInt32 COMMENT 'input partition',
+    src_offset        UInt64 COMMENT 'input offset',
+    event_id          String COMMENT 'the emitter''s id for the request (a gateway answer''s X-Request-Id)',
+    emitter_id        String COMMENT 'the SDK instance or gateway replica that emitted the event',
+    emitter_seq       UInt64 COMMENT 'the emitter''s own number for the event, from 0',
+    actor_type        LowCardinality(String) COMMENT 'workforce, agent or service',
+    actor_id          String COMMENT 'the authenticated identity (never a caller-supplied label)',
+    on_behalf_of      Nullable(String) COMMENT 'for an agent: the person it acted for',
+    role              LowCardinality(String) COMMENT 'role in effect when the policy decided',
+    route             LowCardinality(String) COMMENT 'gateway route or application use case',
+    operation         LowCardinality(String) COMMENT 'chat, embeddings ... (OTel gen_ai.operation.name)',
+    provider          LowCardinality(Nullable(String)) COMMENT 'the AI vendor (OTel gen_ai.provider.name), NULL when the request was refused before any vendor',
+    model             LowCardinality(String) COMMENT 'requested model (OTel gen_ai.request.model)',
+    prompt_level      LowCardinality(String) COMMENT 'data classification of the prompt: public, internal, confidential, restricted',
+    prompt_categories Array(String) COMMENT 'what the classifier found in the prompt, e.g. pii.email, secret.aws_key',
+    response_level    Nullable(String) COMMENT 'classification of the response, NULL when there was none',
+    policy_id         LowCardinality(String) COMMENT 'the policy bundle that decided',
+    policy_version    LowCardinality(String) COMMENT '<declared version>+sha256.<hash>: `aiaudit gateway policy --version` prints it',
+    decision          LowCardinality(String) COMMENT 'allow, deny, redact or reroute',
+    retention_scope   LowCardinality(String) COMMENT 'retention class of any content kept for the request',
+    input_tokens      UInt64 COMMENT 'OTel gen_ai.usage.input_tokens',
+    output_tokens     UInt64 COMMENT 'OTel gen_ai.usage.output_tokens',
+    latency_us        UInt64 COMMENT 'vendor latency in microseconds',
+    payload           String COMMENT 'the exact signed bytes (RFC 8785 JSON): the evidence, every column above is checked against it',
+    sig               String COMMENT 'base64 Ed25519 signature over "aiaudit/record/v1\n" || payload',
+    ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the sink stored the row (not evidence)',
+    decision_reasons  Array(String) DEFAULT JSONExtract(payload, 'event', 'decision_reasons', 'Array(String)')
+                      COMMENT 'why the policy decided so, in readable sentences',
+    trace_id          Nullable(String) DEFAULT JSONExtract(payload, 'event', 'trace_id', 'Nullable(String)')
+                      COMMENT 'W3C trace id of the request, to join with application traces',
     INDEX idx_actor actor_id TYPE bloom_filter GRANULARITY 4,
     INDEX idx_behalf on_behalf_of TYPE bloom_filter GRANULARITY 4,
     INDEX idx_ts ts TYPE minmax GRANULARITY 4
 )
 ENGINE = MergeTree
-ORDER BY (origin, seq);
+PARTITION BY toYYYYMM(ts)
+ORDER BY (origin, seq)
+COMMENT 'aiaudit evidence: one row per chain record (duplicates of a redelivery possible: use the records view)';
+
+-- Added after the table first shipped: stores created before get the columns here, filled for
+-- old rows from the signed payload itself (so they hold what the payload says, as the verifier checks).
+ALTER TABLE {db}.evidence ADD COLUMN IF NOT EXISTS
+    decision_reasons Array(String) DEFAULT JSONExtract(payload, 'event', 'decision_reasons', 'Array(String)');
+ALTER TABLE {db}.evidence ADD COLUMN IF NOT EXISTS
+    trace_id Nullable(String) DEFAULT JSONExtract(payload, 'event', 'trace_id', 'Nullable(String)');
+ALTER TABLE {db}.evidence MODIFY COLUMN IF EXISTS provider LowCardinality(Nullable(String));
+
+-- For analysts: each record once (an exact duplicate row from a redelivery collapsed; two
+-- different records at one seq, a fork, both kept, so it stays visible), without the signed bytes.
+CREATE VIEW IF NOT EXISTS {db}.records AS
+SELECT * EXCEPT (payload, sig, ingested_at) FROM {db}.evidence LIMIT 1 BY origin, seq, leaf_hash;
 
 -- The chains' tree states, one row per committed batch (pipeline/chain/checkpoint.py): size,
 -- root and compact range; the subtrees completed at levels 8, 16, 24 ... (for proofs from

@@ -20,7 +20,7 @@ COLUMNS = (
     "event_id", "emitter_id", "emitter_seq", "actor_type", "actor_id", "on_behalf_of", "role", "route",
     "operation", "provider", "model", "prompt_level", "prompt_categories", "response_level",
     "policy_id", "policy_version", "decision", "retention_scope", "input_tokens", "output_tokens",
-    "latency_us", "payload", "sig",
+    "latency_us", "payload", "sig", "decision_reasons", "trace_id",
 )
 SIGNED = ("payload", "sig")  # the exact signed bytes (payload UTF-8 JSON, sig base64)
 QUERY_COLUMNS = tuple(c for c in COLUMNS if c not in SIGNED)  # what `aiaudit query --all-columns` shows
@@ -32,7 +32,8 @@ DEFAULT_COLUMNS = (
 # (clickhouse-connect's fallback), and the verifier would check other bytes than those stored.
 BYTES = {"payload": "bytes"}
 TIME_COLUMNS = ("ts",)  # DateTime64(6, 'UTC'): the payload says RFC 3339 text
-ARRAY_COLUMNS = ("prompt_categories",)  # Array(String): the payload says a JSON array
+ARRAY_COLUMNS = ("prompt_categories", "decision_reasons")  # Array(String): the payload says a JSON array
+NO_PROVIDER = "none"  # what an event says when no vendor was chosen (a denied request)
 # The typed columns the verifier compares with the payload (leaf_hash it recomputes instead).
 CHECKED_COLUMNS = tuple(c for c in QUERY_COLUMNS if c != "leaf_hash")
 
@@ -47,13 +48,16 @@ def columns_of(obj: dict[str, Any]) -> dict[str, Any]:
         "event_id": ev["event_id"], "emitter_id": ev["emitter_id"], "emitter_seq": ev["emitter_seq"],
         "actor_type": ev["actor"]["type"], "actor_id": ev["actor"]["id"], "on_behalf_of": ev["actor"].get("on_behalf_of"),
         "role": ev["authz"]["role"], "route": ev["route"], "operation": ev.get("gen_ai_operation_name", ""),
-        "provider": ev["gen_ai_provider_name"], "model": ev["gen_ai_request_model"],
+        # A request refused before any vendor says provider "none" (the contract needs a string): NULL here.
+        "provider": None if ev["gen_ai_provider_name"] == NO_PROVIDER else ev["gen_ai_provider_name"],
+        "model": ev["gen_ai_request_model"],
         "prompt_level": ev["prompt_classification"]["level"],
         "prompt_categories": list(ev["prompt_classification"].get("categories", [])),
         "response_level": response["level"] if response else None,
         "policy_id": ev["policy_id"], "policy_version": ev["policy_version"], "decision": ev["decision"],
         "retention_scope": ev["retention_scope"], "input_tokens": ev.get("gen_ai_usage_input_tokens", 0),
         "output_tokens": ev.get("gen_ai_usage_output_tokens", 0), "latency_us": ev.get("latency_us", 0),
+        "decision_reasons": list(ev.get("decision_reasons") or []), "trace_id": ev.get("trace_id"),
     }
 
 

@@ -22,3 +22,18 @@ def test_dead_letter_source_header_falls_back_on_bad_input():
     assert parse_src("ai.requests/3/41", ("dlq", 0, 9)) == ("ai.requests", 3, 41)
     assert parse_src("garbage", ("dlq", 0, 9)) == ("dlq", 0, 9)
     assert parse_src("a/b/c", ("dlq", 1, 2)) == ("dlq", 1, 2)
+
+
+def test_a_refused_request_has_no_provider_column_and_reasons_and_trace_are_columns():
+    from pipeline.chain.keys import Ed25519Signer
+    from pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
+    from pipeline.store.evidence import columns_of
+    from tests.unit.helpers import events
+
+    ev = dict(events(1)[0], gen_ai_provider_name="none", decision="deny", decision_reasons=["role may not use route"],
+              trace_id="0af7651916cd43dd8448eb211c80319c")
+    rec = build_record(ChainHead.genesis(ChainId("o/e/t/p0/g1")), Ed25519Signer.generate(), ev["occurred_at"],
+                       Source("t", 0, 0), ev)
+    cols = columns_of(parse_payload(rec.payload))
+    assert cols["provider"] is None and cols["decision_reasons"] == ["role may not use route"]
+    assert cols["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
