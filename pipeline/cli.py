@@ -534,6 +534,14 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         policy = parse_policy(text, source=str(path))
         print(f"{path}: valid; policy {policy.policy_id} version {policy.version}")
         return 0
+    if args.action == "policies":
+        from pipeline import store
+        from pipeline.query.api import policies_in_force
+
+        rows = policies_in_force(store.connect(settings, must_exist=True), settings)
+        _print_rows([{**r, "published": "yes" if r["first_loaded"] is not None else "NO: no bundle to show"}
+                     for r in rows], "table")
+        return 0
     if args.action == "policy":
         from pipeline.query.api import policy_bundle
 
@@ -731,7 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "AIAUDIT_GATEWAY__POLICY_FILE); keygen: a new caller API key and the hashed entry "
                                    "to store; check-policy: validate a policy file and print its version; policy: "
                                    "print the policy bundle a record's policy_version names (from ClickHouse).")
-    s.add_argument("action", nargs="?", choices=["serve", "keygen", "check-policy", "policy"], default="serve")
+    s.add_argument("action", nargs="?", choices=["serve", "keygen", "check-policy", "policy", "policies"], default="serve",
+                   help="policies: every policy version, when it first and last decided, and whether its bundle "
+                        "was published")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--id", help="keygen: the principal (person, agent or service id)")

@@ -39,7 +39,7 @@ from pipeline.gateway.policy import bundle_message, bundle_problems
 from pipeline.kafka import config as kafka_config
 from pipeline.ops.progress import Lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker, stop_worker
-from pipeline.query.api import find_records, policy_bundle
+from pipeline.query.api import find_records, policies_in_force, policy_bundle
 from pipeline.query.export import export_records, read_export_file
 from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
@@ -216,6 +216,9 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         problems = ["not published"] if bundle is None else bundle_problems(
             version, str(bundle["canonical_json"]), str(bundle["source_yaml"]))
         print(f"  {version}: " + ("the stored bundle hashes to this version" if not problems else "; ".join(problems)))
+    for row in policies_in_force(client, settings):
+        print(f"  {row['policy_version']}: {row['decisions']} decision(s), {row['first_decision']} .. "
+              f"{row['last_decision']}; bundle {'published' if row['first_loaded'] else 'NOT published'}")
     _, counts = store.query_rows(client, *evidence.count_records(db))
     _, dead = store.query_rows(client, *dead_letters.count_by_reason(db))
     print(f"\n  records in ClickHouse: {counts[0][0]}; dead letters by reason: "

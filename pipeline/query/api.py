@@ -30,3 +30,9 @@ def policy_bundle(settings: Settings, policy_version: str, client: Client | None
         if own:
             client.close()
     return dict(zip(names, rows[0])) if rows else None
+
+
+def policies_in_force(client: Client, settings: Settings) -> list[dict[str, Any]]:
+    """Each policy version: first/last decision under it, decisions, first loaded by a gateway."""
+    names, rows = store.query_rows(client, *policies.select_in_force(store.database(settings)))
+    return [dict(zip(names, row)) for row in rows]

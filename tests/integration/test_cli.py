@@ -56,6 +56,11 @@ def test_query_verify_export_and_a_tampered_row(settings, client, tmp_path):
     declared = sent[0]["policy_version"].split("+")[0]
     under = aiaudit(settings, "query", "--policy-version", declared, "--limit", "1000", "--format", "jsonl")
     assert len(under.stdout.splitlines()) == sum(e["policy_version"].startswith(declared + "+") for e in sent) > 0
+    listed = aiaudit(settings, "gateway", "policies")
+    assert listed.returncode == 0, listed.stderr
+    for version in {e["policy_version"] for e in sent}:  # synthetic versions: decided, never published
+        assert version in listed.stdout
+    assert "NO: no bundle to show" in listed.stdout
     cut = aiaudit(settings, "query", "--limit", "5")
     assert cut.returncode == 0 and "more records match than the 5 shown" in cut.stderr
     whole = aiaudit(settings, "query", "--limit", "600")
