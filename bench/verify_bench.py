@@ -76,7 +76,7 @@ def _build_chain(args: tuple[str, int, int, str, str]) -> tuple[list[list], list
     head, tree = ChainHead.genesis(ChainId(origin)), CompactRange()
     rows, states, pending = [], [], []
     for i in range(n):
-        ev = to_json_event(gen.next_event())
+        ev = to_json_event({**gen.next_event(), "emitter_seq": i})  # the emitter numbers its events
         rec = build_record(head, signer, ev["occurred_at"], Source("ai.requests", seed, i), ev)
         head = rec.next_head(i)
         rows.append(evidence.row(rec))
