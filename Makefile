@@ -11,7 +11,7 @@ KAFKA_LIB := infra/kafka/lib
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[server,test]'
 	touch $@
 
 install: $(STAMP)
