@@ -128,15 +128,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     _logging(args.verbose)
     if args.role == "score":
+        from pipeline.chain.keys import KeyRing, read_jwks
         from pipeline.score.app import run
         from pipeline.score.models import live_detector
 
-        try:
-            with _model_errors():
-                detector = live_detector(settings.score.models_dir)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"no live model in {settings.score.models_dir}: run `aiaudit detect train` and "
-                              "`aiaudit detect promote`") from exc
+        with _model_errors():
+            detector = live_detector(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
         run(settings, detector, verbose=args.verbose)
         return 0
     if args.role == "all":
@@ -460,9 +457,13 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             newest = f"; the newest trained is {models[0]['version']} (trained {models[0]['trained_at']})" if models else \
                 "; none is trained yet: run `aiaudit detect train`"
             raise ConfigError(f"`aiaudit detect promote` needs --version{newest} (`aiaudit detect list` shows all)")
+        from pipeline.chain.keys import active_key_file, load_signer
+
+        signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
+        by = args.by or os.environ.get("USER") or "operator"
         with _model_errors():
-            manifest = promote(models_dir, args.version)
-        print(f"{manifest['version']} is live (sha256 {manifest['sha256']})")
+            manifest = promote(models_dir, args.version, signer, by=by)
+        print(f"{manifest['version']} is live (sha256 {manifest['sha256']}), promoted by {by}, signed by key {signer.kid}")
     return 0
 
 
@@ -706,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--version", help="train: the new model's name (default: the time, e.g. 20261129T0712Z); "
                                       "promote: the model to make live (see `aiaudit detect list`)")
     s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table", help="list's output")
+    s.add_argument("--by", help="promote: who promotes (recorded and signed; default: $USER)")
     s.add_argument("--models-dir", help="default: AIAUDIT_SCORE__MODELS_DIR or .aiaudit/models")
     s.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
     s.add_argument("--seed", type=int, default=7)

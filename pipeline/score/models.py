@@ -2,11 +2,13 @@
 
 Training reads chained events (an export file, or the evidence table over a time window),
 in time order, through the same feature extractor the scorer uses. A version becomes live
-by promotion: `live.json` holds its manifest, and so the SHA-256 its artifact must match.
+by promotion: `live.json` holds its manifest (and so the SHA-256 its artifact must match), who
+promoted it and when, signed with the operator's record key.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -18,7 +20,9 @@ import numpy as np
 from detectors.features import FeatureExtractor
 from detectors.model import Detector, check_version, load, save, train
 from pipeline import store
+from pipeline.chain.keys import Ed25519Signer, KeyRing
 from pipeline.chain.record import parse_payload
+from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
@@ -58,35 +62,72 @@ def train_from(events: Iterable[dict[str, Any]], *, version: str, seed: int, mod
     return save(detector, models_dir)
 
 
-def promote(models_dir: Path, version: str) -> dict[str, Any]:
-    """Make `version` live; refuses an artifact that no longer matches its manifest."""
+PROMOTION_DOMAIN = b"aiaudit/promotion/v1\n"  # what a promotion signature covers, before the JCS body
+
+
+def _promotion_body(manifest: dict[str, Any], by: str, at: str) -> bytes:
+    # Sorted, compact JSON (the manifest holds floats, which JCS here refuses): the verifier
+    # re-renders the parsed live.json the same way, floats round-tripping through repr.
+    return json.dumps({"manifest": manifest, "promoted_by": by, "promoted_at": at}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def promote(models_dir: Path, version: str, signer: Ed25519Signer, *, by: str,
+            at: datetime | None = None) -> dict[str, Any]:
+    """Make `version` live; refuses an artifact that no longer matches its manifest. live.json is
+    signed with the operator's record key: whoever can write the models folder but not the keys
+    cannot promote a model of their own (the scorer checks the signature against the JWKS)."""
     check_version(version)  # raises ArtifactRefused for a name that is not a plain version
+    if not by.strip():
+        raise ConfigError("say who promotes the model (--by)")
     try:
         manifest = json.loads((models_dir / f"{version}.json").read_text())
     except OSError as exc:
         raise ConfigError(f"no model {version} in {models_dir}: {exc.strerror}") from exc
     load(models_dir, version, expected_sha256=manifest["sha256"], manifest=manifest)  # raises ArtifactRefused
-    (models_dir / LIVE).write_text(json.dumps(manifest, indent=2) + "\n")
+    stamp = format_ts(at or datetime.now(timezone.utc))
+    signature = signer.sign(PROMOTION_DOMAIN + _promotion_body(manifest, by, stamp))
+    live = {"manifest": manifest, "promoted_by": by, "promoted_at": stamp, "kid": signer.kid,
+            "signature": base64.b64encode(signature).decode("ascii")}
+    tmp = models_dir / (LIVE + ".tmp")
+    tmp.write_text(json.dumps(live, indent=2) + "\n")
+    tmp.replace(models_dir / LIVE)
     return manifest
 
 
-def live_detector(models_dir: Path) -> Detector:
-    """The promoted model: its artifact must hash to what live.json says (arrays only, so even a
-    forged live.json cannot make loading run code)."""
+def live_promotion(models_dir: Path, keyring: KeyRing) -> dict[str, Any]:
+    """The signed promotion in live.json, checked against `keyring`. Raises ConfigError naming why not."""
     try:
-        manifest = json.loads((models_dir / LIVE).read_text())
-        version, digest = manifest["version"], manifest["sha256"]
+        live = json.loads((models_dir / LIVE).read_text())
+        manifest, by, at, kid = live["manifest"], live["promoted_by"], live["promoted_at"], live["kid"]
+        signature = base64.b64decode(live["signature"], validate=True)
+        body = _promotion_body(manifest, by, at)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no promoted model in {models_dir}: run `aiaudit detect train` and "
+                          "`aiaudit detect promote`") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"no promoted model in {models_dir} ({exc}); run `aiaudit detect promote`") from exc
-    return load(models_dir, check_version(version), expected_sha256=str(digest), manifest=manifest)
+        raise ConfigError(f"{models_dir / LIVE} is not a signed promotion ({type(exc).__name__}: {exc}); "
+                          "promote the model again with `aiaudit detect promote`") from exc
+    if kid not in keyring or not keyring.verify(kid, signature, PROMOTION_DOMAIN + body):
+        raise ConfigError(f"{models_dir / LIVE}: its signature does not verify under the keys folder's JWKS "
+                          f"(key {str(kid)[:50]}): the promotion was not made with an operator's key")
+    return live
+
+
+def live_detector(models_dir: Path, keyring: KeyRing) -> Detector:
+    """The promoted model: live.json's signature must verify and the artifact must hash to what it
+    says (arrays only, so even a forged live.json could not make loading run code)."""
+    manifest = live_promotion(models_dir, keyring)["manifest"]
+    return load(models_dir, check_version(str(manifest.get("version"))), expected_sha256=str(manifest["sha256"]),
+                manifest=manifest)
 
 
 def trained_models(models_dir: Path) -> list[dict[str, Any]]:
     """Every trained model's manifest summary, newest first, and whether it is the live one."""
     live = None
     try:
-        live = json.loads((models_dir / LIVE).read_text()).get("version")
-    except (OSError, ValueError, AttributeError):
+        live = json.loads((models_dir / LIVE).read_text())["manifest"]["version"]
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     out = []
     for path in models_dir.glob("*.json") if models_dir.is_dir() else []:

@@ -27,6 +27,13 @@ from tests.integration.support import ChainWorkers, read_topic, sink_until_drain
 pytestmark = pytest.mark.integration
 
 
+def operator(settings):
+    """The operator's record key, which signs promotions."""
+    from pipeline.chain.keys import active_key_file, load_signer
+
+    return load_signer(active_key_file(settings.signing.keys_dir, None))
+
+
 def contract_event(ev: dict[str, Any]) -> dict[str, Any]:
     """A labelled-traffic event completed into the full event contract (Avro datum form)."""
     return {
@@ -62,7 +69,7 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
         manifest = train_from(events_from_store(settings, Filters()), version="m1", seed=7,
                               models_dir=settings.score.models_dir)
         assert manifest["training"]["rows"] == len(train_events)
-        promote(settings.score.models_dir, "m1")
+        promote(settings.score.models_dir, "m1", operator(settings), by="itest")
 
         workers.start("s1", role="score")
         emit_all(settings, [ev for ev, _ in test], "edge-live")
@@ -142,7 +149,7 @@ def test_a_restarted_scoring_worker_recovers_identity_state_from_its_table(setti
     fx = FeatureExtractor()
     detector = train(np.array([fx(e) for e in train_events]), version="r1", seed=11)
     save(detector, settings.score.models_dir)
-    promote(settings.score.models_dir, "r1")
+    promote(settings.score.models_dir, "r1", operator(settings), by="itest")
     events = [ev for ev, _ in test]
     half = len(events) // 2
     with ChainWorkers(settings, tmp_path) as workers:

@@ -6,7 +6,10 @@ from detectors.model import ArtifactRefused
 from pipeline.chain.keys import Ed25519Signer
 from pipeline.errors import ConfigError
 from pipeline.score.models import events_from_export, live_detector, promote, train_from
-from tests.unit.helpers import build_chain
+from tests.unit.helpers import build_chain, keyring_of
+
+OPERATOR = Ed25519Signer.generate()
+RING = keyring_of(OPERATOR)
 
 
 def test_train_from_an_export_then_promote_and_refuse_a_swapped_artifact(tmp_path):
@@ -15,15 +18,15 @@ def test_train_from_an_export_then_promote_and_refuse_a_swapped_artifact(tmp_pat
     models = tmp_path / "models"
     manifest = train_from(events_from_export(export), version="m1", seed=1, models_dir=models)
     assert manifest["training"]["rows"] == 300 and manifest["training"]["window"][0] < manifest["training"]["window"][1]
-    assert promote(models, "m1")["sha256"] == manifest["sha256"]
-    assert live_detector(models).version == "m1"
+    assert promote(models, "m1", OPERATOR, by="ops-1")["sha256"] == manifest["sha256"]
+    assert live_detector(models, RING).version == "m1"
     # Another model's bytes put in place of m1's: promotion and loading refuse them.
     train_from(events_from_export(export), version="m2", seed=2, models_dir=models)
     (models / "m1.npz").write_bytes((models / "m2.npz").read_bytes())
     with pytest.raises(ArtifactRefused):
-        promote(models, "m1")
+        promote(models, "m1", OPERATOR, by="ops-1")
     with pytest.raises(ArtifactRefused):
-        live_detector(models)
+        live_detector(models, RING)
 
 
 def test_too_few_events_is_a_clear_error(tmp_path):
@@ -35,10 +38,10 @@ def test_too_few_events_is_a_clear_error(tmp_path):
 
 def test_a_live_json_naming_a_path_is_refused(tmp_path):
     (tmp_path / "live.json").write_text(json.dumps({"version": "../elsewhere/evil", "sha256": "0" * 64}))
-    with pytest.raises(ArtifactRefused, match="must be 1-64 letters"):
-        live_detector(tmp_path)
+    with pytest.raises(ConfigError, match="not a signed promotion"):  # an unsigned live.json is not trusted at all
+        live_detector(tmp_path, RING)
     with pytest.raises(ArtifactRefused):
-        promote(tmp_path, "../elsewhere/evil")
+        promote(tmp_path, "../elsewhere/evil", OPERATOR, by="ops-1")
 
 
 def test_trained_models_are_listed_newest_first_with_the_live_one_marked(tmp_path):
@@ -52,8 +55,30 @@ def test_trained_models_are_listed_newest_first_with_the_live_one_marked(tmp_pat
     for i, version in enumerate(("older", "newer")):
         train_from(events_from_export(export), version=version, seed=i, models_dir=models)
         os.utime(models / f"{version}.json", (1_800_000_000 + i * 60, 1_800_000_000 + i * 60))
-    promote(models, "older")
+    promote(models, "older", OPERATOR, by="ops-1")
     listed = trained_models(models)
     assert [(m["version"], m["live"], m["rows"]) for m in listed] == [("newer", False, 120), ("older", True, 120)]
     with pytest.raises(ArtifactRefused, match="must be 1-64 letters"):
         train_from(iter(()), version="../x", seed=1, models_dir=models)
+
+
+def test_only_a_promotion_signed_with_an_operators_key_is_live(tmp_path):
+    """Whoever can write the models folder but not the keys cannot make a model of theirs live."""
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(120, Ed25519Signer.generate())))
+    models = tmp_path / "models"
+    train_from(events_from_export(export), version="good", seed=1, models_dir=models)
+    evil = train_from(events_from_export(export), version="evil", seed=2, models_dir=models)
+    promote(models, "good", OPERATOR, by="ops-1")
+    live = json.loads((models / "live.json").read_text())
+    assert live["promoted_by"] == "ops-1" and live["kid"] == OPERATOR.kid and live_detector(models, RING).version == "good"
+    # The folder's writer points live.json at their model, keeping the old signature: refused.
+    (models / "live.json").write_text(json.dumps({**live, "manifest": evil}))
+    with pytest.raises(ConfigError, match="signature does not verify"):
+        live_detector(models, RING)
+    # ... or signs it with a key of their own: refused too (not in the operator's JWKS).
+    promote(models, "evil", Ed25519Signer.generate(), by="mallory")
+    with pytest.raises(ConfigError, match="signature does not verify"):
+        live_detector(models, RING)
+    with pytest.raises(ConfigError, match="--by"):
+        promote(models, "good", OPERATOR, by=" ")
