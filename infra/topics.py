@@ -46,6 +46,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         }),
         # A.8.16 evidence: findings are kept like the chain; scores for a year.
         TopicSpec(k.alerts_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
+        # Analysts' status changes (ack, resolve, reopen): evidence of "detected and resolved", kept like the alerts.
+        TopicSpec(k.alert_status_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),
         # Every policy bundle that governed a request: kept like the chain.
         TopicSpec(k.policies_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contract.schema import DECISIONS, LEVELS
-from pipeline.errors import AiAuditError, ConfigError, SigningKeyError
+from pipeline.errors import AiAuditError, ConfigError, SigningKeyError, StoreError
 from pipeline.settings import Settings
 from pipeline.store.filters import MAX_LIMIT, Filters
 
@@ -475,6 +475,23 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"`aiaudit alerts {args.action}` needs the alert uid and --by")
     if args.action == "history" and not args.uid:
         raise ConfigError("`aiaudit alerts history` needs the alert uid")
+    if args.action in ("ack", "resolve", "reopen"):
+        status = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}[args.action]
+        checker = None
+        try:
+            checker = store.connect(settings, must_exist=True)
+        except StoreError as exc:
+            if "one process at a time" not in str(exc):
+                raise
+            print("aiaudit: note: the store is held by the running sink; the change is sent without checking the "
+                  "alert exists, and shows once the sink has stored it", file=sys.stderr)
+        try:
+            set_status(settings, args.uid, status, by=args.by, note=args.note or "", client=checker)
+        finally:
+            if checker is not None:
+                checker.close()
+        print(f"{args.uid}: {status} by {args.by} (sent; the sink stores it)")
+        return 0
     client = store.connect(settings, must_exist=True)
     if args.action == "list":
         rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
@@ -503,10 +520,6 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
                   "or narrow the filters", file=sys.stderr)
     elif args.action == "history":
         _print_rows(status_history(client, settings, args.uid), args.format)
-    else:
-        status = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}[args.action]
-        set_status(client, settings, args.uid, status, by=args.by, note=args.note or "")
-        print(f"{args.uid}: {status} by {args.by}")
     return 0
 
 

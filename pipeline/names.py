@@ -6,6 +6,7 @@ REQUESTS_TOPIC = "ai.requests"
 CHAIN_TOPIC = "ai.audit.chain"
 DEAD_LETTER_TOPIC = "ai.requests.dlq"
 ALERTS_TOPIC = "ai.audit.alerts"
+ALERT_STATUS_TOPIC = "ai.audit.alert-status"  # analysts' status changes, stored by the sink
 SCORES_TOPIC = "ai.audit.scores"
 POLICIES_TOPIC = "ai.policies"
 CONTENT_TOPIC = "ai.content"

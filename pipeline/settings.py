@@ -24,6 +24,7 @@ class KafkaSettings(BaseModel):
     chain_topic: str = names.CHAIN_TOPIC
     dead_letter_topic: str = names.DEAD_LETTER_TOPIC
     alerts_topic: str = names.ALERTS_TOPIC
+    alert_status_topic: str = names.ALERT_STATUS_TOPIC
     scores_topic: str = names.SCORES_TOPIC
     policies_topic: str = names.POLICIES_TOPIC
     content_topic: str = names.CONTENT_TOPIC

@@ -1,7 +1,9 @@
 """Alerts and their status (A.8.16 "detected and resolved"): list, acknowledge, resolve.
 
 Status is append-only: each change is a new row (who, when, note), the current status is the
-latest row, and the full history stays for the auditor. Values travel as query parameters.
+latest row, and the full history stays for the auditor. Changes travel as events (the
+alert-status topic, stored by the sink), so analysts can act while the pipeline runs, also on
+an embedded store that only the sink can hold. Values travel as query parameters.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from clickhouse_connect.driver.client import Client
+from confluent_kafka import Producer
 
 from pipeline import store
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InfraError
+from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 from pipeline.store import alerts
 
-STATUSES = ("open", "acknowledged", "resolved")
+STATUSES = alerts.STATUSES
 SEVERITIES = ("medium", "high", "critical")
 
 
@@ -30,20 +35,26 @@ def list_alerts(client: Client, settings: Settings, *, actor: str | None = None,
     return [dict(zip(names, row)) for row in rows]
 
 
-def set_status(client: Client, settings: Settings, finding_uid: str, status: str, *, by: str, note: str = "",
-               at: datetime | None = None) -> None:
-    """Append a status change. Raises ConfigError for an unknown alert, status or empty `by`; StoreError."""
+def set_status(settings: Settings, finding_uid: str, status: str, *, by: str, note: str = "",
+               at: datetime | None = None, client: Client | None = None) -> None:
+    """Append a status change by publishing it to the alert-status topic, which the sink stores:
+    it works while the sink holds an embedded store. With `client`, the alert must exist first.
+    Raises ConfigError for an unknown alert, status or empty `by`; InfraError when the broker
+    does not take it."""
     if status not in STATUSES:
         raise ConfigError(f"status must be one of {', '.join(STATUSES)}")
-    if not by.strip():
-        raise ConfigError("say who changes the status (--by)")
-    db = store.database(settings)
-    _, found = store.query_rows(client, *alerts.count_alert(db, finding_uid))
-    if not found[0][0]:
-        raise ConfigError(f"no alert {finding_uid}")
-    store.insert(client, f"{db}.alert_status",
-                 [alerts.status_row(finding_uid, status, by, note, at or datetime.now(timezone.utc))],
-                 alerts.STATUS_COLUMNS)
+    if not by.strip() or len(by) > 256 or len(note) > 4096 or not 0 < len(finding_uid) <= 128:
+        raise ConfigError("say who changes the status (--by, at most 256 characters; a note of at most 4096)")
+    if client is not None:
+        _, found = store.query_rows(client, *alerts.count_alert(store.database(settings), finding_uid))
+        if not found[0][0]:
+            raise ConfigError(f"no alert {finding_uid}")
+    message = alerts.status_message(finding_uid, status, by, note, at or datetime.now(timezone.utc))
+    producer = Producer(kafka_config.producer(settings))
+    producer.produce(settings.kafka.alert_status_topic, key=finding_uid.encode(), value=orjson.dumps(message))
+    if producer.flush(15):
+        raise InfraError(f"the broker at {settings.kafka.bootstrap_servers} did not take the status change; "
+                         "nothing was changed")
 
 
 def status_history(client: Client, settings: Settings, finding_uid: str) -> list[dict[str, Any]]:

@@ -32,8 +32,25 @@ def alert_row(finding: dict[str, Any], raw: bytes) -> list[Any]:
             raw.decode("utf-8")]
 
 
+STATUSES = ("open", "acknowledged", "resolved")
+
+
 def status_row(finding_uid: str, status: str, by: str, note: str, at: datetime) -> list[Any]:
     return [finding_uid, status, by, note, at]
+
+
+def status_message(finding_uid: str, status: str, by: str, note: str, at: datetime) -> dict[str, Any]:
+    """What `aiaudit alerts ack|resolve|reopen` publishes (the sink stores it as a status row)."""
+    return {"finding_uid": finding_uid, "status": status, "by": by, "note": note, "at": at.isoformat()}
+
+
+def status_row_of(obj: dict[str, Any]) -> list[Any]:
+    """An alert-status-topic message -> alert_status row. Raises ValueError for anything malformed."""
+    uid, status, by, note = obj["finding_uid"], obj["status"], obj["by"], obj["note"]
+    if not (isinstance(uid, str) and 0 < len(uid) <= 128 and status in STATUSES and isinstance(by, str)
+            and 0 < len(by.strip()) <= 256 and isinstance(note, str) and len(note) <= 4096):
+        raise ValueError("not an alert status change (uid, status, by, note)")
+    return status_row(uid, status, by, note, parse_ts(obj["at"]))
 
 
 def select_alerts(db: str, *, actor: str | None = None, severity: str | None = None, since: datetime | None = None,

@@ -4,6 +4,8 @@ with injected misuse, and check the OCSF alerts point at verifiable chain record
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -17,12 +19,20 @@ from detectors.model import save, train
 from detectors.traffic import labelled_traffic
 from pipeline.chain.record import Record, parse_payload
 from pipeline.emit.producer import Emitter
+from pipeline.errors import ConfigError
 from pipeline.ops.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
 from pipeline.score.models import events_from_store, promote, train_from
 from pipeline.score.step import score_records
 from pipeline.store.filters import Filters
-from tests.integration.support import ChainWorkers, read_topic, sink_until_drained, verify_store, wait_chained
+from tests.integration.support import (
+    ChainWorkers,
+    read_topic,
+    settings_env,
+    sink_until_drained,
+    verify_store,
+    wait_chained,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +118,17 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     assert len(listed) == len({row["finding_uid"] for row in listed}) == len({a[1:3] for a in alerts})
     assert all(row["status"] == "open" for row in listed)
     uid = listed[0]["finding_uid"]
-    set_status(client, settings, uid, "acknowledged", by="soc-analyst-1", note="looking")
+    set_status(settings, uid, "acknowledged", by="soc-analyst-1", note="looking", client=client)
     time.sleep(0.01)
-    set_status(client, settings, uid, "resolved", by="soc-analyst-1", note="user confirmed a bulk export request")
+    # From the command line while the store is held (here by this test's client, in production by the
+    # running sink): the change travels as an event, and the sink stores it.
+    cli = subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "resolve", uid, "--by", "soc-analyst-1",
+                          "--note", "user confirmed a bulk export request"], capture_output=True, text=True,
+                         env=settings_env(settings), timeout=120)
+    assert cli.returncode == 0 and "held by the running sink" in cli.stderr, cli.stderr[-2000:]
+    with pytest.raises(ConfigError, match="no alert"):
+        set_status(settings, "no-such-alert", "resolved", by="x", client=client)
+    sink_until_drained(settings, client)
     history = status_history(client, settings, uid)
     assert [h["status"] for h in history] == ["raised", "acknowledged", "resolved"]
     assert history[0]["actor"] == "model m1" and "driven by" in history[0]["note"]  # why it was raised

@@ -81,5 +81,18 @@ def test_an_unreadable_message_becomes_a_dead_letter_kept_whole():
 def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
     topics = sink_topics(K)
     assert [t.topic for t in topics] == [K.chain_topic, K.checkpoints_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
-                                         K.policies_topic, K.content_topic]
+                                         K.alert_status_topic, K.policies_topic, K.content_topic]
     assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
+
+
+def test_alert_status_changes_become_rows_and_hostile_ones_dead_letters():
+    from datetime import datetime, timezone
+
+    at = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
+    good = orjson.dumps(alerts.status_message("uid-1", "acknowledged", "soc-1", "looking", at))
+    bad = [orjson.dumps({**alerts.status_message("uid-1", "acknowledged", "soc-1", "", at), "status": "deleted"}),
+           orjson.dumps({**alerts.status_message("uid-1", "resolved", " ", "", at)}),
+           orjson.dumps({**alerts.status_message("x" * 200, "resolved", "a", "", at)}), b"[]"]
+    rows = rows_of([Msg(K.alert_status_topic, good), *(Msg(K.alert_status_topic, b) for b in bad)], K)
+    assert rows.get(names.ALERT_STATUS_TABLE) == [["uid-1", "acknowledged", "soc-1", "looking", at]]
+    assert len(rows.get(names.DEAD_LETTER_TABLE)) == len(bad)
