@@ -251,6 +251,7 @@ class ChainWorker:
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         """Chain until `stop` is set. Raises InfraError on a fatal consumer error."""
         k, c = self.settings.kafka, self.settings.chain
+        kafka_config.warn_if_unreachable(self.settings, self.consumer, "chain worker")
         self.consumer.subscribe([k.requests_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         last_report, last_chained = time.monotonic(), 0

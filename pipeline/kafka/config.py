@@ -93,3 +93,13 @@ def consumer_problem(settings: Settings, who: str, error: Any) -> str:
     if error.name() in BROKER_DOWN_CODES:
         return f"{who}: broker unreachable at {settings.kafka.bootstrap_servers}; retrying ({error.str()})"
     return f"{who}: {error}"
+
+
+def warn_if_unreachable(settings: Settings, consumer: Any, who: str, timeout_s: float = 5.0) -> None:
+    """Say in our words, once, when no broker answers a starting worker (it keeps retrying)."""
+    try:
+        consumer.list_topics(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001  # KafkaException; the worker goes on and the client retries
+        LOG.warning("%s: broker unreachable at %s (%s); retrying until it answers", who,
+                    settings.kafka.bootstrap_servers, exc.args[0].str() if exc.args and hasattr(exc.args[0], "str")
+                    else exc)

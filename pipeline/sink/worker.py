@@ -65,6 +65,7 @@ class SinkWorker:
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         s = self.settings.sink
+        kafka_config.warn_if_unreachable(self.settings, self.consumer, "sink worker")
         # Flush before partitions move, so the next owner starts after what we inserted.
         self.consumer.subscribe([t.topic for t in self.topics], on_revoke=lambda c, p: self.flush())
         batch_started = time.monotonic()
