@@ -153,7 +153,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from pipeline.sink.worker import SinkWorker
 
-        SinkWorker(settings).run(stop)
+        SinkWorker(settings).run(stop, serve_reads=settings.clickhouse_dsn().startswith("chdb://"))
     return 0
 
 

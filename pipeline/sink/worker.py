@@ -21,6 +21,7 @@ from pipeline.errors import InfraError, StoreError
 from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 from pipeline.sink.rows import rows_of, sink_topics
+from pipeline.store.api import StoreServer
 
 log = logging.getLogger("aiaudit.sink")
 
@@ -36,11 +37,13 @@ class SinkWorker:
         self.topics = sink_topics(settings.kafka)
         self.stats = {"rows": 0, "dead_letters": 0, "batches": 0}
         self.pending: list[Any] = []
+        self.lock = threading.Lock()  # the store client is shared with the read API's threads (serve_reads)
 
     def _insert(self, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
         for attempt in range(6):
             try:
-                store.insert(self.client, f"{self.db}.{table}", rows, columns)
+                with self.lock:
+                    store.insert(self.client, f"{self.db}.{table}", rows, columns)
                 return
             except StoreError as exc:
                 if attempt == 5:
@@ -63,8 +66,15 @@ class SinkWorker:
         self.stats["dead_letters"] += len(rows.get(names.DEAD_LETTER_TABLE))
         self.stats["batches"] += 1
 
-    def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
+    def run(self, stop: threading.Event, *, progress_every_s: float = 5.0, serve_reads: bool = False) -> None:
+        """Sink until `stop` is set. With serve_reads (an embedded store, which admits one process),
+        answer read queries of other processes on this machine meanwhile (pipeline/store/api.py)."""
         s = self.settings.sink
+        server = StoreServer(self.client, self.lock, self.settings.local.state_dir) if serve_reads else None
+        if server is not None:
+            self.settings.local.state_dir.mkdir(parents=True, exist_ok=True)
+            server.start()
+            log.info("serving reads of the embedded store to `aiaudit query|verify|export|alerts` on this machine")
         kafka_config.warn_if_unreachable(self.settings, self.consumer, "sink worker")
         # Flush before partitions move, so the next owner starts after what we inserted.
         self.consumer.subscribe([t.topic for t in self.topics], on_revoke=lambda c, p: self.flush())
@@ -91,4 +101,6 @@ class SinkWorker:
                     last_report, last_rows = now, self.stats["rows"]
             self.flush()
         finally:
+            if server is not None:
+                server.close()
             self.consumer.close()

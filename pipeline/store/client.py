@@ -20,6 +20,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pipeline.errors import ConfigError, StoreError
 from pipeline.names import EVIDENCE_TABLE
 from pipeline.settings import Settings
+from pipeline.store.api import RemoteClient
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -61,12 +62,20 @@ def check_dsn(dsn: str) -> None:
                           f"HTTP: use port {8443 if parts.scheme == 'https' else 8123}")
 
 
+def _served(client: RemoteClient, settings: Settings, missing: str) -> Any:
+    """The store as the running sink serves it (read-only), checked like a local one."""
+    if str(client.command(f"EXISTS TABLE {database(settings)}.{EVIDENCE_TABLE}")).strip() != "1":
+        raise StoreError(missing)
+    return client
+
+
 def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = False) -> Client:
     """Open the configured store and create the schema if missing.
 
     With must_exist (every reader: query, verify, export, proofs, alerts), a store this project
     never wrote is an error, not an empty answer: a mistyped DSN or database must not look like
-    "no records". Raises StoreError with what to do, e.g. when another process holds the chDB folder.
+    "no records"; and an embedded store held by the running sink is read through the sink
+    (pipeline/store/api.py), read-only. Raises StoreError with what to do, e.g. when another process holds the chDB folder.
     """
     dsn = settings.clickhouse_dsn()
     check_dsn(dsn)
@@ -83,6 +92,9 @@ def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = Fa
     except (ClickHouseError, OSError) as exc:
         hint = ""
         if dsn.startswith("chdb://") and "EmbeddedServer" in str(exc):
+            served = RemoteClient.find(settings.local.state_dir)
+            if served is not None and must_exist:  # the running sink holds the store and serves reads
+                return _served(served, settings, missing)
             hint = " (embedded chDB admits one process at a time: stop the sink worker, or use a ClickHouse server DSN)"
         raise StoreError(f"cannot open ClickHouse at {shown}{hint}: {exc}") from exc
     if must_exist:

@@ -212,3 +212,31 @@ def test_the_contract_docs_example_runs_as_written(settings, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.fullmatch(r"sent as billing-service-[0-9a-f]{8} #0\n", out.stdout)
     assert len(read_topic(settings, settings.kafka.requests_topic, read_committed=False)) == 1
+
+
+def test_analysts_query_and_verify_while_the_sink_holds_the_embedded_store(settings, tmp_path):
+    """Embedded chDB admits one process: the running sink serves reads to the CLI meanwhile."""
+    import time
+
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        workers.start("s1", role="sink")
+        emit_synthetic(settings, 300, emitter_id="edge-live", seed=41)
+        deadline, rows = time.monotonic() + 90, []
+        while time.monotonic() < deadline:
+            q = aiaudit(settings, "query", "--limit", "1000", "--format", "json")
+            if q.returncode == 0:
+                rows = json.loads(q.stdout)
+                if len(rows) == 300:
+                    break
+            time.sleep(1)
+        assert len(rows) == 300, (q.returncode, q.stderr[-1000:], workers.logs()[-3000:])
+        live = aiaudit(settings, "verify", "--json")
+        assert live.returncode == 0 and json.loads(live.stdout)["records"] == 300, live.stdout[-2000:] + live.stderr
+        sample = aiaudit(settings, "verify", "--actor", "bob@acme.example", "--json")
+        assert sample.returncode == 0 and json.loads(sample.stdout)["sample"], sample.stdout[-2000:] + sample.stderr
+        alerts = aiaudit(settings, "alerts", "list")
+        assert alerts.returncode == 0, alerts.stderr
+    # Once the sink stops, its API is gone and the CLI opens the store itself.
+    assert not (settings.local.state_dir / "store-api.json").exists()
+    assert aiaudit(settings, "verify").returncode == 0
