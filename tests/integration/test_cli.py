@@ -231,6 +231,11 @@ def test_analysts_query_and_verify_while_the_sink_holds_the_embedded_store(setti
                     break
             time.sleep(1)
         assert len(rows) == 300, (q.returncode, q.stderr[-1000:], workers.logs()[-3000:])
+        assert (settings.local.state_dir / "store-api.json").exists()  # the sink serves reads ...
+        probe = subprocess.run([sys.executable, "-c", "from pipeline import store; from pipeline.settings import Settings; "
+                                "print(type(store.connect(Settings(), must_exist=True)).__name__)"],
+                               capture_output=True, text=True, env=settings_env(settings), timeout=60)
+        assert probe.stdout.strip() == "RemoteClient", probe.stderr[-1000:]  # ... and the CLI reads through it
         live = aiaudit(settings, "verify", "--json")
         assert live.returncode == 0 and json.loads(live.stdout)["records"] == 300, live.stdout[-2000:] + live.stderr
         sample = aiaudit(settings, "verify", "--actor", "bob@acme.example", "--json")
