@@ -212,6 +212,9 @@ def active_key_file(keys_dir: Path, key_file: Path | None) -> Path:
     """The configured key file, or the newest key in keys_dir."""
     if key_file is not None:
         return key_file
+    if keys_dir.is_dir() and not os.access(keys_dir, os.R_OK | os.X_OK):
+        raise SigningKeyError(f"{keys_dir}: cannot read the keys folder (permission denied): run as its owner "
+                              "(docker compose: AIAUDIT_UID=$(id -u) AIAUDIT_GID=$(id -g))")
     candidates = sorted(keys_dir.glob("*.key"), key=lambda p: p.stat().st_mtime_ns) if keys_dir.is_dir() else []
     if not candidates:
         raise SigningKeyError(f"no signing key in {keys_dir}; run `aiaudit keys generate`")

@@ -1,0 +1,73 @@
+"""docker-compose.yml, checked without a Docker engine: against the Compose specification's JSON
+schema, and its settings, users and paths against what the images and pipeline/settings.py expect."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+AIAUDIT = [name for name, s in SERVICES.items() if s.get("build") == "."]
+
+
+def test_the_file_is_valid_under_the_compose_specification():
+    validator = jsonschema.Draft201909Validator(json.loads((ROOT / "tests" / "fixtures" / "compose_spec.json").read_text()))
+    validator.validate(COMPOSE)  # raises, naming the path, when it is not
+    broken = {**COMPOSE, "services": {**SERVICES, "kafka": {**SERVICES["kafka"], "depends_on": {"x": {"when": 1}}}}}
+    assert not validator.is_valid(broken)  # the schema does bite
+
+
+def test_every_aiaudit_setting_it_sets_is_one_the_settings_tree_has():
+    fields = {f"AIAUDIT_{section.upper()}__{name.upper()}" for section, model in Settings.model_fields.items()
+              for name in model.annotation.model_fields}
+    names = {k for s in SERVICES.values() for k in (s.get("environment") or {}) if k.startswith("AIAUDIT_")}
+    assert names and names <= fields, sorted(names - fields)
+
+
+def test_kafka_keeps_its_data_on_the_volume_and_everything_waits_for_what_it_needs():
+    kafka = SERVICES["kafka"]
+    data = kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert any(v.split(":")[1] == data for v in kafka["volumes"])  # not the image's default under /tmp
+    for name, service in SERVICES.items():
+        assert "healthcheck" in service or name not in ("kafka", "clickhouse", "gateway"), name
+        for needed, how in (service.get("depends_on") or {}).items():
+            assert isinstance(how, dict) and how["condition"] in ("service_healthy", "service_completed_successfully")
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[needed], needed
+
+
+def test_workers_run_as_the_keys_owner_and_read_keys_read_only():
+    for name in AIAUDIT:
+        assert re.fullmatch(r"\$\{AIAUDIT_UID:\?[^}]*\}:\$\{AIAUDIT_GID:\?[^}]*\}", SERVICES[name]["user"]), name
+        for volume in SERVICES[name].get("volumes", []):
+            if volume.split(":")[1] == "/keys":
+                assert volume.endswith(":ro"), volume
+    assert any(v.startswith("./keys:/keys") for v in SERVICES["chain-worker"]["volumes"])
+
+
+def test_replicas_never_share_a_fixed_host_port_and_mounted_files_exist():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            host = port.split(":")[-2]
+            if service.get("deploy", {}).get("replicas", 1) > 1:
+                first, _, last = host.partition("-")
+                assert last and int(last) - int(first) + 1 >= service["deploy"]["replicas"], (name, port)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and source not in ("./keys", "./models"):  # those two the operator creates
+                assert (ROOT / source).exists(), (name, source)
+
+
+def test_the_state_folder_is_writable_in_the_image():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    state = SERVICES["sink-worker"]["environment"]["AIAUDIT_LOCAL__STATE_DIR"]
+    assert f"mkdir -p {state}" in dockerfile and f"chmod 1777 {state}" in dockerfile
+    assert "pip install --no-cache-dir '.[server]'" in dockerfile
