@@ -2,7 +2,7 @@
 
     python bench/gateway_bench.py [--requests 2000] [--concurrency 16] [--seconds 15]
 
-A fake OpenAI-compatible vendor (tests/integration/fake_upstream.py) and the gateway
+A fake OpenAI-compatible vendor (pipeline/ops/vendor_standin.py) and the gateway
 (`aiaudit gateway serve`) run as their own processes, with a local broker for the evidence.
 
 1. Latency, one request at a time: chat completions straight to the fake vendor and through
@@ -199,7 +199,7 @@ def main() -> None:
         ensure_topics(s)
         env = settings_env(s)
         vlog, glog = base / "vendor.log", base / "gateway.log"
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.integration.fake_upstream", str(vendor_port)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.ops.vendor_standin", str(vendor_port)],
                                       stdout=vlog.open("wb"), stderr=subprocess.STDOUT, env=env))
         procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "gateway", "serve"], env=env,
                                       stdout=glog.open("wb"), stderr=subprocess.STDOUT))

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pipeline import contract
 from pipeline.gateway.app import build_app
 from pipeline.gateway.identity import new_api_key
+from pipeline.ops.vendor_standin import FakeUpstream, Served
 from pipeline.settings import GatewaySettings, Settings
-from tests.integration.fake_upstream import FakeUpstream, Served
 from tests.integration.support import read_topic
 
 POLICY = """

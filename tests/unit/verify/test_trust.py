@@ -109,8 +109,7 @@ def windowed_trust(cp_window=None, witness_window=None):
 
 
 def stamp(recs, size, ts):
-    from pipeline.chain.checkpoint import log_clock, timestamp_line
-    from pipeline.chain.checkpoint import extend
+    from pipeline.chain.checkpoint import extend, log_clock, timestamp_line
     from pipeline.chain.merkle import CompactRange
 
     tree, _ = extend(CompactRange(), [r.leaf_hash for r in recs[:size]])

@@ -1,4 +1,5 @@
-"""A local stand-in for an LLM vendor speaking the OpenAI wire format, and a way to serve ASGI apps.
+"""A local stand-in for an LLM vendor speaking the OpenAI wire format (for the demo, the gateway
+bench and the tests), and a way to serve ASGI apps.
 
 Behaviour by requested model (the gateway forwards the model it decided on):
 
@@ -122,7 +123,7 @@ class Served:
         self.sock.close()
 
 
-if __name__ == "__main__":  # a standalone fake vendor for benchmarks: python -m tests.integration.fake_upstream PORT
+if __name__ == "__main__":  # a standalone fake vendor for benchmarks: python -m pipeline.ops.vendor_standin PORT
     import sys
 
     uvicorn.run(FakeUpstream().app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
