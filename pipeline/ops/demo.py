@@ -85,6 +85,69 @@ def demo_policies() -> list[Any]:
     return [first, second]
 
 
+GATEWAY_POLICY = """
+policy_id: acme-gateway-demo
+version: "2026.11.1"
+org_terms: [{name: falcon, pattern: "project falcon", level: restricted}]
+vendors: {openai: {max_level: internal}, local: {max_level: restricted}}
+retention_days: {standard: 90}
+routes:
+  default:
+    roles: [engineer]
+    vendors: {openai: ["gpt-4o*"]}
+    redact: ["pii.email"]
+    deny: ["secret.*"]
+    reroute: {vendor: local, model: llama-3.1-8b}
+    retention_scope: standard
+"""
+GATEWAY_CASES = (
+    ("allowed", "summarise the quarterly plan"),
+    ("redacted", "email carol@example.com the figures"),
+    ("denied", "why does AKIAIOSFODNN7EXAMPLE not work"),
+    ("rerouted", "what is the status of project falcon"),
+)
+
+
+def _chat(url: str, key: str, text: str) -> tuple[int, str, str]:
+    """(status, what came back, X-Request-Id) of one chat request through the gateway."""
+    req = urllib.request.Request(f"{url}/v1/chat/completions", method="POST", data=orjson.dumps(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310  # our own local gateway
+            body = orjson.loads(resp.read())
+            return resp.status, body["choices"][0]["message"]["content"], resp.headers.get("x-request-id", "")
+    except urllib.error.HTTPError as exc:
+        body = orjson.loads(exc.read() or b"{}")
+        return exc.code, body.get("error", {}).get("message", ""), exc.headers.get("x-request-id", "")
+
+
+def _gateway_step(settings: Settings, state: Path) -> None:
+    """Requests through the gateway (in this process) to the vendor stand-in; their events join the chain."""
+    from pipeline.gateway.app import build_app
+    from pipeline.gateway.identity import new_api_key
+    from pipeline.ops.vendor_standin import FakeUpstream, Served
+    from pipeline.settings import GatewaySettings
+
+    step("Requests through the policy-enforcing gateway to a vendor stand-in: allowed, redacted, denied, rerouted")
+    folder = state / "gateway"
+    folder.mkdir(parents=True, exist_ok=True)
+    key, digest = new_api_key()
+    with Served(FakeUpstream().app) as vendor:
+        (folder / "gateway.yaml").write_text(json.dumps({
+            "upstreams": {"openai": {"base_url": f"{vendor.url}/v1", "provider_name": "openai"},
+                          "local": {"base_url": f"{vendor.url}/v1", "provider_name": "vllm"}},
+            "api_keys": [{"sha256": digest, "id": "alice@acme.example", "role": "engineer", "type": "workforce"}]}))
+        (folder / "policy.yaml").write_text(GATEWAY_POLICY)
+        gw = settings.model_copy(update={"gateway": GatewaySettings(
+            config_file=folder / "gateway.yaml", policy_file=folder / "policy.yaml", gateway_id="demo-gateway")})
+        with Served(build_app(gw)) as gateway:
+            print(f"  gateway on {gateway.url}, vendor stand-in on {vendor.url} (it echoes what it received)")
+            for label, text in GATEWAY_CASES:
+                status, said, rid = _chat(gateway.url, key, text)
+                print(f"  {label:<9} {status}  X-Request-Id {rid}\n            {text!r} -> {said[:90]!r}")
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -147,6 +210,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         print(f"  {events} events acknowledged in {time.monotonic() - t0:.1f}s; {len(bad)} malformed messages "
               f"({', '.join(sorted({r for r, _ in bad}))})")
 
+        _gateway_step(settings, state)
+
         step("Waiting until everything is chained and in ClickHouse")
 
         def report(lag: Lag) -> None:
@@ -208,10 +273,16 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         for r in rows:
             print(f"    {r['ts']:%Y-%m-%d %H:%M:%S} {r['actor_id']:<22} {str(r['on_behalf_of'] or ''):<20} "
                   f"{r['provider']:<16} {r['model']:<16} {r['prompt_level']:<12} {r['decision']:<7} {r['origin']}#{r['seq']}")
+    print("\n  the gateway's requests, as recorded (route default):")
+    for r in find_records(client, settings, Filters(route="default", limit=10),
+                          ("ts", "actor_id", "decision", "provider", "model", "prompt_level", "prompt_categories")):
+        print(f"    {r['ts']:%H:%M:%S} {r['actor_id']:<20} {r['decision']:<8} {str(r['provider'] or '-'):<8} "
+              f"{r['model']:<14} {r['prompt_level']:<12} {', '.join(r['prompt_categories'])}")
+
     step("The exact policy behind a record (what `aiaudit gateway policy --version V` prints)")
-    sample = find_records(client, settings, Filters(policy_version="2026.11.0", limit=1), ("policy_version",))
-    if sample:
-        version = sample[0]["policy_version"]
+    behind = find_records(client, settings, Filters(route="default", limit=1), ("policy_version",))
+    if behind:  # a gateway record: its policy was published when the gateway loaded it
+        version = behind[0]["policy_version"]
         bundle = policy_bundle(settings, version, client)
         problems = ["not published"] if bundle is None else bundle_problems(
             version, str(bundle["canonical_json"]), str(bundle["source_yaml"]))
