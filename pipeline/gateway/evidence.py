@@ -73,7 +73,7 @@ class Evidence:
             with self._lock:
                 if err.code() == KafkaError._ALL_BROKERS_DOWN and self._down_since is None:
                     self._down_since = time.monotonic()
-            log.warning("evidence broker: %s", err.str())
+            log.warning("evidence broker at %s: %s", self.settings.kafka.bootstrap_servers, err.str())
         else:
             log.error("evidence producer: %s", err.str())
 
@@ -88,7 +88,7 @@ class Evidence:
         """None when events can be recorded; otherwise why not."""
         with self._lock:
             if self._down_since is not None:
-                return "the evidence broker is unreachable"
+                return f"the evidence broker at {self.settings.kafka.bootstrap_servers} is unreachable"
             if self._unacked:
                 age = time.monotonic() - next(iter(self._unacked.values()))
                 if age > self.max_unacked_s:
