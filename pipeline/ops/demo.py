@@ -148,6 +148,61 @@ def _gateway_step(settings: Settings, state: Path) -> None:
                 print(f"  {label:<9} {status}  X-Request-Id {rid}\n            {text!r} -> {said[:90]!r}")
 
 
+def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
+    """Train a model on the chained traffic (read through the running sink), promote it, score with the
+    scoring worker, inject misuse, and work the alert it raises: the security operations path."""
+    from detectors.traffic import labelled_traffic
+    from pipeline.chain.keys import load_signer
+    from pipeline.ops.labelled import emit_all
+    from pipeline.ops.progress import scoring_done
+    from pipeline.query.alerts import list_alerts, set_status, status_history
+    from pipeline.score.models import events_from_store, promote, train_from
+
+    step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
+    baseline, live = labelled_traffic(seed=7)
+    versions = (policy.policy_id, policy.version)
+    print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions)} events")
+    if not wait_until_drained(settings, timeout_s=300, poll_s=2.0).done:
+        raise InfraError("the baseline traffic did not drain within 300s")
+    version = f"demo-{run}"
+    manifest = train_from(events_from_store(settings, Filters(limit=1)), version=version, seed=7,
+                          models_dir=settings.score.models_dir)
+    signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
+    promote(settings.score.models_dir, version, signer, by="demo-operator")
+    print(f"  trained {version} on {manifest['training']['rows']} chained events (read through the running sink); "
+          f"promoted, signed by key {signer.kid}")
+    workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log"))
+    misuse = sum(label != "normal" for _, label in live)
+    emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions)
+    print(f"  live traffic: {len(live)} events, {misuse} of them misuse (bursts, injections, secrets to an "
+          "unapproved vendor, night activity ...)")
+    deadline = time.monotonic() + 240
+    while not (wait_until_drained(settings, timeout_s=5, poll_s=1.0).done and scoring_done(settings)):
+        if time.monotonic() > deadline:
+            print(f"  the scoring worker did not finish within 240s (see {log_dir / 'score.log'}; Known limits)")
+            return
+        time.sleep(2)
+    wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings, into ClickHouse
+    client = store.connect(settings, must_exist=True)  # the sink holds the store: read through it
+    alerts = [a for a in list_alerts(client, settings, limit=200) if a["model_version"] == version]
+    print(f"  {len(alerts)} alert(s) raised by {version}; the highest:")
+    for a in sorted(alerts, key=lambda a: -a["score"])[:3]:
+        why = str(a["explanation"]).split("driven by ", 1)[-1]
+        print(f"    {a['severity']:<8} {a['actor_id']:<24} score {a['score']:.3f}  {a['origin']}#{a['seq']}  {why[:70]}")
+    if not alerts:
+        return
+    top = max(alerts, key=lambda a: a["score"])
+    set_status(settings, top["finding_uid"], "acknowledged", by="soc-analyst", note="looking into it", client=client)
+    print(f"  aiaudit alerts ack {top['finding_uid']} --by soc-analyst  (sent as an event while the sink runs)")
+    deadline = time.monotonic() + 30
+    history = status_history(client, settings, top["finding_uid"])
+    while len(history) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+        history = status_history(client, settings, top["finding_uid"])
+    for h in history:
+        print(f"    {h['at']:%H:%M:%S} {h['status']:<13} {h['actor']:<20} {str(h['note'])[:60]}")
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -224,6 +279,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         if not lag.done:
             raise InfraError(f"the pipeline did not drain within 300s; see {log_dir}")
         print(f"  drained {time.monotonic() - t0:.1f}s after the first event")
+        _finding_step(settings, workers, log_dir, run, policies[-1])
         # A chain that went quiet gets its last size signed one checkpoint interval later.
         time.sleep(settings.chain.checkpoint_interval_s + 1.0)
         wait_until_drained(settings, timeout_s=60, poll_s=1.0)

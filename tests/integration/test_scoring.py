@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +16,8 @@ from detectors.features import FeatureExtractor
 from detectors.model import save, train
 from detectors.traffic import labelled_traffic
 from pipeline.chain.record import Record, parse_payload
-from pipeline.emit.producer import Emitter
 from pipeline.errors import ConfigError
+from pipeline.ops.labelled import emit_all
 from pipeline.ops.progress import scoring_done
 from pipeline.query.alerts import list_alerts, set_status, status_history
 from pipeline.score.models import events_from_store, promote, train_from
@@ -42,31 +40,6 @@ def operator(settings):
     from pipeline.chain.keys import active_key_file, load_signer
 
     return load_signer(active_key_file(settings.signing.keys_dir, None))
-
-
-def contract_event(ev: dict[str, Any]) -> dict[str, Any]:
-    """A labelled-traffic event completed into the full event contract (Avro datum form)."""
-    return {
-        "event_id": str(uuid.UUID(ev["event_id"])), "emitter_id": "", "emitter_seq": 0,
-        "occurred_at": datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")),
-        "actor": ev["actor"], "authz": {"role": "staff", "scopes": [], "authn_method": "oidc"},
-        "route": "/v1/chat/completions", "gen_ai_operation_name": "chat",
-        "gen_ai_provider_name": ev["gen_ai_provider_name"], "gen_ai_request_model": ev["gen_ai_request_model"],
-        "gen_ai_response_model": None, "prompt_classification": ev["prompt_classification"],
-        "response_classification": None, "policy_id": "acme-default", "policy_version": "2026.11.0+sha256:9b3e5a6c2d18",
-        "decision": ev["decision"], "decision_reasons": [], "retention_scope": "standard-1y",
-        "gen_ai_usage_input_tokens": ev["gen_ai_usage_input_tokens"],
-        "gen_ai_usage_output_tokens": ev["gen_ai_usage_output_tokens"], "latency_us": ev["latency_us"],
-        "content_features": ev["content_features"], "prompt_commitment": None, "response_commitment": None,
-        "trace_id": None, "span_id": None,
-    }
-
-
-def emit_all(settings, events: list[dict[str, Any]], emitter_id: str) -> None:
-    emitter = Emitter(settings, emitter_id=emitter_id)
-    for ev in events:
-        emitter.emit(contract_event(ev))
-    emitter.flush()
 
 
 def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, client, tmp_path):
