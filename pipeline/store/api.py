@@ -89,7 +89,8 @@ class StoreServer:
                 if self.path != "/query" or not hmac.compare_digest(given.encode(), server.token.encode()):
                     self._answer(403, {"error": "not allowed"})
                     return
-                length = int(self.headers.get("content-length") or 0)
+                declared = self.headers.get("content-length") or "0"
+                length = int(declared) if declared.isdigit() else 0
                 if not 0 < length <= MAX_REQUEST_BYTES:
                     self._answer(413, {"error": "request too large"})
                     return

@@ -78,3 +78,18 @@ def test_writes_through_the_remote_client_are_refused(served):
 
 def test_no_api_file_means_no_remote(tmp_path):
     assert RemoteClient.find(tmp_path) is None
+
+
+def test_a_hostile_request_gets_an_answer_never_a_crash(served):
+    import http.client
+
+    client, state = served
+    doc = json.loads((state / API_FILE).read_text())
+    host, port = doc["url"].removeprefix("http://").split(":")
+    for headers, body in (({"content-length": "x"}, b""), ({"content-length": str(2 << 20)}, b"{}"),
+                          ({}, b"not json")):
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.request("POST", "/query", body=body, headers={"authorization": f"Bearer {doc['token']}", **headers})
+        assert conn.getresponse().status in (400, 413)
+        conn.close()
+    assert client.asked == []
