@@ -113,6 +113,9 @@ class ChainWorker:
                                             clock=log_clock(origin, notary) if notary else None)
             assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
+        # A partition this worker gave up while fenced (paused, see _gave_up_if_fenced) and now owns
+        # again would otherwise stay paused: librdkafka keeps a partition's pause across assignments.
+        consumer.resume(assigned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
