@@ -184,7 +184,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
         time.sleep(2)
     wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings, into ClickHouse
     client = store.connect(settings, must_exist=True)  # the sink holds the store: read through it
-    alerts = [a for a in list_alerts(client, settings, limit=200) if a["model_version"] == version]
+    alerts = [a for a in list_alerts(client, settings, limit=5000) if a["model_version"] == version]
     print(f"  {len(alerts)} alert(s) raised by {version}; the highest:")
     for a in sorted(alerts, key=lambda a: -a["score"])[:3]:
         why = str(a["explanation"]).split("driven by ", 1)[-1]

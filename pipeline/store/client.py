@@ -84,6 +84,14 @@ def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = Fa
                "Check AIAUDIT_CLICKHOUSE__DSN and AIAUDIT_CLICKHOUSE__DATABASE; the sink worker creates the store")
     if must_exist and dsn.startswith("chdb://") and not Path(urllib.parse.urlsplit(dsn).path).exists():
         raise StoreError(missing)  # and do not create the folder by opening it
+    if must_exist and dsn.startswith("chdb://"):
+        served = RemoteClient.find(settings.local.state_dir)
+        if served is not None:  # a running sink holds the store: read through it (a stale file: open it here)
+            try:
+                return _served(served, settings, missing)
+            except StoreError as exc:
+                if missing in str(exc):
+                    raise
     try:
         if dsn.startswith("chdb://"):
             client = clickhouse_connect.get_client(dsn=dsn)
@@ -92,9 +100,6 @@ def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = Fa
     except (ClickHouseError, OSError) as exc:
         hint = ""
         if dsn.startswith("chdb://") and "EmbeddedServer" in str(exc):
-            served = RemoteClient.find(settings.local.state_dir)
-            if served is not None and must_exist:  # the running sink holds the store and serves reads
-                return _served(served, settings, missing)
             hint = " (embedded chDB admits one process at a time: stop the sink worker, or use a ClickHouse server DSN)"
         raise StoreError(f"cannot open ClickHouse at {shown}{hint}: {exc}") from exc
     if must_exist:
