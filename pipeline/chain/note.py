@@ -263,13 +263,21 @@ def cosign(checkpoint_text: str, witness: NoteSigner, timestamp: int) -> Signatu
     return Signature(witness.name, witness.verifier.key_id, struct.pack(">Q", timestamp) + sig)
 
 
+def signature_line(line: str) -> Signature:
+    """One signature line ("— name base64", final newline optional), parsed, unverified. Raises NoteError."""
+    _, sigs = split_note("x\n\n" + (line if line.endswith("\n") else line + "\n"))
+    if len(sigs) != 1:
+        raise NoteError("not one signature line")
+    return sigs[0]
+
+
 def cosignature_time(line: str) -> tuple[str, int]:
     """(signer name, claimed timestamp) of a cosignature line, unverified (for choosing which to keep).
     Raises NoteError when the line is not a cosignature line."""
-    _, sigs = split_note("x\n\n" + (line if line.endswith("\n") else line + "\n"))
-    if len(sigs) != 1 or len(sigs[0].signature) != 72:
-        raise NoteError("not one cosignature line")
-    return sigs[0].name, struct.unpack(">Q", sigs[0].signature[:8])[0]
+    sig = signature_line(line)
+    if len(sig.signature) != 72:
+        raise NoteError("not a cosignature line")
+    return sig.name, struct.unpack(">Q", sig.signature[:8])[0]
 
 
 def cosignatures(note: str, witnesses: Sequence[Verifier]) -> dict[str, int]:

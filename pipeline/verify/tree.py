@@ -35,7 +35,7 @@ from pipeline.chain.note import (
     add_signatures,
     cosignatures,
     open_note,
-    split_note,
+    signature_line,
 )
 from pipeline.chain.record import leaf_hash
 from pipeline.errors import Failure
@@ -234,10 +234,10 @@ def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_ke
 def _signer(line: str) -> tuple[str, int]:
     """(name, key id) a cosignature line claims, or ("", -1) when it is not one."""
     try:
-        _, sigs = split_note("x\n\n" + (line if line.endswith("\n") else line + "\n"))
-        return sigs[0].name, sigs[0].key_id
-    except (NoteError, IndexError):
+        sig = signature_line(line)
+    except NoteError:
         return "", -1
+    return sig.name, sig.key_id
 
 
 def _utc(unix_s: int) -> str:
