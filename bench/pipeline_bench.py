@@ -27,14 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline import store  # noqa: E402
-from pipeline.chain.keys import Ed25519Signer, generate_key  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-
 from pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
 from pipeline.chain.merkle import CompactRange  # noqa: E402
 from pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
@@ -43,6 +41,7 @@ from pipeline.contract import to_json_event  # noqa: E402
 from pipeline.emit.producer import Emitter  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
 from pipeline.kafka.io import committed_offsets  # noqa: E402
+from pipeline.keys import Ed25519Signer, generate_key  # noqa: E402
 from pipeline.ops.progress import pipeline_lag  # noqa: E402
 from pipeline.ops.supervisor import start_worker  # noqa: E402
 from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings  # noqa: E402

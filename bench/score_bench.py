@@ -32,10 +32,10 @@ from detectors.model import Detector, save, train  # noqa: E402
 from detectors.traffic import labelled_traffic  # noqa: E402
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
-from pipeline.chain.keys import Ed25519Signer  # noqa: E402
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
 from pipeline.kafka import config as kafka_config  # noqa: E402
 from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
+from pipeline.keys import Ed25519Signer  # noqa: E402
 from pipeline.score.models import promote  # noqa: E402
 from pipeline.score.step import score_records  # noqa: E402
 from pipeline.settings import ClickHouseSettings, KafkaSettings, LocalSettings, ScoreSettings, Settings  # noqa: E402

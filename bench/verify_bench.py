@@ -38,12 +38,12 @@ from pydantic import SecretStr  # noqa: E402
 
 from pipeline import names, store  # noqa: E402
 from pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
-from pipeline.chain.keys import checkpoint_key_file, generate_key, load_checkpoint_key, load_signer  # noqa: E402
 from pipeline.chain.merkle import CompactRange  # noqa: E402
 from pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
 from pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
 from pipeline.contract import to_json_event  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
+from pipeline.keys import checkpoint_key_file, generate_key, load_checkpoint_key, load_signer  # noqa: E402
 from pipeline.settings import ChainSettings, ClickHouseSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
 from pipeline.store import checkpoints, evidence  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402

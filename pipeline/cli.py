@@ -128,7 +128,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     _logging(args.verbose)
     if args.role == "score":
-        from pipeline.chain.keys import KeyRing, read_jwks
+        from pipeline.keys import KeyRing, read_jwks
         from pipeline.score.app import run
         from pipeline.score.models import live_detector
 
@@ -141,8 +141,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
     if args.role == "chain":
-        from pipeline.chain.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
         from pipeline.chain.worker import ChainWorker
+        from pipeline.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
 
         sg = settings.signing
         signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
@@ -241,8 +241,8 @@ def _more_notice(shown: int, what: str) -> None:
 def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     """What this verification trusts: the pinned trust file (--trust), else the keys folder's JWKS and
     checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
-    from pipeline.chain.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
     from pipeline.chain.note import NoteError, Verifier
+    from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
     from pipeline.verify.trust import Trust, parse_trust
 
     if args.trust:
@@ -375,8 +375,8 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "keygen":
-        from pipeline.chain.keys import ensure_checkpoint_key, load_checkpoint_key
         from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+        from pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
 
         if not args.name or not args.key_file:
             raise ConfigError("`aiaudit witness keygen` needs --name (e.g. witness.example/w1) and --key-file")
@@ -419,14 +419,57 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.chain.keys import generate_key, read_jwks
+    from pipeline.keys import generate_key, read_jwks
 
     keys_dir = Path(args.dir) if args.dir else settings.signing.keys_dir
+    if args.action == "emitter":
+        return _emitter_keys(args, settings, keys_dir)
     if args.action == "generate":
         path, kid = generate_key(keys_dir)
         print(f"new Ed25519 key {kid}\n  private key: {path} (mode 0600)\n  JWKS: {keys_dir / 'jwks.json'}")
     else:
         print(json.dumps(read_jwks(keys_dir), indent=2))
+    return 0
+
+
+def _emitter_keys(args: argparse.Namespace, settings: Settings, keys_dir: Path) -> int:
+    """`keys emitter new NAME | add NAME JWK_FILE | retire KID | list`: the emitter key set."""
+    from pipeline.chain import emitter_keys as ek
+    from pipeline.contract.signature import utc_now_text
+
+    words = args.rest
+    set_file = ek.key_set_file(settings) if not args.dir else keys_dir / ek.EMITTERS_DIR / ek.KEY_SET_FILE
+    verb = words[0] if words else "list"
+    if verb == "new" and len(words) == 2:
+        folder = keys_dir / ek.EMITTERS_DIR
+        path, kid, jwk = ek.new_emitter_key(folder, words[1], None if args.no_register else set_file)
+        print(f"new emitter key {kid} for {words[1]!r}\n  private key: {path} (mode 0600): give it to the emitter "
+              f"as AIAUDIT_EMITTER__KEY_FILE\n  " + (f"public key (register it with `aiaudit keys emitter add "
+              f"{words[1]} FILE` where the chain worker runs):\n{json.dumps(jwk)}" if args.no_register
+              else f"registered in {set_file}"))
+    elif verb == "add" and len(words) == 3:
+        try:
+            jwk = json.loads(Path(words[2]).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{words[2]}: not a readable JSON public key (JWK): {exc}") from None
+        if not isinstance(jwk, dict):
+            raise ConfigError(f"{words[2]}: a JWK is a JSON object")
+        kid = ek.register_emitter_key(set_file, words[1], jwk)
+        print(f"emitter key {kid} registered for {words[1]!r} in {set_file}")
+    elif verb == "retire" and len(words) == 2:
+        name = ek.retire_emitter_key(set_file, words[1], args.at or utc_now_text())
+        print(f"emitter key {words[1]} ({name}) retired from {args.at or 'now'}: events it signs from then on are "
+              "refused; records it signed before still verify")
+    elif verb == "list" and len(words) <= 1:
+        doc = ek.read_key_set(set_file, missing_ok=True)
+        if not doc["keys"]:
+            print(f"no emitter keys in {set_file}: `aiaudit keys emitter new NAME` makes one")
+        for jwk in doc["keys"]:
+            window = f"  until {jwk['not_after']}" if "not_after" in jwk else ""
+            print(f"{jwk['emitter']:<24} {jwk.get('kid', '?')}{window}")
+    else:
+        raise ConfigError("usage: aiaudit keys emitter new NAME [--no-register] | add NAME JWK_FILE | "
+                          "retire KID [--at TIME] | list")
     return 0
 
 
@@ -457,7 +500,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             newest = f"; the newest trained is {models[0]['version']} (trained {models[0]['trained_at']})" if models else \
                 "; none is trained yet: run `aiaudit detect train`"
             raise ConfigError(f"`aiaudit detect promote` needs --version{newest} (`aiaudit detect list` shows all)")
-        from pipeline.chain.keys import active_key_file, load_signer
+        from pipeline.keys import active_key_file, load_signer
 
         signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
         by = args.by or os.environ.get("USER") or "operator"
@@ -631,7 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--synthetic", type=int, metavar="N", help="generate N realistic events")
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--emitter-id", help="names one numbering (emitter_seq from 0): a new run needs a new id, "
-                   "or verify reports emitter_seq_reused (default: a fresh sdk-<uuid>)")
+                   "or verify reports emitter_seq_reused; it must start with the name of the emitter key "
+                   "(AIAUDIT_EMITTER__KEY_FILE) followed by '-' or '/' (default: a fresh <name>-<uuid>)")
     s.set_defaults(func=cmd_emit)
 
     s = sub.add_parser("query", help="retrieve records by identity, time, vendor, policy version ...",
@@ -705,9 +749,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_witness)
 
-    s = sub.add_parser("keys", help="generate a signing key, or print the public keys as a JWKS",
-                       description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")
-    s.add_argument("action", choices=["generate", "jwks"])
+    s = sub.add_parser("keys", help="generate a signing key, print the JWKS, manage emitter keys",
+                       description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys). "
+                                   "`keys emitter new NAME` makes an emitter's key and registers it in the emitter "
+                                   "key set (<keys>/emitters/jwks.json) the chain worker checks events with; "
+                                   "`keys emitter add NAME JWK_FILE` registers a key made on another host "
+                                   "(`new NAME --no-register` there); `keys emitter retire KID` ends a key "
+                                   "(rotation: new key first, then retire the old); `keys emitter list`.")
+    s.add_argument("action", choices=["generate", "jwks", "emitter"])
+    s.add_argument("rest", nargs="*", help="emitter: new NAME | add NAME JWK_FILE | retire KID | list")
+    s.add_argument("--no-register", action="store_true", help="emitter new: make the key only, print its public JWK")
+    s.add_argument("--at", help="emitter retire: from when (RFC 3339; default now)")
     s.add_argument("--dir", help="keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)")
     s.set_defaults(func=cmd_keys)
 

@@ -77,6 +77,12 @@ class InvalidEvent(EventRejected):
     reason = "invalid"
 
 
+class UnauthenticatedEmitter(EventRejected):
+    """No registered emitter key signed the event (or the signature does not verify)."""
+
+    reason = "unauthenticated_emitter"
+
+
 class OversizedEvent(EventRejected):
     reason = "oversized"
 

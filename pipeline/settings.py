@@ -59,6 +59,10 @@ class ChainSettings(BaseModel):
     # A chain with nothing new gets a signed time (a heartbeat) this often; `aiaudit verify
     # --max-age` fails a chain whose newest signed time is older than its window's end by more.
     heartbeat_interval_s: float = Field(30.0, gt=0)
+    # Chain only events signed by a key in the emitter key set (signing.emitter_keys_file); others go
+    # to the dead-letter topic as unauthenticated_emitter. false: unsigned events are chained too
+    # (their records say so), signed ones are still checked.
+    require_emitter_signature: bool = True
 
 
 class SigningSettings(BaseModel):
@@ -68,6 +72,9 @@ class SigningSettings(BaseModel):
     # The key that signs C2SP checkpoints (separate from the record keys); default:
     # <keys_dir>/checkpoint/checkpoint.key, created by `aiaudit keys generate` when missing.
     checkpoint_key_file: Path | None = None
+    # The emitter key set the chain worker and `aiaudit verify` trust; default
+    # <keys_dir>/emitters/jwks.json (`aiaudit keys emitter new NAME` makes a key and registers it).
+    emitter_keys_file: Path | None = None
 
 
 class ClickHouseSettings(BaseModel):
@@ -92,6 +99,11 @@ class EmitterSettings(BaseModel):
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(100_000, ge=1)
     linger_ms: int = 10
+    # The emitter's Ed25519 key (<name>.<kid8>.key, made by `aiaudit keys emitter new NAME`): every
+    # event is signed with it, and the chain worker refuses events no registered key signed.
+    key_file: Path | None = None
+    # false: send unsigned events (only for a chain worker with require_emitter_signature=false).
+    sign: bool = True
 
 
 class GatewaySettings(BaseModel):

@@ -19,6 +19,15 @@ def event_schema_text() -> str:
     return resources.files(__name__).joinpath(EVENT_SCHEMA_FILE).read_text(encoding="utf-8")
 
 
+def earlier_event_schemas() -> list[dict[str, Any]]:
+    """Every earlier version of the event schema (history/ai_request.<n>.avsc), oldest first: events
+    their writers sent still decode, resolved to the current schema (fields added since get their defaults)."""
+    folder = resources.files(__name__).joinpath("history")
+    names = sorted((f.name for f in folder.iterdir() if f.name.endswith(".avsc")),
+                   key=lambda n: int(n.split(".")[-2]))
+    return [json.loads(folder.joinpath(n).read_text(encoding="utf-8")) for n in names]
+
+
 @lru_cache(maxsize=1)
 def event_schema() -> dict[str, Any]:
     return json.loads(event_schema_text())  # type: ignore[no-any-return]  # the .avsc is a JSON object

@@ -18,12 +18,12 @@ from typing import Any, NewType, Protocol
 import orjson
 
 from pipeline.jcs import canonicalize
+from pipeline.keys import KeyId
 
 RECORD_VERSION = 1
 SIG_DOMAIN_V1 = b"aiaudit/record/v1\n"  # the signature's domain tag: these signatures sign nothing else
 
 Digest = NewType("Digest", str)  # lowercase hex SHA-256
-KeyId = NewType("KeyId", str)  # RFC 7638 thumbprint, base64url
 ChainId = NewType("ChainId", str)  # the C2SP checkpoint "origin"
 
 GENESIS_PREV = Digest("0" * 64)

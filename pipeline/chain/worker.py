@@ -5,7 +5,8 @@ of a partition is one Kafka transaction holding its records, its dead letters an
 offset, so a kill -9 at any moment leaves either all of a batch or none of it. The
 transactional id is the chain's origin: a new writer of a chain (a restart, or another worker
 after a rebalance) fences the old one, and its open transaction is aborted, so no zombie can
-fork the chain. On assignment the worker reads the chain head (seq, prev, last input offset)
+fork the chain. Events no registered emitter key signed are dead-lettered (unauthenticated_emitter).
+On assignment the worker reads the chain head (seq, prev, last input offset)
 from the last committed record, and skips input already chained.
 
 Why not Faust's exactly_once: faust-streaming issues 517 and 323 (duplicates after rebalance or
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,8 +35,9 @@ from pipeline.chain.record import ChainHead, Signer, Source, chain_origin
 from pipeline.chain.resume import read_chain_head, read_tree
 from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.contract import format_ts
+from pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from pipeline.contract.registry import RegistryClient
-from pipeline.errors import DependencyUnavailable, InfraError
+from pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from pipeline.kafka import config as kafka_config
 from pipeline.kafka.io import read_tails
 from pipeline.settings import Settings
@@ -73,7 +76,8 @@ class ChainWorker:
         self.chains: dict[int, PartitionChain] = {}
         registry = settings.kafka.schema_registry_url
         resolve = {"resolve": RegistryClient(registry).resolve} if registry else {}
-        self._decode = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, **resolve)
+        self._decode_avro = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, **resolve)
+        self.emitter_keys = EmitterKeysFile(key_set_file(settings), required=settings.chain.require_emitter_signature)
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
         self._backoff_s = 0.0
 
@@ -126,10 +130,25 @@ class ChainWorker:
 
     # --- processing ------------------------------------------------------------------
 
+    def _decoder(self) -> Callable[[bytes], dict[str, Any]]:
+        """Decode, then hold the event to the emitter key set (as it is now, at this worker's time:
+        a retired key is refused whatever time the event claims)."""
+        keys, now = self.emitter_keys.current(), format_ts(self.clock())
+        if keys is None:
+            return self._decode_avro
+
+        def decode(data: bytes) -> dict[str, Any]:
+            event = self._decode_avro(data)
+            problem = keys.problem(event, at=now)
+            if problem is not None:
+                raise UnauthenticatedEmitter(problem)
+            return event
+        return decode
+
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:
         p, k = chain.partition, self.settings.kafka
         try:
-            result = chain_batch(chain.head, self.signer, batch, self._decode)
+            result = chain_batch(chain.head, self.signer, batch, self._decoder())
         except DependencyUnavailable as exc:
             # Not the input's fault (the schema registry is down): nothing is written, the batch is
             # read again after a pause, and the pause grows while the outage lasts (backpressure).

@@ -2,6 +2,7 @@
 
     schema.py    the .avsc (the one source other languages read): fingerprint, enumerations, bounds
     codec.py     framing (Avro single-object or schema-registry), encode, decode, checks, RFC 3339 times
+    signature.py emitter signatures: the signed bytes, the emitter key set and its checks
     registry.py  the schema-registry client (I/O edge), used only when a registry is configured
 
 Pure except registry.py. Emitters, the chain worker and the gateway all import from here.
@@ -15,6 +16,7 @@ from pipeline.contract.codec import (
                                      decode,
                                      encode,
                                      encode_datum,
+                                     encode_signed,
                                      format_ts,
                                      frame_confluent,
                                      frame_single_object,
@@ -41,6 +43,6 @@ from pipeline.contract.schema import (
 __all__ = [
     "ACTOR_TYPES", "CONFLUENT_MAGIC", "DECISIONS", "LEVELS", "LEVEL_RANK", "MAX_LIST_ITEMS", "MAX_TEXT_CHARS",
     "REQUIRED_TEXT", "SINGLE_OBJECT_MAGIC", "SchemaResolver", "check_event", "crc64_avro", "decode", "encode",
-    "encode_datum", "enum_symbols", "fingerprint", "format_ts", "frame_confluent", "frame_single_object",
+    "encode_datum", "encode_signed", "enum_symbols", "fingerprint", "format_ts", "frame_confluent", "frame_single_object",
     "from_json_event", "parse_ts", "parsed_schema", "schema_text", "to_json_event", "validate_event",
 ]

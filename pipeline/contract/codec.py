@@ -28,6 +28,7 @@ from pipeline.contract.schema import (
     known_fingerprints,
     parsed_schema,
 )
+from pipeline.contract.signature import SIGNATURE_FIELD
 from pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
 from pipeline.jcs import MAX_SAFE_INTEGER
 
@@ -152,6 +153,37 @@ def encode_datum(event: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, parsed_schema(), event)
     return buf.getvalue()
+
+
+def _avro_string(text: str) -> bytes:
+    data = text.encode("utf-8")
+    n, out = len(data) << 1, bytearray()  # zigzag of a non-negative length, then a varint
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + data
+
+
+def encode_signed(event: dict[str, Any], sign: Callable[[dict[str, Any]], dict[str, str]], *, max_bytes: int,
+                  schema_id: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Validate, sign and frame one event (its emitter_signature left unset by the caller).
+
+    `sign` gets the event's JSON form, exactly as the chain worker will decode it (every field,
+    defaults filled in), and returns the signature member. The member is appended to the datum
+    without encoding the event again: emitter_signature is the schema's last field, an Avro union
+    whose null branch is the datum's last byte (0x00); branch 1 (0x02) and the record's two
+    strings replace it. Raises InvalidEvent or OversizedEvent; sends nothing."""
+    datum = _encode_checked({**event, SIGNATURE_FIELD: None})
+    if datum[-1:] != b"\x00":  # cannot happen while emitter_signature is the last field (test_codec)
+        raise InvalidEvent("the event schema's last field is not the emitter signature")
+    as_json = to_json_event(fastavro.schemaless_reader(io.BytesIO(datum), parsed_schema(), None))
+    member = sign(as_json)
+    datum = datum[:-1] + b"\x02" + _avro_string(member["kid"]) + _avro_string(member["sig"])
+    data = frame_single_object(datum) if schema_id is None else frame_confluent(schema_id, datum)
+    if len(data) > max_bytes:
+        raise OversizedEvent(f"encoded event is {len(data)} bytes, at most {max_bytes}")
+    return data, member
 
 
 @lru_cache(maxsize=1)

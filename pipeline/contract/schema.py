@@ -14,7 +14,7 @@ from typing import Any
 
 import fastavro
 
-from schemas import enum_symbols, event_schema, event_schema_text
+from schemas import earlier_event_schemas, enum_symbols, event_schema, event_schema_text
 
 # Fields that must be present and non-empty for a record to be evidence.
 REQUIRED_TEXT = (
@@ -72,5 +72,7 @@ def fingerprint(schema: Any) -> bytes:
 
 @lru_cache(maxsize=1)
 def known_fingerprints() -> dict[bytes, Any]:
+    """Writer schemas by fingerprint: the current one and every earlier version (still decoded)."""
+    known = {fingerprint(s): s for s in (fastavro.parse_schema(e) for e in earlier_event_schemas())}
     schema = parsed_schema()
-    return {fingerprint(schema): schema}
+    return {**known, fingerprint(schema): schema}

@@ -1,8 +1,9 @@
 """The emitter SDK: one Avro event per AI request to the requests topic.
 
 Idempotent producer with acks=all, so the broker keeps each event once and in order per
-partition. The emitter numbers its own events (emitter_seq) so a gap between what it sent
-and what the chain holds is visible (invariant 4). Memory is bounded: at most
+partition. Each event is signed with the emitter's own Ed25519 key (pipeline/contract/signature.py),
+registered in the emitter key set the chain worker trusts. The emitter numbers its own events
+(emitter_seq) so a gap between what it sent and what the chain holds is visible (invariant 4). Memory is bounded: at most
 `max_pending_events` wait for the broker; beyond that `emit` waits for room, then fails.
 """
 
@@ -18,8 +19,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline import contract
-from pipeline.errors import DeliveryFailed, InfraError
+from pipeline.contract.emitter_keys import load_emitter_signer
+from pipeline.contract.signature import SIGNATURE_FIELD, signature_member, speaks_for
+from pipeline.errors import DeliveryFailed, InfraError, SigningKeyError
 from pipeline.kafka import config as kafka_config
+from pipeline.keys import Ed25519Signer
 from pipeline.settings import Settings
 
 
@@ -37,6 +41,24 @@ class Delivery:
 DeliveryCallback = Callable[[Delivery], None]
 
 
+def _signer_and_id(settings: Settings, emitter_id: str | None) -> tuple[Ed25519Signer | None, str]:
+    """The emitter's key and its id: the id must be one its key may sign for (the key's name, or
+    the name followed by '-' or '/'); without an id, `<name>-<uuid>`, one per process."""
+    if not settings.emitter.sign:
+        return None, emitter_id or f"sdk-{uuid.uuid4()}"
+    if settings.emitter.key_file is None:
+        raise SigningKeyError("this emitter has no signing key: make one with `aiaudit keys emitter new NAME` and "
+                              "set AIAUDIT_EMITTER__KEY_FILE to the file it prints (the chain worker refuses unsigned "
+                              "events), or set AIAUDIT_EMITTER__SIGN=false for a chain worker that accepts them")
+    signer, name = load_emitter_signer(settings.emitter.key_file)
+    if emitter_id is None:
+        return signer, f"{name}-{uuid.uuid4()}"
+    if not speaks_for(name, emitter_id):
+        raise SigningKeyError(f"emitter id {emitter_id!r} is not one the key for {name!r} may sign for: use "
+                              f"{name!r}, or {name!r} followed by '-' or '/' and the instance")
+    return signer, emitter_id
+
+
 class Emitter:
     def __init__(
         self,
@@ -49,7 +71,7 @@ class Emitter:
         extra_config: dict[str, object] | None = None,
     ) -> None:
         self.settings = settings
-        self.emitter_id = emitter_id or f"sdk-{uuid.uuid4()}"
+        self._signer, self.emitter_id = _signer_and_id(settings, emitter_id)
         self._topic = settings.kafka.requests_topic
         self._max_bytes = settings.chain.max_event_bytes
         self._on_delivery = on_delivery
@@ -73,6 +95,10 @@ class Emitter:
                 }
             )
         )
+
+    def _sign(self, event: dict[str, Any]) -> dict[str, str]:
+        assert self._signer is not None
+        return signature_member(self._signer, event)
 
     @staticmethod
     def _register_schema(registry_url: str | None) -> int | None:
@@ -101,8 +127,12 @@ class Emitter:
         """
         with self._lock:
             seq = self._next_seq
-            stamped = {**event, "emitter_id": self.emitter_id, "emitter_seq": seq}
-            data = contract.encode(stamped, max_bytes=self._max_bytes, schema_id=self._schema_id)
+            stamped = {**event, "emitter_id": self.emitter_id, "emitter_seq": seq, SIGNATURE_FIELD: None}
+            if self._signer is not None:
+                data, _ = contract.encode_signed(stamped, self._sign, max_bytes=self._max_bytes,
+                                                 schema_id=self._schema_id)
+            else:
+                data = contract.encode(stamped, max_bytes=self._max_bytes, schema_id=self._schema_id)
             self._next_seq += 1
         event_id = stamped["event_id"]
 

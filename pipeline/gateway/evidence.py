@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Producer
 
+from pipeline.contract.emitter_keys import emitter_name
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.errors import DeliveryFailed
 from pipeline.kafka import config as kafka_config
@@ -44,7 +45,11 @@ class Evidence:
         self.failed = 0
         self.lost = 0
         # One emitter per process: emitter_seq counts this replica's events from 0 (invariant 4).
-        self.emitter = Emitter(settings, emitter_id=f"gateway-{gateway_id}-{uuid.uuid4().hex[:12]}",
+        # Its events are signed with this replica's emitter key (settings.emitter.key_file), and the
+        # emitter id starts with the key's name: `<name>-<gateway id>-<12 hex>`.
+        key_file = settings.emitter.key_file if settings.emitter.sign else None
+        name = emitter_name(key_file) if key_file is not None else "gateway"
+        self.emitter = Emitter(settings, emitter_id=f"{name}-{gateway_id}-{uuid.uuid4().hex[:12]}",
                                on_delivery=self._delivered, on_error=self._error,
                                extra_config={"statistics.interval.ms": 1000, "stats_cb": self._stats})
         self._side = Producer(kafka_config.producer(settings, **{"linger.ms": 20, "error_cb": self._error}))

@@ -21,7 +21,13 @@ from confluent_kafka import Producer
 
 from infra.kafka.broker import LocalKafka
 from pipeline import store
-from pipeline.chain.keys import (
+from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+from pipeline.emit.producer import Emitter
+from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
+from pipeline.errors import InfraError, SigningKeyError
+from pipeline.gateway.policy import bundle_message, bundle_problems
+from pipeline.kafka import config as kafka_config
+from pipeline.keys import (
     KeyRing,
     active_key_file,
     checkpoint_key_file,
@@ -31,12 +37,6 @@ from pipeline.chain.keys import (
     read_checkpoint_public_key,
     read_jwks,
 )
-from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
-from pipeline.errors import InfraError, SigningKeyError
-from pipeline.gateway.policy import bundle_message, bundle_problems
-from pipeline.kafka import config as kafka_config
 from pipeline.ops.progress import Lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker, stop_worker
 from pipeline.query.api import find_records, policies_in_force, policy_bundle
@@ -152,7 +152,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
     scoring worker, inject misuse, and work the alert it raises: the security operations path."""
     from detectors.traffic import labelled_traffic
-    from pipeline.chain.keys import load_signer
+    from pipeline.keys import load_signer
     from pipeline.ops.labelled import emit_all
     from pipeline.ops.progress import scoring_done
     from pipeline.query.alerts import list_alerts, set_status, status_history

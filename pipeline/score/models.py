@@ -20,10 +20,10 @@ import numpy as np
 from detectors.features import FeatureExtractor
 from detectors.model import Detector, check_version, load, save, train
 from pipeline import store
-from pipeline.chain.keys import Ed25519Signer, KeyRing
 from pipeline.chain.record import parse_payload
 from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
+from pipeline.keys import Ed25519Signer, KeyRing
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
 from pipeline.store import evidence

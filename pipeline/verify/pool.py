@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from typing import Any
 
-from pipeline.chain.keys import KeyRing
+from pipeline.keys import KeyRing
 from pipeline.store.evidence import columns_of
 from pipeline.verify.rules import Checked, StoredRecord, check_record
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chain.keys import KeyRing
 from pipeline.chain.note import Verifier
 from pipeline.errors import Failure
+from pipeline.keys import KeyRing
 from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters

@@ -15,10 +15,10 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline import store
 from pipeline.chain import merkle
-from pipeline.chain.keys import KeyRing
 from pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from pipeline.contract import format_ts
 from pipeline.errors import InfraError
+from pipeline.keys import KeyRing
 from pipeline.query.proofs import StoredHashes
 from pipeline.settings import Settings
 from pipeline.store import checkpoints, evidence

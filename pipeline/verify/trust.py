@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.chain.keys import KeyRing
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
 from pipeline.errors import ConfigError, SigningKeyError
+from pipeline.keys import KeyRing
 from pipeline.timespec import parse_duration
 
 MAX_TRUST_BYTES = 1 << 20

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pipeline.chain.keys import load_checkpoint_key
 from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, Verifier
 from pipeline.errors import ConfigError
+from pipeline.keys import load_checkpoint_key
 from pipeline.witness.core import MAX_REQUEST_BYTES, BadRequest, decide, parse_request
 from pipeline.witness.state import WitnessState
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
 from pipeline import store
-from pipeline.chain.keys import generate_key
+from pipeline.keys import generate_key
 from pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,

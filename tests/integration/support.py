@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
-from pipeline.chain.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.kafka import config as kafka_config
+from pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
 from pipeline.ops.progress import pipeline_lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker
 from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings

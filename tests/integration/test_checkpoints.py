@@ -11,10 +11,10 @@ import pytest
 from pipeline import store
 from pipeline.chain import merkle
 from pipeline.chain.checkpoint import TreeState
-from pipeline.chain.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
 from pipeline.chain.note import SIG_ED25519, Verifier, open_checkpoint
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
 from pipeline.errors import ConfigError
+from pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
 from pipeline.query import proofs
 from pipeline.store import evidence
 from tests.integration.support import ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store

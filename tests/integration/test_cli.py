@@ -158,8 +158,8 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from pipeline.chain import merkle
-    from pipeline.chain.keys import checkpoint_key_file, read_checkpoint_public_key, read_jwks
     from pipeline.chain.note import SIG_ED25519, NoteSigner, Verifier, open_checkpoint
+    from pipeline.keys import checkpoint_key_file, read_checkpoint_public_key, read_jwks
 
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline import names
-from pipeline.chain.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
 from pipeline.emit.synthetic import malformed_messages
 from pipeline.kafka import config as kafka_config
+from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
 from pipeline.query.api import find_records
 from pipeline.query.export import export_records, read_export_file
 from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS

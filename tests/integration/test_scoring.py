@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 def operator(settings):
     """The operator's record key, which signs promotions."""
-    from pipeline.chain.keys import active_key_file, load_signer
+    from pipeline.keys import active_key_file, load_signer
 
     return load_signer(active_key_file(settings.signing.keys_dir, None))
 

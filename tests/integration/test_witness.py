@@ -22,7 +22,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.chain import merkle
-from pipeline.chain.keys import ensure_checkpoint_key, load_checkpoint_key
 from pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -32,6 +31,7 @@ from pipeline.chain.note import (
     cosignatures,
     sign_checkpoint,
 )
+from pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
 from pipeline.witness.core import request_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -181,8 +181,8 @@ def test_kill9_at_random_moments_never_forgets_a_cosigned_size_or_cosigns_a_fork
 def test_an_operator_who_rewrites_history_and_reissues_checkpoints_is_caught_by_the_witness(settings, client, tmp_path):
     from pipeline import store
     from pipeline.chain.checkpoint import TreeState, checkpoint_note
-    from pipeline.chain.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
     from pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
+    from pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
     from pipeline.store import checkpoints, evidence
     from pipeline.witness.submit import submit_once
     from tests.integration.support import verify_whole_with

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.chain.keys import Ed25519Signer, KeyRing
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
 from pipeline.contract import to_json_event
 from pipeline.emit.synthetic import SyntheticEvents
+from pipeline.keys import Ed25519Signer, KeyRing
 from pipeline.store.evidence import columns_of
 from pipeline.verify.rules import StoredRecord
 

@@ -4,7 +4,8 @@ import stat
 
 import pytest
 
-from pipeline.chain.keys import (
+from pipeline.errors import SigningKeyError
+from pipeline.keys import (
     Ed25519Signer,
     KeyRing,
     active_key_file,
@@ -13,7 +14,6 @@ from pipeline.chain.keys import (
     read_jwks,
     thumbprint,
 )
-from pipeline.errors import SigningKeyError
 
 
 def test_rfc8037_thumbprint_example():
@@ -89,7 +89,7 @@ def test_keyring_verify_agrees_with_openssl_and_refuses_altered_signatures():
     import os
     import pickle
 
-    from pipeline.chain.keys import Ed25519Signer, KeyRing
+    from pipeline.keys import Ed25519Signer, KeyRing
 
     signer = Ed25519Signer.generate()
     ring = KeyRing.from_jwks({"keys": [signer.jwk()]})

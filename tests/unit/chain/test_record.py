@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import (
     GENESIS_PREV,
     ChainHead,
@@ -18,6 +17,7 @@ from pipeline.chain.record import (
 )
 from pipeline.contract import format_ts
 from pipeline.jcs import canonicalize
+from pipeline.keys import Ed25519Signer
 from tests.unit.helpers import ORIGIN, build_chain, events
 
 

@@ -11,12 +11,12 @@ import fastavro
 import pytest
 
 from pipeline import contract
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import ChainHead, Source
 from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.contract.registry import RegistryClient
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.errors import DependencyUnavailable, EventRejected, InvalidEvent, UnknownSchema
+from pipeline.keys import Ed25519Signer
 from tests.registry_stand_in import RegistryStandIn
 
 MAX = 256 * 1024

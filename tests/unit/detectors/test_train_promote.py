@@ -3,8 +3,8 @@ import json
 import pytest
 
 from detectors.model import ArtifactRefused
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.errors import ConfigError
+from pipeline.keys import Ed25519Signer
 from pipeline.score.models import events_from_export, live_detector, promote, train_from
 from tests.unit.helpers import build_chain, keyring_of
 

@@ -2,8 +2,8 @@ import numpy as np
 
 from detectors.features import FEATURES, FeatureExtractor, state_from_dict, state_to_dict
 from detectors.model import train
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import parse_payload
+from pipeline.keys import Ed25519Signer
 from pipeline.score.ocsf import CLASS_UID, finding_uid
 from pipeline.score.step import score_records
 from tests.unit.helpers import build_chain

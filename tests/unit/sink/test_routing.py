@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline import names
-from pipeline.chain.keys import Ed25519Signer
+from pipeline.keys import Ed25519Signer
 from pipeline.settings import KafkaSettings
 from pipeline.sink.rows import rows_of, sink_topics
 from pipeline.store import alerts, dead_letters, evidence, policies

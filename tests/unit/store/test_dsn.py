@@ -48,7 +48,7 @@ def _cli(tmp_path, dsn, *args):
 
 
 def test_a_mistyped_embedded_store_is_an_error_and_is_not_created(tmp_path):
-    from pipeline.chain.keys import generate_key
+    from pipeline.keys import generate_key
 
     generate_key(tmp_path / "keys")
     typo = tmp_path / "typo"

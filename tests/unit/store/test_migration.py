@@ -14,7 +14,7 @@ import sys
 from pipeline.settings import Settings
 from pipeline import store
 from pipeline.store import evidence
-from pipeline.chain.keys import Ed25519Signer
+from pipeline.keys import Ed25519Signer
 from pipeline.verify.sources import verify_store
 from pipeline.store.filters import Filters
 from tests.unit.helpers import build_chain, keyring_of

@@ -1,7 +1,7 @@
 import base64
 import json
 
-from pipeline.chain.keys import Ed25519Signer
+from pipeline.keys import Ed25519Signer
 from pipeline.store import evidence
 from pipeline.store.dead_letters import parse_src
 from tests.unit.helpers import build_chain
@@ -25,8 +25,8 @@ def test_dead_letter_source_header_falls_back_on_bad_input():
 
 
 def test_a_refused_request_has_no_provider_column_and_reasons_and_trace_are_columns():
-    from pipeline.chain.keys import Ed25519Signer
     from pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
+    from pipeline.keys import Ed25519Signer
     from pipeline.store.evidence import columns_of
     from tests.unit.helpers import events
 

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.chain import merkle
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
 from pipeline.chain.record import Source, build_record
+from pipeline.keys import Ed25519Signer
 from pipeline.query.export_file import (
     ExportedCheckpoint,
     ExportFile,

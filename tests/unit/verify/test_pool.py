@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.chain.keys import Ed25519Signer
+from pipeline.keys import Ed25519Signer
 from pipeline.store.evidence import columns_of
 from pipeline.verify.pool import CheckPool
 from pipeline.verify.rules import scan_chain

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
 from pipeline.errors import ChainBroken
 from pipeline.jcs import canonicalize
+from pipeline.keys import Ed25519Signer
 from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters

@@ -9,10 +9,10 @@ import json
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.chain.checkpoint import checkpoint_note, extend
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.merkle import CompactRange
 from pipeline.chain.note import SIG_ED25519, NoteSigner
 from pipeline.chain.record import ChainHead, Source, build_record
+from pipeline.keys import Ed25519Signer
 from pipeline.verify.run import verify_slices
 from pipeline.verify.tree import open_checkpoints
 from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of, stored

@@ -9,9 +9,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain.keys import Ed25519Signer
 from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, split_note
 from pipeline.errors import ConfigError
+from pipeline.keys import Ed25519Signer
 from pipeline.verify.rules import verify_chain
 from pipeline.verify.tree import open_checkpoints
 from pipeline.verify.trust import parse_trust
