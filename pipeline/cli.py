@@ -242,6 +242,7 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     """What this verification trusts: the pinned trust file (--trust), else the keys folder's JWKS and
     checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
     from pipeline.chain.note import NoteError, Verifier
+    from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
     from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
     from pipeline.verify.trust import Trust, parse_trust
 
@@ -251,10 +252,20 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             trust = parse_trust(path.read_text(encoding="utf-8"), str(path))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the trust file: {exc.strerror}") from exc
-        if args.witness or args.jwks or args.checkpoint_key:
-            raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness")
+        if args.witness or args.jwks or args.checkpoint_key or args.emitter_keys:
+            raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness, "
+                              "--emitter-keys")
         return trust
     keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
+    emitter_set = Path(args.emitter_keys) if args.emitter_keys else key_set_file(settings)
+    if args.emitter_keys or emitter_set.exists():
+        keyring = keyring.with_emitters(load_emitter_keys(emitter_set, required=args.require_emitter_signatures))
+    elif args.require_emitter_signatures:
+        raise ConfigError(f"--require-emitter-signatures needs the emitter key set: none at {emitter_set} "
+                          "(--emitter-keys FILE)")
+    else:
+        print("aiaudit: warning: emitter signatures not checked: no emitter key set at "
+              f"{emitter_set} (--emitter-keys FILE)", file=sys.stderr)
     keys: tuple[bytes, ...] = ()
     pub = Path(args.checkpoint_key) if args.checkpoint_key else checkpoint_key_file(
         settings.signing.keys_dir, settings.signing.checkpoint_key_file)
@@ -697,6 +708,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-key", metavar="FILE",
                    help="the checkpoint public key (.pub, base64) that signed checkpoints must verify under "
                         "(default: the keys folder's checkpoint/checkpoint.pub)")
+    s.add_argument("--emitter-keys", metavar="FILE", help="the emitter key set each event's emitter signature is "
+                   "checked with (default: the keys folder's emitters/jwks.json, when there is one)")
+    s.add_argument("--require-emitter-signatures", action="store_true", help="an event without an emitter "
+                   "signature fails (unauthenticated_emitter); records chained before emitters signed do too")
     s.add_argument("--trust", metavar="FILE", help="the pinned trust file: record keys (with validity windows), "
                    "checkpoint keys, witnesses and the cosignatures required (README); overrides the keys folder")
     s.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last cosigned")

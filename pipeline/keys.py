@@ -91,10 +91,16 @@ class KeyRing:
     """Public keys by kid, for verification. Built from a JWKS document."""
 
     def __init__(self, keys: dict[KeyId, Ed25519PublicKey],
-                 windows: dict[KeyId, tuple[str, str]] | None = None) -> None:
+                 windows: dict[KeyId, tuple[str, str]] | None = None, emitters: Any = None) -> None:
         self._keys = keys
         self._raw = {kid: _raw_public(k) for kid, k in keys.items()}
         self._windows = windows or {}  # kid -> [not_before, not_after) as RFC 3339 UTC text
+        # The emitter key set (pipeline.contract.signature.EmitterKeys) a verifier holds records'
+        # events to, or None: emitter signatures are then not checked.
+        self.emitters = emitters
+
+    def with_emitters(self, emitters: Any) -> "KeyRing":
+        return KeyRing(self._keys, self._windows, emitters)
 
     @classmethod
     def from_jwks(cls, jwks: dict[str, Any]) -> "KeyRing":
@@ -115,7 +121,7 @@ class KeyRing:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as raw public keys (verification workers in other processes get the same ring)."""
-        return (_keyring_from_raw, (dict(self._raw), dict(self._windows)))
+        return (_keyring_from_raw, (dict(self._raw), dict(self._windows), self.emitters))
 
     def valid_at(self, kid: KeyId, ts: str) -> bool:
         """Whether a record stamped `ts` (RFC 3339 UTC, the record format's) falls in kid's window."""
@@ -154,8 +160,8 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _keyring_from_raw(raw: dict[KeyId, bytes], windows: dict[KeyId, tuple[str, str]]) -> KeyRing:
-    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(b) for kid, b in raw.items()}, windows)
+def _keyring_from_raw(raw: dict[KeyId, bytes], windows: dict[KeyId, tuple[str, str]], emitters: Any = None) -> KeyRing:
+    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(b) for kid, b in raw.items()}, windows, emitters)
 
 
 # --- files (the I/O edge of key handling) ---------------------------------------------

@@ -159,3 +159,12 @@ def malformed_messages(seed: int, max_event_bytes: int) -> list[tuple[str, bytes
         ("invalid", contract.frame_single_object(contract.encode_datum(missing))),
         ("oversized", framed + b"\x00" * max_event_bytes),
     ]
+
+
+def forged_message(seed: int) -> bytes:
+    """A well-formed event that no emitter key signed: what a writer to the requests topic could forge.
+    The chain worker dead-letters it as unauthenticated_emitter (while it requires signatures)."""
+    from pipeline import contract
+
+    event = SyntheticEvents(seed, datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc), "edge-forged").next_event()
+    return contract.frame_single_object(contract.encode_datum({**event, "emitter_id": "edge-forged", "emitter_seq": 0}))

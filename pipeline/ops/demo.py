@@ -23,7 +23,7 @@ from infra.kafka.broker import LocalKafka
 from pipeline import store
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
 from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
+from pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
 from pipeline.gateway.policy import bundle_message, bundle_problems
 from pipeline.kafka import config as kafka_config
@@ -203,6 +203,26 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
         print(f"    {h['at']:%H:%M:%S} {h['status']:<13} {h['actor']:<20} {str(h['note'])[:60]}")
 
 
+def _with_emitter_key(settings: Settings) -> Settings:
+    """The demo's emitters (SDK and gateway) sign with one key registered as emitter `demo`: made
+    and registered on the first run (each real emitter has its own: `aiaudit keys emitter new`)."""
+    from pipeline.contract.emitter_keys import EMITTERS_DIR, key_set_file, new_emitter_key, read_key_set
+
+    if settings.emitter.key_file is not None or not settings.emitter.sign:
+        print(f"emitter key: {settings.emitter.key_file or 'none (events unsigned)'}")
+        return settings
+    folder = settings.signing.keys_dir / EMITTERS_DIR
+    registered = {k["kid"][:8] for k in read_key_set(key_set_file(settings), missing_ok=True)["keys"] if "kid" in k}
+    found = [p for p in sorted(folder.glob("demo.*.key")) if p.name.split(".")[1] in registered]
+    if found:
+        path = found[-1]
+    else:
+        path, kid, _ = new_emitter_key(folder, "demo", key_set_file(settings))
+        print(f"generated the emitter key {path} (kid {kid}), registered as emitter 'demo' in {key_set_file(settings)}")
+    print(f"emitter key: {path} (every event is signed with it; the chain worker refuses unsigned ones)")
+    return settings.model_copy(update={"emitter": settings.emitter.model_copy(update={"key_file": path})})
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -223,6 +243,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     except SigningKeyError:
         key, kid = generate_key(settings.signing.keys_dir)
         print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
+
+    settings = _with_emitter_key(settings)
 
     step("Local Apache Kafka (KRaft) from the Maven Central jars")
     kafka.up()
@@ -256,7 +278,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
                 print(f"  emitted {n + 1}/{events}", flush=True)
         for e in emitters:
             e.flush()
-        bad = malformed_messages(1, settings.chain.max_event_bytes)
+        bad = [*malformed_messages(1, settings.chain.max_event_bytes), ("unauthenticated_emitter", forged_message(1))]
         for _, data in bad:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"malformed")
         if raw.flush(30):

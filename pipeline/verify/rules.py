@@ -4,7 +4,8 @@ For each chain, in order: every payload is canonical JCS of a v1 record whose or
 match where it is stored; its kid is in the JWKS and its Ed25519 signature is valid; its
 stored leaf hash is SHA-256(0x00 || payload || sig); its `prev` is the previous record's leaf
 hash (64 zeros at seq 0); seqs are contiguous from 0; the same seq twice with the same hash is
-a benign duplicate, with another hash a fork; typed columns equal what the payload says.
+a benign duplicate, with another hash a fork; typed columns equal what the payload says; with an emitter key set, each event carries a
+valid signature by a key registered for its emitter (pipeline/contract/signature.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ REASONS = (
     "unwitnessed",  # fewer pinned witnesses cosigned the chain than the trust file requires
     "not_included",  # a sampled record's inclusion proof is missing or does not lead to the signed root
     "stale",  # the chain's newest signed time is older than the allowed age at the end of the window
+    "unauthenticated_emitter",  # the event's emitter signature is missing (where required), unknown or invalid
 )
 
 
@@ -130,6 +132,11 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
     elif not keyring.valid_at(kid, obj["ts"]):
         problems.append(("key_out_of_window", f"key {kid} was not valid at {obj['ts']} (trust file)"))
+    if keyring.emitters is not None:
+        # Whoever holds the record key alone cannot make an event an emitter did not sign.
+        problem = keyring.emitters.problem(obj["event"])
+        if problem is not None:
+            problems.append(("unauthenticated_emitter", problem))
     if rec.columns is not None and columns_of is not None:
         try:
             expected = columns_of(obj)

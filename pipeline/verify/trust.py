@@ -8,7 +8,9 @@ key set stored next to the private keys (that set is changeable by the party bei
       "witnesses": [{"vkey": "<name+keyid+base64>", "url": "https://witness.example/",
                      "not_before": "<RFC 3339>", "not_after": "<RFC 3339>"}],
       "min_cosignatures": 1,
-      "max_checkpoint_age": "15m"
+      "max_checkpoint_age": "15m",
+      "emitter_keys": {"keys": [<Ed25519 JWK with "emitter": "<name>", optionally a window>]},
+      "require_emitter_signatures": true
     }
 
 Record keys outside their window fail (`key_out_of_window`); several checkpoint keys allow a
@@ -17,7 +19,9 @@ tree.py): a log timestamp or cosignature outside its key's window does not count
 checkpoint signed only by windowed keys needs a signed time inside a window; with `min_cosignatures` N every chain needs N pinned witnesses' stored cosignatures
 (`unwitnessed` otherwise), and every witness with a `url` is asked what it last cosigned. With
 `max_checkpoint_age` every chain's newest signed time must be that recent at the end of the
-window (`stale` otherwise: the tail rule).
+window (`stale` otherwise: the tail rule). With `emitter_keys` every signed event must carry a valid
+signature by a key registered for its emitter, and with `require_emitter_signatures` every event
+must be signed (`unauthenticated_emitter` otherwise).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
+from pipeline.contract.emitter_keys import emitter_keys_from
 from pipeline.errors import ConfigError, SigningKeyError
 from pipeline.keys import KeyRing
 from pipeline.timespec import parse_duration
@@ -60,6 +65,8 @@ class _TrustSpec(BaseModel):
     witnesses: list[_WitnessSpec] = Field(default_factory=list, max_length=64)
     min_cosignatures: int = Field(0, ge=0, le=64)
     max_checkpoint_age: str | None = Field(None, max_length=20)
+    emitter_keys: dict[str, Any] | None = None
+    require_emitter_signatures: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,14 @@ def parse_trust(text: str, source: str) -> Trust:
         raise ConfigError(f"{source}: record_keys: {exc}") from exc
     if not len(keyring):
         raise ConfigError(f"{source}: record_keys holds no Ed25519 key")
+    if spec.emitter_keys is not None:
+        try:
+            keyring = keyring.with_emitters(emitter_keys_from(spec.emitter_keys, f"{source}: emitter_keys",
+                                                              required=spec.require_emitter_signatures))
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from exc
+    elif spec.require_emitter_signatures:
+        raise ConfigError(f"{source}: require_emitter_signatures needs emitter_keys (the emitters' public keys)")
     keys, windows = [], {}
     for i, entry in enumerate(spec.checkpoint_keys):
         b64 = entry if isinstance(entry, str) else entry.key

@@ -18,6 +18,7 @@ from pipeline.keys import generate_key
 from pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,
+    EmitterSettings,
     KafkaSettings,
     LocalSettings,
     ScoreSettings,
@@ -25,6 +26,7 @@ from pipeline.settings import (
     SigningSettings,
     SinkSettings,
 )
+from tests.integration.support import edge_emitter_key
 
 TEST_PORT = 29092
 
@@ -54,6 +56,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
     uid = uuid.uuid4().hex[:10]
     keys_dir = tmp_path / "keys"
     generate_key(keys_dir)
+    emitter_key = edge_emitter_key(keys_dir)
     s = Settings(
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
                             dead_letter_topic=f"dlq-{uid}", alerts_topic=f"alerts-{uid}", alert_status_topic=f"alert-status-{uid}",
@@ -62,6 +65,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
                             sink_group=f"sink-{uid}", session_timeout_ms=6000),
         chain=ChainSettings(org="itest", env=uid),
         signing=SigningSettings(keys_dir=keys_dir),
+        emitter=EmitterSettings(key_file=emitter_key),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{uid}"),
         sink=SinkSettings(max_batch_rows=5000, flush_interval_s=0.3),
         score=ScoreSettings(models_dir=tmp_path / "models", batch_events=500, batch_within_s=0.5),

@@ -18,19 +18,34 @@ from pydantic import SecretStr
 
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
+from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, new_emitter_key
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.kafka import config as kafka_config
 from pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
 from pipeline.ops.progress import pipeline_lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker
-from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings
+from pipeline.settings import (
+    ChainSettings,
+    ClickHouseSettings,
+    EmitterSettings,
+    KafkaSettings,
+    LocalSettings,
+    Settings,
+    SigningSettings,
+)
 from pipeline.sink.worker import SinkWorker
 from pipeline.store.filters import Filters
 from pipeline.verify.run import VerifyReport
 from pipeline.verify.sources import verify_store as verify_whole
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+
+
+def edge_emitter_key(keys_dir: Path) -> Path:
+    """The tests' emitter key, registered as emitter `edge` (their emitter ids are edge-...)."""
+    path, _, _ = new_emitter_key(keys_dir / EMITTERS_DIR, "edge", keys_dir / EMITTERS_DIR / KEY_SET_FILE)
+    return path
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -187,6 +202,7 @@ def own_broker(tmp_path: Path, chdb_dir: Path, *, port: int, name: str) -> Itera
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", partitions=2, session_timeout_ms=6000),
         chain=ChainSettings(org="itest", env=name), signing=SigningSettings(keys_dir=keys),
+        emitter=EmitterSettings(key_file=edge_emitter_key(keys)),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{name}"),
         local=LocalSettings(state_dir=tmp_path / "state", kafka_port=port, controller_port=port + 1, kafka_heap="512m"),
     )

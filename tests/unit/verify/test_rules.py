@@ -278,3 +278,52 @@ def test_an_emitter_that_restarts_its_numbering_is_reported():
     assert n == 2
     assert [(f.origin, f.seq, f.reason) for f in failures] == [("emitter:edge-1", 0, "emitter_seq_reused")] * 2
     assert "events a and c" in failures[0].detail
+
+
+def _emitter_chain(emitter: Ed25519Signer, n: int, *, tamper_at: int | None = None, unsigned_at: int | None = None):
+    """A chain whose events the emitter signed; one event changed after signing (an insider holding
+    the record key re-signs the record, not the event), or one left unsigned."""
+    from pipeline.contract.signature import SIGNATURE_FIELD, signature_member
+    from tests.unit.helpers import ORIGIN, events
+
+    head, records = ChainHead.genesis(ORIGIN), []
+    for i, ev in enumerate(events(n, emitter_id="billing-1")):
+        ev = {**ev, SIGNATURE_FIELD: None}
+        ev[SIGNATURE_FIELD] = None if i == unsigned_at else signature_member(emitter, ev)
+        if i == tamper_at:
+            ev = {**ev, "decision": "allow" if ev["decision"] != "allow" else "deny"}
+        rec = build_record(head, SIGNER, ev["occurred_at"], Source("ai.requests", 0, i), ev)
+        records.append(rec)
+        head = rec.next_head(i)
+    return stored(records)
+
+
+def _ring_with_emitter(emitter: Ed25519Signer, *, required: bool = False):
+    from pipeline.contract.emitter_keys import emitter_keys_from
+
+    doc = {"keys": [{**emitter.jwk(), "emitter": "billing"}]}
+    return RING.with_emitters(emitter_keys_from(doc, "set", required=required))
+
+
+def test_the_record_key_alone_cannot_make_an_event_its_emitter_did_not_sign():
+    emitter = Ed25519Signer.generate()
+    ring = _ring_with_emitter(emitter)
+    verify_chain(_emitter_chain(emitter, 6), ring, columns_of=columns_of)
+    assert failures_of(_emitter_chain(emitter, 6, tamper_at=3), ring) == [(3, "unauthenticated_emitter")]
+    # the same tampered chain passes a verifier without the emitter key set: the check is what catches it
+    verify_chain(_emitter_chain(emitter, 6, tamper_at=3), RING, columns_of=columns_of)
+
+
+def test_unsigned_events_fail_only_where_signatures_are_required():
+    emitter = Ed25519Signer.generate()
+    records = _emitter_chain(emitter, 5, unsigned_at=2)
+    verify_chain(records, _ring_with_emitter(emitter), columns_of=columns_of)
+    assert failures_of(records, _ring_with_emitter(emitter, required=True)) == [(2, "unauthenticated_emitter")]
+
+
+def test_the_emitter_check_runs_in_the_parallel_checker_too():
+    import pickle
+
+    emitter = Ed25519Signer.generate()
+    ring = pickle.loads(pickle.dumps(_ring_with_emitter(emitter)))  # what a verification worker receives
+    assert failures_of(_emitter_chain(emitter, 4, tamper_at=1), ring) == [(1, "unauthenticated_emitter")]

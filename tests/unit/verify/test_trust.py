@@ -149,3 +149,15 @@ def test_a_witness_cosignature_outside_the_witness_keys_window_does_not_count():
     out = open_checkpoints(ORIGIN, notes, trust.checkpoint_keys, cosigs=[(4, cosign(text, WITNESS, T_OUT).line())],
                            witnesses=[WITNESS.verifier], windows=trust.windows)
     assert [f.reason for f in out.failures] == ["key_out_of_window"] and out.cosigned == {} and out.signed_time is None
+
+
+def test_a_trust_file_pins_emitter_keys_and_can_require_signatures():
+    emitter = Ed25519Signer.generate()
+    trust = parse_trust(trust_doc(emitter_keys={"keys": [{**emitter.jwk(), "emitter": "billing"}]},
+                                  require_emitter_signatures=True), "t.json")
+    assert trust.keyring.emitters is not None and trust.keyring.emitters.required
+    assert parse_trust(trust_doc(), "t.json").keyring.emitters is None
+    with pytest.raises(ConfigError, match="require_emitter_signatures needs emitter_keys"):
+        parse_trust(trust_doc(require_emitter_signatures=True), "t.json")
+    with pytest.raises(ConfigError, match="emitter_keys: .*'emitter' name"):
+        parse_trust(trust_doc(emitter_keys={"keys": [emitter.jwk()]}), "t.json")
