@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
-from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, new_emitter_key
+from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, key_set_file, load_emitter_keys, new_emitter_key
 from pipeline.emit.producer import Delivery, Emitter
 from pipeline.emit.synthetic import SyntheticEvents
 from pipeline.kafka import config as kafka_config
@@ -163,7 +163,8 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
 
 
 def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None) -> VerifyReport:
-    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)).with_emitters(
+        load_emitter_keys(key_set_file(settings), required=True))  # every event signed by its emitter
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
     return verify_whole(client, settings, keyring, Filters(), checkpoint_keys=[pub],
                         live_witnesses=[witness] if witness else ())
