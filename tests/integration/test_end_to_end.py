@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline import names
-from pipeline.emit.synthetic import malformed_messages
+from pipeline.emit.synthetic import forged_message, malformed_messages
 from pipeline.kafka import config as kafka_config
 from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
 from pipeline.query.api import find_records
@@ -29,7 +29,7 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
         _, sent_a = emit_synthetic(settings, 1200, emitter_id="edge-a", seed=11)
-        bad = malformed_messages(3, settings.chain.max_event_bytes)
+        bad = [*malformed_messages(3, settings.chain.max_event_bytes), ("unauthenticated_emitter", forged_message(3))]
         raw = Producer(kafka_config.client(settings, **{"acks": "all", "enable.idempotence": True}))
         for _, data in bad:
             raw.produce(settings.kafka.requests_topic, value=data, key=b"bad")
