@@ -36,9 +36,10 @@ import httpx  # noqa: E402
 
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
+from pipeline.contract.emitter_keys import new_emitter_key  # noqa: E402
 from pipeline.gateway.identity import new_api_key  # noqa: E402
 from pipeline.kafka.io import end_offsets  # noqa: E402
-from pipeline.settings import GatewaySettings, KafkaSettings, LocalSettings, Settings  # noqa: E402
+from pipeline.settings import EmitterSettings, GatewaySettings, KafkaSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19492
@@ -188,7 +189,10 @@ def main() -> None:
         "upstreams": {"openai": {"base_url": f"http://127.0.0.1:{vendor_port}/v1"}},
         "api_keys": [{"sha256": digest, "id": "bench@acme", "role": "engineer"}]}))
     (base / "policy.yaml").write_text(POLICY)
+    # The gateway signs every event with its emitter key (the default), so the figures include it.
+    emitter_key, _, _ = new_emitter_key(base / "keys" / "emitters", "gateway-bench", base / "keys" / "emitters" / "jwks.json")
     s = Settings(kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=4),
+                 signing=SigningSettings(keys_dir=base / "keys"), emitter=EmitterSettings(key_file=emitter_key),
                  gateway=GatewaySettings(config_file=base / "gateway.yaml", policy_file=base / "policy.yaml",
                                          port=gw_port, gateway_id="bench"),
                  local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1))

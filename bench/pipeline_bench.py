@@ -32,19 +32,29 @@ from pydantic import SecretStr  # noqa: E402
 
 from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
-from pipeline import store  # noqa: E402
+from pipeline import contract, store  # noqa: E402
 from pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
 from pipeline.chain.merkle import CompactRange  # noqa: E402
 from pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
 from pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
 from pipeline.contract import to_json_event  # noqa: E402
+from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, emitter_keys_from, new_emitter_key  # noqa: E402
+from pipeline.contract.signature import signature_member  # noqa: E402
 from pipeline.emit.producer import Emitter  # noqa: E402
 from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
 from pipeline.kafka.io import committed_offsets  # noqa: E402
 from pipeline.keys import Ed25519Signer, generate_key  # noqa: E402
 from pipeline.ops.progress import pipeline_lag  # noqa: E402
 from pipeline.ops.supervisor import start_worker  # noqa: E402
-from pipeline.settings import ChainSettings, ClickHouseSettings, KafkaSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
+from pipeline.settings import (  # noqa: E402
+    ChainSettings,
+    ClickHouseSettings,
+    EmitterSettings,
+    KafkaSettings,
+    LocalSettings,
+    Settings,
+    SigningSettings,
+)
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19292
@@ -85,18 +95,50 @@ def ceiling(n: int = 20_000) -> None:
     cp_s = time.perf_counter() - t
     line("checkpoint work (tree, state, signed note)", f"{cp_s / n * 1e6:.2f} us/record = "
          f"{100 * cp_s / build_s:.1f}% of record building")
+    # Emitter authentication, per event on one core: what the SDK adds to encoding (JSON form,
+    # JCS, Ed25519 sign) and what the chain worker adds to decoding (JCS, Ed25519 verify).
+    emitter = Ed25519Signer.generate()
+    ring = emitter_keys_from({"keys": [{**emitter.jwk(), "emitter": "bench"}]}, "bench")
+    datums = [{**gen.next_event(), "emitter_id": "bench-1", "emitter_seq": i} for i in range(n // 4)]
+    t = time.perf_counter()
+    for d in datums:
+        contract.encode({**d, "emitter_signature": None}, max_bytes=1 << 20)
+    plain_s = time.perf_counter() - t
+    t = time.perf_counter()
+    framed = [contract.encode_signed(d, lambda e: signature_member(emitter, e), max_bytes=1 << 20)[0] for d in datums]
+    signed_s = time.perf_counter() - t
+    decoded = [contract.decode(f, max_bytes=1 << 20) for f in framed]
+    t = time.perf_counter()
+    for ev in decoded:
+        ring.problem(ev)
+    check_s = time.perf_counter() - t
+    raw_pub = emitter.private_key.public_key()
+    sig = emitter.sign(msg)
+    t = time.perf_counter()
+    for _ in range(len(datums)):
+        raw_pub.verify(sig, msg)
+    verify_s = time.perf_counter() - t
+    k = len(datums)
+    line("SDK encode, unsigned -> signed", f"{plain_s / k * 1e6:.1f} -> {signed_s / k * 1e6:.1f} us/event")
+    line("chain worker's emitter check (JCS + Ed25519 verify)", f"{check_s / k * 1e6:.1f} us/event = "
+         f"{check_s / verify_s:.2f}x raw Ed25519 verify (OpenSSL, {verify_s / k * 1e6:.1f} us), "
+         f"{100 * check_s / (build_s * k / n):.0f}% of record building")
 
 
 COMPRESSION = "none"
 
 
-def make_settings(base: Path, chdb: Path, keys: Path) -> Settings:
+def make_settings(base: Path, chdb: Path, keys: Path, *, signed: bool = True) -> Settings:
+    """Signed: the SDK signs with the `bench` emitter key and the chain worker requires it (the
+    defaults); unsigned: neither, to measure what emitter authentication costs."""
     uid = uuid.uuid4().hex[:8]
+    key_files = sorted((keys / EMITTERS_DIR).glob("bench.*.key"))
     return Settings(
+        emitter=EmitterSettings(key_file=key_files[0] if signed else None, sign=signed),
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
                             dead_letter_topic=f"dlq-{uid}", checkpoints_topic=f"cp-{uid}", partitions=4, chain_group=f"chain-{uid}", sink_group=f"sink-{uid}",
                             compression=COMPRESSION),
-        chain=ChainSettings(org="bench", env=uid),
+        chain=ChainSettings(org="bench", env=uid, require_emitter_signature=signed),
         signing=SigningSettings(keys_dir=keys),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"b_{uid}"),
         local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1),
@@ -187,6 +229,7 @@ def main() -> None:
     base.mkdir(parents=True)
     keys = base / "keys"
     generate_key(keys)
+    new_emitter_key(keys / EMITTERS_DIR, "bench", keys / EMITTERS_DIR / KEY_SET_FILE)
     kafka = LocalKafka(make_settings(base, base / "chdb", keys))
     kafka.up()
     try:
@@ -237,18 +280,23 @@ def main() -> None:
         for name, seconds in cpu.items():
             line(f"CPU per event ({name})", f"{seconds / n * 1e6:,.0f} us")
 
-        # 3. per stage, on a backlog
+        # 3. per stage, on a backlog; emit and chain also without emitter signatures (same run)
         print("3. per stage, each on a backlog")
-        s = make_settings(base, base / "chdb", keys)
-        ensure_topics(s)
-        emit_s = emit(s, n, now_stamped=False)
-        line("emit (SDK: validate + Avro + produce, acks=all)", f"{n / emit_s:,.0f} events/s")
-        workers = [start("chain", s, base, 10 + i) for i in range(args.chain_workers)]
-        wait(lambda: chained(s) > 0, 120)
-        first = chained(s)
-        chain_s = wait(lambda: chained(s) >= n)
-        stop(workers)
-        line("chain (decode + validate + sign + chain, EOS txns)", f"{(n - first) / chain_s:,.0f} events/s")
+        rates = {}
+        for signed in (False, True):
+            s = make_settings(base, base / "chdb", keys, signed=signed)
+            ensure_topics(s)
+            emit_s = emit(s, n, now_stamped=False)
+            label = "signed, the default" if signed else "unsigned"
+            line(f"emit (SDK: validate + Avro + produce, acks=all; {label})", f"{n / emit_s:,.0f} events/s")
+            workers = [start("chain", s, base, 10 + i + 10 * signed) for i in range(args.chain_workers)]
+            wait(lambda: chained(s) > 0, 120)
+            first = chained(s)
+            chain_s = wait(lambda: chained(s) >= n)
+            stop(workers)
+            rates[signed] = (n - first) / chain_s
+            line(f"chain (decode + validate + sign + chain, EOS txns; {label})", f"{rates[signed]:,.0f} events/s")
+        line("chain with emitter signatures checked / without", f"{rates[True] / rates[False]:.2f}x")
         sink = [start("sink", s, base, 10)]
         wait(lambda: pipeline_lag(s).done)
         stop(sink)
