@@ -1,7 +1,7 @@
 """A verifier written only from the record format v1 spec, sharing no code with aiaudit.
 
 Input: a whole export (JSONL: a header, records {origin, seq, payload, sig, leaf_hash}, and
-checkpoint lines), a JWKS and the checkpoint public key. It uses the `rfc8785` package (an
+checkpoint lines), a JWKS, the checkpoint public key and the emitter key set. It uses the `rfc8785` package (an
 independent JCS implementation), hashlib and `cryptography`, and RFC 6962's Merkle tree hash
 and the C2SP signed-note rules as written in the README.
 """
@@ -46,13 +46,33 @@ def _check_note(note: str, origin: str, checkpoint_pub: bytes) -> tuple[int, byt
     return int(lines[1]), base64.b64decode(lines[2])
 
 
-def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = None) -> int:
-    """Returns the number of records checked; raises AssertionError on the first problem."""
+def _keys(jwks: dict) -> dict[str, tuple[Ed25519PublicKey, str | None]]:
+    """kid (RFC 7638) -> (public key, the emitter it speaks for, in an emitter key set)."""
     keys = {}
     for jwk in jwks["keys"]:
         members = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True)
         kid = base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
-        keys[kid] = Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"]))
+        keys[kid] = (Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"])), jwk.get("emitter"))
+    return keys
+
+
+def _check_emitter(event: dict, emitter_keys: dict[str, tuple[Ed25519PublicKey, str | None]]) -> None:
+    """docs/event-contract.md, Emitter signatures: Ed25519 over the domain tag and the JCS of the
+    event without its signature, by a key registered for the event's emitter id."""
+    member = event["emitter_signature"]
+    key, name = emitter_keys[member["kid"]]
+    emitter_id = event["emitter_id"]
+    assert emitter_id == name or emitter_id.startswith((name + "-", name + "/")), "emitter key of another emitter"
+    body = {k: v for k, v in event.items() if k != "emitter_signature"}
+    key.verify(_b64url(member["sig"]), b"aiaudit/event/v1\n" + rfc8785.dumps(body))
+
+
+def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = None,
+           emitter_jwks: dict | None = None) -> int:
+    """Returns the number of records checked; raises AssertionError on the first problem (or the
+    library's InvalidSignature). With `emitter_jwks`, every event must carry its emitter's signature."""
+    keys = {kid: key for kid, (key, _) in _keys(jwks).items()}
+    emitter_keys = _keys(emitter_jwks) if emitter_jwks is not None else None
     prev_by_origin: dict[str, tuple[int, str]] = {}
     n = 0
     leaves: dict[str, list[bytes]] = {}
@@ -76,6 +96,8 @@ def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = N
         assert body["seq"] == last_seq + 1, f"seq {body['seq']} after {last_seq}"
         assert body["prev"] == last_leaf, "prev link"
         prev_by_origin[rec["origin"]] = (body["seq"], leaf)
+        if emitter_keys is not None:
+            _check_emitter(body["event"], emitter_keys)
         leaves.setdefault(rec["origin"], []).append(bytes.fromhex(leaf))
         n += 1
     if checkpoint_pub is not None:

@@ -203,14 +203,16 @@ def test_the_contract_docs_example_runs_as_written(settings, tmp_path):
     import re
     from pathlib import Path
 
+    from pipeline.contract.emitter_keys import key_set_file, new_emitter_key
     from tests.integration.support import read_topic
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "event-contract.md").read_text()
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=settings_env(settings),
-                         timeout=120)
+    key, _, _ = new_emitter_key(settings.signing.keys_dir / "emitters", "billing-service", key_set_file(settings))
+    env = {**settings_env(settings), "AIAUDIT_EMITTER__KEY_FILE": str(key)}  # as the docs say
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert re.fullmatch(r"sent as billing-service-[0-9a-f]{8} #0\n", out.stdout)
+    assert re.fullmatch(r"sent as billing-service-[0-9a-f-]{36} #0\n", out.stdout)
     assert len(read_topic(settings, settings.kafka.requests_topic, read_committed=False)) == 1
 
 

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline import names
+from pipeline.contract.emitter_keys import key_set_file
 from pipeline.emit.synthetic import forged_message, malformed_messages
 from pipeline.kafka import config as kafka_config
 from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
@@ -74,7 +75,8 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     lines = buf.getvalue().splitlines()
     jwks = read_jwks(settings.signing.keys_dir)
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file))
-    assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub) == 2000
+    emitter_jwks = json.loads(key_set_file(settings).read_text())
+    assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub, emitter_jwks) == 2000
     path = tmp_path / "export.jsonl"
     path.write_text(buf.getvalue())
     report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub])
