@@ -96,6 +96,11 @@ class Emitter:
             )
         )
 
+    @property
+    def signer_kid(self) -> str | None:
+        """The kid of the emitter key this emitter signs with (None: it sends unsigned events)."""
+        return self._signer.kid if self._signer is not None else None
+
     def _sign(self, event: dict[str, Any]) -> dict[str, str]:
         assert self._signer is not None
         return signature_member(self._signer, event)

@@ -52,6 +52,9 @@ class Evidence:
         self.emitter = Emitter(settings, emitter_id=f"{name}-{gateway_id}-{uuid.uuid4().hex[:12]}",
                                on_delivery=self._delivered, on_error=self._error,
                                extra_config={"statistics.interval.ms": 1000, "stats_cb": self._stats})
+        signer = self.emitter.signer_kid
+        log.info("events from emitter %s, %s", self.emitter.emitter_id,
+                 f"signed with emitter key {signer}" if signer else "UNSIGNED (emitter.sign=false)")
         self._side = Producer(kafka_config.producer(settings, **{"linger.ms": 20, "error_cb": self._error}))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="evidence-poll", daemon=True)
