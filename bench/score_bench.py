@@ -1,12 +1,12 @@
 """Anomaly scoring throughput (prints figures; asserts nothing).
 
-    python bench/score_bench.py [--events 50000]
+    python bench/score_bench.py [--events 100000] [--workers 2]
 
 1. The pure step on one core: feature extraction, and IsolationForest scoring per batch size.
-2. The scoring worker (Faust agent: table state, batch scoring, sends) on a chain topic
-   pre-filled with signed records: events/s with one and with --workers processes; then the
-   same topic through a Faust agent that does nothing (the framework's ceiling here), and
-   through the pure step behind a confluent-kafka batch consumer (a design without Faust).
+   The reference: the whole pure step (record parse, features, forest) in batches of 5,000.
+2. The scoring worker (confluent-kafka batch consumer, scores, findings, states and offsets in
+   one transaction per batch) on a chain topic pre-filled with signed records: events/s with one
+   and with --workers processes, per process and as a share of the pure step's rate.
 3. The evaluation table (detectors.evaluate) at a 1% alert budget.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from detectors.evaluate import evaluate, table  # noqa: E402
@@ -35,10 +35,17 @@ from infra.topics import ensure_topics  # noqa: E402
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
 from pipeline.kafka import config as kafka_config  # noqa: E402
 from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
-from pipeline.keys import Ed25519Signer  # noqa: E402
+from pipeline.keys import Ed25519Signer, active_key_file, generate_key, load_signer  # noqa: E402
 from pipeline.score.models import promote  # noqa: E402
 from pipeline.score.step import score_records  # noqa: E402
-from pipeline.settings import ClickHouseSettings, KafkaSettings, LocalSettings, ScoreSettings, Settings  # noqa: E402
+from pipeline.settings import (  # noqa: E402
+    ClickHouseSettings,
+    KafkaSettings,
+    LocalSettings,
+    ScoreSettings,
+    Settings,
+    SigningSettings,
+)
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19392
@@ -91,50 +98,19 @@ def run_workers(s: Settings, base: Path, n: int, count: int, command: list[str],
             p.wait(30)
 
 
-def noop_worker() -> None:
-    """A Faust app like the scoring worker (same consumer settings) whose agent only takes batches."""
-    import faust
-
-    from pipeline.score.app import make_app
-
-    s = Settings()
-    app = make_app(s, detector=None)  # type: ignore[arg-type]  # the agent below replaces the scorer
-    chain = app.topic(s.kafka.chain_topic, key_serializer="raw", value_serializer="raw")
-    app.agents.clear()
-
-    @app.agent(chain)
-    async def take(stream):  # type: ignore[no-untyped-def]  # a Faust stream: untyped upstream
-        async for _batch in stream.take(s.score.batch_events, within=s.score.batch_within_s):
-            pass
-
-    faust.Worker(app, loglevel="WARN", quiet=True).execute_from_commandline()
-
-
-def batch_consumer_rate(s: Settings, detector: Detector, n: int) -> float:
-    """The pure scoring step fed by confluent-kafka batch consumption, one process, state in memory
-    (no changelog): what a design without Faust's per-message machinery could reach here."""
-    consumer = Consumer(kafka_config.client(s, **{"group.id": "bench-batch", "auto.offset.reset": "earliest",
-                                          "enable.auto.commit": False, "isolation.level": "read_committed",
-                                          "fetch.max.bytes": 64 * 1_048_576}))
-    consumer.subscribe([s.kafka.chain_topic])
+def pure_step_rate(records: list[Record], detector: Detector, batch: int = 5000) -> float:
+    """The reference: the pure step (payload parse, features, forest) over the records in batches,
+    state in memory, one core. The worker's figure is held against this, measured in the same run."""
     states: dict[str, IdentityState] = {}
-    done, t = 0, None
-    while done < n:
-        msgs = [m for m in consumer.consume(10_000, timeout=1.0) if not m.error()]
-        if msgs and t is None:
-            t = time.perf_counter()
-        score_records([Record.from_wire(m.value()) for m in msgs], states, detector, detected_at_ms=0)
-        done += len(msgs)
-    consumer.close()
-    return done / (time.perf_counter() - (t or time.perf_counter()))
+    t = time.perf_counter()
+    for i in range(0, len(records), batch):
+        score_records(records[i:i + batch], states, detector, detected_at_ms=0)
+    return len(records) / (time.perf_counter() - t)
 
 
 def main() -> None:
-    if "--noop-worker" in sys.argv:
-        noop_worker()
-        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2, help="also measure this many scoring worker processes")
     args = ap.parse_args()
     n, workers = args.events, args.workers
@@ -145,8 +121,22 @@ def main() -> None:
     # A stream of distinct, time-ordered normal traffic long enough for n events.
     stream, _ = labelled_traffic(8, train_days=max(2, n // 2700 + 1))
     events = stream[:n]
+    n = len(events)
 
-    print("1. pure step, one core")
+    signer = Ed25519Signer.generate()
+    heads: dict[int, ChainHead] = {}
+    wire: list[tuple[int, bytes]] = []
+    records: list[Record] = []
+    for i, ev in enumerate(events):
+        ev = {**ev, "event_id": f"{i:032x}"}
+        p = zlib.crc32(ev["actor"]["id"].encode()) % 4
+        head = heads.get(p) or ChainHead.genesis(ChainId(f"bench/x/t/p{p}/g1"))
+        rec = build_record(head, signer, ev["occurred_at"], Source("t", p, i), ev)
+        heads[p] = rec.next_head(i)
+        wire.append((p, rec.to_wire()))
+        records.append(rec)
+
+    print(f"1. pure step, one core ({n:,} chained events)")
     t = time.perf_counter()
     fx2 = FeatureExtractor()
     X = np.array([fx2(e) for e in events])
@@ -157,42 +147,39 @@ def main() -> None:
             detector.score(X[i:i + size])
         done = min(n, 20 * size)
         line(f"IsolationForest scoring, batches of {size}", f"{done / (time.perf_counter() - t):,.0f} events/s")
+    pure = pure_step_rate([Record.from_wire(w) for _, w in wire], detector)
+    line("the pure step (parse + features + forest), batches of 5,000", f"{pure:,.0f} events/s")
 
-    print("2. scoring worker (Faust agent) on a pre-filled chain topic")
+    print("2. scoring worker (batch consumer, a transaction per batch) on a pre-filled chain topic")
     base = Path(".aiaudit/score-bench").resolve()
     shutil.rmtree(base, ignore_errors=True)
+    keys = base / "keys"
+    generate_key(keys)
     s = Settings(kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=4),
+                 signing=SigningSettings(keys_dir=keys),
                  clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{base / 'chdb'}")),
                  score=ScoreSettings(models_dir=base / "models", batch_events=5000, batch_within_s=0.5),
                  local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1))
     save(detector, s.score.models_dir)
-    promote(s.score.models_dir, "bench")
+    promote(s.score.models_dir, "bench", load_signer(active_key_file(keys, None)), by="bench")
     kafka = LocalKafka(s)
     kafka.up()
     try:
         ensure_topics(s)
-        signer = Ed25519Signer.generate()
         producer = Producer(kafka_config.client(s, **{"linger.ms": 20, "acks": "all"}))
-        heads = {}
-        for i, ev in enumerate(events):
-            ev = {**ev, "event_id": f"{i:032x}"}
-            p = zlib.crc32(ev["actor"]["id"].encode()) % 4
-            head = heads.get(p) or ChainHead.genesis(ChainId(f"bench/x/t/p{p}/g1"))
-            rec = build_record(head, signer, ev["occurred_at"], Source("t", p, i), ev)
-            heads[p] = rec.next_head(i)
-            producer.produce(s.kafka.chain_topic, rec.to_wire(), key=rec.origin.encode(), partition=p)
+        for p, value in wire:
+            producer.produce(s.kafka.chain_topic, value, partition=p)
             producer.poll(0)
         producer.flush(60)
         for count in sorted({1, workers}):
             rate = run_workers(s, base, n, count, [sys.executable, "-m", "pipeline.cli", "worker", "score"], "score")
-            line(f"scored by {count} worker process(es)", f"{rate:,.0f} events/s" if rate else "stalled")
+            if rate is None:
+                line(f"scored by {count} worker process(es)", "stalled")
+                continue
+            line(f"scored by {count} worker process(es)", f"{rate:,.0f} events/s = {rate / count:,.0f} per process, "
+                 f"{rate / count / pure:.0%} of the pure step's rate")
         alerts = sum(end_offsets(s, s.kafka.alerts_topic, 4).values())
         line("findings raised (all runs)", f"{alerts:,}")
-        # The framework's own ceiling: the same topic through a Faust agent that does nothing.
-        noop = s.model_copy(update={"kafka": s.kafka.model_copy(update={"score_app": "noop-bench"})})
-        rate = run_workers(noop, base, n, 1, [sys.executable, __file__, "--noop-worker"], "noop")
-        line("a Faust agent that does nothing (take batches)", f"{rate:,.0f} events/s" if rate else "stalled")
-        line("the scoring step behind a confluent-kafka batch consumer", f"{batch_consumer_rate(s, detector, n):,.0f} events/s")
     finally:
         kafka.down()
         shutil.rmtree(base, ignore_errors=True)

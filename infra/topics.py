@@ -49,6 +49,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Analysts' status changes (ack, resolve, reopen): evidence of "detected and resolved", kept like the alerts.
         TopicSpec(k.alert_status_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),
+        # The scoring worker's identity states, partitioned like the chain: the latest per identity.
+        TopicSpec(k.score_state_topic, k.partitions, {"cleanup.policy": "compact", "max.message.bytes": str(8 * 1_048_576)}),
         # Every policy bundle that governed a request: kept like the chain.
         TopicSpec(k.policies_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
                                         "max.message.bytes": str(4 * 1_048_576)}),

@@ -129,12 +129,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     _logging(args.verbose)
     if args.role == "score":
         from pipeline.keys import KeyRing, read_jwks
-        from pipeline.score.app import run
-        from pipeline.score.models import live_detector
+        from pipeline.score.models import LiveModel
+        from pipeline.score.worker import ScoreWorker
 
         with _model_errors():
-            detector = live_detector(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
-        run(settings, detector, verbose=args.verbose)
+            model = LiveModel(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
+        ScoreWorker(settings, model, instance_id=args.instance_id).run(stop_on_signals())
         return 0
     if args.role == "all":
         procs = [start_worker(role) for role in ("chain", "sink")]
@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("worker", help="run the chain worker, the sink worker, or both",
                        description="chain: requests -> signed hash chain; sink: chain, dead letters, scores and alerts -> "
-                                   "ClickHouse; score: anomaly scoring (Faust) with the live model; all: chain and sink "
+                                   "ClickHouse; score: anomaly scoring with the live model (exactly once, a transaction per batch); all: chain and sink "
                                    "as child processes.")
     s.add_argument("role", nargs="?", choices=["chain", "sink", "score", "all"], default="all")
     s.add_argument("--instance-id", help="static group membership id (a restart with the same id takes over at once)")

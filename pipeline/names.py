@@ -11,6 +11,7 @@ SCORES_TOPIC = "ai.audit.scores"
 POLICIES_TOPIC = "ai.policies"
 CONTENT_TOPIC = "ai.content"
 CHECKPOINTS_TOPIC = "ai.audit.checkpoints"
+SCORE_STATE_TOPIC = "ai.audit.score-state"  # the scoring worker's identity states (compacted)
 
 CHAIN_GROUP = "aiaudit-chain"
 SINK_GROUP = "aiaudit-sink"

@@ -29,10 +29,11 @@ class KafkaSettings(BaseModel):
     policies_topic: str = names.POLICIES_TOPIC
     content_topic: str = names.CONTENT_TOPIC
     checkpoints_topic: str = names.CHECKPOINTS_TOPIC
+    score_state_topic: str = names.SCORE_STATE_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
-    score_app: str = names.SCORE_APP  # the Faust app id: its consumer group and table topics
+    score_app: str = names.SCORE_APP  # the scoring worker's consumer group (and its transactional ids' prefix)
     # The broker's minimum; a killed worker's partitions move on after this long.
     session_timeout_ms: int = 6000
     # Producer compression (none, lz4, zstd, ...). none: on one host the broker's CPU, not the
@@ -91,8 +92,8 @@ class SinkSettings(BaseModel):
 
 class ScoreSettings(BaseModel):
     models_dir: Path = Path(".aiaudit/models")
-    batch_events: int = Field(1000, ge=1)  # IsolationForest scores a batch in one call
-    batch_within_s: float = Field(1.0, gt=0)
+    batch_events: int = Field(5000, ge=1)  # at most this many records a batch (one transaction per partition)
+    batch_within_s: float = Field(0.5, gt=0)  # wait at most this long to fill a batch
 
 
 class EmitterSettings(BaseModel):

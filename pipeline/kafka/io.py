@@ -128,6 +128,33 @@ def read_partition(settings: Settings, topic: str, partition: int, *, timeout_s:
         consumer.close()
 
 
+def read_partitions(settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 600.0) -> Iterator[Message]:
+    """Every committed data message of several partitions, each partition's in order, up to their
+    ends at the call, read with one consumer (a worker taking over partitions restores their state)."""
+    consumer = _reader(settings, "aiaudit-partition-reader")
+    try:
+        bounds = {p: watermarks(consumer, TopicPartition(topic, p), 30.0) for p in partitions}
+        todo = {p for p, (low, high) in bounds.items() if high > low}
+        if not todo:
+            return
+        consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise InfraError(f"reading {topic} {sorted(todo)} did not reach the end in {timeout_s:.0f}s")
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    todo.discard(msg.partition())
+                    continue
+                raise InfraError(f"reading {topic}[{msg.partition()}]: {msg.error()}")
+            yield msg
+    finally:
+        consumer.close()
+
+
 def committed_offsets(settings: Settings, group: str, topic: str, partitions: int, timeout_s: float = 30.0) -> dict[int, int]:
     """The group's last committed offset per partition (-1 where none).
 

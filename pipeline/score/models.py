@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +32,7 @@ from pipeline.store import evidence
 from pipeline.store.filters import Filters
 
 LIVE = "live.json"
+log = logging.getLogger("aiaudit.score")
 
 
 def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
@@ -144,3 +147,51 @@ def trained_models(models_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a model manifest
     return sorted(out, key=lambda m: m["trained_at"], reverse=True)
+
+
+class LiveModel:
+    """The promoted detector for a running scorer: live.json is looked at every `check_every_s`,
+    and a new promotion that verifies replaces the model between two batches (no restart). One
+    that does not verify, or whose artifact fails its hash, keeps the current model and is
+    logged once."""
+
+    def __init__(self, models_dir: Path, keyring: KeyRing, *, check_every_s: float = 2.0) -> None:
+        self.models_dir, self.keyring, self.check_every_s = models_dir, keyring, check_every_s
+        self.detector = live_detector(models_dir, keyring)  # raises ConfigError: no model to start with
+        self._stamp = self._stat()
+        self._checked = time.monotonic()
+        log.info("scoring with model %s (promoted by %s at %s)", self.detector.version, *self._promotion())
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = (self.models_dir / LIVE).stat()
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
+    def _promotion(self) -> tuple[str, str]:
+        try:
+            live = json.loads((self.models_dir / LIVE).read_text())
+            return str(live["promoted_by"]), str(live["promoted_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "?", "?"
+
+    def __call__(self) -> Detector:
+        now = time.monotonic()
+        if now - self._checked < self.check_every_s:
+            return self.detector
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self.detector
+        self._stamp = stamp
+        try:
+            detector = live_detector(self.models_dir, self.keyring)
+        except ConfigError as exc:
+            log.error("a new promotion is not used: %s; still scoring with %s", exc, self.detector.version)
+            return self.detector
+        if detector.version != self.detector.version:
+            log.info("model %s promoted by %s at %s: scoring with it from the next batch (was %s)",
+                     detector.version, *self._promotion(), self.detector.version)
+        self.detector = detector
+        return detector

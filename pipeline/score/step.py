@@ -7,6 +7,7 @@ scores the whole batch at once (one IsolationForest call per batch, not per even
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +38,60 @@ class Scored:
                 "model_version": self.model_version}
 
 
+SCORES_PER_MESSAGE = 1000  # score rows per scores-topic message (~200 bytes a row: well under 1 MB)
+
+
+class BatchStates(dict[str, IdentityState]):
+    """One batch's view of the held identity states: a state is copied the first time the batch
+    reads it, and the held states are left untouched, so an aborted batch changes nothing."""
+
+    def __init__(self, held: MutableMapping[str, IdentityState]) -> None:
+        super().__init__()
+        self._held = held
+
+    def get(self, actor: str, default: IdentityState | None = None) -> IdentityState | None:  # type: ignore[override]  # a miss copies the held state
+        if actor not in self:
+            held = self._held.get(actor)
+            if held is None:
+                return default
+            self[actor] = copy_state(held)
+        return self[actor]
+
+    def changed(self) -> dict[str, IdentityState]:
+        """The states this batch read or wrote (every one the step touched)."""
+        return dict(self)
+
+
+def copy_state(state: IdentityState) -> IdentityState:
+    return IdentityState(deque(state.last_hour), deque(state.denials), dict(state.vendors), dict(state.models),
+                         list(state.hours), list(state.levels), state.seen)
+
+
+def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Record], list[dict[str, Any]]]:
+    if not skip_unreadable:
+        return list(records), [parse_payload(r.payload) for r in records]
+    kept, parsed = [], []
+    for r in records:
+        try:
+            obj = parse_payload(r.payload)
+            event = obj["event"]
+            event["actor"]["id"], event["occurred_at"]  # noqa: B018  # what every feature needs
+        except (ValueError, KeyError, TypeError):
+            continue
+        kept.append(r)
+        parsed.append(obj)
+    return kept, parsed
+
+
 def score_records(records: Sequence[Record], states: MutableMapping[str, IdentityState], detector: Detector,
-                  *, detected_at_ms: int) -> list[Scored]:
-    """Score `records` (time order per identity), updating `states` in place."""
+                  *, detected_at_ms: int, skip_unreadable: bool = False) -> list[Scored]:
+    """Score `records` (time order per identity), updating `states` in place. With skip_unreadable,
+    a record whose payload is not a v1 record with an actor and a time is left out (not scored)."""
     if not records:
         return []
-    parsed = [parse_payload(r.payload) for r in records]
+    records, parsed = _parsed(records, skip_unreadable)
+    if not records:
+        return []
     vectors = []
     for obj in parsed:
         event = obj["event"]

@@ -3,7 +3,7 @@
 1. Data-flow order: a module imports only from its own step or steps before it
    (contract -> emit | chain -> store -> sink -> query | verify -> score; gateway at the edge,
    ops and the CLI on top). emit and chain never import each other.
-2. No step imports another step's worker or HTTP edge (chain/worker, sink/worker, score/app,
+2. No step imports another step's worker or HTTP edge (chain/worker, sink/worker, score/worker,
    gateway/app): only the CLI and ops/ start workers.
 3. Pure modules import no I/O library (Kafka, Faust, ClickHouse, HTTP), checked on the modules a
    fresh interpreter actually loads, so an import hidden behind a package __init__ counts too.
@@ -35,7 +35,7 @@ RANK = {
     "cli": 9, "__init__": 9,
 }
 NEVER = {("emit", "chain"), ("chain", "emit")}  # siblings that must not know each other
-EDGES = {"pipeline.chain.worker", "pipeline.sink.worker", "pipeline.score.app", "pipeline.gateway.app"}
+EDGES = {"pipeline.chain.worker", "pipeline.sink.worker", "pipeline.score.worker", "pipeline.gateway.app"}
 MAY_START_WORKERS = {"cli", "ops"}
 
 PURE = [

@@ -39,19 +39,39 @@ def test_identity_state_survives_a_json_round_trip():
         assert state_from_dict(json.loads(json.dumps(state_to_dict(state)))) == state
 
 
-def test_identity_state_round_trips_through_the_faust_table_changelog_codec():
-    """A restarted worker rebuilds its table from the changelog: the table's value codec must turn
-    what it wrote back into the state (a `dict` value_type made Faust call dict.from_data and
-    recovery hang)."""
-    from pipeline.score.app import make_app
-    from pipeline.settings import Settings
+def test_a_batch_changes_the_held_states_only_when_its_changes_are_taken():
+    """The scoring worker scores a batch against BatchStates: if its transaction aborts, the held
+    states are as before the batch; if it commits, they are what plain in-place scoring gives."""
+    from pipeline.score.step import BatchStates
 
-    app = make_app(Settings(), detector=None)  # type: ignore[arg-type]  # nothing is scored here
-    table = app.tables["identity-state"]
+    records = build_chain(300, Ed25519Signer.generate())
     fx = FeatureExtractor()
-    for ev in [parse_payload(r.payload)["event"] for r in build_chain(30, Ed25519Signer.generate())]:
-        fx(ev)
-    actor, state = next(iter(fx.states.items()))
-    written = app.serializers.dumps_value(table.value_type, state_to_dict(state), serializer=table.value_serializer)
-    read = app.serializers.loads_value(table.value_type, written, serializer=table.value_serializer)
-    assert state_from_dict(read) == state and actor
+    det = train(np.array([fx(parse_payload(r.payload)["event"]) for r in records]), version="m", seed=2)
+    plain: dict = {}
+    expected = [s.score for s in score_records(records, plain, det, detected_at_ms=0)]
+    held: dict = {}
+    first = BatchStates(held)
+    got = [s.score for s in score_records(records[:150], first, det, detected_at_ms=0)]
+    before = {a: state_to_dict(s) for a, s in held.items()}
+    aborted = BatchStates(held)
+    score_records(records[150:], aborted, det, detected_at_ms=0)  # thrown away, as after an abort
+    assert before == {} and held == {}  # nothing held changed
+    held.update(first.changed())
+    snapshot = {a: state_to_dict(s) for a, s in held.items()}
+    second = BatchStates(held)
+    got += [s.score for s in score_records(records[150:], second, det, detected_at_ms=0)]
+    assert {a: state_to_dict(s) for a, s in held.items()} == snapshot  # still untouched until taken
+    held.update(second.changed())
+    assert got == expected
+    assert {a: state_to_dict(s) for a, s in held.items()} == {a: state_to_dict(s) for a, s in plain.items()}
+
+
+def test_unreadable_records_are_left_out_when_asked_and_the_rest_scored():
+    import dataclasses
+
+    records = build_chain(60, Ed25519Signer.generate())
+    fx = FeatureExtractor()
+    det = train(np.array([fx(parse_payload(r.payload)["event"]) for r in records]), version="m", seed=3)
+    broken = [dataclasses.replace(records[3], payload=b"not json"), *records[4:]]
+    scored = score_records(broken, {}, det, detected_at_ms=0, skip_unreadable=True)
+    assert [s.seq for s in scored] == [r.seq for r in records[4:]]
