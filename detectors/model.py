@@ -72,37 +72,49 @@ class ArrayForest:
             tuple(np.asarray(f, np.int64) for f in forest.estimators_features_) if subsample else None,
             float(len(trees) * _average_path_length(forest._max_samples)))  # noqa: SLF001
 
-    def _stacked(self) -> tuple[np.ndarray, ...]:
-        """All trees in one node table (children offset into it; features mapped through each
-        tree's subset), so one vector step advances every row in every tree."""
+    def _stacked(self) -> tuple[Any, ...]:
+        """All trees in one node table, renumbered breadth first so that a node's right child
+        directly follows its left one (the next node is left[node] + went_right), features mapped
+        through each tree's subset. A leaf points at itself with an infinite threshold, so every row
+        takes the same number of steps (the deepest tree's depth) without masks."""
         cached = self.__dict__.get("_stack")
         if cached is None:
-            offsets = np.cumsum([0] + [len(x) for x in self.left[:-1]])
-            left = [np.where(c == -1, -1, c + o) for c, o in zip(self.left, offsets)]
-            right = [np.where(c == -1, -1, c + o) for c, o in zip(self.right, offsets)]
-            feature = [f if self.tree_features is None else np.where(f >= 0, self.tree_features[i][np.maximum(f, 0)], f)
-                       for i, f in enumerate(self.feature)]
-            cached = (offsets, np.concatenate(left), np.concatenate(right), np.concatenate(feature),
-                      np.concatenate(self.threshold), np.concatenate(self.path_length))
+            parts: list[tuple[np.ndarray, ...]] = []
+            roots, base, depth = [], 0, 0
+            for i in range(len(self.left)):
+                left, right, feature = self.left[i], self.right[i], self.feature[i]
+                if self.tree_features is not None:
+                    feature = np.where(feature >= 0, self.tree_features[i][np.maximum(feature, 0)], feature)
+                order, new_left, tree_depth = _breadth_first(left, right)
+                new_id = np.empty(len(order), np.int64)
+                new_id[order] = np.arange(len(order))
+                is_leaf = left[order] == -1
+                first_child = np.where(is_leaf, np.arange(len(order)), new_left) + base
+                parts.append((first_child, np.where(is_leaf, 0, feature[order]),
+                              np.where(is_leaf, np.inf, self.threshold[i][order]), self.path_length[i][order]))
+                roots.append(base)
+                base += len(order)
+                depth = max(depth, tree_depth)
+            first, feature_all, threshold_all, length_all = (np.concatenate(c) for c in zip(*parts))
+            cached = (np.array(roots, np.int64), first, feature_all, threshold_all, length_all, depth)
             object.__setattr__(self, "_stack", cached)
         return cached
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """2^(-mean path length / c(max_samples)): higher is more anomalous (scikit-learn's -score_samples)."""
         X32 = np.asarray(X, dtype=np.float32)  # the trees compare float32 inputs, as scikit-learn's do
-        offsets, left, right, feature, threshold, path_length = self._stacked()
-        node = np.broadcast_to(offsets, (len(X32), len(offsets))).copy()  # rows x trees, at each root
-        rows = np.broadcast_to(np.arange(len(X32))[:, None], node.shape)
-        while True:
-            inner = left[node] != -1
-            if not inner.any():
-                break
-            at = node[inner]
-            go_left = X32[rows[inner], feature[at]] <= threshold[at]
-            node[inner] = np.where(go_left, left[at], right[at])
+        if not np.isfinite(X32).all():
+            raise ValueError("feature vectors must be finite")
+        roots, first, feature, threshold, path_length, depth = self._stacked()
+        node = np.broadcast_to(roots, (len(X32), len(roots))).copy()  # rows x trees, at each root
+        flat = X32.reshape(-1).astype(np.float64)  # compared as float64, like float32 <= float64 in numpy
+        row_start = (np.arange(len(X32), dtype=np.int64) * X32.shape[1])[:, None]
+        for _ in range(depth):
+            went_right = flat[row_start + feature[node]] > threshold[node]
+            node = first[node] + went_right
         lengths = path_length[node]
         depths = np.zeros(len(X32))
-        for i in range(len(offsets)):  # tree by tree, as scikit-learn adds them (the same rounding)
+        for i in range(len(roots)):  # tree by tree, as scikit-learn adds them (the same rounding)
             depths += lengths[:, i]
         if self.denominator == 0:
             return np.ones(len(X32))
@@ -133,6 +145,21 @@ class ArrayForest:
                 if ((child != -1) & ((child <= 0) | (child >= n))).any():
                     raise ArtifactRefused(f"tree {i}: a child index outside the tree")
         return forest
+
+
+def _breadth_first(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(old node ids in breadth-first order with siblings adjacent, each one's new left-child id
+    (-1 at leaves), the tree's depth). Node 0 is the root."""
+    order, first_child, depth, level = [0], {}, 0, [0]
+    while level:
+        nxt = []
+        for n in level:
+            if left[n] != -1:
+                first_child[n] = len(order)
+                order += [int(left[n]), int(right[n])]
+                nxt += [int(left[n]), int(right[n])]
+        depth, level = depth + (1 if nxt else 0), nxt
+    return np.array(order, np.int64), np.array([first_child.get(n, -1) for n in order], np.int64), depth
 
 
 def _average_path_length(n: int) -> float:
