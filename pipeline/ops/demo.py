@@ -179,7 +179,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     deadline = time.monotonic() + 240
     while not (wait_until_drained(settings, timeout_s=5, poll_s=1.0).done and scoring_done(settings)):
         if time.monotonic() > deadline:
-            print(f"  the scoring worker did not finish within 240s (see {log_dir / 'score.log'}; Known limits)")
+            print(f"  the scoring worker did not finish within 240s (see {log_dir / 'score.log'})")
             return
         time.sleep(2)
     wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings, into ClickHouse
