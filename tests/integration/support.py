@@ -162,9 +162,11 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
     return verify_whole_with(settings, client)
 
 
-def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None) -> VerifyReport:
-    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)).with_emitters(
-        load_emitter_keys(key_set_file(settings), required=True))  # every event signed by its emitter
+def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None,
+                      emitters: bool = True) -> VerifyReport:
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    if emitters:  # every event signed by its emitter
+        keyring = keyring.with_emitters(load_emitter_keys(key_set_file(settings), required=True))
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
     return verify_whole(client, settings, keyring, Filters(), checkpoint_keys=[pub],
                         live_witnesses=[witness] if witness else ())

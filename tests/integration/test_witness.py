@@ -223,9 +223,12 @@ def test_an_operator_who_rewrites_history_and_reissues_checkpoints_is_caught_by_
         store.insert(client, f"{db}.checkpoints", [checkpoints.row(TreeState(origin, tree, (), note,
                                                                              "2026-11-29T00:00:00.000000Z"))],
                      checkpoints.COLUMNS)
-        assert verify_whole_with(settings, client).ok  # ... so the store alone cannot tell
-        # ... but the witness remembers what it cosigned.
-        report = verify_whole_with(settings, client, witness=(w.url, w.signer.verifier))
+        # ... so the store alone cannot tell, but for the emitter's signature over the altered event,
+        assert verify_whole_with(settings, client, emitters=False).ok
+        report = verify_whole_with(settings, client)
+        assert [(f.origin, f.seq, f.reason) for f in report.failures] == [(origin, chain[2].seq, "unauthenticated_emitter")]
+        # ... and the witness remembers what it cosigned.
+        report = verify_whole_with(settings, client, witness=(w.url, w.signer.verifier), emitters=False)
         assert [(f.origin, f.reason) for f in report.failures] == [(origin, "witness_mismatch")], report.text()[-1500:]
         # And it will not cosign the rewritten history.
         refused = [o for o in submit_once(client, settings, w.url, w.signer.verifier) if o.origin == origin]
