@@ -39,7 +39,7 @@ from pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import read_tails
+from pipeline.kafka.io import commit_transaction, fenced, read_tails
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -177,7 +177,7 @@ class ChainWorker:
             next_offset = batch[-1].src.offset + 1
             producer.send_offsets_to_transaction(
                 [TopicPartition(k.requests_topic, p, next_offset)], self.consumer.consumer_group_metadata(), 30)
-            self._commit(producer)
+            commit_transaction(producer)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if self._gave_up_if_fenced(chain, err):
@@ -237,7 +237,7 @@ class ChainWorker:
                     state = TreeState(chain.head.origin, chain.tree, (), None, format_ts(self.clock()), heartbeat)
                     chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
                                            key=chain.head.origin.encode(), partition=chain.partition)
-                self._commit(chain.producer)
+                commit_transaction(chain.producer)
             except KafkaException as exc:
                 if self._gave_up_if_fenced(chain, exc.args[0]):
                     continue
@@ -251,24 +251,13 @@ class ChainWorker:
 
     def _gave_up_if_fenced(self, chain: PartitionChain, err: KafkaError) -> bool:
         """A fenced (or fatally failed) writer gives its chain up: another writer owns it now."""
-        if not (err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                              KafkaError.INVALID_PRODUCER_EPOCH)):
+        if not fenced(err):
             return False
         log.warning("chain %s: fenced by another writer (%s); giving the partition up", chain.head.origin, err)
         self.chains.pop(chain.partition, None)
         self.consumer.pause([TopicPartition(self.settings.kafka.requests_topic, chain.partition)])
         return True
 
-    @staticmethod
-    def _commit(producer: Producer) -> None:
-        for attempt in range(5):
-            try:
-                producer.commit_transaction(30)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         """Chain until `stop` is set. Raises InfraError on a fatal consumer error."""

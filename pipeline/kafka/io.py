@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
@@ -22,6 +22,24 @@ _TRANSIENT = frozenset({
 def transient(err: KafkaError) -> bool:
     """Errors a fresh broker, topic or group gives for a while: retry, do not fail."""
     return err.retriable() or err.code() in _TRANSIENT
+
+
+def fenced(err: KafkaError) -> bool:
+    """A transactional writer that another writer with its transactional id has fenced (or that
+    failed fatally): it must give its partition up, never retry."""
+    return err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+
+
+def commit_transaction(producer: Producer) -> None:
+    """Commit the open transaction, retrying what the broker says is retriable (up to 5 times)."""
+    for attempt in range(5):
+        try:
+            producer.commit_transaction(30)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:

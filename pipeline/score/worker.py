@@ -36,7 +36,7 @@ from detectors.model import Detector
 from pipeline.chain.record import Record
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import read_partitions
+from pipeline.kafka.io import commit_transaction, fenced, read_partitions
 from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, score_records
 from pipeline.settings import Settings
 
@@ -152,7 +152,7 @@ class ScoreWorker:
                                  partition=part.partition)
             producer.send_offsets_to_transaction([TopicPartition(k.chain_topic, part.partition, next_offset)],
                                                  self.consumer.consumer_group_metadata(), 30)
-            self._commit(producer)
+            commit_transaction(producer)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if self._gave_up_if_fenced(part, err):
@@ -172,8 +172,7 @@ class ScoreWorker:
         self.stats.by_model[detector.version] = self.stats.by_model.get(detector.version, 0) + len(scored)
 
     def _gave_up_if_fenced(self, part: PartitionScorer, err: KafkaError) -> bool:
-        if not (err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                              KafkaError.INVALID_PRODUCER_EPOCH)):
+        if not fenced(err):
             return False
         log.warning("chain %s[%d]: fenced by another scoring worker (%s); giving the partition up",
                     self.settings.kafka.chain_topic, part.partition, err)
@@ -181,16 +180,6 @@ class ScoreWorker:
         self.consumer.pause([TopicPartition(self.settings.kafka.chain_topic, part.partition)])
         return True
 
-    @staticmethod
-    def _commit(producer: Producer) -> None:
-        for attempt in range(5):
-            try:
-                producer.commit_transaction(30)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         """Score until `stop` is set. Raises InfraError on a fatal consumer error."""
