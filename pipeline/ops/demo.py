@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 from infra.kafka.broker import LocalKafka
 from pipeline import store
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
@@ -161,7 +162,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
     baseline, live = labelled_traffic(seed=7)
     versions = (policy.policy_id, policy.version)
-    print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions)} events")
+    print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions, new_ids=True)} events")
     if not wait_until_drained(settings, timeout_s=300, poll_s=2.0).done:
         raise InfraError("the baseline traffic did not drain within 300s")
     version = f"demo-{run}"
@@ -173,7 +174,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
           f"promoted, signed by key {signer.kid}")
     workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log"))
     misuse = sum(label != "normal" for _, label in live)
-    emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions)
+    emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions, new_ids=True)
     print(f"  live traffic: {len(live)} events, {misuse} of them misuse (bursts, injections, secrets to an "
           "unapproved vendor, night activity ...)")
     deadline = time.monotonic() + 240
@@ -315,8 +316,10 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     client = store.connect(settings)
     db = store.database(settings)
 
-    step("Verifying every chain (signatures, links, seqs, forks, typed columns, emitter gaps)")
-    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    step("Verifying every chain (signatures, links, seqs, forks, typed columns, emitter gaps, emitter signatures)")
+    # Emitter signatures checked too (records of demo runs before emitters signed carry none: not required).
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)).with_emitters(
+        load_emitter_keys(key_set_file(settings), required=False))
     sg = settings.signing
     checkpoint_pub = read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
     result = verify_store(client, settings, keyring, Filters(limit=1), checkpoint_keys=[checkpoint_pub],

@@ -31,12 +31,16 @@ def contract_event(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def emit_all(settings: Settings, events: Iterable[dict[str, Any]], emitter_id: str,
-             policy: tuple[str, str] | None = None) -> int:
-    """Send labelled events through the SDK (under `policy` (id, version) when given); returns how many."""
+             policy: tuple[str, str] | None = None, *, new_ids: bool = False) -> int:
+    """Send labelled events through the SDK (under `policy` (id, version) when given); returns how many.
+    The generator's event ids are the same on every run: `new_ids` gives each event a fresh one (a
+    demo run again against the same store would otherwise chain each event twice)."""
     emitter = Emitter(settings, emitter_id=emitter_id)
     n = 0
     for ev in events:
         event = contract_event(ev)
+        if new_ids:
+            event["event_id"] = str(uuid.uuid4())
         if policy is not None:
             event["policy_id"], event["policy_version"] = policy
         emitter.emit(event)
