@@ -3,8 +3,9 @@
 Idempotent producer with acks=all, so the broker keeps each event once and in order per
 partition. Each event is signed with the emitter's own Ed25519 key (pipeline/contract/signature.py),
 registered in the emitter key set the chain worker trusts. The emitter numbers its own events
-(emitter_seq) so a gap between what it sent and what the chain holds is visible (invariant 4). Memory is bounded: at most
-`max_pending_events` wait for the broker; beyond that `emit` waits for room, then fails.
+(emitter_seq) so a gap between what it sent and what the chain holds is visible (invariant 4).
+Memory is bounded: at most `max_pending_events` wait for the broker; beyond that `emit` waits
+for room, then fails.
 """
 
 from __future__ import annotations
