@@ -137,13 +137,7 @@ def read_tails(settings: Settings, topic: str, partitions: list[int], *, timeout
 
 def read_partition(settings: Settings, topic: str, partition: int, *, timeout_s: float = 600.0) -> Iterator[Message]:
     """Every committed data message of one partition, oldest first, up to its end at the call."""
-    consumer = _reader(settings, "aiaudit-partition-reader")
-    try:
-        low, high = watermarks(consumer, TopicPartition(topic, partition), 30.0)
-        if high > low:
-            yield from _to_end(consumer, topic, partition, low, time.monotonic() + timeout_s)
-    finally:
-        consumer.close()
+    return read_partitions(settings, topic, [partition], timeout_s=timeout_s)
 
 
 def read_partitions(settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 600.0) -> Iterator[Message]:
