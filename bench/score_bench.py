@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
@@ -34,7 +35,7 @@ from infra.kafka.broker import LocalKafka  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
 from pipeline.kafka import config as kafka_config  # noqa: E402
-from pipeline.kafka.io import committed_offsets, end_offsets  # noqa: E402
+from pipeline.kafka.io import committed_offsets, end_offsets, read_partitions  # noqa: E402
 from pipeline.keys import Ed25519Signer, active_key_file, generate_key, load_signer  # noqa: E402
 from pipeline.score.models import promote  # noqa: E402
 from pipeline.score.step import score_records  # noqa: E402
@@ -60,10 +61,17 @@ def scored_so_far(s: Settings) -> int:
 
 
 def run_workers(s: Settings, base: Path, n: int, count: int, command: list[str], name: str) -> float | None:
-    """Start `count` worker processes of one consumer group on the chain topic; events/s from the first
-    committed batch until all n are committed (None if they stop making progress for a minute)."""
+    """Start `count` worker processes of one consumer group on the chain topic and wait until all n
+    are committed (None if they stop making progress for a minute). events/s from the scores
+    messages' own timestamps (written as each batch is scored): the rows after the first batch over
+    the time from the first batch to the last, so neither start-up nor this bench's polling counts."""
     group = f"{s.kafka.score_app}-{name}-{count}"
-    s = s.model_copy(update={"kafka": s.kafka.model_copy(update={"score_app": group})})
+    # A group, a state topic and a scores topic of its own: states another run left would be read as
+    # this run's past, and its scores counted as this run's.
+    s = s.model_copy(update={"kafka": s.kafka.model_copy(update={
+        "score_app": group, "score_state_topic": f"{s.kafka.score_state_topic}.{name}-{count}",
+        "scores_topic": f"{s.kafka.scores_topic}.{name}-{count}"})})
+    ensure_topics(s)
     procs = []
     for i in range(count):
         (base / f"{group}-{i}").mkdir()
@@ -71,31 +79,27 @@ def run_workers(s: Settings, base: Path, n: int, count: int, command: list[str],
         log = open(base / f"{group}-{i}.log", "wb")  # noqa: SIM115  # owned by the child
         procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
-        def alive() -> None:
+        last, progress_at = 0, time.monotonic()
+        while (done := scored_so_far(s)) < n:
             for i, p in enumerate(procs):
                 if p.poll() is not None:
                     sys.exit(f"worker exited ({p.returncode}):\n{(base / f'{group}-{i}.log').read_text()[-3000:]}")
-
-        # Scores go out one message per batch: count scored events from the group's committed offsets.
-        while (first := scored_so_far(s)) == 0:
-            alive()
-            time.sleep(0.1)
-        t = time.perf_counter()
-        last, progress_at = first, time.monotonic()
-        while (done := scored_so_far(s)) < n:
-            alive()
             if done > last:
                 last, progress_at = done, time.monotonic()
             elif time.monotonic() - progress_at > 60:
                 print(f"  ({count} worker(s) stalled at {done:,} of {n:,}: see {base}/{group}-*.log)")
                 return None
-            time.sleep(0.2)
-        return (done - first) / (time.perf_counter() - t)
+            time.sleep(1.0)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(30)
+    batches = sorted((m.timestamp()[1], len(orjson.loads(m.value())))
+                     for m in read_partitions(s, s.kafka.scores_topic, list(range(s.kafka.partitions))))
+    first_ms, last_ms = batches[0][0], batches[-1][0]
+    after_first = sum(rows for ms, rows in batches if ms > first_ms)
+    return after_first / max(0.001, (last_ms - first_ms) / 1000)
 
 
 def pure_step_rate(records: list[Record], detector: Detector, batch: int = 5000) -> float:
@@ -112,6 +116,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2, help="also measure this many scoring worker processes")
+    ap.add_argument("--batch-events", type=int, default=ScoreSettings().batch_events,
+                    help="the workers' AIAUDIT_SCORE__BATCH_EVENTS (default: the setting's default)")
     args = ap.parse_args()
     n, workers = args.events, args.workers
     train_events, test = labelled_traffic(7)
@@ -158,7 +164,7 @@ def main() -> None:
     s = Settings(kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=4),
                  signing=SigningSettings(keys_dir=keys),
                  clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{base / 'chdb'}")),
-                 score=ScoreSettings(models_dir=base / "models", batch_events=5000, batch_within_s=0.5),
+                 score=ScoreSettings(models_dir=base / "models", batch_events=args.batch_events, batch_within_s=0.5),
                  local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1))
     save(detector, s.score.models_dir)
     promote(s.score.models_dir, "bench", load_signer(active_key_file(keys, None)), by="bench")

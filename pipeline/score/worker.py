@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -37,7 +38,7 @@ from pipeline.chain.record import Record
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
 from pipeline.kafka.io import commit_transaction, fenced, read_partitions
-from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, score_records
+from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.score")
@@ -50,6 +51,18 @@ class PartitionScorer:
     states: dict[str, IdentityState]
     next_offset: int  # the chain offset to resume from after an aborted transaction
     skipped: int = 0
+    inflight: tuple[Batch, Future[KafkaError | None]] | None = None  # the batch whose transaction is committing
+
+
+@dataclass
+class Batch:
+    """One partition's scored batch, waiting for its transaction."""
+
+    part: PartitionScorer
+    states: BatchStates
+    scored: list[Scored]
+    next_offset: int
+    model: str
 
 
 @dataclass
@@ -75,6 +88,8 @@ class ScoreWorker:
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.score_app, **conf))
         self.parts: dict[int, PartitionScorer] = {}
         self.stats = Stats()
+        # Transactions of different partitions commit side by side (each producer used by one thread at a time).
+        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="score-txn")
 
     # --- assignment ------------------------------------------------------------------
 
@@ -87,7 +102,9 @@ class ScoreWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         k = self.settings.kafka
-        producers = {tp.partition: self._fence(tp.partition) for tp in partitions}
+        # Fencing waits on the transaction coordinator: fence every partition's writer at once.
+        producers = dict(zip([tp.partition for tp in partitions],
+                             self._writers.map(self._fence, [tp.partition for tp in partitions])))
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         states: dict[int, dict[str, IdentityState]] = {p: {} for p in producers}
         count = 0
@@ -112,9 +129,11 @@ class ScoreWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            part = self.parts.pop(tp.partition, None)
+            part = self.parts.get(tp.partition)
             if part is not None:
+                self._settle(part)  # its last transaction ends before the partition is given up
                 part.producer.flush(10)
+            self.parts.pop(tp.partition, None)
         consumer.unassign()
 
     # --- processing ------------------------------------------------------------------
@@ -131,55 +150,85 @@ class ScoreWorker:
                             msg.offset(), exc)
         return records
 
-    def _process(self, part: PartitionScorer, msgs: list[Message]) -> None:
-        k = self.settings.kafka
-        detector = self.model()
+    def _score(self, part: PartitionScorer, msgs: list[Message], detector: Detector, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
-        scored = score_records(self._records(part, msgs), local, detector,
-                               detected_at_ms=int(self.clock() * 1000), skip_unreadable=True)
-        next_offset = msgs[-1].offset() + 1
+        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms,
+                               skip_unreadable=True)
+        return Batch(part, local, scored, msgs[-1].offset() + 1, detector.version)
+
+    def _write(self, batch: Batch, group: object) -> KafkaError | None:
+        """One partition's transaction: scores, findings, changed states and the input offset.
+        Runs on the writer pool (librdkafka waits without the GIL, so partitions commit together)."""
+        k, part = self.settings.kafka, batch.part
         producer = part.producer
         try:
             producer.begin_transaction()
-            rows = [s.row() for s in scored]
+            rows = [s.row() for s in batch.scored]
             for i in range(0, len(rows), SCORES_PER_MESSAGE):
                 producer.produce(k.scores_topic, value=orjson.dumps(rows[i:i + SCORES_PER_MESSAGE]))
-            for s in scored:
+            for s in batch.scored:
                 if s.finding is not None:
                     producer.produce(k.alerts_topic, key=s.actor_id.encode(), value=orjson.dumps(s.finding))
-            for actor, state in local.changed().items():
+            for actor, state in batch.states.changed().items():
                 producer.produce(k.score_state_topic, key=actor.encode(), value=orjson.dumps(state_to_dict(state)),
                                  partition=part.partition)
-            producer.send_offsets_to_transaction([TopicPartition(k.chain_topic, part.partition, next_offset)],
-                                                 self.consumer.consumer_group_metadata(), 30)
+            producer.send_offsets_to_transaction([TopicPartition(k.chain_topic, part.partition, batch.next_offset)],
+                                                 group, 30)
             commit_transaction(producer)
+            return None
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            if self._gave_up_if_fenced(part, err):
-                return
-            log.warning("scores of %s[%d]: transaction aborted (%s); retrying from offset %s", k.chain_topic,
-                        part.partition, err, part.next_offset)
-            if err.txn_requires_abort():
-                producer.abort_transaction(30)
-            self.stats.aborted += 1
-            self.consumer.seek(TopicPartition(k.chain_topic, part.partition, part.next_offset))
-            return
-        part.states.update(local.changed())
-        part.next_offset = next_offset
-        self.stats.scored += len(scored)
-        self.stats.findings += sum(1 for s in scored if s.finding is not None)
-        self.stats.transactions += 1
-        self.stats.by_model[detector.version] = self.stats.by_model.get(detector.version, 0) + len(scored)
+            if not fenced(err) and err.txn_requires_abort():
+                try:
+                    producer.abort_transaction(30)
+                except KafkaException as again:
+                    log.warning("chain %s[%d]: abort failed too (%s)", k.chain_topic, part.partition, again)
+            return err
 
-    def _gave_up_if_fenced(self, part: PartitionScorer, err: KafkaError) -> bool:
-        if not fenced(err):
+    def _process(self, by_partition: dict[int, list[Message]]) -> None:
+        """Score each partition's batch here and hand its transaction to the writer pool. A partition's
+        previous transaction is settled first (its states are the ones this batch reads), so a commit
+        overlaps the next fetch and the other partitions' scoring, never the same partition's."""
+        detector = self.model()
+        now_ms = int(self.clock() * 1000)
+        group = self.consumer.consumer_group_metadata()
+        for p, msgs in by_partition.items():
+            part = self.parts.get(p)
+            if part is None or not self._settle(part):
+                continue  # revoked, fenced, or rewound to its last commit: these are fetched again
+            batch = self._score(part, msgs, detector, now_ms)
+            part.inflight = (batch, self._writers.submit(self._write, batch, group))
+
+    def _settle(self, part: PartitionScorer) -> bool:
+        """Wait for the partition's transaction in flight and take its outcome: True if the partition
+        goes on from where that batch ended, False if it was rewound (aborted) or given up (fenced)."""
+        if part.inflight is None:
+            return True
+        (batch, done), part.inflight = part.inflight, None
+        err, k = done.result(), self.settings.kafka
+        if err is None:
+            part.states.update(batch.states.changed())
+            part.next_offset = batch.next_offset
+            self.stats.scored += len(batch.scored)
+            self.stats.findings += sum(1 for s in batch.scored if s.finding is not None)
+            self.stats.transactions += 1
+            self.stats.by_model[batch.model] = self.stats.by_model.get(batch.model, 0) + len(batch.scored)
+            return True
+        if fenced(err):
+            log.warning("chain %s[%d]: fenced by another scoring worker (%s); giving the partition up",
+                        k.chain_topic, part.partition, err)
+            self.parts.pop(part.partition, None)
+            self.consumer.pause([TopicPartition(k.chain_topic, part.partition)])
             return False
-        log.warning("chain %s[%d]: fenced by another scoring worker (%s); giving the partition up",
-                    self.settings.kafka.chain_topic, part.partition, err)
-        self.parts.pop(part.partition, None)
-        self.consumer.pause([TopicPartition(self.settings.kafka.chain_topic, part.partition)])
-        return True
+        log.warning("scores of %s[%d]: transaction aborted (%s); retrying from offset %s", k.chain_topic,
+                    part.partition, err, part.next_offset)
+        self.stats.aborted += 1
+        self.consumer.seek(TopicPartition(k.chain_topic, part.partition, part.next_offset))
+        return False
 
+    def _settle_all(self) -> None:
+        for part in list(self.parts.values()):
+            self._settle(part)
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         """Score until `stop` is set. Raises InfraError on a fatal consumer error."""
@@ -200,10 +249,10 @@ class ScoreWorker:
                                                                                msg.error()))
                         continue
                     by_partition.setdefault(msg.partition(), []).append(msg)
-                for p, batch in by_partition.items():
-                    part = self.parts.get(p)
-                    if part is not None:
-                        self._process(part, batch)
+                if by_partition:
+                    self._process(by_partition)
+                else:
+                    self._settle_all()  # idle: take the outcomes of the last transactions
                 now = time.monotonic()
                 if now - last_report >= progress_every_s:
                     rate = (self.stats.scored - last_scored) / (now - last_report)
@@ -212,7 +261,9 @@ class ScoreWorker:
                                  self.stats.findings, sorted(self.parts))
                     last_report, last_scored = now, self.stats.scored
         finally:
+            self._settle_all()
             self.consumer.close()
             for part in self.parts.values():
                 part.producer.flush(10)
+            self._writers.shutdown()
 
