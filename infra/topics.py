@@ -51,6 +51,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),
         # The scoring worker's identity states, partitioned like the chain: the latest per identity.
         TopicSpec(k.score_state_topic, k.partitions, {"cleanup.policy": "compact", "max.message.bytes": str(8 * 1_048_576)}),
+        # Every model promotion a scorer used (signed by the operator who promoted it): kept like the chain.
+        TopicSpec(k.model_promotions_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED,
+                                                "retention.bytes": UNLIMITED}),
         # Every policy bundle that governed a request: kept like the chain.
         TopicSpec(k.policies_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
                                         "max.message.bytes": str(4 * 1_048_576)}),

@@ -499,6 +499,17 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             manifest = train_from(events, version=version, seed=args.seed, models_dir=models_dir)
         print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
               f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
+    elif args.action == "history":
+        from pipeline import store
+        from pipeline.keys import KeyRing, read_jwks
+        from pipeline.score.models import promotion_history
+
+        keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+        rows = promotion_history(store.connect(settings, must_exist=True), settings, keyring)
+        if not rows and args.format == "table":
+            print("(no promotion recorded yet: a scoring worker records each one as it first scores with it)")
+            return 0
+        _print_rows([{**r, "sha256": r["sha256"][:16], "scorers": ", ".join(r["scorers"])} for r in rows], args.format)
     elif args.action == "list":
         from pipeline.score.models import trained_models
 
@@ -781,12 +792,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
                        description="train: fit a model on chained events (an export file, or ClickHouse filtered by "
                                    "time); list: the trained models, newest first, and which is live; promote: make "
-                                   "a version live after checking its hash; evaluate: IsolationForest against a "
+                                   "a version live after checking its hash; history: every promotion a scoring worker "
+                                   "used (from the store: who, when, first scored, signature checked); evaluate: IsolationForest against a "
                                    "per-identity z-score baseline on labelled traffic.")
-    s.add_argument("action", choices=["train", "list", "promote", "evaluate"])
+    s.add_argument("action", choices=["train", "list", "promote", "history", "evaluate"])
     s.add_argument("--version", help="train: the new model's name (default: the time, e.g. 20261129T0712Z); "
                                       "promote: the model to make live (see `aiaudit detect list`)")
-    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table", help="list's output")
+    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table", help="list's and history's output")
     s.add_argument("--by", help="promote: who promotes (recorded and signed; default: $USER)")
     s.add_argument("--models-dir", help="default: AIAUDIT_SCORE__MODELS_DIR or .aiaudit/models")
     s.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")

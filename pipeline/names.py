@@ -12,6 +12,7 @@ POLICIES_TOPIC = "ai.policies"
 CONTENT_TOPIC = "ai.content"
 CHECKPOINTS_TOPIC = "ai.audit.checkpoints"
 SCORE_STATE_TOPIC = "ai.audit.score-state"  # the scoring worker's identity states (compacted)
+MODEL_PROMOTIONS_TOPIC = "ai.audit.model-promotions"  # each signed promotion, as the scorer first used it
 
 CHAIN_GROUP = "aiaudit-chain"
 SINK_GROUP = "aiaudit-sink"
@@ -30,3 +31,4 @@ ALERT_STATUS_TABLE = "alert_status"
 POLICIES_TABLE = "policies"
 CONTENT_TABLE = "content"
 CHECKPOINTS_TABLE = "checkpoints"
+MODEL_PROMOTIONS_TABLE = "model_promotions"

@@ -30,6 +30,7 @@ class KafkaSettings(BaseModel):
     content_topic: str = names.CONTENT_TOPIC
     checkpoints_topic: str = names.CHECKPOINTS_TOPIC
     score_state_topic: str = names.SCORE_STATE_TOPIC
+    model_promotions_topic: str = names.MODEL_PROMOTIONS_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP

@@ -168,6 +168,24 @@ CREATE TABLE IF NOT EXISTS {db}.alert_status
 ENGINE = MergeTree
 ORDER BY (finding_uid, at);
 
+-- Model promotions as the scoring workers first used them: which model scored from when, its
+-- artifact hash, who promoted it and when, and the signed live.json itself (re-verifiable with the
+-- operator's public key). One row per worker that picked it up; queries take one per promotion.
+CREATE TABLE IF NOT EXISTS {db}.model_promotions
+(
+    version          String,
+    sha256           String,
+    promoted_by      String,
+    promoted_at      DateTime64(3, 'UTC'),
+    kid              String,
+    live_json        String,
+    first_scored_at  DateTime64(3, 'UTC'),
+    scorer           String,
+    ingested_at      DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (promoted_at, version);
+
 -- Policy bundles as loaded by gateways: the exact policy behind any record's policy_version.
 -- A bundle loaded by several replicas appears once per load; queries take one per version.
 CREATE TABLE IF NOT EXISTS {db}.policies

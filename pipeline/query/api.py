@@ -36,3 +36,4 @@ def policies_in_force(client: Client, settings: Settings) -> list[dict[str, Any]
     """Each policy version: first/last decision under it, decisions, first loaded by a gateway."""
     names, rows = store.query_rows(client, *policies.select_in_force(store.database(settings)))
     return [dict(zip(names, row)) for row in rows]
+

@@ -13,11 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from clickhouse_connect.driver.client import Client
 
 from detectors.features import FeatureExtractor
 from detectors.model import Detector, check_version, load, save, train
@@ -28,7 +30,7 @@ from pipeline.errors import ConfigError
 from pipeline.keys import Ed25519Signer, KeyRing
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
-from pipeline.store import evidence
+from pipeline.store import evidence, promotions
 from pipeline.store.filters import Filters
 
 LIVE = "live.json"
@@ -100,19 +102,34 @@ def promote(models_dir: Path, version: str, signer: Ed25519Signer, *, by: str,
 
 def live_promotion(models_dir: Path, keyring: KeyRing) -> dict[str, Any]:
     """The signed promotion in live.json, checked against `keyring`. Raises ConfigError naming why not."""
+    return _verified_live(models_dir, keyring)[0]
+
+
+def _verified_live(models_dir: Path, keyring: KeyRing) -> tuple[dict[str, Any], str]:
+    """live.json parsed and checked, with its text as read (what a promotion record keeps)."""
     try:
-        live = json.loads((models_dir / LIVE).read_text())
-        manifest, by, at, kid = live["manifest"], live["promoted_by"], live["promoted_at"], live["kid"]
-        signature = base64.b64decode(live["signature"], validate=True)
-        body = _promotion_body(manifest, by, at)
+        text = (models_dir / LIVE).read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"no promoted model in {models_dir}: run `aiaudit detect train` and "
                           "`aiaudit detect promote`") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{models_dir / LIVE} is not a signed promotion ({type(exc).__name__}: {exc}); "
+    except OSError as exc:
+        raise ConfigError(f"{models_dir / LIVE} cannot be read: {exc.strerror}") from exc
+    return check_promotion(text, keyring, where=str(models_dir / LIVE)), text
+
+
+def check_promotion(text: str, keyring: KeyRing, *, where: str = LIVE) -> dict[str, Any]:
+    """A promotion's text (live.json, or a promotion record's copy) parsed, its signature checked
+    against `keyring`. Raises ConfigError naming why not."""
+    try:
+        live = json.loads(text)
+        manifest, by, at, kid = live["manifest"], live["promoted_by"], live["promoted_at"], live["kid"]
+        signature = base64.b64decode(live["signature"], validate=True)
+        body = _promotion_body(manifest, by, at)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{where} is not a signed promotion ({type(exc).__name__}: {exc}); "
                           "promote the model again with `aiaudit detect promote`") from exc
-    if kid not in keyring or not keyring.verify(kid, signature, PROMOTION_DOMAIN + body):
-        raise ConfigError(f"{models_dir / LIVE}: its signature does not verify under the keys folder's JWKS "
+    if not isinstance(kid, str) or kid not in keyring or not keyring.verify(kid, signature, PROMOTION_DOMAIN + body):
+        raise ConfigError(f"{where}: its signature does not verify under the keys folder's JWKS "
                           f"(key {str(kid)[:50]}): the promotion was not made with an operator's key")
     return live
 
@@ -120,9 +137,28 @@ def live_promotion(models_dir: Path, keyring: KeyRing) -> dict[str, Any]:
 def live_detector(models_dir: Path, keyring: KeyRing) -> Detector:
     """The promoted model: live.json's signature must verify and the artifact must hash to what it
     says (arrays only, so even a forged live.json could not make loading run code)."""
-    manifest = live_promotion(models_dir, keyring)["manifest"]
-    return load(models_dir, check_version(str(manifest.get("version"))), expected_sha256=str(manifest["sha256"]),
-                manifest=manifest)
+    return live_model(models_dir, keyring).detector
+
+
+@dataclass(frozen=True)
+class Promoted:
+    """A verified promotion and the detector it names: what a scorer scores with, and records."""
+
+    detector: Detector
+    live: dict[str, Any]
+    live_json: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.detector.version, str(self.live["promoted_at"])
+
+
+def live_model(models_dir: Path, keyring: KeyRing) -> Promoted:
+    live, text = _verified_live(models_dir, keyring)
+    manifest = live["manifest"]
+    detector = load(models_dir, check_version(str(manifest.get("version"))), expected_sha256=str(manifest["sha256"]),
+                    manifest=manifest)
+    return Promoted(detector, live, text)
 
 
 def trained_models(models_dir: Path) -> list[dict[str, Any]]:
@@ -153,14 +189,19 @@ class LiveModel:
     """The promoted detector for a running scorer: live.json is looked at every `check_every_s`,
     and a new promotion that verifies replaces the model between two batches (no restart). One
     that does not verify, or whose artifact fails its hash, keeps the current model and is
-    logged once."""
+    logged once. `promoted` is the verified promotion behind the detector returned last."""
 
     def __init__(self, models_dir: Path, keyring: KeyRing, *, check_every_s: float = 2.0) -> None:
         self.models_dir, self.keyring, self.check_every_s = models_dir, keyring, check_every_s
-        self.detector = live_detector(models_dir, keyring)  # raises ConfigError: no model to start with
+        self.promoted = live_model(models_dir, keyring)  # raises ConfigError: no model to start with
         self._stamp = self._stat()
         self._checked = time.monotonic()
-        log.info("scoring with model %s (promoted by %s at %s)", self.detector.version, *self._promotion())
+        log.info("scoring with model %s (promoted by %s at %s)", self.detector.version,
+                 self.promoted.live["promoted_by"], self.promoted.live["promoted_at"])
+
+    @property
+    def detector(self) -> Detector:
+        return self.promoted.detector
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -169,29 +210,42 @@ class LiveModel:
             return None
         return info.st_mtime_ns, info.st_size
 
-    def _promotion(self) -> tuple[str, str]:
-        try:
-            live = json.loads((self.models_dir / LIVE).read_text())
-            return str(live["promoted_by"]), str(live["promoted_at"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return "?", "?"
-
-    def __call__(self) -> Detector:
+    def __call__(self) -> Promoted:
+        """The promotion to score the next batch with."""
         now = time.monotonic()
         if now - self._checked < self.check_every_s:
-            return self.detector
+            return self.promoted
         self._checked = now
         stamp = self._stat()
         if stamp == self._stamp:
-            return self.detector
+            return self.promoted
         self._stamp = stamp
         try:
-            detector = live_detector(self.models_dir, self.keyring)
+            promoted = live_model(self.models_dir, self.keyring)
         except ConfigError as exc:
             log.error("a new promotion is not used: %s; still scoring with %s", exc, self.detector.version)
-            return self.detector
-        if detector.version != self.detector.version:
+            return self.promoted
+        if promoted.key != self.promoted.key:
             log.info("model %s promoted by %s at %s: scoring with it from the next batch (was %s)",
-                     detector.version, *self._promotion(), self.detector.version)
-        self.detector = detector
-        return detector
+                     promoted.detector.version, promoted.live["promoted_by"], promoted.live["promoted_at"],
+                     self.detector.version)
+        self.promoted = promoted
+        return promoted
+
+
+def promotion_history(client: Client, settings: Settings, keyring: KeyRing) -> list[dict[str, Any]]:
+    """Each model promotion a scoring worker used, oldest first: version, artifact hash, who promoted
+    it and when, when it first scored, and whether its signed copy verifies under `keyring` now."""
+    names, rows = store.query_rows(client, *promotions.select_history(store.database(settings)))
+    out = []
+    for row in rows:
+        r = dict(zip(names, row))
+        try:
+            live = check_promotion(r.pop("live_json"), keyring, where=f"promotion of {r['version']}")
+            same = (live["manifest"]["version"], live["manifest"]["sha256"], live["promoted_by"], live["kid"]) == \
+                (r["version"], r["sha256"], r["promoted_by"], r["kid"])
+            r["signature"] = "verified" if same else "NO: the record's fields differ from its signed copy"
+        except ConfigError as exc:
+            r["signature"] = f"NO: {exc}"
+        out.append(r)
+    return out

@@ -23,11 +23,15 @@ this target).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -35,11 +39,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from detectors.features import IdentityState, state_from_dict, state_to_dict
 from detectors.model import Detector
 from pipeline.chain.record import Record
+from pipeline.contract import format_ts
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
 from pipeline.kafka.io import commit_transaction, fenced, read_partitions
+from pipeline.score.models import Promoted
 from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from pipeline.settings import Settings
+from pipeline.store import promotions
 
 log = logging.getLogger("aiaudit.score")
 
@@ -63,6 +70,7 @@ class Batch:
     scored: list[Scored]
     next_offset: int
     model: str
+    promotion: tuple[tuple[str, str], dict[str, Any]] | None = None  # recorded with this batch: (key, message)
 
 
 @dataclass
@@ -76,10 +84,12 @@ class Stats:
 
 
 class ScoreWorker:
-    def __init__(self, settings: Settings, model: Callable[[], Detector], *, instance_id: str | None = None,
+    def __init__(self, settings: Settings, model: Callable[[], Promoted], *, instance_id: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.model = model  # the detector to score the next batch with (models.LiveModel: re-reads promotions)
+        self.model = model  # the promotion to score the next batch with (models.LiveModel: re-reads live.json)
+        self.scorer = f"{settings.kafka.score_app}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
+        self._promotions_sent: set[tuple[str, str]] = set()  # recorded, or in a transaction in flight
         self.clock = clock
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100,
                                    "fetch.message.max.bytes": 8 * 1_048_576}
@@ -169,6 +179,9 @@ class ScoreWorker:
             for s in batch.scored:
                 if s.finding is not None:
                     producer.produce(k.alerts_topic, key=s.actor_id.encode(), value=orjson.dumps(s.finding))
+            if batch.promotion is not None:
+                producer.produce(k.model_promotions_topic, key=batch.promotion[0][0].encode(),
+                                 value=orjson.dumps(batch.promotion[1]))
             for actor, state in batch.states.changed().items():
                 producer.produce(k.score_state_topic, key=actor.encode(), value=orjson.dumps(state_to_dict(state)),
                                  partition=part.partition)
@@ -189,14 +202,18 @@ class ScoreWorker:
         """Score each partition's batch here and hand its transaction to the writer pool. A partition's
         previous transaction is settled first (its states are the ones this batch reads), so a commit
         overlaps the next fetch and the other partitions' scoring, never the same partition's."""
-        detector = self.model()
+        promoted = self.model()
         now_ms = int(self.clock() * 1000)
         group = self.consumer.consumer_group_metadata()
         for p, msgs in by_partition.items():
             part = self.parts.get(p)
             if part is None or not self._settle(part):
                 continue  # revoked, fenced, or rewound to its last commit: these are fetched again
-            batch = self._score(part, msgs, detector, now_ms)
+            batch = self._score(part, msgs, promoted.detector, now_ms)
+            if promoted.key not in self._promotions_sent:  # the first batch scored with it records the promotion
+                self._promotions_sent.add(promoted.key)
+                batch.promotion = (promoted.key, promotions.message(
+                    promoted.live, promoted.live_json, first_scored_at=format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)), scorer=self.scorer))
             part.inflight = (batch, self._writers.submit(self._write, batch, group))
 
     def _settle(self, part: PartitionScorer) -> bool:
@@ -206,6 +223,8 @@ class ScoreWorker:
             return True
         (batch, done), part.inflight = part.inflight, None
         err, k = done.result(), self.settings.kafka
+        if err is not None and batch.promotion is not None:
+            self._promotions_sent.discard(batch.promotion[0])  # not recorded: the next batch records it
         if err is None:
             part.states.update(batch.states.changed())
             part.next_offset = batch.next_offset

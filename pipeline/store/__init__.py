@@ -6,6 +6,7 @@ write through these modules; no SQL against these tables is written anywhere els
     evidence.py      the evidence table: columns, record -> row, columns_of, the SQL reading it (pure)
     dead_letters.py  rejected input kept whole (pure)
     alerts.py        scores, alerts and alert status (pure)
+    promotions.py    model promotions as scorers used them
     policies.py      policy bundles; content.py: content keys with their TTL (pure)
 """
 

@@ -111,6 +111,53 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     assert len(list_alerts(client, settings, status="open", limit=1000)) == len(listed) - 1
 
 
+def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client, tmp_path):
+    from pipeline.keys import KeyRing, read_jwks
+    from pipeline.score.models import promotion_history
+
+    train_events, test = labelled_traffic(seed=7)
+    db = settings.clickhouse.database
+    for version, seed in (("m1", 7), ("m2", 8)):
+        save(train(np.array([FeatureExtractor()(e) for e in train_events]), version=version, seed=seed),
+             settings.score.models_dir)
+    promote(settings.score.models_dir, "m1", operator(settings), by="ops-1")
+    live = [ev for ev, _ in test]
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("w1")
+        workers.start("s1", role="score")
+        emit_all(settings, live[:300], "edge-a")
+        wait_chained(settings)
+        deadline = time.monotonic() + 120
+        while not scoring_done(settings):
+            assert time.monotonic() < deadline, workers.logs()
+            time.sleep(0.5)
+        promote(settings.score.models_dir, "m2", operator(settings), by="ops-2")
+        time.sleep(3)  # the worker looks at live.json every 2 s
+        emit_all(settings, live[300:600], "edge-b")
+        wait_chained(settings)
+        while not scoring_done(settings):
+            assert time.monotonic() < deadline, workers.logs()
+            time.sleep(0.5)
+        sink_until_drained(settings, client)
+
+    by_model = dict(client.query(f"SELECT model_version, count() FROM (SELECT * FROM {db}.scores LIMIT 1 BY origin, seq) "
+                                 "GROUP BY model_version").result_rows)
+    assert by_model == {"m1": 300, "m2": 300}  # the same worker, no restart, switched between two batches
+    history = promotion_history(client, settings, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
+    assert [(h["version"], h["promoted_by"], h["signature"]) for h in history] == [
+        ("m1", "ops-1", "verified"), ("m2", "ops-2", "verified")]
+    manifests = {v: json.loads((settings.score.models_dir / f"{v}.json").read_text())["sha256"] for v in ("m1", "m2")}
+    assert [h["sha256"] for h in history] == [manifests["m1"], manifests["m2"]]
+    assert history[0]["first_scored_at"] < history[1]["first_scored_at"]
+    assert len(history[0]["scorers"]) == 1 and history[0]["scorers"][0].startswith(f"{settings.kafka.score_app}/")
+
+    # A promotion record altered in the store no longer verifies against the operator's key.
+    client.command(f"ALTER TABLE {db}.model_promotions UPDATE live_json = replaceOne(live_json, 'ops-2', 'ops-9') "
+                   "WHERE version = 'm2' SETTINGS mutations_sync = 1")
+    tampered = promotion_history(client, settings, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
+    assert tampered[0]["signature"] == "verified" and tampered[1]["signature"].startswith("NO: ")
+
+
 def _expected(records, detector) -> dict[tuple[str, int], float]:
     """Scores of the pure step over every record in chain order, one state per identity."""
     states: dict = {}

@@ -41,7 +41,7 @@ MAY_START_WORKERS = {"cli", "ops"}
 PURE = [
     "pipeline.jcs", "pipeline.errors", "pipeline.names", "pipeline.contract", "pipeline.contract.schema",
     "pipeline.contract.codec", "pipeline.chain.record", "pipeline.chain.step", "pipeline.store.filters",
-    "pipeline.store.evidence", "pipeline.store.dead_letters", "pipeline.store.alerts", "pipeline.store.policies",
+    "pipeline.store.evidence", "pipeline.store.dead_letters", "pipeline.store.alerts", "pipeline.store.policies", "pipeline.store.promotions",
     "pipeline.store.content", "pipeline.sink.rows", "pipeline.kafka.config", "pipeline.verify.rules",
     "pipeline.verify.reconcile", "pipeline.verify.run", "pipeline.score.step", "pipeline.score.ocsf",
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",

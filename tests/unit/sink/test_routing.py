@@ -11,7 +11,7 @@ from pipeline import names
 from pipeline.keys import Ed25519Signer
 from pipeline.settings import KafkaSettings
 from pipeline.sink.rows import rows_of, sink_topics
-from pipeline.store import alerts, dead_letters, evidence, policies
+from pipeline.store import alerts, dead_letters, evidence, policies, promotions
 from tests.unit.helpers import build_chain
 
 K = KafkaSettings()
@@ -81,7 +81,8 @@ def test_an_unreadable_message_becomes_a_dead_letter_kept_whole():
 def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
     topics = sink_topics(K)
     assert [t.topic for t in topics] == [K.chain_topic, K.checkpoints_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
-                                         K.alert_status_topic, K.policies_topic, K.content_topic]
+                                         K.alert_status_topic, K.policies_topic, K.model_promotions_topic,
+                                         K.content_topic]
     assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
 
 
@@ -95,4 +96,21 @@ def test_alert_status_changes_become_rows_and_hostile_ones_dead_letters():
            orjson.dumps({**alerts.status_message("x" * 200, "resolved", "a", "", at)}), b"[]"]
     rows = rows_of([Msg(K.alert_status_topic, good), *(Msg(K.alert_status_topic, b) for b in bad)], K)
     assert rows.get(names.ALERT_STATUS_TABLE) == [["uid-1", "acknowledged", "soc-1", "looking", at]]
+    assert len(rows.get(names.DEAD_LETTER_TABLE)) == len(bad)
+
+
+def test_model_promotions_become_rows_and_hostile_ones_dead_letters():
+    from datetime import datetime, timezone
+
+    live = {"manifest": {"version": "m2", "sha256": "ab" * 32}, "promoted_by": "ops-1",
+            "promoted_at": "2026-11-29T08:00:00.000000Z", "kid": "k1", "signature": "c2ln"}
+    good = promotions.message(live, orjson.dumps(live).decode(), first_scored_at="2026-11-29T08:00:02.500000Z",
+                              scorer="aiaudit-score/s1")
+    bad = [{**good, "version": 7}, {k: v for k, v in good.items() if k != "live_json"},
+           {**good, "promoted_at": "yesterday"}, {**good, "scorer": None}]
+    rows = rows_of([Msg(K.model_promotions_topic, orjson.dumps(good)),
+                    *(Msg(K.model_promotions_topic, orjson.dumps(b)) for b in bad)], K)
+    assert rows.get(names.MODEL_PROMOTIONS_TABLE) == [[
+        "m2", "ab" * 32, "ops-1", datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc), "k1", orjson.dumps(live).decode(),
+        datetime(2026, 11, 29, 8, 0, 2, 500000, tzinfo=timezone.utc), "aiaudit-score/s1"]]
     assert len(rows.get(names.DEAD_LETTER_TABLE)) == len(bad)
