@@ -26,22 +26,33 @@ FEATURES = (
     "url_and_blob_count",
     "tokens_log",  # log1p of input + output tokens
     "latency_log",  # log1p of latency in ms
-    "rate_1m",  # this identity's requests in the previous minute
-    "rate_1h_log",  # log1p of its requests in the previous hour
-    "vendor_rarity",  # -log of the identity's (smoothed) share of requests to this vendor; first use is highest
-    "model_rarity",  # the same for the model
+    "rate_1m_vs_usual",  # log of (requests in the previous minute + 1) over (the identity's usual per minute + 1)
+    "rate_1h_vs_usual",  # the same for the previous hour: a person's burst is large for a person, not for an agent
+    "model_rarity",  # -log of the identity's (smoothed) share of requests to this vendor's model; first use is highest
+    "route_rarity",  # the same for the route
     "hour_rarity",  # -log of the identity's share of requests in this hour of day
+    "weekday_rarity",  # the same for the day of the week (weekend work by a weekday person)
+    "dormancy_log",  # log1p of the hours of silence before the identity's current run of requests (0 for its first)
     "recent_denials",  # denials of this identity in the previous hour
     "level_above_usual",  # classification level minus the identity's usual (median) level, if above
+    "response_level",  # the response's classification level (0 public .. 3 restricted; 0 when none)
+    "response_above_prompt",  # how far the response's level is above the prompt's
+    "history_log",  # log1p of the identity's requests so far: new identities are visible as new
+    "prompt_vs_usual",  # log1p(prompt length) minus the identity's mean of it (0 in warm-up)
+    "response_vs_usual",  # the same for the response
+    "is_agent",  # 1 for agents and services: a new vendor or a burst means more for one than for a person
 )
 # Classification level -> rank, read from the event contract's enum (public 0 .. restricted 3).
 LEVELS = {name: rank for rank, name in enumerate(enum_symbols("Level"))}
 WARMUP = 10  # behavioural novelty features stay 0 until an identity has this much history
+MAX_KEYS = 64  # distinct vendors/models/routes named per identity; any more are counted together as "(other)"
+OTHER = "(other)"
 
 
 @dataclass
 class IdentityState:
-    """What the scorer remembers about one identity. Bounded: windows hold at most an hour."""
+    """What the scorer remembers about one identity. Bounded: windows hold at most an hour, and
+    at most MAX_KEYS vendors, models and routes."""
 
     last_hour: deque[float] = field(default_factory=deque)  # epoch seconds
     denials: deque[float] = field(default_factory=deque)
@@ -50,10 +61,23 @@ class IdentityState:
     hours: list[int] = field(default_factory=lambda: [0] * 24)
     levels: list[int] = field(default_factory=lambda: [0] * 4)
     seen: int = 0
+    routes: dict[str, int] = field(default_factory=dict)
+    weekdays: list[int] = field(default_factory=lambda: [0] * 7)
+    active_hours: int = 0  # distinct clock hours with a request: seen / active_hours is the usual hourly rate
+    last_seen: float | None = None  # epoch seconds of the previous request
+    gap_before_run: float = 0.0  # seconds of silence before the current run (a run ends after an hour without requests)
+    denied_total: int = 0
+    prompt_log_sum: float = 0.0  # sums of log1p(prompt) and log1p(response): the identity's usual sizes
+    response_log_sum: float = 0.0
 
 
 def _time(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+
+
+def event_time(event: dict[str, Any]) -> float:
+    """The event's own time in epoch seconds (windows are measured in it, never by a clock)."""
+    return _time(event).timestamp()
 
 
 def _usual_level(levels: list[int]) -> int:
@@ -70,14 +94,46 @@ def _rarity(count: int, seen: int, bins: int = 4) -> float:
     return -math.log((count + 1) / (seen + bins))
 
 
+def _level(classification: dict[str, Any] | None) -> int:
+    return LEVELS.get(classification["level"], 0) if classification else 0
+
+
+def usual_per_hour(state: IdentityState) -> float:
+    return state.seen / state.active_hours if state.active_hours else 0.0
+
+
+RUN_BREAK_S = 3600.0  # a run of requests ends after this long without one
+
+
+def gap_before_run(state: IdentityState, now: float) -> float:
+    """Seconds of silence before the run `now` belongs to (0 for an identity's first request)."""
+    if state.last_seen is None:
+        return 0.0
+    gap = now - state.last_seen
+    return gap if gap > RUN_BREAK_S else state.gap_before_run
+
+
+def requests_within(state: IdentityState, now: float, seconds: float) -> int:
+    """The identity's requests in the `seconds` before `now` (newest last in the window)."""
+    n = 0
+    for t in reversed(state.last_hour):
+        if now - t > seconds:
+            break
+        n += 1
+    return n
+
+
 def extract(event: dict[str, Any], state: IdentityState) -> list[float]:
     """The FEATURES vector of `event` given the identity's history (state is not changed)."""
     cf = event.get("content_features") or {}
     moment = _time(event)
     now = moment.timestamp()
     prompt, response = cf.get("prompt_chars", 0), cf.get("response_chars", 0)
-    level = LEVELS.get(event["prompt_classification"]["level"], 0)
+    level = _level(event["prompt_classification"])
+    response_level = _level(event.get("response_classification"))
     warm = state.seen >= WARMUP
+    usual = usual_per_hour(state)
+    last_minute = requests_within(state, now, 60)
 
     return [
         math.log1p(prompt),
@@ -90,14 +146,33 @@ def extract(event: dict[str, Any], state: IdentityState) -> list[float]:
         cf.get("url_count", 0) + cf.get("encoded_blob_count", 0),
         math.log1p(event.get("gen_ai_usage_input_tokens", 0) + event.get("gen_ai_usage_output_tokens", 0)),
         math.log1p(event.get("latency_us", 0) / 1000),
-        sum(1 for t in state.last_hour if now - t <= 60),
-        math.log1p(len(state.last_hour)),
-        _rarity(state.vendors.get(event["gen_ai_provider_name"], 0), state.seen) if warm else 0.0,
-        _rarity(state.models.get(event["gen_ai_request_model"], 0), state.seen) if warm else 0.0,
+        math.log((last_minute + 1) / (usual / 60 + 1)),
+        math.log((len(state.last_hour) + 1) / (usual + 1)),
+        _rarity(state.models.get(_model_key(event), 0), state.seen) if warm else 0.0,
+        _rarity(state.routes.get(event.get("route", ""), 0), state.seen) if warm else 0.0,
         _rarity(state.hours[moment.hour], state.seen, bins=24) if warm else 0.0,
+        _rarity(state.weekdays[moment.weekday()], state.seen, bins=7) if warm else 0.0,
+        math.log1p(gap_before_run(state, now) / 3600),
         len(state.denials),
         max(0, level - _usual_level(state.levels)) if warm else 0,
+        response_level,
+        max(0, response_level - level),
+        math.log1p(state.seen),
+        math.log1p(prompt) - state.prompt_log_sum / state.seen if warm and state.prompt_log_sum else 0.0,
+        math.log1p(response) - state.response_log_sum / state.seen if warm and state.response_log_sum else 0.0,
+        1.0 if event["actor"].get("type") in ("agent", "service") else 0.0,
     ]
+
+
+def _model_key(event: dict[str, Any]) -> str:
+    """Vendor and model together: one novelty signal, not two correlated ones the forest would split on twice."""
+    return f"{event['gen_ai_provider_name']}/{event['gen_ai_request_model']}"
+
+
+def _count(counts: dict[str, int], key: str) -> None:
+    if key not in counts and len(counts) >= MAX_KEYS:
+        key = OTHER
+    counts[key] = counts.get(key, 0) + 1
 
 
 def observe(event: dict[str, Any], state: IdentityState) -> None:
@@ -110,11 +185,20 @@ def observe(event: dict[str, Any], state: IdentityState) -> None:
     state.last_hour.append(now)
     if event["decision"] == "deny":
         state.denials.append(now)
-    vendor, model = event["gen_ai_provider_name"], event["gen_ai_request_model"]
-    state.vendors[vendor] = state.vendors.get(vendor, 0) + 1
-    state.models[model] = state.models.get(model, 0) + 1
+    _count(state.vendors, event["gen_ai_provider_name"])
+    _count(state.models, _model_key(event))
+    _count(state.routes, event.get("route", ""))
     state.hours[moment.hour] += 1
-    state.levels[LEVELS.get(event["prompt_classification"]["level"], 0)] += 1
+    state.weekdays[moment.weekday()] += 1
+    state.levels[_level(event["prompt_classification"])] += 1
+    if state.last_seen is None or int(now // 3600) != int(state.last_seen // 3600):
+        state.active_hours += 1
+    state.gap_before_run = gap_before_run(state, now)
+    state.last_seen = now if state.last_seen is None else max(state.last_seen, now)
+    state.denied_total += event["decision"] == "deny"
+    cf = event.get("content_features") or {}
+    state.prompt_log_sum += math.log1p(cf.get("prompt_chars", 0))
+    state.response_log_sum += math.log1p(cf.get("response_chars", 0))
     state.seen += 1
 
 
@@ -132,13 +216,24 @@ class FeatureExtractor:
 
 
 def state_to_dict(state: IdentityState) -> dict[str, Any]:
-    """A JSON-able form of the state (for a Faust table or a checkpoint)."""
+    """A JSON-able form of the state (the scoring worker's state topic)."""
     return {"last_hour": list(state.last_hour), "denials": list(state.denials), "vendors": state.vendors,
-            "models": state.models, "hours": state.hours, "levels": state.levels, "seen": state.seen}
+            "models": state.models, "hours": state.hours, "levels": state.levels, "seen": state.seen,
+            "routes": state.routes, "weekdays": state.weekdays, "active_hours": state.active_hours,
+            "last_seen": state.last_seen, "gap_before_run": state.gap_before_run, "denied_total": state.denied_total,
+            "prompt_log_sum": state.prompt_log_sum, "response_log_sum": state.response_log_sum}
 
 
 def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
+    """The state from its JSON form; a state written before routes, weekdays, runs, denial
+    totals and sizes were kept reads with those empty (they fill from the next request on)."""
     if not d:
         return IdentityState()
-    return IdentityState(deque(d["last_hour"]), deque(d["denials"]), dict(d["vendors"]), dict(d["models"]),
-                         list(d["hours"]), list(d["levels"]), int(d["seen"]))
+    last_hour = deque(float(t) for t in d["last_hour"])
+    return IdentityState(last_hour, deque(float(t) for t in d["denials"]), dict(d["vendors"]), dict(d["models"]),
+                         list(d["hours"]), list(d["levels"]), int(d["seen"]), dict(d.get("routes") or {}),
+                         list(d.get("weekdays") or [0] * 7), int(d.get("active_hours") or 0),
+                         float(d["last_seen"]) if d.get("last_seen") is not None else
+                         (last_hour[-1] if last_hour else None), float(d.get("gap_before_run") or 0.0),
+                         int(d.get("denied_total") or 0), float(d.get("prompt_log_sum") or 0.0),
+                         float(d.get("response_log_sum") or 0.0))

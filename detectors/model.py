@@ -28,6 +28,9 @@ from sklearn.ensemble import IsolationForest
 
 from detectors.features import FEATURES
 
+# Share of training rows at or above each severity's threshold: what the model alone raises on
+# traffic like its training window (the rules raise the known-bad patterns beside it).
+DEFAULT_BUDGETS = {"medium": 0.002, "high": 0.0007, "critical": 0.0002}
 ARTIFACT_FORMAT = 2  # 2: plain arrays (.npz); 1 was a pickle, no longer loaded
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -206,7 +209,7 @@ def train(X: np.ndarray, *, version: str, seed: int, window: tuple[str, str] | N
     # hour) and can split on those features at all.
     forest = IsolationForest(n_estimators=n_estimators, max_samples=min(len(X), 2048), random_state=seed, n_jobs=1).fit(X)
     scores = -forest.score_samples(X)
-    budgets = budgets or {"medium": 0.01, "high": 0.003, "critical": 0.0005}
+    budgets = budgets or DEFAULT_BUDGETS
     thresholds = {name: float(np.quantile(scores, 1 - share)) for name, share in budgets.items()}
     q1, median, q3 = np.percentile(X, [25, 50, 75], axis=0)
     iqr = np.where(q3 - q1 > 0, q3 - q1, np.maximum(np.std(X, axis=0), 1e-6))

@@ -65,6 +65,6 @@ def status_history(client: Client, settings: Settings, finding_uid: str) -> list
     if not raised:
         raise ConfigError(f"no alert {finding_uid}")
     at, model, severity, why = raised[0]
-    first = {"status": "raised", "actor": f"model {model}", "note": f"{severity}: {why}", "at": at}
+    first = {"status": "raised", "actor": f"rules {model}" if model.startswith("rules-") else f"model {model}", "note": f"{severity}: {why}", "at": at}
     names, rows = store.query_rows(client, *alerts.select_status_history(db, finding_uid))
     return [first, *(dict(zip(names, row)) for row in rows)]

@@ -1,14 +1,16 @@
 """OCSF Detection Finding (class 2004) for one scored record (pure).
 
 The finding names the chain coordinates (origin, seq, leaf hash) of the evidence behind it,
-so an analyst can pull that record and verify it; the model version and the explanation say
-why it fired.
+so an analyst can pull that record and verify it; each detector that fired (the model, with
+its version and explanation; each rule, with its version and reason) says why.
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
+
+from detectors.rules import RULES_VERSION, RuleHit
 
 OCSF_VERSION = "1.3.0"
 CLASS_UID = 2004  # Detection Finding
@@ -25,9 +27,32 @@ def finding_uid(origin: str, seq: int, model_version: str) -> str:
 
 
 def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str, Any], score: float, severity: str,
-                      explanation: list[tuple[str, float]], model_version: str, detected_at_ms: int) -> dict[str, Any]:
+                      explanation: list[tuple[str, float]], model_version: str, detected_at_ms: int,
+                      model_severity: str | None = None, rule_hits: list[RuleHit] | None = None) -> dict[str, Any]:
+    """One finding for one record, naming every detector that fired on it (`unmapped.detections`):
+    the model (when its score reached a threshold: `model_severity`) and each rule hit. The
+    analytic is the model when it fired, else the first rule."""
     actor = event["actor"]
+    rule_hits = rule_hits or []
+    if model_severity is None and not rule_hits:  # a caller from before rules: the severity is the model's
+        model_severity = severity
     reasons = ", ".join(f"{name} (z {z:+.1f})" for name, z in explanation)
+    detections = []
+    parts = []
+    if model_severity is not None:
+        why = f"IsolationForest score {score:.3f} ({model_severity}); driven by {reasons or 'overall isolation'}"
+        detections.append({"detector": "isolation-forest", "version": model_version, "severity": model_severity,
+                           "reason": why})
+        parts.append(why)
+    for hit in rule_hits:
+        detections.append({"detector": hit.rule, "version": RULES_VERSION, "severity": hit.severity, "reason": hit.reason})
+        parts.append(f"rule {hit.rule} ({hit.severity}): {hit.reason}")
+    if model_severity is not None:
+        analytic = {"name": "isolation-forest", "type_id": 2, "type": "Behavioral", "version": model_version}
+        title = f"Anomalous AI request by {actor['id']}"
+    else:
+        analytic = {"name": rule_hits[0].rule, "type_id": 1, "type": "Rule", "version": RULES_VERSION}
+        title = f"AI request by {actor['id']}: {rule_hits[0].rule.replace('_', ' ')}"
     return {
         "class_uid": CLASS_UID, "class_name": "Detection Finding", "category_uid": CATEGORY_UID,
         "category_name": "Findings", "activity_id": ACTIVITY_CREATE, "activity_name": "Create", "type_uid": TYPE_UID,
@@ -37,10 +62,9 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
                      "uid": finding_uid(origin, seq, model_version)},
         "finding_info": {
             "uid": finding_uid(origin, seq, model_version),
-            "title": f"Anomalous AI request by {actor['id']}",
-            "desc": f"IsolationForest score {score:.3f} ({severity}); driven by {reasons or 'overall isolation'}",
-            "types": ["AI request anomaly"], "analytic": {"name": "isolation-forest", "type_id": 2, "type": "Behavioral",
-                                                          "version": model_version},
+            "title": title,
+            "desc": "; ".join(parts),
+            "types": ["AI request anomaly" if model_severity else "AI policy rule"], "analytic": analytic,
             "data_sources": ["aiaudit evidence chain"],
         },
         "actor": {"user": {"uid": actor["id"], "type": actor.get("type")},
@@ -51,6 +75,8 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
             "on_behalf_of": actor.get("on_behalf_of"),
             "event_id": event.get("event_id"), "occurred_at": event.get("occurred_at"),
             "vendor": event.get("gen_ai_provider_name"), "model": event.get("gen_ai_request_model"),
+            "route": event.get("route"),
             "score": round(score, 6), "explanation": [{"feature": n, "z": z} for n, z in explanation],
+            "detections": detections,
         },
     }

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import IdentityState, extract, observe
+from detectors.features import IdentityState, event_time, extract, observe
 from detectors.model import Detector
+from detectors.rules import SEVERITY_RANK, RuleConfig, check, severity_of
 from pipeline.chain.record import Record, parse_payload
 from pipeline.score.ocsf import detection_finding
 
@@ -38,6 +39,7 @@ class Scored:
                 "model_version": self.model_version}
 
 
+DEFAULT_RULES = RuleConfig()  # without a policy: secrets sent, injection, denial bursts
 SCORES_PER_MESSAGE = 1000  # score rows per scores-topic message (~200 bytes a row: well under 1 MB)
 
 
@@ -64,7 +66,9 @@ class BatchStates(dict[str, IdentityState]):
 
 def copy_state(state: IdentityState) -> IdentityState:
     return IdentityState(deque(state.last_hour), deque(state.denials), dict(state.vendors), dict(state.models),
-                         list(state.hours), list(state.levels), state.seen)
+                         list(state.hours), list(state.levels), state.seen, dict(state.routes), list(state.weekdays),
+                         state.active_hours, state.last_seen, state.gap_before_run, state.denied_total,
+                         state.prompt_log_sum, state.response_log_sum)
 
 
 def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Record], list[dict[str, Any]]]:
@@ -84,32 +88,42 @@ def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Reco
 
 
 def score_records(records: Sequence[Record], states: MutableMapping[str, IdentityState], detector: Detector,
-                  *, detected_at_ms: int, skip_unreadable: bool = False) -> list[Scored]:
-    """Score `records` (time order per identity), updating `states` in place. With skip_unreadable,
-    a record whose payload is not a v1 record with an actor and a time is left out (not scored)."""
+                  *, detected_at_ms: int, skip_unreadable: bool = False, rules: RuleConfig | None = None) -> list[Scored]:
+    """Score `records` (time order per identity), updating `states` in place: the model's score and
+    the rule detectors (`rules`; default: those that need no policy), both reading the identity's
+    state before the event. One finding per record that the model or a rule flags, naming each
+    detector that fired. With skip_unreadable, a record whose payload is not a v1 record with an
+    actor and a time is left out (not scored)."""
     if not records:
         return []
     records, parsed = _parsed(records, skip_unreadable)
     if not records:
         return []
-    vectors = []
+    rules = rules or DEFAULT_RULES
+    vectors, hits = [], []
     for obj in parsed:
         event = obj["event"]
         actor = event["actor"]["id"]
         state = states.get(actor) or IdentityState()
-        vectors.append(extract(event, state))
+        vector = extract(event, state)
+        vectors.append(vector)
+        hits.append(check(event, state, rules, event_time(event)))
         observe(event, state)
         states[actor] = state
     X = np.array(vectors)
     scores = detector.score(X)
     out = []
-    for rec, obj, x, score in zip(records, parsed, X, scores):
-        severity = detector.severity(float(score))
+    for rec, obj, x, score, rule_hits in zip(records, parsed, X, scores, hits):
+        model_severity = detector.severity(float(score))
+        severity = max((sv for sv in (model_severity, severity_of(rule_hits)) if sv), key=SEVERITY_RANK.__getitem__,
+                       default=None)
         finding = None
         if severity is not None:
             finding = detection_finding(origin=rec.origin, seq=rec.seq, leaf_hash=rec.leaf_hash, event=obj["event"],
-                                        score=float(score), severity=severity, explanation=detector.explain(x),
-                                        model_version=detector.version, detected_at_ms=detected_at_ms)
+                                        score=float(score), severity=severity, model_severity=model_severity,
+                                        explanation=detector.explain(x) if model_severity else [],
+                                        rule_hits=rule_hits, model_version=detector.version,
+                                        detected_at_ms=detected_at_ms)
         out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], float(score),
                           severity, detector.version, finding))
     return out

@@ -2,6 +2,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from detectors.features import FEATURES, WARMUP, FeatureExtractor, IdentityState, extract, observe
 
 
@@ -33,9 +35,58 @@ def test_rates_and_denials_use_the_events_own_time():
     for s in range(0, 50, 10):
         observe(ev(f"2026-11-28T10:00:{s:02d}.000000Z", decision="deny"), state)
     f = named(extract(ev("2026-11-28T10:00:55.000000Z"), state))
-    assert f["rate_1m"] == 5 and f["rate_1h_log"] == math.log1p(5) and f["recent_denials"] == 5
+    # Five requests in one clock hour so far: the usual rate is 5 an hour (1/12 a minute).
+    assert f["rate_1m_vs_usual"] == math.log(6 / (5 / 60 + 1)) and f["rate_1h_vs_usual"] == math.log(6 / 6)
+    assert f["recent_denials"] == 5
     later = named(extract(ev("2026-11-28T12:00:00.000000Z"), state))
-    assert later["rate_1m"] == 0  # the window is the event's time, not a clock
+    assert later["rate_1m_vs_usual"] < 0  # the window is the event's time, not a clock: nothing in the last minute
+
+
+def test_a_burst_is_large_for_a_person_and_ordinary_for_a_busy_agent():
+    person, agent = IdentityState(), IdentityState()
+    for day in range(1, 6):  # a person: 3 requests a day; an agent: 10 a minute, for five days
+        for i in range(3):
+            observe(ev(f"2026-11-{day:02d}T1{i}:00:00.000000Z"), person)
+        for h in range(24):
+            for m in range(60):
+                for s in range(0, 60, 6):
+                    observe(ev(f"2026-11-{day:02d}T{h:02d}:{m:02d}:{s:02d}.000000Z"), agent)
+    burst = ev("2026-11-06T10:00:30.000000Z")
+    for state in (person, agent):
+        for s in range(0, 30, 3):
+            observe(ev(f"2026-11-06T10:00:{s:02d}.000000Z"), state)
+    p, a = named(extract(burst, person)), named(extract(burst, agent))
+    assert p["rate_1m_vs_usual"] > 2.0 and abs(a["rate_1m_vs_usual"]) < 0.1  # ten in a minute: odd for her, not for it
+
+
+def test_calendar_dormancy_route_and_response_features():
+    fx = FeatureExtractor()
+    for week in range(2):  # weekdays only, 9:00-9:10, route chat
+        for day in range(2 + 7 * week, 7 + 7 * week):
+            for m in range(0, 10, 2):
+                fx(ev(f"2026-11-{day:02d}T09:{m:02d}:00.000000Z") | {"route": "chat"})
+    monday = named(fx(ev("2026-11-16T09:00:00.000000Z") | {"route": "chat"}))
+    saturday = named(fx(ev("2026-11-21T09:00:00.000000Z") | {"route": "hr-bot"}))
+    assert saturday["weekday_rarity"] > monday["weekday_rarity"] + 2 and saturday["route_rarity"] > monday["route_rarity"] + 2
+    assert monday["dormancy_log"] == pytest.approx(math.log1p(3 * 24 - 8 / 60))  # since Friday 9:08
+    assert saturday["dormancy_log"] == math.log1p(5 * 24)  # five days since Monday 9:00
+    leak = named(fx(ev("2026-11-21T09:05:00.000000Z", level="internal") |
+                    {"response_classification": {"level": "restricted", "categories": []}}))
+    assert leak["response_level"] == 3 and leak["response_above_prompt"] == 2
+    assert leak["history_log"] == math.log1p(52) and named(FeatureExtractor()(ev("2026-11-21T09:05:00.000000Z")))["history_log"] == 0
+
+
+def test_state_is_bounded_and_older_states_still_read():
+    from detectors.features import MAX_KEYS, OTHER, state_from_dict, state_to_dict
+
+    state = IdentityState()
+    for i in range(MAX_KEYS + 40):
+        observe(ev(f"2026-11-28T10:{i % 60:02d}:00.000000Z", model=f"model-{i}"), state)
+    assert len(state.models) == MAX_KEYS + 1 and state.models[OTHER] == 40
+    old = {k: v for k, v in state_to_dict(state).items() if k not in ("routes", "weekdays", "active_hours", "last_seen")}
+    restored = state_from_dict(old)
+    assert restored.seen == state.seen and restored.routes == {} and restored.last_seen == state.last_hour[-1]
+    assert state_from_dict(state_to_dict(state)) == state
 
 
 def test_behaviour_novelty_after_warmup():

@@ -24,13 +24,13 @@ def test_outlier_scores_high_and_is_explained():
     X = data()
     det = train(X, version="v1", seed=3)
     odd = np.zeros(len(FEATURES))
-    unusual = ("secret_hits", "prompt_chars_log", "vendor_rarity", "hour_rarity")
+    unusual = ("secret_hits", "prompt_chars_log", "vendor_rarity", "hour_rarity", "dormancy_log", "injection_markers")
     for i, name in enumerate(unusual):
         odd[FEATURES.index(name)] = 8.0 + i
     score = det.score(odd[None, :])[0]
     assert score > det.thresholds["medium"] > det.score(np.zeros((1, len(FEATURES))))[0]
     assert det.severity(score) is not None and det.severity(0.0) is None
-    assert [name for name, _ in det.explain(odd, top=4)] == list(reversed(unusual))
+    assert [name for name, _ in det.explain(odd, top=6)] == list(reversed(unusual))
 
 
 def test_artifact_round_trips_and_a_tampered_one_is_refused(tmp_path):

@@ -1,0 +1,145 @@
+"""Rule detectors (pure, versioned): known-bad patterns caught whatever the training window held.
+
+An isolation forest cannot raise a score on a feature that never varied while it was trained:
+where normal traffic has no secrets, no injection markers and no data above a vendor's level,
+those signals are invisible to it. These rules run beside the model on every event, read the
+identity's state *before* the event is added (like the features), and each hit says which rule
+fired, its version, and why, in words an analyst can check against the record.
+
+What a vendor may receive comes from the policy (the gateway bundle's `vendors: {name:
+{max_level}}`): `RuleConfig.vendor_max_level`. Without it the two rules that need it are off
+(the worker says so at start); a vendor the policy does not list may receive public data only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.features import LEVELS, WARMUP, IdentityState, gap_before_run, requests_within, usual_per_hour
+
+RULES_VERSION = "rules-1"
+SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
+LEVEL_NAMES = list(LEVELS)
+SENT = ("allow", "reroute")  # decisions under which the prompt reached the vendor
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    vendor_max_level: dict[str, str] | None = None  # vendor -> highest level it may receive; None: rules off
+    unlisted_max_level: str = "public"
+    denial_burst: int = 5  # denials of one identity within denial_window_s that make a burst ...
+    denial_window_s: float = 600.0
+    denial_over_usual: float = 5.0  # ... and this many times the identity's usual denials in such a window
+    injection_markers: int = 2  # markers alone that are an attempt (one marker with an encoded blob is too)
+    burst_per_minute: int = 10  # requests of one identity in a minute that make a burst ...
+    burst_over_usual: float = 10.0  # ... and this many times its usual rate
+    dormant_days: float = 7.0  # silence before a run that makes the identity dormant ...
+    dormant_per_hour: int = 6  # ... and requests within the hour that make its waking a burst ...
+    dormant_over_usual: float = 2.0  # ... and this many times its usual hourly rate
+    odd_hour_share: float = 0.02  # an hour of day holding less than this share of the identity's requests ...
+    odd_hour_run: int = 5  # ... with this many requests within the hour, once it has odd_hour_history requests
+    odd_hour_history: int = 50
+    size_over_usual: float = 20.0  # a prompt or response this many times the identity's usual size ...
+    size_at_least: int = 10_000  # ... and at least this many characters
+
+    def max_level(self, vendor: str) -> int:
+        assert self.vendor_max_level is not None
+        return LEVELS[self.vendor_max_level.get(vendor, self.unlisted_max_level)]
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    rule: str
+    severity: str
+    reason: str
+
+
+def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: float) -> list[RuleHit]:
+    """The rules `event` breaks, given the identity's state before it (`now`: the event's epoch seconds)."""
+    hits = []
+    cf = event.get("content_features") or {}
+    vendor = event["gen_ai_provider_name"]
+    decision = event["decision"]
+    level = LEVELS.get(event["prompt_classification"]["level"], 0)
+    secrets = cf.get("prompt_secret_hits", 0) + cf.get("response_secret_hits", 0)
+
+    if config.vendor_max_level is not None and decision in SENT:
+        allowed = config.max_level(vendor)
+        if level > allowed or (secrets and allowed < LEVELS["restricted"]):
+            what = f"{secrets} secret(s) and " if secrets else ""
+            hits.append(RuleHit("sensitive_to_unapproved_vendor", "critical" if secrets else "high",
+                                f"{what}{LEVEL_NAMES[level]} data sent to {vendor} (the policy allows it "
+                                f"{LEVEL_NAMES[allowed]} data at most; decision {decision})"))
+        response = event.get("response_classification")
+        if response and LEVELS.get(response["level"], 0) > allowed:
+            hits.append(RuleHit("response_above_route", "high",
+                                f"{vendor} answered with {response['level']} data on route {event.get('route', '?')} "
+                                f"(the policy allows it {LEVEL_NAMES[allowed]} data at most)"))
+    elif secrets and decision in SENT and config.vendor_max_level is None:
+        hits.append(RuleHit("secrets_sent", "high", f"{secrets} secret(s) sent to {vendor} (decision {decision})"))
+
+    markers, blobs = cf.get("injection_markers", 0), cf.get("encoded_blob_count", 0)
+    if markers >= config.injection_markers or (markers and blobs):
+        hits.append(RuleHit("prompt_injection", "high",
+                            f"{markers} injection marker(s)" + (f" with {blobs} encoded blob(s)" if blobs else "")))
+
+    usual = usual_per_hour(state)
+    if decision == "deny":
+        recent = 1 + sum(1 for t in state.denials if now - t <= config.denial_window_s)
+        # The identity's usual denials in such a window: an agent its policy denies all day is not bursting.
+        expected = state.denied_total / state.seen * usual * config.denial_window_s / 3600 if state.seen else 0.0
+        if recent >= max(config.denial_burst, config.denial_over_usual * expected):
+            hits.append(RuleHit("denial_burst", "medium",
+                                f"{recent} denied requests from this identity within {config.denial_window_s / 60:.0f} min "
+                                f"(usually {expected:.1f})"))
+
+    last_minute = 1 + requests_within(state, now, 60)
+    if last_minute >= max(config.burst_per_minute, config.burst_over_usual * usual / 60):
+        hits.append(RuleHit("request_burst", "medium",
+                            f"{last_minute} requests from this identity within a minute (usually {usual / 60:.2f})"))
+
+    if state.seen >= WARMUP:
+        for side in ("prompt", "response"):
+            chars = cf.get(f"{side}_chars", 0)
+            usual_chars = math.expm1(getattr(state, f"{side}_log_sum") / state.seen)
+            if chars >= config.size_at_least and math.log1p(chars) - math.log1p(usual_chars) >= math.log(config.size_over_usual):
+                hits.append(RuleHit("size_far_above_usual", "medium",
+                                    f"{side} of {chars:,} characters, {chars / max(usual_chars, 1):.0f}x this identity's "
+                                    f"usual {usual_chars:,.0f}"))
+
+    hour = int(now // 3600) % 24
+    if state.seen >= config.odd_hour_history and (state.hours[hour] + 1) / state.seen < config.odd_hour_share:
+        run = 1 + requests_within(state, now, 3600)
+        if run >= config.odd_hour_run:
+            hits.append(RuleHit("odd_hours_run", "medium",
+                                f"{run} requests within an hour at {hour:02d}:00 UTC, an hour holding "
+                                f"{state.hours[hour]} of this identity's {state.seen} requests"))
+
+    gap = gap_before_run(state, now)
+    if gap >= config.dormant_days * 86400:
+        last_hour = 1 + requests_within(state, now, 3600)
+        if last_hour >= max(config.dormant_per_hour, config.dormant_over_usual * usual):
+            hits.append(RuleHit("dormant_identity_burst", "high",
+                                f"{last_hour} requests within an hour after {gap / 86400:.0f} days of silence "
+                                f"(usually {usual:.1f} an hour)"))
+    return hits
+
+
+def severity_of(hits: list[RuleHit]) -> str | None:
+    return max((h.severity for h in hits), key=SEVERITY_RANK.__getitem__, default=None)
+
+
+def config_from_policy(policy: dict[str, Any]) -> RuleConfig:
+    """RuleConfig from a policy bundle's parsed YAML/JSON (its `vendors` section). Raises ValueError."""
+    vendors = policy.get("vendors")
+    if not isinstance(vendors, dict) or not vendors:
+        raise ValueError("the policy has no vendors section (vendor: {max_level: LEVEL})")
+    out = {}
+    for name, rule in vendors.items():
+        level = (rule or {}).get("max_level", "internal") if isinstance(rule, dict) else None
+        if not isinstance(name, str) or level not in LEVELS:
+            raise ValueError(f"vendor {str(name)[:60]!r}: max_level must be one of {', '.join(LEVELS)}")
+        out[name] = level
+    return RuleConfig(vendor_max_level=out)
