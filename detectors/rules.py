@@ -110,12 +110,13 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
                                     f"usual {usual_chars:,.0f}"))
 
     hour = int(now // 3600) % 24
-    if state.seen >= config.odd_hour_history and (state.hours[hour] + 1) / state.seen < config.odd_hour_share:
+    if state.seen >= config.odd_hour_history:
         run = 1 + requests_within(state, now, 3600)
-        if run >= config.odd_hour_run:
+        before = max(0, state.hours[hour] - (run - 1))  # the hour's share before this run began
+        if run >= config.odd_hour_run and (before + 1) / state.seen < config.odd_hour_share:
             hits.append(RuleHit("odd_hours_run", "medium",
-                                f"{run} requests within an hour at {hour:02d}:00 UTC, an hour holding "
-                                f"{state.hours[hour]} of this identity's {state.seen} requests"))
+                                f"{run} requests within an hour at {hour:02d}:00 UTC, an hour that held {before} of "
+                                f"this identity's {state.seen - run + 1} requests before"))
 
     gap = gap_before_run(state, now)
     if gap >= config.dormant_days * 86400:

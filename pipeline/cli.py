@@ -128,13 +128,22 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     _logging(args.verbose)
     if args.role == "score":
+        from detectors.rules import RULES_VERSION
         from pipeline.keys import KeyRing, read_jwks
-        from pipeline.score.models import LiveModel
+        from pipeline.score.models import LiveModel, rule_config
         from pipeline.score.worker import ScoreWorker
 
         with _model_errors():
             model = LiveModel(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
-        ScoreWorker(settings, model, instance_id=args.instance_id).run(stop_on_signals())
+        rules = rule_config(settings)
+        if rules.vendor_max_level is None:
+            logging.getLogger("aiaudit.score").warning(
+                "no AIAUDIT_SCORE__POLICY_FILE: the rules that need each vendor's max_level (sensitive data to an "
+                "unapproved vendor, responses above the route's level) are off; secrets sent anywhere are flagged")
+        else:
+            logging.getLogger("aiaudit.score").info("rules %s with the vendors of %s: %s", RULES_VERSION,
+                                                    settings.score.policy_file, rules.vendor_max_level)
+        ScoreWorker(settings, model, rules=rules, instance_id=args.instance_id).run(stop_on_signals())
         return 0
     if args.role == "all":
         procs = [start_worker(role) for role in ("chain", "sink")]
@@ -489,7 +498,12 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "evaluate":
         from detectors.evaluate import evaluate, table
 
-        print(table(*evaluate(seed=args.seed, budget=args.budget)))
+        reports = evaluate(seed=args.seed, budget=args.budget)
+        print("\n\n".join(table(r) for r in reports))
+        held_out = reports[-1]
+        if not all(held_out.meets_targets().values()):
+            print(f"\nthe held-out family misses a target: {held_out.meets_targets()}")
+            return 1
     elif args.action == "train":
         from pipeline.score.models import events_from_export, events_from_store, train_from
 
@@ -793,8 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="train: fit a model on chained events (an export file, or ClickHouse filtered by "
                                    "time); list: the trained models, newest first, and which is live; promote: make "
                                    "a version live after checking its hash; history: every promotion a scoring worker "
-                                   "used (from the store: who, when, first scored, signature checked); evaluate: IsolationForest against a "
-                                   "per-identity z-score baseline on labelled traffic.")
+                                   "used (from the store: who, when, first scored, signature checked); evaluate: the shipped detection "
+                                   "(IsolationForest + rules) and the model alone against a "
+                                   "per-identity z-score baseline on two families of labelled traffic (tuning and "
+                                   "held-out); exit 1 if the held-out family misses a target.")
     s.add_argument("action", choices=["train", "list", "promote", "history", "evaluate"])
     s.add_argument("--version", help="train: the new model's name (default: the time, e.g. 20261129T0712Z); "
                                       "promote: the model to make live (see `aiaudit detect list`)")

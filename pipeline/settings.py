@@ -95,6 +95,10 @@ class ScoreSettings(BaseModel):
     models_dir: Path = Path(".aiaudit/models")
     batch_events: int = Field(5000, ge=1)  # at most this many records a batch (one transaction per partition)
     batch_within_s: float = Field(0.5, gt=0)  # wait at most this long to fill a batch
+    # The gateway's policy file: its vendors' max_level tell the rule detectors what each vendor may
+    # receive. Unset: the rules that need it (sensitive data to an unapproved vendor, responses above
+    # the route's level) are off, and secrets sent anywhere are flagged instead.
+    policy_file: Path | None = None
 
 
 class EmitterSettings(BaseModel):

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from clickhouse_connect.driver.client import Client
 
 from detectors.features import FeatureExtractor
 from detectors.model import Detector, check_version, load, save, train
+from detectors.rules import RuleConfig, config_from_policy
 from pipeline import store
 from pipeline.chain.record import parse_payload
 from pipeline.contract import format_ts
@@ -183,6 +185,30 @@ def trained_models(models_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a model manifest
     return sorted(out, key=lambda m: m["trained_at"], reverse=True)
+
+
+MAX_POLICY_BYTES = 1_048_576
+
+
+def rule_config(settings: Settings) -> RuleConfig:
+    """The rule detectors' configuration: the policy file's vendors section, when one is set.
+    Raises ConfigError naming the file and what is wrong with it."""
+    path = settings.score.policy_file
+    if path is None:
+        return RuleConfig()
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_POLICY_BYTES + 1)
+        if len(raw) > MAX_POLICY_BYTES:
+            raise ValueError(f"larger than {MAX_POLICY_BYTES:,} bytes")
+        doc = yaml.safe_load(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("not a mapping")
+        return config_from_policy(doc)
+    except OSError as exc:
+        raise ConfigError(f"AIAUDIT_SCORE__POLICY_FILE {path}: {exc.strerror}") from exc
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"AIAUDIT_SCORE__POLICY_FILE {path}: {str(exc).splitlines()[0][:200]}") from exc
 
 
 class LiveModel:

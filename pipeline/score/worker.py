@@ -38,6 +38,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from detectors.features import IdentityState, state_from_dict, state_to_dict
 from detectors.model import Detector
+from detectors.rules import RuleConfig
 from pipeline.chain.record import Record
 from pipeline.contract import format_ts
 from pipeline.errors import InfraError
@@ -84,13 +85,15 @@ class Stats:
 
 
 class ScoreWorker:
-    def __init__(self, settings: Settings, model: Callable[[], Promoted], *, instance_id: str | None = None,
+    def __init__(self, settings: Settings, model: Callable[[], Promoted], *, rules: RuleConfig | None = None,
+                 instance_id: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.model = model  # the promotion to score the next batch with (models.LiveModel: re-reads live.json)
         self.scorer = f"{settings.kafka.score_app}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
         self._promotions_sent: set[tuple[str, str]] = set()  # recorded, or in a transaction in flight
         self.clock = clock
+        self.rules = rules or RuleConfig()
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100,
                                    "fetch.message.max.bytes": 8 * 1_048_576}
         if instance_id:
@@ -162,7 +165,7 @@ class ScoreWorker:
 
     def _score(self, part: PartitionScorer, msgs: list[Message], detector: Detector, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
-        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms,
+        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules,
                                skip_unreadable=True)
         return Batch(part, local, scored, msgs[-1].offset() + 1, detector.version)
 

@@ -3,7 +3,7 @@ import pytest
 
 from detectors.evaluate import evaluate
 from detectors.features import FEATURES
-from detectors.model import ArtifactRefused, load, save, train
+from detectors.model import DEFAULT_BUDGETS, ArtifactRefused, load, save, train
 
 
 def data(seed=1, n=2000):
@@ -16,7 +16,7 @@ def test_training_is_seeded_and_thresholds_are_score_quantiles():
     a, b = train(X, version="v1", seed=3), train(X, version="v1", seed=3)
     assert np.array_equal(a.score(X[:50]), b.score(X[:50]))
     share_medium = (a.score(X) >= a.thresholds["medium"]).mean()
-    assert 0.005 <= share_medium <= 0.015  # the 1% budget on training traffic
+    assert 0.5 * DEFAULT_BUDGETS["medium"] <= share_medium <= 2 * DEFAULT_BUDGETS["medium"]  # the budget on training traffic
     assert a.thresholds["critical"] > a.thresholds["high"] > a.thresholds["medium"]
 
 
@@ -24,13 +24,13 @@ def test_outlier_scores_high_and_is_explained():
     X = data()
     det = train(X, version="v1", seed=3)
     odd = np.zeros(len(FEATURES))
-    unusual = ("secret_hits", "prompt_chars_log", "vendor_rarity", "hour_rarity", "dormancy_log", "injection_markers")
+    unusual = ("secret_hits", "prompt_chars_log", "model_rarity", "hour_rarity", "dormancy_log", "injection_markers")
     for i, name in enumerate(unusual):
         odd[FEATURES.index(name)] = 8.0 + i
     score = det.score(odd[None, :])[0]
     assert score > det.thresholds["medium"] > det.score(np.zeros((1, len(FEATURES))))[0]
     assert det.severity(score) is not None and det.severity(0.0) is None
-    assert [name for name, _ in det.explain(odd, top=6)] == list(reversed(unusual))
+    assert {name for name, _ in det.explain(odd, top=6)} == set(unusual)
 
 
 def test_artifact_round_trips_and_a_tampered_one_is_refused(tmp_path):
@@ -53,12 +53,23 @@ def test_too_little_training_data_is_refused():
         train(data(n=10), version="v", seed=1)
 
 
-def test_evaluation_floors_isolation_forest_beats_the_baseline_overall():
-    rows, overall = evaluate(seed=7, budget=0.01)
-    assert overall["pr_auc_if"] > overall["pr_auc_z"]
-    assert overall["precision_if"] >= 0.8 and overall["pr_auc_if"] >= 0.5
-    by = {r.scenario: r for r in rows}
-    assert by["exfil_burst"].ap_if >= 0.8 and by["secrets_to_unapproved_vendor"].ap_if >= 0.8
+def test_evaluation_on_both_families_meets_the_targets_and_never_trails_the_baseline():
+    tuning, held_out = evaluate(seed=7, budget=0.01)
+    assert (tuning.family, held_out.family) == ("tuning", "held-out")
+    for report in (tuning, held_out):
+        o = report.overall
+        assert o["pr_auc_shipped"] > o["pr_auc_model"] > o["pr_auc_z"]
+        assert all(r.recall_shipped >= r.recall_z for r in report.rows), [(r.scenario, r.recall_shipped, r.recall_z)
+                                                                          for r in report.rows]
+    o = held_out.overall
+    assert o["recall_shipped"] >= 0.8 and o["precision_threshold"] >= 0.7  # the targets, held-out family
+    assert held_out.meets_targets() == {"recall_at_budget": True, "precision_at_threshold": True,
+                                        "never_below_baseline": True}
+    # What the forest alone cannot see, a rule catches, and the finding says which.
+    by = {r.scenario: r for r in held_out.rows}
+    assert by["vendor_leaks_above_route"].recall_model == 0 and by["vendor_leaks_above_route"].recall_shipped == 1
+    assert by["vendor_leaks_above_route"].detectors == {"response_above_route": 6}
+    assert by["new_hire_credentials"].detectors.get("sensitive_to_unapproved_vendor") == by["new_hire_credentials"].events
 
 
 def test_scores_equal_scikit_learns_exactly():

@@ -1,0 +1,129 @@
+"""Rule detectors (pure): each fires on its pattern, stays quiet on the normal case beside it,
+and says why; policy-derived configuration refuses hostile shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from detectors.features import IdentityState, event_time, observe
+from detectors.rules import RuleConfig, check, config_from_policy, severity_of
+
+POLICY = RuleConfig(vendor_max_level={"openai": "confidential", "azure.ai.openai": "restricted", "mistral_ai": "internal"})
+T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)  # a Monday
+
+
+def ev(at: datetime, *, vendor="openai", level="internal", decision="allow", response=None, kind="workforce", **cf):
+    features = {"prompt_chars": 800, "response_chars": 1500, "prompt_secret_hits": 0, "response_secret_hits": 0,
+                "injection_markers": 0, "encoded_blob_count": 0, "url_count": 0, **cf}
+    return {"occurred_at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": {"id": "alice@acme.example", "type": kind},
+            "route": "chat", "gen_ai_provider_name": vendor, "gen_ai_request_model": "m",
+            "prompt_classification": {"level": level, "categories": []},
+            "response_classification": {"level": response, "categories": []} if response else None,
+            "decision": decision, "content_features": features}
+
+
+def rules_of(event, state=None, config=POLICY):
+    return [h.rule for h in check(event, state or IdentityState(), config, event_time(event))]
+
+
+def history(days=10, per_day=6, start=T0 - timedelta(days=14), **kw):
+    """A weekday person's habits: `per_day` requests at 10:00-10:50 on weekdays."""
+    state = IdentityState()
+    for d in range(days):
+        day = start + timedelta(days=d)
+        if day.weekday() < 5:
+            for i in range(per_day):
+                observe(ev(day.replace(hour=10, minute=10 * i % 60), **kw), state)
+    return state
+
+
+def test_sensitive_data_and_secrets_to_a_vendor_not_approved_for_them():
+    assert rules_of(ev(T0, vendor="mistral_ai", level="confidential")) == ["sensitive_to_unapproved_vendor"]
+    assert rules_of(ev(T0, vendor="openai", level="confidential")) == []  # allowed up to confidential
+    assert rules_of(ev(T0, vendor="openai", prompt_secret_hits=1)) == ["sensitive_to_unapproved_vendor"]
+    assert rules_of(ev(T0, vendor="azure.ai.openai", level="restricted", prompt_secret_hits=1)) == []
+    assert rules_of(ev(T0, vendor="deepseek", level="internal")) == ["sensitive_to_unapproved_vendor"]  # unlisted: public
+    assert rules_of(ev(T0, vendor="mistral_ai", level="restricted", decision="deny")) == []  # the gateway stopped it
+    (hit,) = check(ev(T0, vendor="openai", prompt_secret_hits=2), IdentityState(), POLICY, event_time(ev(T0)))
+    assert hit.severity == "critical" and "2 secret(s)" in hit.reason and "openai" in hit.reason
+
+
+def test_without_a_policy_the_vendor_rules_are_off_and_secrets_are_flagged_anywhere():
+    bare = RuleConfig()
+    assert rules_of(ev(T0, vendor="mistral_ai", level="restricted"), config=bare) == []
+    assert rules_of(ev(T0, vendor="azure.ai.openai", prompt_secret_hits=1), config=bare) == ["secrets_sent"]
+
+
+def test_response_above_the_routes_level():
+    assert rules_of(ev(T0, vendor="mistral_ai", response="confidential")) == ["response_above_route"]
+    assert rules_of(ev(T0, vendor="mistral_ai", response="internal")) == []
+
+
+def test_injection_markers_two_or_one_with_an_encoded_blob():
+    assert rules_of(ev(T0, injection_markers=2)) == ["prompt_injection"]
+    assert rules_of(ev(T0, injection_markers=1, encoded_blob_count=1)) == ["prompt_injection"]
+    assert rules_of(ev(T0, injection_markers=1)) == []  # a quoted article, a security test
+
+
+def test_denial_burst_is_measured_against_the_identitys_usual_denials():
+    person = history()
+    for i in range(4):
+        observe(ev(T0 + timedelta(seconds=30 * i), vendor="mistral_ai", level="confidential", decision="deny"), person)
+    fifth = ev(T0 + timedelta(seconds=150), vendor="mistral_ai", level="confidential", decision="deny")
+    assert "denial_burst" in rules_of(fifth, person)
+    # An agent its policy denies a third of the time, 60 an hour: five in ten minutes is its normal.
+    agent = IdentityState()
+    for m in range(60 * 24 * 3):
+        at = T0 - timedelta(days=3) + timedelta(minutes=m)
+        observe(ev(at, decision="deny" if m % 3 == 0 else "allow", kind="agent"), agent)
+    assert "denial_burst" not in rules_of(ev(T0 + timedelta(seconds=20), decision="deny", kind="agent"), agent)
+
+
+def test_request_burst_dormant_waking_size_and_odd_hours():
+    person = history()
+    for i in range(9):
+        observe(ev(T0 + timedelta(seconds=5 * i)), person)
+    assert "request_burst" in rules_of(ev(T0 + timedelta(seconds=50)), person)
+    assert "request_burst" not in rules_of(ev(T0 + timedelta(seconds=50)), history())
+
+    sleeper = history(days=5, start=T0 - timedelta(days=30))
+    for i in range(19):  # it usually sends 6 within its hour: waking, it sends 20
+        observe(ev(T0 + timedelta(minutes=2 * i)), sleeper)
+    wake = ev(T0 + timedelta(minutes=39))
+    (hit,) = [h for h in check(wake, sleeper, POLICY, event_time(wake)) if h.rule == "dormant_identity_burst"]
+    assert "days of silence" in hit.reason and hit.severity == "high"
+    assert "dormant_identity_burst" not in rules_of(ev(T0), history())  # yesterday's person is not dormant
+
+    assert rules_of(ev(T0, prompt_chars=60_000), history()) == ["size_far_above_usual"]
+    assert rules_of(ev(T0, prompt_chars=60_000), IdentityState()) == []  # no usual yet: the forest's size features
+    assert rules_of(ev(T0, prompt_chars=2_000), history()) == []
+
+    night = history(days=14)  # 60 requests, all at 10:00
+    for i in range(4):
+        observe(ev(T0.replace(hour=3) + timedelta(minutes=5 * i)), night)
+    assert "odd_hours_run" in rules_of(ev(T0.replace(hour=3, minute=25)), night)
+    assert "odd_hours_run" not in rules_of(ev(T0.replace(minute=25)), night)
+
+
+def test_severity_is_the_highest_hit():
+    hits = check(ev(T0, vendor="openai", prompt_secret_hits=1, injection_markers=3), IdentityState(), POLICY,
+                 event_time(ev(T0)))
+    assert {h.rule for h in hits} == {"sensitive_to_unapproved_vendor", "prompt_injection"}
+    assert severity_of(hits) == "critical" and severity_of([]) is None
+
+
+@pytest.mark.parametrize("policy, why", [
+    ({}, "no vendors section"), ({"vendors": []}, "no vendors section"),
+    ({"vendors": {"openai": {"max_level": "secret"}}}, "max_level must be one of"),
+    ({"vendors": {"openai": "restricted"}}, "max_level must be one of"),
+])
+def test_a_policy_without_a_usable_vendors_section_is_refused(policy, why):
+    with pytest.raises(ValueError, match=why):
+        config_from_policy(policy)
+
+
+def test_the_vendors_default_level_is_the_gateways():
+    assert config_from_policy({"vendors": {"openai": {}, "local": {"max_level": "restricted"}}}).vendor_max_level == {
+        "openai": "internal", "local": "restricted"}
