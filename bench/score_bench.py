@@ -125,7 +125,7 @@ def main() -> None:
     X_train = np.array([fx(e) for e in train_events])
     detector = train(X_train, version="bench", seed=7)
     # A stream of distinct, time-ordered normal traffic long enough for n events.
-    stream, _ = labelled_traffic(8, train_days=max(2, n // 2700 + 1))
+    stream, _ = labelled_traffic(8, train_days=max(2, n // 4000 + 1), test_days=1)
     events = stream[:n]
     n = len(events)
 

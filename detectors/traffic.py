@@ -235,7 +235,9 @@ def inject(rng: random.Random, fam: Family, people: list[Identity], day: datetim
     who = rng.choice([h for h in humans if h.weekend == 0.0] or humans)
     add("weekend_bulk", [_event(rng, fam, who, saturday + timedelta(hours=11, seconds=45 * i),
                                 prompt_chars=rng.randint(8_000, 20_000), level="confidential") for i in range(30)])
-    sleeper = next(p for p in people if p.kind == "workforce" and day_no - 1 in p.away and day_no + 6 in p.away)
+    # The identity away since its third day (a short window has none: then someone who was at work).
+    sleeper = next((p for p in people if p.kind == "workforce" and day_no - 1 in p.away and day_no + 6 in p.away),
+                   humans[-1])
     t = day + timedelta(hours=sleeper.start_hour)
     add("dormant_wakes", [_event(rng, fam, sleeper, t + timedelta(seconds=50 * i)) for i in range(40)])
     who = min(humans, key=lambda h: h.per_hour)

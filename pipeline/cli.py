@@ -579,8 +579,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         rows = rows[:args.limit]
         listed = [{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
                    "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
-                   "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "uid": r["finding_uid"],
-                   "why": str(r["explanation"]).split("driven by ", 1)[-1]} for r in rows]
+                   "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "detectors": r["detectors"],
+                   "uid": r["finding_uid"], "why": str(r["explanation"]).split("driven by ", 1)[-1]} for r in rows]
         if args.group_by:
             groups: dict[tuple[str, ...], dict[str, Any]] = {}
             for r in listed:
@@ -835,7 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--status", choices=["open", "acknowledged", "resolved"])
     s.add_argument("--since", type=_time, help="RFC 3339, or a duration ago (7d, 2h)")
     s.add_argument("--until", type=_time, help="RFC 3339, or a duration ago")
-    s.add_argument("--group-by", nargs="+", choices=["actor", "model", "severity", "status"],
+    s.add_argument("--group-by", nargs="+", choices=["actor", "model", "detectors", "severity", "status"],
                    help="list: one row per group (alerts, open ones, highest severity, latest), largest first; "
                         "`--group-by actor model` is per identity and detector")
     s.add_argument("--limit", type=_limit, default=100, help="at most this many rows (default 100; a note says when "

@@ -152,7 +152,12 @@ def _gateway_step(settings: Settings, state: Path) -> None:
 def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
     scoring worker, inject misuse, and work the alert it raises: the security operations path."""
-    from detectors.traffic import labelled_traffic
+    import os
+
+    import yaml
+
+    from detectors.rules import RULES_VERSION
+    from detectors.traffic import TUNING, labelled_traffic
     from pipeline.keys import load_signer
     from pipeline.ops.labelled import emit_all
     from pipeline.ops.progress import scoring_done
@@ -160,7 +165,8 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     from pipeline.score.models import events_from_store, promote, train_from
 
     step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
-    baseline, live = labelled_traffic(seed=7)
+    started = datetime.now(timezone.utc)
+    baseline, live = labelled_traffic(seed=7, train_days=2, test_days=1)  # two days of habits, one of misuse
     versions = (policy.policy_id, policy.version)
     print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions, new_ids=True)} events")
     if not wait_until_drained(settings, timeout_s=300, poll_s=2.0).done:
@@ -172,7 +178,11 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     promote(settings.score.models_dir, version, signer, by="demo-operator")
     print(f"  trained {version} on {manifest['training']['rows']} chained events (read through the running sink); "
           f"promoted, signed by key {signer.kid}")
-    workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log"))
+    # The rules learn what each vendor may receive from a policy's vendors section (the traffic's vendors here).
+    scorer_policy = log_dir / "scorer-policy.yaml"
+    scorer_policy.write_text(yaml.safe_dump({"vendors": {v: {"max_level": lvl} for v, lvl in TUNING.max_level.items()}}))
+    workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log",
+                                env={**os.environ, "AIAUDIT_SCORE__POLICY_FILE": str(scorer_policy)}))
     misuse = sum(label != "normal" for _, label in live)
     emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions, new_ids=True)
     print(f"  live traffic: {len(live)} events, {misuse} of them misuse (bursts, injections, secrets to an "
@@ -185,14 +195,19 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
         time.sleep(2)
     wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings, into ClickHouse
     client = store.connect(settings, must_exist=True)  # the sink holds the store: read through it
-    alerts = [a for a in list_alerts(client, settings, limit=5000) if a["model_version"] == version]
-    print(f"  {len(alerts)} alert(s) raised by {version}; the highest:")
-    for a in sorted(alerts, key=lambda a: -a["score"])[:3]:
-        why = str(a["explanation"]).split("driven by ", 1)[-1]
-        print(f"    {a['severity']:<8} {a['actor_id']:<24} score {a['score']:.3f}  {a['origin']}#{a['seq']}  {why[:70]}")
+    alerts = list_alerts(client, settings, since=started, limit=5000)
+    by_detector: dict[str, int] = {}
+    for a in alerts:
+        for name in filter(None, a["detectors"].split(",")):
+            by_detector[name] = by_detector.get(name, 0) + 1
+    print(f"  {len(alerts)} alert(s) raised by model {version} and rules {RULES_VERSION}: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(by_detector.items(), key=lambda kv: -kv[1])))
+    rank = {"critical": 0, "high": 1, "medium": 2}
+    for a in sorted(alerts, key=lambda a: (rank.get(a["severity"], 3), -a["score"]))[:4]:
+        print(f"    {a['severity']:<8} {a['actor_id']:<24} {a['origin']}#{a['seq']}  {str(a['explanation'])[:80]}")
     if not alerts:
         return
-    top = max(alerts, key=lambda a: a["score"])
+    top = min(alerts, key=lambda a: (rank.get(a["severity"], 3), -a["score"]))
     set_status(settings, top["finding_uid"], "acknowledged", by="soc-analyst", note="looking into it", client=client)
     print(f"  aiaudit alerts ack {top['finding_uid']} --by soc-analyst  (sent as an event while the sink runs)")
     deadline = time.monotonic() + 30
