@@ -213,10 +213,10 @@ def inject(rng: random.Random, fam: Family, people: list[Identity], day: datetim
     add("secrets_to_unapproved_vendor", [  # an SDK emitter: no gateway to deny it
         _event(rng, fam, w, day + timedelta(hours=w.start_hour + rng.uniform(0, 6)), vendor=fam.unapproved,
                level="restricted", pii=rng.randint(2, 5), secrets=rng.randint(1, 3), decision="allow")
-        for w in rng.sample(humans, 8)])
+        for w in rng.sample(humans, min(8, len(humans)))])
     add("prompt_injection", [
         _event(rng, fam, w, day + timedelta(hours=w.start_hour + rng.uniform(0, 6)), injection=rng.randint(2, 5),
-               urls=rng.randint(3, 6), blobs=rng.randint(1, 3)) for w in rng.sample(humans, 10)])
+               urls=rng.randint(3, 6), blobs=rng.randint(1, 3)) for w in rng.sample(humans, min(10, len(humans)))])
     bot = rng.choice(agents)
     new = next(pair for pair in fam.pairs() if pair not in bot.vendors)
     add("agent_new_vendor", [_event(rng, fam, bot, day + timedelta(hours=13, minutes=3 * i), vendor=new)
@@ -225,7 +225,7 @@ def inject(rng: random.Random, fam: Family, people: list[Identity], day: datetim
     add("night_activity", [_event(rng, fam, who, day + timedelta(hours=3, minutes=4 * i)) for i in range(8)])
     add("huge_responses", [
         _event(rng, fam, w, day + timedelta(hours=w.start_hour + rng.uniform(0, 6)),
-               response_chars=int(rng.lognormvariate(w.response_mu, 0.3) * 60)) for w in rng.sample(humans, 10)])
+               response_chars=int(rng.lognormvariate(w.response_mu, 0.3) * 60)) for w in rng.sample(humans, min(10, len(humans)))])
     who = rng.choice(humans)
     t = day + timedelta(hours=who.start_hour + 1)
     add("denial_burst", [_event(rng, fam, who, t + timedelta(seconds=40 * i), level="restricted",
@@ -246,7 +246,7 @@ def inject(rng: random.Random, fam: Family, people: list[Identity], day: datetim
     add("response_above_route", [
         _event(rng, fam, w, day + timedelta(hours=w.start_hour + rng.uniform(0, 6)), level="internal",
                vendor=next(p for p in fam.pairs() if fam.max_level[p[0]] == "internal"), response_level="restricted")
-        for w in rng.sample(humans, 8)])
+        for w in rng.sample(humans, min(8, len(humans)))])
     newbie = Identity(f"contractor99@{fam.domain}", "workforce", None, [fam.pairs()[0]], 9, 17, 2.0, 6.0, 7.0,
                       [50, 50, 0, 0], fam.routes[0])
     t = day + timedelta(hours=10)
@@ -255,20 +255,22 @@ def inject(rng: random.Random, fam: Family, people: list[Identity], day: datetim
     return out
 
 
-def labelled_traffic(seed: int, *, train_days: int = 14, start: datetime | None = None,
-                     test_days: int = 7) -> tuple[list[Event], list[Labelled]]:
+def labelled_traffic(seed: int, *, train_days: int = 14, start: datetime | None = None, test_days: int = 7,
+                     people: int = 40, agents: int = 8) -> tuple[list[Event], list[Labelled]]:
     """(training events: normal days; test events with labels: more normal days plus misuse),
-    each in time order. The tuning family."""
-    return family_traffic(TUNING, population, inject, seed, train_days=train_days, start=start, test_days=test_days)
+    each in time order. The tuning family. A model needs a window that shows what it will see:
+    with calendar and dormancy features, at least a week (a smaller population keeps that short)."""
+    return family_traffic(TUNING, population, inject, seed, train_days=train_days, start=start, test_days=test_days,
+                          people=people, agents=agents)
 
 
 def family_traffic(fam: Family, people_of: Callable[..., list[Identity]],
                    inject_into: Callable[[random.Random, Family, list[Identity], datetime, int], list[Labelled]],
-                   seed: int, *, train_days: int, start: datetime | None, test_days: int
+                   seed: int, *, train_days: int, start: datetime | None, test_days: int, **sizes: int
                    ) -> tuple[list[Event], list[Labelled]]:
     rng = random.Random(seed)
     start = start or datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday
-    people = people_of(rng, fam, days=train_days + test_days)
+    people = people_of(rng, fam, days=train_days + test_days, **sizes)
     train = normal_traffic(rng, fam, people, start, range(train_days))
     test = [(e, "normal") for e in normal_traffic(rng, fam, people, start, range(train_days, train_days + test_days))]
     test += inject_into(rng, fam, people, start + timedelta(days=train_days), train_days)

@@ -166,7 +166,8 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
 
     step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
     started = datetime.now(timezone.utc)
-    baseline, live = labelled_traffic(seed=7, train_days=2, test_days=1)  # two days of habits, one of misuse
+    # Two weeks of a small team's habits (the model learns weekdays, nights and runs from them), a day of misuse.
+    baseline, live = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     versions = (policy.policy_id, policy.version)
     print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions, new_ids=True)} events")
     if not wait_until_drained(settings, timeout_s=300, poll_s=2.0).done:

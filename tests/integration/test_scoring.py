@@ -44,7 +44,7 @@ def operator(settings):
 
 
 def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, client, tmp_path):
-    train_events, test = labelled_traffic(seed=7, train_days=1, test_days=1)
+    train_events, test = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     db = settings.clickhouse.database
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
@@ -122,7 +122,7 @@ def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client
     from pipeline.keys import KeyRing, read_jwks
     from pipeline.score.models import promotion_history
 
-    train_events, test = labelled_traffic(seed=7, train_days=1, test_days=1)
+    train_events, test = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     db = settings.clickhouse.database
     for version, seed in (("m1", 7), ("m2", 8)):
         save(train(np.array([FeatureExtractor()(e) for e in train_events]), version=version, seed=seed),

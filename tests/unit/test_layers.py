@@ -29,7 +29,7 @@ RANK = {
     "store": 3,
     "sink": 4,
     "query": 5, "verify": 5, "witness": 5,
-    "score": 6,
+    "score": 6, "deliver": 6,
     "gateway": 7,
     "ops": 8,
     "cli": 9, "__init__": 9,
@@ -47,6 +47,7 @@ PURE = [
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
     "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
     "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file", "pipeline.gateway.shape",
+    "pipeline.deliver.formats", "pipeline.deliver.policy",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

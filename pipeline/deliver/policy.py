@@ -1,0 +1,97 @@
+"""Which findings go where, how often, and what is recorded (pure).
+
+A destination has filters (lowest severity, detectors, routes), a suppression window per
+(identity, detector): a second finding of the same detector for the same identity inside the
+window is recorded as suppressed, not sent; retries with exponential backoff and jitter, and
+a dead letter after the last attempt. Every outcome is a delivery record (delivered where, when,
+with what response; suppressed; failed; dead-lettered), keyed by a delivery uid derived from
+the destination and the finding: a replay after a restart produces the same uid, so a
+receiver, the records and the suppression state all see it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.deliver.formats import detectors_of
+
+SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
+Kind = Literal["webhook", "splunk_hec", "syslog", "chat"]
+Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered", "filtered"]
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    kind: Kind
+    min_severity: str = "medium"
+    detectors: frozenset[str] | None = None  # None: any
+    routes: frozenset[str] | None = None  # None: any
+    suppress_s: float = 900.0  # per (identity, detector)
+    max_attempts: int = 6
+    backoff_s: float = 2.0  # first retry after this, doubling
+    backoff_max_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.min_severity not in SEVERITY_RANK:
+            raise ValueError(f"destination {self.name}: min_severity must be one of {', '.join(SEVERITY_RANK)}")
+        if self.max_attempts < 1 or self.suppress_s < 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
+            raise ValueError(f"destination {self.name}: attempts >= 1, suppression >= 0, 0 < backoff <= backoff max")
+
+
+def accepts(dest: Destination, finding: dict[str, Any]) -> bool:
+    """Whether `finding` passes the destination's filters."""
+    if SEVERITY_RANK.get(str(finding.get("severity", "")).lower(), 0) < SEVERITY_RANK[dest.min_severity]:
+        return False
+    if dest.detectors is not None and not dest.detectors & set(detectors_of(finding)):
+        return False
+    route = (finding.get("unmapped") or {}).get("route")
+    return dest.routes is None or route in dest.routes
+
+
+def suppression_keys(finding: dict[str, Any]) -> list[str]:
+    """One key per (identity, detector) the finding carries."""
+    actor = finding["actor"]["user"]["uid"]
+    return [f"{actor}\n{d}" for d in detectors_of(finding)]
+
+
+def suppressed(dest: Destination, last_sent: dict[str, float], keys: list[str], at: float) -> bool:
+    """True when every (identity, detector) of the finding was sent within the window before `at`
+    (a finding that adds a detector not yet sent for this identity goes out)."""
+    return bool(keys) and all(k in last_sent and at - last_sent[k] < dest.suppress_s for k in keys)
+
+
+def delivery_uid(dest: Destination, finding_uid: str) -> str:
+    """Stable per (destination, finding): the same on every attempt and after every replay."""
+    return hashlib.sha256(f"{dest.name}\n{finding_uid}".encode()).hexdigest()[:32]
+
+
+def retry_after(dest: Destination, uid: str, attempt: int) -> float | None:
+    """Seconds to wait before attempt `attempt + 1` (attempts count from 1), or None when
+    `attempt` was the last: exponential, capped, with up to 20% jitter derived from the uid (so
+    receivers are not hit in step, and a test can predict it)."""
+    if attempt >= dest.max_attempts:
+        return None
+    base = min(dest.backoff_max_s, dest.backoff_s * 2 ** (attempt - 1))
+    jitter = int(hashlib.sha256(f"{uid}:{attempt}".encode()).hexdigest()[:4], 16) / 0xFFFF * 0.2
+    return base * (1 + jitter)
+
+
+@dataclass
+class DeliveryRecord:
+    delivery_uid: str
+    finding_uid: str
+    destination: str
+    outcome: Outcome
+    attempt: int
+    at: float  # epoch seconds
+    status: str = ""  # HTTP status, "sent" for syslog, or the error's kind
+    response: str = ""  # the receiver's answer or the error, cut to 500 characters
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def message(self) -> dict[str, Any]:
+        return {"delivery_uid": self.delivery_uid, "finding_uid": self.finding_uid, "destination": self.destination,
+                "outcome": self.outcome, "attempt": self.attempt, "at": self.at, "status": self.status[:64],
+                "response": self.response[:500]}

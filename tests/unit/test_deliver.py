@@ -1,0 +1,138 @@
+"""Delivery formats and routing (pure): each destination's form, signatures and replay window,
+hostile text escaped for where it lands, filters, suppression, backoff, stable delivery ids."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+
+from detectors.rules import RuleHit
+from pipeline.deliver.formats import (
+    DELIVERY_HEADER,
+    MAX_SYSLOG_BYTES,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookRefused,
+    chat_message,
+    octet_counted,
+    splunk_hec_body,
+    syslog_message,
+    verify_webhook,
+    webhook_request,
+)
+from pipeline.deliver.policy import Destination, accepts, delivery_uid, retry_after, suppressed, suppression_keys
+from pipeline.score.ocsf import detection_finding
+
+SECRET = b"s3cret-shared-with-the-receiver"
+
+
+def finding(actor="alice@acme.example", *, severity="high", rules=("prompt_injection",), route="chat", why="2 markers"):
+    event = {"actor": {"id": actor, "type": "workforce"}, "decision": "allow", "event_id": "e1",
+             "occurred_at": "2026-11-29T10:00:00.000000Z", "gen_ai_provider_name": "openai",
+             "gen_ai_request_model": "gpt-4o", "route": route}
+    return detection_finding(origin="acme/prod/ai.requests/p1/g1", seq=42, leaf_hash="ab" * 32, event=event,
+                             score=0.41, severity=severity, explanation=[], model_version="m1",
+                             detected_at_ms=1_795_950_000_123, rule_hits=[RuleHit(r, severity, why) for r in rules])
+
+
+def test_a_signed_webhook_verifies_and_carries_the_finding_whole():
+    f = finding()
+    body, headers = webhook_request(f, SECRET, "d-1", now=1_795_950_000)
+    doc = verify_webhook(SECRET, headers, body, now=1_795_950_030)
+    assert doc == {"delivery": "d-1", "finding": f} and headers[DELIVERY_HEADER] == "d-1"
+
+
+@pytest.mark.parametrize("tamper, why", [
+    (lambda b, h: (b.replace(b"alice", b"mallo"), h), "signature"),
+    (lambda b, h: (b, {**h, TIMESTAMP_HEADER: str(int(h[TIMESTAMP_HEADER]) + 1)}), "signature"),
+    (lambda b, h: (b, {**h, SIGNATURE_HEADER: "v1=" + "0" * 64}), "signature"),
+    (lambda b, h: (b, {k: v for k, v in h.items() if k != SIGNATURE_HEADER}), "signature"),
+    (lambda b, h: (b, {**h, TIMESTAMP_HEADER: "-5"}), "timestamp"),
+    (lambda b, h: (b, {**h, DELIVERY_HEADER: "d-2"}), "delivery id"),
+])
+def test_a_webhook_changed_in_transit_is_refused(tamper, why):
+    body, headers = webhook_request(finding(), SECRET, "d-1", now=1_795_950_000)
+    body, headers = tamper(body, headers)
+    with pytest.raises(WebhookRefused, match=why):
+        verify_webhook(SECRET, headers, body, now=1_795_950_000)
+
+
+def test_a_webhook_outside_the_replay_window_is_refused_either_side():
+    body, headers = webhook_request(finding(), SECRET, "d-1", now=1_795_950_000)
+    for now in (1_795_950_000 + 301, 1_795_950_000 - 301):
+        with pytest.raises(WebhookRefused, match="replay window"):
+            verify_webhook(SECRET, headers, body, now=now)
+    with pytest.raises(WebhookRefused, match="signature"):
+        verify_webhook(b"another-secret", headers, body, now=1_795_950_000)
+
+
+def test_splunk_hec_event():
+    doc = orjson.loads(splunk_hec_body(finding(), index="security"))
+    assert doc["time"] == 1_795_950_000.123 and doc["sourcetype"] == "ocsf:detection_finding"
+    assert doc["index"] == "security" and doc["event"]["finding_info"]["uid"] == finding()["finding_info"]["uid"]
+
+
+RFC5424 = re.compile(rb'^<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) (\[aiaudit@32473(?: [a-z]+="(?:[^"\\\]]|\\["\\\]])*")+\]) \xef\xbb\xbf(.*)$', re.S)
+
+
+def test_syslog_is_rfc5424_with_the_finding_in_structured_data_and_msg():
+    f = finding()
+    m = RFC5424.match(syslog_message(f, hostname="scorer-1"))
+    assert m, syslog_message(f, hostname="scorer-1")[:300]
+    assert int(m.group(1)) == 13 * 8 + 3 and m.group(2) == b"2026-11-29T11:00:00.123Z" and m.group(3) == b"scorer-1"
+    assert b'origin="acme/prod/ai.requests/p1/g1" seq="42"' in m.group(7) and b'detectors="prompt_injection"' in m.group(7)
+    assert orjson.loads(m.group(8)) == f
+    assert octet_counted(b"abc") == b"3 abc"
+
+
+def test_hostile_text_cannot_break_out_of_syslog_or_slack():
+    hostile = 'eve"] [evil@1 x="y"]\n<14>1 forged <!channel> <https://evil.example|click>'
+    f = finding(hostile, why="a reason with ] and \" and \\ and\r\nnew lines")
+    msg = syslog_message(f, hostname="host with spaces\n")
+    m = RFC5424.match(msg)
+    assert m and m.group(3) == b"hostwithspaces" and b"\n" not in msg.split(b"\xef\xbb\xbf")[0]
+    params = {k.decode(): re.sub(rb'\\(["\\\]])', rb"\1", v).decode()
+              for k, v in re.findall(rb'([a-z]+)="((?:[^"\\\]]|\\["\\\]])*)"', m.group(7))}
+    assert params["actor"] == hostile.replace("\n", "")  # one SD-ELEMENT: the injected one is text inside a value
+    slack = orjson.loads(chat_message(f))["text"]
+    assert "<!channel>" not in slack and "<https://" not in slack and "&lt;!channel&gt;" in slack
+
+
+def test_a_syslog_message_is_bounded():
+    f = finding(why="x" * 50_000)
+    msg = syslog_message(f, hostname="h")
+    assert len(msg) <= MAX_SYSLOG_BYTES and orjson.loads(msg.split(b"\xef\xbb\xbf", 1)[1])["truncated"] is True
+
+
+def test_filters_by_severity_detector_and_route():
+    dest = Destination("soc", "webhook", min_severity="high", detectors=frozenset({"prompt_injection"}),
+                       routes=frozenset({"chat"}))
+    assert accepts(dest, finding())
+    assert not accepts(dest, finding(severity="medium"))
+    assert not accepts(dest, finding(rules=("request_burst",)))
+    assert not accepts(dest, finding(route="support-bot"))
+    assert accepts(Destination("all", "syslog"), finding(severity="medium", route=None))
+    with pytest.raises(ValueError, match="min_severity"):
+        Destination("x", "chat", min_severity="low")
+
+
+def test_suppression_per_identity_and_detector():
+    dest = Destination("chat", "chat", suppress_s=900)
+    keys = suppression_keys(finding(rules=("prompt_injection", "request_burst")))
+    assert keys == ["alice@acme.example\nprompt_injection", "alice@acme.example\nrequest_burst"]
+    sent = {keys[0]: 1000.0}
+    assert not suppressed(dest, sent, keys, 1100.0)  # request_burst not yet sent for alice
+    sent[keys[1]] = 1050.0
+    assert suppressed(dest, sent, keys, 1100.0) and not suppressed(dest, sent, keys, 1000.0 + 900)
+    assert not suppressed(dest, sent, suppression_keys(finding("bob@acme.example")), 1100.0)
+
+
+def test_delivery_ids_are_stable_and_backoff_grows_to_a_cap_then_stops():
+    dest = Destination("siem", "splunk_hec", max_attempts=6, backoff_s=2, backoff_max_s=20)
+    uid = delivery_uid(dest, "f-1")
+    assert uid == delivery_uid(dest, "f-1") != delivery_uid(Destination("other", "splunk_hec"), "f-1")
+    waits = [retry_after(dest, uid, a) for a in range(1, 7)]
+    assert waits[-1] is None and all(w is not None for w in waits[:-1])
+    assert 2 <= waits[0] <= 2.4 and 4 <= waits[1] <= 4.8 and 16 <= waits[3] <= 19.2 and 20 <= waits[4] <= 24
