@@ -31,10 +31,11 @@ def contract_event(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def emit_all(settings: Settings, events: Iterable[dict[str, Any]], emitter_id: str,
-             policy: tuple[str, str] | None = None, *, new_ids: bool = False) -> int:
+             policy: tuple[str, str] | None = None, *, new_ids: bool = False, ids: list[str] | None = None) -> int:
     """Send labelled events through the SDK (under `policy` (id, version) when given); returns how many.
     The generator's event ids are the same on every run: `new_ids` gives each event a fresh one (a
-    demo run again against the same store would otherwise chain each event twice)."""
+    demo run again against the same store would otherwise chain each event twice). `ids`, when
+    given, receives each event's id as sent, in order."""
     emitter = Emitter(settings, emitter_id=emitter_id)
     n = 0
     for ev in events:
@@ -44,6 +45,8 @@ def emit_all(settings: Settings, events: Iterable[dict[str, Any]], emitter_id: s
         if policy is not None:
             event["policy_id"], event["policy_version"] = policy
         emitter.emit(event)
+        if ids is not None:
+            ids.append(event["event_id"])
         n += 1
     emitter.flush()
     return n

@@ -75,6 +75,7 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
                    a.actor_id AS actor_id, a.score AS score, a.model_version AS model_version,
                    a.origin AS origin, a.seq AS seq, a.leaf_hash AS leaf_hash,
                    JSONExtractString(a.finding, 'finding_info', 'desc') AS explanation,
+                   JSONExtractString(a.finding, 'unmapped', 'event_id') AS event_id,
                    arrayStringConcat(arrayMap(d -> JSONExtractString(d, 'detector'),
                                               JSONExtractArrayRaw(a.finding, 'unmapped', 'detections')), ',') AS detectors,
                    if(s.n = 0, 'open', s.last_status) AS status, s.last_by AS status_by, s.last_at AS status_at
