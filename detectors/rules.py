@@ -41,6 +41,7 @@ class RuleConfig:
     odd_hour_share: float = 0.02  # an hour of day holding less than this share of the identity's requests ...
     odd_hour_run: int = 5  # ... with this many requests within the hour, once it has odd_hour_history requests
     odd_hour_history: int = 50
+    odd_hour_active_hours: int = 40  # ... spread over this many clock hours (a week of a person's, two days of an agent's)
     size_over_usual: float = 20.0  # a prompt or response this many times the identity's usual size ...
     size_at_least: int = 10_000  # ... and at least this many characters
 
@@ -110,9 +111,10 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
                                     f"usual {usual_chars:,.0f}"))
 
     hour = int(now // 3600) % 24
-    if state.seen >= config.odd_hour_history:
+    if state.seen >= config.odd_hour_history and state.active_hours >= config.odd_hour_active_hours:
         run = 1 + requests_within(state, now, 3600)
-        before = max(0, state.hours[hour] - (run - 1))  # the hour's share before this run began
+        # The hour of day's share before this clock hour (the run's own requests in it do not count).
+        before = max(0, state.hours[hour] - requests_within(state, now, now % 3600))
         if run >= config.odd_hour_run and (before + 1) / state.seen < config.odd_hour_share:
             hits.append(RuleHit("odd_hours_run", "medium",
                                 f"{run} requests within an hour at {hour:02d}:00 UTC, an hour that held {before} of "

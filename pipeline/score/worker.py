@@ -22,6 +22,7 @@ this target).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -137,6 +138,10 @@ class ScoreWorker:
             assigned.append(TopicPartition(k.chain_topic, p, start if start >= 0 else OFFSET_BEGINNING))
             log.info("chain %s[%d]: scoring from offset %s with %d identity states", k.chain_topic, p,
                      start if start >= 0 else "the beginning", len(states[p]))
+        # Restored states live as long as the assignment: out of the cyclic collector's scans (it
+        # would otherwise traverse every one of them again and again as batches allocate).
+        gc.collect()
+        gc.freeze()
         consumer.assign(assigned)
         consumer.resume(assigned)  # a partition paused while fenced stays paused across assignments otherwise
 

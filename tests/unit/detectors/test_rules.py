@@ -100,11 +100,19 @@ def test_request_burst_dormant_waking_size_and_odd_hours():
     assert rules_of(ev(T0, prompt_chars=60_000), IdentityState()) == []  # no usual yet: the forest's size features
     assert rules_of(ev(T0, prompt_chars=2_000), history()) == []
 
-    night = history(days=14)  # 60 requests, all at 10:00
+    night = IdentityState()  # two weeks of weekdays, one request an hour from 9:00 to 17:00
+    for d in range(14):
+        day = T0 - timedelta(days=14 - d)
+        for h in range(9, 18) if day.weekday() < 5 else ():
+            observe(ev(day.replace(hour=h)), night)
     for i in range(4):
         observe(ev(T0.replace(hour=3) + timedelta(minutes=5 * i)), night)
     assert "odd_hours_run" in rules_of(ev(T0.replace(hour=3, minute=25)), night)
     assert "odd_hours_run" not in rules_of(ev(T0.replace(minute=25)), night)
+    young = IdentityState()  # an agent's first two hours: every hour of day is new to it, none is odd yet
+    for m in range(0, 120):
+        observe(ev(T0.replace(hour=0) + timedelta(minutes=m), kind="agent"), young)
+    assert "odd_hours_run" not in rules_of(ev(T0.replace(hour=2, minute=1), kind="agent"), young)
 
 
 def test_severity_is_the_highest_hit():
