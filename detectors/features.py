@@ -8,6 +8,7 @@ first use is visible as one. Time is the event's own `occurred_at`, never a cloc
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -114,13 +115,9 @@ def gap_before_run(state: IdentityState, now: float) -> float:
 
 
 def requests_within(state: IdentityState, now: float, seconds: float) -> int:
-    """The identity's requests in the `seconds` before `now` (newest last in the window)."""
-    n = 0
-    for t in reversed(state.last_hour):
-        if now - t > seconds:
-            break
-        n += 1
-    return n
+    """The identity's requests in the `seconds` before `now`: the window is in time order (each
+    identity's events are), so a binary search finds where it starts."""
+    return len(state.last_hour) - bisect_left(state.last_hour, now - seconds)
 
 
 def extract(event: dict[str, Any], state: IdentityState) -> list[float]:
