@@ -574,7 +574,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     client = store.connect(settings, must_exist=True)
     if args.action == "list":
         rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
-                           until=args.until, status=args.status, limit=min(args.limit + 1, MAX_LIMIT))
+                           until=args.until, status=args.status, detector=args.detector,
+                           limit=min(args.limit + 1, MAX_LIMIT))
         cut = len(rows) > args.limit
         rows = rows[:args.limit]
         listed = [{"detected_at": r["detected_at"], "severity": r["severity"], "actor": r["actor_id"],
@@ -833,6 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--actor")
     s.add_argument("--severity", choices=["medium", "high", "critical"])
     s.add_argument("--status", choices=["open", "acknowledged", "resolved"])
+    s.add_argument("--detector", help="list: only findings this detector fired on (isolation-forest, or a rule: "
+                                      "prompt_injection, request_burst, ...)")
     s.add_argument("--since", type=_time, help="RFC 3339, or a duration ago (7d, 2h)")
     s.add_argument("--until", type=_time, help="RFC 3339, or a duration ago")
     s.add_argument("--group-by", nargs="+", choices=["actor", "model", "detectors", "severity", "status"],

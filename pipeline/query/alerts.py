@@ -27,10 +27,10 @@ SEVERITIES = ("medium", "high", "critical")
 
 def list_alerts(client: Client, settings: Settings, *, actor: str | None = None, severity: str | None = None,
                 since: datetime | None = None, until: datetime | None = None, status: str | None = None,
-                limit: int = 100) -> list[dict[str, Any]]:
+                detector: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Alerts, newest first, each once, with its current status and who set it."""
     sql, params = alerts.select_alerts(store.database(settings), actor=actor, severity=severity, since=since,
-                                       until=until, status=status, limit=limit)
+                                       until=until, status=status, detector=detector, limit=limit)
     names, rows = store.query_rows(client, sql, params)
     return [dict(zip(names, row)) for row in rows]
 

@@ -53,9 +53,15 @@ def status_row_of(obj: dict[str, Any]) -> list[Any]:
     return status_row(uid, status, by, note, parse_ts(obj["at"]))
 
 
+DETECTORS_OF = ("arrayMap(d -> JSONExtractString(d, 'detector'), "
+                "JSONExtractArrayRaw(a.finding, 'unmapped', 'detections'))")  # the detectors a finding names
+
+
 def select_alerts(db: str, *, actor: str | None = None, severity: str | None = None, since: datetime | None = None,
-                  until: datetime | None = None, status: str | None = None, limit: int = 100) -> tuple[str, dict[str, Any]]:
-    """Alerts, newest first, each once, with its current status and who set it."""
+                  until: datetime | None = None, status: str | None = None, detector: str | None = None,
+                  limit: int = 100) -> tuple[str, dict[str, Any]]:
+    """Alerts, newest first, each once, with its current status and who set it (and only those
+    a given detector fired on, with `detector`)."""
     conds, params = [], {"limit": limit}
     for column, name, value, typ in (("a.actor_id", "actor", actor, "String"), ("a.severity", "severity", severity, "String"),
                                      ("a.detected_at >=", "since", since, "DateTime64(3, 'UTC')"),
@@ -64,6 +70,9 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
             op = "" if column.endswith(("=", "<")) else " ="
             conds.append(f"{column}{op} {{{name}:{typ}}}")
             params[name] = value
+    if detector is not None:
+        conds.append(f"has({DETECTORS_OF}, {{detector:String}})")
+        params["detector"] = detector
     having = ""
     if status is not None:
         having = "WHERE status = {status:String}"
@@ -76,8 +85,7 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
                    a.origin AS origin, a.seq AS seq, a.leaf_hash AS leaf_hash,
                    JSONExtractString(a.finding, 'finding_info', 'desc') AS explanation,
                    JSONExtractString(a.finding, 'unmapped', 'event_id') AS event_id,
-                   arrayStringConcat(arrayMap(d -> JSONExtractString(d, 'detector'),
-                                              JSONExtractArrayRaw(a.finding, 'unmapped', 'detections')), ',') AS detectors,
+                   arrayStringConcat({DETECTORS_OF}, ',') AS detectors,
                    if(s.n = 0, 'open', s.last_status) AS status, s.last_by AS status_by, s.last_at AS status_at
             FROM (SELECT * FROM {db}.alerts LIMIT 1 BY finding_uid) AS a
             LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,

@@ -96,6 +96,9 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     listed = list_alerts(client, settings, limit=1000)
     assert len(listed) == len({row["finding_uid"] for row in listed}) == len({a[1:3] for a in alerts})
     assert all(row["status"] == "open" for row in listed)
+    injections = list_alerts(client, settings, detector="prompt_injection", limit=1000)
+    assert injections and all("prompt_injection" in r["detectors"].split(",") for r in injections)
+    assert len(injections) < len(listed)
     by_model = next(row for row in listed if row["model_version"] == "m1")
     uid = by_model["finding_uid"]
     set_status(settings, uid, "acknowledged", by="soc-analyst-1", note="looking", client=client)
