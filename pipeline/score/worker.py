@@ -6,7 +6,10 @@ the batch's scores (JSON arrays) to the scores topic, its findings (OCSF Detecti
 the alerts topic, the changed identity states to the compacted state topic, and the input
 offset. A kill -9 at any moment leaves all of a batch or none of it; the transactional id is
 per chain partition, so a restarted worker or the next owner after a rebalance fences the old
-writer.
+writer. A partition's transaction runs on a small writer pool while the next partition is
+scored and the next batch fetched; a partition's next batch waits for its previous transaction
+(whose states it reads). The first batch scored with a promoted model also records that
+promotion (ai.audit.model-promotions), in the same transaction.
 
 State lives beside the chain: an identity's events are all in one chain partition (emitters
 key by identity), and its state is written to the same partition of the state topic. On
