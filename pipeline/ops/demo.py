@@ -149,6 +149,17 @@ def _gateway_step(settings: Settings, state: Path) -> None:
                 print(f"  {label:<9} {status}  X-Request-Id {rid}\n            {text!r} -> {said[:90]!r}")
 
 
+def _renamed(ev: dict[str, Any], run: str) -> dict[str, Any]:
+    def tag(name: str | None) -> str | None:
+        if name is None:
+            return None
+        local, at, domain = name.partition("@")
+        return f"{local}.{run[:6]}{at}{domain}"
+
+    actor = ev["actor"]
+    return {**ev, "actor": {**actor, "id": tag(actor["id"]), "on_behalf_of": tag(actor.get("on_behalf_of"))}}
+
+
 def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
     scoring worker, inject misuse, and work the alert it raises: the security operations path."""
@@ -168,6 +179,10 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     started = datetime.now(timezone.utc)
     # Two weeks of a small team's habits (the model learns weekdays, nights and runs from them), a day of misuse.
     baseline, live = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
+    # Each run's team under its own names: a second demo against the same store would otherwise give
+    # the same people the same weeks twice (every request twice in its own minute: bursts everywhere).
+    baseline = [_renamed(ev, run) for ev in baseline]
+    live = [(_renamed(ev, run), label) for ev, label in live]
     versions = (policy.policy_id, policy.version)
     print(f"  baseline traffic: {emit_all(settings, baseline, f'demo-baseline-{run}', versions, new_ids=True)} events")
     if not wait_until_drained(settings, timeout_s=300, poll_s=2.0).done:
