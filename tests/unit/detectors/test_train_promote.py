@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -82,3 +83,25 @@ def test_only_a_promotion_signed_with_an_operators_key_is_live(tmp_path):
         live_detector(models, RING)
     with pytest.raises(ConfigError, match="--by"):
         promote(models, "good", OPERATOR, by=" ")
+
+
+def test_the_scorers_policy_file_gives_the_rules_vendor_levels_and_bad_files_are_named(tmp_path):
+    from pipeline.score.models import MAX_POLICY_BYTES, rule_config
+    from pipeline.settings import ScoreSettings, Settings
+
+    def with_file(path):
+        return Settings(score=ScoreSettings(policy_file=path))
+
+    assert rule_config(Settings()).vendor_max_level is None  # no file: the vendor rules are off
+    good = tmp_path / "policy.yaml"
+    good.write_text("version: 2026.11.0\nvendors:\n  openai: {max_level: confidential}\n  local-llm: {}\n")
+    assert rule_config(with_file(good)).vendor_max_level == {"openai": "confidential", "local-llm": "internal"}
+    cases = {"missing.yaml": None, "list.yaml": "- a\n- b\n", "novendors.yaml": "routes: {}\n",
+             "badlevel.yaml": "vendors: {openai: {max_level: top-secret}}\n", "notyaml.yaml": "vendors: [unclosed\n",
+             "huge.yaml": "#" * (MAX_POLICY_BYTES + 1)}
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ConfigError, match=rf"AIAUDIT_SCORE__POLICY_FILE {re.escape(str(path))}"):
+            rule_config(with_file(path))
