@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import Any
 
 from detectors.traffic import Event, Family, Identity, Labelled, _event, family_traffic
 
@@ -113,6 +112,3 @@ def heldout_traffic(seed: int, *, train_days: int = 14, test_days: int = 7,
     """(training events, labelled test events) of the held-out family."""
     return family_traffic(HELDOUT, population, inject, seed, train_days=train_days, start=start, test_days=test_days)
 
-
-def describe() -> dict[str, Any]:
-    return {"vendors": HELDOUT.vendors, "max_level": HELDOUT.max_level, "scenarios": SCENARIOS}

@@ -166,8 +166,6 @@ TUNING = Family(
     routes=["chat", "code-assist", "support-bot"],
     domain="acme.example", agent_prefix="agent:bot",
 )
-VENDORS = TUNING.vendors
-UNAPPROVED = TUNING.unapproved
 SCENARIOS = ("exfil_burst", "secrets_to_unapproved_vendor", "prompt_injection", "agent_new_vendor",
              "night_activity", "huge_responses", "denial_burst", "weekend_bulk", "dormant_wakes",
              "person_burst", "response_above_route", "new_identity_secrets")

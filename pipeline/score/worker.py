@@ -124,13 +124,11 @@ class ScoreWorker:
                              self._writers.map(self._fence, [tp.partition for tp in partitions])))
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         states: dict[int, dict[str, IdentityState]] = {p: {} for p in producers}
-        count = 0
         for msg in read_partitions(self.settings, k.score_state_topic, list(producers)):
             if msg.key() is None:
                 continue
             try:
                 states[msg.partition()][msg.key().decode()] = state_from_dict(orjson.loads(msg.value() or b"null"))
-                count += 1
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
                 log.warning("state topic %s[%d]@%d unreadable (%s); that identity starts afresh",
                             k.score_state_topic, msg.partition(), msg.offset(), exc)
