@@ -54,6 +54,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Every model promotion a scorer used (signed by the operator who promoted it): kept like the chain.
         TopicSpec(k.model_promotions_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED,
                                                 "retention.bytes": UNLIMITED}),
+        # Delivery records (where, when, with what answer) are evidence of "reported": kept like the alerts.
+        TopicSpec(k.deliveries_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
+        # The delivery agent's scheduled retries: partitioned like the alerts (its tables follow them).
+        TopicSpec(k.delivery_retries_topic, k.partitions, {"cleanup.policy": "delete",
+                                                           "retention.ms": str(7 * 24 * 3600 * 1000)}),
+        # Deliveries that kept failing, each with its finding, until someone re-drives them.
+        TopicSpec(k.delivery_dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         # Every policy bundle that governed a request: kept like the chain.
         TopicSpec(k.policies_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
                                         "max.message.bytes": str(4 * 1_048_576)}),

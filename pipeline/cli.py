@@ -145,6 +145,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                                                     settings.score.policy_file, rules.vendor_max_level)
         ScoreWorker(settings, model, rules=rules, instance_id=args.instance_id).run(stop_on_signals())
         return 0
+    if args.role == "deliver":
+        from pipeline.deliver.agent import run
+        from pipeline.deliver.config import load_targets
+
+        if settings.deliver.destinations_file is None:
+            raise ConfigError("the delivery agent needs a destinations file: set AIAUDIT_DELIVER__DESTINATIONS_FILE "
+                              "(docs/delivery.md shows one)")
+        targets = load_targets(settings.deliver.destinations_file)
+        logging.getLogger("aiaudit.deliver").info("destinations: %s", ", ".join(map(repr, targets)))
+        run(settings, targets, verbose=args.verbose)
+        return 0
     if args.role == "all":
         procs = [start_worker(role) for role in ("chain", "sink")]
         return supervise(procs, stop_on_signals())
@@ -697,9 +708,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("worker", help="run the chain worker, the sink worker, or both",
                        description="chain: requests -> signed hash chain; sink: chain, dead letters, scores and alerts -> "
-                                   "ClickHouse; score: anomaly scoring with the live model (exactly once, a transaction per batch); all: chain and sink "
-                                   "as child processes.")
-    s.add_argument("role", nargs="?", choices=["chain", "sink", "score", "all"], default="all")
+                                   "ClickHouse; score: anomaly scoring with the live model (exactly once, a transaction per batch); deliver: "
+                                   "findings to webhooks, Splunk HEC, syslog and chat (Faust; AIAUDIT_DELIVER__DESTINATIONS_FILE); "
+                                   "all: chain and sink as child processes.")
+    s.add_argument("role", nargs="?", choices=["chain", "sink", "score", "deliver", "all"], default="all")
     s.add_argument("--instance-id", help="static group membership id (a restart with the same id takes over at once)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_worker)

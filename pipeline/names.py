@@ -13,10 +13,14 @@ CONTENT_TOPIC = "ai.content"
 CHECKPOINTS_TOPIC = "ai.audit.checkpoints"
 SCORE_STATE_TOPIC = "ai.audit.score-state"  # the scoring worker's identity states (compacted)
 MODEL_PROMOTIONS_TOPIC = "ai.audit.model-promotions"  # each signed promotion, as the scorer first used it
+DELIVERIES_TOPIC = "ai.audit.deliveries"  # every delivery attempt of a finding (delivered, failed, suppressed, ...)
+DELIVERY_RETRIES_TOPIC = "ai.audit.delivery-retries"  # the delivery agent's scheduled retries (internal)
+DELIVERY_DLQ_TOPIC = "ai.audit.delivery-dlq"  # deliveries that kept failing, the finding whole, for re-driving
 
 CHAIN_GROUP = "aiaudit-chain"
 SINK_GROUP = "aiaudit-sink"
 SCORE_APP = "aiaudit-score"
+DELIVER_APP = "aiaudit-deliver"  # the delivery agent's Faust app id (its group and table topics)
 
 # Dead-letter headers: why, and where the message came from.
 HDR_REASON = "aiaudit.reason"
@@ -32,3 +36,4 @@ POLICIES_TABLE = "policies"
 CONTENT_TABLE = "content"
 CHECKPOINTS_TABLE = "checkpoints"
 MODEL_PROMOTIONS_TABLE = "model_promotions"
+DELIVERIES_TABLE = "deliveries"

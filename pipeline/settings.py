@@ -31,10 +31,14 @@ class KafkaSettings(BaseModel):
     checkpoints_topic: str = names.CHECKPOINTS_TOPIC
     score_state_topic: str = names.SCORE_STATE_TOPIC
     model_promotions_topic: str = names.MODEL_PROMOTIONS_TOPIC
+    deliveries_topic: str = names.DELIVERIES_TOPIC
+    delivery_retries_topic: str = names.DELIVERY_RETRIES_TOPIC
+    delivery_dlq_topic: str = names.DELIVERY_DLQ_TOPIC
     partitions: int = Field(4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
     score_app: str = names.SCORE_APP  # the scoring worker's consumer group (and its transactional ids' prefix)
+    deliver_app: str = names.DELIVER_APP  # the delivery agent's Faust app id: its group and its tables' topics
     # The broker's minimum; a killed worker's partitions move on after this long.
     session_timeout_ms: int = 6000
     # Producer compression (none, lz4, zstd, ...). none: on one host the broker's CPU, not the
@@ -101,6 +105,12 @@ class ScoreSettings(BaseModel):
     policy_file: Path | None = None
 
 
+class DeliverSettings(BaseModel):
+    # Where findings go (webhook, Splunk HEC, syslog, chat) with filters, suppression and retries:
+    # docs/delivery.md. Secrets are named by environment variable, never written in the file.
+    destinations_file: Path | None = None
+
+
 class EmitterSettings(BaseModel):
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(100_000, ge=1)
@@ -143,6 +153,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
+    deliver: DeliverSettings = Field(default_factory=DeliverSettings)
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)

@@ -168,6 +168,24 @@ CREATE TABLE IF NOT EXISTS {db}.alert_status
 ENGINE = MergeTree
 ORDER BY (finding_uid, at);
 
+-- Deliveries of findings to where analysts work (webhook, Splunk HEC, syslog, chat): one row per
+-- attempt and outcome (delivered with the receiver's answer, failed, suppressed, dead-lettered).
+CREATE TABLE IF NOT EXISTS {db}.deliveries
+(
+    delivery_uid String,
+    finding_uid  String,
+    destination  LowCardinality(String),
+    outcome      LowCardinality(String),
+    attempt      UInt16,
+    at           DateTime64(3, 'UTC'),
+    status       String,
+    response     String,
+    detail       String,
+    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (finding_uid, at);
+
 -- Model promotions as the scoring workers first used them: which model scored from when, its
 -- artifact hash, who promoted it and when, and the signed live.json itself (re-verifiable with the
 -- operator's public key). One row per worker that picked it up; queries take one per promotion.

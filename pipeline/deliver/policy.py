@@ -19,7 +19,7 @@ from pipeline.deliver.formats import detectors_of
 
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
 Kind = Literal["webhook", "splunk_hec", "syslog", "chat"]
-Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered", "filtered"]
+Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,53 @@ def retry_after(dest: Destination, uid: str, attempt: int) -> float | None:
     return base * (1 + jitter)
 
 
+# A delivery's state, kept by the agent per delivery uid (a Faust table): "sending" is written
+# and flushed before the side effect, so after a crash a delivery is either known not to have
+# started, known done, or in doubt (sent once more, same delivery id: receivers drop repeats).
+TERMINAL = ("delivered", "suppressed", "dead_lettered")
+State = dict[str, Any]  # {"state": "sending" | "retrying" | one of TERMINAL, "attempt": n}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Literal["skip", "suppress", "send"]
+    attempt: int = 1
+    in_doubt: bool = False  # a "sending" mark with no outcome: the previous attempt may have arrived
+
+
+def first_step(dest: Destination, finding: dict[str, Any], prior: State | None, last_sent: dict[str, float],
+               at: float) -> Step:
+    """What to do with a finding read from the alerts topic (first time, or replayed after a restart)."""
+    if prior is not None:
+        if prior["state"] == "sending" and int(prior["attempt"]) == 1:
+            return Step("send", 1, in_doubt=True)
+        return Step("skip")  # done, or a retry is scheduled (a retry in flight is replayed from the retries topic)
+    if not accepts(dest, finding):
+        return Step("skip")
+    if suppressed(dest, last_sent, suppression_keys(finding), at):
+        return Step("suppress")
+    return Step("send", 1)
+
+
+def retry_step(prior: State | None, attempt: int) -> Step:
+    """What to do with a scheduled retry (attempt `attempt`), given the delivery's state now."""
+    if prior is None or prior["state"] in TERMINAL:
+        return Step("skip")
+    if prior["state"] == "retrying" and int(prior["attempt"]) == attempt - 1:
+        return Step("send", attempt)
+    if prior["state"] == "sending" and int(prior["attempt"]) == attempt:
+        return Step("send", attempt, in_doubt=True)
+    return Step("skip")  # a replayed retry message that was already acted on
+
+
+def after_attempt(dest: Destination, uid: str, outcome: str, attempt: int) -> tuple[str, float | None]:
+    """The delivery's next state after an attempt, and the delay before the next one (when retrying)."""
+    if outcome == "delivered":
+        return "delivered", None
+    delay = retry_after(dest, uid, attempt)
+    return ("dead_lettered", None) if delay is None else ("retrying", delay)
+
+
 @dataclass
 class DeliveryRecord:
     delivery_uid: str
@@ -94,4 +141,4 @@ class DeliveryRecord:
     def message(self) -> dict[str, Any]:
         return {"delivery_uid": self.delivery_uid, "finding_uid": self.finding_uid, "destination": self.destination,
                 "outcome": self.outcome, "attempt": self.attempt, "at": self.at, "status": self.status[:64],
-                "response": self.response[:500]}
+                "response": self.response[:500], "detail": self.detail}

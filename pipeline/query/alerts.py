@@ -19,7 +19,7 @@ from pipeline import store
 from pipeline.errors import ConfigError, InfraError
 from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
-from pipeline.store import alerts
+from pipeline.store import alerts, deliveries
 
 STATUSES = alerts.STATUSES
 SEVERITIES = ("medium", "high", "critical")
@@ -58,8 +58,10 @@ def set_status(settings: Settings, finding_uid: str, status: str, *, by: str, no
 
 
 def status_history(client: Client, settings: Settings, finding_uid: str) -> list[dict[str, Any]]:
-    """The alert's history, starting with its raising (status "raised", by its model, with why).
-    Raises ConfigError for an unknown alert."""
+    """The alert's history in time order: its raising (status "raised", by its model or rules, with
+    why), each delivery outcome (status "delivered", "failed", ...; actor: the destination; note:
+    the attempt and the receiver's answer) and each status change. Raises ConfigError for an
+    unknown alert."""
     db = store.database(settings)
     _, raised = store.query_rows(client, *alerts.select_raised(db, finding_uid))
     if not raised:
@@ -67,4 +69,12 @@ def status_history(client: Client, settings: Settings, finding_uid: str) -> list
     at, model, severity, why = raised[0]
     first = {"status": "raised", "actor": f"rules {model}" if model.startswith("rules-") else f"model {model}", "note": f"{severity}: {why}", "at": at}
     names, rows = store.query_rows(client, *alerts.select_status_history(db, finding_uid))
-    return [first, *(dict(zip(names, row)) for row in rows)]
+    changes = [dict(zip(names, row)) for row in rows]
+    names, rows = store.query_rows(client, *deliveries.select_for_finding(db, finding_uid))
+    sent = []
+    for d in (dict(zip(names, row)) for row in rows):
+        doubt = " (resent in doubt: the receiver drops it by its delivery id)" if '"in_doubt":true' in d["detail"] else ""
+        answer = f"{d['status']} {d['response']}".strip()[:160]
+        sent.append({"status": d["outcome"], "actor": d["destination"], "at": d["at"],
+                     "note": f"attempt {d['attempt']}: {answer}{doubt}" if d["attempt"] else answer})
+    return [first, *sorted(changes + sent, key=lambda r: r["at"])]

@@ -17,7 +17,7 @@ from pipeline import names
 from pipeline.chain.checkpoint import TreeState
 from pipeline.chain.record import Record
 from pipeline.settings import KafkaSettings
-from pipeline.store import alerts, checkpoints, content, dead_letters, evidence, policies, promotions
+from pipeline.store import alerts, checkpoints, content, dead_letters, deliveries, evidence, policies, promotions
 
 
 class Consumed(Protocol):
@@ -50,6 +50,7 @@ def sink_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.alert_status_topic, names.ALERT_STATUS_TABLE, alerts.STATUS_COLUMNS),
         SinkTopic(k.policies_topic, names.POLICIES_TABLE, policies.COLUMNS),
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
+        SinkTopic(k.deliveries_topic, names.DELIVERIES_TABLE, deliveries.COLUMNS),
         SinkTopic(k.content_topic, names.CONTENT_TABLE, content.COLUMNS),
     )
 
@@ -79,6 +80,7 @@ def _parsers(k: KafkaSettings) -> dict[str, Callable[[Consumed, bytes], list[lis
         k.alert_status_topic: lambda _m, v: [alerts.status_row_of(orjson.loads(v))],
         k.policies_topic: lambda _m, v: [policies.row(orjson.loads(v))],
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],
+        k.deliveries_topic: lambda _m, v: [deliveries.row(orjson.loads(v))],
         k.content_topic: lambda _m, v: [content.row(orjson.loads(v))],
     }
 

@@ -59,7 +59,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         elif value is not None:
             env[prefix] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
-    for section in ("kafka", "chain", "signing", "clickhouse", "sink", "score", "emitter", "gateway", "local"):
+    for section in ("kafka", "chain", "signing", "clickhouse", "sink", "score", "deliver", "emitter", "gateway", "local"):
         model = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)

@@ -136,3 +136,124 @@ def test_delivery_ids_are_stable_and_backoff_grows_to_a_cap_then_stops():
     waits = [retry_after(dest, uid, a) for a in range(1, 7)]
     assert waits[-1] is None and all(w is not None for w in waits[:-1])
     assert 2 <= waits[0] <= 2.4 and 4 <= waits[1] <= 4.8 and 16 <= waits[3] <= 19.2 and 20 <= waits[4] <= 24
+
+
+# --- the agent's decisions (pure): replays after a restart, in-doubt sends, retries ----------
+
+from pipeline.deliver.policy import after_attempt, first_step, retry_step  # noqa: E402
+
+DEST = Destination("soc", "webhook", suppress_s=600, max_attempts=3, backoff_s=1, backoff_max_s=4)
+
+
+def test_a_new_finding_is_sent_and_a_replayed_one_is_not_sent_again():
+    f = finding()
+    assert first_step(DEST, f, None, {}, 1000.0).action == "send"
+    for state in ("delivered", "suppressed", "dead_lettered", "retrying"):
+        assert first_step(DEST, f, {"state": state, "attempt": 1}, {}, 1000.0).action == "skip", state
+    assert first_step(DEST, finding(severity="medium"), None, {}, 1000.0).action == "send"
+    assert first_step(Destination("x", "chat", min_severity="high"), finding(severity="medium"), None, {}, 1.0).action == "skip"
+
+
+def test_only_a_first_attempt_with_no_outcome_is_resent_from_the_alerts_side_and_marked_in_doubt():
+    step = first_step(DEST, finding(), {"state": "sending", "attempt": 1}, {}, 1000.0)
+    assert (step.action, step.attempt, step.in_doubt) == ("send", 1, True)
+    # a retry in flight at the kill is the retries topic's to replay, not the alerts topic's
+    assert first_step(DEST, finding(), {"state": "sending", "attempt": 2}, {}, 1000.0).action == "skip"
+
+
+def test_suppression_by_the_findings_own_times():
+    f = finding()
+    sent = {k: 1000.0 for k in suppression_keys(f)}
+    assert first_step(DEST, f, None, sent, 1599.0).action == "suppress"
+    assert first_step(DEST, f, None, sent, 1600.0).action == "send"
+    assert first_step(DEST, finding(rules=("prompt_injection", "denial_burst")), None, sent, 1100.0).action == "send"
+
+
+def test_a_retry_is_acted_on_once_whatever_is_replayed():
+    assert retry_step({"state": "retrying", "attempt": 1}, 2).action == "send"
+    doubt = retry_step({"state": "sending", "attempt": 2}, 2)
+    assert (doubt.action, doubt.in_doubt) == ("send", True)
+    for prior, n in (({"state": "retrying", "attempt": 2}, 2), ({"state": "sending", "attempt": 3}, 2),
+                     ({"state": "delivered", "attempt": 2}, 3), (None, 2), ({"state": "retrying", "attempt": 1}, 3)):
+        assert retry_step(prior, n).action == "skip", (prior, n)
+
+
+def test_after_an_attempt_retry_with_backoff_until_the_last_then_dead_letter():
+    assert after_attempt(DEST, "u", "delivered", 1) == ("delivered", None)
+    state, delay = after_attempt(DEST, "u", "failed", 1)
+    assert state == "retrying" and 1 <= delay <= 1.2
+    assert after_attempt(DEST, "u", "failed", 2)[0] == "retrying"
+    assert after_attempt(DEST, "u", "failed", 3) == ("dead_lettered", None)
+
+
+# --- the destinations file ------------------------------------------------------------
+
+from pipeline.deliver.config import load_targets, parse_targets  # noqa: E402
+from pipeline.errors import ConfigError  # noqa: E402
+
+ENV = {"HOOK_KEY": "k" * 32, "HEC_TOKEN": "0b1a-22cd", "CHAT_URL": "https://hooks.slack.example/T/B/x"}
+
+
+def test_a_destinations_file_with_every_kind():
+    doc = {"destinations": [
+        {"name": "soc", "kind": "webhook", "url": "https://soc.example/hook", "secret_env": "HOOK_KEY",
+         "min_severity": "high", "detectors": ["prompt_injection"], "routes": ["chat"], "suppress_s": 60,
+         "max_attempts": 4, "backoff_s": 0.5, "backoff_max_s": 10},
+        {"name": "splunk", "kind": "splunk_hec", "url": "https://splunk.example:8088/services/collector/event",
+         "secret_env": "HEC_TOKEN"},
+        {"name": "siem", "kind": "syslog", "host": "siem.example", "tls": True, "ca_file": "/etc/ca.pem"},
+        {"name": "chat", "kind": "chat", "url_env": "CHAT_URL"},
+        {"name": "local", "kind": "webhook", "url": "http://127.0.0.1:8080/h", "secret_env": "HOOK_KEY"}]}
+    soc, splunk, siem, chat, local = parse_targets(doc, ENV)
+    assert soc.secret == b"k" * 32 and soc.destination.detectors == {"prompt_injection"}
+    assert soc.destination.max_attempts == 4 and soc.destination.min_severity == "high"
+    assert splunk.secret == b"0b1a-22cd" and splunk.destination.min_severity == "medium"
+    assert (siem.host, siem.port, siem.tls, str(siem.ca_file)) == ("siem.example", 6514, True, "/etc/ca.pem")
+    assert chat.url == ENV["CHAT_URL"] and "x" not in repr(chat).split("hooks")[0]
+    assert "k" * 32 not in repr(soc) and local.url.startswith("http://127.0.0.1")
+
+
+@pytest.mark.parametrize("entry, why", [
+    ({"name": "a", "kind": "email", "url": "https://x"}, "kind must be"),
+    ({"name": "a", "kind": "webhook", "url": "https://x", "secret_env": "HOOK_KEY", "extra": 1}, "unknown key"),
+    ({"name": "A b", "kind": "chat", "url": "https://x"}, "name:"),
+    ({"name": "a", "kind": "webhook", "url": "https://x"}, "secret_env"),
+    ({"name": "a", "kind": "webhook", "url": "https://x", "secret_env": "UNSET"}, "UNSET"),
+    ({"name": "a", "kind": "webhook", "url": "https://x", "secret_env": "HEC_TOKEN"}, "shorter than 16"),
+    ({"name": "a", "kind": "splunk_hec", "url": "https://x", "secret_env": "HOOK_KEY2"}, "HOOK_KEY2"),
+    ({"name": "a", "kind": "chat", "url": "http://soc.example/h"}, "plain http only to a loopback"),
+    ({"name": "a", "kind": "chat", "url": "https://u:p@soc.example/h"}, "no credentials"),
+    ({"name": "a", "kind": "chat", "url": "file:///etc/passwd"}, "https:// URL"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "url_env": "CHAT_URL"}, "one of `url` or `url_env`"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "min_severity": "low"}, "min_severity"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "max_attempts": 0}, "max_attempts"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "max_attempts": True}, "max_attempts"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "suppress_s": "900"}, "suppress_s"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "detectors": "prompt_injection"}, "detectors"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "backoff_s": 10, "backoff_max_s": 5}, "backoff"),
+    ({"name": "a", "kind": "syslog"}, "needs `host`"),
+    ({"name": "a", "kind": "syslog", "host": "h", "ca_file": "/ca"}, "only with tls"),
+    ({"name": "a", "kind": "syslog", "host": "h", "port": 70000}, "port"),
+    ({"name": "a", "kind": "syslog", "host": "h x"}, "host"),
+    ("soc", "not a mapping"),
+])
+def test_a_bad_destination_is_refused_saying_why(entry, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_targets({"destinations": [entry]}, {**ENV, "HOOK_KEY2": "not a token!"})
+
+
+def test_a_bad_file_is_refused_naming_it(tmp_path):
+    good = {"name": "a", "kind": "chat", "url": "https://x.example"}
+    cases = {"missing": None, "big": b"#" * 70_000, "yaml": b"destinations: [", "list": b"- a\n",
+             "empty": orjson.dumps({"destinations": []}), "dup": orjson.dumps({"destinations": [good, good]}),
+             "extra": orjson.dumps({"destinations": [good], "more": 1}),
+             "many": orjson.dumps({"destinations": [{**good, "name": f"a{i}"} for i in range(33)]})}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ConfigError, match=re.escape(str(path))):
+            load_targets(path, ENV)
+    ok = tmp_path / "ok.yaml"
+    ok.write_bytes(orjson.dumps({"destinations": [good]}))
+    assert [t.destination.name for t in load_targets(ok, ENV)] == ["a"]

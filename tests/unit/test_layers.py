@@ -35,7 +35,8 @@ RANK = {
     "cli": 9, "__init__": 9,
 }
 NEVER = {("emit", "chain"), ("chain", "emit")}  # siblings that must not know each other
-EDGES = {"pipeline.chain.worker", "pipeline.sink.worker", "pipeline.score.worker", "pipeline.gateway.app"}
+EDGES = {"pipeline.chain.worker", "pipeline.sink.worker", "pipeline.score.worker", "pipeline.gateway.app",
+         "pipeline.deliver.agent"}
 MAY_START_WORKERS = {"cli", "ops"}
 
 PURE = [
@@ -47,7 +48,7 @@ PURE = [
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
     "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
     "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file", "pipeline.gateway.shape",
-    "pipeline.deliver.formats", "pipeline.deliver.policy",
+    "pipeline.deliver.formats", "pipeline.deliver.policy", "pipeline.store.deliveries",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

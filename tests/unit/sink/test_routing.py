@@ -82,7 +82,7 @@ def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
     topics = sink_topics(K)
     assert [t.topic for t in topics] == [K.chain_topic, K.checkpoints_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
                                          K.alert_status_topic, K.policies_topic, K.model_promotions_topic,
-                                         K.content_topic]
+                                         K.deliveries_topic, K.content_topic]
     assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
 
 
@@ -114,3 +114,21 @@ def test_model_promotions_become_rows_and_hostile_ones_dead_letters():
         "m2", "ab" * 32, "ops-1", datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc), "k1", orjson.dumps(live).decode(),
         datetime(2026, 11, 29, 8, 0, 2, 500000, tzinfo=timezone.utc), "aiaudit-score/s1"]]
     assert len(rows.get(names.DEAD_LETTER_TABLE)) == len(bad)
+
+
+def test_delivery_records_become_rows_and_hostile_ones_dead_letters():
+    from datetime import datetime, timezone
+
+    from pipeline.deliver.policy import DeliveryRecord
+
+    good = DeliveryRecord("d" * 32, "f-1", "soc", "delivered", 2, 1_795_950_000.25, "200", "ok",
+                          {"in_doubt": True}).message()
+    bad = [{**good, "outcome": "lost"}, {**good, "attempt": "2"}, {**good, "attempt": True}, {**good, "at": -1},
+           {**good, "response": "x" * 501}, {**good, "finding_uid": None}, {**good, "detail": []},
+           {k: v for k, v in good.items() if k != "destination"}]
+    rows = rows_of([Msg(K.deliveries_topic, orjson.dumps(good)),
+                    *(Msg(K.deliveries_topic, orjson.dumps(b)) for b in bad), Msg(K.deliveries_topic, b"{")], K)
+    assert rows.get(names.DELIVERIES_TABLE) == [[
+        "d" * 32, "f-1", "soc", "delivered", 2, datetime(2026, 11, 29, 11, 0, 0, 250000, tzinfo=timezone.utc),
+        "200", "ok", '{"in_doubt":true}']]
+    assert len(rows.get(names.DEAD_LETTER_TABLE)) == len(bad) + 1

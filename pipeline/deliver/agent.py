@@ -1,0 +1,217 @@
+"""The delivery agent (Faust): alerts topic -> destinations, with suppression, retries, a dead
+letter and a delivery record for every outcome.
+
+Two agents share two tables, all partitioned like the alerts topic (a finding's table entries
+live in its alert's partition; retries are sent to that same partition):
+
+- `deliver` reads findings (read_committed: the scorer writes them in transactions) and, per
+  destination that accepts one, suppresses it (an identity's detector already delivered inside
+  the window, by the findings' own times) or sends it;
+- `retry` reads the retries the first one scheduled, waits until each is due and tries again;
+  after the destination's last attempt the delivery goes to the dead-letter topic, finding whole.
+
+What makes a restart safe (Faust is at least once: after kill -9 it replays from the last
+committed offset, and its recovery can hand a worker records twice, see README, design notes):
+
+- every delivery has a stable uid (destination + finding), on every attempt and every replay;
+- its state lives in the `deliveries` table, and "sending" is written and flushed to the
+  changelog *before* anything leaves, so a replay skips what is done or scheduled and re-sends
+  only a delivery whose outcome was never written (at most the deliveries in flight at the kill),
+  under the same uid, marked `in_doubt` in its record: a webhook or HEC receiver drops it by the
+  `X-Aiaudit-Delivery` id; syslog and chat have no such id and can show it twice;
+- suppression (`suppression` table) counts from the decision to send, written with that mark.
+
+Delivery records go to the deliveries topic (the sink stores them; `aiaudit alerts history`
+shows them next to the alert's status). Standby replicas are off (one worker is the expected
+deployment; a second takes over after a rebalance by recovering the tables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import faust
+import orjson
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from pipeline.deliver.formats import summary
+from pipeline.deliver.policy import (DeliveryRecord, Step, after_attempt, delivery_uid, first_step, retry_step,
+                                     suppression_keys)
+from pipeline.deliver.send import Target, send
+from pipeline.settings import Settings
+
+log = logging.getLogger("aiaudit.deliver")
+
+MAX_FINDING_BYTES = 1_048_576
+MAX_WAIT_S = 86_400.0  # a retry's due time further out than this is not ours
+
+
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # aiokafka hands it to its fetcher on start()
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class DeliverApp(faust.App):
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+class Unreadable(ValueError):
+    """An alerts-topic message that is not a finding this agent can deliver."""
+
+
+def parse_finding(value: bytes | None) -> dict[str, Any]:
+    """The finding in an alerts-topic message, or Unreadable saying why (bounded, a JSON object
+    with the fields every destination shows)."""
+    if not value or len(value) > MAX_FINDING_BYTES:
+        raise Unreadable(f"empty or larger than {MAX_FINDING_BYTES:,} bytes")
+    try:
+        finding = orjson.loads(value)
+        s = summary(finding)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Unreadable(f"not a detection finding ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not (isinstance(s["uid"], str) and 0 < len(s["uid"]) <= 128 and isinstance(s["actor"], str)):
+        raise Unreadable("finding uid or actor missing or malformed")
+    return finding
+
+
+def make_app(settings: Settings, targets: list[Target]) -> faust.App:
+    k = settings.kafka
+    app = DeliverApp(
+        k.deliver_app, broker=[f"kafka://{b}" for b in k.bootstrap_servers.split(",")], store="memory://",
+        topic_partitions=k.partitions, topic_replication_factor=1, web_enabled=False,
+        datadir=str(settings.local.state_dir / "faust-deliver"), broker_session_timeout=k.session_timeout_ms / 1000,
+        consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
+        broker_commit_interval=1.0,
+    )
+    alerts = app.topic(k.alerts_topic, key_serializer="raw", value_serializer="raw")
+    retries = app.topic(k.delivery_retries_topic, key_serializer="raw", value_serializer="raw")
+    records = app.topic(k.deliveries_topic, key_serializer="raw", value_serializer="raw")
+    dead = app.topic(k.delivery_dlq_topic, key_serializer="raw", value_serializer="raw")
+    # value_type None: plain JSON objects in the changelog (Faust would call from_data() on a dict type).
+    deliveries = app.Table("deliveries", default=None, partitions=k.partitions, key_type=str, value_type=None)
+    last_sent = app.Table("suppression", default=None, partitions=k.partitions, key_type=str, value_type=None)
+    by_name = {t.destination.name: t for t in targets}
+    http: list[aiohttp.ClientSession] = []
+
+    def session() -> aiohttp.ClientSession:
+        if not http:
+            http.append(aiohttp.ClientSession())
+        return http[0]
+
+    async def record(rec: DeliveryRecord) -> None:
+        await records.send(key=rec.delivery_uid.encode(), value=orjson.dumps(rec.message()))
+        log.info("%s %s -> %s: %s (attempt %d, %s)", rec.outcome, rec.finding_uid, rec.destination, rec.status,
+                 rec.attempt, "in doubt" if rec.detail.get("in_doubt") else "first try" if rec.attempt == 1 else "retry")
+
+    async def attempt(target: Target, finding: dict[str, Any], step: Step, partition: int) -> None:
+        dest, fuid = target.destination, finding["finding_info"]["uid"]
+        uid = delivery_uid(dest, fuid)
+        deliveries[uid] = {"state": "sending", "attempt": step.attempt}
+        if step.attempt == 1 and not step.in_doubt:
+            for key in suppression_keys(finding):
+                last_sent[f"{dest.name}\n{key}"] = {"at": finding["time"] / 1000, "finding": fuid}
+        await app.producer.flush()  # the mark is on the broker before anything leaves
+        rec = await send(session(), target, finding, attempt=step.attempt, now=time.time())
+        if step.in_doubt:
+            rec.detail["in_doubt"] = True
+        state, delay = after_attempt(dest, uid, rec.outcome, step.attempt)
+        if state == "retrying":
+            rec.detail["retry_in_s"] = round(delay or 0, 3)
+            await retries.send(key=uid.encode(), partition=partition, value=orjson.dumps(
+                {"delivery_uid": uid, "destination": dest.name, "attempt": step.attempt + 1,
+                 "due": time.time() + (delay or 0), "finding": finding}))
+        elif state == "dead_lettered":
+            rec.outcome = "dead_lettered"
+            await dead.send(key=uid.encode(), value=orjson.dumps(
+                {"delivery": rec.message(), "finding": finding}))
+        deliveries[uid] = {"state": state, "attempt": step.attempt}
+        await record(rec)
+
+    async def one_destination(target: Target, finding: dict[str, Any], partition: int) -> None:
+        dest, fuid = target.destination, finding["finding_info"]["uid"]
+        uid = delivery_uid(dest, fuid)
+        keys = suppression_keys(finding)
+        seen = {k: last_sent.get(f"{dest.name}\n{k}") for k in keys}
+        at = finding["time"] / 1000
+        step = first_step(dest, finding, deliveries.get(uid), {k: v["at"] for k, v in seen.items() if v}, at)
+        if step.action == "suppress":
+            deliveries[uid] = {"state": "suppressed", "attempt": 0}
+            earlier = sorted({v["finding"] for v in seen.values() if v})
+            await record(DeliveryRecord(uid, fuid, dest.name, "suppressed", 0, time.time(), "suppressed",
+                                        f"same identity and detector(s) delivered within {dest.suppress_s:g}s",
+                                        {"after": earlier}))
+        elif step.action == "send":
+            await attempt(target, finding, step, partition)
+
+    @app.agent(alerts)
+    async def deliver(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                finding = parse_finding(event.value)
+            except Unreadable as exc:
+                log.warning("alerts %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
+                await dead.send(key=None, value=orjson.dumps(
+                    {"reason": str(exc), "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
+                continue
+            await asyncio.gather(*(one_destination(t, finding, msg.partition) for t in targets))
+
+    @app.agent(retries)
+    async def retry(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                job = orjson.loads(event.value)
+                uid, name, n, due = job["delivery_uid"], job["destination"], int(job["attempt"]), float(job["due"])
+                finding = job["finding"]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("retries %d/%d is not a retry this agent wrote; skipped", event.message.partition,
+                            event.message.offset)
+                continue
+            target = by_name.get(name)
+            if target is None or delivery_uid(target.destination, finding["finding_info"]["uid"]) != uid:
+                log.warning("retry %s for destination %r: no such destination now; dead-lettered", uid, name)
+                await dead.send(key=str(uid).encode(), value=orjson.dumps(
+                    {"reason": f"destination {name!r} is no longer configured", "finding": finding}))
+                continue
+            step = retry_step(deliveries.get(uid), n)
+            if step.action != "send":
+                continue
+            wait = due - time.time()
+            if wait > 0:
+                await asyncio.sleep(min(wait, MAX_WAIT_S))
+            await attempt(target, finding, step, event.message.partition)
+
+    @app.task
+    async def announce() -> None:
+        log.info("delivering findings from %s to %s", k.alerts_topic,
+                 ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in targets))
+
+    @app.on_after_shutdown.connect  # type: ignore[untyped-decorator]  # a Faust signal
+    async def close_http(*_: Any, **__: Any) -> None:
+        if http:
+            await http[0].close()
+
+    return app
+
+
+def run(settings: Settings, targets: list[Target], *, verbose: bool = False) -> None:
+    """Run the delivery agent until SIGTERM/SIGINT (Faust handles the signals)."""
+    app = make_app(settings, targets)
+    worker = faust.Worker(app, loglevel="INFO" if verbose else "WARN", quiet=True)
+    worker.execute_from_commandline()
