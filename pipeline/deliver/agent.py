@@ -11,7 +11,8 @@ live in its alert's partition; retries are sent to that same partition):
   after the destination's last attempt the delivery goes to the dead-letter topic, finding whole.
 
 What makes a restart safe (Faust is at least once: after kill -9 it replays from the last
-committed offset, and its recovery can hand a worker records twice, see README, design notes):
+committed offset, and its recovery can hand a worker records twice; faust_app.py closes the
+recovery race that lost records on a restart):
 
 - every delivery has a stable uid (destination + finding), on every attempt and every replay;
 - its state lives in the `deliveries` table, and "sending" is written and flushed to the
@@ -36,11 +37,18 @@ from typing import Any
 import aiohttp
 import faust
 import orjson
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from pipeline.deliver.faust_app import App
 from pipeline.deliver.formats import summary
-from pipeline.deliver.policy import (DeliveryRecord, Step, after_attempt, delivery_uid, first_step, retry_step,
-                                     suppression_keys)
+from pipeline.deliver.policy import (
+    DeliveryRecord,
+    Step,
+    after_attempt,
+    delivery_uid,
+    first_step,
+    retry_step,
+    suppression_keys,
+)
 from pipeline.deliver.send import Target, send
 from pipeline.settings import Settings
 
@@ -48,27 +56,6 @@ log = logging.getLogger("aiaudit.deliver")
 
 MAX_FINDING_BYTES = 1_048_576
 MAX_WAIT_S = 86_400.0  # a retry's due time further out than this is not ours
-
-
-class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"  # aiokafka hands it to its fetcher on start()
-        return consumer
-
-
-class _Consumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _Transport(faust_aiokafka.Transport):
-    Consumer = _Consumer
-
-
-class DeliverApp(faust.App):
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
 
 
 class Unreadable(ValueError):
@@ -92,7 +79,7 @@ def parse_finding(value: bytes | None) -> dict[str, Any]:
 
 def make_app(settings: Settings, targets: list[Target]) -> faust.App:
     k = settings.kafka
-    app = DeliverApp(
+    app = App(
         k.deliver_app, broker=[f"kafka://{b}" for b in k.bootstrap_servers.split(",")], store="memory://",
         topic_partitions=k.partitions, topic_replication_factor=1, web_enabled=False,
         datadir=str(settings.local.state_dir / "faust-deliver"), broker_session_timeout=k.session_timeout_ms / 1000,
@@ -202,7 +189,7 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
         log.info("delivering findings from %s to %s", k.alerts_topic,
                  ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in targets))
 
-    @app.on_after_shutdown.connect  # type: ignore[untyped-decorator]  # a Faust signal
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]  # a Faust signal
     async def close_http(*_: Any, **__: Any) -> None:
         if http:
             await http[0].close()
