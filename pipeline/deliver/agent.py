@@ -39,7 +39,7 @@ import faust
 import orjson
 
 from pipeline.deliver.faust_app import App
-from pipeline.deliver.formats import summary
+from pipeline.deliver.formats import Unreadable, parse_finding
 from pipeline.deliver.policy import (
     DeliveryRecord,
     Step,
@@ -54,27 +54,7 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
 
-MAX_FINDING_BYTES = 1_048_576
 MAX_WAIT_S = 86_400.0  # a retry's due time further out than this is not ours
-
-
-class Unreadable(ValueError):
-    """An alerts-topic message that is not a finding this agent can deliver."""
-
-
-def parse_finding(value: bytes | None) -> dict[str, Any]:
-    """The finding in an alerts-topic message, or Unreadable saying why (bounded, a JSON object
-    with the fields every destination shows)."""
-    if not value or len(value) > MAX_FINDING_BYTES:
-        raise Unreadable(f"empty or larger than {MAX_FINDING_BYTES:,} bytes")
-    try:
-        finding = orjson.loads(value)
-        s = summary(finding)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise Unreadable(f"not a detection finding ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if not (isinstance(s["uid"], str) and 0 < len(s["uid"]) <= 128 and isinstance(s["actor"], str)):
-        raise Unreadable("finding uid or actor missing or malformed")
-    return finding
 
 
 def make_app(settings: Settings, targets: list[Target]) -> faust.App:

@@ -53,6 +53,30 @@ def summary(finding: dict[str, Any]) -> dict[str, Any]:
             "route": (finding.get("unmapped") or {}).get("route"), "time_ms": int(finding["time"])}
 
 
+MAX_FINDING_BYTES = 1_048_576
+
+
+class Unreadable(ValueError):
+    """An alerts-topic message that is not a finding this agent can deliver."""
+
+
+def parse_finding(value: bytes | None) -> dict[str, Any]:
+    """The finding in an alerts-topic message, or Unreadable saying why (bounded, a JSON object
+    with the fields every destination shows)."""
+    if not value or len(value) > MAX_FINDING_BYTES:
+        raise Unreadable(f"empty or larger than {MAX_FINDING_BYTES:,} bytes")
+    try:
+        finding = orjson.loads(value)
+        s = summary(finding)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Unreadable(f"not a detection finding ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not (isinstance(s["uid"], str) and 0 < len(s["uid"]) <= 128 and isinstance(s["actor"], str)
+            and 0 < len(s["actor"]) <= 512 and type(finding["time"]) is int and 0 < finding["time"] < 10**14
+            and isinstance(s["origin"], str) and isinstance(s["leaf_hash"], str)):
+        raise Unreadable("finding uid, actor, time or record coordinates missing or malformed")
+    return finding
+
+
 # --- signed webhook ---------------------------------------------------------------------
 
 

@@ -162,13 +162,16 @@ def _renamed(ev: dict[str, Any], run: str) -> dict[str, Any]:
 
 def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
-    scoring worker, inject misuse, and work the alert it raises: the security operations path."""
+    scoring worker, inject misuse, deliver the findings to a local webhook receiver (the delivery
+    agent), and work the alert it raises: the security operations path."""
     import os
+    import secrets
 
     import yaml
 
     from detectors.rules import RULES_VERSION
     from detectors.traffic import TUNING, labelled_traffic
+    from pipeline.deliver.receiver import WebhookReceiver
     from pipeline.keys import load_signer
     from pipeline.ops.labelled import emit_all
     from pipeline.ops.progress import scoring_done
@@ -199,6 +202,17 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     scorer_policy.write_text(yaml.safe_dump({"vendors": {v: {"max_level": lvl} for v, lvl in TUNING.max_level.items()}}))
     workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log",
                                 env={**os.environ, "AIAUDIT_SCORE__POLICY_FILE": str(scorer_policy)}))
+    # Findings go to where analysts work: here a local receiver that checks every HMAC signature.
+    key = secrets.token_urlsafe(32)  # the destination's shared secret: in the agent's environment, never in a file
+    receiver = WebhookReceiver(key.encode())
+    destinations = log_dir / "destinations.yaml"
+    destinations.write_text(yaml.safe_dump({"destinations": [
+        {"name": "soc-webhook", "kind": "webhook", "url": receiver.url, "secret_env": "AIAUDIT_DEMO_WEBHOOK_KEY",
+         "min_severity": "high", "suppress_s": 900}]}))
+    workers.append(start_worker("deliver", log_file=log_dir / "deliver.log", env={
+        **os.environ, "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(destinations), "AIAUDIT_DEMO_WEBHOOK_KEY": key}))
+    print(f"  delivery agent: high and critical findings to a webhook receiver at {receiver.url} "
+          f"(HMAC-signed, one per identity and detector per 15 min; {destinations})")
     misuse = sum(label != "normal" for _, label in live)
     sent: list[str] = []
     emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions, new_ids=True, ids=sent)
@@ -233,11 +247,23 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     if not alerts:
         return
     top = min(alerts, key=lambda a: (rank.get(a["severity"], 3), -a["score"]))
+    deadline = time.monotonic() + 90
+    while receiver.get(top["finding_uid"]) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    got = receiver.get(top["finding_uid"])
+    if got is None:
+        print(f"  the top alert did not reach the webhook receiver within 90s (see {log_dir / 'deliver.log'})")
+    else:
+        chain = got.finding["unmapped"]["chain"]
+        print(f"  the webhook receiver has {len(receiver.received)} finding(s) so far (signatures verified; "
+              f"{receiver.repeats} repeat(s) dropped by delivery id, {len(receiver.refused)} refused), among them "
+              f"the top alert, whole: {got.finding['severity']} {got.finding['actor']['user']['uid']}, record "
+              f"{chain['origin']}#{chain['seq']}, delivery {got.delivery[:12]}…")
     set_status(settings, top["finding_uid"], "acknowledged", by="soc-analyst", note="looking into it", client=client)
     print(f"  aiaudit alerts ack {top['finding_uid']} --by soc-analyst  (sent as an event while the sink runs)")
     deadline = time.monotonic() + 30
     history = status_history(client, settings, top["finding_uid"])
-    while len(history) < 2 and time.monotonic() < deadline:
+    while len(history) < 2 + (got is not None) and time.monotonic() < deadline:
         time.sleep(1)
         history = status_history(client, settings, top["finding_uid"])
     for h in history:

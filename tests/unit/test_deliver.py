@@ -257,3 +257,36 @@ def test_a_bad_file_is_refused_naming_it(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_bytes(orjson.dumps({"destinations": [good]}))
     assert [t.destination.name for t in load_targets(ok, ENV)] == ["a"]
+
+
+# --- what the agent takes from the alerts topic -----------------------------------------
+
+from pipeline.deliver.formats import MAX_FINDING_BYTES, Unreadable, parse_finding  # noqa: E402
+
+
+def _with(path, value):
+    f = finding()
+    doc = f
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+    return orjson.dumps(f)
+
+
+@pytest.mark.parametrize("raw", [
+    None, b"", b"{", b"[]", b"null", b'"finding"', orjson.dumps({"finding_info": {}}),
+    b"{" + b" " * MAX_FINDING_BYTES + b"}",
+    _with(("finding_info", "uid"), 7), _with(("finding_info", "uid"), ""), _with(("finding_info", "uid"), "u" * 129),
+    _with(("actor", "user", "uid"), None), _with(("actor", "user", "uid"), "a" * 513), _with(("time",), "1795950000"),
+    _with(("time",), 1.5), _with(("time",), True), _with(("severity",), 3), _with(("unmapped", "chain"), "x"),
+    _with(("unmapped", "chain", "seq"), "many"), _with(("unmapped", "chain", "origin"), ["o"]),
+    _with(("unmapped", "detections"), ["not an object"]),
+])
+def test_an_alerts_message_that_is_not_a_deliverable_finding_is_refused(raw):
+    with pytest.raises(Unreadable):
+        parse_finding(raw)
+
+
+def test_a_finding_from_the_scorer_is_taken_whole():
+    f = finding()
+    assert parse_finding(orjson.dumps(f)) == f
