@@ -290,3 +290,13 @@ def test_an_alerts_message_that_is_not_a_deliverable_finding_is_refused(raw):
 def test_a_finding_from_the_scorer_is_taken_whole():
     f = finding()
     assert parse_finding(orjson.dumps(f)) == f
+
+
+def test_the_example_destinations_file_parses_with_its_secrets_from_the_environment():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "delivery" / "destinations.yaml"
+    env = {"SOC_WEBHOOK_KEY": "k" * 32, "SPLUNK_HEC_TOKEN": "abc-123", "SOC_SLACK_WEBHOOK_URL": "https://hooks.example/x"}
+    assert [t.destination.kind for t in load_targets(path, env)] == ["webhook", "splunk_hec", "syslog", "chat"]
+    with pytest.raises(ConfigError, match="SOC_WEBHOOK_KEY"):
+        load_targets(path, {k: v for k, v in env.items() if k != "SOC_WEBHOOK_KEY"})
