@@ -204,8 +204,8 @@ def main() -> None:
         kafka.down()
         shutil.rmtree(base, ignore_errors=True)
 
-    print("3. evaluation")
-    print(table(*evaluate()))
+    print("3. evaluation (tuning family, then the held-out family)")
+    print("\n\n".join(table(report) for report in evaluate()))
 
 
 if __name__ == "__main__":
