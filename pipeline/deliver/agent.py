@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -54,7 +55,6 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
 
-MAX_WAIT_S = 86_400.0  # a retry's due time further out than this is not ours
 
 
 def make_app(settings: Settings, targets: list[Target]) -> faust.App:
@@ -144,8 +144,11 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
         async for event in stream.events():
             try:
                 job = orjson.loads(event.value)
-                uid, name, n, due = job["delivery_uid"], job["destination"], int(job["attempt"]), float(job["due"])
-                finding = job["finding"]
+                uid, name, n, due = job["delivery_uid"], job["destination"], job["attempt"], job["due"]
+                if type(uid) is not str or type(name) is not str or type(n) is not int or \
+                        type(due) not in (int, float) or not math.isfinite(due):
+                    raise TypeError("delivery_uid, destination, attempt or due malformed")
+                finding = parse_finding(orjson.dumps(job["finding"]))  # as strict as the alerts topic
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("retries %d/%d is not a retry this agent wrote; skipped", event.message.partition,
                             event.message.offset)
@@ -159,9 +162,10 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
             step = retry_step(deliveries.get(uid), n)
             if step.action != "send":
                 continue
-            wait = due - time.time()
+            # never longer than the destination's own longest backoff, whatever `due` says
+            wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
             if wait > 0:
-                await asyncio.sleep(min(wait, MAX_WAIT_S))
+                await asyncio.sleep(wait)
             await attempt(target, finding, step, event.message.partition)
 
     @app.task

@@ -171,6 +171,14 @@ destinations:
             sent += batch
             before = receiver.count()
             publish(settings, batch + ([b"{not a finding"] if wave == 1 else []), f"itest-alerts-{wave}")
+            if wave == 1:  # a writer to the agent's retries topic: refused, and the retries behind them still run
+                forge = Producer(kafka_config.producer(settings))
+                for junk in (b"junk", orjson.dumps({"delivery_uid": "x", "destination": "soc", "attempt": 2,
+                                                    "due": 1e300, "finding": {"finding_info": {"uid": "x"}}}),
+                             b'{"delivery_uid": "x", "destination": "soc", "attempt": 2, "due": 1e999, "finding": {}}'):
+                    for p in range(settings.kafka.partitions):
+                        forge.produce(settings.kafka.delivery_retries_topic, value=junk, partition=p)
+                assert forge.flush(30) == 0
             if wave == 3:
                 break
             target = before + rng.randint(3, 25)  # kill -9 at a random point of this wave's deliveries
