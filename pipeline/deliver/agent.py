@@ -56,7 +56,6 @@ from pipeline.settings import Settings
 log = logging.getLogger("aiaudit.deliver")
 
 
-
 def make_app(settings: Settings, targets: list[Target]) -> faust.App:
     k = settings.kafka
     app = App(

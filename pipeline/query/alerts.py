@@ -73,7 +73,11 @@ def status_history(client: Client, settings: Settings, finding_uid: str) -> list
     names, rows = store.query_rows(client, *deliveries.select_for_finding(db, finding_uid))
     sent = []
     for d in (dict(zip(names, row)) for row in rows):
-        doubt = " (resent in doubt: the receiver drops it by its delivery id)" if '"in_doubt":true' in d["detail"] else ""
+        try:  # the stored detail is cut at 2,000 characters: a cut one is read as no detail
+            in_doubt = bool(orjson.loads(d["detail"] or "{}").get("in_doubt"))
+        except (orjson.JSONDecodeError, AttributeError):
+            in_doubt = False
+        doubt = " (resent in doubt: the receiver drops it by its delivery id)" if in_doubt else ""
         answer = f"{d['status']} {d['response']}".strip()[:160]
         sent.append({"status": d["outcome"], "actor": d["destination"], "at": d["at"],
                      "note": f"attempt {d['attempt']}: {answer}{doubt}" if d["attempt"] else answer})
