@@ -60,7 +60,7 @@ class ChainHead:
         return cls(origin=origin, next_seq=0, prev=GENESIS_PREV, last_src_offset=-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: built once per record read (sink, scorer, verify), no __dict__
 class Record:
     origin: ChainId
     seq: int

@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,6 +55,10 @@ from pipeline.store import promotions
 
 log = logging.getLogger("aiaudit.score")
 
+# The cyclic garbage collector while scoring (paused within batches): its young generations, and all.
+YOUNG_COLLECT_EVERY_S = 5.0
+FULL_COLLECT_EVERY_S = 300.0
+
 
 @dataclass
 class PartitionScorer:
@@ -76,6 +80,7 @@ class Batch:
     next_offset: int
     model: str
     promotion: tuple[tuple[str, str], dict[str, Any]] | None = None  # recorded with this batch: (key, message)
+    handed_over: int = 0  # the order in which batches went to the writer pool
 
 
 @dataclass
@@ -86,6 +91,19 @@ class Stats:
     aborted: int = 0
     unreadable: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
+
+
+def scoring_order(fetched: Iterable[int], parts: Mapping[int, PartitionScorer]) -> list[int]:
+    """The order in which to score a fetch's partitions: first those whose last transaction is over
+    (or that have none), then those still committing, the one handed to the writers last going last,
+    so its commit runs while the others are scored instead of being waited for. Each partition's own
+    records stay in order (one batch a partition a fetch)."""
+    def key(partition: int) -> tuple[int, int]:
+        part = parts.get(partition)
+        if part is None or part.inflight is None or part.inflight[1].done():
+            return (0, 0)
+        return (1, part.inflight[0].handed_over)
+    return sorted(fetched, key=key)
 
 
 class ScoreWorker:
@@ -107,6 +125,7 @@ class ScoreWorker:
         self.stats = Stats()
         # Transactions of different partitions commit side by side (each producer used by one thread at a time).
         self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="score-txn")
+        self._handed_over = 0
 
     # --- assignment ------------------------------------------------------------------
 
@@ -214,8 +233,8 @@ class ScoreWorker:
         promoted = self.model()
         now_ms = int(self.clock() * 1000)
         group = self.consumer.consumer_group_metadata()
-        for p, msgs in by_partition.items():
-            part = self.parts.get(p)
+        for p in scoring_order(by_partition, self.parts):
+            msgs, part = by_partition[p], self.parts.get(p)
             if part is None or not self._settle(part):
                 continue  # revoked, fenced, or rewound to its last commit: these are fetched again
             batch = self._score(part, msgs, promoted.detector, now_ms)
@@ -223,6 +242,8 @@ class ScoreWorker:
                 self._promotions_sent.add(promoted.key)
                 batch.promotion = (promoted.key, promotions.message(
                     promoted.live, promoted.live_json, first_scored_at=format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)), scorer=self.scorer))
+            self._handed_over += 1
+            batch.handed_over = self._handed_over
             part.inflight = (batch, self._writers.submit(self._write, batch, group))
 
     def _settle(self, part: PartitionScorer) -> bool:
@@ -265,6 +286,15 @@ class ScoreWorker:
         self.consumer.subscribe([k.chain_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         last_report, last_scored = time.monotonic(), 0
+        # The cyclic garbage collector is paused while batches are scored and run between them: a
+        # batch's objects hold no cycles (reference counting frees them when the batch is done), and
+        # left on, the collector traverses each batch's messages, records and scores again and again
+        # as the next ones are allocated (~7% of the worker's time, bench/score_bench.py). The young
+        # generations are collected every few seconds and everything every few minutes (the held
+        # identity states can be millions of objects), so a cycle made elsewhere is still freed.
+        collector_was_on = gc.isenabled()
+        last_young = last_full = time.monotonic()
+        gc.disable()
         try:
             while not stop.is_set():
                 msgs = self.consumer.consume(sc.batch_events, timeout=sc.batch_within_s)
@@ -282,6 +312,12 @@ class ScoreWorker:
                 else:
                     self._settle_all()  # idle: take the outcomes of the last transactions
                 now = time.monotonic()
+                if now - last_full >= FULL_COLLECT_EVERY_S:
+                    gc.collect()
+                    last_full = last_young = now
+                elif now - last_young >= YOUNG_COLLECT_EVERY_S:
+                    gc.collect(1)
+                    last_young = now
                 if now - last_report >= progress_every_s:
                     rate = (self.stats.scored - last_scored) / (now - last_report)
                     if self.stats.scored != last_scored:
@@ -294,4 +330,6 @@ class ScoreWorker:
             for part in self.parts.values():
                 part.producer.flush(10)
             self._writers.shutdown()
+            if collector_was_on:
+                gc.enable()
 
