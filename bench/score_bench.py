@@ -3,7 +3,8 @@
     python bench/score_bench.py [--events 100000] [--workers 2]
 
 1. The pure step on one core: feature extraction, and IsolationForest scoring per batch size.
-   The reference: the whole pure step (record parse, features, forest) in batches of 5,000.
+   The reference: the whole pure step (record parse, features, forest) in batches of 5,000, with
+   the interpreter's defaults, and again with the cyclic collector paused as the worker runs it.
 2. The scoring worker (confluent-kafka batch consumer, scores, findings, states and offsets in
    one transaction per batch) on a chain topic pre-filled with signed records: events/s with one
    and with --workers processes, per process and as a share of the pure step's rate.
@@ -106,21 +107,25 @@ def run_workers(s: Settings, base: Path, n: int, count: int, command: list[str],
     return after_first / max(0.001, (last_ms - first_ms) / 1000), len(uids), len(set(uids))
 
 
-def pure_step_rate(records: list[Record], detector: Detector, batch: int = 5000) -> float:
+def pure_step_rate(records: list[Record], detector: Detector, batch: int = 5000, *, collector: bool = True) -> float:
     """The reference: the pure step (payload parse, features, forest) over the records in batches,
-    state in memory, one core. The worker's figure is held against this, measured in the same run."""
+    state in memory, one core. The worker's figure is held against this, measured in the same run.
+    collector=False: with the cyclic garbage collector paused, as the worker runs the step."""
     states: dict[str, IdentityState] = {}
     # The bench's own data (every record and event of the run) is long-lived: out of the cyclic
     # collector's way, as a worker's restored states are (the worker freezes them too), so the
     # reference does not pay for traversing what the worker never holds.
     gc.collect()
     gc.freeze()
+    if not collector:
+        gc.disable()
     try:
         t = time.perf_counter()
         for i in range(0, len(records), batch):
             score_records(records[i:i + batch], states, detector, detected_at_ms=0)
         return len(records) / (time.perf_counter() - t)
     finally:
+        gc.enable()
         gc.unfreeze()
 
 
@@ -165,8 +170,12 @@ def main() -> None:
             detector.score(X[i:i + size])
         done = min(n, 20 * size)
         line(f"IsolationForest scoring, batches of {size}", f"{done / (time.perf_counter() - t):,.0f} events/s")
-    pure = pure_step_rate([Record.from_wire(w) for _, w in wire], detector)
+    read = [Record.from_wire(w) for _, w in wire]
+    pure = pure_step_rate(read, detector)
     line("the pure step (parse + features + forest), batches of 5,000", f"{pure:,.0f} events/s")
+    paused = pure_step_rate(read, detector, collector=False)
+    line("  the same with the cyclic collector paused (as the worker)", f"{paused:,.0f} events/s")
+    del read
 
     print("2. scoring worker (batch consumer, a transaction per batch) on a pre-filled chain topic")
     base = Path(".aiaudit/score-bench").resolve()
@@ -198,7 +207,7 @@ def main() -> None:
                 continue
             rate, raised, distinct = run
             line(f"scored by {count} worker process(es)", f"{rate:,.0f} events/s = {rate / count:,.0f} per process, "
-                 f"{rate / count / pure:.0%} of the pure step's rate")
+                 f"{rate / count / pure:.0%} of the pure step's rate ({rate / count / paused:.0%} with its collector paused)")
             line("", f"findings {raised:,} ({distinct:,} distinct; the pure step raises {expected:,})")
     finally:
         kafka.down()
