@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contract.schema import DECISIONS, LEVELS
-from pipeline.errors import AiAuditError, ConfigError, SigningKeyError, StoreError
+from pipeline.errors import AiAuditError, ConfigError, InfraError, SigningKeyError, StoreError
 from pipeline.settings import Settings
 from pipeline.store.filters import MAX_LIMIT, Filters
 
@@ -557,6 +557,44 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _redeliver(args: argparse.Namespace, settings: Settings) -> int:
+    """Dead-lettered deliveries -> the delivery agent's retries topic, one more attempt each."""
+    import time
+
+    import orjson
+    from confluent_kafka import Producer
+
+    from pipeline.deliver.redrive import plan_redrives
+    from pipeline.kafka import config as kafka_config
+    from pipeline.kafka.io import read_partitions
+
+    k = settings.kafka
+    # The dead-letter topic has one partition (infra/topics.py): its letters in the order written.
+    dead = (m.value() for m in read_partitions(settings, k.delivery_dlq_topic, [0], timeout_s=120))
+    if not args.by:
+        raise ConfigError("`aiaudit alerts redeliver` needs --by (who re-drives: recorded with each delivery)")
+    plan = plan_redrives(dead, k.partitions, now=time.time(), by=args.by, destination=args.destination,
+                         finding_uid=args.uid)
+    for reason, n in sorted(plan.skipped.items()):
+        print(f"aiaudit: {n} dead letter(s) not re-driven: {reason}", file=sys.stderr)
+    _print_rows([{"delivery": r.delivery_uid, "destination": r.job["destination"], "attempt": r.job["attempt"],
+                  "finding": r.job["finding"]["finding_info"]["uid"]} for r in plan.redrives], args.format)
+    if args.dry_run or not plan.redrives:
+        print(f"{len(plan.redrives)} deliver{'y' if len(plan.redrives) == 1 else 'ies'} to re-drive"
+              f"{' (dry run: nothing written)' if args.dry_run else ''}", file=sys.stderr)
+        return 0
+    producer = Producer(kafka_config.producer(settings))
+    for r in plan.redrives:
+        producer.produce(k.delivery_retries_topic, key=r.delivery_uid.encode(), value=orjson.dumps(r.job),
+                         partition=r.partition)
+    if producer.flush(30):
+        raise InfraError(f"re-drives not all written to {k.delivery_retries_topic} within 30 s (broker down?); "
+                         "running the command again is harmless")
+    print(f"{len(plan.redrives)} re-drive(s) written to {k.delivery_retries_topic}: the delivery agent makes one more "
+          "attempt each (`aiaudit alerts history UID` shows the outcome)", file=sys.stderr)
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
     from pipeline.query.alerts import list_alerts, set_status, status_history
@@ -565,6 +603,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"`aiaudit alerts {args.action}` needs the alert uid and --by")
     if args.action == "history" and not args.uid:
         raise ConfigError("`aiaudit alerts history` needs the alert uid")
+    if args.action == "redeliver":
+        return _redeliver(args, settings)
     if args.action in ("ack", "resolve", "reopen"):
         status = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}[args.action]
         checker = None
@@ -836,12 +876,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(s)
     s.set_defaults(func=cmd_detect)
 
-    s = sub.add_parser("alerts", help="list anomaly alerts; acknowledge, resolve or reopen one",
+    s = sub.add_parser("alerts", help="list anomaly alerts; acknowledge, resolve or reopen one; re-drive dead "
+                                      "deliveries",
                        description="Alerts are OCSF Detection Findings from the scoring worker. Status changes are "
-                                   "appended (who, when, note), never overwritten: `history` shows them all.")
-    s.add_argument("action", choices=["list", "ack", "resolve", "reopen", "history"])
-    s.add_argument("uid", nargs="?", help="the finding uid (ack, resolve, reopen, history)")
-    s.add_argument("--by", help="who changes the status")
+                                   "appended (who, when, note), never overwritten: `history` shows them all. "
+                                   "`redeliver` gives dead-lettered deliveries one more attempt each (the newest "
+                                   "dead letter of each; --destination, a finding uid, --dry-run).")
+    s.add_argument("action", choices=["list", "ack", "resolve", "reopen", "history", "redeliver"])
+    s.add_argument("uid", nargs="?", help="the finding uid (ack, resolve, reopen, history; redeliver: only this "
+                                          "finding's dead letters)")
+    s.add_argument("--destination", help="redeliver: only dead letters of this destination")
+    s.add_argument("--dry-run", action="store_true", help="redeliver: list what would be re-driven, write nothing")
+    s.add_argument("--by", help="who changes the status, or re-drives")
     s.add_argument("--note")
     s.add_argument("--actor")
     s.add_argument("--severity", choices=["medium", "high", "critical"])

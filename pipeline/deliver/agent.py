@@ -8,7 +8,8 @@ live in its alert's partition; retries are sent to that same partition):
   destination that accepts one, suppresses it (an identity's detector already delivered inside
   the window, by the findings' own times) or sends it;
 - `retry` reads the retries the first one scheduled, waits until each is due and tries again;
-  after the destination's last attempt the delivery goes to the dead-letter topic, finding whole.
+  after the destination's last attempt the delivery goes to the dead-letter topic, finding whole
+  (and the alert's partition), from where `aiaudit alerts redeliver` re-drives it (redrive.py).
 
 What makes a restart safe (Faust is at least once: after kill -9 it replays from the last
 committed offset, and its recovery can hand a worker records twice; faust_app.py closes the
@@ -85,7 +86,8 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
         log.info("%s %s -> %s: %s (attempt %d, %s)", rec.outcome, rec.finding_uid, rec.destination, rec.status,
                  rec.attempt, "in doubt" if rec.detail.get("in_doubt") else "first try" if rec.attempt == 1 else "retry")
 
-    async def attempt(target: Target, finding: dict[str, Any], step: Step, partition: int) -> None:
+    async def attempt(target: Target, finding: dict[str, Any], step: Step, partition: int,
+                      redrive_by: str | None = None) -> None:
         dest, fuid = target.destination, finding["finding_info"]["uid"]
         uid = delivery_uid(dest, fuid)
         deliveries[uid] = {"state": "sending", "attempt": step.attempt}
@@ -96,6 +98,8 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
         rec = await send(session(), target, finding, attempt=step.attempt, now=time.time())
         if step.in_doubt:
             rec.detail["in_doubt"] = True
+        if redrive_by is not None:
+            rec.detail["redrive_by"] = redrive_by
         state, delay = after_attempt(dest, uid, rec.outcome, step.attempt)
         if state == "retrying":
             rec.detail["retry_in_s"] = round(delay or 0, 3)
@@ -105,7 +109,7 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
         elif state == "dead_lettered":
             rec.outcome = "dead_lettered"
             await dead.send(key=uid.encode(), value=orjson.dumps(
-                {"delivery": rec.message(), "finding": finding}))
+                {"delivery": rec.message(), "finding": finding, "partition": partition}))
         deliveries[uid] = {"state": state, "attempt": step.attempt}
         await record(rec)
 
@@ -144,9 +148,11 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
             try:
                 job = orjson.loads(event.value)
                 uid, name, n, due = job["delivery_uid"], job["destination"], job["attempt"], job["due"]
+                by = job.get("redrive_by")  # written by `aiaudit alerts redeliver --by NAME`
                 if type(uid) is not str or type(name) is not str or type(n) is not int or \
-                        type(due) not in (int, float) or not math.isfinite(due):
-                    raise TypeError("delivery_uid, destination, attempt or due malformed")
+                        type(due) not in (int, float) or not math.isfinite(due) or \
+                        not (by is None or type(by) is str and 0 < len(by) <= 128):
+                    raise TypeError("delivery_uid, destination, attempt, due or redrive_by malformed")
                 finding = parse_finding(orjson.dumps(job["finding"]))  # as strict as the alerts topic
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("retries %d/%d is not a retry this agent wrote; skipped", event.message.partition,
@@ -158,14 +164,14 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
                 await dead.send(key=str(uid).encode(), value=orjson.dumps(
                     {"reason": f"destination {name!r} is no longer configured", "finding": finding}))
                 continue
-            step = retry_step(deliveries.get(uid), n)
+            step = retry_step(deliveries.get(uid), n, redrive=by is not None)
             if step.action != "send":
                 continue
             # never longer than the destination's own longest backoff, whatever `due` says
             wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
             if wait > 0:
                 await asyncio.sleep(wait)
-            await attempt(target, finding, step, event.message.partition)
+            await attempt(target, finding, step, event.message.partition, by)
 
     @app.task
     async def announce() -> None:

@@ -107,8 +107,12 @@ def first_step(dest: Destination, finding: dict[str, Any], prior: State | None, 
     return Step("send", 1)
 
 
-def retry_step(prior: State | None, attempt: int) -> Step:
-    """What to do with a scheduled retry (attempt `attempt`), given the delivery's state now."""
+def retry_step(prior: State | None, attempt: int, *, redrive: bool = False) -> Step:
+    """What to do with a scheduled retry (attempt `attempt`), given the delivery's state now. A
+    re-drive (`aiaudit alerts redeliver`) is one more attempt for a delivery still dead-lettered at
+    the attempt before it; replayed after a crash mid-attempt it is an in-doubt resend, like any."""
+    if redrive and prior is not None and prior["state"] == "dead_lettered" and int(prior["attempt"]) == attempt - 1:
+        return Step("send", attempt)
     if prior is None or prior["state"] in TERMINAL:
         return Step("skip")
     if prior["state"] == "retrying" and int(prior["attempt"]) == attempt - 1:

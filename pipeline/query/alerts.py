@@ -74,10 +74,13 @@ def status_history(client: Client, settings: Settings, finding_uid: str) -> list
     sent = []
     for d in (dict(zip(names, row)) for row in rows):
         try:  # the stored detail is cut at 2,000 characters: a cut one is read as no detail
-            in_doubt = bool(orjson.loads(d["detail"] or "{}").get("in_doubt"))
-        except (orjson.JSONDecodeError, AttributeError):
-            in_doubt = False
-        doubt = " (resent in doubt: the receiver drops it by its delivery id)" if in_doubt else ""
+            detail = orjson.loads(d["detail"] or "{}")
+            detail = detail if isinstance(detail, dict) else {}
+        except orjson.JSONDecodeError:
+            detail = {}
+        doubt = " (resent in doubt: the receiver drops it by its delivery id)" if detail.get("in_doubt") else ""
+        if isinstance(detail.get("redrive_by"), str):
+            doubt += f" (re-driven by {detail['redrive_by'][:128]})"
         answer = f"{d['status']} {d['response']}".strip()[:160]
         sent.append({"status": d["outcome"], "actor": d["destination"], "at": d["at"],
                      "note": f"attempt {d['attempt']}: {answer}{doubt}" if d["attempt"] else answer})

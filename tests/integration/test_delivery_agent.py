@@ -46,8 +46,8 @@ class Receiver:
     """An HTTP receiver in its own thread: checks each webhook's signature and replay window,
     keeps every request, answers 503 to the first try of each delivery on /flaky."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.requests: list[dict] = []
         self.refused: list[str] = []
         self.lock = threading.Lock()

@@ -48,7 +48,7 @@ PURE = [
     "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
     "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
     "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file", "pipeline.gateway.shape",
-    "pipeline.deliver.formats", "pipeline.deliver.policy", "pipeline.store.deliveries",
+    "pipeline.deliver.formats", "pipeline.deliver.policy", "pipeline.deliver.redrive", "pipeline.store.deliveries",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
