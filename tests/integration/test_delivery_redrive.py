@@ -46,9 +46,9 @@ destinations:
     sent = findings(0, per_actor=2)  # 8 findings, 4 identities (partitions by identity)
     want = {f["finding_info"]["uid"] for f in sent}
 
-    def redeliver(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "redeliver", "--format", "json",
-                               "--by", "oncall@acme.example", *extra],
+    def redeliver(*extra: str, uid: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "redeliver", *([uid] if uid else []),
+                               "--format", "json", "--by", "oncall@acme.example", *extra],
                               capture_output=True, text=True, timeout=120, env={**os.environ, **env})
 
     def dead_letters() -> list[dict]:
@@ -71,7 +71,7 @@ destinations:
         fixed = Receiver(port=down_port)  # the destination answers again
         time.sleep(2)
         assert fixed.count() == 0  # the dry run wrote nothing
-        one = redeliver("--destination", "down", sent[0]["finding_info"]["uid"])
+        one = redeliver("--destination", "down", uid=sent[0]["finding_info"]["uid"])
         assert one.returncode == 0, one.stderr
         assert len(orjson.loads(one.stdout)) == 1
         wait_for("the one re-driven finding delivered", lambda: len(fixed.accepted("x")) == 1, logs)
