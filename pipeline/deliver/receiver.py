@@ -73,7 +73,7 @@ class WebhookReceiver:
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port)
         self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the port bound
+        self.port = self._runner.addresses[0][1]  # the port bound (port=0: one the system chose)
         self._ready.set()
         self._loop.run_forever()
 
