@@ -465,7 +465,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def _emitter_keys(args: argparse.Namespace, settings: Settings, keys_dir: Path) -> int:
     """`keys emitter new NAME | add NAME JWK_FILE | retire KID | list`: the emitter key set."""
-    from pipeline.chain import emitter_keys as ek
+    from pipeline.contract import emitter_keys as ek
     from pipeline.contract.signature import utc_now_text
 
     words = args.rest

@@ -54,9 +54,15 @@ def load_emitter_signer(key_file: Path) -> tuple[Ed25519Signer, str]:
     return load_signer(key_file), emitter_name(key_file)
 
 
+MAX_KEY_SET_BYTES = 1 << 20  # 256 keys of a few hundred bytes each fit many times over
+
+
 def read_key_set(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """The emitter key set document at `path`, shape-checked. Raises SigningKeyError for anything
+    else: missing, unreadable, over 1 MiB, not UTF-8, not JSON, wrong shape."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_KEY_SET_BYTES + 1)
     except FileNotFoundError:
         if missing_ok:
             return {"keys": []}
@@ -65,8 +71,12 @@ def read_key_set(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
                               "(AIAUDIT_CHAIN__REQUIRE_EMITTER_SIGNATURE=false)") from None
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read the emitter key set: {exc.strerror}") from exc
+    if len(raw) > MAX_KEY_SET_BYTES:
+        raise SigningKeyError(f"{path}: over {MAX_KEY_SET_BYTES} bytes: not an emitter key set")
     try:
-        doc = json.loads(text)
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SigningKeyError(f"{path}: not UTF-8 text (byte {exc.start}): not an emitter key set") from None
     except ValueError as exc:
         raise SigningKeyError(f"{path}: not JSON: {exc}") from exc
     parse_key_set(doc, str(path))
@@ -79,7 +89,7 @@ def emitter_keys_from(doc: dict[str, Any], where: str, *, required: bool = True)
     public = [{k: v for k, v in jwk.items() if k != "emitter"} for jwk in keys]
     try:
         ring = KeyRing.from_jwks({"keys": public})
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise SigningKeyError(f"{where}: {exc}") from exc
     return EmitterKeys({thumbprint(jwk): jwk["emitter"] for jwk in keys}, ring, required)
 
@@ -185,4 +195,7 @@ class EmitterKeysFile:
                     log.info("emitter key set %s: %d key(s)", self.path, len(self._keys.names))
                 except SigningKeyError as exc:
                     log.error("%s; checking with the last good emitter key set", exc)
+                except Exception as exc:  # noqa: BLE001 - no file content may stop the chain worker
+                    log.error("%s: emitter key set unreadable (%s: %s); checking with the last good set",
+                              self.path, type(exc).__name__, exc)
         return self._keys

@@ -156,3 +156,39 @@ def test_events_of_the_previous_schema_version_still_decode(keyset):
     data = b"\xc3\x01" + contract.fingerprint(old) + buf.getvalue()
     decoded = contract.decode(data, max_bytes=MAX)
     assert decoded[SIGNATURE_FIELD] is None and decoded["event_id"] == ev["event_id"]
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)) * 4,                          # binary: not UTF-8
+    b'{"keys": [{"kty": "OKP", "crv": "Ed25519", ',  # truncated
+    b'{"keys": {"not": "a list"}}',                  # wrong shape
+    b'[1, 2, 3]',
+    b'{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "emitter": "e"}]}',
+    b" " * ((1 << 20) + 10),                         # over the size bound
+    b"",
+])
+def test_a_corrupt_key_set_never_stops_the_worker_the_last_good_set_stays(keyset, content, caplog):
+    """A running chain worker rereads the set when it changes: whatever the file now holds, the
+    last good set stays in force and the change is logged once (not once per batch)."""
+    import os
+
+    from pipeline.contract.emitter_keys import EmitterKeysFile
+
+    signer, set_file = keyset
+    watched = EmitterKeysFile(set_file, required=True)
+    good = watched.current()
+    assert good is not None and signer.kid in good.names
+    set_file.write_bytes(content)
+    os.utime(set_file, ns=(1, 1))  # a changed stamp whatever the clock's resolution
+    caplog.clear()
+    for _ in range(3):
+        assert watched.current() is good
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and str(set_file) in errors[0].getMessage()
+
+
+def test_a_binary_key_set_is_refused_by_name_not_with_a_traceback(tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SigningKeyError, match="not UTF-8"):
+        read_key_set(path)
