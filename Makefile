@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 KAFKA_LIB := infra/kafka/lib
 
-.PHONY: demo test unit integration bench install jars stop clean
+.PHONY: demo test unit integration typecheck preflight bench install jars stop clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,8 +25,17 @@ jars: $(KAFKA_LIB)/.fetched
 demo: install jars
 	$(VENV)/bin/aiaudit demo
 
-test: install jars
+test: preflight install jars typecheck
 	$(VENV)/bin/pytest
+
+# What the tests need from the machine (Java, Maven, rsyslogd with GnuTLS), named in one line.
+preflight:
+	@bash infra/preflight.sh
+
+# Strict static types on the package ([tool.mypy] in pyproject.toml): a moved module or a name
+# that does not exist fails here, not in a user's hands.
+typecheck: install
+	$(VENV)/bin/mypy
 
 unit: install
 	$(VENV)/bin/pytest tests/unit

@@ -77,7 +77,8 @@ class Report:
 
 def _at_budget(scores: np.ndarray, budget: float) -> np.ndarray:
     k = max(1, int(round(len(scores) * budget)))
-    return scores >= np.sort(scores)[-k]
+    flagged: np.ndarray = scores >= np.sort(scores)[-k]
+    return flagged
 
 
 def shipped_score(model_score: float, hits: list[RuleHit]) -> float:

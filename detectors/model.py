@@ -224,7 +224,7 @@ def save(detector: Detector, directory: Path) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     f = detector.forest
-    np.savez(buf, median=detector.median, iqr=detector.iqr, **f.arrays())
+    np.savez(buf, median=detector.median, iqr=detector.iqr, **f.arrays())  # type: ignore[arg-type]  # numpy types **kwds against allow_pickle too
     data = buf.getvalue()
     manifest = {
         "format": ARTIFACT_FORMAT, "version": detector.version, "features": list(detector.features),

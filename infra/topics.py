@@ -6,7 +6,10 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,  # type: ignore[attr-defined]  # defined in cimpl, re-exported without __all__
+)
 
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config

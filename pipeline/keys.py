@@ -25,7 +25,7 @@ try:  # the server install; the light (emitter SDK) install signs only and verif
     from nacl import bindings as nacl_bindings
     from nacl.exceptions import BadSignatureError
 except ImportError:  # pragma: no cover - exercised by the light install only
-    nacl_bindings = None
+    nacl_bindings = None  # type: ignore[assignment]  # absent on the light install: OpenSSL verifies
 
 from pipeline.errors import SigningKeyError
 from pipeline.jcs import canonicalize

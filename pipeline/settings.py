@@ -34,7 +34,7 @@ class KafkaSettings(BaseModel):
     deliveries_topic: str = names.DELIVERIES_TOPIC
     delivery_retries_topic: str = names.DELIVERY_RETRIES_TOPIC
     delivery_dlq_topic: str = names.DELIVERY_DLQ_TOPIC
-    partitions: int = Field(4, ge=1, le=1024)
+    partitions: int = Field(default=4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
     score_app: str = names.SCORE_APP  # the scoring worker's consumer group (and its transactional ids' prefix)
@@ -55,16 +55,16 @@ class KafkaSettings(BaseModel):
 class ChainSettings(BaseModel):
     org: str = "acme"
     env: str = "dev"
-    generation: int = Field(1, ge=1)
+    generation: int = Field(default=1, ge=1)
     # Largest accepted event on the wire; larger ones go to the dead-letter topic.
-    max_event_bytes: int = Field(256 * 1024, ge=1024)
-    max_batch_events: int = Field(5000, ge=1)
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_batch_events: int = Field(default=5000, ge=1)
     poll_timeout_s: float = 0.2
     # A signed checkpoint at most this often per chain, and within this long of the last record.
-    checkpoint_interval_s: float = Field(2.0, gt=0)
+    checkpoint_interval_s: float = Field(default=2.0, gt=0)
     # A chain with nothing new gets a signed time (a heartbeat) this often; `aiaudit verify
     # --max-age` fails a chain whose newest signed time is older than its window's end by more.
-    heartbeat_interval_s: float = Field(30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
     # Chain only events signed by a key in the emitter key set (signing.emitter_keys_file); others go
     # to the dead-letter topic as unauthenticated_emitter. false: unsigned events are chained too
     # (their records say so), signed ones are still checked.
@@ -91,14 +91,14 @@ class ClickHouseSettings(BaseModel):
 
 
 class SinkSettings(BaseModel):
-    max_batch_rows: int = Field(5000, ge=1)
-    flush_interval_s: float = Field(0.5, gt=0)
+    max_batch_rows: int = Field(default=5000, ge=1)
+    flush_interval_s: float = Field(default=0.5, gt=0)
 
 
 class ScoreSettings(BaseModel):
     models_dir: Path = Path(".aiaudit/models")
-    batch_events: int = Field(5000, ge=1)  # at most this many records a batch (one transaction per partition)
-    batch_within_s: float = Field(0.5, gt=0)  # wait at most this long to fill a batch
+    batch_events: int = Field(default=5000, ge=1)  # at most this many records a batch (one transaction per partition)
+    batch_within_s: float = Field(default=0.5, gt=0)  # wait at most this long to fill a batch
     # The gateway's policy file: its vendors' max_level tell the rule detectors what each vendor may
     # receive. Unset: the rules that need it (sensitive data to an unapproved vendor, responses above
     # the route's level) are off, and secrets sent anywhere are flagged instead.
@@ -113,7 +113,7 @@ class DeliverSettings(BaseModel):
 
 class EmitterSettings(BaseModel):
     # Bounded memory: at most this many events wait for the broker at once.
-    max_pending_events: int = Field(100_000, ge=1)
+    max_pending_events: int = Field(default=100_000, ge=1)
     linger_ms: int = 10
     # The emitter's Ed25519 key (<name>.<kid8>.key, made by `aiaudit keys emitter new NAME`): every
     # event is signed with it, and the chain worker refuses events no registered key signed.
@@ -124,14 +124,14 @@ class EmitterSettings(BaseModel):
 
 class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"  # bind to all interfaces only on purpose
-    port: int = Field(8400, ge=1, le=65535)
+    port: int = Field(default=8400, ge=1, le=65535)
     config_file: Path = Path("gateway.yaml")  # upstreams, hashed API keys, OIDC issuer
     policy_file: Path = Path("policy.yaml")  # reloaded while running; a bad file keeps the old one
-    policy_reload_s: float = Field(2.0, gt=0)
+    policy_reload_s: float = Field(default=2.0, gt=0)
     gateway_id: str | None = None  # default: the host name
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # Fail-closed routes refuse requests once an event has waited this long for the broker.
-    max_unacked_s: float = Field(5.0, gt=0)
+    max_unacked_s: float = Field(default=5.0, gt=0)
 
 
 class LocalSettings(BaseModel):

@@ -158,10 +158,10 @@ class LocalKafka:
             props.write_text(SERVER_PROPERTIES.format(
                 port=self.settings.local.kafka_port, controller_port=self.settings.local.controller_port, data_dir=data_dir))
             if not (data_dir / "meta.properties").exists():
-                proc = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(props)),
+                fmt = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(props)),
                                       capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise InfraError(f"formatting the Kafka data folder failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+                if fmt.returncode != 0:
+                    raise InfraError(f"formatting the Kafka data folder failed:\n{fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
             _say(f"starting Apache Kafka on {self.bootstrap} (data in {data_dir})")
             with open(self.log_file, "ab") as log:
                 proc = subprocess.Popen(

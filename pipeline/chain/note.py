@@ -49,7 +49,7 @@ def _check_name(name: str) -> None:
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> int:
     _check_name(name)
-    return struct.unpack(">I", hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()[:4])[0]
+    return int.from_bytes(hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()[:4], "big")
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:

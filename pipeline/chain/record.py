@@ -32,7 +32,8 @@ PAYLOAD_KEYS = frozenset({"v", "origin", "seq", "prev", "ts", "kid", "src", "eve
 
 
 class Signer(Protocol):
-    kid: KeyId
+    @property
+    def kid(self) -> KeyId: ...
 
     def sign(self, message: bytes) -> bytes: ...
 

@@ -24,14 +24,14 @@ def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message
     if head.next_seq == 0:
         return CompactRange(), False
     if tail is not None:
-        state = TreeState.from_wire(tail.value())
+        state = TreeState.from_wire(tail.value() or b"")
         if state.origin == head.origin and state.size == head.next_seq:
             return state.range, state.note is not None
     log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
                 head.next_seq)
     tree = CompactRange()
     for msg in read_partition(settings, settings.kafka.chain_topic, partition):
-        rec = Record.from_wire(msg.value())
+        rec = Record.from_wire(msg.value() or b"")
         if rec.origin == head.origin and rec.seq == tree.size:
             tree.append(bytes.fromhex(rec.leaf_hash))
     if tree.size != head.next_seq:
@@ -43,7 +43,7 @@ def read_chain_head(origin: str, tail: Message | None) -> ChainHead:
     """The head of `origin` from the last committed record of its chain-topic partition (`tail`)."""
     if tail is None:
         return ChainHead.genesis(ChainId(origin))
-    record = Record.from_wire(tail.value())
+    record = Record.from_wire(tail.value() or b"")
     if record.origin != origin:
         # The partition's last chain is another generation: this one starts fresh.
         return ChainHead.genesis(ChainId(origin))

@@ -35,11 +35,12 @@ from pipeline.chain.record import ChainHead, Signer, Source, chain_origin
 from pipeline.chain.resume import read_chain_head, read_tree
 from pipeline.chain.step import InputMessage, chain_batch
 from pipeline.contract import format_ts
+from pipeline.contract.codec import SchemaResolver, no_registry
 from pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import commit_transaction, fenced, read_tails
+from pipeline.kafka.io import commit_transaction, fenced, position, read_tails
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -75,8 +76,8 @@ class ChainWorker:
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.chain_group, **conf))
         self.chains: dict[int, PartitionChain] = {}
         registry = settings.kafka.schema_registry_url
-        resolve = {"resolve": RegistryClient(registry).resolve} if registry else {}
-        self._decode_avro = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, **resolve)
+        resolve: SchemaResolver = RegistryClient(registry).resolve if registry else no_registry
+        self._decode_avro = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, resolve=resolve)
         self.emitter_keys = EmitterKeysFile(key_set_file(settings), required=settings.chain.require_emitter_signature)
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
         self._backoff_s = 0.0
@@ -271,13 +272,14 @@ class ChainWorker:
                 msgs = self.consumer.consume(c.max_batch_events, timeout=c.poll_timeout_s)
                 by_partition: dict[int, list[InputMessage]] = {}
                 for msg in msgs:
-                    if msg.error():
-                        if msg.error().fatal():
-                            raise InfraError(f"chain consumer: {msg.error()}")
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise InfraError(f"chain consumer: {err}")
                         kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "chain worker", msg.error()))
                         continue
-                    by_partition.setdefault(msg.partition(), []).append(
-                        InputMessage(msg.value() or b"", msg.key(), Source(msg.topic(), msg.partition(), msg.offset())))
+                    src = Source(*position(msg))
+                    by_partition.setdefault(src.partition, []).append(InputMessage(msg.value() or b"", msg.key(), src))
                 for p, batch in by_partition.items():
                     chain = self.chains.get(p)
                     if chain is not None:

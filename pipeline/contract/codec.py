@@ -177,7 +177,7 @@ def encode_signed(event: dict[str, Any], sign: Callable[[dict[str, Any]], dict[s
     datum = _encode_checked({**event, SIGNATURE_FIELD: None})
     if datum[-1:] != b"\x00":  # cannot happen while emitter_signature is the last field (test_codec)
         raise InvalidEvent("the event schema's last field is not the emitter signature")
-    as_json = to_json_event(fastavro.schemaless_reader(io.BytesIO(datum), parsed_schema(), None))
+    as_json = to_json_event(_record(fastavro.schemaless_reader(io.BytesIO(datum), parsed_schema(), None)))
     member = sign(as_json)
     datum = datum[:-1] + b"\x02" + _avro_string(member["kid"]) + _avro_string(member["sig"])
     data = frame_single_object(datum) if schema_id is None else frame_confluent(schema_id, datum)
@@ -208,11 +208,11 @@ def encode(event: dict[str, Any], *, max_bytes: int, schema_id: int | None = Non
     return data
 
 
-def _no_registry(schema_id: int) -> Any:
+def no_registry(schema_id: int) -> Any:
     raise UnknownSchema(f"registry schema id {schema_id}: no schema registry is configured")
 
 
-def decode(data: bytes, *, max_bytes: int, resolve: SchemaResolver = _no_registry) -> dict[str, Any]:
+def decode(data: bytes, *, max_bytes: int, resolve: SchemaResolver = no_registry) -> dict[str, Any]:
     """Decode one framed event into its JSON form (the `event` of a record).
 
     Raises OversizedEvent, MalformedEvent, UnknownSchema or InvalidEvent, each naming why.
@@ -244,9 +244,16 @@ def decode(data: bytes, *, max_bytes: int, resolve: SchemaResolver = _no_registr
         raise MalformedEvent(f"Avro datum does not decode: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(body):
         raise MalformedEvent(f"{len(body) - buf.tell()} trailing bytes after the Avro datum")
-    event = to_json_event(datum)
+    event = to_json_event(_record(datum))
     check_event(event)
     return event
+
+
+def _record(datum: object) -> dict[str, Any]:
+    """The event schema is an Avro record: fastavro reads it as a dict, or the schema is not ours."""
+    if not isinstance(datum, dict):
+        raise MalformedEvent(f"Avro datum decodes to {type(datum).__name__}, not a record")
+    return datum
 
 
 def to_json_event(datum: dict[str, Any]) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def register_emitter_key(set_file: Path, name: str, jwk: dict[str, Any]) -> str:
     """Add a public key for emitter `name` to the key set. Returns its kid. Raises SigningKeyError."""
     if not NAME.fullmatch(name):
         raise SigningKeyError(f"emitter name {name!r}: letters, digits, '_' and '-', at most 64, no '-' at either end")
-    public = {k: jwk[k] for k in ("kty", "crv", "x") if k in jwk}
+    public: dict[str, str] = {k: jwk[k] for k in ("kty", "crv", "x") if isinstance(jwk.get(k), str)}
     doc = read_key_set(set_file, missing_ok=True)
     entry = {**public, "emitter": name}
     parse_key_set({"keys": [entry]}, "the new key")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -34,12 +35,15 @@ class RegistryClient:
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
         with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310  # URL checked above
-            return json.loads(resp.read(MAX_RESPONSE_BYTES))
+            doc = json.loads(resp.read(MAX_RESPONSE_BYTES))
+        if not isinstance(doc, dict):
+            raise ValueError(f"the registry answered {type(doc).__name__}, not a JSON object")
+        return doc
 
     def register(self, subject: str, schema_text: str) -> int:
         """Register (or find) the schema under `subject`; returns its id. Raises ConfigError."""
         try:
-            return int(self._call("POST", f"/subjects/{urllib.request.quote(subject, safe='')}/versions",
+            return int(self._call("POST", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
                                   {"schema": schema_text, "schemaType": "AVRO"})["id"])
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"schema registry {self.url}: cannot register {subject}: {exc}") from exc

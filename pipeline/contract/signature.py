@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pipeline.errors import SigningKeyError
 from pipeline.jcs import canonicalize
@@ -36,7 +36,8 @@ MAX_KEYS = 10_000  # bound on one key set
 
 
 class EventSigner(Protocol):
-    kid: str
+    @property
+    def kid(self) -> str: ...
 
     def sign(self, message: bytes) -> bytes: ...
 
@@ -137,7 +138,7 @@ def parse_key_set(doc: Any, where: str) -> list[dict[str, Any]]:
         a, b = clashes[0]
         raise SigningKeyError(f"{where}: emitter names {a!r} and {b!r} overlap (a key for {a!r} could sign as "
                               f"{b!r}); rename one")
-    return keys
+    return cast(list[dict[str, Any]], keys)
 
 
 def utc_now_text() -> str:

@@ -173,12 +173,12 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
                 await asyncio.sleep(wait)
             await attempt(target, finding, step, event.message.partition, by)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def announce() -> None:
         log.info("delivering findings from %s to %s", k.alerts_topic,
                  ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in targets))
 
-    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]  # a Faust signal
+    @app.on_before_shutdown.connect  # a Faust signal
     async def close_http(*_: Any, **__: Any) -> None:
         if http:
             await http[0].close()

@@ -176,7 +176,7 @@ def _choice(entry: dict[str, Any], key: str, allowed: tuple[str, ...], default: 
     value = entry.get(key, default)
     if value not in allowed:
         raise ValueError(f"{key}: one of {', '.join(allowed)}")
-    return value
+    return str(value)
 
 
 def _names(entry: dict[str, Any], key: str) -> frozenset[str] | None:

@@ -58,7 +58,8 @@ class SeekFirstRecovery(Recovery):
         streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
         if streams:
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-            fresh = sorted((tp for tp in streams if not consumer._committed_offset.get(tp)), key=str)
+            committed = consumer._committed_offset  # type: ignore[attr-defined]  # faust's Consumer, not in ConsumerT
+            fresh = sorted((tp for tp in streams if not committed.get(tp)), key=str)
             if fresh:
                 for tp, offset in (await consumer.earliest_offsets(*fresh)).items():
                     await consumer.seek(tp, offset)
@@ -68,7 +69,7 @@ class SeekFirstRecovery(Recovery):
         self.completed.set()
         self.app.flow_control.resume()
         consumer.resume_flow()
-        await self.app._fetcher.maybe_start()
+        await self.app._fetcher.maybe_start()  # type: ignore[attr-defined]  # faust.App's, not in AppT (as in faust's own)
         self.tables.on_actives_ready()
         if not self.app.assignor.assigned_standbys():
             self.tables.on_standbys_ready()

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -74,7 +74,7 @@ def parse_finding(value: bytes | None) -> dict[str, Any]:
             and 0 < len(s["actor"]) <= 512 and type(finding["time"]) is int and 0 < finding["time"] < 10**14
             and isinstance(s["origin"], str) and isinstance(s["leaf_hash"], str)):
         raise Unreadable("finding uid, actor, time or record coordinates missing or malformed")
-    return finding
+    return cast(dict[str, Any], finding)
 
 
 # --- signed webhook ---------------------------------------------------------------------

@@ -76,7 +76,7 @@ def retry_after(dest: Destination, uid: str, attempt: int) -> float | None:
         return None
     base = min(dest.backoff_max_s, dest.backoff_s * 2 ** (attempt - 1))
     jitter = int(hashlib.sha256(f"{uid}:{attempt}".encode()).hexdigest()[:4], 16) / 0xFFFF * 0.2
-    return base * (1 + jitter)
+    return float(base * (1 + jitter))
 
 
 # A delivery's state, kept by the agent per delivery uid (a Faust table): "sending" is written

@@ -39,9 +39,9 @@ class Upstream(BaseModel):
     api_key_env: str | None = None
     api_key_file: Path | None = None
     api_version: str = "2024-10-21"  # azure only
-    timeout_s: float = Field(60.0, gt=0, le=600)
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
-    max_connections: int = Field(200, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_connections: int = Field(default=200, ge=1)
 
     def api_key(self) -> str | None:
         if self.api_key_file is not None:

@@ -92,11 +92,11 @@ class OidcSettings(BaseModel):
     # Asymmetric only: a symmetric (HS*) or `none` token would let anyone holding the
     # verification material mint identities.
     algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]] = ["RS256", "ES256", "EdDSA"]
-    leeway_s: int = Field(30, ge=0, le=300)  # clock skew allowed on exp/nbf/iat
+    leeway_s: int = Field(default=30, ge=0, le=300)  # clock skew allowed on exp/nbf/iat
     role_claim: str = "role"
     default_role: str | None = None  # role when the token has none; unset: such tokens are refused
     type_claim: str = "actor_type"
-    jwks_refresh_s: int = Field(600, ge=10)
+    jwks_refresh_s: int = Field(default=600, ge=10)
     # Which agents may act for whom (RFC 8693 `act`): agent subject -> the people (fnmatch
     # patterns) it may act for. A token with an `act` claim outside this list is refused.
     delegations: dict[str, list[str]] = Field(default_factory=dict)
@@ -216,7 +216,7 @@ class Jwks:
         if not isinstance(kid, str):
             raise AuthError("token has no key id")
         key = await self.key(kid)
-        if not alg.startswith(ALG_FAMILY.get(key.key_type, ())):
+        if not alg.startswith(ALG_FAMILY.get(key.key_type or "", ())):
             raise AuthError(f"token algorithm {alg} does not fit its key (a {key.key_type} key)")
         try:
             claims = jwt.decode(token, key.key, algorithms=[alg], audience=self.oidc.audience, issuer=self.oidc.issuer,

@@ -60,7 +60,8 @@ def _obj(value: Any, path: str, fields: dict[str, Callable[[Any, str], None]], r
         check = fields.get(name)
         if check is None:
             _fail(where, "is not a field the gateway forwards")
-        check(v, where)
+        else:
+            check(v, where)
 
 
 def _str(v: Any, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -17,6 +18,15 @@ _TRANSIENT = frozenset({
     KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
 })
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message; confluent-kafka types them optional,
+    set on every message a consumer returns without an error."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise InfraError("a consumed Kafka message without topic, partition or offset")
+    return topic, partition, offset
 
 
 def transient(err: KafkaError) -> bool:
@@ -64,16 +74,17 @@ def _to_end(consumer: Consumer, topic: str, partition: int, start: int, deadline
         msg = consumer.poll(1.0)
         if msg is None:
             continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
                 return
-            raise InfraError(f"reading {topic}[{partition}]: {msg.error()}")
+            raise InfraError(f"reading {topic}[{partition}]: {err}")
         yield msg
 
 
 def _reader(settings: Settings, name: str) -> Consumer:
-    return Consumer(kafka_config.consumer(settings, name, **{
-        "enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}))
+    extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}
+    return Consumer(kafka_config.consumer(settings, name, read_committed=True, **extra))
 
 
 def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, timeout_s: float = 30.0) -> list[Message]:
@@ -119,12 +130,13 @@ def read_tails(settings: Settings, topic: str, partitions: list[int], *, timeout
                 msg = consumer.poll(1.0)
                 if msg is None:
                     continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition())
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(position(msg)[1])
                         continue
-                    raise InfraError(f"reading {topic}[{msg.partition()}]: {msg.error()}")
-                last[msg.partition()] = msg
+                    raise InfraError(f"reading {topic}[{msg.partition()}]: {err}")
+                last[position(msg)[1]] = msg
             for p in list(todo):
                 if p in last or starts[p] == bounds[p][0]:
                     out[p] = last.get(p)
@@ -157,9 +169,10 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int], *, ti
             msg = consumer.poll(1.0)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    todo.discard(msg.partition())
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    todo.discard(position(msg)[1])
                     continue
                 raise InfraError(f"reading {topic}[{msg.partition()}]: {msg.error()}")
             yield msg

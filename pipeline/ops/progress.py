@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.topics import topic_specs
-from pipeline.kafka.io import committed_offsets, end_offsets, read_tail
+from pipeline.kafka.io import committed_offsets, end_offsets, position, read_tail
 from pipeline.settings import Settings
 from pipeline.sink.rows import sink_topics
 
@@ -41,7 +41,7 @@ def pipeline_lag(settings: Settings) -> Lag:
         sunk = committed_offsets(settings, k.sink_group, topic, parts)
         for p in range(parts):
             tail = read_tail(settings, topic, p)
-            if tail and sunk[p] <= tail[-1].offset():
+            if tail and sunk[p] <= position(tail[-1])[2]:
                 sink_behind += 1
     return Lag(chain_lag, sink_behind)
 
@@ -52,7 +52,7 @@ def scoring_done(settings: Settings) -> bool:
     scored = committed_offsets(settings, k.score_app, k.chain_topic, k.partitions)
     for p in range(k.partitions):
         tail = read_tail(settings, k.chain_topic, p)
-        if tail and scored[p] <= tail[-1].offset():
+        if tail and scored[p] <= position(tail[-1])[2]:
             return False
     return True
 

@@ -20,6 +20,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -69,7 +70,7 @@ class FakeUpstream:
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": reply}}]})
 
-        async def chunks():  # type: ignore[no-untyped-def]  # test double: an async generator of bytes
+        async def chunks() -> AsyncIterator[bytes]:
             words = reply.split(" ")
             for i, word in enumerate(words):
                 chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,

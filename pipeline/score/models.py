@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -29,7 +29,7 @@ from pipeline import store
 from pipeline.chain.record import parse_payload
 from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
-from pipeline.keys import Ed25519Signer, KeyRing
+from pipeline.keys import Ed25519Signer, KeyId, KeyRing
 from pipeline.query.export import read_export
 from pipeline.settings import Settings
 from pipeline.store import evidence, promotions
@@ -99,7 +99,7 @@ def promote(models_dir: Path, version: str, signer: Ed25519Signer, *, by: str,
     tmp = models_dir / (LIVE + ".tmp")
     tmp.write_text(json.dumps(live, indent=2) + "\n")
     tmp.replace(models_dir / LIVE)
-    return manifest
+    return cast(dict[str, Any], manifest)
 
 
 def live_promotion(models_dir: Path, keyring: KeyRing) -> dict[str, Any]:
@@ -130,10 +130,10 @@ def check_promotion(text: str, keyring: KeyRing, *, where: str = LIVE) -> dict[s
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{where} is not a signed promotion ({type(exc).__name__}: {exc}); "
                           "promote the model again with `aiaudit detect promote`") from exc
-    if not isinstance(kid, str) or kid not in keyring or not keyring.verify(kid, signature, PROMOTION_DOMAIN + body):
+    if not isinstance(kid, str) or kid not in keyring or not keyring.verify(KeyId(kid), signature, PROMOTION_DOMAIN + body):
         raise ConfigError(f"{where}: its signature does not verify under the keys folder's JWKS "
                           f"(key {str(kid)[:50]}): the promotion was not made with an operator's key")
-    return live
+    return cast(dict[str, Any], live)
 
 
 def live_detector(models_dir: Path, keyring: KeyRing) -> Detector:

@@ -47,7 +47,7 @@ from pipeline.chain.record import Record
 from pipeline.contract import format_ts
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import commit_transaction, fenced, read_partitions
+from pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
 from pipeline.score.models import Promoted
 from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from pipeline.settings import Settings
@@ -144,10 +144,11 @@ class ScoreWorker:
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         states: dict[int, dict[str, IdentityState]] = {p: {} for p in producers}
         for msg in read_partitions(self.settings, k.score_state_topic, list(producers)):
-            if msg.key() is None:
+            key = msg.key()
+            if key is None:
                 continue
             try:
-                states[msg.partition()][msg.key().decode()] = state_from_dict(orjson.loads(msg.value() or b"null"))
+                states[position(msg)[1]][key.decode()] = state_from_dict(orjson.loads(msg.value() or b"null"))
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
                 log.warning("state topic %s[%d]@%d unreadable (%s); that identity starts afresh",
                             k.score_state_topic, msg.partition(), msg.offset(), exc)
@@ -192,7 +193,7 @@ class ScoreWorker:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
         scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules,
                                skip_unreadable=True)
-        return Batch(part, local, scored, msgs[-1].offset() + 1, detector.version)
+        return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version)
 
     def _write(self, batch: Batch, group: object) -> KafkaError | None:
         """One partition's transaction: scores, findings, changed states and the input offset.
@@ -300,13 +301,14 @@ class ScoreWorker:
                 msgs = self.consumer.consume(sc.batch_events, timeout=sc.batch_within_s)
                 by_partition: dict[int, list[Message]] = {}
                 for msg in msgs:
-                    if msg.error():
-                        if msg.error().fatal():
-                            raise InfraError(f"scoring consumer: {msg.error()}")
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise InfraError(f"scoring consumer: {err}")
                         kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "scoring worker",
                                                                                msg.error()))
                         continue
-                    by_partition.setdefault(msg.partition(), []).append(msg)
+                    by_partition.setdefault(position(msg)[1], []).append(msg)
                 if by_partition:
                     self._process(by_partition)
                 else:

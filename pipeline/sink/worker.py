@@ -84,9 +84,10 @@ class SinkWorker:
             while not stop.is_set():
                 want = s.max_batch_rows - len(self.pending)
                 for msg in self.consumer.consume(min(want, 1000), timeout=min(0.2, s.flush_interval_s)):
-                    if msg.error():
-                        if msg.error().fatal():
-                            raise InfraError(f"sink consumer: {msg.error()}")
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise InfraError(f"sink consumer: {err}")
                         kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "sink worker", msg.error()))
                         continue
                     if not self.pending:

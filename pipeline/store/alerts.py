@@ -62,7 +62,8 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
                   limit: int = 100) -> tuple[str, dict[str, Any]]:
     """Alerts, newest first, each once, with its current status and who set it (and only those
     a given detector fired on, with `detector`)."""
-    conds, params = [], {"limit": limit}
+    conds: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
     for column, name, value, typ in (("a.actor_id", "actor", actor, "String"), ("a.severity", "severity", severity, "String"),
                                      ("a.detected_at >=", "since", since, "DateTime64(3, 'UTC')"),
                                      ("a.detected_at <", "until", until, "DateTime64(3, 'UTC')")):

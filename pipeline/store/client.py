@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -62,11 +62,11 @@ def check_dsn(dsn: str) -> None:
                           f"HTTP: use port {8443 if parts.scheme == 'https' else 8123}")
 
 
-def _served(client: RemoteClient, settings: Settings, missing: str) -> Any:
+def _served(client: RemoteClient, settings: Settings, missing: str) -> Client:
     """The store as the running sink serves it (read-only), checked like a local one."""
     if str(client.command(f"EXISTS TABLE {database(settings)}.{EVIDENCE_TABLE}")).strip() != "1":
         raise StoreError(missing)
-    return client
+    return cast(Client, client)  # duck-typed: the subset of Client the readers call (store/api.py)
 
 
 def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = False) -> Client:
@@ -125,11 +125,11 @@ def query_rows(client: Client, sql: str, parameters: dict[str, Any]) -> tuple[li
         result = client.query(sql, parameters=parameters)
     except (ClickHouseError, OSError) as exc:
         raise StoreError(f"query failed: {exc}") from exc
-    return list(result.column_names), result.result_rows
+    return list(result.column_names), [tuple(row) for row in result.result_rows]
 
 
 def stream_rows(client: Client, sql: str, parameters: dict[str, Any],
-                column_formats: dict[str, str] | None = None) -> Iterator[Sequence[Any]]:
+                column_formats: dict[str, str | dict[str, str]] | None = None) -> Iterator[Sequence[Any]]:
     """Yield rows of a parameterised query block by block (for verification of long chains).
     column_formats {"payload": "bytes"} hands a column back as its stored bytes (see evidence.BYTES)."""
     try:

@@ -40,7 +40,7 @@ def reconcile_emitters(events: Iterable[tuple[str, int, str, str]], *, start_at_
     for emitter_id, have in sorted(seqs.items()):
         ordered = sorted(have)
         low = 0 if start_at_zero else ordered[0]
-        for first, last in _missing_ranges(ordered, low):
-            span = f"{first}" if first == last else f"{first}..{last}"
-            failures.append(Failure(f"emitter:{emitter_id}", first, "emitter_gap", f"emitter_seq {span} sent but not in any chain"))
+        for lo, hi in _missing_ranges(ordered, low):
+            span = f"{lo}" if lo == hi else f"{lo}..{hi}"
+            failures.append(Failure(f"emitter:{emitter_id}", lo, "emitter_gap", f"emitter_seq {span} sent but not in any chain"))
     return len(seqs), failures

@@ -45,13 +45,13 @@ MAX_TRUST_BYTES = 1 << 20
 
 class _Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    not_before: str | None = Field(None, max_length=40)
-    not_after: str | None = Field(None, max_length=40)
+    not_before: str | None = Field(default=None, max_length=40)
+    not_after: str | None = Field(default=None, max_length=40)
 
 
 class _WitnessSpec(_Window):
     vkey: str = Field(min_length=10, max_length=400)
-    url: str | None = Field(None, pattern=r"^https?://", max_length=2000)
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
 
 
 class _CheckpointKeySpec(_Window):
@@ -63,8 +63,8 @@ class _TrustSpec(BaseModel):
     record_keys: dict[str, Any]
     checkpoint_keys: list[str | _CheckpointKeySpec] = Field(min_length=1, max_length=64)
     witnesses: list[_WitnessSpec] = Field(default_factory=list, max_length=64)
-    min_cosignatures: int = Field(0, ge=0, le=64)
-    max_checkpoint_age: str | None = Field(None, max_length=20)
+    min_cosignatures: int = Field(default=0, ge=0, le=64)
+    max_checkpoint_age: str | None = Field(default=None, max_length=20)
     emitter_keys: dict[str, Any] | None = None
     require_emitter_signatures: bool = False
 

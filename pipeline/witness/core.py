@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipeline.chain import merkle
 from pipeline.chain.merkle import ProofError
@@ -86,7 +86,13 @@ def parse_request(body: bytes) -> AddCheckpoint:
     return AddCheckpoint(int(old[4:]), tuple(proof), note)
 
 
-def decide(req: AddCheckpoint, logs: Mapping[str, Verifier], last: Cosigned | None, witness: NoteSigner,
+class LogKeyLookup(Protocol):
+    """Which log key verifies an origin (a dict of origin -> Verifier is one)."""
+
+    def get(self, origin: str, /) -> Verifier | None: ...
+
+
+def decide(req: AddCheckpoint, logs: LogKeyLookup, last: Cosigned | None, witness: NoteSigner,
            now_s: int) -> Answer:
     """The answer to one add-checkpoint request, given what was last cosigned for its origin."""
     try:

@@ -32,8 +32,8 @@ log = logging.getLogger("aiaudit.witness")
 
 class LogSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    origin: str | None = Field(None, min_length=1, max_length=512)
-    origin_prefix: str | None = Field(None, min_length=1, max_length=512)
+    origin: str | None = Field(default=None, min_length=1, max_length=512)
+    origin_prefix: str | None = Field(default=None, min_length=1, max_length=512)
     key: str = Field(min_length=40, max_length=60)  # base64 of the 32-byte checkpoint public key
 
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# What `make test` needs from the machine beyond Python: Java 17+ (the local Kafka broker), Maven
+# (fetches the Kafka jars once) and rsyslogd with its GnuTLS driver (the syslog delivery tests).
+# Says in one line what to install, before half an hour of tests fails on it.
+set -u
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || [ -f infra/kafka/lib/.fetched ] || missing+=(maven)
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 \
+  || missing+=(rsyslog-gnutls)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "make test needs: ${missing[*]}. Install with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
