@@ -6,10 +6,8 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AdminClient,
-    NewTopic,  # type: ignore[attr-defined]  # defined in cimpl, re-exported without __all__
-)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # from cimpl, re-exported without __all__
 
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config

@@ -317,13 +317,35 @@ def _checker(workers: int | None, keyring: Any) -> Iterator[Any]:
         yield pool
 
 
-def _tail_rule(args: argparse.Namespace, trust: Any) -> tuple[int, int] | None:
-    """(end of the window, max age) in unix seconds, when the tail rule applies."""
+def default_max_age_s(settings: Settings) -> int:
+    """The tail rule's default: ten heartbeat intervals (5 minutes with the default 30 s): a running
+    chain worker signs a time at least every interval, so only a stopped logger, or a removed tail
+    of records and checkpoints, is older."""
+    return int(10 * settings.chain.heartbeat_interval_s)
+
+
+def _tail_rule(args: argparse.Namespace, trust: Any, settings: Settings,
+               exported_at: str | None = None) -> tuple[int, int] | None:
+    """(the time judged at, max age) in unix seconds; None only with --no-tail-rule. Judged at
+    --as-of, else an export's own export time, else now: never at the records filter's --until."""
+    if args.no_tail_rule:
+        return None
     max_age = args.max_age if args.max_age is not None else trust.max_checkpoint_age_s
     if max_age is None:
-        return None
-    end = args.until if args.until is not None else datetime.now(timezone.utc)
-    return int(end.timestamp()), max_age
+        max_age = default_max_age_s(settings)
+    if args.as_of is not None:
+        at = args.as_of
+    elif exported_at is not None:
+        from pipeline.contract import parse_ts
+
+        try:
+            at = parse_ts(exported_at)
+        except ValueError as exc:
+            raise ConfigError(f"the export's exported_at {exported_at[:40]!r} is not an RFC 3339 time: give --as-of") \
+                from exc
+    else:
+        at = datetime.now(timezone.utc)
+    return int(at.timestamp()), max_age
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -340,10 +362,12 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
 
         if trust.witnesses and any(url for _, url in trust.witnesses) and not args.trust:
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
-        report = verify_export(read_export_file(Path(args.export)), trust.keyring,
+        file = read_export_file(Path(args.export), lenient=True)
+        tail = _tail_rule(args, trust, settings, file.header.exported_at if file.header else None)
+        report = verify_export(file, trust.keyring,
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
-                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust),
-                              windows=trust.windows)
+                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=tail,
+                               windows=trust.windows, allow_unanchored=args.allow_unanchored)
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -360,8 +384,13 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                               whole=whole, reconcile=args.origin is None, window=window, progress=progress,
                               live_witnesses=[(url, v) for v, url in trust.witnesses if url],
                               pinned_witnesses=[v for v, _ in trust.witnesses],
-                              min_cosignatures=trust.min_cosignatures, checker=checker, tail=_tail_rule(args, trust),
-                              windows=trust.windows)
+                              min_cosignatures=trust.min_cosignatures, checker=checker,
+                              tail=(tail := _tail_rule(args, trust, settings)), windows=trust.windows)
+    if tail is None:
+        report.warnings.append("WARN the tail rule is off (--no-tail-rule): the removal of a chain's newest records "
+                               "together with their checkpoints would not be seen")
+    else:
+        report.tail = tail
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -796,9 +825,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--witness-key", metavar="VKEY", help="the witness's pinned verifier key (name+keyid+base64)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.add_argument("--max-age", type=_duration, metavar="DURATION",
-                   help="the tail rule: fail a chain whose newest signed time (the log's timestamps and heartbeats, "
-                        "witness cosignatures) is older than this at the end of the window (--until, default now), "
-                        "e.g. 15m; default: the trust file's max_checkpoint_age, else not applied")
+                   help="the tail rule: fail (stale) a chain whose newest signed time (the log's timestamps and "
+                        "heartbeats, witness cosignatures) is older than this at --as-of, e.g. 15m; default: the "
+                        "trust file's max_checkpoint_age, else ten heartbeat intervals (5m with the defaults)")
+    s.add_argument("--as-of", type=_time, metavar="TIME",
+                   help="the time the tail rule judges freshness at (default: an export's own export time, else "
+                        "now); apart from --until, which only selects records")
+    s.add_argument("--no-tail-rule", action="store_true",
+                   help="switch the tail rule off (shown in the result): removed newest records with their "
+                        "checkpoints then go unseen")
+    s.add_argument("--allow-unanchored", action="store_true",
+                   help="an export without signed checkpoints (written before checkpoints existed) passes with a "
+                        "warning instead of failing unanchored")
     s.add_argument("--workers", type=_positive, metavar="N",
                    help="processes checking signatures and hashes (default: one per core; 1: none besides this one)")
     s.set_defaults(func=cmd_verify)

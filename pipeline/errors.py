@@ -129,9 +129,10 @@ class Failure:
     seq: int | None
     reason: str  # one of pipeline.verify.rules.REASONS
     detail: str
+    where: str = ""  # instead of the seq: e.g. "line 12" of an export file
 
     def line(self) -> str:
-        where = f"seq {self.seq}" if self.seq is not None else "chain"
+        where = self.where or (f"seq {self.seq}" if self.seq is not None else "chain")
         return f"FAIL {self.origin} {where}: {self.reason}: {self.detail}"
 
 

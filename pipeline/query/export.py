@@ -112,14 +112,26 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     return summary
 
 
-def read_export_file(path: Path) -> ExportFile:
-    """All of an `aiaudit export` file. Raises ConfigError naming a bad line."""
+MAX_PROBLEMS = 1000  # malformed lines listed one by one; past that, counted
+
+
+def read_export_file(path: Path, *, lenient: bool = False) -> ExportFile:
+    """All of an `aiaudit export` file. Raises ConfigError naming a bad line; with lenient (the
+    verifier), every bad line is kept in `problems` with its number and reading goes on."""
     into = ExportFile()
+    skipped = 0
     for lineno, line in _lines(path):
         try:
             add_line(into, line)
         except ValueError as exc:
-            raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
+            if not lenient:
+                raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
+            if len(into.problems) < MAX_PROBLEMS:
+                into.problems.append((lineno, str(exc)[:300]))
+            else:
+                skipped += 1
+    if skipped:
+        into.problems.append((0, f"{skipped} more malformed line(s) not listed"))
     return into
 
 

@@ -72,6 +72,7 @@ class ExportFile:
     records: list[Record] = field(default_factory=list)
     checkpoints: list[ExportedCheckpoint] = field(default_factory=list)
     proofs: dict[tuple[str, int], Inclusion] = field(default_factory=dict)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong), read leniently
 
     @property
     def selection(self) -> str:

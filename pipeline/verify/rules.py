@@ -43,6 +43,9 @@ REASONS = (
     "not_included",  # a sampled record's inclusion proof is missing or does not lead to the signed root
     "stale",  # the chain's newest signed time is older than the allowed age at the end of the window
     "unauthenticated_emitter",  # the event's emitter signature is missing (where required), unknown or invalid
+    "unanchored",  # an export (or a chain in it) with no signed checkpoint: removals from its end cannot be seen
+    "malformed_line",  # an export line that is not a header, record, checkpoint or proof of the format
+    "orphan_proof",  # an export holds an inclusion proof for a record it lacks: the record was removed
 )
 
 

@@ -14,7 +14,7 @@ from pipeline.query.export_file import ExportFile
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import ChainReport, Checker, StoredRecord, group_by_origin, scan_chain, sort_checking_order
-from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
+from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints, utc_text
 
 
 @dataclass
@@ -26,6 +26,7 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)  # not failures: records not yet checkpointed
     sample: bool = False  # a filtered selection: records proven included, emitters not reconciled
     proven: int = 0  # sampled records whose inclusion proof leads to a signed checkpoint's root
+    tail: tuple[int, int] | None = None  # the tail rule as applied: (judged at, max age), unix seconds
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
@@ -78,7 +79,9 @@ class VerifyReport:
             "sample": self.sample,
             "proven_included": self.proven,
             "warnings": self.warnings,
-            "failures": [{"origin": f.origin, "seq": f.seq, "reason": f.reason, "detail": f.detail} for f in self.failures],
+            "tail_rule": None if self.tail is None else {"as_of": utc_text(self.tail[0]), "max_age_s": self.tail[1]},
+            "failures": [{"origin": f.origin, "seq": f.seq, "reason": f.reason, "detail": f.detail,
+                          **({"where": f.where} if f.where else {})} for f in self.failures],
         }
 
     def text(self) -> str:
@@ -94,6 +97,8 @@ class VerifyReport:
                "left out were not checked and emitters were not reconciled"] if self.sample else
               [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records"]),
             f"{len(kids)} signing key(s): {', '.join(kids) if kids else '-'}",
+            *([f"tail rule: every chain signed a time within {self.tail[1]}s of {utc_text(self.tail[0])}"]
+              if self.tail is not None else []),
         ]
         if not self.chains:
             lines.append("FAIL: no records to verify")
@@ -153,11 +158,27 @@ def _tail(report: VerifyReport, chain: ChainReport, tree: TreeCheck, tail: tuple
 def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
                   witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
                   checker: Checker | None = None, tail: tuple[int, int] | None = None,
-                  windows: Windows | None = None) -> VerifyReport:
+                  windows: Windows | None = None, allow_unanchored: bool = False) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
-    sample by each record's inclusion proof to its chain's signed checkpoint."""
+    sample by each record's inclusion proof to its chain's signed checkpoint.
+
+    Every chain must be anchored in a signed checkpoint checked under a pinned key (`unanchored`
+    otherwise: removing a chain's newest records, or its checkpoint lines, would go unseen); with
+    allow_unanchored (older exports) that is a warning. Every malformed line of the file
+    (`file.problems`) is a failure naming its line; an inclusion proof whose record is absent is
+    `orphan_proof`."""
     report = VerifyReport(sample=file.selection == "sample")
+    for lineno, problem in file.problems:
+        report.failures.append(Failure("export", None, "malformed_line", problem,
+                                       where=f"line {lineno}" if lineno else "file"))
+
+    def unanchored(origin: str, detail: str) -> None:
+        if allow_unanchored:
+            report.warnings.append(f"WARN {origin}: unanchored (allowed by --allow-unanchored): {detail}")
+        else:
+            report.failures.append(Failure(origin, None, "unanchored", detail + " (an export written before "
+                                           "checkpoints existed: --allow-unanchored)"))
     notes: dict[str, list[tuple[int, str]]] = {}
     cosigs: dict[str, list[tuple[int, str]]] = {}
     for cp in file.checkpoints:
@@ -169,14 +190,20 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
                                 witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows)
 
     if notes and not checkpoint_keys:
-        report.warnings.append("WARN the export's signed checkpoints were not checked: no checkpoint key "
-                               "(give --checkpoint-key or --trust)")
-    elif not notes and not report.sample:
-        report.warnings.append("WARN the export holds no signed checkpoints: the removal of a chain's newest "
-                               "records cannot be detected from it")
+        unanchored("export", "its signed checkpoints cannot be checked without the checkpoint public key: "
+                             "give --checkpoint-key or --trust")
+    elif not notes:
+        unanchored("export", "the export holds no signed checkpoint: the removal of a chain's newest records "
+                             "(or of the checkpoint lines) cannot be detected from it")
     use_tree = bool(checkpoint_keys)
+    present = {(r.origin, r.seq) for r in file.records}
+    for origin, seq in sorted(set(file.proofs) - present):
+        report.failures.append(Failure(origin, seq, "orphan_proof", "the export proves this record included, but "
+                                       "does not hold it: it was removed from the file"))
     for chain in group_by_origin(StoredRecord(r.origin, r.seq, r.payload, r.sig, r.leaf_hash) for r in file.records):
         origin = chain[0].origin
+        if notes and origin not in notes:
+            unanchored(origin, "no signed checkpoint of this chain in the export")
         ordered, reorders = sort_checking_order(chain)
         tree = checks(origin) if use_tree and origin in notes else None
         if report.sample:

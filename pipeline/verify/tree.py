@@ -42,6 +42,9 @@ from pipeline.errors import Failure
 from pipeline.verify.rules import StoredRecord
 
 
+MAX_HOLES = 20  # ranges named in one truncated line; the gap rule names each one anyway
+
+
 @dataclass
 class TreeCheck:
     origin: str
@@ -55,6 +58,8 @@ class TreeCheck:
     proven: int = 0  # sampled records whose inclusion proof leads to a signed root
     unproven: int = 0  # sampled records after the newest checkpoint
     signed_time: int | None = None  # newest verified signed time (log timestamp or witness cosignature), unix s
+    holes: list[tuple[int, int]] = field(default_factory=list)  # seq ranges the records fed skip (first MAX_HOLES)
+    highest: int = -1  # the highest seq fed
 
     def tail_rule(self, end_s: int, max_age_s: int) -> None:
         """The newest signed time must lie within max_age_s of the window's end: a logger that stopped,
@@ -65,9 +70,20 @@ class TreeCheck:
         elif end_s - self.signed_time > max_age_s:
             self.failures.append(Failure(
                 self.origin, self.newest, "stale",
-                f"newest signed time {_utc(self.signed_time)} is {end_s - self.signed_time}s before the end of the "
-                f"window {_utc(end_s)}, more than {max_age_s}s: the logger stopped, or its newest records and "
-                "checkpoints were removed"))
+                f"newest signed time {utc_text(self.signed_time)} is {end_s - self.signed_time}s before {utc_text(end_s)}, "
+                f"more than {max_age_s}s: the logger stopped, or its newest records and checkpoints were removed "
+                f"(judged --as-of {utc_text(self.signed_time + max_age_s)} or earlier, it passes)"))
+
+    def missing_text(self, size: int) -> str:
+        """The exact seqs below `size` that no record fed carries, e.g. 'seq 900, 1200..1203 missing'."""
+        if self.highest < 0:
+            return "no records"
+        spans = [(a, min(b, size - 1)) for a, b in self.holes if a < size]
+        if self.highest + 1 < size:
+            spans.append((self.highest + 1, size - 1))
+        text = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in spans[:MAX_HOLES])
+        more = " and more" if len(self.holes) >= MAX_HOLES else ""
+        return f"seq {text}{more} missing" if spans else "records out of order"
 
     @property
     def newest(self) -> int:
@@ -76,6 +92,9 @@ class TreeCheck:
     def feed(self, records: Iterable[StoredRecord]) -> Iterator[StoredRecord]:
         """Pass the records on unchanged, growing the tree from the contiguous leaves as they go by."""
         for rec in records:
+            if rec.seq > self.highest + 1 and len(self.holes) < MAX_HOLES:
+                self.holes.append((self.highest + 1, rec.seq - 1))
+            self.highest = max(self.highest, rec.seq)
             if rec.seq == self.tree.size:  # duplicates and records after a gap do not extend the tree
                 try:
                     leaf = bytes.fromhex(rec.leaf_hash)
@@ -149,9 +168,9 @@ class TreeCheck:
         newest = max(self.newest, max(self.witnessed, default=0))
         self._cosignature_rule()
         if self.tree.size < newest:
-            what = "no records" if self.tree.size == 0 else f"seq {self.tree.size}..{newest - 1} missing"
             self.failures.append(Failure(self.origin, self.tree.size, "truncated",
-                                         f"the checkpoint at size {newest} covers {newest} records: {what}"))
+                                         f"the checkpoint at size {newest} covers {newest} records: "
+                                         f"{self.missing_text(newest)}"))
         return max(0, self.tree.size - newest)
 
 
@@ -216,8 +235,8 @@ def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_ke
         ts, window = times[name], windows.get(signer.public_key)
         if window is not None and not window[0] <= ts < window[1]:
             what = "the log's signed time" if name == origin else f"the cosignature of {name}"
-            fail("key_out_of_window", f"{what} at size {size} is {_utc(ts)}, outside its key's window "
-                                      f"{_utc(window[0])}..{_utc(window[1])} (trust file)")
+            fail("key_out_of_window", f"{what} at size {size} is {utc_text(ts)}, outside its key's window "
+                                      f"{utc_text(window[0])}..{utc_text(window[1])} (trust file)")
             continue
         if name == origin and signer.public_key in windowed.get(size, ()):
             in_window.add(size)
@@ -240,5 +259,5 @@ def _signer(line: str) -> tuple[str, int]:
     return sig.name, sig.key_id
 
 
-def _utc(unix_s: int) -> str:
+def utc_text(unix_s: int) -> str:
     return datetime.fromtimestamp(unix_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

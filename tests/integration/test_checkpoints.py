@@ -179,13 +179,13 @@ def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_an
     client.close()  # the CLI's turn at the embedded store
     # As of `end`, the untouched chains had signed times within seconds; the victim's newest is 20 s older.
     # (Verified alone, the chain gets no help from the emitters' numbering, which spans chains.)
-    caught = aiaudit(settings, "verify", "--origin", victim, "--until", end, "--max-age", "12s", "--json")
+    caught = aiaudit(settings, "verify", "--origin", victim, "--until", end, "--as-of", end, "--max-age", "12s", "--json")
     report = json.loads(caught.stdout)
     assert caught.returncode == 1 and [(f["origin"], f["reason"]) for f in report["failures"]] == [(victim, "stale")], \
         caught.stdout[-3000:]
     alone = json.loads(aiaudit(settings, "verify", "--origin", victim, "--json").stdout)
     assert alone["ok"], alone  # what the chain and its remaining checkpoints show: consistent, only shorter
-    everything = json.loads(aiaudit(settings, "verify", "--until", end, "--max-age", "12s", "--json").stdout)
+    everything = json.loads(aiaudit(settings, "verify", "--until", end, "--as-of", end, "--max-age", "12s", "--json").stdout)
     assert {f["origin"] for f in everything["failures"] if f["reason"] == "stale"} == {victim}
 
     stale = aiaudit(settings, "verify", "--max-age", "5s", "--json")  # now, well after the logger stopped

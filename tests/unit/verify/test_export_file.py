@@ -70,11 +70,56 @@ def test_whole_export_without_its_newest_records_is_truncated():
     assert reasons(report) == [(15, "truncated")]
 
 
-def test_whole_export_without_checkpoints_warns_that_truncation_is_undetectable():
-    f = export("whole", RECS)
+@pytest.mark.parametrize("selection", ["whole", "sample"])
+def test_an_export_with_its_checkpoints_stripped_fails_unanchored(selection):
+    f = export(selection, RECS[:15])
     f.checkpoints.clear()
     report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
-    assert report.ok and any("no signed checkpoints" in w for w in report.warnings)
+    assert not report.ok and ("unanchored" in [r for _, r in reasons(report)])
+
+
+def test_an_unanchored_export_passes_only_when_allowed_and_says_so():
+    f = export("whole", RECS)
+    f.checkpoints.clear()
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB], allow_unanchored=True)
+    assert report.ok and any("unanchored (allowed by --allow-unanchored)" in w for w in report.warnings)
+
+
+def test_checkpoints_without_the_key_to_check_them_are_unanchored():
+    report = verify_export(export("whole", RECS), RING, checkpoint_keys=[])
+    assert [r for _, r in reasons(report)] == ["unanchored"]
+
+
+def test_a_dropped_middle_record_names_exactly_the_missing_seq():
+    f = export("whole", RECS[:9] + RECS[10:], sizes=(20,))
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    by_reason = {r: f for f in report.failures for r in [f.reason]}
+    assert by_reason["gap"].detail == "seq 9..9 missing"
+    assert "seq 9 missing" in by_reason["truncated"].detail and "19" not in by_reason["truncated"].detail
+
+
+def test_a_sampled_record_removed_while_its_proof_stays_is_an_orphan_proof():
+    f = export("sample", RECS[:8])
+    f.records = [r for r in f.records if r.seq != 3]
+    report = verify_export(f, RING, checkpoint_keys=[CP_PUB])
+    assert reasons(report) == [(3, "orphan_proof")]
+
+
+def test_every_malformed_line_is_reported_with_its_number_and_checking_goes_on(tmp_path):
+    from pipeline.query.export import read_export_file
+
+    f = export("whole", RECS)
+    lines = [header_line("whole", {}, "2026-11-29T00:00:00Z")] + [r.to_wire() for r in RECS]
+    lines += [checkpoint_line(c) for c in f.checkpoints]
+    lines[3] = b'{"origin": "x", "seq": "three"}'
+    lines.insert(8, b"\xff\xfe not json")
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = verify_export(read_export_file(path, lenient=True), RING, checkpoint_keys=[CP_PUB])
+    bad = [f for f in report.failures if f.reason == "malformed_line"]
+    assert [f.where for f in bad] == ["line 4", "line 9"]
+    assert report.chains and report.chains[0].records == 19  # the other lines were still checked
+    assert any(f.reason == "gap" and f.seq == 2 for f in report.failures)
 
 
 def test_a_sample_verifies_by_inclusion_and_reports_no_gaps():
@@ -144,7 +189,8 @@ def test_an_old_export_without_a_header_is_a_whole_selection():
     f = ExportFile()
     for r in RECS:
         add_line(f, r.to_wire())
-    assert f.selection == "whole" and verify_export(f, RING).ok
+    assert f.selection == "whole" and not verify_export(f, RING).ok  # no checkpoint: unanchored
+    assert verify_export(f, RING, allow_unanchored=True).ok  # the migration path, named
 
 
 HOSTILE = [

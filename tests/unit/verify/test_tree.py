@@ -14,7 +14,7 @@ from pipeline.chain.note import SIG_ED25519, NoteSigner
 from pipeline.chain.record import ChainHead, Source, build_record
 from pipeline.keys import Ed25519Signer
 from pipeline.verify.run import verify_slices
-from pipeline.verify.tree import open_checkpoints
+from pipeline.verify.tree import open_checkpoints, utc_text
 from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()
@@ -165,7 +165,9 @@ def test_a_logger_that_stopped_is_stale_at_the_end_of_the_window():
     check = open_checkpoints(ORIGIN, notes_for(recs, {10}), CP_PUB, cosigs=stamps_for(recs, {10}, [CLOCK_NOW - 3600]))
     check.tail_rule(CLOCK_NOW, 900)
     assert [(f.seq, f.reason) for f in check.failures] == [(10, "stale")]
-    assert "3600s before the end of the window" in check.failures[0].detail
+    detail = check.failures[0].detail
+    assert f"newest signed time {utc_text(CLOCK_NOW - 3600)} is 3600s before {utc_text(CLOCK_NOW)}" in detail
+    assert f"judged --as-of {utc_text(CLOCK_NOW - 3600 + 900)} or earlier, it passes" in detail
 
 
 def test_a_chain_without_any_signed_time_is_stale_when_the_rule_applies():
