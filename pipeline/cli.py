@@ -652,7 +652,17 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{args.uid}: {status} by {args.by} (sent; the sink stores it)")
         return 0
     client = store.connect(settings, must_exist=True)
-    if args.action == "list":
+    if args.action == "list" and args.group_by:
+        groups = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
+                             until=args.until, status=args.status, detector=args.detector,
+                             limit=min(args.limit + 1, MAX_LIMIT), group_by=tuple(args.group_by))
+        _print_rows(groups[:args.limit], args.format)
+        print(f"{len(groups[:args.limit])} group(s) of {sum(g['alerts'] for g in groups[:args.limit])} alert(s)",
+              file=sys.stderr)
+        if len(groups) > args.limit:
+            print(f"aiaudit: note: more groups than the {args.limit} shown (largest first): raise --limit",
+                  file=sys.stderr)
+    elif args.action == "list":
         rows = list_alerts(client, settings, actor=args.actor, severity=args.severity, since=args.since,
                            until=args.until, status=args.status, detector=args.detector,
                            limit=min(args.limit + 1, MAX_LIMIT))
@@ -662,17 +672,6 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
                    "score": round(r["score"], 3), "status": r["status"], "by": r["status_by"],
                    "record": f"{r['origin']}#{r['seq']}", "model": r["model_version"], "detectors": r["detectors"],
                    "uid": r["finding_uid"], "why": str(r["explanation"]).split("driven by ", 1)[-1]} for r in rows]
-        if args.group_by:
-            groups: dict[tuple[str, ...], dict[str, Any]] = {}
-            for r in listed:
-                key = tuple(str(r[g]) for g in args.group_by)
-                g = groups.setdefault(key, {**dict(zip(args.group_by, key)), "alerts": 0, "open": 0,
-                                            "highest": "medium", "latest": r["detected_at"]})
-                g["alerts"] += 1
-                g["open"] += r["status"] == "open"
-                order = ("medium", "high", "critical")
-                g["highest"] = max(g["highest"], r["severity"], key=order.index)
-            listed = sorted(groups.values(), key=lambda g: (-g["alerts"], str(g["latest"])))
         _print_rows(listed, args.format)
         print(f"{len(rows)} alert(s)", file=sys.stderr)
         if cut:

@@ -93,6 +93,10 @@ class ClickHouseSettings(BaseModel):
 class SinkSettings(BaseModel):
     max_batch_rows: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
+    # Caps on each answer of the read API a sink serves for an embedded store (pipeline/store/api.py).
+    api_max_rows: int = Field(default=100_000, ge=1)
+    api_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    api_max_seconds: int = Field(default=30, ge=1)
 
 
 class ScoreSettings(BaseModel):

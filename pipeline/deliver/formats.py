@@ -30,7 +30,10 @@ REPLAY_WINDOW_S = 300
 SYSLOG_ENTERPRISE_ID = 32473  # RFC 5612's documentation enterprise number, until one is registered
 SYSLOG_FACILITY = 13  # log audit (RFC 5424 table 1)
 SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4}  # crit, err, warning
-MAX_SYSLOG_BYTES = 8192  # RFC 5424 6.1: receivers SHOULD take 2048 and MAY take more; the JSON is cut first
+# RFC 5424 6.1: receivers SHOULD take 2048 and MAY take more; rsyslog takes 8,096 by default. The
+# whole message, header included, stays within it, counted in bytes; the JSON is cut first.
+MAX_SYSLOG_BYTES = 8096
+MAX_SD_VALUE_BYTES = 600  # one structured-data value (an actor id may be 4,096 characters)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -71,7 +74,7 @@ def parse_finding(value: bytes | None) -> dict[str, Any]:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise Unreadable(f"not a detection finding ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not (isinstance(s["uid"], str) and 0 < len(s["uid"]) <= 128 and isinstance(s["actor"], str)
-            and 0 < len(s["actor"]) <= 512 and type(finding["time"]) is int and 0 < finding["time"] < 10**14
+            and 0 < len(s["actor"]) <= 4096 and type(finding["time"]) is int and 0 < finding["time"] < 10**14
             and isinstance(s["origin"], str) and isinstance(s["leaf_hash"], str)):
         raise Unreadable("finding uid, actor, time or record coordinates missing or malformed")
     return cast(dict[str, Any], finding)
@@ -98,12 +101,16 @@ def verify_webhook(secret: bytes, headers: dict[str, str], body: bytes, now: flo
     `now` (either way: a clock ahead is refused too). Raises WebhookRefused saying why."""
     lower = {k.lower(): v for k, v in headers.items()}
     ts, sig = lower.get(TIMESTAMP_HEADER.lower(), ""), lower.get(SIGNATURE_HEADER.lower(), "")
-    if not ts.isdigit() or len(ts) > 12:
+    delivery = lower.get(DELIVERY_HEADER.lower())
+    if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
         raise WebhookRefused("missing or malformed timestamp")
     if abs(now - int(ts)) > window_s:
         raise WebhookRefused(f"timestamp {ts} is outside the {window_s}s replay window")
-    if not sig.startswith("v1=") or not hmac.compare_digest(sig[3:], _mac(secret, ts, body)):
+    if not sig.isascii() or len(sig) > 200 or not sig.startswith("v1=") \
+            or not hmac.compare_digest(sig[3:].encode("ascii"), _mac(secret, ts, body).encode("ascii")):
         raise WebhookRefused("signature does not verify")
+    if not delivery or len(delivery) > 256:
+        raise WebhookRefused("missing or malformed delivery id")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -128,9 +135,18 @@ def splunk_hec_body(finding: dict[str, Any], *, index: str | None = None, host: 
 # --- syslog (RFC 5424) ----------------------------------------------------------------------
 
 
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, at a character boundary, marked with '…' when cut."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max(0, max_bytes - 3)].decode("utf-8", "ignore") + "…"
+
+
 def _sd_value(value: object) -> str:
-    """An SD-PARAM value (RFC 5424 6.3.3): '"', '\\' and ']' escaped, control characters dropped."""
-    text = _CONTROL.sub("", str(value))
+    """An SD-PARAM value (RFC 5424 6.3.3): '"', '\\' and ']' escaped, control characters dropped,
+    at most MAX_SD_VALUE_BYTES (cut and marked)."""
+    text = cut_utf8(_CONTROL.sub("", str(value)), MAX_SD_VALUE_BYTES)
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
@@ -155,8 +171,12 @@ def syslog_message(finding: dict[str, Any], *, hostname: str, app: str = "aiaudi
     msg = orjson.dumps(finding)
     room = MAX_SYSLOG_BYTES - len(head) - 3
     if len(msg) > room:  # keep what identifies the finding; the whole one is in the alerts table
-        msg = orjson.dumps({"uid": s["uid"], "title": _CONTROL.sub(" ", s["title"])[:200],
-                            "why": _CONTROL.sub(" ", s["why"])[:max(0, room - 600)], "truncated": True})
+        title = cut_utf8(_CONTROL.sub(" ", s["title"]), 600)
+        # JSON escapes a control or quote character in up to 6 bytes: leave room for that.
+        why = cut_utf8(_CONTROL.sub(" ", s["why"]), max(0, (room - 800 - len(title.encode())) // 2))
+        msg = orjson.dumps({"uid": s["uid"], "title": title, "why": why, "truncated": True})
+        if len(msg) > room:
+            msg = orjson.dumps({"uid": s["uid"], "truncated": True})
     return head + b"\xef\xbb\xbf" + msg  # BOM: MSG is UTF-8 (RFC 5424 6.4)
 
 

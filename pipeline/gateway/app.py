@@ -490,8 +490,12 @@ class Gateway:
         return JSONResponse({"object": "list", "data": data})
 
     async def health(self, _request: Request) -> Response:
+        """ok; degraded (200) while a policy file that failed to load leaves the last good policy in
+        force (the operator's edit is not what governs); degraded (503) while evidence cannot be
+        written (fail-closed routes refuse requests then)."""
         why = self.evidence.available()
-        return JSONResponse({"status": "ok" if why is None else "degraded", "evidence": why or "available",
+        degraded = why is not None or self.policies.last_error is not None
+        return JSONResponse({"status": "degraded" if degraded else "ok", "evidence": why or "available",
                              "policy_version": self.policies.current.version,
                              "policy_reload_error": self.policies.last_error}, 200 if why is None else 503)
 

@@ -27,10 +27,12 @@ SEVERITIES = ("medium", "high", "critical")
 
 def list_alerts(client: Client, settings: Settings, *, actor: str | None = None, severity: str | None = None,
                 since: datetime | None = None, until: datetime | None = None, status: str | None = None,
-                detector: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Alerts, newest first, each once, with its current status and who set it."""
+                detector: str | None = None, limit: int = 100, group_by: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Alerts, newest first, each once, with its current status and who set it; with group_by,
+    one row per group counting every matching alert (pipeline/store/alerts.py)."""
     sql, params = alerts.select_alerts(store.database(settings), actor=actor, severity=severity, since=since,
-                                       until=until, status=status, detector=detector, limit=limit)
+                                       until=until, status=status, detector=detector, limit=limit,
+                                       group_by=group_by)
     names, rows = store.query_rows(client, sql, params)
     return [dict(zip(names, row)) for row in rows]
 

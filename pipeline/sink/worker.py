@@ -21,7 +21,7 @@ from pipeline.errors import InfraError, StoreError
 from pipeline.kafka import config as kafka_config
 from pipeline.settings import Settings
 from pipeline.sink.rows import rows_of, sink_topics
-from pipeline.store.api import StoreServer
+from pipeline.store.api import ReadLimits, StoreServer
 
 log = logging.getLogger("aiaudit.sink")
 
@@ -37,13 +37,11 @@ class SinkWorker:
         self.topics = sink_topics(settings.kafka)
         self.stats = {"rows": 0, "dead_letters": 0, "batches": 0}
         self.pending: list[Any] = []
-        self.lock = threading.Lock()  # the store client is shared with the read API's threads (serve_reads)
 
     def _insert(self, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
         for attempt in range(6):
             try:
-                with self.lock:
-                    store.insert(self.client, f"{self.db}.{table}", rows, columns)
+                store.insert(self.client, f"{self.db}.{table}", rows, columns)
                 return
             except StoreError as exc:
                 if attempt == 5:
@@ -70,7 +68,10 @@ class SinkWorker:
         """Sink until `stop` is set. With serve_reads (an embedded store, which admits one process),
         answer read queries of other processes on this machine meanwhile (pipeline/store/api.py)."""
         s = self.settings.sink
-        server = StoreServer(self.client, self.lock, self.settings.local.state_dir) if serve_reads else None
+        server = None
+        if serve_reads:  # a client of its own: reads never wait for (or hold up) the inserts
+            limits = ReadLimits(s.api_max_rows, s.api_max_bytes, s.api_max_seconds)
+            server = StoreServer(store.connect(self.settings, apply_ddl=False), self.settings.local.state_dir, limits)
         if server is not None:
             self.settings.local.state_dir.mkdir(parents=True, exist_ok=True)
             server.start()

@@ -59,9 +59,11 @@ DETECTORS_OF = ("arrayMap(d -> JSONExtractString(d, 'detector'), "
 
 def select_alerts(db: str, *, actor: str | None = None, severity: str | None = None, since: datetime | None = None,
                   until: datetime | None = None, status: str | None = None, detector: str | None = None,
-                  limit: int = 100) -> tuple[str, dict[str, Any]]:
+                  limit: int = 100, group_by: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
     """Alerts, newest first, each once, with its current status and who set it (and only those
-    a given detector fired on, with `detector`)."""
+    a given detector fired on, with `detector`). With `group_by` (names of GROUP_COLUMNS): one row
+    per group over every matching alert (alerts, open, highest severity, latest), largest first;
+    `limit` bounds the groups, never the alerts counted."""
     conds: list[str] = []
     params: dict[str, Any] = {"limit": limit}
     for column, name, value, typ in (("a.actor_id", "actor", actor, "String"), ("a.severity", "severity", severity, "String"),
@@ -92,9 +94,26 @@ def select_alerts(db: str, *, actor: str | None = None, severity: str | None = N
             LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,
                               max(at) AS last_at, count() AS n FROM {db}.alert_status GROUP BY finding_uid) AS s
             ON a.finding_uid = s.finding_uid{where}
-        ) {having}
-        ORDER BY detected_at DESC LIMIT {{limit:UInt32}}"""
+        ) {having}"""
+    if group_by:
+        unknown = set(group_by) - set(GROUP_COLUMNS)
+        if unknown or len(set(group_by)) != len(group_by):
+            raise ValueError(f"group by one or more of {', '.join(GROUP_COLUMNS)}, each once")
+        keys = ", ".join(f"{GROUP_COLUMNS[g]} AS {g}" for g in group_by)
+        sql = f"""
+        SELECT {keys}, count() AS alerts, countIf(status = 'open') AS open,
+               arrayElement(['', 'medium', 'high', 'critical'],
+                            1 + max(indexOf(['medium', 'high', 'critical'], severity))) AS highest,
+               max(detected_at) AS latest
+        FROM ({sql}) GROUP BY {", ".join(group_by)}
+        ORDER BY alerts DESC, latest DESC LIMIT {{limit:UInt32}}"""
+    else:
+        sql += "\n        ORDER BY detected_at DESC LIMIT {limit:UInt32}"
     return sql, params
+
+
+GROUP_COLUMNS = {"actor": "actor_id", "model": "model_version", "detectors": "detectors", "severity": "severity",
+                 "status": "status"}
 
 
 def count_alert(db: str, finding_uid: str) -> tuple[str, dict[str, Any]]:

@@ -4,19 +4,28 @@ Embedded chDB admits one process at a time, and the sink worker holds the store 
 So the sink also answers read queries from the same machine: a small HTTP server on 127.0.0.1
 (an ephemeral port) that runs SELECT statements with the sink's own client, under the lock the
 sink's inserts take. Where to reach it is written to `<state dir>/store-api.json` (0600) with a
-random token: only the user who can read that file (the one who runs the sink, and could read
-the store's folder anyway) can ask. Statements other than a single SELECT/WITH/EXISTS are
-refused. `store.connect` uses it when it finds the embedded store held (RemoteClient below
-answers the few calls the store module makes), so `query`, `verify`, `export`, `proof` and
-`alerts list` work while the pipeline runs.
+random token that names its principal (`local:<user>`): only the user who can read that file
+(the one who runs the sink, and could read the store's folder anyway) can ask, and only as
+`Authorization: Bearer <token>`. `store.connect` uses it when it finds the embedded store held
+(RemoteClient below answers the few calls the store module makes), so `query`, `verify`,
+`export`, `proof` and `alerts list` work while the pipeline runs.
+
+Least privilege, in layers (`read_statement`, pure): a single SELECT, WITH or EXISTS statement,
+no SETTINGS or FORMAT clause of its own, no INTO OUTFILE, no table function that reaches files,
+URLs or other servers; then the engine runs it with `readonly=1` (no write, no DDL, no table
+function, no setting changed) and the caps `ReadLimits` gives (rows, bytes, seconds), which a
+statement cannot lift. Reads run on a client of their own, never under the sink's insert lock
+(chDB serves one process, many clients of it concurrently).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hmac
+import getpass
+import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -32,9 +41,68 @@ from typing import Any
 
 from pipeline.errors import StoreError
 
+log = logging.getLogger("aiaudit.store.api")
+
 API_FILE = "store-api.json"
 MAX_REQUEST_BYTES = 1 << 20
 READ_ONLY = re.compile(r"\s*(SELECT|WITH|EXISTS)\b", re.IGNORECASE)
+# Clauses a statement may not carry: its own settings (to lift readonly or the caps), its own output
+# format, or a file written on the sink's host.
+REFUSED_CLAUSES = re.compile(r"\b(SETTINGS|FORMAT|OUTFILE|INFILE|INSERT|ALTER|DROP|CREATE|DELETE|UPDATE|TRUNCATE|"
+                             r"OPTIMIZE|RENAME|ATTACH|DETACH|GRANT|REVOKE|KILL)\b", re.IGNORECASE)
+# Table functions that read files, URLs, other databases or programs: refused by name (readonly=1
+# refuses them in the engine too). Harmless generators (numbers, values) stay allowed.
+REFUSED_FUNCTIONS = re.compile(
+    r"\b(file|fileCluster|url|urlCluster|s3|s3Cluster|gcs|hdfs|azureBlobStorage\w*|remote|remoteSecure|cluster\w*|"
+    r"mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable|input|iceberg\w*|deltaLake\w*|hudi\w*|"
+    r"python|arrowFlight|ytsaurus|dictionary|merge|view|loop)\s*\(", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on one answer (settings: AIAUDIT_SINK__API_MAX_ROWS, _MAX_BYTES, _MAX_SECONDS)."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_seconds: int = 30
+
+
+class Refused(ValueError):
+    """A statement the store API does not run; the message says why."""
+
+
+def read_statement(sql: object, limits: ReadLimits) -> str:
+    """The statement as the engine runs it: `sql` checked, with the read-only setting and the caps
+    appended. Raises Refused naming what is not allowed."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise Refused("the statement is not a non-empty string")
+    if not READ_ONLY.match(sql) or ";" in sql:
+        raise Refused("only a single SELECT, WITH or EXISTS statement is served")
+    if "--" in sql or "/*" in sql or "#" in sql:
+        raise Refused("comments are not served (they could hide a clause from these checks)")
+    found = REFUSED_CLAUSES.search(sql)
+    if found:
+        raise Refused(f"{found.group(1).upper()} is not served: reads only, and the store API sets the output, "
+                      "the settings and where results go")
+    found = REFUSED_FUNCTIONS.search(sql)
+    if found:
+        raise Refused(f"the table function {found.group(1)}() is not served: the store API reads the store only")
+    return (f"{sql}\nSETTINGS readonly=1, max_result_rows={limits.max_rows}, max_result_bytes={limits.max_bytes}, "
+            f"result_overflow_mode='throw', max_execution_time={limits.max_seconds}, timeout_overflow_mode='throw'")
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None for any other shape."""
+    if header is None or len(header) > 512:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme != "Bearer" or not re.fullmatch(r"[A-Za-z0-9_\-]{20,256}", token):
+        return None
+    return token
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def encode(value: Any) -> Any:
@@ -65,10 +133,15 @@ def decode(value: Any) -> Any:
 
 
 class StoreServer:
-    """Serve read queries on `client` (guarded by `lock`) until close()."""
+    """Serve read queries on `client` (a client of its own: reads never wait for the sink's
+    inserts) until close(). The token written to the API file names the principal `principal`
+    (default local:<user>); each answer says which principal it served."""
 
-    def __init__(self, client: Any, lock: threading.Lock, state_dir: Path) -> None:
-        self.client, self.lock, self.token = client, lock, secrets.token_urlsafe(32)
+    def __init__(self, client: Any, state_dir: Path, limits: ReadLimits = ReadLimits(),
+                 principal: str | None = None) -> None:
+        self.client, self.limits, self.token = client, limits, secrets.token_urlsafe(32)
+        self.principal = principal or f"local:{getpass.getuser()}"
+        self.principals = {_digest(self.token): self.principal}  # token digest -> who it names
         self.file = state_dir / API_FILE
         server = self
 
@@ -85,9 +158,13 @@ class StoreServer:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:  # noqa: N802  # the http.server hook's name
-                given = self.headers.get("authorization", "").removeprefix("Bearer ")
-                if self.path != "/query" or not hmac.compare_digest(given.encode(), server.token.encode()):
-                    self._answer(403, {"error": "not allowed"})
+                token = bearer(self.headers.get("authorization"))
+                principal = server.principals.get(_digest(token)) if token else None
+                if principal is None:
+                    self._answer(401, {"error": "Authorization: Bearer <token> from the store API file required"})
+                    return
+                if self.path != "/query":
+                    self._answer(404, {"error": "POST /query only"})
                     return
                 declared = self.headers.get("content-length") or "0"
                 length = int(declared) if declared.isdigit() else 0
@@ -98,16 +175,27 @@ class StoreServer:
                     req = json.loads(self.rfile.read(length))
                     sql, formats = req["sql"], req.get("formats")
                     params = {str(k): decode(v) for k, v in (req.get("params") or {}).items()}
-                    if not isinstance(sql, str) or not READ_ONLY.match(sql) or ";" in sql:
-                        self._answer(403, {"error": "only a single SELECT, WITH or EXISTS statement is served"})
-                        return
-                    with server.lock:
-                        result = server.client.query(sql, parameters=params, column_formats=formats)
-                        columns, rows = list(result.column_names), result.result_rows
-                except Exception as exc:  # noqa: BLE001  # any failure of the query goes back as its message
-                    self._answer(400, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+                    statement = read_statement(sql, server.limits)
+                except Refused as exc:
+                    self._answer(403, {"error": str(exc)})
                     return
-                self._answer(200, {"columns": columns, "rows": [[encode(v) for v in row] for row in rows]})
+                except Exception as exc:  # noqa: BLE001  # a malformed request of any shape is a 400
+                    self._answer(400, {"error": f"malformed request: {type(exc).__name__}"})
+                    return
+                try:
+                    result = server.client.query(statement, parameters=params, column_formats=formats)
+                    columns, rows = list(result.column_names), result.result_rows
+                except Exception as exc:  # noqa: BLE001  # any failure of the query goes back as its message
+                    text = str(exc)
+                    capped = "TOO_MANY_ROWS_OR_BYTES" in text or "TIMEOUT_EXCEEDED" in text
+                    self._answer(413 if capped else 400, {"error": (
+                        f"the answer is over the store API's caps ({server.limits.max_rows:,} rows, "
+                        f"{server.limits.max_bytes:,} bytes, {server.limits.max_seconds} s): narrow the query, or "
+                        "use `aiaudit export`" if capped else f"{type(exc).__name__}: {text}"[:2000])})
+                    return
+                log.debug("store API: %s read %d row(s)", principal, len(rows))
+                self._answer(200, {"columns": columns, "rows": [[encode(v) for v in row] for row in rows],
+                                   "principal": principal})
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._http.serve_forever, name="store-api", daemon=True)

@@ -260,8 +260,10 @@ def test_bad_policy_file_never_replaces_the_good_one_and_every_bundle_is_publish
         time.sleep(0.1)
     assert "routes.default.roles" in (gateway.policies.last_error or "")
     assert gateway.policies.current.version == first
-    health = httpx.get(f"{gw.url}/healthz").json()
+    answer = httpx.get(f"{gw.url}/healthz")
+    health = answer.json()
     assert health["policy_version"] == first and "routes.default.roles" in health["policy_reload_error"]
+    assert health["status"] == "degraded" and answer.status_code == 200  # serving, under the last good policy
     chat(gw.client(), "still served", "policy-1")
     assert gw.event("policy-1")["policy_version"] == first
     # A good new version takes over, and both bundles can be fetched from the policies topic.
@@ -270,6 +272,7 @@ def test_bad_policy_file_never_replaces_the_good_one_and_every_bundle_is_publish
         time.sleep(0.1)
     second = gateway.policies.current.version
     assert second.startswith("2+sha256.")
+    assert httpx.get(f"{gw.url}/healthz").json()["status"] == "ok"  # the reload error is over
     chat(gw.client(), "new rules", "policy-2")
     assert gw.event("policy-2")["policy_version"] == second
     published = {m.key().decode() for m in read_topic(gw.settings, gw.settings.kafka.policies_topic, partitions=1)}

@@ -51,6 +51,11 @@ def test_a_signed_webhook_verifies_and_carries_the_finding_whole():
     (lambda b, h: (b, {k: v for k, v in h.items() if k != SIGNATURE_HEADER}), "signature"),
     (lambda b, h: (b, {**h, TIMESTAMP_HEADER: "-5"}), "timestamp"),
     (lambda b, h: (b, {**h, DELIVERY_HEADER: "d-2"}), "delivery id"),
+    (lambda b, h: (b, {**h, TIMESTAMP_HEADER: "\u00b2" * 10}), "timestamp"),  # isdigit, yet no int
+    (lambda b, h: (b, {**h, SIGNATURE_HEADER: "v1=\u00e9" * 20}), "signature"),  # not ASCII
+    (lambda b, h: (b, {**h, SIGNATURE_HEADER: "v1=" + "a" * 5000}), "signature"),
+    (lambda b, h: (b, {k: v for k, v in h.items() if k != DELIVERY_HEADER}), "delivery id"),
+    (lambda b, h: (b.replace(b'"d-1"', b"null"), {k: v for k, v in h.items() if k != DELIVERY_HEADER}), "signature"),
 ])
 def test_a_webhook_changed_in_transit_is_refused(tamper, why):
     body, headers = webhook_request(finding(), SECRET, "d-1", now=1_795_950_000)
@@ -100,10 +105,28 @@ def test_hostile_text_cannot_break_out_of_syslog_or_slack():
     assert "<!channel>" not in slack and "<https://" not in slack and "&lt;!channel&gt;" in slack
 
 
-def test_a_syslog_message_is_bounded():
-    f = finding(why="x" * 50_000)
+@pytest.mark.parametrize("why, actor", [("x" * 50_000, "alice@acme.example"),
+                                        ("\U0001F600" * 5_000, "alice@acme.example"),  # 4 bytes a character
+                                        ("\u00e9\"\\" * 8_000, "a" * 4096),          # escapes grow in JSON
+                                        ("ok", "\U0001F600" * 4096)])
+def test_a_syslog_message_is_bounded_in_bytes_whatever_its_fields(why, actor):
+    """Within rsyslog's default maximum counted in bytes, cut at character boundaries and marked:
+    a remainder read as a second, attacker-written message is impossible."""
+    f = finding(actor=actor, why=why)
     msg = syslog_message(f, hostname="h")
-    assert len(msg) <= MAX_SYSLOG_BYTES and orjson.loads(msg.split(b"\xef\xbb\xbf", 1)[1])["truncated"] is True
+    assert len(msg) <= MAX_SYSLOG_BYTES == 8096
+    msg.decode("utf-8")  # never cut inside a character
+    body = orjson.loads(msg.split(b"\xef\xbb\xbf", 1)[1])
+    assert body.get("truncated") is True or body == f
+    assert body["uid"] == f["finding_uid"] if "finding_uid" in f else True
+
+
+def test_a_finding_with_a_long_actor_is_still_deliverable():
+    from pipeline.deliver.formats import parse_finding
+
+    f = finding(actor="a" * 4096)
+    assert parse_finding(orjson.dumps(f)) == f
+    assert len(syslog_message(f, hostname="h")) <= MAX_SYSLOG_BYTES
 
 
 def test_filters_by_severity_detector_and_route():
@@ -277,7 +300,7 @@ def _with(path, value):
     None, b"", b"{", b"[]", b"null", b'"finding"', orjson.dumps({"finding_info": {}}),
     b"{" + b" " * MAX_FINDING_BYTES + b"}",
     _with(("finding_info", "uid"), 7), _with(("finding_info", "uid"), ""), _with(("finding_info", "uid"), "u" * 129),
-    _with(("actor", "user", "uid"), None), _with(("actor", "user", "uid"), "a" * 513), _with(("time",), "1795950000"),
+    _with(("actor", "user", "uid"), None), _with(("actor", "user", "uid"), "a" * 4097), _with(("time",), "1795950000"),
     _with(("time",), 1.5), _with(("time",), True), _with(("severity",), 3), _with(("unmapped", "chain"), "x"),
     _with(("unmapped", "chain", "seq"), "many"), _with(("unmapped", "chain", "origin"), ["o"]),
     _with(("unmapped", "detections"), ["not an object"]),

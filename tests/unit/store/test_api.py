@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline.errors import StoreError
-from pipeline.store.api import API_FILE, RemoteClient, StoreServer
+from pipeline.store.api import API_FILE, ReadLimits, Refused, RemoteClient, StoreServer, bearer, read_statement
 
 
 class Result:
@@ -34,7 +34,7 @@ class Recording:
 @pytest.fixture
 def served(tmp_path):
     client = Recording()
-    server = StoreServer(client, threading.Lock(), tmp_path)
+    server = StoreServer(client, tmp_path, principal="local:tester")
     server.start()
     yield client, tmp_path
     server.close()
@@ -48,11 +48,23 @@ def test_reads_come_back_with_their_types_and_the_parameters_arrive_typed(served
     assert result.column_names == ["payload", "ts", "cats", "n"]
     assert result.result_rows == [(b"\xff\x00raw", datetime(2026, 11, 29, tzinfo=timezone.utc), ["a", "b"], 7)]
     assert client.asked[-1][1] == {"since": since} and client.asked[-1][2] == {"payload": "bytes"}
+    assert client.asked[-1][0].endswith("SETTINGS readonly=1, max_result_rows=100000, max_result_bytes=67108864, "
+                                        "result_overflow_mode='throw', max_execution_time=30, "
+                                        "timeout_overflow_mode='throw'")
     assert (state / API_FILE).stat().st_mode & 0o077 == 0  # the token is the owner's alone
 
 
 @pytest.mark.parametrize("sql", ["INSERT INTO t VALUES (1)", "DROP TABLE t", "ALTER TABLE t DELETE WHERE 1",
-                                 "SELECT 1; DROP TABLE t", "  OPTIMIZE TABLE t"])
+                                 "SELECT 1; DROP TABLE t", "  OPTIMIZE TABLE t",
+                                 "WITH x AS (SELECT 1) INSERT INTO aiaudit.evidence SELECT * FROM x",
+                                 "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+                                 "SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')",
+                                 "SELECT * FROM remote('127.0.0.1', system.one)",
+                                 "SELECT 1 INTO OUTFILE '/tmp/out.txt'",
+                                 "SELECT * FROM t SETTINGS readonly=0", "SELECT * FROM t SETTINGS max_result_rows=0",
+                                 "SELECT * FROM t FORMAT TabSeparated",
+                                 "SELECT * FROM t -- SETTINGS hidden", "SELECT * FROM t /* x */",
+                                 "SELECT * FROM executable('cat /etc/passwd', 'LineAsString', 'x String')"])
 def test_anything_but_a_single_read_is_refused(served, sql):
     client, state = served
     with pytest.raises(StoreError, match="403"):
@@ -63,12 +75,45 @@ def test_anything_but_a_single_read_is_refused(served, sql):
 def test_a_wrong_token_is_refused(served):
     client, state = served
     doc = json.loads((state / API_FILE).read_text())
-    with pytest.raises(StoreError, match="403"):
-        RemoteClient(doc["url"], "guess").query("SELECT 1")
-    req = urllib.request.Request(doc["url"] + "/query", data=b"{}", method="POST")
-    with pytest.raises(urllib.error.HTTPError):
-        urllib.request.urlopen(req, timeout=5)
+    with pytest.raises(StoreError, match="401"):
+        RemoteClient(doc["url"], "guess-guess-guess-guess-guess").query("SELECT 1")
+    for header in (None, doc["token"], f"bearer {doc['token']}", f"Basic {doc['token']}", f"Bearer  {doc['token']}",
+                   f"Bearer {doc['token']}x", "Bearer " + "A" * 5000, f"Bearer {doc['token']}\x00"):
+        headers = {} if header is None else {"authorization": header}
+        req = urllib.request.Request(doc["url"] + "/query", data=b'{"sql": "SELECT 1"}', method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code in (400, 401), header
     assert client.asked == []
+
+
+def test_each_answer_names_the_principal_its_token_names(served):
+    _, state = served
+    doc = json.loads((state / API_FILE).read_text())
+    req = urllib.request.Request(doc["url"] + "/query", data=b'{"sql": "SELECT 1"}', method="POST",
+                                 headers={"authorization": f"Bearer {doc['token']}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert json.loads(resp.read())["principal"] == "local:tester"
+
+
+def test_read_statement_appends_the_engine_read_only_setting_and_the_caps():
+    limits = ReadLimits(max_rows=10, max_bytes=2048, max_seconds=3)
+    sql = read_statement("SELECT origin, seq FROM aiaudit.evidence WHERE origin = {o:String}", limits)
+    assert sql.splitlines()[-1] == ("SETTINGS readonly=1, max_result_rows=10, max_result_bytes=2048, "
+                                    "result_overflow_mode='throw', max_execution_time=3, timeout_overflow_mode='throw'")
+    # column names that merely contain a refused word are fine
+    read_statement("SELECT formatDateTime(ts, '%F') AS day, fileno FROM t", limits)
+    for hostile in (None, 7, "", "   ", "SELECT 1;", "select 1 settings readonly=0", "SELECT * FROM FILE ('x')"):
+        with pytest.raises(Refused):
+            read_statement(hostile, limits)
+
+
+@pytest.mark.parametrize("header, token", [("Bearer abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrstuvwxyz"),
+                                           ("Bearer short", None), ("Bearer", None), ("", None), (None, None),
+                                           ("Token abcdefghijklmnopqrstuvwxyz", None),
+                                           ("Bearer abcdefghij klmnopqrstuvwxyz", None)])
+def test_bearer_takes_exactly_one_shape(header, token):
+    assert bearer(header) == token
 
 
 def test_writes_through_the_remote_client_are_refused(served):
