@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import csv
 import json
@@ -263,7 +264,15 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
     from pipeline.chain.note import NoteError, Verifier
     from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
-    from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
+    from pipeline.keys import (
+        OPERATOR_PUB,
+        KeyRing,
+        checkpoint_key_file,
+        operator_key_file,
+        read_checkpoint_public_key,
+        read_jwks,
+        read_operator_public_key,
+    )
     from pipeline.verify.trust import Trust, parse_trust
 
     if args.trust:
@@ -272,9 +281,9 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             trust = parse_trust(path.read_text(encoding="utf-8"), str(path))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the trust file: {exc.strerror}") from exc
-        if args.witness or args.jwks or args.checkpoint_key or args.emitter_keys:
+        if args.witness or args.jwks or args.checkpoint_key or args.emitter_keys or args.operator_key:
             raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness, "
-                              "--emitter-keys")
+                              "--emitter-keys, --operator-key")
         return trust
     keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
     emitter_set = Path(args.emitter_keys) if args.emitter_keys else key_set_file(settings)
@@ -293,6 +302,14 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
         keys = (read_checkpoint_public_key(pub),)
     except SigningKeyError as exc:
         print(f"aiaudit: warning: checkpoints not checked: {exc}", file=sys.stderr)
+    operator_keys: tuple[bytes, ...] = ()
+    if args.export:
+        pub = Path(args.operator_key) if args.operator_key else operator_key_file(
+            settings.signing.keys_dir, settings.signing.operator_key_file).with_name(OPERATOR_PUB)
+        try:
+            operator_keys = (read_operator_public_key(pub),)
+        except SigningKeyError as exc:
+            print(f"aiaudit: warning: the export's seal cannot be checked: {exc}", file=sys.stderr)
     witnesses: tuple[tuple[Verifier, str | None], ...] = ()
     if args.witness:
         if not args.witness_key:
@@ -301,7 +318,7 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             witnesses = ((Verifier.from_vkey(args.witness_key), args.witness),)
         except NoteError as exc:
             raise ConfigError(f"--witness-key: {exc}") from exc
-    return Trust(keyring, keys, witnesses, 0, None)
+    return Trust(keyring, keys, witnesses, 0, None, operator_keys=operator_keys)
 
 
 @contextlib.contextmanager
@@ -367,7 +384,8 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
         report = verify_export(file, trust.keyring,
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
                                min_cosignatures=trust.min_cosignatures, checker=checker, tail=tail,
-                               windows=trust.windows, allow_unanchored=args.allow_unanchored)
+                               windows=trust.windows, allow_unanchored=args.allow_unanchored,
+                               operator_keys=trust.operator_keys)
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -397,17 +415,20 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import store
+    from pipeline.keys import load_operator_key, operator_key_file
     from pipeline.query.export import export_records
 
+    operator = load_operator_key(operator_key_file(settings.signing.keys_dir, settings.signing.operator_key_file))
     client = store.connect(settings, must_exist=True)
     filters = _filters(args, limit=1)
     now = datetime.now(timezone.utc)
     progress = (lambda line: print(f"  exported {line}", file=sys.stderr))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            done = export_records(client, settings, filters, fh, now=now, progress=progress)
+            done = export_records(client, settings, filters, fh, now=now, operator=operator, progress=progress)
     else:
-        done = export_records(client, settings, filters, sys.stdout, now=now, progress=progress)
+        done = export_records(client, settings, filters, sys.stdout, now=now, operator=operator,
+                              progress=progress)
     print(f"exported {done.records} record(s) ({done.selection}), {done.checkpoints} signed checkpoint(s), "
           f"{done.proofs} inclusion proof(s)", file=sys.stderr)
     if done.unproven:
@@ -478,17 +499,80 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
             return 0
 
 
+def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
+    """`trust init`: a trust file from the public keys and witnesses in force now, for an auditor to
+    pin (check it against what the operator showed you out of band)."""
+    from pipeline.contract.emitter_keys import key_set_file, read_key_set
+    from pipeline.keys import (
+        OPERATOR_PUB,
+        checkpoint_key_file,
+        operator_key_file,
+        read_checkpoint_public_key,
+        read_jwks,
+        read_operator_public_key,
+    )
+    from pipeline.verify.trust import parse_trust, trust_document
+
+    sg = settings.signing
+    keys_dir = Path(args.dir) if args.dir else sg.keys_dir
+    operator: list[bytes] = []
+    op_pub = operator_key_file(keys_dir, sg.operator_key_file).with_name(OPERATOR_PUB)
+    if op_pub.exists():
+        operator.append(read_operator_public_key(op_pub))
+    emitters = key_set_file(settings) if not args.dir else keys_dir / "emitters" / "jwks.json"
+    witnesses = [(vkey, args.witness_url) for vkey in args.witness_key or []]
+    doc = trust_document(read_jwks(keys_dir), [read_checkpoint_public_key(checkpoint_key_file(keys_dir, None if args.dir
+                                                                                               else sg.checkpoint_key_file))],
+                         operator_keys=operator, emitter_jwks=read_key_set(emitters, missing_ok=True),
+                         witnesses=witnesses, max_checkpoint_age=args.max_age)
+    text = json.dumps(doc, indent=2) + "\n"
+    parse_trust(text, "the new trust file")  # never write one that would not load
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists: a trust file is pinned on purpose; give --force to replace it")
+    out.write_text(text)
+    print(f"wrote {out}: {len(doc['record_keys']['keys'])} record key(s), {len(doc['checkpoint_keys'])} checkpoint "
+          f"key(s), {len(operator)} operator key(s), {len(doc.get('emitter_keys', {}).get('keys', []))} emitter "
+          f"key(s), {len(witnesses)} witness(es){' (1 cosignature required)' if witnesses else ''}. Check the keys "
+          "against what the operator published out of band; then `aiaudit verify --trust " + str(out) + "`")
+    if not operator:
+        print(f"aiaudit: warning: no operator key at {op_pub}: exports cannot be checked with this file "
+              "(`aiaudit keys operator new`, then init again)", file=sys.stderr)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.keys import generate_key, read_jwks
 
     keys_dir = Path(args.dir) if args.dir else settings.signing.keys_dir
     if args.action == "emitter":
         return _emitter_keys(args, settings, keys_dir)
+    if args.action == "operator":
+        return _operator_key(args, settings, keys_dir)
     if args.action == "generate":
         path, kid = generate_key(keys_dir)
         print(f"new Ed25519 key {kid}\n  private key: {path} (mode 0600)\n  JWKS: {keys_dir / 'jwks.json'}")
     else:
         print(json.dumps(read_jwks(keys_dir), indent=2))
+    return 0
+
+
+def _operator_key(args: argparse.Namespace, settings: Settings, keys_dir: Path) -> int:
+    """`keys operator new | show`: the key that seals exports, in a folder of its own."""
+    from pipeline.keys import OPERATOR_PUB, ensure_operator_key, operator_key_file, read_operator_public_key
+
+    path = operator_key_file(keys_dir, None if args.dir else settings.signing.operator_key_file)
+    verb = args.rest[0] if args.rest else "show"
+    if verb == "new" and len(args.rest) == 1:
+        if not ensure_operator_key(path):
+            raise ConfigError(f"an operator key exists at {path}: it is not replaced (verifiers pin its public key)")
+        print(f"new operator key\n  private key: {path} (mode 0600): for whoever exports evidence\n  public key "
+              f"(pin it: verify --operator-key, the trust file's operator_keys): {path.with_name(OPERATOR_PUB)}")
+    elif verb == "show" and len(args.rest) <= 1:
+        raw = read_operator_public_key(path.with_name(OPERATOR_PUB))
+        print(base64.b64encode(raw).decode("ascii"))
+    else:
+        raise ConfigError("usage: aiaudit keys operator new | show")
     return 0
 
 
@@ -811,6 +895,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(s)
     s.add_argument("--export", metavar="FILE", help="verify an `aiaudit export` JSONL file instead of ClickHouse")
     s.add_argument("--jwks", metavar="FILE", help="JWKS with the public keys (default: the keys folder's jwks.json)")
+    s.add_argument("--operator-key", metavar="FILE",
+                   help="the operator public key (.pub, base64) an export's header must be sealed by (default: "
+                        "operator/operator.pub beside the keys folder)")
     s.add_argument("--checkpoint-key", metavar="FILE",
                    help="the checkpoint public key (.pub, base64) that signed checkpoints must verify under "
                         "(default: the keys folder's checkpoint/checkpoint.pub)")
@@ -879,15 +966,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_witness)
 
+    s = sub.add_parser("trust", help="write a trust file pinning the public keys and witnesses in force",
+                       description="`trust init --out FILE`: record keys, the checkpoint key, the operator key, the "
+                                   "emitter key set (emitter signatures then required) and any witness (one "
+                                   "cosignature then required), for `aiaudit verify --trust FILE`.")
+    s.add_argument("action", choices=["init"])
+    s.add_argument("--out", required=True, help="the trust file to write")
+    s.add_argument("--witness-key", action="append", metavar="VKEY", help="a witness's verifier key (repeatable)")
+    s.add_argument("--witness-url", metavar="URL", help="where the witness answers (verify asks it live)")
+    s.add_argument("--max-age", metavar="DURATION", help="the tail rule's maximum age to pin, e.g. 15m")
+    s.add_argument("--dir", help="keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)")
+    s.add_argument("--force", action="store_true", help="replace an existing file")
+    s.set_defaults(func=cmd_trust)
+
     s = sub.add_parser("keys", help="generate a signing key, print the JWKS, manage emitter keys",
                        description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys). "
                                    "`keys emitter new NAME` makes an emitter's key and registers it in the emitter "
                                    "key set (<keys>/emitters/jwks.json) the chain worker checks events with; "
                                    "`keys emitter add NAME JWK_FILE` registers a key made on another host "
                                    "(`new NAME --no-register` there); `keys emitter retire KID` ends a key "
-                                   "(rotation: new key first, then retire the old); `keys emitter list`.")
-    s.add_argument("action", choices=["generate", "jwks", "emitter"])
-    s.add_argument("rest", nargs="*", help="emitter: new NAME | add NAME JWK_FILE | retire KID | list")
+                                   "(rotation: new key first, then retire the old); `keys emitter list`. "
+                                   "`keys operator new` makes the operator key that seals exports (in "
+                                   "<keys>/../operator/, apart from the workers' keys); `keys operator show` prints "
+                                   "its public key for verifiers to pin.")
+    s.add_argument("action", choices=["generate", "jwks", "emitter", "operator"])
+    s.add_argument("rest", nargs="*", help="emitter: new NAME | add NAME JWK_FILE | retire KID | list; "
+                                           "operator: new | show (the key that seals exports)")
     s.add_argument("--no-register", action="store_true", help="emitter new: make the key only, print its public JWK")
     s.add_argument("--at", help="emitter retire: from when (RFC 3339; default now)")
     s.add_argument("--dir", help="keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)")

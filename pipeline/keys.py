@@ -262,17 +262,26 @@ def checkpoint_key_file(keys_dir: Path, configured: Path | None) -> Path:
     return configured if configured is not None else keys_dir / CHECKPOINT_DIR / CHECKPOINT_KEY
 
 
-def ensure_checkpoint_key(path: Path) -> bool:
-    """Create the checkpoint key at `path` (0600, folder 0700) and its .pub beside it unless it
-    exists. Returns True when it was created."""
+def _ensure_raw_key(path: Path, pub_name: str) -> bool:
+    """Create an Ed25519 key at `path` (0600, folder 0700) and its public key (base64 of the raw 32
+    bytes) as `pub_name` beside it, unless it exists. Returns True when it was created."""
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     _write_private_key(path, key)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    path.with_name(CHECKPOINT_PUB).write_text(base64.b64encode(raw).decode() + "\n")
+    path.with_name(pub_name).write_text(base64.b64encode(raw).decode() + "\n")
     return True
+
+
+def raw_public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def ensure_checkpoint_key(path: Path) -> bool:
+    """Create the checkpoint key at `path` and its checkpoint.pub unless it exists."""
+    return _ensure_raw_key(path, CHECKPOINT_PUB)
 
 
 def load_checkpoint_key(path: Path) -> Ed25519PrivateKey:
@@ -282,15 +291,44 @@ def load_checkpoint_key(path: Path) -> Ed25519PrivateKey:
     return _load_private_key(path)
 
 
-def read_checkpoint_public_key(path: Path) -> bytes:
+def read_checkpoint_public_key(path: Path, *, pub_name: str = CHECKPOINT_PUB, what: str = "checkpoint") -> bytes:
     """The raw public key from a .pub file (base64) or beside a checkpoint key. Raises SigningKeyError."""
-    pub = path if path.suffix == ".pub" else path.with_name(CHECKPOINT_PUB)
+    pub = path if path.suffix == ".pub" else path.with_name(pub_name)
     try:
         raw = base64.b64decode(pub.read_text().strip(), validate=True)
     except OSError as exc:
-        raise SigningKeyError(f"{pub}: cannot read the checkpoint public key: {exc.strerror}") from exc
+        raise SigningKeyError(f"{pub}: cannot read the {what} public key: {exc.strerror}") from exc
     except ValueError as exc:
         raise SigningKeyError(f"{pub}: not base64") from exc
     if len(raw) != 32:
         raise SigningKeyError(f"{pub}: an Ed25519 public key is 32 bytes, not {len(raw)}")
     return raw
+
+
+# --- the operator key: seals exports (and later reports), apart from every worker's keys -----
+
+OPERATOR_DIR = "operator"
+OPERATOR_KEY = "operator.key"
+OPERATOR_PUB = "operator.pub"
+
+
+def operator_key_file(keys_dir: Path, configured: Path | None) -> Path:
+    """The configured operator key, else `operator/operator.key` beside (not inside) the keys
+    folder: the chain worker's host never needs it."""
+    return configured if configured is not None else keys_dir.parent / OPERATOR_DIR / OPERATOR_KEY
+
+
+def ensure_operator_key(path: Path) -> bool:
+    return _ensure_raw_key(path, OPERATOR_PUB)
+
+
+def load_operator_key(path: Path) -> Ed25519PrivateKey:
+    """The operator's private key. Raises SigningKeyError saying how to create one."""
+    if not path.exists():
+        raise SigningKeyError(f"no operator key at {path}: `aiaudit keys operator new` creates one (it seals exports; "
+                              "keep it apart from the workers' keys)")
+    return _load_private_key(path)
+
+
+def read_operator_public_key(path: Path) -> bytes:
+    return read_checkpoint_public_key(path, pub_name=OPERATOR_PUB, what="operator")

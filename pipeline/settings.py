@@ -81,6 +81,9 @@ class SigningSettings(BaseModel):
     # The emitter key set the chain worker and `aiaudit verify` trust; default
     # <keys_dir>/emitters/jwks.json (`aiaudit keys emitter new NAME` makes a key and registers it).
     emitter_keys_file: Path | None = None
+    # The operator key that seals exports (its own folder; default <keys_dir>/../operator/operator.key,
+    # made by `aiaudit keys operator new`); verifiers pin its public key (operator.pub, trust file).
+    operator_key_file: Path | None = None
 
 
 class ClickHouseSettings(BaseModel):

@@ -9,6 +9,15 @@ from confluent_kafka import Message
 
 from pipeline.chain.checkpoint import TreeState
 from pipeline.chain.merkle import CompactRange
+from pipeline.chain.note import (
+    SIG_COSIGNATURE_V1,
+    SIG_ED25519,
+    Checkpoint,
+    NoteError,
+    Verifier,
+    cosignatures,
+    open_checkpoint,
+)
 from pipeline.chain.record import ChainHead, ChainId, Record, parse_payload
 from pipeline.errors import InfraError
 from pipeline.kafka.io import read_partition
@@ -17,15 +26,43 @@ from pipeline.settings import Settings
 log = logging.getLogger("aiaudit.chain")
 
 
-def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message | None) -> tuple[CompactRange, bool]:
+def signed_root_problem(state: TreeState, checkpoint_public: bytes) -> str | None:
+    """Why the stored compact range of `state` is not the one its own signature (a checkpoint note,
+    or the log's timestamp cosignature) commits to; None when it is, or when the state is unsigned."""
+    root = state.range.root()
+    try:
+        if state.note is not None:
+            cp = open_checkpoint(state.note, Verifier(state.origin, SIG_ED25519, checkpoint_public))
+            if (cp.size, cp.root) != (state.size, root):
+                return f"signed checkpoint is ({cp.size}, {cp.root.hex()[:16]}…), the stored range ({state.size}, " \
+                       f"{root.hex()[:16]}…)"
+        elif state.timestamp is not None:
+            clock = Verifier(state.origin, SIG_COSIGNATURE_V1, checkpoint_public)
+            note = Checkpoint(state.origin, state.size, root).text() + "\n" + state.timestamp
+            if state.origin not in cosignatures(note, [clock]):
+                return "the log's signed time does not cover the stored range's root"
+    except NoteError as exc:
+        return f"its signature does not verify over the stored range: {exc}"
+    return None
+
+
+def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message | None,
+              checkpoint_public: bytes | None = None) -> tuple[CompactRange, bool]:
     """The chain's tree at head.next_seq leaves, and whether that size is already signed: from the
     last committed tree state `tail` (written in the same transaction as the records it covers);
-    rebuilt from the chain only for a chain written before checkpoints existed."""
+    rebuilt from the chain only for a chain written before checkpoints existed. With the checkpoint
+    public key, a signed state whose compact range is not what its signature commits to is refused
+    (InfraError): extending it would sign a tree the records do not make."""
     if head.next_seq == 0:
         return CompactRange(), False
     if tail is not None:
         state = TreeState.from_wire(tail.value() or b"")
         if state.origin == head.origin and state.size == head.next_seq:
+            problem = signed_root_problem(state, checkpoint_public) if checkpoint_public else None
+            if problem is not None:
+                raise InfraError(f"chain {head.origin}: the stored tree state at size {state.size} does not match its "
+                                 f"signed root ({problem}); refusing to extend it. Run `aiaudit verify --origin "
+                                 f"{head.origin}` and restore the checkpoints topic")
             return state.range, state.note is not None
     log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
                 head.next_seq)

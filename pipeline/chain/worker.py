@@ -41,6 +41,7 @@ from pipeline.contract.registry import RegistryClient
 from pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from pipeline.kafka import config as kafka_config
 from pipeline.kafka.io import commit_transaction, fenced, position, read_tails
+from pipeline.keys import raw_public
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -110,7 +111,8 @@ class ChainWorker:
             origin = self._origin(p)
             head = read_chain_head(origin, chain_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
-            tree, signed = read_tree(self.settings, p, head, state_tails[p])
+            tree, signed = read_tree(self.settings, p, head, state_tails[p],
+                                     raw_public(self.checkpoint_key) if self.checkpoint_key else None)
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
             notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
             # One signed checkpoint per (origin, size): a size signed before the restart is not signed again.

@@ -33,7 +33,11 @@ from pipeline.keys import (
     active_key_file,
     checkpoint_key_file,
     ensure_checkpoint_key,
+    ensure_operator_key,
     generate_key,
+    load_operator_key,
+    operator_key_file,
+    read_operator_public_key,
     load_checkpoint_key,
     read_checkpoint_public_key,
     read_jwks,
@@ -396,12 +400,15 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
 
     step("The auditor's evidence set: everything alice did, checked without the database")
     evidence_file = state / "evidence-alice.jsonl"
+    op_key = operator_key_file(sg.keys_dir, sg.operator_key_file)
+    ensure_operator_key(op_key)  # the operator's own key, beside (not in) the workers' keys folder
     with evidence_file.open("w", encoding="utf-8") as fh:
         done = export_records(client, settings, Filters(actor="alice@acme.example", limit=1), fh,
-                              now=datetime.now(timezone.utc))
+                              now=datetime.now(timezone.utc), operator=load_operator_key(op_key))
     print(f"  exported {done.records} record(s) with {done.checkpoints} signed checkpoint(s) and {done.proofs} "
           f"inclusion proof(s) to {evidence_file}")
-    sample = verify_export(read_export_file(evidence_file), keyring, checkpoint_keys=[checkpoint_pub])
+    sample = verify_export(read_export_file(evidence_file, lenient=True), keyring, checkpoint_keys=[checkpoint_pub],
+                           operator_keys=[read_operator_public_key(op_key)])
     print("\n".join("  " + line for line in sample.text().splitlines() if line))
     print(f"  (the same, as an auditor runs it: aiaudit verify --export {evidence_file})")
 

@@ -5,6 +5,8 @@ pipeline/query/export_file.py; records are the chain topic's own `Record.to_wire
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import store
 from pipeline.chain import merkle
@@ -27,6 +30,7 @@ from pipeline.query.export_file import (
     checkpoint_line,
     header_line,
     inclusion_line,
+    record_line_bytes,
 )
 from pipeline.query.proofs import StoredHashes
 from pipeline.settings import Settings
@@ -58,22 +62,33 @@ def _line(out: IO[str], data: bytes) -> None:
 
 
 def export_records(client: Client, settings: Settings, filters: Filters, out: IO[str], *, now: datetime,
-                   progress: Callable[[str], None] | None = None) -> ExportSummary:
-    """Write the header, the matching records, their chains' signed checkpoints (with stored
-    cosignatures) and, for a sample, an inclusion proof of each record a checkpoint covers.
+                   operator: Ed25519PrivateKey, progress: Callable[[str], None] | None = None) -> ExportSummary:
+    """Write the header (sealed by the `operator` key over the record lines' counts and SHA-256),
+    the matching records, their chains' signed checkpoints (with stored cosignatures) and, for a
+    sample, an inclusion proof of each record a checkpoint covers.
 
     Exact duplicate rows are written once; two different records at one seq (a fork) are both
-    written, so the verifier of the export sees the fork too.
+    written, so the verifier of the export sees the fork too. The record lines are spooled first
+    (to a temporary file past 64 MiB): the header that seals them comes before them.
     """
     db = store.database(settings)
     summary = ExportSummary("sample" if filters.selects_records or filters.since or filters.until else "whole")
-    _line(out, header_line(summary.selection, _filters_json(filters), format_ts(now)))
     seqs: dict[str, list[int]] = {}
+    digest = hashlib.sha256()
     sql, params = evidence.select_signed(db, filters)
-    for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
-        _line(out, evidence.stored_record(origin, seq, payload, sig, leaf).to_wire())
-        seqs.setdefault(str(origin), []).append(int(seq))
-        summary.records += 1
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+        for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
+            wire = record_line_bytes(evidence.stored_record(origin, seq, payload, sig, leaf).to_wire())
+            spool.write(wire)
+            digest.update(wire)
+            seqs.setdefault(str(origin), []).append(int(seq))
+            summary.records += 1
+        _line(out, header_line(summary.selection, _filters_json(filters), format_ts(now),
+                               records={o: len(s) for o, s in seqs.items()}, records_sha256=digest.hexdigest(),
+                               operator=operator))
+        spool.seek(0)
+        for spooled in spool:
+            out.write(spooled.decode("utf-8"))
     for origin, chain_seqs in seqs.items():
         _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
         _, cosigs = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))

@@ -2,7 +2,8 @@
 
 JSON Lines, one object per line, written in this order (a reader accepts any order):
 
-    header      {"aiaudit_export": 2, "selection": "whole" | "sample", "filters": {...}, "exported_at": RFC 3339}
+    header      {"aiaudit_export": 3, "selection": "whole" | "sample", "filters": {...}, "exported_at": RFC 3339,
+                 "records": {origin: count, ...}, "records_sha256": hex, "seal": {"key": base64, "sig": base64}}
     record      {"origin", "seq", "payload", "sig", "leaf_hash"}          Record.to_wire: the exact signed
                                                                          bytes, payload and sig in base64
     checkpoint  {"kind": "checkpoint", "origin", "size", "note", "cosignatures": [line, ...]}
@@ -18,6 +19,14 @@ selected records, each chain's newest signed checkpoint, and an RFC 9162 inclusi
 every selected record that checkpoint covers: the records the filter left out are not needed.
 Files written before version 2 hold record lines only and are read as a whole selection.
 
+The version 3 header is sealed by the operator key: `sig` is Ed25519 over
+`b"aiaudit/export-header/v1\n" + JCS(header without "seal")`, and `key` is the raw public key
+(base64), which a verifier must have pinned. `records` counts the record lines per origin and
+`records_sha256` is SHA-256 over the record lines' bytes in file order, each ended by one LF.
+So nothing can be removed from (or added to) an export after it was written, proofs or not;
+it does not show that the filter selected every matching record (that rests on the store).
+Version 2 headers (unsealed) are still read.
+
 Every line is bounded and strictly shaped; a bad line is a ValueError naming what is wrong.
 """
 
@@ -25,16 +34,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pipeline.chain.merkle import HASH_SIZE
 from pipeline.chain.note import MAX_NOTE_BYTES, MAX_SIGNATURES
 from pipeline.chain.record import Record
+from pipeline.jcs import canonicalize
 
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)
+HEADER_DOMAIN = b"aiaudit/export-header/v1\n"
+MAX_ORIGINS = 100_000
 SELECTIONS = ("whole", "sample")
 MAX_LINE_BYTES = 4 * MAX_NOTE_BYTES  # a record is at most ~70 KB base64 (the contract bounds events)
 MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves
@@ -42,10 +58,25 @@ MAX_COUNT = 2**63 - 1
 
 
 @dataclass(frozen=True)
+class Seal:
+    key: bytes  # the operator's raw Ed25519 public key
+    sig: bytes
+
+
+@dataclass(frozen=True)
 class Header:
     selection: str
     filters: dict[str, Any]
     exported_at: str
+    version: int = 2
+    records: dict[str, int] | None = None  # version 3: record lines per origin
+    records_sha256: str | None = None
+    seal: Seal | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The sealed members (version 3), as signed."""
+        return {"aiaudit_export": self.version, "selection": self.selection, "filters": self.filters,
+                "exported_at": self.exported_at, "records": self.records, "records_sha256": self.records_sha256}
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,7 @@ class ExportFile:
     checkpoints: list[ExportedCheckpoint] = field(default_factory=list)
     proofs: dict[tuple[str, int], Inclusion] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong), read leniently
+    record_lines: Any = field(default_factory=hashlib.sha256)  # SHA-256 of the record lines read, in file order
 
     @property
     def selection(self) -> str:
@@ -82,11 +114,47 @@ class ExportFile:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def header_line(selection: str, filters: dict[str, Any], exported_at: str) -> bytes:
+def record_line_bytes(line: bytes) -> bytes:
+    """A record line as `records_sha256` covers it: its bytes without line end, then one LF."""
+    return line.rstrip(b"\r\n") + b"\n"
+
+
+def header_line(selection: str, filters: dict[str, Any], exported_at: str, *, records: dict[str, int],
+                records_sha256: str, operator: Ed25519PrivateKey) -> bytes:
+    """The version 3 header, sealed by the operator key."""
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}")
-    return orjson.dumps({"aiaudit_export": VERSION, "selection": selection, "filters": filters,
-                         "exported_at": exported_at})
+    header = Header(selection, filters, exported_at, VERSION, dict(records), records_sha256)
+    sig = operator.sign(HEADER_DOMAIN + canonicalize(header.body()))
+    key = operator.public_key().public_bytes_raw()
+    return orjson.dumps({**header.body(), "seal": {"key": base64.b64encode(key).decode("ascii"),
+                                                   "sig": base64.b64encode(sig).decode("ascii")}})
+
+
+def seal_problem(header: Header | None, operator_keys: list[bytes] | tuple[bytes, ...],
+                 counts: dict[str, int], records_sha256: str) -> tuple[str, str] | None:
+    """(reason, detail) when the header does not seal exactly these record lines under a pinned
+    operator key; None when it does. Reasons: unsealed, bad_seal, export_altered."""
+    if header is None or header.seal is None:
+        return "unsealed", ("the header is not sealed by an operator key (an export written before version 3): "
+                            "records removed together with their proofs could not be seen")
+    if not operator_keys:
+        return "unsealed", "no operator public key to check the seal: give --operator-key or --trust"
+    if header.seal.key not in operator_keys:
+        return "bad_seal", "sealed by an operator key that is not pinned (--operator-key, the trust file's operator_keys)"
+    try:
+        Ed25519PublicKey.from_public_bytes(header.seal.key).verify(
+            header.seal.sig, HEADER_DOMAIN + canonicalize(header.body()))
+    except (InvalidSignature, ValueError):
+        return "bad_seal", "the header's seal does not verify: the header was changed after export"
+    stated = header.records or {}
+    diffs = [f"{o}: {stated.get(o, 0)} stated, {counts.get(o, 0)} in the file"
+             for o in sorted(set(stated) | set(counts)) if stated.get(o, 0) != counts.get(o, 0)]
+    if diffs:
+        return "export_altered", "record lines removed or added after export: " + "; ".join(diffs[:10])
+    if header.records_sha256 != records_sha256:
+        return "export_altered", "the record lines are not the ones exported (their SHA-256 differs from the seal's)"
+    return None
 
 
 def checkpoint_line(cp: ExportedCheckpoint) -> bytes:
@@ -147,15 +215,38 @@ def _inclusion(obj: dict[str, Any]) -> Inclusion:
     return Inclusion(_text(obj, "origin", 1000), _count(obj, "seq"), _count(obj, "size"), tuple(hashes))
 
 
+def _b64(value: Any, size: int, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True) if type(value) is str and len(value) < 200 else b""
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != size:
+        raise ValueError(f"{what} is not base64 of {size} bytes")
+    return raw
+
+
 def _header(obj: dict[str, Any]) -> Header:
-    _exact_keys(obj, {"aiaudit_export", "selection", "filters", "exported_at"})
-    if obj["aiaudit_export"] != VERSION:
-        raise ValueError(f"export version {str(obj['aiaudit_export'])[:20]!r}; this aiaudit reads version {VERSION}")
+    version = obj.get("aiaudit_export")
+    if type(version) is not int or version not in READABLE:
+        raise ValueError(f"export version {str(version)[:20]!r}; this aiaudit reads versions {READABLE}")
+    base = {"aiaudit_export", "selection", "filters", "exported_at"}
+    _exact_keys(obj, base if version == 2 else base | {"records", "records_sha256", "seal"})
     if obj["selection"] not in SELECTIONS:
         raise ValueError(f"selection is not one of {SELECTIONS}")
     if type(obj["filters"]) is not dict:
         raise ValueError("filters is not an object")
-    return Header(obj["selection"], obj["filters"], _text(obj, "exported_at", 64))
+    if version == 2:
+        return Header(obj["selection"], obj["filters"], _text(obj, "exported_at", 64))
+    records, digest, seal = obj["records"], obj["records_sha256"], obj["seal"]
+    if type(records) is not dict or len(records) > MAX_ORIGINS or not all(
+            type(k) is str and 0 < len(k) <= 1000 and type(v) is int and 0 <= v <= MAX_COUNT for k, v in records.items()):
+        raise ValueError("records is not an object of origin: count")
+    if type(digest) is not str or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("records_sha256 is not 64 lowercase hex digits")
+    if type(seal) is not dict or set(seal) != {"key", "sig"}:
+        raise ValueError("seal is not an object of key and sig")
+    return Header(obj["selection"], obj["filters"], _text(obj, "exported_at", 64), version, records, digest,
+                  Seal(_b64(seal["key"], 32, "seal.key"), _b64(seal["sig"], 64, "seal.sig")))
 
 
 def add_line(into: ExportFile, line: bytes) -> None:
@@ -181,3 +272,4 @@ def add_line(into: ExportFile, line: bytes) -> None:
             raise ValueError(f"unknown kind {str(obj['kind'])[:40]!r}")
     else:
         into.records.append(Record.from_wire(line))
+        into.record_lines.update(record_line_bytes(line))

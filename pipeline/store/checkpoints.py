@@ -18,6 +18,12 @@ def row(state: TreeState) -> list[Any]:
             parse_ts(state.issued_at), state.timestamp]
 
 
+def select_states(db: str, origin: str) -> tuple[str, dict[str, Any]]:
+    """Every stored tree state of one chain (size, root, compact range, tiles), for verification."""
+    return (f"SELECT size, root, compact_range, tile_levels, tile_indexes, tile_hashes FROM {db}.checkpoints "
+            "WHERE origin = {o:String} ORDER BY size", {"o": origin})
+
+
 def select_timestamps(db: str, origin: str) -> tuple[str, dict[str, Any]]:
     """(size, timestamp line) of the log's signed times of one chain (checkpoints and heartbeats)."""
     return (f"SELECT size, timestamp FROM {db}.checkpoints WHERE origin = {{o:String}} AND timestamp IS NOT NULL "

@@ -46,6 +46,9 @@ REASONS = (
     "unanchored",  # an export (or a chain in it) with no signed checkpoint: removals from its end cannot be seen
     "malformed_line",  # an export line that is not a header, record, checkpoint or proof of the format
     "orphan_proof",  # an export holds an inclusion proof for a record it lacks: the record was removed
+    "unsealed",  # an export whose header no pinned operator key sealed (older than version 3, or no key given)
+    "bad_seal",  # the export header's seal does not verify, or its key is not pinned
+    "export_altered",  # record lines removed, added or changed after the export was sealed
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.chain.note import Verifier
 from pipeline.errors import Failure
 from pipeline.keys import KeyRing
-from pipeline.query.export_file import ExportFile
+from pipeline.query.export_file import ExportFile, seal_problem
 from pipeline.store.evidence import columns_of
 from pipeline.verify.reconcile import reconcile_emitters
 from pipeline.verify.rules import ChainReport, Checker, StoredRecord, group_by_origin, scan_chain, sort_checking_order
@@ -27,12 +27,14 @@ class VerifyReport:
     sample: bool = False  # a filtered selection: records proven included, emitters not reconciled
     proven: int = 0  # sampled records whose inclusion proof leads to a signed checkpoint's root
     tail: tuple[int, int] | None = None  # the tail rule as applied: (judged at, max age), unix seconds
+    states: int = 0  # stored tree states (root, compact range) recomputed from the records and compared
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
         after = tree.finish()
         chain.failures.extend(tree.failures)
         self.checkpoints += tree.checked
+        self.states += tree.states_checked
         if after:
             self.warnings.append(f"WARN {chain.origin}: {after} record(s) after the newest checkpoint "
                                  f"(size {tree.newest}) are not yet checkpointed")
@@ -76,6 +78,7 @@ class VerifyReport:
                         "last_ts": c.last_ts, "kids": sorted(c.kids)} for c in self.chains],
             "emitters": self.emitters,
             "checkpoints": self.checkpoints,
+            "tree_states": self.states,
             "sample": self.sample,
             "proven_included": self.proven,
             "warnings": self.warnings,
@@ -95,7 +98,8 @@ class VerifyReport:
             + (f" ({dups} exact duplicate row(s) collapsed)" if dups else ""),
             *([f"a sample: {self.proven} record(s) proven included in signed checkpoints; records the filter "
                "left out were not checked and emitters were not reconciled"] if self.sample else
-              [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records"]),
+              [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records",
+               *([f"{self.states} stored tree state(s) matched by the records"] if self.states else [])]),
             f"{len(kids)} signing key(s): {', '.join(kids) if kids else '-'}",
             *([f"tail rule: every chain signed a time within {self.tail[1]}s of {utc_text(self.tail[0])}"]
               if self.tail is not None else []),
@@ -158,7 +162,8 @@ def _tail(report: VerifyReport, chain: ChainReport, tree: TreeCheck, tail: tuple
 def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
                   witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
                   checker: Checker | None = None, tail: tuple[int, int] | None = None,
-                  windows: Windows | None = None, allow_unanchored: bool = False) -> VerifyReport:
+                  windows: Windows | None = None, allow_unanchored: bool = False,
+                  operator_keys: Sequence[bytes] = ()) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
     sample by each record's inclusion proof to its chain's signed checkpoint.
@@ -167,7 +172,9 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
     otherwise: removing a chain's newest records, or its checkpoint lines, would go unseen); with
     allow_unanchored (older exports) that is a warning. Every malformed line of the file
     (`file.problems`) is a failure naming its line; an inclusion proof whose record is absent is
-    `orphan_proof`."""
+    `orphan_proof`. The header must seal exactly the file's record lines under a pinned operator
+    key (`unsealed`, `bad_seal`, `export_altered`): records removed after export, with or
+    without their proofs, fail; an unsealed (older) export passes only with allow_unanchored."""
     report = VerifyReport(sample=file.selection == "sample")
     for lineno, problem in file.problems:
         report.failures.append(Failure("export", None, "malformed_line", problem,
@@ -195,6 +202,14 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
     elif not notes:
         unanchored("export", "the export holds no signed checkpoint: the removal of a chain's newest records "
                              "(or of the checkpoint lines) cannot be detected from it")
+    counts: dict[str, int] = {}
+    for r in file.records:
+        counts[r.origin] = counts.get(r.origin, 0) + 1
+    sealed = seal_problem(file.header, tuple(operator_keys), counts, file.record_lines.hexdigest())
+    if sealed is not None and sealed[0] == "unsealed" and allow_unanchored:
+        report.warnings.append(f"WARN export: unsealed (allowed by --allow-unanchored): {sealed[1]}")
+    elif sealed is not None:
+        report.failures.append(Failure("export", None, *sealed, where="header"))
     use_tree = bool(checkpoint_keys)
     present = {(r.origin, r.seq) for r in file.records}
     for origin, seq in sorted(set(file.proofs) - present):

@@ -141,6 +141,8 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
 
         def with_witness(origin: str) -> TreeCheck:
             check = load(origin)
+            _, states = store.query_rows(client, *checkpoints.select_states(store.database(settings), origin))
+            check.expect_states(states)
             for size, root, name in views.get(origin, []):
                 check.witnessed[size] = (root, name)
             return check

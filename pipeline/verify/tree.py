@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 
-from pipeline.chain.merkle import CompactRange, ProofError, verify_inclusion
+from pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, verify_inclusion
 from pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -60,6 +61,43 @@ class TreeCheck:
     signed_time: int | None = None  # newest verified signed time (log timestamp or witness cosignature), unix s
     holes: list[tuple[int, int]] = field(default_factory=list)  # seq ranges the records fed skip (first MAX_HOLES)
     highest: int = -1  # the highest seq fed
+    # Stored tree states to hold to the records (whole verification): size -> [(root hex, compact range
+    # hexes)], and (level, index) -> the stored hashes of that tile (more than one: an edit or a fork).
+    states: dict[int, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    tiles: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    states_checked: int = 0
+
+    def expect_states(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Stored tree-state rows (size, root, compact_range, tile_levels, tile_indexes, tile_hashes) to
+        check as the records go by; a row of any other shape is itself a located failure."""
+        for row in rows:
+            try:
+                size, root, rng, levels, indexes, hashes = row
+                self.states.setdefault(int(size), []).append((str(root), [str(h) for h in rng]))
+                for level, index, h in zip(levels, indexes, hashes, strict=True):
+                    self.tiles.setdefault((int(level), int(index)), set()).add(str(h))
+            except (TypeError, ValueError) as exc:
+                self.failures.append(Failure(self.origin, None, "tree_state_mismatch",
+                                             f"a stored tree state row is malformed: {type(exc).__name__}"))
+
+    def _check_state(self, completed: list[tuple[int, int, bytes]]) -> None:
+        """After a leaf: stored tiles it completed, and stored states at the tree's new size."""
+        for level, index, h in completed:
+            stored = self.tiles.get((level, index))
+            if stored is not None and stored != {h.hex()}:
+                first = index << level
+                self.failures.append(Failure(
+                    self.origin, first, "tree_state_mismatch",
+                    f"the stored subtree at level {level} index {index} (records {first}..{first + (1 << level) - 1}) "
+                    "is not the records' hash: proofs built from it would not verify"))
+        for root, rng in self.states.get(self.tree.size, ()):
+            self.states_checked += 1
+            if root != self.tree.root().hex() or rng != [x.hex() for x in self.tree.hashes]:
+                what = "root" if root != self.tree.root().hex() else "compact range"
+                self.failures.append(Failure(
+                    self.origin, self.tree.size - 1, "tree_state_mismatch",
+                    f"the stored tree state at size {self.tree.size}: its {what} is not the records' (edited in "
+                    "the store; the chain worker would extend a wrong tree from it)"))
 
     def tail_rule(self, end_s: int, max_age_s: int) -> None:
         """The newest signed time must lie within max_age_s of the window's end: a logger that stopped,
@@ -102,7 +140,9 @@ class TreeCheck:
                     leaf = b""
                 if len(leaf) != 32:
                     leaf = b"\x00" * 32  # the record's own check reports the hash; the root will not match
-                self.tree.append(leaf)
+                completed = self.tree.append(leaf)
+                if self.states or self.tiles:
+                    self._check_state([c for c in completed if c[0] % TILE_HEIGHT == 0])
                 seen = self.witnessed.get(self.tree.size)
                 if seen is not None and self.tree.root() != seen[0]:
                     self.failures.append(Failure(self.origin, self.tree.size - 1, "witness_mismatch",

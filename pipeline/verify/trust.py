@@ -10,7 +10,8 @@ key set stored next to the private keys (that set is changeable by the party bei
       "min_cosignatures": 1,
       "max_checkpoint_age": "15m",
       "emitter_keys": {"keys": [<Ed25519 JWK with "emitter": "<name>", optionally a window>]},
-      "require_emitter_signatures": true
+      "require_emitter_signatures": true,
+      "operator_keys": ["<base64 of a 32-byte operator public key: seals exports>"]
     }
 
 Record keys outside their window fail (`key_out_of_window`); several checkpoint keys allow a
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +69,7 @@ class _TrustSpec(BaseModel):
     max_checkpoint_age: str | None = Field(default=None, max_length=20)
     emitter_keys: dict[str, Any] | None = None
     require_emitter_signatures: bool = False
+    operator_keys: list[str] = Field(default_factory=list, max_length=64)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Trust:
     min_cosignatures: int
     max_checkpoint_age_s: int | None = None  # the tail rule (verify --max-age), when the file sets it
     windows: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # checkpoint/witness key -> unix [from, to)
+    operator_keys: tuple[bytes, ...] = ()  # keys that may seal an export's header
 
 
 def _window(spec: _Window, where: str) -> tuple[int, int] | None:
@@ -123,6 +127,15 @@ def parse_trust(text: str, source: str) -> Trust:
             raise ConfigError(str(exc)) from exc
     elif spec.require_emitter_signatures:
         raise ConfigError(f"{source}: require_emitter_signatures needs emitter_keys (the emitters' public keys)")
+    operator_keys = []
+    for i, b64 in enumerate(spec.operator_keys):
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: operator_keys[{i}] is not base64") from exc
+        if len(raw) != 32:
+            raise ConfigError(f"{source}: operator_keys[{i}] is {len(raw)} bytes, not 32")
+        operator_keys.append(raw)
     keys, windows = [], {}
     for i, entry in enumerate(spec.checkpoint_keys):
         b64 = entry if isinstance(entry, str) else entry.key
@@ -156,4 +169,31 @@ def parse_trust(text: str, source: str) -> Trust:
             max_age = int(parse_duration(spec.max_checkpoint_age).total_seconds())
         except ValueError as exc:
             raise ConfigError(f"{source}: max_checkpoint_age: {exc}") from exc
-    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures, max_age, windows)
+    return Trust(keyring, tuple(keys), tuple(witnesses), spec.min_cosignatures, max_age, windows,
+                 tuple(operator_keys))
+
+
+def trust_document(record_jwks: dict[str, Any], checkpoint_keys: Sequence[bytes], *,
+                   operator_keys: Sequence[bytes] = (), emitter_jwks: dict[str, Any] | None = None,
+                   witnesses: Sequence[tuple[str, str | None]] = (),
+                   max_checkpoint_age: str | None = None) -> dict[str, Any]:
+    """A trust file pinning these public keys (`aiaudit trust init`): every record, checkpoint and
+    operator key given, the emitter key set (signatures then required), and the witnesses, of which
+    one cosignature is then required. The result parses with parse_trust (checked by the caller)."""
+    doc: dict[str, Any] = {
+        "record_keys": {"keys": [{k: v for k, v in jwk.items() if k in ("kty", "crv", "x", "kid", "not_before",
+                                                                         "not_after")}
+                                 for jwk in record_jwks.get("keys", [])]},
+        "checkpoint_keys": [base64.b64encode(k).decode("ascii") for k in checkpoint_keys],
+    }
+    if operator_keys:
+        doc["operator_keys"] = [base64.b64encode(k).decode("ascii") for k in operator_keys]
+    if emitter_jwks is not None and emitter_jwks.get("keys"):
+        doc["emitter_keys"] = emitter_jwks
+        doc["require_emitter_signatures"] = True
+    if witnesses:
+        doc["witnesses"] = [{"vkey": vkey, **({"url": url} if url else {})} for vkey, url in witnesses]
+        doc["min_cosignatures"] = 1
+    if max_checkpoint_age is not None:
+        doc["max_checkpoint_age"] = max_checkpoint_age
+    return doc

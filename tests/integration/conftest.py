@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
 from pipeline import store
-from pipeline.keys import generate_key
+from pipeline.keys import ensure_operator_key, generate_key, operator_key_file
 from pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,
@@ -56,6 +56,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
     uid = uuid.uuid4().hex[:10]
     keys_dir = tmp_path / "keys"
     generate_key(keys_dir)
+    ensure_operator_key(operator_key_file(keys_dir, None))  # seals exports: beside the keys folder, not in it
     emitter_key = edge_emitter_key(keys_dir)
     s = Settings(
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",

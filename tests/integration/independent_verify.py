@@ -67,10 +67,33 @@ def _check_emitter(event: dict, emitter_keys: dict[str, tuple[Ed25519PublicKey, 
     key.verify(_b64url(member["sig"]), b"aiaudit/event/v1\n" + rfc8785.dumps(body))
 
 
+def _check_header(header: dict, record_lines: list[str], operator_pub: bytes) -> None:
+    """README, the export format: the version 3 header is sealed by the operator key over JCS of
+    the header without its seal (domain tag aiaudit/export-header/v1), and states the record lines'
+    count per origin and the SHA-256 of their bytes in file order, each ended by one LF."""
+    assert header["aiaudit_export"] == 3, "not a sealed (version 3) export"
+    seal = header["seal"]
+    assert base64.b64decode(seal["key"]) == operator_pub, "sealed by another operator key"
+    body = {k: v for k, v in header.items() if k != "seal"}
+    Ed25519PublicKey.from_public_bytes(operator_pub).verify(base64.b64decode(seal["sig"]),
+                                                            b"aiaudit/export-header/v1\n" + rfc8785.dumps(body))
+    counts: dict[str, int] = {}
+    for line in record_lines:
+        origin = json.loads(line)["origin"]
+        counts[origin] = counts.get(origin, 0) + 1
+    assert counts == header["records"], "record lines removed or added after export"
+    digest = hashlib.sha256("".join(line + "\n" for line in record_lines).encode()).hexdigest()
+    assert digest == header["records_sha256"], "record lines changed after export"
+
+
 def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = None,
-           emitter_jwks: dict | None = None) -> int:
+           emitter_jwks: dict | None = None, operator_pub: bytes | None = None) -> int:
     """Returns the number of records checked; raises AssertionError on the first problem (or the
-    library's InvalidSignature). With `emitter_jwks`, every event must carry its emitter's signature."""
+    library's InvalidSignature). With `emitter_jwks`, every event must carry its emitter's signature;
+    with `operator_pub`, the header must seal exactly the file's record lines."""
+    if operator_pub is not None:
+        header = json.loads(export_lines[0])
+        _check_header(header, [x for x in export_lines[1:] if '"payload"' in x and '"kind"' not in x], operator_pub)
     keys = {kid: key for kid, (key, _) in _keys(jwks).items()}
     emitter_keys = _keys(emitter_jwks) if emitter_jwks is not None else None
     prev_by_origin: dict[str, tuple[int, str]] = {}

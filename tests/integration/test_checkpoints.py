@@ -183,8 +183,13 @@ def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_an
     report = json.loads(caught.stdout)
     assert caught.returncode == 1 and [(f["origin"], f["reason"]) for f in report["failures"]] == [(victim, "stale")], \
         caught.stdout[-3000:]
+    # With no flags at all the tail rule runs too (ten heartbeat intervals: 10 s here) and catches it ...
     alone = json.loads(aiaudit(settings, "verify", "--origin", victim, "--json").stdout)
-    assert alone["ok"], alone  # what the chain and its remaining checkpoints show: consistent, only shorter
+    assert [(f["origin"], f["reason"]) for f in alone["failures"]] == [(victim, "stale")], alone["failures"]
+    assert "it passes" in alone["failures"][0]["detail"] and alone["tail_rule"]["max_age_s"] == 10
+    # ... and only switching it off, visibly, shows the chain as merely shorter.
+    off = json.loads(aiaudit(settings, "verify", "--origin", victim, "--no-tail-rule", "--json").stdout)
+    assert off["ok"] and off["tail_rule"] is None and any("tail rule is off" in w for w in off["warnings"]), off
     everything = json.loads(aiaudit(settings, "verify", "--until", end, "--as-of", end, "--max-age", "12s", "--json").stdout)
     assert {f["origin"] for f in everything["failures"] if f["reason"] == "stale"} == {victim}
 

@@ -178,6 +178,20 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr
     assert json.loads(ok.stdout)["checkpoints"] >= 4
 
+    # `trust init` pins what is in force now: record, checkpoint, operator and emitter keys.
+    made = tmp_path / "made-trust.json"
+    init = aiaudit(settings, "trust", "init", "--out", str(made))
+    assert init.returncode == 0 and "1 operator key(s)" in init.stdout, init.stdout + init.stderr
+    doc = json.loads(made.read_text())
+    assert doc["checkpoint_keys"] == [base64.b64encode(pub).decode()] and doc["require_emitter_signatures"] is True
+    again = aiaudit(settings, "trust", "init", "--out", str(made))
+    assert again.returncode == 2 and "--force" in again.stderr
+    pinned = aiaudit(settings, "verify", "--trust", str(made), "--json")
+    assert pinned.returncode == 0 and json.loads(pinned.stdout)["checkpoints"] >= 4, pinned.stdout[-2000:]
+    sealed = tmp_path / "sealed.jsonl"
+    assert aiaudit(settings, "export", "--out", str(sealed)).returncode == 0
+    assert aiaudit(settings, "verify", "--export", str(sealed), "--trust", str(made)).returncode == 0
+
     foreign = NoteSigner.local("x", SIG_ED25519, Ed25519PrivateKey.generate()).public_key
     trust.write_text(json.dumps({"record_keys": read_jwks(settings.signing.keys_dir),
                                  "checkpoint_keys": [base64.b64encode(foreign).decode()]}))

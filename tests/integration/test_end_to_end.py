@@ -14,7 +14,16 @@ from pipeline import names
 from pipeline.contract.emitter_keys import key_set_file
 from pipeline.emit.synthetic import forged_message, malformed_messages
 from pipeline.kafka import config as kafka_config
-from pipeline.keys import KeyRing, checkpoint_key_file, read_checkpoint_public_key, read_jwks
+from pipeline.keys import (
+    KeyRing,
+    checkpoint_key_file,
+    ensure_operator_key,
+    load_operator_key,
+    operator_key_file,
+    read_checkpoint_public_key,
+    read_jwks,
+    read_operator_public_key,
+)
 from pipeline.query.api import find_records
 from pipeline.query.export import export_records, read_export_file
 from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
@@ -70,16 +79,21 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
 
     # Export: someone with only the export and the JWKS verifies it with their own code.
     buf = io.StringIO()
-    done = export_records(client, settings, Filters(), buf, now=datetime.now(timezone.utc))
+    op_key = operator_key_file(settings.signing.keys_dir, None)
+    ensure_operator_key(op_key)
+    operator_pub = read_operator_public_key(op_key)
+    done = export_records(client, settings, Filters(), buf, now=datetime.now(timezone.utc),
+                          operator=load_operator_key(op_key))
     assert done.records == 2000 and done.selection == "whole" and done.checkpoints >= settings.kafka.partitions
     lines = buf.getvalue().splitlines()
     jwks = read_jwks(settings.signing.keys_dir)
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file))
     emitter_jwks = json.loads(key_set_file(settings).read_text())
-    assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub, emitter_jwks) == 2000
+    assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub, emitter_jwks, operator_pub) == 2000
     path = tmp_path / "export.jsonl"
     path.write_text(buf.getvalue())
-    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub])
+    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub],
+                           operator_keys=[operator_pub])
     assert report.ok and report.checkpoints == done.checkpoints
 
     # The newest records of one chain cut from the file: the export's own checkpoints show it.
@@ -88,8 +102,12 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     newest = max(p["size"] for p in parsed if p.get("kind") == "checkpoint" and p["origin"] == origin)
     cut = [x for x, p in zip(lines, parsed) if not ("payload" in p and p["origin"] == origin and p["seq"] >= newest - 1)]
     path.write_text("\n".join(cut) + "\n")
-    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub])
-    assert [(f.origin, f.seq, f.reason) for f in report.failures] == [(origin, newest - 1, "truncated")]
+    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub],
+                           operator_keys=[operator_pub])
+    assert [(f.origin, f.seq, f.reason) for f in report.failures] == [("export", None, "export_altered"),
+                                                                      (origin, newest - 1, "truncated")]
+    with pytest.raises(AssertionError, match="removed or added"):  # the independent verifier sees it too
+        independent_verify.verify(cut, json.loads(json.dumps(jwks)), pub, emitter_jwks, operator_pub)
 
 
 def test_the_sql_examples_for_data_teams_run(settings, client, tmp_path):

@@ -65,3 +65,30 @@ def test_a_state_with_a_signed_time_round_trips_and_one_from_before_heartbeats_s
     assert TreeState.from_wire(orjson.dumps(obj)).timestamp == line
     obj.pop("timestamp")  # written before heartbeats existed
     assert TreeState.from_wire(orjson.dumps(obj)).timestamp is None
+
+
+def test_the_chain_worker_refuses_to_resume_from_a_range_its_signature_does_not_cover():
+    """A signed tree state whose compact range was swapped (a consistent but other range, root
+    recomputed) is refused on resume; the genuine one, signed by note or by timestamp, passes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pipeline.chain.checkpoint import checkpoint_note, log_clock, timestamp_line
+    from pipeline.chain.note import SIG_ED25519, NoteSigner
+    from pipeline.chain.resume import signed_root_problem
+    from pipeline.keys import raw_public
+
+    key = Ed25519PrivateKey.generate()
+    origin = "o/e/t/p0/g1"
+    notary = NoteSigner.local(origin, SIG_ED25519, key)
+    tree, tiles = extend(merkle.CompactRange(), LEAVES)
+    other, _ = extend(merkle.CompactRange(), LEAVES[1:] + LEAVES[:1])
+    note = checkpoint_note(origin, tree, notary)
+    stamp = timestamp_line(origin, tree, log_clock(origin, notary), 1_795_950_000)
+    at = "2026-11-29T00:00:00.000000Z"
+    pub = raw_public(key)
+    assert signed_root_problem(TreeState(origin, tree, tuple(tiles), note, at), pub) is None
+    assert signed_root_problem(TreeState(origin, tree, tuple(tiles), None, at, stamp), pub) is None
+    assert "signed checkpoint is" in signed_root_problem(TreeState(origin, other, (), note, at), pub)
+    assert "does not verify" in signed_root_problem(TreeState(origin, other, (), None, at, stamp), pub)
+    foreign = raw_public(Ed25519PrivateKey.generate())
+    assert "does not verify" in signed_root_problem(TreeState(origin, tree, tuple(tiles), note, at), foreign)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.chain.checkpoint import checkpoint_note, extend
@@ -205,3 +206,51 @@ def test_a_witness_cosignature_time_counts_for_the_tail_rule():
     assert check.signed_time == CLOCK_NOW - 10 and Checkpoint.parse(split_note(note)[0]).size == 6
     check.tail_rule(CLOCK_NOW, 60)
     assert not check.failures
+
+
+def _stored_states(recs, sizes):
+    """Tree-state rows as the chain worker stores them (size, root, compact range, tile levels, indexes, hashes)."""
+    from pipeline.chain.checkpoint import extend
+    from pipeline.chain.merkle import CompactRange
+
+    rows, tree = [], CompactRange()
+    done = 0
+    for size in sorted(sizes):
+        tree, tiles = extend(tree, [r.leaf_hash for r in recs[done:size]])
+        done = size
+        rows.append([size, tree.root().hex(), [h.hex() for h in tree.hashes], [t[0] for t in tiles],
+                     [t[1] for t in tiles], [t[2].hex() for t in tiles]])
+    return rows
+
+
+def test_stored_tree_states_and_tiles_are_held_to_the_records():
+    recs = build_chain(300, SIGNER)
+    rows = _stored_states(recs, {100, 256, 300})
+    check = open_checkpoints(ORIGIN, notes_for(recs, {300}), CP_PUB)
+    check.expect_states(rows)
+    list(check.feed(recs))
+    check.finish()
+    assert not check.failures and check.states_checked == 3 and check.tiles == {(8, 0): {rows[1][5][0]}}
+
+
+@pytest.mark.parametrize("edit, seq, what", [
+    (lambda rows: rows[0].__setitem__(1, "00" * 32), 99, "at size 100: its root"),
+    (lambda rows: rows[0][2].__setitem__(0, "11" * 32), 99, "at size 100: its compact range"),
+    (lambda rows: rows[1][5].__setitem__(0, "22" * 32), 0, "level 8 index 0 (records 0..255)"),
+])
+def test_an_edited_tree_state_or_tile_is_located_by_chain_and_size(edit, seq, what):
+    recs = build_chain(300, SIGNER)
+    rows = _stored_states(recs, {100, 256, 300})
+    edit(rows)
+    check = open_checkpoints(ORIGIN, notes_for(recs, {300}), CP_PUB)
+    check.expect_states(rows)
+    list(check.feed(recs))
+    check.finish()
+    assert [(f.origin, f.seq, f.reason) for f in check.failures] == [(ORIGIN, seq, "tree_state_mismatch")]
+    assert what in check.failures[0].detail
+
+
+def test_a_malformed_tree_state_row_is_a_located_failure_not_a_crash():
+    check = open_checkpoints(ORIGIN, [], CP_PUB)
+    check.expect_states([[1, "ab"], ["x", "ab", [], [], [], []], [5, "ab", [], [8], [], []]])
+    assert [f.reason for f in check.failures] == ["tree_state_mismatch"] * 3
