@@ -372,7 +372,11 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: Any) -> int:
+    from pipeline.verify import monitor
     from pipeline.verify.run import verify_export
+
+    state_file = Path(args.state) if args.state else None
+    pins = monitor.read_state(state_file) if state_file else {}
 
     if args.export:
         from pipeline.query.export import read_export_file
@@ -385,7 +389,8 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                                checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
                                min_cosignatures=trust.min_cosignatures, checker=checker, tail=tail,
                                windows=trust.windows, allow_unanchored=args.allow_unanchored,
-                               operator_keys=trust.operator_keys)
+                               operator_keys=trust.operator_keys, pins=pins)
+        whole = file.selection == "whole"
     else:
         from pipeline import store
         from pipeline.verify.sources import verify_store
@@ -403,12 +408,24 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                               live_witnesses=[(url, v) for v, url in trust.witnesses if url],
                               pinned_witnesses=[v for v, _ in trust.witnesses],
                               min_cosignatures=trust.min_cosignatures, checker=checker,
-                              tail=(tail := _tail_rule(args, trust, settings)), windows=trust.windows)
+                              tail=(tail := _tail_rule(args, trust, settings)), windows=trust.windows, pins=pins)
+        whole = whole and args.origin is None and not _filters(args).selects_records
     if tail is None:
         report.warnings.append("WARN the tail rule is off (--no-tail-rule): the removal of a chain's newest records "
                                "together with their checkpoints would not be seen")
     else:
         report.tail = tail
+    if state_file is not None:
+        if whole:
+            report.failures.extend(monitor.gone(pins, (c.origin for c in report.chains)))
+        if report.ok:
+            from pipeline.contract import format_ts
+
+            advanced = monitor.write_state(state_file, pins, report.anchors, format_ts(datetime.now(timezone.utc)))
+            report.warnings.append(f"monitor state {state_file}: {advanced} chain(s) advanced, consistent with the "
+                                   f"{len(pins)} verified before")
+        else:
+            report.warnings.append(f"monitor state {state_file}: not advanced (this run failed)")
     print(report.json_text() if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -920,6 +937,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-tail-rule", action="store_true",
                    help="switch the tail rule off (shown in the result): removed newest records with their "
                         "checkpoints then go unseen")
+    s.add_argument("--state", metavar="FILE",
+                   help="the auditor's monitor state: each chain must be consistent with the newest checkpoint a "
+                        "previous run verified (inconsistent_with_state otherwise: a rewrite, however well "
+                        "re-signed and cosigned); a passing run advances it. Created on first use")
     s.add_argument("--allow-unanchored", action="store_true",
                    help="an export without signed checkpoints (written before checkpoints existed) passes with a "
                         "warning instead of failing unanchored")

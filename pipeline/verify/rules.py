@@ -49,6 +49,8 @@ REASONS = (
     "unsealed",  # an export whose header no pinned operator key sealed (older than version 3, or no key given)
     "bad_seal",  # the export header's seal does not verify, or its key is not pinned
     "export_altered",  # record lines removed, added or changed after the export was sealed
+    "tree_state_mismatch",  # a stored tree state (root, compact range) or subtree tile is not the records'
+    "inconsistent_with_state",  # not consistent with what a previous run verified (verify --state)
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ class VerifyReport:
     proven: int = 0  # sampled records whose inclusion proof leads to a signed checkpoint's root
     tail: tuple[int, int] | None = None  # the tail rule as applied: (judged at, max age), unix seconds
     states: int = 0  # stored tree states (root, compact range) recomputed from the records and compared
+    anchors: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # origin -> newest matched checkpoint
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
@@ -35,6 +36,9 @@ class VerifyReport:
         chain.failures.extend(tree.failures)
         self.checkpoints += tree.checked
         self.states += tree.states_checked
+        anchor = tree.anchor()
+        if anchor is not None and not tree.failures:
+            self.anchors[chain.origin] = anchor
         if after:
             self.warnings.append(f"WARN {chain.origin}: {after} record(s) after the newest checkpoint "
                                  f"(size {tree.newest}) are not yet checkpointed")
@@ -163,7 +167,8 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
                   witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
                   checker: Checker | None = None, tail: tuple[int, int] | None = None,
                   windows: Windows | None = None, allow_unanchored: bool = False,
-                  operator_keys: Sequence[bytes] = ()) -> VerifyReport:
+                  operator_keys: Sequence[bytes] = (),
+                  pins: Mapping[str, tuple[int, bytes]] | None = None) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
     sample by each record's inclusion proof to its chain's signed checkpoint.
@@ -193,8 +198,10 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
         cosigs.setdefault(cp.origin, []).extend((cp.size, line) for line in cp.cosignatures)
 
     def checks(origin: str) -> TreeCheck:
-        return open_checkpoints(origin, notes.get(origin, []), checkpoint_keys, cosigs=cosigs.get(origin, []),
-                                witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows)
+        check = open_checkpoints(origin, notes.get(origin, []), checkpoint_keys, cosigs=cosigs.get(origin, []),
+                                 witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows)
+        check.pinned = (pins or {}).get(origin)
+        return check
 
     if notes and not checkpoint_keys:
         unanchored("export", "its signed checkpoints cannot be checked without the checkpoint public key: "

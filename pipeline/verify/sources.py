@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -107,7 +107,8 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
                  window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
                  live_witnesses: Sequence[tuple[str, Verifier]] = (), pinned_witnesses: Sequence[Verifier] = (),
                  min_cosignatures: int = 0, checker: Checker | None = None,
-                 tail: tuple[int, int] | None = None, windows: Windows | None = None) -> VerifyReport:
+                 tail: tuple[int, int] | None = None, windows: Windows | None = None,
+                 pins: Mapping[str, tuple[int, bytes]] | None = None) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
     signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
     pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them.
@@ -143,6 +144,7 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
             check = load(origin)
             _, states = store.query_rows(client, *checkpoints.select_states(store.database(settings), origin))
             check.expect_states(states)
+            check.pinned = (pins or {}).get(origin)
             for size, root, name in views.get(origin, []):
                 check.witnessed[size] = (root, name)
             return check

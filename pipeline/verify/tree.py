@@ -66,6 +66,8 @@ class TreeCheck:
     states: dict[int, list[tuple[str, list[str]]]] = field(default_factory=dict)
     tiles: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     states_checked: int = 0
+    # The auditor's monitor state: (size, root) of the newest checkpoint a previous run verified.
+    pinned: tuple[int, bytes] | None = None
 
     def expect_states(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Stored tree-state rows (size, root, compact_range, tile_levels, tile_indexes, tile_hashes) to
@@ -90,6 +92,11 @@ class TreeCheck:
                     self.origin, first, "tree_state_mismatch",
                     f"the stored subtree at level {level} index {index} (records {first}..{first + (1 << level) - 1}) "
                     "is not the records' hash: proofs built from it would not verify"))
+        if self.pinned is not None and self.tree.size == self.pinned[0] and self.tree.root() != self.pinned[1]:
+            self.failures.append(Failure(
+                self.origin, self.tree.size - 1, "inconsistent_with_state",
+                f"the records' root at size {self.tree.size} is not the one verified before ({self.pinned[1].hex()[:16]}…, "
+                "--state): history was rewritten, however well it is signed and cosigned now"))
         for root, rng in self.states.get(self.tree.size, ()):
             self.states_checked += 1
             if root != self.tree.root().hex() or rng != [x.hex() for x in self.tree.hashes]:
@@ -123,6 +130,11 @@ class TreeCheck:
         more = " and more" if len(self.holes) >= MAX_HOLES else ""
         return f"seq {text}{more} missing" if spans else "records out of order"
 
+    def anchor(self) -> tuple[int, bytes] | None:
+        """(size, root) of the newest signed checkpoint the records matched, for the monitor state."""
+        matched = [s for s in self.roots if s <= self.tree.size]
+        return (max(matched), self.roots[max(matched)]) if matched else None
+
     @property
     def newest(self) -> int:
         return max(self.roots, default=0)
@@ -141,7 +153,7 @@ class TreeCheck:
                 if len(leaf) != 32:
                     leaf = b"\x00" * 32  # the record's own check reports the hash; the root will not match
                 completed = self.tree.append(leaf)
-                if self.states or self.tiles:
+                if self.states or self.tiles or self.pinned is not None:
                     self._check_state([c for c in completed if c[0] % TILE_HEIGHT == 0])
                 seen = self.witnessed.get(self.tree.size)
                 if seen is not None and self.tree.root() != seen[0]:
@@ -207,6 +219,11 @@ class TreeCheck:
         """Check the tail after all records went by; returns how many records follow the newest checkpoint."""
         newest = max(self.newest, max(self.witnessed, default=0))
         self._cosignature_rule()
+        if self.pinned is not None and max(newest, self.tree.size) < self.pinned[0]:
+            self.failures.append(Failure(
+                self.origin, None, "inconsistent_with_state",
+                f"a previous run verified this chain at size {self.pinned[0]}; now it ends at "
+                f"{max(newest, self.tree.size)} (--state): records and checkpoints were removed"))
         if self.tree.size < newest:
             self.failures.append(Failure(self.origin, self.tree.size, "truncated",
                                          f"the checkpoint at size {newest} covers {newest} records: "

@@ -188,6 +188,19 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
     assert again.returncode == 2 and "--force" in again.stderr
     pinned = aiaudit(settings, "verify", "--trust", str(made), "--json")
     assert pinned.returncode == 0 and json.loads(pinned.stdout)["checkpoints"] >= 4, pinned.stdout[-2000:]
+    # The auditor's monitor state: made on the first run, and a root it remembers differently fails.
+    state = tmp_path / "monitor.json"
+    first = aiaudit(settings, "verify", "--state", str(state), "--json")
+    assert first.returncode == 0, first.stdout[-2000:]
+    remembered = json.loads(state.read_text())
+    assert len(remembered["chains"]) >= 1 and all(c["size"] > 0 for c in remembered["chains"].values())
+    victim = sorted(remembered["chains"])[0]
+    remembered["chains"][victim]["root"] = "00" * 32
+    state.write_text(json.dumps(remembered))
+    again = aiaudit(settings, "verify", "--state", str(state), "--json")
+    assert again.returncode == 1
+    assert [(f["origin"], f["reason"]) for f in json.loads(again.stdout)["failures"]] == \
+        [(victim, "inconsistent_with_state")], again.stdout[-2000:]
     sealed = tmp_path / "sealed.jsonl"
     assert aiaudit(settings, "export", "--out", str(sealed)).returncode == 0
     assert aiaudit(settings, "verify", "--export", str(sealed), "--trust", str(made)).returncode == 0
