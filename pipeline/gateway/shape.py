@@ -6,7 +6,7 @@ refused with the path of what is wrong (`messages[2].content[0].type: ...`), unl
 lists the top-level field in `extra_fields`. Then *every* string that will be forwarded is
 classified and, where the decision redacts, redacted: message contents and names, tool-call
 arguments, tool and function descriptions, JSON schemas, stop words, embeddings inputs ...,
-except the few values that are checked enumerations or identifiers (`STRUCTURAL`).
+except the few values that are checked enumerations or identifiers at their own places (`STRUCTURAL_PATHS`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ MAX_ITEMS = 2048  # tools, stop words, parts of a message, embeddings inputs ...
 MAX_DEPTH = 64  # nesting of free-form JSON (tool parameters, response schemas)
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-# Keys whose values are checked enumerations (never free text): not classified, not redacted.
-STRUCTURAL = frozenset({"model", "role", "type", "detail", "encoding_format", "reasoning_effort", "service_tier"})
+# Where a value is a checked enumeration or the routed model id (never free text): not classified, not
+# redacted. Paths of object keys from the body's top (list indices left out). Only these: the same
+# key anywhere else (a `type` in a tool's JSON schema, a `role` in metadata) is free text like any other.
+STRUCTURAL_PATHS = frozenset({
+    ("model",), ("encoding_format",), ("reasoning_effort",),
+    ("messages", "role"), ("messages", "content", "type"), ("messages", "content", "image_url", "detail"),
+    ("messages", "content", "input_audio", "format"), ("messages", "tool_calls", "type"),
+    ("tools", "type"), ("tool_choice", "type"), ("response_format", "type"),
+})
 
 
 class ShapeError(ValueError):
@@ -206,27 +213,28 @@ def check(operation: str, body: dict[str, Any], extra_fields: frozenset[str] = f
     _obj(body, "", fields, required)
 
 
-def strings(value: Any, key: str = "") -> Iterator[str]:
-    """Every string that forwarding `value` sends, object keys included (a secret can hide in a
-    property name), but the STRUCTURAL values; depth-first, in order."""
+def strings(value: Any, path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every string that forwarding `value` (a request body) sends, object keys included (a secret
+    can hide in a property name), but the values at STRUCTURAL_PATHS; depth-first, in order."""
     if isinstance(value, str):
-        if key not in STRUCTURAL:
+        if path not in STRUCTURAL_PATHS:
             yield value
     elif isinstance(value, dict):
         for k, v in value.items():
             yield k
-            yield from strings(v, k)
+            yield from strings(v, (*path, k))
     elif isinstance(value, list):
         for v in value:
-            yield from strings(v, key)
+            yield from strings(v, path)
 
 
-def transform(value: Any, clean: Callable[[str], str], key: str = "") -> Any:
+def transform(value: Any, clean: Callable[[str], str], path: tuple[str, ...] = ()) -> Any:
     """A copy of `value` with `clean` applied to every string strings() yields (keys too)."""
     if isinstance(value, str):
-        return value if key in STRUCTURAL else clean(value)
+        return value if path in STRUCTURAL_PATHS else clean(value)
     if isinstance(value, dict):
-        return {clean(k): transform(v, clean, k) for k, v in value.items()}
+        return {clean(k): transform(v, clean, (*path, k))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [transform(v, clean, key) for v in value]
+        return [transform(v, clean, path) for v in value]
     return value

@@ -96,3 +96,19 @@ def test_structural_values_are_not_classified_but_everything_else_is():
     found = list(shape.strings(body))
     assert "gpt-4o" not in found and "user" not in found  # the model and role values
     assert "hi" in found and "f" in found and "messages" in found  # texts, names, and keys
+
+
+@pytest.mark.parametrize("key", ["type", "model", "role", "detail", "format", "encoding_format"])
+def test_a_secret_under_a_structural_name_in_free_form_json_is_classified(key):
+    """Only the documented enumerations at their own places are exempt: the same key inside
+    metadata, a tool's parameter schema, a response schema or an extra field is free text."""
+    body = chat(metadata={key: AWS},
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {
+                    "type": "object", "properties": {"x": {key: AWS}}}}}],
+                response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {key: [AWS]}}},
+                vendor_hint={"deep": {key: AWS}})
+    shape.check("chat", body, frozenset({"vendor_hint"}))
+    assert list(shape.strings(body)).count(AWS) == 4
+    cats = frozenset(C.classify(AWS).categories)
+    out = shape.transform(body, lambda t: redact(t, C.classify(t), cats))
+    assert AWS not in str(out)
