@@ -144,7 +144,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         else:
             logging.getLogger("aiaudit.score").info("rules %s with the vendors of %s: %s", RULES_VERSION,
                                                     settings.score.policy_file, rules.vendor_max_level)
-        ScoreWorker(settings, model, rules=rules, instance_id=args.instance_id).run(stop_on_signals())
+        from pipeline.keys import load_or_create_scorer_key, scorer_key_file
+
+        key_file = scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file)
+        finding_key, created = load_or_create_scorer_key(key_file)
+        if created:
+            logging.getLogger("aiaudit.score").warning(
+                "created the scorer key %s: the delivery agent delivers only findings it signs (pin %s)", key_file,
+                key_file.with_name("scorer.pub"))
+        ScoreWorker(settings, model, rules=rules, instance_id=args.instance_id,
+                    finding_key=finding_key).run(stop_on_signals())
         return 0
     if args.role == "deliver":
         from pipeline.deliver.agent import run
@@ -153,9 +162,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         if settings.deliver.destinations_file is None:
             raise ConfigError("the delivery agent needs a destinations file: set AIAUDIT_DELIVER__DESTINATIONS_FILE "
                               "(docs/delivery.md shows one)")
+        from pipeline.keys import SCORER_PUB, read_scorer_public_key, scorer_key_file
+
         targets = load_targets(settings.deliver.destinations_file)
+        pubs = settings.deliver.finding_keys or [
+            scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file).with_name(SCORER_PUB)]
+        finding_keys = [read_scorer_public_key(p) for p in pubs]  # a missing one stops the agent, named
         logging.getLogger("aiaudit.deliver").info("destinations: %s", ", ".join(map(repr, targets)))
-        run(settings, targets, verbose=args.verbose)
+        run(settings, targets, finding_keys, verbose=args.verbose)
         return 0
     if args.role == "all":
         procs = [start_worker(role) for role in ("chain", "sink")]

@@ -332,3 +332,25 @@ def load_operator_key(path: Path) -> Ed25519PrivateKey:
 
 def read_operator_public_key(path: Path) -> bytes:
     return read_checkpoint_public_key(path, pub_name=OPERATOR_PUB, what="operator")
+
+
+# --- the scorer key: signs findings, so that the delivery agent delivers only genuine ones ------
+
+SCORER_DIR = "scorer"
+SCORER_KEY = "scorer.key"
+SCORER_PUB = "scorer.pub"
+
+
+def scorer_key_file(keys_dir: Path, configured: Path | None) -> Path:
+    """The configured scorer key, else `scorer/scorer.key` beside the keys folder."""
+    return configured if configured is not None else keys_dir.parent / SCORER_DIR / SCORER_KEY
+
+
+def load_or_create_scorer_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
+    """The scoring worker's key (created with its scorer.pub when missing). Returns (key, created)."""
+    created = _ensure_raw_key(path, SCORER_PUB)
+    return _load_private_key(path), created
+
+
+def read_scorer_public_key(path: Path) -> bytes:
+    return read_checkpoint_public_key(path, pub_name=SCORER_PUB, what="scorer")

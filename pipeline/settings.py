@@ -110,12 +110,17 @@ class ScoreSettings(BaseModel):
     # receive. Unset: the rules that need it (sensitive data to an unapproved vendor, responses above
     # the route's level) are off, and secrets sent anywhere are flagged instead.
     policy_file: Path | None = None
+    # The key that signs findings (default <keys_dir>/../scorer/scorer.key, created at first start).
+    finding_key_file: Path | None = None
 
 
 class DeliverSettings(BaseModel):
     # Where findings go (webhook, Splunk HEC, syslog, chat) with filters, suppression and retries:
     # docs/delivery.md. Secrets are named by environment variable, never written in the file.
     destinations_file: Path | None = None
+    # The scoring workers' public keys (scorer.pub files) whose findings are delivered; default the
+    # one beside the keys folder. A finding signed by no pinned key is dead-lettered, never delivered.
+    finding_keys: list[Path] = Field(default_factory=list)
 
 
 class EmitterSettings(BaseModel):

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -52,12 +53,13 @@ from pipeline.deliver.policy import (
     suppression_keys,
 )
 from pipeline.deliver.send import Target, send
+from pipeline.score.finding_signature import from_headers, signature_problem
 from pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
 
 
-def make_app(settings: Settings, targets: list[Target]) -> faust.App:
+def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes]) -> faust.App:
     k = settings.kafka
     app = App(
         k.deliver_app, broker=[f"kafka://{b}" for b in k.bootstrap_servers.split(",")], store="memory://",
@@ -87,7 +89,7 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
                  rec.attempt, "in doubt" if rec.detail.get("in_doubt") else "first try" if rec.attempt == 1 else "retry")
 
     async def attempt(target: Target, finding: dict[str, Any], step: Step, partition: int,
-                      redrive_by: str | None = None) -> None:
+                      signature: dict[str, str], redrive_by: str | None = None) -> None:
         dest, fuid = target.destination, finding["finding_info"]["uid"]
         uid = delivery_uid(dest, fuid)
         deliveries[uid] = {"state": "sending", "attempt": step.attempt}
@@ -105,15 +107,16 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
             rec.detail["retry_in_s"] = round(delay or 0, 3)
             await retries.send(key=uid.encode(), partition=partition, value=orjson.dumps(
                 {"delivery_uid": uid, "destination": dest.name, "attempt": step.attempt + 1,
-                 "due": time.time() + (delay or 0), "finding": finding}))
+                 "due": time.time() + (delay or 0), "finding": finding, "sig": signature}))
         elif state == "dead_lettered":
             rec.outcome = "dead_lettered"
             await dead.send(key=uid.encode(), value=orjson.dumps(
-                {"delivery": rec.message(), "finding": finding, "partition": partition}))
+                {"delivery": rec.message(), "finding": finding, "sig": signature, "partition": partition}))
         deliveries[uid] = {"state": state, "attempt": step.attempt}
         await record(rec)
 
-    async def one_destination(target: Target, finding: dict[str, Any], partition: int) -> None:
+    async def one_destination(target: Target, finding: dict[str, Any], partition: int,
+                              signature: dict[str, str]) -> None:
         dest, fuid = target.destination, finding["finding_info"]["uid"]
         uid = delivery_uid(dest, fuid)
         keys = suppression_keys(finding)
@@ -127,7 +130,7 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
                                         f"same identity and detector(s) delivered within {dest.suppress_s:g}s",
                                         {"after": earlier}))
         elif step.action == "send":
-            await attempt(target, finding, step, partition)
+            await attempt(target, finding, step, partition, signature)
 
     @app.agent(alerts)
     async def deliver(stream: Any) -> None:
@@ -135,12 +138,16 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
             msg = event.message
             try:
                 finding = parse_finding(event.value)
+                signature = from_headers(msg.headers)
+                problem = signature_problem(finding, signature, finding_keys)
+                if problem is not None:
+                    raise Unreadable(problem)
             except Unreadable as exc:
                 log.warning("alerts %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
                 await dead.send(key=None, value=orjson.dumps(
                     {"reason": str(exc), "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
                 continue
-            await asyncio.gather(*(one_destination(t, finding, msg.partition) for t in targets))
+            await asyncio.gather(*(one_destination(t, finding, msg.partition, signature) for t in targets))
 
     @app.agent(retries)
     async def retry(stream: Any) -> None:
@@ -154,6 +161,9 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
                         not (by is None or type(by) is str and 0 < len(by) <= 128):
                     raise TypeError("delivery_uid, destination, attempt, due or redrive_by malformed")
                 finding = parse_finding(orjson.dumps(job["finding"]))  # as strict as the alerts topic
+                signature = job.get("sig")
+                if signature_problem(finding, signature, finding_keys) is not None:
+                    raise ValueError("the retry's finding is not signed by a pinned scoring worker")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("retries %d/%d is not a retry this agent wrote; skipped", event.message.partition,
                             event.message.offset)
@@ -171,7 +181,7 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
             wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
             if wait > 0:
                 await asyncio.sleep(wait)
-            await attempt(target, finding, step, event.message.partition, by)
+            await attempt(target, finding, step, event.message.partition, signature, by)
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def announce() -> None:
@@ -186,8 +196,9 @@ def make_app(settings: Settings, targets: list[Target]) -> faust.App:
     return app
 
 
-def run(settings: Settings, targets: list[Target], *, verbose: bool = False) -> None:
-    """Run the delivery agent until SIGTERM/SIGINT (Faust handles the signals)."""
-    app = make_app(settings, targets)
+def run(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes], *, verbose: bool = False) -> None:
+    """Run the delivery agent until SIGTERM/SIGINT (Faust handles the signals). Only findings signed
+    by one of `finding_keys` (the scoring workers' public keys) are delivered."""
+    app = make_app(settings, targets, finding_keys)
     worker = faust.Worker(app, loglevel="INFO" if verbose else "WARN", quiet=True)
     worker.execute_from_commandline()

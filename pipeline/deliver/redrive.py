@@ -48,8 +48,8 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> dead letters not re-driven
 
 
-def dead_letter(value: bytes | None, partitions: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """(alert partition, delivery record, finding) of a dead letter the agent wrote after a last
+def dead_letter(value: bytes | None, partitions: int) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(alert partition, delivery record, finding, its signature) of a dead letter the agent wrote after a last
     attempt. Raises Unreadable saying why this one cannot be re-driven."""
     if not value or len(value) > MAX_DEAD_LETTER_BYTES:
         raise Unreadable(f"empty or larger than {MAX_DEAD_LETTER_BYTES:,} bytes")
@@ -77,7 +77,10 @@ def dead_letter(value: bytes | None, partitions: int) -> tuple[int, dict[str, An
     finding = parse_finding(orjson.dumps(doc.get("finding")))
     if delivery.get("finding_uid") != finding["finding_info"]["uid"]:
         raise Unreadable("the delivery is not of the finding beside it")
-    return partition, delivery, finding
+    sig = doc.get("sig")
+    if not isinstance(sig, dict):  # the agent checks it again before it sends anything
+        raise Unreadable("written before findings were signed: no scoring worker's signature to carry")
+    return partition, delivery, finding, sig
 
 
 def plan_redrives(values: Iterable[bytes | None], partitions: int, *, now: float, by: str,
@@ -90,7 +93,7 @@ def plan_redrives(values: Iterable[bytes | None], partitions: int, *, now: float
     plan, newest = Plan(), {}
     for value in values:
         try:
-            partition, delivery, finding = dead_letter(value, partitions)
+            partition, delivery, finding, sig = dead_letter(value, partitions)
         except Unreadable as exc:
             plan.skipped[str(exc)] += 1
             continue
@@ -103,6 +106,6 @@ def plan_redrives(values: Iterable[bytes | None], partitions: int, *, now: float
             plan.skipped["an older dead letter of a delivery dead-lettered again"] += 1
         newest[uid] = Redrive(partition, {"delivery_uid": uid, "destination": delivery["destination"],
                                           "attempt": delivery["attempt"] + 1, "due": now, "finding": finding,
-                                          "redrive_by": by})
+                                          "sig": sig, "redrive_by": by})
     plan.redrives = list(newest.values())
     return plan

@@ -36,8 +36,10 @@ from pipeline.keys import (
     ensure_operator_key,
     generate_key,
     load_operator_key,
+    load_or_create_scorer_key,
     operator_key_file,
     read_operator_public_key,
+    scorer_key_file,
     load_checkpoint_key,
     read_checkpoint_public_key,
     read_jwks,
@@ -204,6 +206,8 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     # The rules learn what each vendor may receive from a policy's vendors section (the traffic's vendors here).
     scorer_policy = log_dir / "scorer-policy.yaml"
     scorer_policy.write_text(yaml.safe_dump({"vendors": {v: {"max_level": lvl} for v, lvl in TUNING.max_level.items()}}))
+    # The scorer key signs findings; the delivery agent (started next) delivers only what it signed.
+    load_or_create_scorer_key(scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file))
     workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log",
                                 env={**os.environ, "AIAUDIT_SCORE__POLICY_FILE": str(scorer_policy)}))
     # Findings go to where analysts work: here a local receiver that checks every HMAC signature.

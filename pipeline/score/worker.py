@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from detectors.features import IdentityState, state_from_dict, state_to_dict
@@ -47,6 +48,8 @@ from pipeline.chain.record import Record
 from pipeline.contract import format_ts
 from pipeline.errors import InfraError
 from pipeline.kafka import config as kafka_config
+from pipeline.score.finding_signature import HEADER as FINDING_HEADER
+from pipeline.score.finding_signature import header_value, sign_finding
 from pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
 from pipeline.score.models import Promoted
 from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
@@ -108,9 +111,11 @@ def scoring_order(fetched: Iterable[int], parts: Mapping[int, PartitionScorer]) 
 
 class ScoreWorker:
     def __init__(self, settings: Settings, model: Callable[[], Promoted], *, rules: RuleConfig | None = None,
-                 instance_id: str | None = None,
+                 instance_id: str | None = None, finding_key: Ed25519PrivateKey | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        # Signs every finding (pipeline/score/finding_signature.py): the delivery agent delivers no other.
+        self.finding_key = finding_key or Ed25519PrivateKey.generate()
         self.model = model  # the promotion to score the next batch with (models.LiveModel: re-reads live.json)
         self.scorer = f"{settings.kafka.score_app}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
         self._promotions_sent: set[tuple[str, str]] = set()  # recorded, or in a transaction in flight
@@ -207,7 +212,9 @@ class ScoreWorker:
                 producer.produce(k.scores_topic, value=orjson.dumps(rows[i:i + SCORES_PER_MESSAGE]))
             for s in batch.scored:
                 if s.finding is not None:
-                    producer.produce(k.alerts_topic, key=s.actor_id.encode(), value=orjson.dumps(s.finding))
+                    signature = header_value(sign_finding(s.finding, self.finding_key))
+                    producer.produce(k.alerts_topic, key=s.actor_id.encode(), value=orjson.dumps(s.finding),
+                                     headers=[(FINDING_HEADER, signature)])
             if batch.promotion is not None:
                 producer.produce(k.model_promotions_topic, key=batch.promotion[0][0].encode(),
                                  value=orjson.dumps(batch.promotion[1]))

@@ -14,7 +14,13 @@ from pydantic import SecretStr
 from infra.kafka.broker import LocalKafka
 from infra.topics import ensure_topics
 from pipeline import store
-from pipeline.keys import ensure_operator_key, generate_key, operator_key_file
+from pipeline.keys import (
+    ensure_operator_key,
+    generate_key,
+    load_or_create_scorer_key,
+    operator_key_file,
+    scorer_key_file,
+)
 from pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,
@@ -57,6 +63,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
     keys_dir = tmp_path / "keys"
     generate_key(keys_dir)
     ensure_operator_key(operator_key_file(keys_dir, None))  # seals exports: beside the keys folder, not in it
+    load_or_create_scorer_key(scorer_key_file(keys_dir, None))  # signs findings; the delivery agent pins its .pub
     emitter_key = edge_emitter_key(keys_dir)
     s = Settings(
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",

@@ -28,7 +28,9 @@ from confluent_kafka import Producer
 from detectors.rules import RuleHit
 from pipeline.deliver.formats import DELIVERY_HEADER, verify_webhook
 from pipeline.kafka import config as kafka_config
+from pipeline.keys import load_or_create_scorer_key, scorer_key_file
 from pipeline.ops.supervisor import start_worker
+from pipeline.score.finding_signature import HEADER, header_value, sign_finding
 from pipeline.query.alerts import status_history
 from pipeline.score.ocsf import detection_finding
 from tests.integration.support import read_topic, settings_env, sink_until_drained
@@ -109,8 +111,10 @@ def findings(wave: int, per_actor: int) -> list[dict]:
     return out
 
 
-def publish(settings, items: list[dict | bytes], txid: str) -> None:
-    """As the scorer does: keyed by identity, in a transaction (the agent reads read_committed)."""
+def publish(settings, items: list[dict | bytes], txid: str, *, signed: bool = True) -> None:
+    """As the scorer does: keyed by identity, in a transaction (the agent reads read_committed),
+    each finding signed with the scorer key (signed=False: as a forger without it would)."""
+    key, _ = load_or_create_scorer_key(scorer_key_file(settings.signing.keys_dir, None))
     producer = Producer(kafka_config.transactional_producer(settings, txid))
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -118,7 +122,9 @@ def publish(settings, items: list[dict | bytes], txid: str) -> None:
         if isinstance(f, bytes):
             producer.produce(settings.kafka.alerts_topic, key=b"hostile", value=f)
         else:
-            producer.produce(settings.kafka.alerts_topic, key=f["actor"]["user"]["uid"].encode(), value=orjson.dumps(f))
+            headers = [(HEADER, header_value(sign_finding(f, key)))] if signed else []
+            producer.produce(settings.kafka.alerts_topic, key=f["actor"]["user"]["uid"].encode(), value=orjson.dumps(f),
+                             headers=headers)
     producer.commit_transaction(30)
 
 
@@ -162,6 +168,7 @@ destinations:
         return procs[-1]
 
     sent: list[dict] = []
+    forged = findings(9, per_actor=1)  # uids no wave has: published without the scorer's signature
     rng = random.Random(11)
     kills = 0
     try:
@@ -171,6 +178,8 @@ destinations:
             sent += batch
             before = receiver.count()
             publish(settings, batch + ([b"{not a finding"] if wave == 1 else []), f"itest-alerts-{wave}")
+            if wave == 1:  # a writer to the alerts topic without the scorer key: dead-lettered, never delivered
+                publish(settings, forged, "itest-forged", signed=False)
             if wave == 1:  # a writer to the agent's retries topic: refused, and the retries behind them still run
                 forge = Producer(kafka_config.producer(settings))
                 for junk in (b"junk", orjson.dumps({"delivery_uid": "x", "destination": "soc", "attempt": 2,
@@ -215,6 +224,12 @@ destinations:
 
     log_text = logs.read_text()
     assert kills == 3 and not receiver.refused, receiver.refused
+    forged_uids = {f["finding_info"]["uid"] for f in forged}
+    delivered_uids = {r["doc"]["finding"]["finding_info"]["uid"] for d in ("soc", "flaky")
+                      for r in receiver.accepted(d)}
+    assert not forged_uids & delivered_uids
+    unsigned = [d for d in dead if "unsigned finding" in str(d.get("reason", ""))]
+    assert len({d["src"] for d in unsigned}) == len(forged), dead[-5:]
     # Nothing lost, nothing suppressed that should go out, and the payload is the finding whole.
     by_uid = {f["finding_info"]["uid"]: f for f in sent}
     soc = receiver.accepted("soc")

@@ -24,12 +24,15 @@ def finding(actor: str = "ann@acme.example", seq: int = 42) -> dict:
                              detected_at_ms=1_795_950_000_123, rule_hits=[RuleHit("prompt_injection", "high", "x")])
 
 
+SIG = {"key": "k", "sig": "s"}  # carried as it is: the agent checks it before it sends (test_finding_signature)
+
+
 def dead(dest: Destination, f: dict, attempt: int = 2, partition: int = 1, **extra) -> bytes:
     """A dead letter as the agent writes it after a last attempt."""
     uid = delivery_uid(dest, f["finding_info"]["uid"])
     rec = DeliveryRecord(uid, f["finding_info"]["uid"], dest.name, "dead_lettered", attempt, 1_795_950_001.0,
                          "connection", "refused")
-    return orjson.dumps({"delivery": rec.message(), "finding": f, "partition": partition, **extra})
+    return orjson.dumps({"delivery": rec.message(), "finding": f, "partition": partition, "sig": SIG, **extra})
 
 
 def test_the_newest_dead_letter_of_each_delivery_becomes_one_retry_in_its_alerts_partition():
@@ -41,7 +44,7 @@ def test_the_newest_dead_letter_of_each_delivery_becomes_one_retry_in_its_alerts
     again = jobs["down", a["finding_info"]["uid"]]
     assert again.partition == 3 and again.delivery_uid == delivery_uid(DOWN, a["finding_info"]["uid"])
     assert again.job == {"delivery_uid": again.delivery_uid, "destination": "down", "attempt": 4, "due": 1000.0,
-                         "finding": a, "redrive_by": "ops@acme.example"}
+                         "finding": a, "sig": SIG, "redrive_by": "ops@acme.example"}
     assert jobs["soc", b["finding_info"]["uid"]].job["attempt"] == 7
 
 
