@@ -299,6 +299,10 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness, "
                               "--emitter-keys, --operator-key")
         return trust
+    if not args.jwks and not (settings.signing.keys_dir / "jwks.json").exists():
+        raise ConfigError(f"no keys to verify with: {settings.signing.keys_dir} holds no jwks.json. An auditor verifies "
+                          "with the trust file the operator gave (--trust FILE), or with the public keys themselves: "
+                          "--jwks FILE --checkpoint-key FILE (and --operator-key FILE for an export)")
     keyring = KeyRing.from_jwks(read_jwks(Path(args.jwks) if args.jwks else settings.signing.keys_dir))
     emitter_set = Path(args.emitter_keys) if args.emitter_keys else key_set_file(settings)
     if args.emitter_keys or emitter_set.exists():
@@ -393,7 +397,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
     pins = monitor.read_state(state_file) if state_file else {}
 
     if args.export:
-        from pipeline.query.export import read_export_file
+        from pipeline.query.export_read import read_export_file
 
         if trust.witnesses and any(url for _, url in trust.witnesses) and not args.trust:
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
@@ -1125,6 +1129,12 @@ def _settings() -> Settings:
         raise ConfigError("; ".join(problems)) from None
 
 
+# Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
+# says which extra to install instead of a traceback.
+SERVER_MODULES = frozenset({"nacl", "clickhouse_connect", "chdb", "sklearn", "faust", "aiokafka", "numpy", "starlette",
+                            "uvicorn", "aiohttp", "yaml", "jwt", "mode"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -1133,6 +1143,12 @@ def main(argv: list[str] | None = None) -> int:
     except AiAuditError as exc:
         print(f"aiaudit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in SERVER_MODULES:
+            print(f"aiaudit: error: `aiaudit {args.command}` needs the server install (missing module {exc.name}): "
+                  "pip install 'aiaudit[server]'", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

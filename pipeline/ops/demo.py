@@ -47,7 +47,8 @@ from pipeline.keys import (
 from pipeline.ops.progress import Lag, wait_until_drained
 from pipeline.ops.supervisor import start_worker, stop_worker
 from pipeline.query.api import find_records, policies_in_force, policy_bundle
-from pipeline.query.export import export_records, read_export_file
+from pipeline.query.export import export_records
+from pipeline.query.export_read import read_export_file
 from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
 from pipeline.store.filters import Filters

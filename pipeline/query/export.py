@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from pathlib import Path
 from typing import IO, Any
 
 from clickhouse_connect.driver.client import Client
@@ -19,14 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pipeline import store
 from pipeline.chain import merkle
 from pipeline.chain.note import NoteError, cosignature_time
-from pipeline.chain.record import Record
 from pipeline.contract import format_ts
-from pipeline.errors import ConfigError
 from pipeline.query.export_file import (
     ExportedCheckpoint,
-    ExportFile,
     Inclusion,
-    add_line,
     checkpoint_line,
     header_line,
     inclusion_line,
@@ -125,48 +120,3 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
         if progress:
             progress(f"{origin}: {len(chain_seqs)} record(s), {len(signed)} checkpoint(s)")
     return summary
-
-
-MAX_PROBLEMS = 1000  # malformed lines listed one by one; past that, counted
-
-
-def read_export_file(path: Path, *, lenient: bool = False) -> ExportFile:
-    """All of an `aiaudit export` file. Raises ConfigError naming a bad line; with lenient (the
-    verifier), every bad line is kept in `problems` with its number and reading goes on."""
-    into = ExportFile()
-    skipped = 0
-    for lineno, line in _lines(path):
-        try:
-            add_line(into, line)
-        except ValueError as exc:
-            if not lenient:
-                raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
-            if len(into.problems) < MAX_PROBLEMS:
-                into.problems.append((lineno, str(exc)[:300]))
-            else:
-                skipped += 1
-    if skipped:
-        into.problems.append((0, f"{skipped} more malformed line(s) not listed"))
-    return into
-
-
-def read_export(path: Path) -> Iterator[Record]:
-    """Only the records of an `aiaudit export` file, in file order (streamed). Raises ConfigError naming a bad line."""
-    for lineno, line in _lines(path):
-        try:
-            one = ExportFile()
-            add_line(one, line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{lineno}: not an export line: {exc}") from exc
-        yield from one.records
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the export: {exc.strerror}") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                yield lineno, line

@@ -30,7 +30,7 @@ from pipeline.chain.record import parse_payload
 from pipeline.contract import format_ts
 from pipeline.errors import ConfigError
 from pipeline.keys import Ed25519Signer, KeyId, KeyRing
-from pipeline.query.export import read_export
+from pipeline.query.export_read import read_export
 from pipeline.settings import Settings
 from pipeline.store import evidence, promotions
 from pipeline.store.filters import Filters

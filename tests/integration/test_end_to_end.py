@@ -25,7 +25,8 @@ from pipeline.keys import (
     read_operator_public_key,
 )
 from pipeline.query.api import find_records
-from pipeline.query.export import export_records, read_export_file
+from pipeline.query.export import export_records
+from pipeline.query.export_read import read_export_file
 from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
 from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export

@@ -44,3 +44,35 @@ def test_the_sdk_imports_and_validates_with_every_server_library_missing():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "refused: missing required field(s)" in out.stdout and "server modules loaded: []" in out.stdout
     assert "signed by True 1" in out.stdout
+
+
+def test_an_auditor_verifies_an_export_on_the_light_install(tmp_path):
+    """`aiaudit verify --export FILE --trust FILE` needs no server library; a command that does
+    names the extra to install in one line, never a traceback."""
+    import base64
+    import json
+
+    from tests.unit.verify.test_export_file import OP_PUB, SIGNER, _sample_lines
+    from tests.unit.verify.test_tree import CP_PUB
+
+    export = tmp_path / "export.jsonl"
+    export.write_bytes(b"\n".join(_sample_lines()) + b"\n")
+    jwks = {"keys": [SIGNER.jwk()]}
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({"record_keys": jwks, "checkpoint_keys": [base64.b64encode(CP_PUB).decode()],
+                                 "operator_keys": [base64.b64encode(OP_PUB).decode()]}))
+    run = ("import sys\n"
+           f"for name in {SERVER_ONLY!r}: sys.modules[name] = None\n"
+           "from pipeline.cli import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
+    ok = subprocess.run([sys.executable, "-c", run, "verify", "--export", str(export), "--trust", str(trust),
+                         "--as-of", "2026-11-29T00:00:00Z", "--no-tail-rule"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert ok.returncode == 0 and "All chains valid" in ok.stdout, ok.stdout[-1500:] + ok.stderr[-1500:]
+    needs = subprocess.run([sys.executable, "-c", run, "query"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert needs.returncode == 2 and "pip install 'aiaudit[server]'" in needs.stderr, needs.stderr[-1500:]
+    assert "Traceback" not in needs.stderr
+    bare = subprocess.run([sys.executable, "-c", run, "verify", "--export", str(export)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env={**__import__("os").environ,
+                                                     "AIAUDIT_SIGNING__KEYS_DIR": str(tmp_path / "none")})
+    assert bare.returncode == 2 and "--trust FILE" in bare.stderr and "Traceback" not in bare.stderr, bare.stderr

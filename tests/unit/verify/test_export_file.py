@@ -120,7 +120,7 @@ def test_a_sampled_record_removed_while_its_proof_stays_is_an_orphan_proof():
 
 
 def _file_of(lines, tmp_path):
-    from pipeline.query.export import read_export_file
+    from pipeline.query.export_read import read_export_file
 
     path = tmp_path / "e.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -182,7 +182,7 @@ def test_an_unsealed_export_fails_unless_allowed_and_with_no_operator_key_it_can
 
 
 def test_every_malformed_line_is_reported_with_its_number_and_checking_goes_on(tmp_path):
-    from pipeline.query.export import read_export_file
+    from pipeline.query.export_read import read_export_file
 
     f = export("whole", RECS)
     lines = [sealed_header("whole", RECS)] + [r.to_wire() for r in RECS]
