@@ -267,7 +267,7 @@ class Gateway:
         event = build_event(
             event_id=call.event_id, occurred_at=call.occurred_at, principal=call.principal,
             untrusted_label=call.untrusted_label, route=call.route, operation=call.operation,
-            provider=vendor.provider_name if vendor else "none",
+            provider=vendor.name if vendor else "none",  # the vendor as the policy names it: one identity
             model=target.model if target else call.body["model"][:256], prompt_class=call.prompt_class,
             policy=call.policy, decision=call.decision, extra_reasons=(outcome.error,) if outcome.error else (),
             retention_scope=scope,

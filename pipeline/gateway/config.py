@@ -4,7 +4,7 @@
       openai:
         base_url: https://api.openai.com/v1
         kind: openai                  # openai (any OpenAI-compatible server) | azure
-        provider_name: openai         # OTel gen_ai.provider.name recorded in events
+        provider_name: openai         # ignored: events record the vendor's name as the policy uses it
         api_key_env: OPENAI_API_KEY   # or api_key_file: /run/secrets/openai
         timeout_s: 60                 # per read; a hung upstream fails after this
     api_keys:
@@ -35,7 +35,9 @@ class Upstream(BaseModel):
 
     base_url: str = Field(pattern=r"^https?://")
     kind: Literal["openai", "azure"] = "openai"
-    provider_name: str | None = None  # default: the vendor's name in the file
+    # Ignored (kept so that older files load): records name the vendor as the policy does, so that
+    # `query --vendor`, the scorer's vendor rules and reports agree. Say the product in the name.
+    provider_name: str | None = None
     api_key_env: str | None = None
     api_key_file: Path | None = None
     api_version: str = "2024-10-21"  # azure only

@@ -96,15 +96,14 @@ class Stream:
 
 @dataclass
 class Vendor:
-    name: str
-    provider_name: str
+    name: str  # as the gateway config and the policy name it; what records, filters and rules use
     spec: Upstream
     _key: str | None
     _session: aiohttp.ClientSession | None = None
 
     @classmethod
     def open(cls, name: str, spec: Upstream) -> Vendor:
-        return cls(name, spec.provider_name or name, spec, spec.api_key())
+        return cls(name, spec, spec.api_key())
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the event loop that serves requests.

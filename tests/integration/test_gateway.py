@@ -93,7 +93,8 @@ def test_restricted_data_is_rerouted_to_a_vendor_allowed_to_receive_it(gw: Gatew
     assert reply == "echo: status of project falcon?"
     assert gw.upstream.received[-1]["body"]["model"] == "local-model"
     ev = gw.event("reroute-1")
-    assert ev["decision"] == "reroute" and ev["gen_ai_provider_name"] == "vllm"
+    # One vendor identity: the record names the vendor as the policy does (not the product behind it).
+    assert ev["decision"] == "reroute" and ev["gen_ai_provider_name"] == "local"
     assert ev["gen_ai_request_model"] == "local-model"
     assert ev["prompt_classification"] == {"level": "restricted", "categories": ["org.falcon"]}
 
