@@ -143,8 +143,8 @@ def _gateway_step(settings: Settings, state: Path) -> None:
     key, digest = new_api_key()
     with Served(FakeUpstream().app) as vendor:
         (folder / "gateway.yaml").write_text(json.dumps({
-            "upstreams": {"openai": {"base_url": f"{vendor.url}/v1", "provider_name": "openai"},
-                          "local": {"base_url": f"{vendor.url}/v1", }},
+            "upstreams": {"openai": {"base_url": f"{vendor.url}/v1"},
+                          "local": {"base_url": f"{vendor.url}/v1"}},
             "api_keys": [{"sha256": digest, "id": "alice@acme.example", "role": "engineer", "type": "workforce"}]}))
         (folder / "policy.yaml").write_text(GATEWAY_POLICY)
         gw = settings.model_copy(update={"gateway": GatewaySettings(
