@@ -74,13 +74,14 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classification", choices=LEVELS, help="prompt data classification")
     g.add_argument("--route")
     g.add_argument("--origin", help="one chain, e.g. acme/dev/ai.requests/p0/g1")
+    g.add_argument("--event-id", help="one request by its event id (a gateway answer's X-Request-Id)")
 
 
 def _filters(args: argparse.Namespace, limit: int = 100) -> Filters:
     try:
         return Filters(actor=args.actor, since=args.since, until=args.until, provider=args.provider, model=args.model,
                        policy_version=args.policy_version, decision=args.decision, classification=args.classification,
-                       route=args.route, origin=args.origin, limit=limit)
+                       route=args.route, origin=args.origin, event_id=args.event_id, limit=limit)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -532,6 +533,33 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{o.origin} size {o.size}: {o.status}")
         if not args.every or stop.wait(args.every):
             return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    """`aiaudit sql "SELECT …"`: one read-only statement, through the running sink's store API on
+    embedded chDB, or on the store itself (a server or a chDB no sink holds) with the same checks:
+    read-only in the engine, no table functions or settings of its own, capped."""
+    from pipeline import store
+    from pipeline.store.api import ReadLimits, Refused, RemoteClient, read_statement
+
+    s = settings.sink
+    limits = ReadLimits(s.api_max_rows, s.api_max_bytes, s.api_max_seconds)
+    try:
+        checked = read_statement(args.statement, limits)
+    except Refused as exc:
+        raise ConfigError(f"not served: {exc}") from exc
+    client = store.connect(settings, must_exist=True)
+    statement = args.statement if isinstance(client, RemoteClient) else checked  # the sink checks it itself
+    try:
+        names, rows = store.query_rows(client, statement, {})
+    except StoreError as exc:
+        if "TOO_MANY_ROWS_OR_BYTES" in str(exc) or "TIMEOUT_EXCEEDED" in str(exc):
+            raise StoreError(f"the answer is over the caps ({limits.max_rows:,} rows, {limits.max_bytes:,} bytes, "
+                             f"{limits.max_seconds} s): narrow the query, or use `aiaudit export`") from None
+        raise
+    _print_rows([dict(zip(names, row)) for row in rows], args.format)
+    print(f"{len(rows)} row(s)", file=sys.stderr)
+    return 0
 
 
 def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
@@ -1004,6 +1032,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=float, metavar="S", help="submit: keep submitting every S seconds")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_witness)
+
+    s = sub.add_parser("sql", help="run one read-only SQL statement on the store (ClickHouse SQL)",
+                       description="One SELECT, WITH or EXISTS statement, read-only in the engine, capped "
+                                   "(AIAUDIT_SINK__API_MAX_ROWS, _BYTES, _SECONDS): through the running sink on "
+                                   "embedded chDB, or on the store itself. Tables: docs/sql.md.")
+    s.add_argument("statement", help='e.g. "SELECT provider, count() FROM aiaudit.evidence GROUP BY provider"')
+    s.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table")
+    s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("trust", help="write a trust file pinning the public keys and witnesses in force",
                        description="`trust init --out FILE`: record keys, the checkpoint key, the operator key, the "

@@ -71,11 +71,19 @@ class Refused(ValueError):
     """A statement the store API does not run; the message says why."""
 
 
+# Settings a statement may end with (they change how a join fills gaps, nothing of what may be read).
+ALLOWED_SETTINGS = re.compile(r"\s+SETTINGS\s+(join_use_nulls\s*=\s*[01])\s*$", re.IGNORECASE)
+
+
 def read_statement(sql: object, limits: ReadLimits) -> str:
     """The statement as the engine runs it: `sql` checked, with the read-only setting and the caps
     appended. Raises Refused naming what is not allowed."""
     if not isinstance(sql, str) or not sql.strip():
         raise Refused("the statement is not a non-empty string")
+    allowed = ALLOWED_SETTINGS.search(sql)
+    own = ""
+    if allowed:
+        sql, own = sql[:allowed.start()], ", " + re.sub(r"\s+", "", allowed.group(1))
     if not READ_ONLY.match(sql) or ";" in sql:
         raise Refused("only a single SELECT, WITH or EXISTS statement is served")
     if "--" in sql or "/*" in sql or "#" in sql:
@@ -88,7 +96,7 @@ def read_statement(sql: object, limits: ReadLimits) -> str:
     if found:
         raise Refused(f"the table function {found.group(1)}() is not served: the store API reads the store only")
     return (f"{sql}\nSETTINGS readonly=1, max_result_rows={limits.max_rows}, max_result_bytes={limits.max_bytes}, "
-            f"result_overflow_mode='throw', max_execution_time={limits.max_seconds}, timeout_overflow_mode='throw'")
+            f"result_overflow_mode='throw', max_execution_time={limits.max_seconds}, timeout_overflow_mode='throw'{own}")
 
 
 def bearer(header: str | None) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_LIMIT = 1_000_000
-RECORD_FILTERS = ("actor", "provider", "model", "policy_version", "decision", "classification", "route")
+RECORD_FILTERS = ("actor", "provider", "model", "policy_version", "decision", "classification", "route", "event_id")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Filters:
     classification: str | None = None
     route: str | None = None
     origin: str | None = None
+    event_id: str | None = None  # one request: a gateway answer's X-Request-Id
     limit: int = 100
 
     def __post_init__(self) -> None:
@@ -66,7 +67,8 @@ def where_clause(f: Filters) -> tuple[str, dict[str, Any]]:
         conds.append("(policy_version = {policy_version:String} OR startsWith(policy_version, {pv_prefix:String}))")
         params["policy_version"] = f.policy_version
         params["pv_prefix"] = f.policy_version if "+" in f.policy_version else f.policy_version + "+"
-    for column, attr in (("decision", "decision"), ("prompt_level", "classification"), ("origin", "origin")):
+    for column, attr in (("decision", "decision"), ("prompt_level", "classification"), ("origin", "origin"),
+                         ("event_id", "event_id")):
         value = getattr(f, attr)
         if value is not None:
             conds.append(f"{column} = {{{attr}:String}}")

@@ -271,6 +271,22 @@ def test_analysts_query_and_verify_while_the_sink_holds_the_embedded_store(setti
         assert sample.returncode == 0 and json.loads(sample.stdout)["sample"], sample.stdout[-2000:] + sample.stderr
         alerts = aiaudit(settings, "alerts", "list")
         assert alerts.returncode == 0, alerts.stderr
+        # While the sink holds the store: the policies in force, SQL, one request by its id.
+        policies = aiaudit(settings, "gateway", "policies")
+        assert policies.returncode == 0 and "DB::Exception" not in policies.stderr, policies.stderr
+        bundle = aiaudit(settings, "gateway", "policy", "--version", "nope")
+        assert bundle.returncode == 1 and "no policy bundle nope" in bundle.stderr, bundle.stderr
+        sql = aiaudit(settings, "sql", f"SELECT count() AS n FROM {settings.clickhouse.database}.evidence", "--format",
+                      "json")
+        assert sql.returncode == 0 and json.loads(sql.stdout) == [{"n": 300}], sql.stdout + sql.stderr
+        for hostile in (f"INSERT INTO {settings.clickhouse.database}.evidence (origin) VALUES ('x')",
+                        "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT 1 SETTINGS readonly = 0"):
+            refused = aiaudit(settings, "sql", hostile)
+            assert refused.returncode == 2 and "not served" in refused.stderr, refused.stderr
+        one = json.loads(aiaudit(settings, "sql", f"SELECT event_id FROM {settings.clickhouse.database}.evidence "
+                                 "ORDER BY event_id LIMIT 1", "--format", "json").stdout)[0]["event_id"]
+        by_id = aiaudit(settings, "query", "--event-id", one, "--all-columns", "--format", "json")
+        assert by_id.returncode == 0 and [r["event_id"] for r in json.loads(by_id.stdout)] == [one], by_id.stderr
     # Once the sink stops, its API is gone and the CLI opens the store itself.
     assert not (settings.local.state_dir / "store-api.json").exists()
     assert aiaudit(settings, "verify").returncode == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ VALUES = {
     "--model": "gpt-4o", "--decision": "allow", "--classification": "internal", "--severity": "high",
     "--status": "open", "--detector": "request_burst", "--workers": "1", "--max-age": "30d", "--as-of": "now",
     "--id": "svc-docs", "--role": "engineer", "--type": "agent", "--on-behalf-of": "alice@acme.example",
-    "--by": "docs-test", "--every": "0", "--name": "docs-witness", "--synthetic": "20", "--policy-version": "v1",
+    "--event-id": "docs-no-such-id", "--by": "docs-test", "--every": "0", "--name": "docs-witness", "--synthetic": "20", "--policy-version": "v1",
 }
 
 
@@ -98,9 +99,9 @@ def expand(line: str) -> list[str]:
     line = re.sub(r"\[([\w|-]+\|[\w|-]+)\]", r"\1", line)
     while re.search(r"\[[^\[\]]*\]", line):
         line = re.sub(r"\s*\[[^\[\]]*\]", "", line)
-    words = [w for w in line.split() if w not in ("\\",)]
+    words = [w for w in shlex.split(line) if w not in ("\\",)]
     options = [w.split("|") if "|" in w and not w.startswith("-") else [w] for w in words]
-    return sorted({" ".join(c) for c in itertools.product(*options)})
+    return sorted({shlex.join(c) for c in itertools.product(*options)})
 
 
 def _value(flag: str, word: str, facts: dict[str, str]) -> str:
@@ -112,14 +113,14 @@ def _value(flag: str, word: str, facts: dict[str, str]) -> str:
 
 def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
     """argv for one run, its placeholders filled in."""
-    words = run.split()[1:]
+    words = shlex.split(run)[1:]
     out: list[str] = []
     for i, w in enumerate(words):
         prev = out[-1] if out else ""
         placeholder = w in ("…", "…") or (w.isupper() and len(w) > 0 and not w.startswith("-")) or \
             w in ("3f0c…", "alice@…", "billing-service", "jwk.json", "OLD_KID", "witness.yaml", "./keys", "trust.json")
         if not placeholder:
-            out.append(w)
+            out.append(w.replace("aiaudit.", f"{facts['db']}.") if words[0] == "sql" else w)
             continue
         key = (words[0], words[1] if len(words) > 1 else "", prev, w)
         if prev == "--key-file":
@@ -134,6 +135,8 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append(str(tmp / f"out-{len(list(tmp.iterdir()))}.jsonl"))
         elif w in ("FILE", "F") and prev in ("--file",):
             out.append(facts["policy_file"])
+        elif w == "trust.json" and prev == "--out":
+            out.append(str(tmp / f"trust-{len(list(tmp.iterdir()))}.json"))
         elif w == "trust.json" or (w == "FILE" and prev == "--trust"):
             out.append(facts["trust"])
         elif w in ("NAME", "billing-service") and words[:3] == ["keys", "emitter", "new"]:
@@ -212,7 +215,7 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     kid = registered.stdout.split()[3]
     facts = {"uid": "docs-uid-0", "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
              "origin": str(origin), "size": str(size), "policy_version": policy.version,
-             "policy_file": str(policy_file), "now": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+             "policy_file": str(policy_file), "db": db, "now": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     lines = documented()
     assert len(lines) >= 40, lines  # the collector reads the docs (a broken one would pass vacuously)
@@ -236,7 +239,10 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
             if argv[:1] == ["alerts"] and len(argv) == 2 and argv[1] in ("ack", "resolve", "reopen", "history"):
                 argv += [facts["uid"]] + (["--by", "docs-test"] if argv[1] != "history" else [])
             ran += 1
+            if argv[:3] == ["keys", "operator", "new"]:  # one exists already (it sealed the export): a new folder
+                env["AIAUDIT_SIGNING__OPERATOR_KEY_FILE"] = str(tmp / "operator-new" / "operator.key")
             done = aiaudit(*argv)
+            env.pop("AIAUDIT_SIGNING__OPERATOR_KEY_FILE", None)
             if done.returncode != 0 or "Traceback" in done.stderr:
                 failures.append(f"{run} -> aiaudit {' '.join(argv)}: exit {done.returncode}: "
                                 f"{(done.stderr or done.stdout).strip()[-400:]}")

@@ -101,6 +101,11 @@ def test_read_statement_appends_the_engine_read_only_setting_and_the_caps():
     sql = read_statement("SELECT origin, seq FROM aiaudit.evidence WHERE origin = {o:String}", limits)
     assert sql.splitlines()[-1] == ("SETTINGS readonly=1, max_result_rows=10, max_result_bytes=2048, "
                                     "result_overflow_mode='throw', max_execution_time=3, timeout_overflow_mode='throw'")
+    # a join's own null filling is the one setting a statement may end with
+    assert read_statement("SELECT 1 FROM a FULL OUTER JOIN b ON 1 SETTINGS join_use_nulls = 1", limits).endswith(
+        "timeout_overflow_mode='throw', join_use_nulls=1")
+    with pytest.raises(Refused):
+        read_statement("SELECT 1 SETTINGS join_use_nulls = 1, readonly = 0", limits)
     # column names that merely contain a refused word are fine
     read_statement("SELECT formatDateTime(ts, '%F') AS day, fileno FROM t", limits)
     for hostile in (None, 7, "", "   ", "SELECT 1;", "select 1 settings readonly=0", "SELECT * FROM FILE ('x')"):

@@ -26,3 +26,10 @@ def test_time_range_and_validation():
     with pytest.raises(ValueError):
         select_records("aiaudit", Filters(), ("actor_id", "1; DROP TABLE x"))
 
+
+
+def test_an_event_id_selects_one_request_as_a_parameter():
+    evil = "x' OR 1=1 --"
+    sql, params = select_records("aiaudit", Filters(event_id=evil))
+    assert "event_id = {event_id:String}" in sql and params["event_id"] == evil and evil not in sql
+    assert Filters(event_id="e1").selects_records  # a sample: proven by inclusion, not a whole chain
