@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -50,6 +50,8 @@ NOT_RUN = {
     "aiaudit detect promote --version V": "needs a trained model: tests/integration/test_scoring.py",
     "aiaudit detect evaluate": "minutes of CPU on the held-out families: bench/score_bench.py and "
                                "tests/unit/detectors",
+    "aiaudit worker score": "needs a promoted model, and says so (exit 2, no traceback): "
+                            "tests/integration/test_scoring.py runs it with one",
     "aiaudit worker all": "chain and sink as child processes: each is probed here on its own",
     "aiaudit worker deliver": "needs a destinations file and a receiver: tests/integration/test_delivery_agent.py",
     "aiaudit witness serve --config witness.yaml": "tests/integration/test_witness.py serves a witness from a config",
@@ -82,12 +84,12 @@ def documented() -> list[str]:
     found: list[str] = []
     for doc in DOCS:
         text = doc.read_text()
-        for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.DOTALL):
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 line = line.strip().removeprefix("$ ").split("  #")[0].strip()
                 if line.startswith("aiaudit ") and "──" not in line:
                     found.append(line)
-        for span in re.findall(r"`(aiaudit [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+        for span in re.findall(r"`(aiaudit [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.DOTALL)):
             found.append(span.replace("\\|", "|"))
     return sorted(set(found))
 
@@ -168,7 +170,7 @@ def _policy(tmp: Path) -> tuple[Path, object]:
     text = (ROOT / "examples" / "gateway" / "policy.yaml").read_text()
     path = tmp / "policy.yaml"
     path.write_text(text)
-    return path, parse_policy(text, str(path))
+    return path, parse_policy(text)
 
 
 def test_every_documented_command_runs_as_written(settings, client, tmp_path):
@@ -179,7 +181,7 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
         policy_file, policy = _policy(tmp_path)
         raw = Producer(kafka_config.producer(settings))
         raw.produce(settings.kafka.policies_topic, key=policy.version.encode(),
-                    value=orjson.dumps(bundle_message(policy, loaded_at=datetime.now(timezone.utc).isoformat(),
+                    value=orjson.dumps(bundle_message(policy, loaded_at=datetime.now(UTC).isoformat(),
                                                       gateway_id="docs")))
         assert raw.flush(30) == 0
         time.sleep(settings.chain.checkpoint_interval_s + 1.5)
@@ -187,7 +189,7 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     db = store.database(settings)
     origin, size = client.query(f"SELECT origin, max(seq) + 1 FROM {db}.evidence GROUP BY origin ORDER BY origin "
                                 "LIMIT 1").result_rows[0]
-    t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
     finding = orjson.dumps({"unmapped": {"detections": [{"detector": "request_burst"}]},
                             "finding_info": {"desc": "docs"}}).decode()
     store.insert(client, f"{db}.alerts", [[f"docs-uid-{i}", t0, "high", "bob@acme.example", origin, i, "00", 0.9,
@@ -215,37 +217,36 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     kid = registered.stdout.split()[3]
     facts = {"uid": "docs-uid-0", "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
              "origin": str(origin), "size": str(size), "policy_version": policy.version,
-             "policy_file": str(policy_file), "db": db, "now": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+             "policy_file": str(policy_file), "db": db, "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     lines = documented()
     assert len(lines) >= 40, lines  # the collector reads the docs (a broken one would pass vacuously)
     failures, ran, skipped = [], 0, set()
-    for line in lines:
-        for run in expand(line):
-            if run in NOT_RUN:
-                skipped.add(run)
-                continue
-            if run.startswith("aiaudit worker "):
-                ran += 1
-                problem = _probe_worker(run.split()[2], env, tmp)
-                if problem:
-                    failures.append(f"{run}: {problem}")
-                continue
-            try:
-                argv = concrete(run, facts, tmp)
-            except KeyError as exc:
-                failures.append(f"{run}: the test has no value for a placeholder ({exc}): add it to VALUES")
-                continue
-            if argv[:1] == ["alerts"] and len(argv) == 2 and argv[1] in ("ack", "resolve", "reopen", "history"):
-                argv += [facts["uid"]] + (["--by", "docs-test"] if argv[1] != "history" else [])
+    for run in sorted({r for line in lines for r in expand(line)}):
+        if run in NOT_RUN:
+            skipped.add(run)
+            continue
+        if run.startswith("aiaudit worker "):
             ran += 1
-            if argv[:3] == ["keys", "operator", "new"]:  # one exists already (it sealed the export): a new folder
-                env["AIAUDIT_SIGNING__OPERATOR_KEY_FILE"] = str(tmp / "operator-new" / "operator.key")
-            done = aiaudit(*argv)
-            env.pop("AIAUDIT_SIGNING__OPERATOR_KEY_FILE", None)
-            if done.returncode != 0 or "Traceback" in done.stderr:
-                failures.append(f"{run} -> aiaudit {' '.join(argv)}: exit {done.returncode}: "
-                                f"{(done.stderr or done.stdout).strip()[-400:]}")
+            problem = _probe_worker(run.split()[2], env, tmp)
+            if problem:
+                failures.append(f"{run}: {problem}")
+            continue
+        try:
+            argv = concrete(run, facts, tmp)
+        except KeyError as exc:
+            failures.append(f"{run}: the test has no value for a placeholder ({exc}): add it to VALUES")
+            continue
+        if argv[:1] == ["alerts"] and len(argv) == 2 and argv[1] in ("ack", "resolve", "reopen", "history"):
+            argv += [facts["uid"]] + (["--by", "docs-test"] if argv[1] != "history" else [])
+        ran += 1
+        if argv[:3] == ["keys", "operator", "new"]:  # one exists already (it sealed the export): a new folder
+            env["AIAUDIT_SIGNING__OPERATOR_KEY_FILE"] = str(tmp / "operator-new" / "operator.key")
+        done = aiaudit(*argv)
+        env.pop("AIAUDIT_SIGNING__OPERATOR_KEY_FILE", None)
+        if done.returncode != 0 or "Traceback" in done.stderr:
+            failures.append(f"{run} -> aiaudit {' '.join(argv)}: exit {done.returncode}: "
+                            f"{(done.stderr or done.stdout).strip()[-400:]}")
     assert ran >= 40, (ran, sorted(skipped))
     assert not failures, "\n".join(failures)
     assert set(NOT_RUN) - skipped == set(), f"NOT_RUN lists commands the docs no longer show: {set(NOT_RUN) - skipped}"
