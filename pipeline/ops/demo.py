@@ -22,7 +22,7 @@ from confluent_kafka import Producer
 from infra.kafka.broker import LocalKafka
 from pipeline import store
 from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
-from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
+from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys, read_key_set
 from pipeline.emit.producer import Emitter
 from pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
 from pipeline.errors import InfraError, SigningKeyError
@@ -53,6 +53,7 @@ from pipeline.settings import Settings
 from pipeline.store import dead_letters, evidence
 from pipeline.store.filters import Filters
 from pipeline.verify.run import verify_export
+from pipeline.verify.trust import parse_trust, trust_document
 from pipeline.verify.sources import verify_store
 from pipeline.witness.submit import submit_once
 
@@ -282,7 +283,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
 def _with_emitter_key(settings: Settings) -> Settings:
     """The demo's emitters (SDK and gateway) sign with one key registered as emitter `demo`: made
     and registered on the first run (each real emitter has its own: `aiaudit keys emitter new`)."""
-    from pipeline.contract.emitter_keys import EMITTERS_DIR, key_set_file, new_emitter_key, read_key_set
+    from pipeline.contract.emitter_keys import EMITTERS_DIR, new_emitter_key
 
     if settings.emitter.key_file is not None or not settings.emitter.sign:
         print(f"emitter key: {settings.emitter.key_file or 'none (events unsigned)'}")
@@ -501,11 +502,23 @@ def _witness_step(settings: Settings, client: Any, keyring: KeyRing, state: Path
         print(f"  witness {witness.name} on {url} (its own key and state in {folder}; log {log_file})")
         for outcome in submit_once(client, settings, url, witness.verifier):
             print(f"  {outcome.origin} size {outcome.size}: {outcome.status}")
-        checked = verify_store(client, settings, keyring, Filters(limit=1), checkpoint_keys=[checkpoint_pub],
-                               live_witnesses=[(url, witness.verifier)], pinned_witnesses=[witness.verifier],
-                               min_cosignatures=1)
-        print(f"  verify --witness {url}: " + ("every chain's records give the root the witness cosigned"
-                                               if checked.ok else f"{len(checked.failures)} failure(s)"))
+        # The auditor's trust file (`aiaudit trust init`): every public key in force and this witness,
+        # one cosignature required; the demo verifies with it, as an auditor would.
+        op_key = operator_key_file(sg.keys_dir, sg.operator_key_file)
+        ensure_operator_key(op_key)  # the operator's own key (it seals the export below)
+        doc = trust_document(read_jwks(sg.keys_dir), [checkpoint_pub], operator_keys=[read_operator_public_key(op_key)],
+                             emitter_jwks=read_key_set(key_set_file(settings), missing_ok=True),
+                             witnesses=[(witness.verifier.vkey(), url)])
+        trust_file = state / "trust.json"
+        trust_file.write_text(json.dumps(doc, indent=2) + "\n")
+        trust = parse_trust(trust_file.read_text(), str(trust_file))
+        checked = verify_store(client, settings, trust.keyring, Filters(limit=1), checkpoint_keys=trust.checkpoint_keys,
+                               live_witnesses=[(u, v) for v, u in trust.witnesses if u],
+                               pinned_witnesses=[v for v, _ in trust.witnesses], min_cosignatures=trust.min_cosignatures)
+        print(f"  trust file {trust_file} (aiaudit trust init): {len(doc['record_keys']['keys'])} record key(s), the "
+              "checkpoint, operator and emitter keys, this witness (1 cosignature required)")
+        print(f"  verify --trust {trust_file}: " + ("every chain's records give the root the witness cosigned"
+                                                   if checked.ok else f"{len(checked.failures)} failure(s)"))
         for f in checked.failures[:10]:
             print("  " + f.line())
         return checked.ok
