@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipeline.contract.signature import NAME, EmitterKeys, parse_key_set
 from pipeline.errors import SigningKeyError
@@ -79,8 +79,8 @@ def read_key_set(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
         raise SigningKeyError(f"{path}: not UTF-8 text (byte {exc.start}): not an emitter key set") from None
     except ValueError as exc:
         raise SigningKeyError(f"{path}: not JSON: {exc}") from exc
-    parse_key_set(doc, str(path))
-    return doc  # type: ignore[no-any-return]
+    parse_key_set(doc, str(path))  # a JSON object with a 'keys' list, or it raised
+    return cast(dict[str, Any], doc)
 
 
 def emitter_keys_from(doc: dict[str, Any], where: str, *, required: bool = True) -> EmitterKeys:

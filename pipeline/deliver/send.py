@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.deliver.formats import chat_message, octet_counted, splunk_hec_body, syslog_message, webhook_request
-from pipeline.deliver.policy import DeliveryRecord, Destination, delivery_uid
+from pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
 
 TIMEOUT_S = 10.0
 
@@ -45,9 +45,8 @@ async def send(session: aiohttp.ClientSession, target: Target, finding: dict[str
     dest = target.destination
     uid = delivery_uid(dest, finding["finding_info"]["uid"])
 
-    def record(outcome: str, status: str, response: str) -> DeliveryRecord:
-        return DeliveryRecord(uid, finding["finding_info"]["uid"], dest.name, outcome, attempt, now,  # type: ignore[arg-type]
-                              status, response)
+    def record(outcome: Outcome, status: str, response: str) -> DeliveryRecord:
+        return DeliveryRecord(uid, finding["finding_info"]["uid"], dest.name, outcome, attempt, now, status, response)
 
     try:
         if dest.kind == "syslog":
