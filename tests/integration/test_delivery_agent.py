@@ -168,7 +168,7 @@ destinations:
         return procs[-1]
 
     sent: list[dict] = []
-    forged = findings(9, per_actor=1)  # uids no wave has: published without the scorer's signature
+    forged = findings(40, per_actor=1)  # uids no wave has (n = 40): published without the scorer's signature
     rng = random.Random(11)
     kills = 0
     try:

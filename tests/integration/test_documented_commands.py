@@ -137,6 +137,8 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append(str(tmp / f"out-{len(list(tmp.iterdir()))}.jsonl"))
         elif w in ("FILE", "F") and prev in ("--file",):
             out.append(facts["policy_file"])
+        elif w == "FILE" and prev == "--state":
+            out.append(str(tmp / "monitor-state.json"))
         elif w == "trust.json" and prev == "--out":
             out.append(str(tmp / f"trust-{len(list(tmp.iterdir()))}.json"))
         elif w == "trust.json" or (w == "FILE" and prev == "--trust"):
