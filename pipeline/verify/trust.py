@@ -103,6 +103,17 @@ def _window(spec: _Window, where: str) -> tuple[int, int] | None:
     return bounds[0], bounds[1]
 
 
+def _raw_key(b64: str, where: str) -> bytes:
+    """A pinned Ed25519 public key: base64 of its raw 32 bytes. Raises ConfigError naming where."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not base64") from exc
+    if len(raw) != 32:
+        raise ConfigError(f"{where} is {len(raw)} bytes, not 32")
+    return raw
+
+
 def parse_trust(text: str, source: str) -> Trust:
     """Parse a trust file. Raises ConfigError naming what is wrong (nothing is trusted by default)."""
     if len(text) > MAX_TRUST_BYTES:
@@ -127,24 +138,10 @@ def parse_trust(text: str, source: str) -> Trust:
             raise ConfigError(str(exc)) from exc
     elif spec.require_emitter_signatures:
         raise ConfigError(f"{source}: require_emitter_signatures needs emitter_keys (the emitters' public keys)")
-    operator_keys = []
-    for i, b64 in enumerate(spec.operator_keys):
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: operator_keys[{i}] is not base64") from exc
-        if len(raw) != 32:
-            raise ConfigError(f"{source}: operator_keys[{i}] is {len(raw)} bytes, not 32")
-        operator_keys.append(raw)
+    operator_keys = [_raw_key(b64, f"{source}: operator_keys[{i}]") for i, b64 in enumerate(spec.operator_keys)]
     keys, windows = [], {}
     for i, entry in enumerate(spec.checkpoint_keys):
-        b64 = entry if isinstance(entry, str) else entry.key
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: checkpoint_keys[{i}] is not base64") from exc
-        if len(raw) != 32:
-            raise ConfigError(f"{source}: checkpoint_keys[{i}] is {len(raw)} bytes, not 32")
+        raw = _raw_key(entry if isinstance(entry, str) else entry.key, f"{source}: checkpoint_keys[{i}]")
         keys.append(raw)
         window = None if isinstance(entry, str) else _window(entry, f"{source}: checkpoint_keys[{i}]")
         if window is not None:

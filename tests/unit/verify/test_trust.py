@@ -51,6 +51,8 @@ def test_a_good_trust_file_gives_keys_checkpoint_keys_and_witnesses():
       "min_cosignatures": 0}, "not a cosignature"),
     ({"witnesses": [{"vkey": "garbage+zz+AA"}]}, "witnesses\\[0\\]"),
     ({"record_keys": {"keys": []}}, "no Ed25519 key"),
+    ({"operator_keys": ["AAAA"]}, "operator_keys\\[0\\] is 3 bytes"),
+    ({"operator_keys": ["not base64!"]}, "operator_keys\\[0\\] is not base64"),
     ({"record_keys": {"keys": [{**SIGNER.jwk(), "not_before": "yesterday"}]}}, "RFC 3339"),
 ])
 def test_a_bad_trust_file_is_refused_naming_what(over, message):
@@ -161,3 +163,14 @@ def test_a_trust_file_pins_emitter_keys_and_can_require_signatures():
         parse_trust(trust_doc(require_emitter_signatures=True), "t.json")
     with pytest.raises(ConfigError, match="emitter_keys: .*'emitter' name"):
         parse_trust(trust_doc(emitter_keys={"keys": [emitter.jwk()]}), "t.json")
+
+
+def test_trust_init_writes_what_parse_trust_reads():
+    from pipeline.verify.trust import trust_document
+
+    op = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    doc = trust_document({"keys": [SIGNER.jwk()]}, [CP_PUB], operator_keys=[op],
+                         witnesses=[(WITNESS.verifier.vkey(), "http://127.0.0.1:9/")], max_checkpoint_age="15m")
+    t = parse_trust(json.dumps(doc), "made")
+    assert t.operator_keys == (op,) and t.min_cosignatures == 1 and t.max_checkpoint_age_s == 900
+    assert SIGNER.kid in t.keyring and t.checkpoint_keys == (CP_PUB,)
