@@ -104,8 +104,11 @@ def test_history_rewritten_with_the_real_record_key_breaks_the_signed_root(setti
     store.insert(client, f"{store.database(settings)}.evidence", [evidence.row(r) for r in forged], evidence.COLUMNS)
     report = verify_store(settings, client)
     mine = [(f.seq, f.reason) for f in report.failures if f.origin == origin]
-    # The signed root catches the rewrite; the emitter's signature catches the altered event itself.
-    assert {reason for _, reason in mine} == {"root_mismatch", "unauthenticated_emitter"}, report.text()[-2000:]
+    # The signed root catches the rewrite; the emitter's signature catches the altered event itself;
+    # the stored tree states (written with the genuine records) no longer match from size 2 on.
+    assert {reason for _, reason in mine} == {"root_mismatch", "unauthenticated_emitter", "tree_state_mismatch"}, \
+        report.text()[-2000:]
+    assert min(seq for seq, reason in mine if reason == "tree_state_mismatch") == chain[1].seq
     assert [seq for seq, reason in mine if reason == "unauthenticated_emitter"] == [chain[1].seq]
     assert all(f.origin == origin for f in report.failures)
 
