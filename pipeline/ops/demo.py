@@ -288,7 +288,9 @@ def _with_emitter_key(settings: Settings) -> Settings:
     if settings.emitter.key_file is not None or not settings.emitter.sign:
         print(f"emitter key: {settings.emitter.key_file or 'none (events unsigned)'}")
         return settings
-    folder = settings.signing.keys_dir / EMITTERS_DIR
+    # The emitter's private key in a folder of its own: the chain worker's keys folder holds only the
+    # emitter key set (public keys), so its host cannot sign events as an emitter.
+    folder = settings.signing.keys_dir.parent / "emitter-keys" / EMITTERS_DIR
     registered = {k["kid"][:8] for k in read_key_set(key_set_file(settings), missing_ok=True)["keys"] if "kid" in k}
     found = [p for p in sorted(folder.glob("demo.*.key")) if p.name.split(".")[1] in registered]
     if found:
