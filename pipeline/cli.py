@@ -454,8 +454,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.keys import load_operator_key, operator_key_file
     from pipeline.query.export import export_records
 
+    client = store.connect(settings, must_exist=True)  # a mistyped store is named first
     operator = load_operator_key(operator_key_file(settings.signing.keys_dir, settings.signing.operator_key_file))
-    client = store.connect(settings, must_exist=True)
     filters = _filters(args, limit=1)
     now = datetime.now(timezone.utc)
     progress = (lambda line: print(f"  exported {line}", file=sys.stderr))
