@@ -12,13 +12,11 @@ A `--help` run would not do: the `keys emitter` bug sat in the command's handler
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import shlex
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +28,6 @@ from pipeline import store
 from pipeline.gateway.policy import bundle_message, parse_policy
 from pipeline.kafka import config as kafka_config
 from tests.integration.support import ChainWorkers, emit_synthetic, settings_env, sink_until_drained
-from tests.integration.test_delivery_transports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -279,4 +276,3 @@ def test_the_collector_reads_synopses_the_way_the_docs_write_them():
                                                                         "aiaudit alerts resolve UID"]
     assert expand("aiaudit verify [filters] [--json] [--trust FILE]") == ["aiaudit verify"]
     assert "aiaudit keys emitter new NAME" in [r for line in documented() for r in expand(line)]
-    assert json and urllib.request and free_port  # (imports kept for the probes above)

@@ -4,8 +4,6 @@ memory of the root it verified catches it, located."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -18,7 +16,7 @@ from pipeline.verify import monitor
 from pipeline.witness.core import AddCheckpoint, decide
 from tests.unit.helpers import ORIGIN, build_chain, events
 from pipeline.query.export_file import ExportedCheckpoint, ExportFile, add_line, checkpoint_line
-from tests.unit.verify.test_export_file import OP_PUB, RING, SIGNER, sealed_header, verify
+from tests.unit.verify.test_export_file import RING, SIGNER, sealed_header, verify
 from tests.unit.verify.test_tree import CP_KEY, CP_PUB, notes_for
 
 WITNESS = NoteSigner.local("witness.example", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
@@ -103,4 +101,3 @@ def test_a_damaged_state_file_is_refused_never_ignored(tmp_path, content):
     with pytest.raises(ConfigError, match="monitor state"):
         monitor.read_state(path)
     assert monitor.read_state(tmp_path / "absent.json") == {}
-    assert OP_PUB and json  # (shared fixtures: the export helper seals with OP_PUB)
