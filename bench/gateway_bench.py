@@ -34,12 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
-from infra.kafka.broker import LocalKafka  # noqa: E402
-from infra.topics import ensure_topics  # noqa: E402
-from pipeline.contract.emitter_keys import new_emitter_key  # noqa: E402
-from pipeline.gateway.identity import new_api_key  # noqa: E402
-from pipeline.kafka.io import end_offsets  # noqa: E402
-from pipeline.settings import EmitterSettings, GatewaySettings, KafkaSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
+from aiaudit.infra.kafka.broker import LocalKafka  # noqa: E402
+from aiaudit.infra.topics import ensure_topics  # noqa: E402
+from aiaudit.pipeline.contract.emitter_keys import new_emitter_key  # noqa: E402
+from aiaudit.pipeline.gateway.identity import new_api_key  # noqa: E402
+from aiaudit.pipeline.kafka.io import end_offsets  # noqa: E402
+from aiaudit.pipeline.settings import (  # noqa: E402
+    EmitterSettings,
+    GatewaySettings,
+    KafkaSettings,
+    LocalSettings,
+    Settings,
+    SigningSettings,
+)
 from tests.integration.support import settings_env  # noqa: E402
 
 PORT = 19492
@@ -145,8 +152,8 @@ def walk_cost(n: int = 2000) -> None:
     """µs to check the shape of, walk and classify every string of a 2 KB chat request with tools
     (what the gateway does to every request before deciding), against classifying the message
     texts alone (what it did before), measured in this process."""
-    from pipeline.gateway import shape, wire
-    from pipeline.gateway.policy import parse_policy
+    from aiaudit.pipeline.gateway import shape, wire
+    from aiaudit.pipeline.gateway.policy import parse_policy
 
     policy = parse_policy(POLICY)
     body = {"model": "gpt-4o", "user": "bench", "messages": [
@@ -203,9 +210,9 @@ def main() -> None:
         ensure_topics(s)
         env = settings_env(s)
         vlog, glog = base / "vendor.log", base / "gateway.log"
-        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.ops.vendor_standin", str(vendor_port)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.ops.vendor_standin", str(vendor_port)],
                                       stdout=vlog.open("wb"), stderr=subprocess.STDOUT, env=env))
-        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "gateway", "serve"], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "gateway", "serve"], env=env,
                                       stdout=glog.open("wb"), stderr=subprocess.STDOUT))
         direct, gateway = f"http://127.0.0.1:{vendor_port}", f"http://127.0.0.1:{gw_port}"
         wait_http(f"{direct}/jwks.json", procs[0], vlog)

@@ -30,23 +30,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from infra.kafka.broker import LocalKafka  # noqa: E402
-from infra.topics import ensure_topics  # noqa: E402
-from pipeline import contract, store  # noqa: E402
-from pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
-from pipeline.chain.merkle import CompactRange  # noqa: E402
-from pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
-from pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
-from pipeline.contract import to_json_event  # noqa: E402
-from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, emitter_keys_from, new_emitter_key  # noqa: E402
-from pipeline.contract.signature import signature_member  # noqa: E402
-from pipeline.emit.producer import Emitter  # noqa: E402
-from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
-from pipeline.kafka.io import committed_offsets  # noqa: E402
-from pipeline.keys import Ed25519Signer, generate_key  # noqa: E402
-from pipeline.ops.progress import pipeline_lag  # noqa: E402
-from pipeline.ops.supervisor import start_worker  # noqa: E402
-from pipeline.settings import (  # noqa: E402
+from aiaudit.infra.kafka.broker import LocalKafka  # noqa: E402
+from aiaudit.infra.topics import ensure_topics  # noqa: E402
+from aiaudit.pipeline import contract, store  # noqa: E402
+from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
+from aiaudit.pipeline.chain.merkle import CompactRange  # noqa: E402
+from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
+from aiaudit.pipeline.contract import to_json_event  # noqa: E402
+from aiaudit.pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, emitter_keys_from, new_emitter_key  # noqa: E402
+from aiaudit.pipeline.contract.signature import signature_member  # noqa: E402
+from aiaudit.pipeline.emit.producer import Emitter  # noqa: E402
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
+from aiaudit.pipeline.kafka.io import committed_offsets  # noqa: E402
+from aiaudit.pipeline.keys import Ed25519Signer, generate_key  # noqa: E402
+from aiaudit.pipeline.ops.progress import pipeline_lag  # noqa: E402
+from aiaudit.pipeline.ops.supervisor import start_worker  # noqa: E402
+from aiaudit.pipeline.settings import (  # noqa: E402
     ChainSettings,
     ClickHouseSettings,
     EmitterSettings,

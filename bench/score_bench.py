@@ -8,7 +8,7 @@
 2. The scoring worker (confluent-kafka batch consumer, scores, findings, states and offsets in
    one transaction per batch) on a chain topic pre-filled with signed records: events/s with one
    and with --workers processes, per process and as a share of the pure step's rate.
-3. The evaluation table (detectors.evaluate) at a 1% alert budget.
+3. The evaluation table (aiaudit.detectors.evaluate) at a 1% alert budget.
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ import orjson  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from detectors.evaluate import evaluate, table  # noqa: E402
-from detectors.features import FeatureExtractor, IdentityState  # noqa: E402
-from detectors.model import Detector, save, train  # noqa: E402
-from detectors.traffic import labelled_traffic  # noqa: E402
-from infra.kafka.broker import LocalKafka  # noqa: E402
-from infra.topics import ensure_topics  # noqa: E402
-from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
-from pipeline.kafka import config as kafka_config  # noqa: E402
-from pipeline.kafka.io import committed_offsets, read_partitions  # noqa: E402
-from pipeline.keys import Ed25519Signer, active_key_file, generate_key, load_signer  # noqa: E402
-from pipeline.score.models import promote  # noqa: E402
-from pipeline.score.step import score_records  # noqa: E402
-from pipeline.settings import (  # noqa: E402
+from aiaudit.detectors.evaluate import evaluate, table  # noqa: E402
+from aiaudit.detectors.features import FeatureExtractor, IdentityState  # noqa: E402
+from aiaudit.detectors.model import Detector, save, train  # noqa: E402
+from aiaudit.detectors.traffic import labelled_traffic  # noqa: E402
+from aiaudit.infra.kafka.broker import LocalKafka  # noqa: E402
+from aiaudit.infra.topics import ensure_topics  # noqa: E402
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record  # noqa: E402
+from aiaudit.pipeline.kafka import config as kafka_config  # noqa: E402
+from aiaudit.pipeline.kafka.io import committed_offsets, read_partitions  # noqa: E402
+from aiaudit.pipeline.keys import Ed25519Signer, active_key_file, generate_key, load_signer  # noqa: E402
+from aiaudit.pipeline.score.models import promote  # noqa: E402
+from aiaudit.pipeline.score.step import score_records  # noqa: E402
+from aiaudit.pipeline.settings import (  # noqa: E402
     ClickHouseSettings,
     KafkaSettings,
     LocalSettings,
@@ -201,7 +201,7 @@ def main() -> None:
         producer.flush(60)
         expected = sum(1 for r in score_records(records, {}, detector, detected_at_ms=0) if r.finding)
         for count in sorted({1, workers}):
-            run = run_workers(s, base, n, count, [sys.executable, "-m", "pipeline.cli", "worker", "score"], "score")
+            run = run_workers(s, base, n, count, [sys.executable, "-m", "aiaudit.pipeline.cli", "worker", "score"], "score")
             if run is None:
                 line(f"scored by {count} worker process(es)", "stalled")
                 continue

@@ -36,16 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from pipeline import names, store  # noqa: E402
-from pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
-from pipeline.chain.merkle import CompactRange  # noqa: E402
-from pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
-from pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
-from pipeline.contract import to_json_event  # noqa: E402
-from pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
-from pipeline.keys import checkpoint_key_file, generate_key, load_checkpoint_key, load_signer  # noqa: E402
-from pipeline.settings import ChainSettings, ClickHouseSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
-from pipeline.store import checkpoints, evidence  # noqa: E402
+from aiaudit.pipeline import names, store  # noqa: E402
+from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
+from aiaudit.pipeline.chain.merkle import CompactRange  # noqa: E402
+from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
+from aiaudit.pipeline.contract import to_json_event  # noqa: E402
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
+from aiaudit.pipeline.keys import checkpoint_key_file, generate_key, load_checkpoint_key, load_signer  # noqa: E402
+from aiaudit.pipeline.settings import ChainSettings, ClickHouseSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
+from aiaudit.pipeline.store import checkpoints, evidence  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 CHECKPOINT_EVERY = 5_000
@@ -114,7 +114,7 @@ def store_records(settings: Settings, total: int, chains: int) -> list[str]:
 
 
 def time_verify(settings: Settings, workers: int | None) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "pipeline.cli", "verify", "--json"] + (["--workers", str(workers)] if workers else [])
+    cmd = [sys.executable, "-m", "aiaudit.pipeline.cli", "verify", "--json"] + (["--workers", str(workers)] if workers else [])
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=settings_env(settings), timeout=3600)
     elapsed = time.perf_counter() - t
@@ -153,7 +153,7 @@ def store_hashes_only(settings: Settings, size: int) -> str:
 
 
 def time_proofs(settings: Settings, origin: str, size: int, n: int = 50) -> None:
-    from pipeline.query import proofs
+    from aiaudit.pipeline.query import proofs
 
     client = store.connect(settings)
     rng = random.Random(7)

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from detectors.features import FEATURES, FeatureExtractor, IdentityState, event_time, extract, observe
-from detectors.model import Detector, train
-from detectors.rules import SEVERITY_RANK, RuleConfig, RuleHit, check, severity_of
-from detectors.traffic import Event, Family, Labelled
+from aiaudit.detectors.features import FEATURES, FeatureExtractor, IdentityState, event_time, extract, observe
+from aiaudit.detectors.model import Detector, train
+from aiaudit.detectors.rules import SEVERITY_RANK, RuleConfig, RuleHit, check, severity_of
+from aiaudit.detectors.traffic import Event, Family, Labelled
 
 TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7}
 
@@ -148,7 +148,7 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
 
 
 def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] = ("tuning", "held-out")) -> list[Report]:
-    from detectors import heldout, traffic
+    from aiaudit.detectors import heldout, traffic
 
     sources: dict[str, tuple[Callable[[int], Any], Family, tuple[str, ...]]] = {
         "tuning": (traffic.labelled_traffic, traffic.TUNING, traffic.SCENARIOS),

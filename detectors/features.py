@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from schemas import enum_symbols
+from aiaudit.schemas import enum_symbols
 
 FEATURES = (
     "prompt_chars_log",  # log1p of prompt length

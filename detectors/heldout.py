@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from detectors.traffic import Event, Family, Identity, Labelled, _event, family_traffic
+from aiaudit.detectors.traffic import Event, Family, Identity, Labelled, _event, family_traffic
 
 HELDOUT = Family(
     vendors={"google.gemini": ["gemini-2.5-pro", "gemini-2.5-flash"], "cohere": ["command-r-plus"],

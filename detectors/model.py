@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from detectors.features import FEATURES
+from aiaudit.detectors.features import FEATURES
 
 # Share of training rows at or above each severity's threshold: what the model alone raises on
 # traffic like its training window (the rules raise the known-bad patterns beside it).

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.features import LEVELS, WARMUP, IdentityState, gap_before_run, requests_within, usual_per_hour
+from aiaudit.detectors.features import LEVELS, WARMUP, IdentityState, gap_before_run, requests_within, usual_per_hour
 
 RULES_VERSION = "rules-1"
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}

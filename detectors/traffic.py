@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from detectors.features import LEVELS
+from aiaudit.detectors.features import LEVELS
 
 LEVEL_NAMES = list(LEVELS)
 RANK = LEVELS

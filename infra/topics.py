@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient  # isort: split
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # from cimpl, re-exported without __all__
 
-from pipeline.errors import InfraError
-from pipeline.kafka import config as kafka_config
-from pipeline.settings import Settings
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.settings import Settings
 
 UNLIMITED = "-1"
 

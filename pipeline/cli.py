@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.contract.schema import DECISIONS, LEVELS
-from pipeline.errors import AiAuditError, ConfigError, InfraError, SigningKeyError, StoreError
-from pipeline.settings import Settings
-from pipeline.store.filters import MAX_LIMIT, Filters
+from aiaudit.pipeline.contract.schema import DECISIONS, LEVELS
+from aiaudit.pipeline.errors import AiAuditError, ConfigError, InfraError, SigningKeyError, StoreError
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store.filters import MAX_LIMIT, Filters
 
 
 def _limit(text: str) -> int:
@@ -43,7 +43,7 @@ def _positive(text: str) -> int:
 
 def _duration(text: str) -> int:
     """Seconds of a duration like 15m (argparse type)."""
-    from pipeline.timespec import parse_duration
+    from aiaudit.pipeline.timespec import parse_duration
 
     try:
         return int(parse_duration(text).total_seconds())
@@ -53,7 +53,7 @@ def _duration(text: str) -> int:
 
 def _time(text: str) -> datetime:
     """An RFC 3339 time, or a duration ago such as 7d (argparse type)."""
-    from pipeline.timespec import parse_time
+    from aiaudit.pipeline.timespec import parse_time
 
     try:
         return parse_time(text, datetime.now(timezone.utc))
@@ -89,7 +89,7 @@ def _filters(args: argparse.Namespace, limit: int = 100) -> Filters:
 @contextlib.contextmanager
 def _model_errors() -> Iterator[None]:
     """detectors/ raises its own ArtifactRefused (it imports nothing of the pipeline): a ConfigError here."""
-    from detectors.model import ArtifactRefused
+    from aiaudit.detectors.model import ArtifactRefused
 
     try:
         yield
@@ -106,14 +106,14 @@ def _logging(verbose: bool) -> None:
 
 
 def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.kafka.broker import LocalKafka
+    from aiaudit.infra.kafka.broker import LocalKafka
 
     kafka = LocalKafka(settings)
     if args.action == "up":
         kafka.up()
         print(f"Kafka: {kafka.status()}")
     elif args.action == "topics":
-        from infra.topics import ensure_topics
+        from aiaudit.infra.topics import ensure_topics
 
         created = ensure_topics(settings, replication_factor=args.replication_factor)
         print(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -126,14 +126,14 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ops.supervisor import start_worker, stop_on_signals, supervise
+    from aiaudit.pipeline.ops.supervisor import start_worker, stop_on_signals, supervise
 
     _logging(args.verbose)
     if args.role == "score":
-        from detectors.rules import RULES_VERSION
-        from pipeline.keys import KeyRing, read_jwks
-        from pipeline.score.models import LiveModel, rule_config
-        from pipeline.score.worker import ScoreWorker
+        from aiaudit.detectors.rules import RULES_VERSION
+        from aiaudit.pipeline.keys import KeyRing, read_jwks
+        from aiaudit.pipeline.score.models import LiveModel, rule_config
+        from aiaudit.pipeline.score.worker import ScoreWorker
 
         with _model_errors():
             model = LiveModel(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
@@ -145,7 +145,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         else:
             logging.getLogger("aiaudit.score").info("rules %s with the vendors of %s: %s", RULES_VERSION,
                                                     settings.score.policy_file, rules.vendor_max_level)
-        from pipeline.keys import load_or_create_scorer_key, scorer_key_file
+        from aiaudit.pipeline.keys import load_or_create_scorer_key, scorer_key_file
 
         key_file = scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file)
         finding_key, created = load_or_create_scorer_key(key_file)
@@ -157,13 +157,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                     finding_key=finding_key).run(stop_on_signals())
         return 0
     if args.role == "deliver":
-        from pipeline.deliver.agent import run
-        from pipeline.deliver.config import load_targets
+        from aiaudit.pipeline.deliver.agent import run
+        from aiaudit.pipeline.deliver.config import load_targets
 
         if settings.deliver.destinations_file is None:
             raise ConfigError("the delivery agent needs a destinations file: set AIAUDIT_DELIVER__DESTINATIONS_FILE "
                               "(docs/delivery.md shows one)")
-        from pipeline.keys import SCORER_PUB, read_scorer_public_key, scorer_key_file
+        from aiaudit.pipeline.keys import SCORER_PUB, read_scorer_public_key, scorer_key_file
 
         targets = load_targets(settings.deliver.destinations_file)
         pubs = settings.deliver.finding_keys or [
@@ -177,8 +177,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
     if args.role == "chain":
-        from pipeline.chain.worker import ChainWorker
-        from pipeline.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
+        from aiaudit.pipeline.chain.worker import ChainWorker
+        from aiaudit.pipeline.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
 
         sg = settings.signing
         signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
@@ -187,16 +187,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                                           signer.kid, settings.chain.checkpoint_interval_s)
         ChainWorker(settings, signer, checkpoint_key=checkpoint_key, instance_id=args.instance_id).run(stop)
     else:
-        from pipeline.sink.worker import SinkWorker
+        from aiaudit.pipeline.sink.worker import SinkWorker
 
         SinkWorker(settings).run(stop, serve_reads=settings.clickhouse_dsn().startswith("chdb://"))
     return 0
 
 
 def cmd_emit(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.contract import from_json_event
-    from pipeline.emit.producer import Emitter
-    from pipeline.emit.synthetic import SyntheticEvents
+    from aiaudit.pipeline.contract import from_json_event
+    from aiaudit.pipeline.emit.producer import Emitter
+    from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 
     if args.file:
         try:
@@ -253,9 +253,9 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import store
-    from pipeline.query.api import find_records
-    from pipeline.store import evidence
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.query.api import find_records
+    from aiaudit.pipeline.store import evidence
 
     columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
     # One row more than asked: whether the result was cut is then known without counting.
@@ -277,9 +277,9 @@ def _more_notice(shown: int, what: str) -> None:
 def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     """What this verification trusts: the pinned trust file (--trust), else the keys folder's JWKS and
     checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
-    from pipeline.chain.note import NoteError, Verifier
-    from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
-    from pipeline.keys import (
+    from aiaudit.pipeline.chain.note import NoteError, Verifier
+    from aiaudit.pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
+    from aiaudit.pipeline.keys import (
         OPERATOR_PUB,
         KeyRing,
         checkpoint_key_file,
@@ -288,7 +288,7 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
         read_jwks,
         read_operator_public_key,
     )
-    from pipeline.verify.trust import Trust, parse_trust
+    from aiaudit.pipeline.verify.trust import Trust, parse_trust
 
     if args.trust:
         path = Path(args.trust)
@@ -347,7 +347,7 @@ def _checker(workers: int | None, keyring: Any) -> Iterator[Any]:
     if n <= 1:
         yield None
         return
-    from pipeline.verify.pool import CheckPool
+    from aiaudit.pipeline.verify.pool import CheckPool
 
     with CheckPool(keyring, n) as pool:
         yield pool
@@ -372,7 +372,7 @@ def _tail_rule(args: argparse.Namespace, trust: Any, settings: Settings,
     if args.as_of is not None:
         at = args.as_of
     elif exported_at is not None:
-        from pipeline.contract import parse_ts
+        from aiaudit.pipeline.contract import parse_ts
 
         try:
             at = parse_ts(exported_at)
@@ -391,14 +391,14 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: Any) -> int:
-    from pipeline.verify import monitor
-    from pipeline.verify.run import verify_export
+    from aiaudit.pipeline.verify import monitor
+    from aiaudit.pipeline.verify.run import verify_export
 
     state_file = Path(args.state) if args.state else None
     pins = monitor.read_state(state_file) if state_file else {}
 
     if args.export:
-        from pipeline.query.export_read import read_export_file
+        from aiaudit.pipeline.query.export_read import read_export_file
 
         if trust.witnesses and any(url for _, url in trust.witnesses) and not args.trust:
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
@@ -411,15 +411,15 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
                                operator_keys=trust.operator_keys, pins=pins)
         whole = file.selection == "whole"
     else:
-        from pipeline import store
-        from pipeline.verify.sources import verify_store
+        from aiaudit.pipeline import store
+        from aiaudit.pipeline.verify.sources import verify_store
 
         client = store.connect(settings, must_exist=True)
         whole = args.since is None and args.until is None
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
         window = None
         if not whole:
-            from pipeline.contract import format_ts
+            from aiaudit.pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
         report = verify_store(client, settings, trust.keyring, _filters(args), checkpoint_keys=trust.checkpoint_keys,
@@ -438,7 +438,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
         if whole:
             report.failures.extend(monitor.gone(pins, (c.origin for c in report.chains)))
         if report.ok:
-            from pipeline.contract import format_ts
+            from aiaudit.pipeline.contract import format_ts
 
             advanced = monitor.write_state(state_file, pins, report.anchors, format_ts(datetime.now(timezone.utc)))
             report.warnings.append(f"monitor state {state_file}: {advanced} chain(s) advanced, consistent with the "
@@ -450,9 +450,9 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import store
-    from pipeline.keys import load_operator_key, operator_key_file
-    from pipeline.query.export import export_records
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.keys import load_operator_key, operator_key_file
+    from aiaudit.pipeline.query.export import export_records
 
     client = store.connect(settings, must_exist=True)  # a mistyped store is named first
     operator = load_operator_key(operator_key_file(settings.signing.keys_dir, settings.signing.operator_key_file))
@@ -474,8 +474,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import store
-    from pipeline.query import proofs
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.query import proofs
 
     client = store.connect(settings, must_exist=True)
     if args.kind == "inclusion":
@@ -492,8 +492,8 @@ def cmd_proof(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "keygen":
-        from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
-        from pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
+        from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+        from aiaudit.pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
 
         if not args.name or not args.key_file:
             raise ConfigError("`aiaudit witness keygen` needs --name (e.g. witness.example/w1) and --key-file")
@@ -506,7 +506,7 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "serve":
         import uvicorn
 
-        from pipeline.witness.server import build_app, load_config
+        from aiaudit.pipeline.witness.server import build_app, load_config
 
         if not args.config:
             raise ConfigError("`aiaudit witness serve` needs --config (name, key_file, state_file, logs)")
@@ -515,10 +515,10 @@ def cmd_witness(args: argparse.Namespace, settings: Settings) -> int:
         print(f"witness {app.state.witness.name} on http://{args.host}:{args.port}/add-checkpoint", file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         return 0
-    from pipeline import store
-    from pipeline.chain.note import NoteError, Verifier
-    from pipeline.ops.supervisor import stop_on_signals
-    from pipeline.witness.submit import submit_once
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.chain.note import NoteError, Verifier
+    from aiaudit.pipeline.ops.supervisor import stop_on_signals
+    from aiaudit.pipeline.witness.submit import submit_once
 
     if not args.url or not args.witness_key:
         raise ConfigError("`aiaudit witness submit` needs --url and --witness-key (the witness's vkey)")
@@ -539,8 +539,8 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     """`aiaudit sql "SELECT …"`: one read-only statement, through the running sink's store API on
     embedded chDB, or on the store itself (a server or a chDB no sink holds) with the same checks:
     read-only in the engine, no table functions or settings of its own, capped."""
-    from pipeline import store
-    from pipeline.store.api import ReadLimits, Refused, RemoteClient, read_statement
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.store.api import ReadLimits, Refused, RemoteClient, read_statement
 
     s = settings.sink
     limits = ReadLimits(s.api_max_rows, s.api_max_bytes, s.api_max_seconds)
@@ -565,8 +565,8 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
     """`trust init`: a trust file from the public keys and witnesses in force now, for an auditor to
     pin (check it against what the operator showed you out of band)."""
-    from pipeline.contract.emitter_keys import key_set_file, read_key_set
-    from pipeline.keys import (
+    from aiaudit.pipeline.contract.emitter_keys import key_set_file, read_key_set
+    from aiaudit.pipeline.keys import (
         OPERATOR_PUB,
         checkpoint_key_file,
         operator_key_file,
@@ -574,7 +574,7 @@ def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
         read_jwks,
         read_operator_public_key,
     )
-    from pipeline.verify.trust import parse_trust, trust_document
+    from aiaudit.pipeline.verify.trust import parse_trust, trust_document
 
     sg = settings.signing
     keys_dir = Path(args.dir) if args.dir else sg.keys_dir
@@ -605,7 +605,7 @@ def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.keys import generate_key, read_jwks
+    from aiaudit.pipeline.keys import generate_key, read_jwks
 
     keys_dir = Path(args.dir) if args.dir else settings.signing.keys_dir
     if args.action == "emitter":
@@ -622,7 +622,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def _operator_key(args: argparse.Namespace, settings: Settings, keys_dir: Path) -> int:
     """`keys operator new | show`: the key that seals exports, in a folder of its own."""
-    from pipeline.keys import OPERATOR_PUB, ensure_operator_key, operator_key_file, read_operator_public_key
+    from aiaudit.pipeline.keys import OPERATOR_PUB, ensure_operator_key, operator_key_file, read_operator_public_key
 
     path = operator_key_file(keys_dir, None if args.dir else settings.signing.operator_key_file)
     verb = args.rest[0] if args.rest else "show"
@@ -641,8 +641,8 @@ def _operator_key(args: argparse.Namespace, settings: Settings, keys_dir: Path) 
 
 def _emitter_keys(args: argparse.Namespace, settings: Settings, keys_dir: Path) -> int:
     """`keys emitter new NAME | add NAME JWK_FILE | retire KID | list`: the emitter key set."""
-    from pipeline.contract import emitter_keys as ek
-    from pipeline.contract.signature import utc_now_text
+    from aiaudit.pipeline.contract import emitter_keys as ek
+    from aiaudit.pipeline.contract.signature import utc_now_text
 
     words = args.rest
     set_file = ek.key_set_file(settings) if not args.dir else keys_dir / ek.EMITTERS_DIR / ek.KEY_SET_FILE
@@ -683,7 +683,7 @@ def _emitter_keys(args: argparse.Namespace, settings: Settings, keys_dir: Path) 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     models_dir = Path(args.models_dir) if args.models_dir else settings.score.models_dir
     if args.action == "evaluate":
-        from detectors.evaluate import evaluate, table
+        from aiaudit.detectors.evaluate import evaluate, table
 
         reports = evaluate(seed=args.seed, budget=args.budget)
         print("\n\n".join(table(r) for r in reports))
@@ -692,7 +692,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             print(f"\nthe held-out family misses a target: {held_out.meets_targets()}")
             return 1
     elif args.action == "train":
-        from pipeline.score.models import events_from_export, events_from_store, train_from
+        from aiaudit.pipeline.score.models import events_from_export, events_from_store, train_from
 
         events = events_from_export(Path(args.export)) if args.export else events_from_store(settings, _filters(args))
         version = args.version or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -701,9 +701,9 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         print(f"trained {manifest['version']} on {manifest['training']['rows']} events "
               f"({manifest['training']['window'][0]} .. {manifest['training']['window'][1]}); sha256 {manifest['sha256']}")
     elif args.action == "history":
-        from pipeline import store
-        from pipeline.keys import KeyRing, read_jwks
-        from pipeline.score.models import promotion_history
+        from aiaudit.pipeline import store
+        from aiaudit.pipeline.keys import KeyRing, read_jwks
+        from aiaudit.pipeline.score.models import promotion_history
 
         keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
         rows = promotion_history(store.connect(settings, must_exist=True), settings, keyring)
@@ -712,18 +712,18 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         _print_rows([{**r, "sha256": r["sha256"][:16], "scorers": ", ".join(r["scorers"])} for r in rows], args.format)
     elif args.action == "list":
-        from pipeline.score.models import trained_models
+        from aiaudit.pipeline.score.models import trained_models
 
         _print_rows(trained_models(models_dir), args.format)
     else:
-        from pipeline.score.models import promote, trained_models
+        from aiaudit.pipeline.score.models import promote, trained_models
 
         if not args.version:
             models = trained_models(models_dir)
             newest = f"; the newest trained is {models[0]['version']} (trained {models[0]['trained_at']})" if models else \
                 "; none is trained yet: run `aiaudit detect train`"
             raise ConfigError(f"`aiaudit detect promote` needs --version{newest} (`aiaudit detect list` shows all)")
-        from pipeline.keys import active_key_file, load_signer
+        from aiaudit.pipeline.keys import active_key_file, load_signer
 
         signer = load_signer(active_key_file(settings.signing.keys_dir, settings.signing.key_file))
         by = args.by or os.environ.get("USER") or "operator"
@@ -740,9 +740,9 @@ def _redeliver(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
     from confluent_kafka import Producer
 
-    from pipeline.deliver.redrive import plan_redrives
-    from pipeline.kafka import config as kafka_config
-    from pipeline.kafka.io import read_partitions
+    from aiaudit.pipeline.deliver.redrive import plan_redrives
+    from aiaudit.pipeline.kafka import config as kafka_config
+    from aiaudit.pipeline.kafka.io import read_partitions
 
     k = settings.kafka
     # The dead-letter topic has one partition (infra/topics.py): its letters in the order written.
@@ -772,8 +772,8 @@ def _redeliver(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import store
-    from pipeline.query.alerts import list_alerts, set_status, status_history
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
 
     if args.action in ("ack", "resolve", "reopen") and not (args.uid and args.by):
         raise ConfigError(f"`aiaudit alerts {args.action}` needs the alert uid and --by")
@@ -831,7 +831,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "keygen":
-        from pipeline.gateway.identity import new_api_key
+        from aiaudit.pipeline.gateway.identity import new_api_key
 
         if not args.id or not args.role:
             raise ConfigError("keygen needs --id and --role")
@@ -844,7 +844,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         print("  - " + json.dumps(entry))
         return 0
     if args.action == "check-policy":
-        from pipeline.gateway.policy import parse_policy
+        from aiaudit.pipeline.gateway.policy import parse_policy
 
         path = Path(args.file or settings.gateway.policy_file)
         try:
@@ -855,15 +855,15 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{path}: valid; policy {policy.policy_id} version {policy.version}")
         return 0
     if args.action == "policies":
-        from pipeline import store
-        from pipeline.query.api import policies_in_force
+        from aiaudit.pipeline import store
+        from aiaudit.pipeline.query.api import policies_in_force
 
         rows = policies_in_force(store.connect(settings, must_exist=True), settings)
         _print_rows([{**r, "published": "yes" if r["first_loaded"] is not None else "NO: no bundle to show"}
                      for r in rows], "table")
         return 0
     if args.action == "policy":
-        from pipeline.query.api import policy_bundle
+        from aiaudit.pipeline.query.api import policy_bundle
 
         if not args.version:
             raise ConfigError("`aiaudit gateway policy` needs --version (a record's policy_version)")
@@ -871,7 +871,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         if bundle is None:
             print(f"aiaudit: no policy bundle {args.version} in ClickHouse", file=sys.stderr)
             return 1
-        from pipeline.gateway.policy import bundle_problems
+        from aiaudit.pipeline.gateway.policy import bundle_problems
 
         problems = bundle_problems(args.version, str(bundle["canonical_json"]), str(bundle["source_yaml"]))
         if problems:
@@ -882,7 +882,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     import uvicorn
 
-    from pipeline.gateway.app import build_app
+    from aiaudit.pipeline.gateway.app import build_app
 
     _logging(args.verbose)
     if args.host:
@@ -902,7 +902,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ops.demo import run_demo
+    from aiaudit.pipeline.ops.demo import run_demo
 
     return run_demo(settings, events=args.events, keep_running=args.keep_running)
 

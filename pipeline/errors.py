@@ -19,13 +19,13 @@
      ├── UpstreamError          an AI vendor failed or timed out (HTTP 502/504 to the caller)
      └── ChainBroken            verification found failures; `failures` lists each one
 
-Outside the tree on purpose: detectors.model.ArtifactRefused (a model artifact whose hash or
+Outside the tree on purpose: aiaudit.detectors.model.ArtifactRefused (a model artifact whose hash or
 features do not match), because detectors/ imports nothing of the pipeline; it becomes a
 ConfigError where the pipeline loads models (pipeline/score/models.py).
 
 Library errors (confluent-kafka, clickhouse-connect, fastavro, cryptography, urllib) are
 translated into these once, where the library is called, with `raise ... from exc`.
-The CLI turns these into one line and an exit code in one place (`pipeline.cli`).
+The CLI turns these into one line and an exit code in one place (`aiaudit.pipeline.cli`).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Failure:
 
     origin: str
     seq: int | None
-    reason: str  # one of pipeline.verify.rules.REASONS
+    reason: str  # one of aiaudit.pipeline.verify.rules.REASONS
     detail: str
     where: str = ""  # instead of the seq: e.g. "line 12" of an export file
 

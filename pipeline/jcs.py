@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.errors import NotCanonicalizable
+from aiaudit.pipeline.errors import NotCanonicalizable
 
 # JavaScript's Number.MAX_SAFE_INTEGER: larger integers lose precision in other languages.
 MAX_SAFE_INTEGER = 2**53 - 1

@@ -27,8 +27,8 @@ try:  # the server install; the light (emitter SDK) install signs only and verif
 except ImportError:  # pragma: no cover - exercised by the light install only
     nacl_bindings = None  # type: ignore[assignment]  # absent on the light install: OpenSSL verifies
 
-from pipeline.errors import SigningKeyError
-from pipeline.jcs import canonicalize
+from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.jcs import canonicalize
 
 JWKS_FILE = "jwks.json"
 KeyId = NewType("KeyId", str)  # RFC 7638 thumbprint, base64url
@@ -95,7 +95,7 @@ class KeyRing:
         self._keys = keys
         self._raw = {kid: _raw_public(k) for kid, k in keys.items()}
         self._windows = windows or {}  # kid -> [not_before, not_after) as RFC 3339 UTC text
-        # The emitter key set (pipeline.contract.signature.EmitterKeys) a verifier holds records'
+        # The emitter key set (aiaudit.pipeline.contract.signature.EmitterKeys) a verifier holds records'
         # events to, or None: emitter signatures are then not checked.
         self.emitters = emitters
 

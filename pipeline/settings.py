@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline import names
+from aiaudit.pipeline import names
 
 
 def _default_keys_dir() -> Path:
@@ -48,7 +48,7 @@ class KafkaSettings(BaseModel):
     # Unset: Avro single-object encoding (schema fingerprint), no registry needed.
     schema_registry_url: str | None = None
     # Extra librdkafka client properties (security.protocol, sasl.*, ssl.*), given as JSON. Secret
-    # (sasl.password, ssl.key.password): never shown with the settings; pipeline.kafka.config unwraps them.
+    # (sasl.password, ssl.key.password): never shown with the settings; aiaudit.pipeline.kafka.config unwraps them.
     client_config: dict[str, SecretStr] = Field(default_factory=dict)
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from infra.topics import ensure_topics
-from pipeline.errors import InfraError
-from pipeline.settings import Settings
+from aiaudit.infra.topics import ensure_topics
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 LIB_DIR = HERE / "lib"

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from pipeline.chain.merkle import TILE_HEIGHT, CompactRange
-from pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, NoteSigner, cosign, sign_checkpoint
+from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, NoteSigner, cosign, sign_checkpoint
 
 MESSAGE_VERSION = 1
 MAX_TILES_PER_MESSAGE = 1 << 16  # a batch of at most 5,000 records completes far fewer

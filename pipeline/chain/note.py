@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.chain.merkle import HASH_SIZE
+from aiaudit.pipeline.chain.merkle import HASH_SIZE
 
 SIG_ED25519 = 0x01
 SIG_COSIGNATURE_V1 = 0x04

@@ -18,8 +18,8 @@ from typing import Any, NewType, Protocol
 
 import orjson
 
-from pipeline.jcs import canonicalize
-from pipeline.keys import KeyId
+from aiaudit.pipeline.jcs import canonicalize
+from aiaudit.pipeline.keys import KeyId
 
 RECORD_VERSION = 1
 SIG_DOMAIN_V1 = b"aiaudit/record/v1\n"  # the signature's domain tag: these signatures sign nothing else

@@ -7,9 +7,9 @@ import logging
 
 from confluent_kafka import Message
 
-from pipeline.chain.checkpoint import TreeState
-from pipeline.chain.merkle import CompactRange
-from pipeline.chain.note import (
+from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.chain.merkle import CompactRange
+from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,
@@ -18,10 +18,10 @@ from pipeline.chain.note import (
     cosignatures,
     open_checkpoint,
 )
-from pipeline.chain.record import ChainHead, ChainId, Record, parse_payload
-from pipeline.errors import InfraError
-from pipeline.kafka.io import read_partition
-from pipeline.settings import Settings
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, parse_payload
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.kafka.io import read_partition
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
 

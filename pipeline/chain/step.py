@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
-from pipeline.errors import EventRejected, NotCanonicalizable
+from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
+from aiaudit.pipeline.errors import EventRejected, NotCanonicalizable
 
 
 @dataclass(frozen=True)

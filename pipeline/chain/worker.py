@@ -27,22 +27,22 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline import contract, names
-from pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend, log_clock, timestamp_line
-from pipeline.chain.merkle import CompactRange
-from pipeline.chain.note import SIG_ED25519, NoteSigner
-from pipeline.chain.record import ChainHead, Signer, Source, chain_origin
-from pipeline.chain.resume import read_chain_head, read_tree
-from pipeline.chain.step import InputMessage, chain_batch
-from pipeline.contract import format_ts
-from pipeline.contract.codec import SchemaResolver, no_registry
-from pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
-from pipeline.contract.registry import RegistryClient
-from pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
-from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import commit_transaction, fenced, position, read_tails
-from pipeline.keys import raw_public
-from pipeline.settings import Settings
+from aiaudit.pipeline import contract, names
+from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend, log_clock, timestamp_line
+from aiaudit.pipeline.chain.merkle import CompactRange
+from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner
+from aiaudit.pipeline.chain.record import ChainHead, Signer, Source, chain_origin
+from aiaudit.pipeline.chain.resume import read_chain_head, read_tree
+from aiaudit.pipeline.chain.step import InputMessage, chain_batch
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.contract.codec import SchemaResolver, no_registry
+from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
+from aiaudit.pipeline.contract.registry import RegistryClient
+from aiaudit.pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_tails
+from aiaudit.pipeline.keys import raw_public
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
 

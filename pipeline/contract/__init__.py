@@ -8,7 +8,7 @@
 Pure except registry.py. Emitters, the chain worker and the gateway all import from here.
 """
 
-from pipeline.contract.codec import (
+from aiaudit.pipeline.contract.codec import (
                                      CONFLUENT_MAGIC,
                                      SINGLE_OBJECT_MAGIC,
                                      SchemaResolver,
@@ -25,7 +25,7 @@ from pipeline.contract.codec import (
                                      to_json_event,
                                      validate_event,
 )
-from pipeline.contract.schema import (
+from aiaudit.pipeline.contract.schema import (
                                      ACTOR_TYPES,
                                      DECISIONS,
                                      LEVEL_RANK,

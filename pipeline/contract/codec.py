@@ -19,7 +19,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from pipeline.contract.schema import (
+from aiaudit.pipeline.contract.schema import (
     MAX_LIST_ITEMS,
     MAX_TEXT_CHARS,
     REQUIRED_TEXT,
@@ -28,9 +28,9 @@ from pipeline.contract.schema import (
     known_fingerprints,
     parsed_schema,
 )
-from pipeline.contract.signature import SIGNATURE_FIELD
-from pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
-from pipeline.jcs import MAX_SAFE_INTEGER
+from aiaudit.pipeline.contract.signature import SIGNATURE_FIELD
+from aiaudit.pipeline.errors import InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
+from aiaudit.pipeline.jcs import MAX_SAFE_INTEGER
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
-from pipeline.contract.signature import NAME, EmitterKeys, parse_key_set
-from pipeline.errors import SigningKeyError
-from pipeline.keys import (
+from aiaudit.pipeline.contract.signature import NAME, EmitterKeys, parse_key_set
+from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.keys import (
     Ed25519Signer,
     KeyRing,
     _check_folder,
@@ -28,7 +28,7 @@ from pipeline.keys import (
     load_signer,
     thumbprint,
 )
-from pipeline.settings import Settings
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.keys")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import fastavro
 
-from pipeline.errors import ConfigError, DependencyUnavailable, UnknownSchema
+from aiaudit.pipeline.errors import ConfigError, DependencyUnavailable, UnknownSchema
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 MAX_RESPONSE_BYTES = 1 << 20  # a schema document is small; refuse anything larger

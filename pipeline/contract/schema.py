@@ -14,11 +14,11 @@ from typing import Any
 
 import fastavro
 
-from schemas import earlier_event_schemas, event_schema_text
+from aiaudit.schemas import earlier_event_schemas, event_schema_text
 
 # Re-exported: the contract's one reader of the schema and its enums.
-from schemas import enum_symbols as enum_symbols
-from schemas import event_schema as event_schema
+from aiaudit.schemas import enum_symbols as enum_symbols
+from aiaudit.schemas import event_schema as event_schema
 
 # Fields that must be present and non-empty for a record to be evidence.
 REQUIRED_TEXT = (

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, cast
 
-from pipeline.errors import SigningKeyError
-from pipeline.jcs import canonicalize
+from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.jcs import canonicalize
 
 SIGNATURE_FIELD = "emitter_signature"
 EVENT_SIG_DOMAIN = b"aiaudit/event/v1\n"  # these signatures sign nothing else (records use aiaudit/record/v1)
@@ -43,7 +43,7 @@ class EventSigner(Protocol):
 
 
 class Verifier(Protocol):
-    """What checks an Ed25519 signature: pipeline.keys.KeyRing."""
+    """What checks an Ed25519 signature: aiaudit.pipeline.keys.KeyRing."""
 
     def __contains__(self, kid: object) -> bool: ...
 

@@ -41,9 +41,9 @@ import aiohttp
 import faust
 import orjson
 
-from pipeline.deliver.faust_app import App
-from pipeline.deliver.formats import Unreadable, parse_finding
-from pipeline.deliver.policy import (
+from aiaudit.pipeline.deliver.faust_app import App
+from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding
+from aiaudit.pipeline.deliver.policy import (
     DeliveryRecord,
     Step,
     after_attempt,
@@ -52,9 +52,9 @@ from pipeline.deliver.policy import (
     retry_step,
     suppression_keys,
 )
-from pipeline.deliver.send import Target, send
-from pipeline.score.finding_signature import from_headers, signature_problem
-from pipeline.settings import Settings
+from aiaudit.pipeline.deliver.send import Target, send
+from aiaudit.pipeline.score.finding_signature import from_headers, signature_problem
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
 

@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from pipeline.deliver.policy import SEVERITY_RANK, Destination
-from pipeline.deliver.send import Target
-from pipeline.errors import ConfigError
+from aiaudit.pipeline.deliver.policy import SEVERITY_RANK, Destination
+from aiaudit.pipeline.deliver.send import Target
+from aiaudit.pipeline.errors import ConfigError
 
 MAX_FILE_BYTES = 64 * 1024
 MAX_DESTINATIONS = 32

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.deliver.formats import detectors_of
+from aiaudit.pipeline.deliver.formats import detectors_of
 
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
 Kind = Literal["webhook", "splunk_hec", "syslog", "chat"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.deliver.formats import DELIVERY_HEADER, WebhookRefused, verify_webhook
+from aiaudit.pipeline.deliver.formats import DELIVERY_HEADER, WebhookRefused, verify_webhook
 
 MAX_BODY_BYTES = 1_048_576 + 4096
 

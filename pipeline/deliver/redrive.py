@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.deliver.formats import Unreadable, parse_finding
+from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding
 
 MAX_DEAD_LETTER_BYTES = 2 * 1_048_576
 MAX_ATTEMPT = 1000  # beyond any destination's max_attempts plus re-drives

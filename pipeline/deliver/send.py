@@ -17,8 +17,14 @@ from typing import Any
 
 import aiohttp
 
-from pipeline.deliver.formats import chat_message, octet_counted, splunk_hec_body, syslog_message, webhook_request
-from pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
+from aiaudit.pipeline.deliver.formats import (
+    chat_message,
+    octet_counted,
+    splunk_hec_body,
+    syslog_message,
+    webhook_request,
+)
+from aiaudit.pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
 
 TIMEOUT_S = 10.0
 

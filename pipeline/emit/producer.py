@@ -19,13 +19,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from pipeline import contract
-from pipeline.contract.emitter_keys import load_emitter_signer
-from pipeline.contract.signature import SIGNATURE_FIELD, signature_member, speaks_for
-from pipeline.errors import DeliveryFailed, InfraError, SigningKeyError
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import Ed25519Signer
-from pipeline.settings import Settings
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.contract.emitter_keys import load_emitter_signer
+from aiaudit.pipeline.contract.signature import SIGNATURE_FIELD, signature_member, speaks_for
+from aiaudit.pipeline.errors import DeliveryFailed, InfraError, SigningKeyError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Emitter:
     def _register_schema(registry_url: str | None) -> int | None:
         if not registry_url:
             return None
-        from pipeline.contract.registry import RegistryClient
+        from aiaudit.pipeline.contract.registry import RegistryClient
 
         return RegistryClient(registry_url).register(f"{contract.parsed_schema()['name']}-value", contract.schema_text())
 

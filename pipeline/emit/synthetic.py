@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pipeline import contract
+from aiaudit.pipeline import contract
 
 PEOPLE = [
     ("alice@acme.example", "finance-analyst"),
@@ -144,7 +144,7 @@ class SyntheticEvents:
 
 def malformed_messages(seed: int, max_event_bytes: int) -> list[tuple[str, bytes]]:
     """One message of each kind of bad input the chain worker must dead-letter, labelled by reason."""
-    from pipeline import contract  # local: keeps this module free of fastavro for pure users
+    from aiaudit.pipeline import contract  # local: keeps this module free of fastavro for pure users
 
     rng = random.Random(seed)
     good = SyntheticEvents(seed, datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc), "malformed-demo").next_event()
@@ -164,7 +164,7 @@ def malformed_messages(seed: int, max_event_bytes: int) -> list[tuple[str, bytes
 def forged_message(seed: int) -> bytes:
     """A well-formed event that no emitter key signed: what a writer to the requests topic could forge.
     The chain worker dead-letters it as unauthenticated_emitter (while it requires signatures)."""
-    from pipeline import contract
+    from aiaudit.pipeline import contract
 
     event = SyntheticEvents(seed, datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc), "edge-forged").next_event()
     return contract.frame_single_object(contract.encode_datum({**event, "emitter_id": "edge-forged", "emitter_seq": 0}))

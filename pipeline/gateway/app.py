@@ -8,7 +8,7 @@ Routes (a route is a policy route; `/v1/...` is the route named `default`):
     POST [/r/<route>]/v1/embeddings
 
 Per request: authenticate (API key or OIDC token; nothing the caller says about itself
-counts) -> classify the prompt -> decide (pure, pipeline.gateway.policy) -> deny, or forward
+counts) -> classify the prompt -> decide (pure, aiaudit.pipeline.gateway.policy) -> deny, or forward
 (redacted or rerouted as decided) -> classify the response -> one event to the emitter SDK.
 Denied and failed requests produce events too. The gateway keeps no state between requests,
 so replicas scale behind any load balancer.
@@ -37,16 +37,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
-from pipeline.gateway import shape, wire
-from pipeline.gateway.classify import Classification, content_features, redact
-from pipeline.gateway.config import GatewayConfig, load_config
-from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
-from pipeline.gateway.evidence import Evidence
-from pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, Jwks, Principal
-from pipeline.gateway.policy import Decision, Policy, bundle_message, decide, parse_policy
-from pipeline.gateway.upstream import Answer, Vendor
-from pipeline.settings import Settings
+from aiaudit.pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
+from aiaudit.pipeline.gateway import shape, wire
+from aiaudit.pipeline.gateway.classify import Classification, content_features, redact
+from aiaudit.pipeline.gateway.config import GatewayConfig, load_config
+from aiaudit.pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from aiaudit.pipeline.gateway.evidence import Evidence
+from aiaudit.pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, Jwks, Principal
+from aiaudit.pipeline.gateway.policy import Decision, Policy, bundle_message, decide, parse_policy
+from aiaudit.pipeline.gateway.upstream import Answer, Vendor
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")
 

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.contract.schema import LEVEL_RANK, LEVELS  # the contract's enum, lowest first
+from aiaudit.pipeline.contract.schema import LEVEL_RANK, LEVELS  # the contract's enum, lowest first
 
 _DETECTORS: tuple[tuple[str, str], ...] = (
     ("pii.email", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b"),

@@ -26,8 +26,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError
-from pipeline.gateway.identity import ApiKeyEntry, OidcSettings
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.gateway.identity import ApiKeyEntry, OidcSettings
 
 
 class Upstream(BaseModel):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.gateway.classify import Classification
-from pipeline.gateway.identity import Principal
-from pipeline.gateway.policy import Decision, Policy
+from aiaudit.pipeline.gateway.classify import Classification
+from aiaudit.pipeline.gateway.identity import Principal
+from aiaudit.pipeline.gateway.policy import Decision, Policy
 
 MAX_REASON_CHARS = 1024  # each decision reason (they quote model names, vendor errors ...)
 MAX_REASONS = 64

@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Producer
 
-from pipeline.contract.emitter_keys import emitter_name
-from pipeline.emit.producer import Delivery, Emitter
-from pipeline.errors import DeliveryFailed
-from pipeline.kafka import config as kafka_config
-from pipeline.settings import Settings
+from aiaudit.pipeline.contract.emitter_keys import emitter_name
+from aiaudit.pipeline.emit.producer import Delivery, Emitter
+from aiaudit.pipeline.errors import DeliveryFailed
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.gateway")
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.errors import AuthError
+from aiaudit.pipeline.errors import AuthError
 
 log = logging.getLogger("aiaudit.gateway.identity")
 

@@ -37,10 +37,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.contract.schema import DECISIONS, LEVEL_RANK, LEVELS
-from pipeline.errors import PolicyError
-from pipeline.gateway.classify import Classification, Classifier, OrgTerm
-from pipeline.jcs import canonicalize
+from aiaudit.pipeline.contract.schema import DECISIONS, LEVEL_RANK, LEVELS
+from aiaudit.pipeline.errors import PolicyError
+from aiaudit.pipeline.gateway.classify import Classification, Classifier, OrgTerm
+from aiaudit.pipeline.jcs import canonicalize
 
 # Built from the contract's enums, so a policy file can only name levels the event can carry.
 Level = Literal[LEVELS]  # type: ignore[valid-type]  # a runtime tuple: Literal["public", ...] from the schema

@@ -25,8 +25,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from pipeline.errors import UpstreamError
-from pipeline.gateway.config import Upstream
+from aiaudit.pipeline.errors import UpstreamError
+from aiaudit.pipeline.gateway.config import Upstream
 
 # An Azure deployment name as it may appear in a URL path segment.
 DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any
 
-from pipeline.settings import Settings
+from aiaudit.pipeline.settings import Settings
 
 Config = dict[str, Any]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from pipeline.errors import InfraError
-from pipeline.kafka import config as kafka_config
-from pipeline.settings import Settings
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.settings import Settings
 
 _TRANSIENT = frozenset({
     KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,

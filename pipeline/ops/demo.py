@@ -19,43 +19,43 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from infra.kafka.broker import LocalKafka
-from pipeline import store
-from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
-from pipeline.contract.emitter_keys import key_set_file, load_emitter_keys, read_key_set
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
-from pipeline.errors import InfraError, SigningKeyError
-from pipeline.gateway.policy import bundle_message, bundle_problems
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import (
+from aiaudit.infra.kafka.broker import LocalKafka
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, NoteSigner
+from aiaudit.pipeline.contract.emitter_keys import key_set_file, load_emitter_keys, read_key_set
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
+from aiaudit.pipeline.errors import InfraError, SigningKeyError
+from aiaudit.pipeline.gateway.policy import bundle_message, bundle_problems
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import (
     KeyRing,
     active_key_file,
     checkpoint_key_file,
     ensure_checkpoint_key,
     ensure_operator_key,
     generate_key,
+    load_checkpoint_key,
     load_operator_key,
     load_or_create_scorer_key,
     operator_key_file,
-    read_operator_public_key,
-    scorer_key_file,
-    load_checkpoint_key,
     read_checkpoint_public_key,
     read_jwks,
+    read_operator_public_key,
+    scorer_key_file,
 )
-from pipeline.ops.progress import Lag, wait_until_drained
-from pipeline.ops.supervisor import start_worker, stop_worker
-from pipeline.query.api import find_records, policies_in_force, policy_bundle
-from pipeline.query.export import export_records
-from pipeline.query.export_read import read_export_file
-from pipeline.settings import Settings
-from pipeline.store import dead_letters, evidence
-from pipeline.store.filters import Filters
-from pipeline.verify.run import verify_export
-from pipeline.verify.trust import parse_trust, trust_document
-from pipeline.verify.sources import verify_store
-from pipeline.witness.submit import submit_once
+from aiaudit.pipeline.ops.progress import Lag, wait_until_drained
+from aiaudit.pipeline.ops.supervisor import start_worker, stop_worker
+from aiaudit.pipeline.query.api import find_records, policies_in_force, policy_bundle
+from aiaudit.pipeline.query.export import export_records
+from aiaudit.pipeline.query.export_read import read_export_file
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import dead_letters, evidence
+from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.verify.run import verify_export
+from aiaudit.pipeline.verify.sources import verify_store
+from aiaudit.pipeline.verify.trust import parse_trust, trust_document
+from aiaudit.pipeline.witness.submit import submit_once
 
 # The policy bundles the demo's traffic was decided under: published to the policies topic like a
 # gateway publishes its own, so `aiaudit gateway policy --version V` prints the exact bundle of
@@ -86,7 +86,7 @@ routes:
 
 def demo_policies() -> list[Any]:
     """The two demo bundles, parsed and versioned as the gateway would."""
-    from pipeline.gateway.policy import parse_policy
+    from aiaudit.pipeline.gateway.policy import parse_policy
 
     first = parse_policy(DEMO_POLICY, source="demo policy 2026.10.0")
     second = parse_policy(DEMO_POLICY.replace('version: "2026.10.0"', 'version: "2026.11.0"').replace(
@@ -133,10 +133,10 @@ def _chat(url: str, key: str, text: str) -> tuple[int, str, str]:
 
 def _gateway_step(settings: Settings, state: Path) -> None:
     """Requests through the gateway (in this process) to the vendor stand-in; their events join the chain."""
-    from pipeline.gateway.app import build_app
-    from pipeline.gateway.identity import new_api_key
-    from pipeline.ops.vendor_standin import FakeUpstream, Served
-    from pipeline.settings import GatewaySettings
+    from aiaudit.pipeline.gateway.app import build_app
+    from aiaudit.pipeline.gateway.identity import new_api_key
+    from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
+    from aiaudit.pipeline.settings import GatewaySettings
 
     step("Requests through the policy-enforcing gateway to a vendor stand-in: allowed, redacted, denied, rerouted")
     folder = state / "gateway"
@@ -177,14 +177,14 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
 
     import yaml
 
-    from detectors.rules import RULES_VERSION
-    from detectors.traffic import TUNING, labelled_traffic
-    from pipeline.deliver.receiver import WebhookReceiver
-    from pipeline.keys import load_signer
-    from pipeline.ops.labelled import emit_all
-    from pipeline.ops.progress import scoring_done
-    from pipeline.query.alerts import list_alerts, set_status, status_history
-    from pipeline.score.models import events_from_store, promote, train_from
+    from aiaudit.detectors.rules import RULES_VERSION
+    from aiaudit.detectors.traffic import TUNING, labelled_traffic
+    from aiaudit.pipeline.deliver.receiver import WebhookReceiver
+    from aiaudit.pipeline.keys import load_signer
+    from aiaudit.pipeline.ops.labelled import emit_all
+    from aiaudit.pipeline.ops.progress import scoring_done
+    from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
+    from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 
     step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
     started = datetime.now(timezone.utc)
@@ -283,7 +283,7 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
 def _with_emitter_key(settings: Settings) -> Settings:
     """The demo's emitters (SDK and gateway) sign with one key registered as emitter `demo`: made
     and registered on the first run (each real emitter has its own: `aiaudit keys emitter new`)."""
-    from pipeline.contract.emitter_keys import EMITTERS_DIR, new_emitter_key
+    from aiaudit.pipeline.contract.emitter_keys import EMITTERS_DIR, new_emitter_key
 
     if settings.emitter.key_file is not None or not settings.emitter.sign:
         print(f"emitter key: {settings.emitter.key_file or 'none (events unsigned)'}")
@@ -488,7 +488,7 @@ def _witness_step(settings: Settings, client: Any, keyring: KeyRing, state: Path
     url = f"http://127.0.0.1:{port}"
     log_file = state / "logs" / "witness.log"
     with log_file.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "witness", "serve", "--config", str(config),
+        proc = subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "witness", "serve", "--config", str(config),
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pipeline.emit.producer import Emitter
-from pipeline.settings import Settings
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.settings import Settings
 
 
 def contract_event(ev: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The chain stage is done with a partition when its committed input offset reaches the end of
 the requests topic; the sink is done when its committed offset passes the last committed
-message of every topic it stores (pipeline.sink.rows.sink_topics; their ends hold
+message of every topic it stores (aiaudit.pipeline.sink.rows.sink_topics; their ends hold
 transaction markers, so the last data message is read rather than the high watermark trusted).
 """
 
@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from infra.topics import topic_specs
-from pipeline.kafka.io import committed_offsets, end_offsets, position, read_tail
-from pipeline.settings import Settings
-from pipeline.sink.rows import sink_topics
+from aiaudit.infra.topics import topic_specs
+from aiaudit.pipeline.kafka.io import committed_offsets, end_offsets, position, read_tail
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.sink.rows import sink_topics
 
 
 @dataclass(frozen=True)

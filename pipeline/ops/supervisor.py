@@ -33,7 +33,7 @@ def stop_on_signals() -> threading.Event:
 def start_worker(role: str, *, instance_id: str | None = None, log_file: Path | None = None,
                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`aiaudit worker <role>` as a child process, its output appended to log_file (or inherited)."""
-    argv = [sys.executable, "-m", "pipeline.cli", "worker", role]
+    argv = [sys.executable, "-m", "aiaudit.pipeline.cli", "worker", role]
     if instance_id:
         argv += ["--instance-id", instance_id]
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115  # handed to the child process

@@ -124,7 +124,7 @@ class Served:
         self.sock.close()
 
 
-if __name__ == "__main__":  # a standalone fake vendor for benchmarks: python -m pipeline.ops.vendor_standin PORT
+if __name__ == "__main__":  # a standalone fake vendor for benchmarks: python -m aiaudit.pipeline.ops.vendor_standin PORT
     import sys
 
     uvicorn.run(FakeUpstream().app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,

@@ -15,11 +15,11 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
-from pipeline import store
-from pipeline.errors import ConfigError, InfraError
-from pipeline.kafka import config as kafka_config
-from pipeline.settings import Settings
-from pipeline.store import alerts, deliveries
+from aiaudit.pipeline import store
+from aiaudit.pipeline.errors import ConfigError, InfraError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import alerts, deliveries
 
 STATUSES = alerts.STATUSES
 SEVERITIES = ("medium", "high", "critical")

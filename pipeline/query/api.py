@@ -6,10 +6,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline import store
-from pipeline.settings import Settings
-from pipeline.store import evidence, policies
-from pipeline.store.filters import Filters
+from aiaudit.pipeline import store
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import evidence, policies
+from aiaudit.pipeline.store.filters import Filters
 
 
 def find_records(client: Client, settings: Settings, filters: Filters,

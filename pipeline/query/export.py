@@ -15,11 +15,11 @@ from typing import IO, Any
 from clickhouse_connect.driver.client import Client
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline import store
-from pipeline.chain import merkle
-from pipeline.chain.note import NoteError, cosignature_time
-from pipeline.contract import format_ts
-from pipeline.query.export_file import (
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import NoteError, cosignature_time
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.query.export_file import (
     ExportedCheckpoint,
     Inclusion,
     checkpoint_line,
@@ -27,10 +27,10 @@ from pipeline.query.export_file import (
     inclusion_line,
     record_line_bytes,
 )
-from pipeline.query.proofs import StoredHashes
-from pipeline.settings import Settings
-from pipeline.store import checkpoints, evidence
-from pipeline.store.filters import Filters
+from aiaudit.pipeline.query.proofs import StoredHashes
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import checkpoints, evidence
+from aiaudit.pipeline.store.filters import Filters
 
 
 @dataclass

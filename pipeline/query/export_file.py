@@ -42,10 +42,10 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.chain.merkle import HASH_SIZE
-from pipeline.chain.note import MAX_NOTE_BYTES, MAX_SIGNATURES
-from pipeline.chain.record import Record
-from pipeline.jcs import canonicalize
+from aiaudit.pipeline.chain.merkle import HASH_SIZE
+from aiaudit.pipeline.chain.note import MAX_NOTE_BYTES, MAX_SIGNATURES
+from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.jcs import canonicalize
 
 VERSION = 3
 READABLE = (2, 3)

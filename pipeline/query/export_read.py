@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.chain.record import Record
-from pipeline.errors import ConfigError
-from pipeline.query.export_file import ExportFile, add_line
+from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.query.export_file import ExportFile, add_line
 
 MAX_PROBLEMS = 1000  # malformed lines listed one by one; past that, counted
 

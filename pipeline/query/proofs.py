@@ -21,13 +21,13 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline import store
-from pipeline.chain import merkle
-from pipeline.chain.merkle import TILE_HEIGHT
-from pipeline.chain.note import Checkpoint, split_note
-from pipeline.errors import ConfigError, StoreError
-from pipeline.settings import Settings
-from pipeline.store import checkpoints, evidence
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.merkle import TILE_HEIGHT
+from aiaudit.pipeline.chain.note import Checkpoint, split_note
+from aiaudit.pipeline.errors import ConfigError, StoreError
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import checkpoints, evidence
 
 TILE_WIDTH = 1 << TILE_HEIGHT
 

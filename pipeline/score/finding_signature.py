@@ -24,7 +24,6 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-
 DOMAIN = b"aiaudit/finding/v1\n"
 HEADER = "aiaudit-finding-sig"
 

@@ -22,18 +22,18 @@ import numpy as np
 import yaml
 from clickhouse_connect.driver.client import Client
 
-from detectors.features import FeatureExtractor
-from detectors.model import Detector, check_version, load, save, train
-from detectors.rules import RuleConfig, config_from_policy
-from pipeline import store
-from pipeline.chain.record import parse_payload
-from pipeline.contract import format_ts
-from pipeline.errors import ConfigError
-from pipeline.keys import Ed25519Signer, KeyId, KeyRing
-from pipeline.query.export_read import read_export
-from pipeline.settings import Settings
-from pipeline.store import evidence, promotions
-from pipeline.store.filters import Filters
+from aiaudit.detectors.features import FeatureExtractor
+from aiaudit.detectors.model import Detector, check_version, load, save, train
+from aiaudit.detectors.rules import RuleConfig, config_from_policy
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain.record import parse_payload
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.keys import Ed25519Signer, KeyId, KeyRing
+from aiaudit.pipeline.query.export_read import read_export
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import evidence, promotions
+from aiaudit.pipeline.store.filters import Filters
 
 LIVE = "live.json"
 log = logging.getLogger("aiaudit.score")

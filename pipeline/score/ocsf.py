@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from detectors.rules import RULES_VERSION, RuleHit
+from aiaudit.detectors.rules import RULES_VERSION, RuleHit
 
 OCSF_VERSION = "1.3.0"
 CLASS_UID = 2004  # Detection Finding

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import IdentityState, event_time, extract, observe
-from detectors.model import Detector
-from detectors.rules import SEVERITY_RANK, RuleConfig, check, severity_of
-from pipeline.chain.record import Record, parse_payload
-from pipeline.score.ocsf import detection_finding
+from aiaudit.detectors.features import IdentityState, event_time, extract, observe
+from aiaudit.detectors.model import Detector
+from aiaudit.detectors.rules import SEVERITY_RANK, RuleConfig, check, severity_of
+from aiaudit.pipeline.chain.record import Record, parse_payload
+from aiaudit.pipeline.score.ocsf import detection_finding
 
 
 @dataclass(frozen=True)

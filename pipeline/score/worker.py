@@ -38,23 +38,23 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from detectors.features import IdentityState, state_from_dict, state_to_dict
-from detectors.model import Detector
-from detectors.rules import RuleConfig
-from pipeline.chain.record import Record
-from pipeline.contract import format_ts
-from pipeline.errors import InfraError
-from pipeline.kafka import config as kafka_config
-from pipeline.score.finding_signature import HEADER as FINDING_HEADER
-from pipeline.score.finding_signature import header_value, sign_finding
-from pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
-from pipeline.score.models import Promoted
-from pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
-from pipeline.settings import Settings
-from pipeline.store import promotions
+from aiaudit.detectors.features import IdentityState, state_from_dict, state_to_dict
+from aiaudit.detectors.model import Detector
+from aiaudit.detectors.rules import RuleConfig
+from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
+from aiaudit.pipeline.score.finding_signature import HEADER as FINDING_HEADER
+from aiaudit.pipeline.score.finding_signature import header_value, sign_finding
+from aiaudit.pipeline.score.models import Promoted
+from aiaudit.pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import promotions
 
 log = logging.getLogger("aiaudit.score")
 

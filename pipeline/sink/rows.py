@@ -13,11 +13,20 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline import names
-from pipeline.chain.checkpoint import TreeState
-from pipeline.chain.record import Record
-from pipeline.settings import KafkaSettings
-from pipeline.store import alerts, checkpoints, content, dead_letters, deliveries, evidence, policies, promotions
+from aiaudit.pipeline import names
+from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.settings import KafkaSettings
+from aiaudit.pipeline.store import (
+    alerts,
+    checkpoints,
+    content,
+    dead_letters,
+    deliveries,
+    evidence,
+    policies,
+    promotions,
+)
 
 
 class Consumed(Protocol):

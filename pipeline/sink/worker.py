@@ -16,12 +16,12 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer
 
-from pipeline import names, store
-from pipeline.errors import InfraError, StoreError
-from pipeline.kafka import config as kafka_config
-from pipeline.settings import Settings
-from pipeline.sink.rows import rows_of, sink_topics
-from pipeline.store.api import ReadLimits, StoreServer
+from aiaudit.pipeline import names, store
+from aiaudit.pipeline.errors import InfraError, StoreError
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.sink.rows import rows_of, sink_topics
+from aiaudit.pipeline.store.api import ReadLimits, StoreServer
 
 log = logging.getLogger("aiaudit.sink")
 

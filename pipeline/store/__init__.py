@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
     # `store.connect(...)` etc. come from client.py, imported on first use (PEP 562) so that the pure
     # table modules above import without clickhouse-connect (tests/unit/test_layers.py holds them to it).
     if name in __all__:
-        from pipeline.store import client
+        from aiaudit.pipeline.store import client
 
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.contract import parse_ts
+from aiaudit.pipeline.contract import parse_ts
 
 SCORE_COLUMNS = ("origin", "seq", "leaf_hash", "actor_id", "ts", "score", "severity", "model_version")
 ALERT_COLUMNS = ("finding_uid", "detected_at", "severity", "actor_id", "origin", "seq", "leaf_hash", "score",
@@ -18,7 +18,7 @@ STATUS_COLUMNS = ("finding_uid", "status", "actor", "note", "at")
 
 
 def score_row(obj: dict[str, Any]) -> list[Any]:
-    """A scores-topic message (pipeline.score.step.Scored.row) -> scores-table row."""
+    """A scores-topic message (aiaudit.pipeline.score.step.Scored.row) -> scores-table row."""
     return [obj["origin"], int(obj["seq"]), obj["leaf_hash"], obj["actor_id"], parse_ts(obj["ts"]), float(obj["score"]),
             obj["severity"], obj["model_version"]]
 

@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import StoreError
+from aiaudit.pipeline.errors import StoreError
 
 log = logging.getLogger("aiaudit.store.api")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.chain.checkpoint import TreeState
-from pipeline.contract import parse_ts
+from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.contract import parse_ts
 
 COLUMNS = ("origin", "size", "root", "compact_range", "tile_levels", "tile_indexes", "tile_hashes", "note", "issued_at",
            "timestamp")

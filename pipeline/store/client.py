@@ -17,10 +17,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.errors import ConfigError, StoreError
-from pipeline.names import EVIDENCE_TABLE
-from pipeline.settings import Settings
-from pipeline.store.api import RemoteClient
+from aiaudit.pipeline.errors import ConfigError, StoreError
+from aiaudit.pipeline.names import EVIDENCE_TABLE
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store.api import RemoteClient
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -33,7 +33,7 @@ def database(settings: Settings) -> str:
 
 
 def ddl_statements(db: str) -> list[str]:
-    text = resources.files("infra").joinpath("clickhouse/ddl.sql").read_text(encoding="utf-8")
+    text = resources.files("aiaudit.infra").joinpath("clickhouse/ddl.sql").read_text(encoding="utf-8")
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.contract import parse_ts
+from aiaudit.pipeline.contract import parse_ts
 
 COLUMNS = ("event_id", "retention_scope", "expires_at", "key_b64", "prompt", "response")
 
 
 def row(obj: dict[str, Any]) -> list[Any]:
-    """A content-topic message (pipeline.gateway.event.content_message) -> content-table row."""
+    """A content-topic message (aiaudit.pipeline.gateway.event.content_message) -> content-table row."""
     return [obj["event_id"], obj["retention_scope"], parse_ts(obj["expires_at"]), obj["key_b64"], obj.get("prompt"),
             obj.get("response")]

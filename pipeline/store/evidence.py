@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from pipeline.chain.record import ChainId, Digest, Record, parse_payload
-from pipeline.contract import parse_ts
-from pipeline.store.filters import Filters, where_clause
+from aiaudit.pipeline.chain.record import ChainId, Digest, Record, parse_payload
+from aiaudit.pipeline.contract import parse_ts
+from aiaudit.pipeline.store.filters import Filters, where_clause
 
 COLUMNS = (
     "origin", "seq", "leaf_hash", "prev", "kid", "ts", "src_topic", "src_partition", "src_offset",

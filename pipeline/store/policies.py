@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.contract import parse_ts
+from aiaudit.pipeline.contract import parse_ts
 
 COLUMNS = ("policy_id", "policy_version", "declared_version", "canonical_json", "source_yaml", "loaded_at",
            "gateway_id")
 
 
 def row(obj: dict[str, Any]) -> list[Any]:
-    """A policies-topic message (pipeline.gateway.policy.bundle_message) -> policies-table row."""
+    """A policies-topic message (aiaudit.pipeline.gateway.policy.bundle_message) -> policies-table row."""
     return [obj["policy_id"], obj["policy_version"], obj["declared_version"], obj["canonical_json"], obj["source_yaml"],
             parse_ts(obj["loaded_at"]), obj["gateway_id"]]
 

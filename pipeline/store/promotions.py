@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.contract import parse_ts
+from aiaudit.pipeline.contract import parse_ts
 
 COLUMNS = ("version", "sha256", "promoted_by", "promoted_at", "kid", "live_json", "first_scored_at", "scorer")
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pipeline.errors import ConfigError, Failure
+from aiaudit.pipeline.errors import ConfigError, Failure
 
 VERSION = 1
 MAX_STATE_BYTES = 16 << 20

@@ -16,9 +16,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from typing import Any
 
-from pipeline.keys import KeyRing
-from pipeline.store.evidence import columns_of
-from pipeline.verify.rules import Checked, StoredRecord, check_record
+from aiaudit.pipeline.keys import KeyRing
+from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.verify.rules import Checked, StoredRecord, check_record
 
 CHUNK = 250
 _ring: KeyRing | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.errors import Failure
+from aiaudit.pipeline.errors import Failure
 
 
 def _missing_ranges(have: list[int], low: int) -> list[tuple[int, int]]:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
-from pipeline.errors import ChainBroken, Failure, NotCanonicalizable
-from pipeline.jcs import MAX_SAFE_INTEGER, is_canonical
-from pipeline.keys import KeyRing
+from aiaudit.pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
+from aiaudit.pipeline.errors import ChainBroken, Failure, NotCanonicalizable
+from aiaudit.pipeline.jcs import MAX_SAFE_INTEGER, is_canonical
+from aiaudit.pipeline.keys import KeyRing
 
 REASONS = (
     "malformed_payload",  # not JSON, not a v1 record object

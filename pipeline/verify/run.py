@@ -7,14 +7,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chain.note import Verifier
-from pipeline.errors import Failure
-from pipeline.keys import KeyRing
-from pipeline.query.export_file import ExportFile, seal_problem
-from pipeline.store.evidence import columns_of
-from pipeline.verify.reconcile import reconcile_emitters
-from pipeline.verify.rules import ChainReport, Checker, StoredRecord, group_by_origin, scan_chain, sort_checking_order
-from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints, utc_text
+from aiaudit.pipeline.chain.note import Verifier
+from aiaudit.pipeline.errors import Failure
+from aiaudit.pipeline.keys import KeyRing
+from aiaudit.pipeline.query.export_file import ExportFile, seal_problem
+from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.verify.reconcile import reconcile_emitters
+from aiaudit.pipeline.verify.rules import (
+    ChainReport,
+    Checker,
+    StoredRecord,
+    group_by_origin,
+    scan_chain,
+    sort_checking_order,
+)
+from aiaudit.pipeline.verify.tree import TreeCheck, Windows, open_checkpoints, utc_text
 
 
 @dataclass

@@ -13,19 +13,19 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline import store
-from pipeline.chain import merkle
-from pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
-from pipeline.contract import format_ts
-from pipeline.errors import InfraError
-from pipeline.keys import KeyRing
-from pipeline.query.proofs import StoredHashes
-from pipeline.settings import Settings
-from pipeline.store import checkpoints, evidence
-from pipeline.store.filters import Filters
-from pipeline.verify.rules import Checker, StoredRecord
-from pipeline.verify.run import VerifyReport, verify_sample, verify_slices
-from pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.keys import KeyRing
+from aiaudit.pipeline.query.proofs import StoredHashes
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import checkpoints, evidence
+from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.verify.rules import Checker, StoredRecord
+from aiaudit.pipeline.verify.run import VerifyReport, verify_sample, verify_slices
+from aiaudit.pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
 
 
 def _normalise(value: Any) -> Any:

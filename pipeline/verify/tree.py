@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime, timezone
+from typing import Any
 
-from pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, verify_inclusion
-from pipeline.chain.note import (
+from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, verify_inclusion
+from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,
@@ -38,10 +38,9 @@ from pipeline.chain.note import (
     open_note,
     signature_line,
 )
-from pipeline.chain.record import leaf_hash
-from pipeline.errors import Failure
-from pipeline.verify.rules import StoredRecord
-
+from aiaudit.pipeline.chain.record import leaf_hash
+from aiaudit.pipeline.errors import Failure
+from aiaudit.pipeline.verify.rules import StoredRecord
 
 MAX_HOLES = 20  # ranges named in one truncated line; the gap rule names each one anyway
 

@@ -36,11 +36,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
-from pipeline.contract.emitter_keys import emitter_keys_from
-from pipeline.errors import ConfigError, SigningKeyError
-from pipeline.keys import KeyRing
-from pipeline.timespec import parse_duration
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
+from aiaudit.pipeline.contract.emitter_keys import emitter_keys_from
+from aiaudit.pipeline.errors import ConfigError, SigningKeyError
+from aiaudit.pipeline.keys import KeyRing
+from aiaudit.pipeline.timespec import parse_duration
 
 MAX_TRUST_BYTES = 1 << 20
 

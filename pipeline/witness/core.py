@@ -19,9 +19,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.chain import merkle
-from pipeline.chain.merkle import ProofError
-from pipeline.chain.note import Checkpoint, NoteError, NoteSigner, Verifier, cosign, open_checkpoint, split_note
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.merkle import ProofError
+from aiaudit.pipeline.chain.note import Checkpoint, NoteError, NoteSigner, Verifier, cosign, open_checkpoint, split_note
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_PROOF_LINES = 63

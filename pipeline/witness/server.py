@@ -1,7 +1,7 @@
 """`aiaudit witness serve`: the C2SP tlog-witness HTTP interface, run by a party the operator
 does not control, with its own key, its own state and its own list of logs it follows.
 
-    POST /add-checkpoint        the spec's call (pipeline.witness.core.decide)
+    POST /add-checkpoint        the spec's call (aiaudit.pipeline.witness.core.decide)
     GET  /latest?origin=<o>     (monitoring, an aiaudit extension) the newest cosigned size, root and
                                 cosignature line for a log, so a verifier can compare its store with it
 """
@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, Verifier
-from pipeline.errors import ConfigError
-from pipeline.keys import load_checkpoint_key
-from pipeline.witness.core import MAX_REQUEST_BYTES, BadRequest, decide, parse_request
-from pipeline.witness.state import WitnessState
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, Verifier
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.keys import load_checkpoint_key
+from aiaudit.pipeline.witness.core import MAX_REQUEST_BYTES, BadRequest, decide, parse_request
+from aiaudit.pipeline.witness.state import WitnessState
 
 log = logging.getLogger("aiaudit.witness")
 

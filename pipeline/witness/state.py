@@ -12,8 +12,8 @@ import os
 import threading
 from pathlib import Path
 
-from pipeline.errors import ConfigError
-from pipeline.witness.core import Cosigned
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.witness.core import Cosigned
 
 
 class WitnessState:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline import store
-from pipeline.chain.note import NoteError, Verifier, add_signatures, cosignatures
-from pipeline.query import proofs
-from pipeline.settings import Settings
-from pipeline.store import checkpoints
-from pipeline.witness.core import SIZE_CONTENT_TYPE, request_body
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain.note import NoteError, Verifier, add_signatures, cosignatures
+from aiaudit.pipeline.query import proofs
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.store import checkpoints
+from aiaudit.pipeline.witness.core import SIZE_CONTENT_TYPE, request_body
 
 log = logging.getLogger("aiaudit.witness")
 MAX_ANSWER_BYTES = 64 * 1024

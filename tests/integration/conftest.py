@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from infra.kafka.broker import LocalKafka
-from infra.topics import ensure_topics
-from pipeline import store
-from pipeline.keys import (
+from aiaudit.infra.kafka.broker import LocalKafka
+from aiaudit.infra.topics import ensure_topics
+from aiaudit.pipeline import store
+from aiaudit.pipeline.keys import (
     ensure_operator_key,
     generate_key,
     load_or_create_scorer_key,
     operator_key_file,
     scorer_key_file,
 )
-from pipeline.settings import (
+from aiaudit.pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,
     EmitterSettings,

@@ -13,11 +13,11 @@ import jwt
 import openai
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline import contract
-from pipeline.gateway.app import build_app
-from pipeline.gateway.identity import new_api_key
-from pipeline.ops.vendor_standin import FakeUpstream, Served
-from pipeline.settings import GatewaySettings, Settings
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.gateway.app import build_app
+from aiaudit.pipeline.gateway.identity import new_api_key
+from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
+from aiaudit.pipeline.settings import GatewaySettings, Settings
 from tests.integration.support import read_topic
 
 POLICY = """

@@ -16,16 +16,22 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pydantic import SecretStr
 
-from infra.kafka.broker import LocalKafka
-from infra.topics import ensure_topics
-from pipeline.contract.emitter_keys import EMITTERS_DIR, KEY_SET_FILE, key_set_file, load_emitter_keys, new_emitter_key
-from pipeline.emit.producer import Delivery, Emitter
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
-from pipeline.ops.progress import pipeline_lag, wait_until_drained
-from pipeline.ops.supervisor import start_worker
-from pipeline.settings import (
+from aiaudit.infra.kafka.broker import LocalKafka
+from aiaudit.infra.topics import ensure_topics
+from aiaudit.pipeline.contract.emitter_keys import (
+    EMITTERS_DIR,
+    KEY_SET_FILE,
+    key_set_file,
+    load_emitter_keys,
+    new_emitter_key,
+)
+from aiaudit.pipeline.emit.producer import Delivery, Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
+from aiaudit.pipeline.ops.progress import pipeline_lag, wait_until_drained
+from aiaudit.pipeline.ops.supervisor import start_worker
+from aiaudit.pipeline.settings import (
     ChainSettings,
     ClickHouseSettings,
     EmitterSettings,
@@ -34,10 +40,10 @@ from pipeline.settings import (
     Settings,
     SigningSettings,
 )
-from pipeline.sink.worker import SinkWorker
-from pipeline.store.filters import Filters
-from pipeline.verify.run import VerifyReport
-from pipeline.verify.sources import verify_store as verify_whole
+from aiaudit.pipeline.sink.worker import SinkWorker
+from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.verify.run import VerifyReport
+from aiaudit.pipeline.verify.sources import verify_store as verify_whole
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
 

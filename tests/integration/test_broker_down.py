@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline import store
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline import store
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 from tests.integration.support import T0, ChainWorkers, own_broker, wait_chained
 from tests.integration.test_faults import assert_exactly_once
 

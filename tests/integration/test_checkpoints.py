@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from pipeline import store
-from pipeline.chain import merkle
-from pipeline.chain.checkpoint import TreeState
-from pipeline.chain.note import SIG_ED25519, Verifier, open_checkpoint
-from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
-from pipeline.errors import ConfigError
-from pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
-from pipeline.query import proofs
-from pipeline.store import evidence
+from aiaudit.pipeline import store
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.chain.note import SIG_ED25519, Verifier, open_checkpoint
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
+from aiaudit.pipeline.query import proofs
+from aiaudit.pipeline.store import evidence
 from tests.integration.support import ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 
 pytestmark = pytest.mark.integration
@@ -146,7 +146,7 @@ def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_an
     import json
     from datetime import datetime, timedelta, timezone
 
-    from pipeline.chain.note import cosignature_time
+    from aiaudit.pipeline.chain.note import cosignature_time
     from tests.integration.test_cli import aiaudit
 
     settings.chain.heartbeat_interval_s = 1.0

@@ -11,14 +11,14 @@ import sys
 
 import pytest
 
-from pipeline import store
+from aiaudit.pipeline import store
 from tests.integration.support import ChainWorkers, emit_synthetic, settings_env, sink_until_drained
 
 pytestmark = pytest.mark.integration
 
 
 def aiaudit(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", *args], capture_output=True, text=True,
                           env=settings_env(settings), timeout=120)
 
 
@@ -125,8 +125,8 @@ def test_keys_generate_and_jwks(settings, tmp_path):
 
 
 def test_emit_from_a_jsonl_file_and_verify_a_time_range(settings, client, tmp_path):
-    from pipeline.contract import to_json_event
-    from pipeline.emit.synthetic import SyntheticEvents
+    from aiaudit.pipeline.contract import to_json_event
+    from aiaudit.pipeline.emit.synthetic import SyntheticEvents
     from tests.integration.support import T0
 
     gen = SyntheticEvents(41, T0, "file")
@@ -157,9 +157,9 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from pipeline.chain import merkle
-    from pipeline.chain.note import SIG_ED25519, NoteSigner, Verifier, open_checkpoint
-    from pipeline.keys import checkpoint_key_file, read_checkpoint_public_key, read_jwks
+    from aiaudit.pipeline.chain import merkle
+    from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner, Verifier, open_checkpoint
+    from aiaudit.pipeline.keys import checkpoint_key_file, read_checkpoint_public_key, read_jwks
 
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
@@ -230,7 +230,7 @@ def test_the_contract_docs_example_runs_as_written(settings, tmp_path):
     import re
     from pathlib import Path
 
-    from pipeline.contract.emitter_keys import key_set_file, new_emitter_key
+    from aiaudit.pipeline.contract.emitter_keys import key_set_file, new_emitter_key
     from tests.integration.support import read_topic
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "event-contract.md").read_text()
@@ -261,7 +261,7 @@ def test_analysts_query_and_verify_while_the_sink_holds_the_embedded_store(setti
             time.sleep(1)
         assert len(rows) == 300, (q.returncode, q.stderr[-1000:], workers.logs()[-3000:])
         assert (settings.local.state_dir / "store-api.json").exists()  # the sink serves reads ...
-        probe = subprocess.run([sys.executable, "-c", "from pipeline import store; from pipeline.settings import Settings; "
+        probe = subprocess.run([sys.executable, "-c", "from aiaudit.pipeline import store; from aiaudit.pipeline.settings import Settings; "
                                 "print(type(store.connect(Settings(), must_exist=True)).__name__)"],
                                capture_output=True, text=True, env=settings_env(settings), timeout=60)
         assert probe.stdout.strip() == "RemoteClient", probe.stderr[-1000:]  # ... and the CLI reads through it

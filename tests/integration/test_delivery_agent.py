@@ -25,14 +25,14 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Producer
 
-from detectors.rules import RuleHit
-from pipeline.deliver.formats import DELIVERY_HEADER, verify_webhook
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import load_or_create_scorer_key, scorer_key_file
-from pipeline.ops.supervisor import start_worker
-from pipeline.score.finding_signature import HEADER, header_value, sign_finding
-from pipeline.query.alerts import status_history
-from pipeline.score.ocsf import detection_finding
+from aiaudit.detectors.rules import RuleHit
+from aiaudit.pipeline.deliver.formats import DELIVERY_HEADER, verify_webhook
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import load_or_create_scorer_key, scorer_key_file
+from aiaudit.pipeline.ops.supervisor import start_worker
+from aiaudit.pipeline.query.alerts import status_history
+from aiaudit.pipeline.score.finding_signature import HEADER, header_value, sign_finding
+from aiaudit.pipeline.score.ocsf import detection_finding
 from tests.integration.support import read_topic, settings_env, sink_until_drained
 from tests.integration.test_delivery_transports import free_port
 

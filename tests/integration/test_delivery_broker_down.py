@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.ops.supervisor import start_worker
+from aiaudit.pipeline.ops.supervisor import start_worker
 from tests.integration.support import own_broker, read_topic, settings_env
 from tests.integration.test_delivery_agent import SECRET, Receiver, findings, publish
 

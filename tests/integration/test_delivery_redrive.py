@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.deliver.policy import Destination, delivery_uid
-from pipeline.ops.supervisor import start_worker
-from pipeline.query.alerts import status_history
+from aiaudit.pipeline.deliver.policy import Destination, delivery_uid
+from aiaudit.pipeline.ops.supervisor import start_worker
+from aiaudit.pipeline.query.alerts import status_history
 from tests.integration.support import read_topic, settings_env, sink_until_drained
 from tests.integration.test_delivery_agent import SECRET, Receiver, findings, publish
 from tests.integration.test_delivery_transports import free_port
@@ -47,7 +47,7 @@ destinations:
     want = {f["finding_info"]["uid"] for f in sent}
 
     def redeliver(*extra: str, uid: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "redeliver", *([uid] if uid else []),
+        return subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "alerts", "redeliver", *([uid] if uid else []),
                                "--format", "json", "--by", "oncall@acme.example", *extra],
                               capture_output=True, text=True, timeout=120, env={**os.environ, **env})
 
@@ -83,7 +83,7 @@ destinations:
         assert again.returncode == 0, again.stderr
         time.sleep(4)
         records = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.deliveries_topic)]
-        unnamed = subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "redeliver"], capture_output=True,
+        unnamed = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "alerts", "redeliver"], capture_output=True,
                                  text=True, timeout=60, env={**os.environ, **env})
         assert unnamed.returncode != 0 and "needs --by" in unnamed.stderr, unnamed.stderr
     finally:

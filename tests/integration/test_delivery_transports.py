@@ -18,11 +18,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from detectors.rules import RuleHit
-from pipeline.deliver.formats import WebhookRefused, verify_webhook
-from pipeline.deliver.policy import Destination, delivery_uid
-from pipeline.deliver.send import Target, send
-from pipeline.score.ocsf import detection_finding
+from aiaudit.detectors.rules import RuleHit
+from aiaudit.pipeline.deliver.formats import WebhookRefused, verify_webhook
+from aiaudit.pipeline.deliver.policy import Destination, delivery_uid
+from aiaudit.pipeline.deliver.send import Target, send
+from aiaudit.pipeline.score.ocsf import detection_finding
 
 pytestmark = pytest.mark.integration
 SECRET = b"webhook-secret-for-the-test"

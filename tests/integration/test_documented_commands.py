@@ -24,9 +24,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from pipeline import store
-from pipeline.gateway.policy import bundle_message, parse_policy
-from pipeline.kafka import config as kafka_config
+from aiaudit.pipeline import store
+from aiaudit.pipeline.gateway.policy import bundle_message, parse_policy
+from aiaudit.pipeline.kafka import config as kafka_config
 from tests.integration.support import ChainWorkers, emit_synthetic, settings_env, sink_until_drained
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     env = settings_env(settings)
 
     def aiaudit(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", *argv], capture_output=True, text=True,
                               env=env, timeout=timeout, cwd=tmp_path)  # where policy.yaml is, as the docs assume
 
     tmp = tmp_path / "runs"
@@ -255,7 +255,7 @@ def _probe_worker(role: str, env: dict[str, str], tmp: Path) -> str | None:
     """Start `aiaudit worker ROLE`, see it stay up for 8 s (it connected and runs), stop it (SIGTERM)."""
     log = tmp / f"worker-{role}.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", role], stdout=fh,
+        proc = subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "worker", role], stdout=fh,
                                 stderr=subprocess.STDOUT, env=env, cwd=tmp)
     try:
         deadline = time.monotonic() + 8

@@ -16,15 +16,15 @@ from datetime import datetime, timezone
 import pytest
 from confluent_kafka import Producer
 
-from pipeline import contract, names
-from pipeline.contract.emitter_keys import key_set_file, new_emitter_key, retire_emitter_key
-from pipeline.contract.signature import signature_member
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents, forged_message
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import Ed25519Signer, load_signer
-from pipeline.query.api import find_records
-from pipeline.store.filters import Filters
+from aiaudit.pipeline import contract, names
+from aiaudit.pipeline.contract.emitter_keys import key_set_file, new_emitter_key, retire_emitter_key
+from aiaudit.pipeline.contract.signature import signature_member
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents, forged_message
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import Ed25519Signer, load_signer
+from aiaudit.pipeline.query.api import find_records
+from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
     T0,
     ChainWorkers,

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 from confluent_kafka import Producer
 
-from pipeline import names
-from pipeline.contract.emitter_keys import key_set_file
-from pipeline.emit.synthetic import forged_message, malformed_messages
-from pipeline.kafka import config as kafka_config
-from pipeline.keys import (
+from aiaudit.pipeline import names
+from aiaudit.pipeline.contract.emitter_keys import key_set_file
+from aiaudit.pipeline.emit.synthetic import forged_message, malformed_messages
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.keys import (
     KeyRing,
     checkpoint_key_file,
     ensure_operator_key,
@@ -24,12 +24,12 @@ from pipeline.keys import (
     read_jwks,
     read_operator_public_key,
 )
-from pipeline.query.api import find_records
-from pipeline.query.export import export_records
-from pipeline.query.export_read import read_export_file
-from pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
-from pipeline.store.filters import Filters
-from pipeline.verify.run import verify_export
+from aiaudit.pipeline.query.api import find_records
+from aiaudit.pipeline.query.export import export_records
+from aiaudit.pipeline.query.export_read import read_export_file
+from aiaudit.pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
+from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.verify.run import verify_export
 from tests.integration import independent_verify
 from tests.integration.support import T0, ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.chain.record import chain_origin
-from pipeline.kafka import config as kafka_config
-from pipeline.kafka.io import committed_offsets
-from pipeline.query.api import find_records
-from pipeline.sink.worker import SinkWorker
-from pipeline.store.filters import Filters
+from aiaudit.pipeline.chain.record import chain_origin
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.kafka.io import committed_offsets
+from aiaudit.pipeline.query.api import find_records
+from aiaudit.pipeline.sink.worker import SinkWorker
+from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
     ChainWorkers,
     emit_synthetic,

@@ -15,9 +15,9 @@ import time
 import openai
 import pytest
 
-from pipeline import store
-from pipeline.query.api import find_records, policy_bundle
-from pipeline.store.filters import Filters
+from aiaudit.pipeline import store
+from aiaudit.pipeline.query.api import find_records, policy_bundle
+from aiaudit.pipeline.store.filters import Filters
 from tests.integration.gateway_support import RunningGateway
 from tests.integration.support import (
     ChainWorkers,

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.ops.progress import pipeline_lag
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.ops.progress import pipeline_lag
 from tests.integration.support import T0, ChainWorkers, read_topic, wait_chained
 from tests.integration.test_faults import assert_exactly_once
 from tests.registry_stand_in import RegistryStandIn

@@ -12,18 +12,18 @@ import uuid
 import numpy as np
 import pytest
 
-from detectors.features import FeatureExtractor
-from detectors.model import save, train
-from detectors.rules import RULES_VERSION
-from detectors.traffic import labelled_traffic
-from pipeline.chain.record import Record
-from pipeline.errors import ConfigError
-from pipeline.ops.labelled import emit_all
-from pipeline.ops.progress import scoring_done
-from pipeline.query.alerts import list_alerts, set_status, status_history
-from pipeline.score.models import events_from_store, promote, train_from
-from pipeline.score.step import score_records
-from pipeline.store.filters import Filters
+from aiaudit.detectors.features import FeatureExtractor
+from aiaudit.detectors.model import save, train
+from aiaudit.detectors.rules import RULES_VERSION
+from aiaudit.detectors.traffic import labelled_traffic
+from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.ops.labelled import emit_all
+from aiaudit.pipeline.ops.progress import scoring_done
+from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
+from aiaudit.pipeline.score.models import events_from_store, promote, train_from
+from aiaudit.pipeline.score.step import score_records
+from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
     ChainWorkers,
     read_topic,
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 def operator(settings):
     """The operator's record key, which signs promotions."""
-    from pipeline.keys import active_key_file, load_signer
+    from aiaudit.pipeline.keys import active_key_file, load_signer
 
     return load_signer(active_key_file(settings.signing.keys_dir, None))
 
@@ -105,7 +105,7 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     time.sleep(0.01)
     # From the command line while the store is held (here by this test's client, in production by the
     # running sink): the change travels as an event, and the sink stores it.
-    cli = subprocess.run([sys.executable, "-m", "pipeline.cli", "alerts", "resolve", uid, "--by", "soc-analyst-1",
+    cli = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "alerts", "resolve", uid, "--by", "soc-analyst-1",
                           "--note", "user confirmed a bulk export request"], capture_output=True, text=True,
                          env=settings_env(settings), timeout=120)
     assert cli.returncode == 0 and "held by the running sink" in cli.stderr, cli.stderr[-2000:]
@@ -122,8 +122,8 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
 
 
 def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client, tmp_path):
-    from pipeline.keys import KeyRing, read_jwks
-    from pipeline.score.models import promotion_history
+    from aiaudit.pipeline.keys import KeyRing, read_jwks
+    from aiaudit.pipeline.score.models import promotion_history
 
     train_events, test = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     db = settings.clickhouse.database
@@ -179,7 +179,7 @@ def _expected(records, detector) -> dict[tuple[str, int], float]:
 
 
 def _scored_progress(settings) -> int:
-    from pipeline.kafka.io import committed_offsets
+    from aiaudit.pipeline.kafka.io import committed_offsets
 
     k = settings.kafka
     return sum(max(0, o) for o in committed_offsets(settings, k.score_app, k.chain_topic, k.partitions).values())

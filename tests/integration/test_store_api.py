@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import store
-from pipeline.errors import StoreError
-from pipeline.store.api import ReadLimits, RemoteClient, StoreServer
+from aiaudit.pipeline import store
+from aiaudit.pipeline.errors import StoreError
+from aiaudit.pipeline.store.api import ReadLimits, RemoteClient, StoreServer
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_alerts_grouped_count_every_match_not_only_the_first_page(settings, clie
 
     import orjson
 
-    from pipeline.query.alerts import list_alerts
+    from aiaudit.pipeline.query.alerts import list_alerts
 
     db = store.database(settings)
     t0 = datetime(2026, 12, 1, tzinfo=timezone.utc)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain import merkle
-from pipeline.chain.note import (
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,
@@ -31,8 +31,8 @@ from pipeline.chain.note import (
     cosignatures,
     sign_checkpoint,
 )
-from pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
-from pipeline.witness.core import request_body
+from aiaudit.pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
+from aiaudit.pipeline.witness.core import request_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -65,7 +65,7 @@ class WitnessProcess:
 
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115  # handed to the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "witness", "serve", "--config",
+        self.proc = subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "witness", "serve", "--config",
                                       str(self.config), "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT,
                                      env={k: v for k, v in os.environ.items() if not k.startswith("AIAUDIT_")})
         out.close()
@@ -179,12 +179,12 @@ def test_kill9_at_random_moments_never_forgets_a_cosigned_size_or_cosigns_a_fork
 
 
 def test_an_operator_who_rewrites_history_and_reissues_checkpoints_is_caught_by_the_witness(settings, client, tmp_path):
-    from pipeline import store
-    from pipeline.chain.checkpoint import TreeState, checkpoint_note
-    from pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
-    from pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
-    from pipeline.store import checkpoints, evidence
-    from pipeline.witness.submit import submit_once
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note
+    from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
+    from aiaudit.pipeline.keys import active_key_file, checkpoint_key_file, load_signer, read_checkpoint_public_key
+    from aiaudit.pipeline.store import checkpoints, evidence
+    from aiaudit.pipeline.witness.submit import submit_once
     from tests.integration.support import verify_whole_with
     from tests.integration.test_checkpoints import _chain_to_signed_tail
 

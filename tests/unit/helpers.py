@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
-from pipeline.contract import to_json_event
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.keys import Ed25519Signer, KeyRing
-from pipeline.store.evidence import columns_of
-from pipeline.verify.rules import StoredRecord
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record, parse_payload
+from aiaudit.pipeline.contract import to_json_event
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.keys import Ed25519Signer, KeyRing
+from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.verify.rules import StoredRecord
 
 ORIGIN = ChainId("acme/test/ai.requests/p0/g1")
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)

@@ -8,8 +8,8 @@ import re
 import orjson
 import pytest
 
-from detectors.rules import RuleHit
-from pipeline.deliver.formats import (
+from aiaudit.detectors.rules import RuleHit
+from aiaudit.pipeline.deliver.formats import (
     DELIVERY_HEADER,
     MAX_SYSLOG_BYTES,
     SIGNATURE_HEADER,
@@ -22,8 +22,15 @@ from pipeline.deliver.formats import (
     verify_webhook,
     webhook_request,
 )
-from pipeline.deliver.policy import Destination, accepts, delivery_uid, retry_after, suppressed, suppression_keys
-from pipeline.score.ocsf import detection_finding
+from aiaudit.pipeline.deliver.policy import (
+    Destination,
+    accepts,
+    delivery_uid,
+    retry_after,
+    suppressed,
+    suppression_keys,
+)
+from aiaudit.pipeline.score.ocsf import detection_finding
 
 SECRET = b"s3cret-shared-with-the-receiver"
 
@@ -122,7 +129,7 @@ def test_a_syslog_message_is_bounded_in_bytes_whatever_its_fields(why, actor):
 
 
 def test_a_finding_with_a_long_actor_is_still_deliverable():
-    from pipeline.deliver.formats import parse_finding
+    from aiaudit.pipeline.deliver.formats import parse_finding
 
     f = finding(actor="a" * 4096)
     assert parse_finding(orjson.dumps(f)) == f
@@ -163,7 +170,7 @@ def test_delivery_ids_are_stable_and_backoff_grows_to_a_cap_then_stops():
 
 # --- the agent's decisions (pure): replays after a restart, in-doubt sends, retries ----------
 
-from pipeline.deliver.policy import after_attempt, first_step, retry_step  # noqa: E402
+from aiaudit.pipeline.deliver.policy import after_attempt, first_step, retry_step  # noqa: E402
 
 DEST = Destination("soc", "webhook", suppress_s=600, max_attempts=3, backoff_s=1, backoff_max_s=4)
 
@@ -211,8 +218,8 @@ def test_after_an_attempt_retry_with_backoff_until_the_last_then_dead_letter():
 
 # --- the destinations file ------------------------------------------------------------
 
-from pipeline.deliver.config import load_targets, parse_targets  # noqa: E402
-from pipeline.errors import ConfigError  # noqa: E402
+from aiaudit.pipeline.deliver.config import load_targets, parse_targets  # noqa: E402
+from aiaudit.pipeline.errors import ConfigError  # noqa: E402
 
 ENV = {"HOOK_KEY": "k" * 32, "HEC_TOKEN": "0b1a-22cd", "CHAT_URL": "https://hooks.slack.example/T/B/x"}
 
@@ -284,7 +291,7 @@ def test_a_bad_file_is_refused_naming_it(tmp_path):
 
 # --- what the agent takes from the alerts topic -----------------------------------------
 
-from pipeline.deliver.formats import MAX_FINDING_BYTES, Unreadable, parse_finding  # noqa: E402
+from aiaudit.pipeline.deliver.formats import MAX_FINDING_BYTES, Unreadable, parse_finding  # noqa: E402
 
 
 def _with(path, value):

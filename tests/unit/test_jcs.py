@@ -4,8 +4,8 @@ import random
 import pytest
 import rfc8785
 
-from pipeline.errors import NotCanonicalizable
-from pipeline.jcs import canonicalize, is_canonical
+from aiaudit.pipeline.errors import NotCanonicalizable
+from aiaudit.pipeline.jcs import canonicalize, is_canonical
 
 
 def test_rfc8785_sorting_example_sorts_by_utf16_code_units():

@@ -35,20 +35,20 @@ RANK = {
     "cli": 9, "__init__": 9,
 }
 NEVER = {("emit", "chain"), ("chain", "emit")}  # siblings that must not know each other
-EDGES = {"pipeline.chain.worker", "pipeline.sink.worker", "pipeline.score.worker", "pipeline.gateway.app",
-         "pipeline.deliver.agent"}
+EDGES = {"aiaudit.pipeline.chain.worker", "aiaudit.pipeline.sink.worker", "aiaudit.pipeline.score.worker", "aiaudit.pipeline.gateway.app",
+         "aiaudit.pipeline.deliver.agent"}
 MAY_START_WORKERS = {"cli", "ops"}
 
 PURE = [
-    "pipeline.jcs", "pipeline.errors", "pipeline.names", "pipeline.contract", "pipeline.contract.schema",
-    "pipeline.contract.codec", "pipeline.chain.record", "pipeline.chain.step", "pipeline.store.filters",
-    "pipeline.store.evidence", "pipeline.store.dead_letters", "pipeline.store.alerts", "pipeline.store.policies", "pipeline.store.promotions",
-    "pipeline.store.content", "pipeline.sink.rows", "pipeline.kafka.config", "pipeline.verify.rules",
-    "pipeline.verify.reconcile", "pipeline.verify.run", "pipeline.score.step", "pipeline.score.ocsf",
-    "pipeline.gateway.wire", "pipeline.gateway.classify", "pipeline.gateway.policy", "pipeline.gateway.event",
-    "pipeline.emit.synthetic", "pipeline.witness.core", "pipeline.chain.merkle", "pipeline.chain.note",
-    "pipeline.chain.checkpoint", "pipeline.verify.tree", "pipeline.timespec", "pipeline.query.export_file", "pipeline.gateway.shape",
-    "pipeline.deliver.formats", "pipeline.deliver.policy", "pipeline.deliver.redrive", "pipeline.store.deliveries",
+    "aiaudit.pipeline.jcs", "aiaudit.pipeline.errors", "aiaudit.pipeline.names", "aiaudit.pipeline.contract", "aiaudit.pipeline.contract.schema",
+    "aiaudit.pipeline.contract.codec", "aiaudit.pipeline.chain.record", "aiaudit.pipeline.chain.step", "aiaudit.pipeline.store.filters",
+    "aiaudit.pipeline.store.evidence", "aiaudit.pipeline.store.dead_letters", "aiaudit.pipeline.store.alerts", "aiaudit.pipeline.store.policies", "aiaudit.pipeline.store.promotions",
+    "aiaudit.pipeline.store.content", "aiaudit.pipeline.sink.rows", "aiaudit.pipeline.kafka.config", "aiaudit.pipeline.verify.rules",
+    "aiaudit.pipeline.verify.reconcile", "aiaudit.pipeline.verify.run", "aiaudit.pipeline.score.step", "aiaudit.pipeline.score.ocsf",
+    "aiaudit.pipeline.gateway.wire", "aiaudit.pipeline.gateway.classify", "aiaudit.pipeline.gateway.policy", "aiaudit.pipeline.gateway.event",
+    "aiaudit.pipeline.emit.synthetic", "aiaudit.pipeline.witness.core", "aiaudit.pipeline.chain.merkle", "aiaudit.pipeline.chain.note",
+    "aiaudit.pipeline.chain.checkpoint", "aiaudit.pipeline.verify.tree", "aiaudit.pipeline.timespec", "aiaudit.pipeline.query.export_file", "aiaudit.pipeline.gateway.shape",
+    "aiaudit.pipeline.deliver.formats", "aiaudit.pipeline.deliver.policy", "aiaudit.pipeline.deliver.redrive", "aiaudit.pipeline.store.deliveries",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
@@ -61,7 +61,7 @@ def _modules() -> dict[str, Path]:
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        out[".".join(parts)] = path
+        out["aiaudit." + ".".join(parts)] = path
     return out
 
 
@@ -70,10 +70,10 @@ def _imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("pipeline"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
-            if node.module == "pipeline":
-                found.update(f"pipeline.{a.name}" for a in node.names)
+            found.update(a.name for a in node.names if a.name.startswith("aiaudit.pipeline"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aiaudit.pipeline"):
+            if node.module == "aiaudit.pipeline":
+                found.update(f"aiaudit.pipeline.{a.name}" for a in node.names)
             else:
                 found.add(node.module)
                 found.update(f"{node.module}.{a.name}" for a in node.names)
@@ -81,8 +81,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def _part(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "__init__"
+    parts = module.split(".")  # aiaudit.pipeline.<part>...
+    return parts[2] if len(parts) > 2 else "__init__"
 
 
 def test_every_part_of_the_tree_has_a_rank():
@@ -92,7 +92,7 @@ def test_every_part_of_the_tree_has_a_rank():
 def _violations(module: str, imports: set[str], known: set[str]) -> list[str]:
     mine = _part(module)
     problems = []
-    for target in sorted(imports & known):  # names imported from a module (`from pipeline.x import f`) drop out
+    for target in sorted(imports & known):  # names imported from a module (`from aiaudit.pipeline.x import f`) drop out
         theirs = _part(target)
         if theirs == mine:
             continue
@@ -113,12 +113,12 @@ def test_imports_follow_the_data_flow_and_no_step_imports_another_steps_worker()
 
 def test_the_rules_would_catch_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from pipeline.chain.worker import ChainWorker\nfrom pipeline import sink\n")
-    found = _violations("pipeline.emit.bad", _imports(bad), set(_modules()))
-    assert found == ["pipeline.emit.bad imports pipeline.chain.worker: emit and chain must not depend on each other",
-                     "pipeline.emit.bad imports pipeline.chain.worker: another step's worker or HTTP edge",
-                     "pipeline.emit.bad imports pipeline.sink: sink comes after emit in the data flow"]
-    assert _violations("pipeline.ops.demo", _imports(bad), set(_modules())) == []
+    bad.write_text("def f():\n    from aiaudit.pipeline.chain.worker import ChainWorker\nfrom aiaudit.pipeline import sink\n")
+    found = _violations("aiaudit.pipeline.emit.bad", _imports(bad), set(_modules()))
+    assert found == ["aiaudit.pipeline.emit.bad imports aiaudit.pipeline.chain.worker: emit and chain must not depend on each other",
+                     "aiaudit.pipeline.emit.bad imports aiaudit.pipeline.chain.worker: another step's worker or HTTP edge",
+                     "aiaudit.pipeline.emit.bad imports aiaudit.pipeline.sink: sink comes after emit in the data flow"]
+    assert _violations("aiaudit.pipeline.ops.demo", _imports(bad), set(_modules())) == []
 
 
 @pytest.mark.parametrize("module", PURE)

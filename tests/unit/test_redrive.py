@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from detectors.rules import RuleHit
-from pipeline.deliver.policy import DeliveryRecord, Destination, after_attempt, delivery_uid, retry_step
-from pipeline.deliver.redrive import MAX_DEAD_LETTER_BYTES, plan_redrives
-from pipeline.score.ocsf import detection_finding
+from aiaudit.detectors.rules import RuleHit
+from aiaudit.pipeline.deliver.policy import DeliveryRecord, Destination, after_attempt, delivery_uid, retry_step
+from aiaudit.pipeline.deliver.redrive import MAX_DEAD_LETTER_BYTES, plan_redrives
+from aiaudit.pipeline.score.ocsf import detection_finding
 
 DOWN = Destination("down", "webhook", max_attempts=2, backoff_s=0.1, backoff_max_s=0.2)
 SOC = Destination("soc", "webhook")

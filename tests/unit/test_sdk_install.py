@@ -29,9 +29,9 @@ def test_the_sdk_imports_and_validates_with_every_server_library_missing():
                "try:\n    validate_event({'event_id': 'x'})\nexcept InvalidEvent as e:\n    print('refused:', e)\n"
                # and it signs: an emitter key made and an event signed and queued, no server library loaded
                "import tempfile, pathlib, datetime\n"
-               "from pipeline.contract.emitter_keys import new_emitter_key\n"
-               "from pipeline.emit.synthetic import SyntheticEvents\n"
-               "from pipeline.settings import EmitterSettings, KafkaSettings\n"
+               "from aiaudit.pipeline.contract.emitter_keys import new_emitter_key\n"
+               "from aiaudit.pipeline.emit.synthetic import SyntheticEvents\n"
+               "from aiaudit.pipeline.settings import EmitterSettings, KafkaSettings\n"
                "d = pathlib.Path(tempfile.mkdtemp())\n"
                "key, kid, _ = new_emitter_key(d / 'emitters', 'billing', d / 'emitters' / 'jwks.json')\n"
                "e = Emitter(Settings(kafka=KafkaSettings(bootstrap_servers='127.0.0.1:1'), emitter=EmitterSettings(key_file=key)))\n"
@@ -63,7 +63,7 @@ def test_an_auditor_verifies_an_export_on_the_light_install(tmp_path):
                                  "operator_keys": [base64.b64encode(OP_PUB).decode()]}))
     run = ("import sys\n"
            f"for name in {SERVER_ONLY!r}: sys.modules[name] = None\n"
-           "from pipeline.cli import main\n"
+           "from aiaudit.pipeline.cli import main\n"
            "sys.exit(main(sys.argv[1:]))\n")
     ok = subprocess.run([sys.executable, "-c", run, "verify", "--export", str(export), "--trust", str(trust),
                          "--as-of", "2026-11-29T00:00:00Z", "--no-tail-rule"],
@@ -76,3 +76,35 @@ def test_an_auditor_verifies_an_export_on_the_light_install(tmp_path):
                           cwd=ROOT, timeout=60, env={**__import__("os").environ,
                                                      "AIAUDIT_SIGNING__KEYS_DIR": str(tmp_path / "none")})
     assert bare.returncode == 2 and "--trust FILE" in bare.stderr and "Traceback" not in bare.stderr, bare.stderr
+
+
+def test_the_wheel_installs_one_import_name_and_no_generic_ones(tmp_path):
+    """`pip install aiaudit` adds the `aiaudit` import package and nothing named `pipeline`,
+    `schemas`, `detectors` or `infra` that would collide with an application's own modules."""
+    import os
+    import venv
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = wheels.glob("aiaudit-*.whl")
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    before = set(os.listdir(site))
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    added = sorted(set(os.listdir(site)) - before)
+    assert [name for name in added if not name.endswith(".dist-info")] == ["aiaudit"], added
+    probe = ("import importlib.util as u, aiaudit.schemas as s\n"
+             "print([n for n in ('pipeline', 'schemas', 'detectors', 'infra') if u.find_spec(n)])\n"
+             "print(s.__file__.startswith(%r), len(s.event_schema_text()) > 100)\n" % str(site))
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["[]", "True True"], out.stdout
+    refused = subprocess.run([str(python), "-c", "import pipeline"], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 1 and "No module named 'pipeline'" in refused.stderr

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.timespec import parse_duration, parse_time
+from aiaudit.pipeline.timespec import parse_duration, parse_time
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.chain import merkle
-from pipeline.chain.checkpoint import TreeState, extend
-from pipeline.settings import KafkaSettings
-from pipeline.sink.rows import rows_of
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.checkpoint import TreeState, extend
+from aiaudit.pipeline.settings import KafkaSettings
+from aiaudit.pipeline.sink.rows import rows_of
 from tests.unit.sink.test_routing import Msg
 
 LEAVES = [merkle.hash_leaf(i.to_bytes(2, "big")).hex() for i in range(300)]
@@ -53,8 +53,8 @@ def test_hostile_states_are_refused_and_the_sink_keeps_them_whole(mutate):
 def test_a_state_with_a_signed_time_round_trips_and_one_from_before_heartbeats_still_parses():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from pipeline.chain.checkpoint import log_clock, timestamp_line
-    from pipeline.chain.note import SIG_ED25519, NoteSigner, cosignature_time
+    from aiaudit.pipeline.chain.checkpoint import log_clock, timestamp_line
+    from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner, cosignature_time
 
     tree, _ = extend(merkle.CompactRange(), LEAVES)
     clock = log_clock("o/e/t/p0/g1", NoteSigner.local("o/e/t/p0/g1", SIG_ED25519, Ed25519PrivateKey.generate()))
@@ -72,10 +72,10 @@ def test_the_chain_worker_refuses_to_resume_from_a_range_its_signature_does_not_
     recomputed) is refused on resume; the genuine one, signed by note or by timestamp, passes."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from pipeline.chain.checkpoint import checkpoint_note, log_clock, timestamp_line
-    from pipeline.chain.note import SIG_ED25519, NoteSigner
-    from pipeline.chain.resume import signed_root_problem
-    from pipeline.keys import raw_public
+    from aiaudit.pipeline.chain.checkpoint import checkpoint_note, log_clock, timestamp_line
+    from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner
+    from aiaudit.pipeline.chain.resume import signed_root_problem
+    from aiaudit.pipeline.keys import raw_public
 
     key = Ed25519PrivateKey.generate()
     origin = "o/e/t/p0/g1"

@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from pipeline.errors import SigningKeyError
-from pipeline.keys import (
+from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.keys import (
     Ed25519Signer,
     KeyRing,
     active_key_file,
@@ -89,7 +89,7 @@ def test_keyring_verify_agrees_with_openssl_and_refuses_altered_signatures():
     import os
     import pickle
 
-    from pipeline.keys import Ed25519Signer, KeyRing
+    from aiaudit.pipeline.keys import Ed25519Signer, KeyRing
 
     signer = Ed25519Signer.generate()
     ring = KeyRing.from_jwks({"keys": [signer.jwk()]})

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from pipeline.chain import merkle
-from pipeline.chain.merkle import ProofError
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.merkle import ProofError
 
 LEAF_INPUTS = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                                           "606162636465666768696a6b6c6d6e6f")]

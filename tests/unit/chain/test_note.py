@@ -8,8 +8,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain import merkle
-from pipeline.chain.note import (
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.chain.record import (
+from aiaudit.pipeline.chain.record import (
     GENESIS_PREV,
     ChainHead,
     Record,
@@ -15,9 +15,9 @@ from pipeline.chain.record import (
     leaf_hash,
     parse_payload,
 )
-from pipeline.contract import format_ts
-from pipeline.jcs import canonicalize
-from pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.jcs import canonicalize
+from aiaudit.pipeline.keys import Ed25519Signer
 from tests.unit.helpers import ORIGIN, build_chain, events
 
 

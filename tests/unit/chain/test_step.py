@@ -1,11 +1,11 @@
 from functools import partial
 
-from pipeline import contract
-from pipeline.chain.record import ChainHead, Source
-from pipeline.chain.step import InputMessage, chain_batch
-from pipeline.emit.synthetic import malformed_messages
-from pipeline.keys import Ed25519Signer
-from pipeline.verify.rules import verify_chain
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.chain.record import ChainHead, Source
+from aiaudit.pipeline.chain.step import InputMessage, chain_batch
+from aiaudit.pipeline.emit.synthetic import malformed_messages
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.verify.rules import verify_chain
 from tests.unit.contract.test_codec import event
 from tests.unit.helpers import ORIGIN, keyring_of, stored
 

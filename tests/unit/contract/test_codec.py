@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 import fastavro
 import pytest
 
-from pipeline import contract
-from pipeline.emit.synthetic import SyntheticEvents, malformed_messages
-from pipeline.errors import EventRejected, InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents, malformed_messages
+from aiaudit.pipeline.errors import EventRejected, InvalidEvent, MalformedEvent, OversizedEvent, UnknownSchema
 
 MAX = 256 * 1024
 
@@ -93,7 +93,7 @@ def test_format_ts_is_the_strftime_form_for_any_moment_and_offset():
     import random
     from datetime import datetime, timedelta, timezone
 
-    from pipeline.contract import format_ts, parse_ts
+    from aiaudit.pipeline.contract import format_ts, parse_ts
 
     rng = random.Random(3339)
     for _ in range(2000):
@@ -108,8 +108,8 @@ def test_format_ts_is_the_strftime_form_for_any_moment_and_offset():
 def test_every_missing_required_field_is_named_at_once_without_the_schema():
     from datetime import datetime, timezone
 
-    from pipeline.contract import validate_event
-    from pipeline.errors import InvalidEvent
+    from aiaudit.pipeline.contract import validate_event
+    from aiaudit.pipeline.errors import InvalidEvent
 
     with pytest.raises(InvalidEvent) as info:
         validate_event({"event_id": "x", "emitter_id": "e", "emitter_seq": 0, "occurred_at": datetime.now(timezone.utc),

@@ -3,10 +3,10 @@
 import random
 from datetime import datetime, timezone
 
-from pipeline import contract
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.errors import EventRejected
-from pipeline.jcs import canonicalize
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.errors import EventRejected
+from aiaudit.pipeline.jcs import canonicalize
 
 MAX = 256 * 1024
 

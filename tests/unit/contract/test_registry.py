@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 import fastavro
 import pytest
 
-from pipeline import contract
-from pipeline.chain.record import ChainHead, Source
-from pipeline.chain.step import InputMessage, chain_batch
-from pipeline.contract.registry import RegistryClient
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.errors import DependencyUnavailable, EventRejected, InvalidEvent, UnknownSchema
-from pipeline.keys import Ed25519Signer
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.chain.record import ChainHead, Source
+from aiaudit.pipeline.chain.step import InputMessage, chain_batch
+from aiaudit.pipeline.contract.registry import RegistryClient
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.errors import DependencyUnavailable, EventRejected, InvalidEvent, UnknownSchema
+from aiaudit.pipeline.keys import Ed25519Signer
 from tests.registry_stand_in import RegistryStandIn
 
 MAX = 256 * 1024

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import contract
-from pipeline.contract.emitter_keys import (
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.contract.emitter_keys import (
     emitter_keys_from,
     load_emitter_keys,
     load_emitter_signer,
@@ -19,11 +19,11 @@ from pipeline.contract.emitter_keys import (
     register_emitter_key,
     retire_emitter_key,
 )
-from pipeline.contract.signature import SIGNATURE_FIELD, signature_member, signed_message, speaks_for
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.errors import SigningKeyError
-from pipeline.keys import Ed25519Signer
-from schemas import earlier_event_schemas
+from aiaudit.pipeline.contract.signature import SIGNATURE_FIELD, signature_member, signed_message, speaks_for
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.schemas import earlier_event_schemas
 
 MAX = 1 << 20
 
@@ -172,7 +172,7 @@ def test_a_corrupt_key_set_never_stops_the_worker_the_last_good_set_stays(keyset
     last good set stays in force and the change is logged once (not once per batch)."""
     import os
 
-    from pipeline.contract.emitter_keys import EmitterKeysFile
+    from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile
 
     signer, set_file = keyset
     watched = EmitterKeysFile(set_file, required=True)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from detectors.features import FEATURES, WARMUP, FeatureExtractor, IdentityState, extract, observe
+from aiaudit.detectors.features import FEATURES, WARMUP, FeatureExtractor, IdentityState, extract, observe
 
 
 def ev(t: str, *, vendor="openai", model="gpt-4o", level="internal", decision="allow", **cf):
@@ -77,7 +77,7 @@ def test_calendar_dormancy_route_and_response_features():
 
 
 def test_state_is_bounded_and_older_states_still_read():
-    from detectors.features import MAX_KEYS, OTHER, state_from_dict, state_to_dict
+    from aiaudit.detectors.features import MAX_KEYS, OTHER, state_from_dict, state_to_dict
 
     state = IdentityState()
     for i in range(MAX_KEYS + 40):
@@ -106,8 +106,8 @@ def test_cold_identity_has_no_novelty_yet():
 
 
 def test_detectors_import_no_kafka_faust_or_clickhouse():
-    code = ("import sys, detectors.features, detectors.model, detectors.traffic, detectors.evaluate; "
+    code = ("import sys, aiaudit.detectors.features, aiaudit.detectors.model, aiaudit.detectors.traffic, aiaudit.detectors.evaluate; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('confluent_kafka', 'faust', 'aiokafka', "
-            "'clickhouse_connect', 'chdb', 'pipeline')]; print(bad); sys.exit(1 if bad else 0)")
+            "'clickhouse_connect', 'chdb') or m.startswith('aiaudit.pipeline')]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from detectors.evaluate import evaluate
-from detectors.features import FEATURES
-from detectors.model import DEFAULT_BUDGETS, ArtifactRefused, load, save, train
+from aiaudit.detectors.evaluate import evaluate
+from aiaudit.detectors.features import FEATURES
+from aiaudit.detectors.model import DEFAULT_BUDGETS, ArtifactRefused, load, save, train
 
 
 def data(seed=1, n=2000):

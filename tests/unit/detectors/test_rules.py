@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from detectors.features import IdentityState, event_time, observe
-from detectors.rules import RuleConfig, check, config_from_policy, severity_of
+from aiaudit.detectors.features import IdentityState, event_time, observe
+from aiaudit.detectors.rules import RuleConfig, check, config_from_policy, severity_of
 
 POLICY = RuleConfig(vendor_max_level={"openai": "confidential", "azure.ai.openai": "restricted", "mistral_ai": "internal"})
 T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)  # a Monday

@@ -3,10 +3,10 @@ import re
 
 import pytest
 
-from detectors.model import ArtifactRefused
-from pipeline.errors import ConfigError
-from pipeline.keys import Ed25519Signer
-from pipeline.score.models import events_from_export, live_detector, promote, train_from
+from aiaudit.detectors.model import ArtifactRefused
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.score.models import events_from_export, live_detector, promote, train_from
 from tests.unit.helpers import build_chain, keyring_of
 
 OPERATOR = Ed25519Signer.generate()
@@ -48,7 +48,7 @@ def test_a_live_json_naming_a_path_is_refused(tmp_path):
 def test_trained_models_are_listed_newest_first_with_the_live_one_marked(tmp_path):
     import os
 
-    from pipeline.score.models import trained_models
+    from aiaudit.pipeline.score.models import trained_models
 
     export = tmp_path / "export.jsonl"
     export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in build_chain(120, Ed25519Signer.generate())))
@@ -86,8 +86,8 @@ def test_only_a_promotion_signed_with_an_operators_key_is_live(tmp_path):
 
 
 def test_the_scorers_policy_file_gives_the_rules_vendor_levels_and_bad_files_are_named(tmp_path):
-    from pipeline.score.models import MAX_POLICY_BYTES, rule_config
-    from pipeline.settings import ScoreSettings, Settings
+    from aiaudit.pipeline.score.models import MAX_POLICY_BYTES, rule_config
+    from aiaudit.pipeline.settings import ScoreSettings, Settings
 
     def with_file(path):
         return Settings(score=ScoreSettings(policy_file=path))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract.emitter_keys import new_emitter_key
-from pipeline.emit.producer import Emitter
-from pipeline.emit.synthetic import SyntheticEvents
-from pipeline.errors import DeliveryFailed, SigningKeyError
-from pipeline.settings import EmitterSettings, KafkaSettings, Settings
+from aiaudit.pipeline.contract.emitter_keys import new_emitter_key
+from aiaudit.pipeline.emit.producer import Emitter
+from aiaudit.pipeline.emit.synthetic import SyntheticEvents
+from aiaudit.pipeline.errors import DeliveryFailed, SigningKeyError
+from aiaudit.pipeline.settings import EmitterSettings, KafkaSettings, Settings
 
 
 def event() -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.gateway.classify import Classifier, OrgTerm, content_features, entropy_milli, redact
+from aiaudit.pipeline.gateway.classify import Classifier, OrgTerm, content_features, entropy_milli, redact
 
 C = Classifier([OrgTerm("falcon", r"project\s+falcon", "restricted"), OrgTerm("payroll", "payroll", "confidential")])
 

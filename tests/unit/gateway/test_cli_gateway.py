@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pipeline.cli import main
-from pipeline.gateway.identity import ApiKeyEntry, ApiKeys
+from aiaudit.pipeline.cli import main
+from aiaudit.pipeline.gateway.identity import ApiKeyEntry, ApiKeys
 from tests.unit.gateway.test_policy import BUNDLE
 
 

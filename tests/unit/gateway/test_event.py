@@ -7,11 +7,11 @@ import hashlib
 import hmac
 from datetime import datetime, timezone
 
-from pipeline import contract
-from pipeline.gateway.classify import content_features
-from pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
-from pipeline.gateway.identity import Principal
-from pipeline.gateway.policy import decide
+from aiaudit.pipeline import contract
+from aiaudit.pipeline.gateway.classify import content_features
+from aiaudit.pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from aiaudit.pipeline.gateway.identity import Principal
+from aiaudit.pipeline.gateway.policy import decide
 from tests.unit.gateway.test_policy import P
 
 AT = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)

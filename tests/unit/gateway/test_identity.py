@@ -10,8 +10,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.errors import AuthError
-from pipeline.gateway.identity import (
+from aiaudit.pipeline.errors import AuthError
+from aiaudit.pipeline.gateway.identity import (
     ApiKeyEntry,
     ApiKeys,
     Jwks,

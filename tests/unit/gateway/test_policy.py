@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import PolicyError
-from pipeline.gateway.policy import bundle_message, decide, parse_policy
+from aiaudit.pipeline.errors import PolicyError
+from aiaudit.pipeline.gateway.policy import bundle_message, decide, parse_policy
 
 BUNDLE = """
 policy_id: acme
@@ -134,7 +134,7 @@ def test_bundle_message_carries_the_exact_text_and_canonical_form():
 
 
 def test_a_stored_bundle_must_hash_to_the_version_it_is_stored_under():
-    from pipeline.gateway.policy import bundle_problems
+    from aiaudit.pipeline.gateway.policy import bundle_problems
 
     assert bundle_problems(P.version, P.canonical_json.decode(), BUNDLE) == []
     # Someone with write access to the policies table swaps the rules under the old version.

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from pipeline.gateway import shape
-from pipeline.gateway.classify import Classifier, redact
+from aiaudit.pipeline.gateway import shape
+from aiaudit.pipeline.gateway.classify import Classifier, redact
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 C = Classifier()

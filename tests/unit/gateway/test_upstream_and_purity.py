@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.gateway.config import Upstream, load_config
-from pipeline.gateway.upstream import Vendor
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.gateway.config import Upstream, load_config
+from aiaudit.pipeline.gateway.upstream import Vendor
 
 
 def test_openai_kind_uses_a_bearer_key_from_the_environment(monkeypatch):
@@ -35,7 +35,7 @@ def test_azure_kind_addresses_the_deployment_with_an_api_key_header(tmp_path):
                                    "gpt 4o", "", "a" * 65, "../x", "gpt%2F..", "-leading-dash"])
 def test_azure_deployment_names_cannot_leave_their_path_segment(tmp_path, model):
     """Model names reach the Azure URL path: `../`, `?`, `#` would reach another deployment with the gateway's key."""
-    from pipeline.errors import UpstreamError
+    from aiaudit.pipeline.errors import UpstreamError
 
     key = tmp_path / "azure.key"
     key.write_text("az-secret\n")
@@ -66,8 +66,8 @@ def test_bad_deployment_files_name_the_field(tmp_path, text, message):
 
 
 def test_pure_gateway_modules_import_no_kafka_http_or_clickhouse():
-    code = ("import sys, pipeline.gateway.classify, pipeline.gateway.policy, pipeline.gateway.event, "
-            "pipeline.gateway.identity; bad = [m for m in sys.modules if m.split('.')[0] in ('confluent_kafka', "
+    code = ("import sys, aiaudit.pipeline.gateway.classify, aiaudit.pipeline.gateway.policy, aiaudit.pipeline.gateway.event, "
+            "aiaudit.pipeline.gateway.identity; bad = [m for m in sys.modules if m.split('.')[0] in ('confluent_kafka', "
             "'faust', 'aiokafka', 'aiohttp', 'httpx', 'starlette', 'clickhouse_connect', 'chdb')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

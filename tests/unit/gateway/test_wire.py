@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.gateway import wire
+from aiaudit.pipeline.gateway import wire
 
 
 def test_chat_texts_take_string_and_part_contents_and_refuse_malformed_messages():
@@ -73,7 +73,7 @@ HOSTILE_ANSWERS = [
 @pytest.mark.parametrize("data", HOSTILE_ANSWERS)
 def test_a_malformed_vendor_answer_never_raises_and_yields_only_contract_types(data):
     """A vendor's answer of any shape is recorded (an upstream oddity), never a 500 without an event."""
-    from pipeline.gateway.wire import MAX_TOKENS, chat_answer, embeddings_answer
+    from aiaudit.pipeline.gateway.wire import MAX_TOKENS, chat_answer, embeddings_answer
 
     for answer in (chat_answer(data), embeddings_answer(data)):
         assert answer.model is None or isinstance(answer.model, str)
@@ -82,7 +82,7 @@ def test_a_malformed_vendor_answer_never_raises_and_yields_only_contract_types(d
 
 
 def test_a_malformed_stream_chunk_is_passed_over():
-    from pipeline.gateway.wire import StreamTally
+    from aiaudit.pipeline.gateway.wire import StreamTally
 
     tally = StreamTally()
     for data in (b'{"choices": "x"}', b'{"choices": [{"delta": "s"}]}', b'{"model": 7, "usage": "u"}',

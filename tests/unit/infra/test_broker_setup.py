@@ -2,9 +2,9 @@
 
 import pytest
 
-from infra.kafka import broker
-from pipeline.errors import InfraError
-from pipeline.settings import LocalSettings, Settings
+from aiaudit.infra.kafka import broker
+from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.settings import LocalSettings, Settings
 
 
 def test_missing_java_or_maven_is_a_clear_error(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from pipeline.settings import Settings
+from aiaudit.pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from pipeline.kafka import config
-from pipeline.settings import Settings
+from aiaudit.pipeline.kafka import config
+from aiaudit.pipeline.settings import Settings
 
 
 def test_client_config_secrets_reach_the_client_but_never_the_printed_settings(monkeypatch):

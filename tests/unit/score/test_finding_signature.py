@@ -8,7 +8,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.score.finding_signature import HEADER, from_headers, header_value, sign_finding, signature_problem
+from aiaudit.pipeline.score.finding_signature import HEADER, from_headers, header_value, sign_finding, signature_problem
 from tests.unit.test_deliver import finding
 
 KEY = Ed25519PrivateKey.generate()

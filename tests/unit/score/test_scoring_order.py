@@ -2,8 +2,8 @@
 
 from concurrent.futures import Future
 
-from pipeline.score.step import BatchStates
-from pipeline.score.worker import Batch, PartitionScorer, scoring_order
+from aiaudit.pipeline.score.step import BatchStates
+from aiaudit.pipeline.score.worker import Batch, PartitionScorer, scoring_order
 
 
 def _part(partition: int, handed_over: int | None = None, done: bool = False) -> PartitionScorer:

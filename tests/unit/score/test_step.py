@@ -1,11 +1,11 @@
 import numpy as np
 
-from detectors.features import FEATURES, FeatureExtractor, state_from_dict, state_to_dict
-from detectors.model import train
-from pipeline.chain.record import parse_payload
-from pipeline.keys import Ed25519Signer
-from pipeline.score.ocsf import CLASS_UID, finding_uid
-from pipeline.score.step import score_records
+from aiaudit.detectors.features import FEATURES, FeatureExtractor, state_from_dict, state_to_dict
+from aiaudit.detectors.model import train
+from aiaudit.pipeline.chain.record import parse_payload
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.score.ocsf import CLASS_UID, finding_uid
+from aiaudit.pipeline.score.step import score_records
 from tests.unit.helpers import build_chain
 
 
@@ -45,7 +45,7 @@ def test_identity_state_survives_a_json_round_trip():
 def test_a_batch_changes_the_held_states_only_when_its_changes_are_taken():
     """The scoring worker scores a batch against BatchStates: if its transaction aborts, the held
     states are as before the batch; if it commits, they are what plain in-place scoring gives."""
-    from pipeline.score.step import BatchStates
+    from aiaudit.pipeline.score.step import BatchStates
 
     records = build_chain(300, Ed25519Signer.generate())
     fx = FeatureExtractor()

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline import names
-from pipeline.keys import Ed25519Signer
-from pipeline.settings import KafkaSettings
-from pipeline.sink.rows import rows_of, sink_topics
-from pipeline.store import alerts, dead_letters, evidence, policies, promotions
+from aiaudit.pipeline import names
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.settings import KafkaSettings
+from aiaudit.pipeline.sink.rows import rows_of, sink_topics
+from aiaudit.pipeline.store import alerts, dead_letters, evidence, policies, promotions
 from tests.unit.helpers import build_chain
 
 K = KafkaSettings()
@@ -119,7 +119,7 @@ def test_model_promotions_become_rows_and_hostile_ones_dead_letters():
 def test_delivery_records_become_rows_and_hostile_ones_dead_letters():
     from datetime import datetime, timezone
 
-    from pipeline.deliver.policy import DeliveryRecord
+    from aiaudit.pipeline.deliver.policy import DeliveryRecord
 
     good = DeliveryRecord("d" * 32, "f-1", "soc", "delivered", 2, 1_795_950_000.25, "200", "ok",
                           {"in_doubt": True}).message()

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.errors import StoreError
-from pipeline.store.api import API_FILE, ReadLimits, Refused, RemoteClient, StoreServer, bearer, read_statement
+from aiaudit.pipeline.errors import StoreError
+from aiaudit.pipeline.store.api import API_FILE, ReadLimits, Refused, RemoteClient, StoreServer, bearer, read_statement
 
 
 class Result:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.store.client import check_dsn
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.store.client import check_dsn
 
 
 @pytest.mark.parametrize("dsn", ["chdb:///var/lib/aiaudit/chdb", "http://ch.internal:8123/aiaudit",
@@ -43,12 +43,12 @@ def _cli(tmp_path, dsn, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIAUDIT_")}
     env.update(AIAUDIT_CLICKHOUSE__DSN=dsn, AIAUDIT_LOCAL__STATE_DIR=str(tmp_path / "state"),
                AIAUDIT_SIGNING__KEYS_DIR=str(tmp_path / "keys"))
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", *args], capture_output=True, text=True, env=env,
                           timeout=120)
 
 
 def test_a_mistyped_embedded_store_is_an_error_and_is_not_created(tmp_path):
-    from pipeline.keys import generate_key
+    from aiaudit.pipeline.keys import generate_key
 
     generate_key(tmp_path / "keys")
     typo = tmp_path / "typo"

@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.store.evidence import select_records
-from pipeline.store.filters import Filters
+from aiaudit.pipeline.store.evidence import select_records
+from aiaudit.pipeline.store.filters import Filters
 
 
 def test_user_values_travel_as_parameters_only():

@@ -11,12 +11,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = r'''
 import sys
-from pipeline.settings import Settings
-from pipeline import store
-from pipeline.store import evidence
-from pipeline.keys import Ed25519Signer
-from pipeline.verify.sources import verify_store
-from pipeline.store.filters import Filters
+from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline import store
+from aiaudit.pipeline.store import evidence
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.verify.sources import verify_store
+from aiaudit.pipeline.store.filters import Filters
 from tests.unit.helpers import build_chain, keyring_of
 
 signer = Ed25519Signer.generate()

@@ -1,9 +1,9 @@
 import base64
 import json
 
-from pipeline.keys import Ed25519Signer
-from pipeline.store import evidence
-from pipeline.store.dead_letters import parse_src
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.store import evidence
+from aiaudit.pipeline.store.dead_letters import parse_src
 from tests.unit.helpers import build_chain
 
 
@@ -25,9 +25,9 @@ def test_dead_letter_source_header_falls_back_on_bad_input():
 
 
 def test_a_refused_request_has_no_provider_column_and_reasons_and_trace_are_columns():
-    from pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
-    from pipeline.keys import Ed25519Signer
-    from pipeline.store.evidence import columns_of
+    from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source, build_record, parse_payload
+    from aiaudit.pipeline.keys import Ed25519Signer
+    from aiaudit.pipeline.store.evidence import columns_of
     from tests.unit.helpers import events
 
     ev = dict(events(1)[0], gen_ai_provider_name="none", decision="deny", decision_reasons=["role may not use route"],

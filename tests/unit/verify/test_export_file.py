@@ -13,11 +13,11 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain import merkle
-from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
-from pipeline.chain.record import Source, build_record
-from pipeline.keys import Ed25519Signer
-from pipeline.query.export_file import (
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
+from aiaudit.pipeline.chain.record import Source, build_record
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.query.export_file import (
     ExportedCheckpoint,
     ExportFile,
     Inclusion,
@@ -26,7 +26,7 @@ from pipeline.query.export_file import (
     header_line,
     inclusion_line,
 )
-from pipeline.verify.run import verify_export
+from aiaudit.pipeline.verify.run import verify_export
 from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of
 from tests.unit.verify.test_tree import CP_PUB, notes_for
 
@@ -120,7 +120,7 @@ def test_a_sampled_record_removed_while_its_proof_stays_is_an_orphan_proof():
 
 
 def _file_of(lines, tmp_path):
-    from pipeline.query.export_read import read_export_file
+    from aiaudit.pipeline.query.export_read import read_export_file
 
     path = tmp_path / "e.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -182,7 +182,7 @@ def test_an_unsealed_export_fails_unless_allowed_and_with_no_operator_key_it_can
 
 
 def test_every_malformed_line_is_reported_with_its_number_and_checking_goes_on(tmp_path):
-    from pipeline.query.export_read import read_export_file
+    from aiaudit.pipeline.query.export_read import read_export_file
 
     f = export("whole", RECS)
     lines = [sealed_header("whole", RECS)] + [r.to_wire() for r in RECS]

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain.checkpoint import extend
-from pipeline.chain.merkle import CompactRange
-from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner
-from pipeline.chain.record import Source, build_record
-from pipeline.errors import ConfigError
-from pipeline.verify import monitor
-from pipeline.witness.core import AddCheckpoint, decide
+from aiaudit.pipeline.chain.checkpoint import extend
+from aiaudit.pipeline.chain.merkle import CompactRange
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner
+from aiaudit.pipeline.chain.record import Source, build_record
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.query.export_file import ExportedCheckpoint, ExportFile, add_line, checkpoint_line
+from aiaudit.pipeline.verify import monitor
+from aiaudit.pipeline.witness.core import AddCheckpoint, decide
 from tests.unit.helpers import ORIGIN, build_chain, events
-from pipeline.query.export_file import ExportedCheckpoint, ExportFile, add_line, checkpoint_line
 from tests.unit.verify.test_export_file import RING, SIGNER, sealed_header, verify
 from tests.unit.verify.test_tree import CP_KEY, CP_PUB, notes_for
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.keys import Ed25519Signer
-from pipeline.store.evidence import columns_of
-from pipeline.verify.pool import CheckPool
-from pipeline.verify.rules import scan_chain
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.verify.pool import CheckPool
+from aiaudit.pipeline.verify.rules import scan_chain
 from tests.unit.helpers import build_chain, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()

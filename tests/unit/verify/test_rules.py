@@ -5,15 +5,15 @@ import json
 
 import pytest
 
-from pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
-from pipeline.errors import ChainBroken
-from pipeline.jcs import canonicalize
-from pipeline.keys import Ed25519Signer
-from pipeline.query.export_file import ExportFile
-from pipeline.store.evidence import columns_of
-from pipeline.verify.reconcile import reconcile_emitters
-from pipeline.verify.rules import scan_chain, sort_checking_order, verify_chain
-from pipeline.verify.run import verify_export, verify_slices
+from aiaudit.pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
+from aiaudit.pipeline.errors import ChainBroken
+from aiaudit.pipeline.jcs import canonicalize
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.query.export_file import ExportFile
+from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.verify.reconcile import reconcile_emitters
+from aiaudit.pipeline.verify.rules import scan_chain, sort_checking_order, verify_chain
+from aiaudit.pipeline.verify.run import verify_export, verify_slices
 from tests.unit.helpers import build_chain, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()
@@ -201,7 +201,7 @@ def test_emitter_reconciliation_finds_ranges():
 
 
 def test_time_window_reconciles_only_events_inside_it():
-    from pipeline.verify.run import VerifyReport
+    from aiaudit.pipeline.verify.run import VerifyReport
 
     report = VerifyReport()
     chain_report = verify_chain(chain(8), RING)
@@ -283,7 +283,7 @@ def test_an_emitter_that_restarts_its_numbering_is_reported():
 def _emitter_chain(emitter: Ed25519Signer, n: int, *, tamper_at: int | None = None, unsigned_at: int | None = None):
     """A chain whose events the emitter signed; one event changed after signing (an insider holding
     the record key re-signs the record, not the event), or one left unsigned."""
-    from pipeline.contract.signature import SIGNATURE_FIELD, signature_member
+    from aiaudit.pipeline.contract.signature import SIGNATURE_FIELD, signature_member
     from tests.unit.helpers import ORIGIN, events
 
     head, records = ChainHead.genesis(ORIGIN), []
@@ -299,7 +299,7 @@ def _emitter_chain(emitter: Ed25519Signer, n: int, *, tamper_at: int | None = No
 
 
 def _ring_with_emitter(emitter: Ed25519Signer, *, required: bool = False):
-    from pipeline.contract.emitter_keys import emitter_keys_from
+    from aiaudit.pipeline.contract.emitter_keys import emitter_keys_from
 
     doc = {"keys": [{**emitter.jwk(), "emitter": "billing"}]}
     return RING.with_emitters(emitter_keys_from(doc, "set", required=required))

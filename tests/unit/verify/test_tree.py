@@ -9,13 +9,13 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain.checkpoint import checkpoint_note, extend
-from pipeline.chain.merkle import CompactRange
-from pipeline.chain.note import SIG_ED25519, NoteSigner
-from pipeline.chain.record import ChainHead, Source, build_record
-from pipeline.keys import Ed25519Signer
-from pipeline.verify.run import verify_slices
-from pipeline.verify.tree import open_checkpoints, utc_text
+from aiaudit.pipeline.chain.checkpoint import checkpoint_note, extend
+from aiaudit.pipeline.chain.merkle import CompactRange
+from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner
+from aiaudit.pipeline.chain.record import ChainHead, Source, build_record
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.verify.run import verify_slices
+from aiaudit.pipeline.verify.tree import open_checkpoints, utc_text
 from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()
@@ -141,7 +141,7 @@ CLOCK_NOW = 1_800_000_000
 
 def stamps_for(records, sizes, times, key=CP_KEY):
     """The log's signed times (tlog-cosignature lines by the checkpoint key) at each size."""
-    from pipeline.chain.checkpoint import log_clock, timestamp_line
+    from aiaudit.pipeline.chain.checkpoint import log_clock, timestamp_line
 
     out, tree = [], CompactRange()
     for i, rec in enumerate(records, 1):
@@ -196,7 +196,7 @@ def test_the_logs_own_signed_time_is_not_a_witness_cosignature():
 
 
 def test_a_witness_cosignature_time_counts_for_the_tail_rule():
-    from pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, cosign, split_note
+    from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, cosign, split_note
 
     recs = build_chain(6, SIGNER)
     witness = NoteSigner.local("witness.example/w1", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())
@@ -210,8 +210,8 @@ def test_a_witness_cosignature_time_counts_for_the_tail_rule():
 
 def _stored_states(recs, sizes):
     """Tree-state rows as the chain worker stores them (size, root, compact range, tile levels, indexes, hashes)."""
-    from pipeline.chain.checkpoint import extend
-    from pipeline.chain.merkle import CompactRange
+    from aiaudit.pipeline.chain.checkpoint import extend
+    from aiaudit.pipeline.chain.merkle import CompactRange
 
     rows, tree = [], CompactRange()
     done = 0

@@ -9,12 +9,12 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, split_note
-from pipeline.errors import ConfigError
-from pipeline.keys import Ed25519Signer
-from pipeline.verify.rules import verify_chain
-from pipeline.verify.tree import open_checkpoints
-from pipeline.verify.trust import parse_trust
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, split_note
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.keys import Ed25519Signer
+from aiaudit.pipeline.verify.rules import verify_chain
+from aiaudit.pipeline.verify.tree import open_checkpoints
+from aiaudit.pipeline.verify.trust import parse_trust
 from tests.unit.helpers import ORIGIN, build_chain, stored
 from tests.unit.verify.test_tree import CP_KEY, CP_PUB, notes_for
 
@@ -111,8 +111,8 @@ def windowed_trust(cp_window=None, witness_window=None):
 
 
 def stamp(recs, size, ts):
-    from pipeline.chain.checkpoint import extend, log_clock, timestamp_line
-    from pipeline.chain.merkle import CompactRange
+    from aiaudit.pipeline.chain.checkpoint import extend, log_clock, timestamp_line
+    from aiaudit.pipeline.chain.merkle import CompactRange
 
     tree, _ = extend(CompactRange(), [r.leaf_hash for r in recs[:size]])
     return timestamp_line(ORIGIN, tree, log_clock(ORIGIN, NoteSigner.local(ORIGIN, SIG_ED25519, CP_KEY)), ts)
@@ -166,7 +166,7 @@ def test_a_trust_file_pins_emitter_keys_and_can_require_signatures():
 
 
 def test_trust_init_writes_what_parse_trust_reads():
-    from pipeline.verify.trust import trust_document
+    from aiaudit.pipeline.verify.trust import trust_document
 
     op = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     doc = trust_document({"keys": [SIGNER.jwk()]}, [CP_PUB], operator_keys=[op],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain import merkle
-from pipeline.chain.note import (
+from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
     Checkpoint,
@@ -15,7 +15,7 @@ from pipeline.chain.note import (
     cosignatures,
     sign_checkpoint,
 )
-from pipeline.witness.core import AddCheckpoint, BadRequest, Cosigned, decide, parse_request, request_body
+from aiaudit.pipeline.witness.core import AddCheckpoint, BadRequest, Cosigned, decide, parse_request, request_body
 
 ORIGIN = "acme/prod/ai.requests/p0/g1"
 LOG_KEY = Ed25519PrivateKey.generate()
