@@ -290,8 +290,9 @@ class ChainWorker:
                 now = time.monotonic()
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["chained"] - last_chained) / (now - last_report)
-                    log.info("chained %d (%.0f/s), dead-lettered %d, partitions %s", self.stats["chained"], rate,
-                             self.stats["dead_lettered"], sorted(self.chains))
+                    if self.stats["chained"] != last_chained:  # an idle worker stays quiet
+                        log.info("chained %d (%.0f/s), dead-lettered %d, partitions %s", self.stats["chained"], rate,
+                                 self.stats["dead_lettered"], sorted(self.chains))
                     last_report, last_chained = now, self.stats["chained"]
         finally:
             for chain in self.chains.values():

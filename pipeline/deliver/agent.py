@@ -53,6 +53,7 @@ from aiaudit.pipeline.deliver.policy import (
     suppression_keys,
 )
 from aiaudit.pipeline.deliver.send import Target, send
+from aiaudit.pipeline.logs import dict_config
 from aiaudit.pipeline.score.finding_signature import from_headers, signature_problem
 from aiaudit.pipeline.settings import Settings
 
@@ -200,5 +201,7 @@ def run(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes]
     """Run the delivery agent until SIGTERM/SIGINT (Faust handles the signals). Only findings signed
     by one of `finding_keys` (the scoring workers' public keys) are delivered."""
     app = make_app(settings, targets, finding_keys)
-    worker = faust.Worker(app, loglevel="INFO" if verbose else "WARN", quiet=True)
+    level = "INFO" if verbose else "WARN"
+    # Our line format, no colour codes (Faust's default colours its lines even into a file).
+    worker = faust.Worker(app, loglevel=level, quiet=True, logging_config=dict_config(level))
     worker.execute_from_commandline()

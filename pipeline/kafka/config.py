@@ -11,39 +11,19 @@ librdkafka.
 from __future__ import annotations
 
 import logging
-import re
-import time
 from typing import Any
 
+from aiaudit.pipeline.logs import RepeatLimit
 from aiaudit.pipeline.settings import Settings
 
 Config = dict[str, Any]
 
 # librdkafka's own log lines go through Python logging under this name (not raw to stderr), at
-# WARNING and above, and each distinct line at most once per REPEAT_S: a broker that is down
-# makes it repeat the same connection error on every retry.
+# WARNING and above, and each distinct line at most once a minute with a count of the repeats: a
+# broker that is down makes it repeat the same connection error on every retry.
 LOG = logging.getLogger("aiaudit.kafka")
-REPEAT_S = 60.0
-
-
-class _OncePerInterval(logging.Filter):
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = re.sub(r"\d+", "#", record.getMessage())[:300]  # "after 0ms", ports, counters vary
-        now = time.monotonic()
-        if now - self._last.get(key, -REPEAT_S) < REPEAT_S:
-            return False
-        if len(self._last) > 1000:
-            self._last.clear()
-        self._last[key] = now
-        return True
-
-
 LOG.setLevel(logging.WARNING)
-LOG.addFilter(_OncePerInterval())
+LOG.addFilter(RepeatLimit())
 
 
 def client(settings: Settings, **extra: Any) -> Config:

@@ -99,7 +99,9 @@ class SinkWorker:
                     self.flush()
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["rows"] - last_rows) / (now - last_report)
-                    log.info("sunk %d rows (%.0f/s), %d dead letters", self.stats["rows"], rate, self.stats["dead_letters"])
+                    if self.stats["rows"] != last_rows:  # an idle worker stays quiet
+                        log.info("sunk %d rows (%.0f/s), %d dead letters", self.stats["rows"], rate,
+                                 self.stats["dead_letters"])
                     last_report, last_rows = now, self.stats["rows"]
             self.flush()
         finally:

@@ -85,7 +85,7 @@ destinations:
         records = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.deliveries_topic)]
         unnamed = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "alerts", "redeliver"], capture_output=True,
                                  text=True, timeout=60, env={**os.environ, **env})
-        assert unnamed.returncode != 0 and "needs --by" in unnamed.stderr, unnamed.stderr
+        assert unnamed.returncode == 2 and "required: --by" in unnamed.stderr, unnamed.stderr
     finally:
         agent.terminate()
         agent.wait(30)

@@ -1,0 +1,104 @@
+"""`aiaudit worker chain|sink|score|deliver|all`: run one step of the pipeline in this process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aiaudit.pipeline.cli.args import add_verbose, model_errors, start_logging
+from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.settings import Settings
+
+ROLES = {
+    "chain": "requests -> signed hash chain, checkpoints and heartbeats (exactly once, a transaction per batch)",
+    "sink": "chain, dead letters, scores, alerts, policies -> ClickHouse",
+    "score": "anomaly scoring with the live model and the rules (exactly once, a transaction per batch)",
+    "deliver": "signed findings to webhooks, Splunk HEC, syslog and chat (Faust; AIAUDIT_DELIVER__DESTINATIONS_FILE)",
+    "all": "chain and sink as child processes, restarted if one stops",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="run a pipeline worker: chain, sink, score, deliver, or chain and sink",
+                       description="; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
+    roles = p.add_subparsers(dest="role", required=True, metavar="{" + ",".join(ROLES) + "}")
+    for role, text in ROLES.items():
+        r = roles.add_parser(role, help=text, description=text)
+        if role in ("chain", "score"):
+            r.add_argument("--instance-id", help="static group membership id (a restart with the same id takes "
+                                                 "over at once)")
+        add_verbose(r)
+        r.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.ops.supervisor import start_worker, stop_on_signals, supervise
+
+    start_logging(args.verbose)
+    if args.role == "score":
+        return _score(args, settings)
+    if args.role == "deliver":
+        return _deliver(args, settings)
+    if args.role == "all":
+        procs = [start_worker(role) for role in ("chain", "sink")]
+        return supervise(procs, stop_on_signals())
+    stop = stop_on_signals()
+    if args.role == "chain":
+        from aiaudit.pipeline.chain.worker import ChainWorker
+        from aiaudit.pipeline.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
+
+        sg = settings.signing
+        signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
+        checkpoint_key = load_checkpoint_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
+        logging.getLogger("aiaudit").info("chain worker signing records with kid %s; checkpoints every %.1fs",
+                                          signer.kid, settings.chain.checkpoint_interval_s)
+        ChainWorker(settings, signer, checkpoint_key=checkpoint_key, instance_id=args.instance_id).run(stop)
+    else:
+        from aiaudit.pipeline.sink.worker import SinkWorker
+
+        SinkWorker(settings).run(stop, serve_reads=settings.clickhouse_dsn().startswith("chdb://"))
+    return 0
+
+
+def _score(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.detectors.rules import RULES_VERSION
+    from aiaudit.pipeline.keys import KeyRing, load_or_create_scorer_key, read_jwks, scorer_key_file
+    from aiaudit.pipeline.ops.supervisor import stop_on_signals
+    from aiaudit.pipeline.score.models import LiveModel, rule_config
+    from aiaudit.pipeline.score.worker import ScoreWorker
+
+    log = logging.getLogger("aiaudit.score")
+    with model_errors():
+        model = LiveModel(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
+    rules = rule_config(settings)
+    if rules.vendor_max_level is None:
+        log.warning("no AIAUDIT_SCORE__POLICY_FILE: the rules that need each vendor's max_level (sensitive data to an "
+                    "unapproved vendor, responses above the route's level) are off; secrets sent anywhere are flagged")
+    else:
+        log.info("rules %s with the vendors of %s: %s", RULES_VERSION, settings.score.policy_file,
+                 rules.vendor_max_level)
+    key_file = scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file)
+    finding_key, created = load_or_create_scorer_key(key_file)
+    if created:
+        log.warning("created the scorer key %s: the delivery agent delivers only findings it signs (pin %s)", key_file,
+                    key_file.with_name("scorer.pub"))
+    ScoreWorker(settings, model, rules=rules, instance_id=args.instance_id,
+                finding_key=finding_key).run(stop_on_signals())
+    return 0
+
+
+def _deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.deliver.agent import run
+    from aiaudit.pipeline.deliver.config import load_targets
+    from aiaudit.pipeline.keys import SCORER_PUB, read_scorer_public_key, scorer_key_file
+
+    if settings.deliver.destinations_file is None:
+        raise ConfigError("the delivery agent needs a destinations file: set AIAUDIT_DELIVER__DESTINATIONS_FILE "
+                          "(docs/soc.md shows one)")
+    targets = load_targets(settings.deliver.destinations_file)
+    pubs = settings.deliver.finding_keys or [
+        scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file).with_name(SCORER_PUB)]
+    finding_keys = [read_scorer_public_key(p) for p in pubs]  # a missing one stops the agent, named
+    logging.getLogger("aiaudit.deliver").info("destinations: %s", ", ".join(map(repr, targets)))
+    run(settings, targets, finding_keys, verbose=args.verbose)
+    return 0

@@ -1,0 +1,52 @@
+"""The command line's shape: every command and sub-command has help, required arguments are
+argparse's to enforce, and `aiaudit --version` names the installed version."""
+
+from __future__ import annotations
+
+import argparse
+from importlib.metadata import version
+
+import pytest
+
+from aiaudit.pipeline.cli import FAMILIES, build_parser, main
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [path]
+    return [leaf for name, child in subs[0].choices.items() for leaf in _leaves(child, (*path, name))]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"aiaudit {version('aiaudit')}"
+
+
+def test_every_command_is_a_leaf_that_runs_a_function_and_has_help(capsys):
+    leaves = _leaves(build_parser())
+    assert len(FAMILIES) == 15 and len(leaves) >= 40
+    assert ("alerts", "ack") in leaves and ("keys", "emitter", "retire") in leaves and ("worker", "chain") in leaves
+    for leaf in leaves:
+        with pytest.raises(SystemExit) as done:
+            main([*leaf, "--help"])
+        assert done.value.code == 0, leaf
+        assert capsys.readouterr().out.startswith(f"usage: aiaudit {' '.join(leaf)}"), leaf
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["alerts", "ack", "3f0c"], "--by"),
+    (["alerts", "history"], "uid"),
+    (["proof", "inclusion", "--origin", "o"], "--seq"),
+    (["witness", "keygen", "--name", "w"], "--key-file"),
+    (["gateway", "keygen", "--id", "x"], "--role"),
+    (["keys", "emitter", "add", "billing"], "JWK_FILE"),
+    (["worker"], "{chain,sink,score,deliver,all}"),
+    (["gateway"], "{serve,keygen,check-policy,policy,policies}"),
+])
+def test_a_missing_required_argument_is_named_by_the_parser(argv, named, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert "the following arguments are required" in (err := capsys.readouterr().err) and named in err, err
