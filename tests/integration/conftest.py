@@ -5,6 +5,7 @@ No Docker engine is needed or looked for; nothing is skipped for lack of one.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from aiaudit.pipeline.settings import (
 )
 from tests.integration.support import edge_emitter_key
 
-TEST_PORT = 29092
+# The test broker's port; another one lets two test runs share a machine.
+TEST_PORT = int(os.environ.get("AIAUDIT_TEST_KAFKA_PORT", "29092"))
 
 
 @pytest.fixture(scope="session")

@@ -53,10 +53,11 @@ NOT_RUN = {
     "aiaudit worker deliver": "needs a destinations file and a receiver: tests/integration/test_delivery_agent.py",
     "aiaudit witness serve --config witness.yaml": "tests/integration/test_witness.py serves a witness from a config",
     "aiaudit witness submit --url U --witness-key VKEY": "needs a running witness: tests/integration/test_witness.py",
+    "aiaudit witness submit --url U --witness-key VKEY --every 60": "needs a running witness, and runs until stopped: "
+                                                                    "tests/integration/test_witness.py",
     "aiaudit verify --witness U --witness-key VKEY": "needs a running witness: tests/integration/test_witness.py",
     "aiaudit alerts redeliver": "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
     "aiaudit gateway serve": "tests/integration/test_gateway.py serves the gateway with a config and a vendor",
-    "aiaudit gateway": "the same as `gateway serve`",
     # Named in prose without their required options; the full forms the docs show are run.
     "aiaudit detect promote": "prose; `detect promote --version V` needs a trained model (above)",
     "aiaudit gateway keygen": "prose; `gateway keygen --id I --role R` is run",
@@ -117,12 +118,19 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
     for i, w in enumerate(words):
         prev = out[-1] if out else ""
         placeholder = w in ("…", "…") or (w.isupper() and len(w) > 0 and not w.startswith("-")) or \
-            w in ("3f0c…", "alice@…", "billing-service", "jwk.json", "OLD_KID", "witness.yaml", "./keys", "trust.json")
+            w in ("3f0c…", "alice@…", "billing-service", "jwk.json", "OLD_KID", "witness.yaml", "./keys", "trust.json") or \
+            w.startswith("examples/") or w.endswith(".jsonl") or (prev == "--actor" and "@" in w)
         if not placeholder:
             out.append(w.replace("aiaudit.", f"{facts['db']}.") if words[0] == "sql" else w)
             continue
         key = (words[0], words[1] if len(words) > 1 else "", prev, w)
-        if prev == "--key-file":
+        if w.startswith("examples/"):  # the repository's examples, wherever the test runs
+            out.append(str(ROOT / w))
+        elif w.endswith(".jsonl") and prev in ("--out", "--export"):  # one file, written then read
+            out.append(str(tmp / w))
+        elif prev == "--actor":
+            out.append(VALUES["--actor"])
+        elif prev == "--key-file":
             out.append(str(tmp / f"witness-{len(list(tmp.iterdir()))}.key"))
         elif prev.startswith("--") and prev in VALUES:
             out.append(_value(prev, w, facts))
