@@ -8,17 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aiaudit.pipeline import names
+
+
+class _Section(BaseModel):
+    """A settings section: immutable once built (a changed copy is made with `Settings.updated`)."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 def _default_keys_dir() -> Path:
     return Path.home() / ".config" / "aiaudit" / "keys"
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     requests_topic: str = names.REQUESTS_TOPIC
     chain_topic: str = names.CHAIN_TOPIC
@@ -52,7 +60,7 @@ class KafkaSettings(BaseModel):
     client_config: dict[str, SecretStr] = Field(default_factory=dict)
 
 
-class ChainSettings(BaseModel):
+class ChainSettings(_Section):
     org: str = "acme"
     env: str = "dev"
     generation: int = Field(default=1, ge=1)
@@ -71,7 +79,7 @@ class ChainSettings(BaseModel):
     require_emitter_signature: bool = True
 
 
-class SigningSettings(BaseModel):
+class SigningSettings(_Section):
     keys_dir: Path = Field(default_factory=_default_keys_dir)
     # The private key the chain worker signs with; default: the newest key in keys_dir.
     key_file: Path | None = None
@@ -86,14 +94,14 @@ class SigningSettings(BaseModel):
     operator_key_file: Path | None = None
 
 
-class ClickHouseSettings(BaseModel):
+class ClickHouseSettings(_Section):
     # chdb:///abs/path for the embedded engine, http(s)://user:password@host:port/db for a
     # server. Unset: embedded chDB in <local.state_dir>/chdb.
     dsn: SecretStr | None = None
     database: str = "aiaudit"
 
 
-class SinkSettings(BaseModel):
+class SinkSettings(_Section):
     max_batch_rows: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
     # Caps on each answer of the read API a sink serves for an embedded store (pipeline/store/api.py).
@@ -102,7 +110,7 @@ class SinkSettings(BaseModel):
     api_max_seconds: int = Field(default=30, ge=1)
 
 
-class ScoreSettings(BaseModel):
+class ScoreSettings(_Section):
     models_dir: Path = Path(".aiaudit/models")
     batch_events: int = Field(default=5000, ge=1)  # at most this many records a batch (one transaction per partition)
     batch_within_s: float = Field(default=0.5, gt=0)  # wait at most this long to fill a batch
@@ -114,7 +122,7 @@ class ScoreSettings(BaseModel):
     finding_key_file: Path | None = None
 
 
-class DeliverSettings(BaseModel):
+class DeliverSettings(_Section):
     # Where findings go (webhook, Splunk HEC, syslog, chat) with filters, suppression and retries:
     # docs/delivery.md. Secrets are named by environment variable, never written in the file.
     destinations_file: Path | None = None
@@ -123,7 +131,7 @@ class DeliverSettings(BaseModel):
     finding_keys: list[Path] = Field(default_factory=list)
 
 
-class EmitterSettings(BaseModel):
+class EmitterSettings(_Section):
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(default=100_000, ge=1)
     linger_ms: int = 10
@@ -134,7 +142,7 @@ class EmitterSettings(BaseModel):
     sign: bool = True
 
 
-class GatewaySettings(BaseModel):
+class GatewaySettings(_Section):
     host: str = "127.0.0.1"  # bind to all interfaces only on purpose
     port: int = Field(default=8400, ge=1, le=65535)
     config_file: Path = Path("gateway.yaml")  # upstreams, hashed API keys, OIDC issuer
@@ -146,7 +154,7 @@ class GatewaySettings(BaseModel):
     max_unacked_s: float = Field(default=5.0, gt=0)
 
 
-class LocalSettings(BaseModel):
+class LocalSettings(_Section):
     # Project-local state of the embedded stack: Kafka data, logs, pid files.
     state_dir: Path = Path(".aiaudit")
     kafka_port: int = 19092
@@ -156,7 +164,7 @@ class LocalSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=names.ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+        env_prefix=names.ENV_PREFIX, env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -169,6 +177,12 @@ class Settings(BaseSettings):
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+
+    def updated(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some fields of some sections changed, e.g. `updated(gateway={"port": 8401})`;
+        the settings themselves never change once built."""
+        changes = {name: getattr(self, name).model_copy(update=fields) for name, fields in sections.items()}
+        return self.model_copy(update=changes)
 
     def clickhouse_dsn(self) -> str:
         if self.clickhouse.dsn is not None:

@@ -102,8 +102,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline.gateway.app import build_app
 
     start_logging(args.verbose)
-    gateway = settings.gateway.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-    settings = settings.model_copy(update={"gateway": gateway})
+    settings = settings.updated(gateway={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     app = build_app(settings)
     gw, g = app.state.gateway, settings.gateway
     current = gw.policies.current

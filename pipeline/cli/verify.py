@@ -186,17 +186,14 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
     pins = monitor.read_state(state_file) if state_file else {}
 
     if args.export:
-        from aiaudit.pipeline.query.export_read import read_export_file
+        from aiaudit.pipeline.export.read import read_export_file
 
         if trust.witnesses and any(url for _, url in trust.witnesses) and not args.trust:
             raise ConfigError("--witness asks a live witness about the store; an export carries its cosignatures")
         file = read_export_file(Path(args.export), lenient=True)
         tail = _tail_rule(args, trust, settings, file.header.exported_at if file.header else None)
-        report = verify_export(file, trust.keyring,
-                               checkpoint_keys=trust.checkpoint_keys, witnesses=[v for v, _ in trust.witnesses],
-                               min_cosignatures=trust.min_cosignatures, checker=checker, tail=tail,
-                               windows=trust.windows, allow_unanchored=args.allow_unanchored,
-                               operator_keys=trust.operator_keys, pins=pins)
+        report = verify_export(file, trust, checker=checker, tail=tail, allow_unanchored=args.allow_unanchored,
+                               pins=pins)
         whole = file.selection == "whole"
     else:
         from aiaudit.pipeline import store
@@ -210,12 +207,9 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
             from aiaudit.pipeline.contract import format_ts
 
             window = (format_ts(args.since) if args.since else "", format_ts(args.until) if args.until else "\uffff")
-        report = verify_store(client, settings, trust.keyring, filters(args), checkpoint_keys=trust.checkpoint_keys,
-                              whole=whole, reconcile=args.origin is None, window=window, progress=progress,
-                              live_witnesses=[(url, v) for v, url in trust.witnesses if url],
-                              pinned_witnesses=[v for v, _ in trust.witnesses],
-                              min_cosignatures=trust.min_cosignatures, checker=checker,
-                              tail=(tail := _tail_rule(args, trust, settings)), windows=trust.windows, pins=pins)
+        report = verify_store(client, settings, trust, filters(args), whole=whole, reconcile=args.origin is None,
+                              window=window, progress=progress, checker=checker,
+                              tail=(tail := _tail_rule(args, trust, settings)), pins=pins)
         whole = whole and args.origin is None and not filters(args).selects_records
     if tail is None:
         report.warnings.append("WARN the tail rule is off (--no-tail-rule): the removal of a chain's newest records "

@@ -48,13 +48,13 @@ from aiaudit.pipeline.ops.progress import Lag, wait_until_drained
 from aiaudit.pipeline.ops.supervisor import start_worker, stop_worker
 from aiaudit.pipeline.query.api import find_records, policies_in_force, policy_bundle
 from aiaudit.pipeline.query.export import export_records
-from aiaudit.pipeline.query.export_read import read_export_file
+from aiaudit.pipeline.export.read import read_export_file
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import dead_letters, evidence
 from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.run import verify_export
 from aiaudit.pipeline.verify.sources import verify_store
-from aiaudit.pipeline.verify.trust import parse_trust, trust_document
+from aiaudit.pipeline.verify.trust import Trust, parse_trust, trust_document
 from aiaudit.pipeline.witness.submit import submit_once
 
 # The policy bundles the demo's traffic was decided under: published to the policies topic like a
@@ -402,7 +402,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         load_emitter_keys(key_set_file(settings), required=False))
     sg = settings.signing
     checkpoint_pub = read_checkpoint_public_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
-    result = verify_store(client, settings, keyring, Filters(limit=1), checkpoint_keys=[checkpoint_pub],
+    result = verify_store(client, settings, Trust(keyring, (checkpoint_pub,)), Filters(limit=1),
                           progress=lambda line: print(f"  {line}"))
     print(result.text())
 
@@ -417,8 +417,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
                               now=datetime.now(timezone.utc), operator=load_operator_key(op_key))
     print(f"  exported {done.records} record(s) with {done.checkpoints} signed checkpoint(s) and {done.proofs} "
           f"inclusion proof(s) to {evidence_file}")
-    sample = verify_export(read_export_file(evidence_file, lenient=True), keyring, checkpoint_keys=[checkpoint_pub],
-                           operator_keys=[read_operator_public_key(op_key)])
+    sample = verify_export(read_export_file(evidence_file, lenient=True),
+                           Trust(keyring, (checkpoint_pub,), operator_keys=(read_operator_public_key(op_key),)))
     print("\n".join("  " + line for line in sample.text().splitlines() if line))
     print(f"  (the same, as an auditor runs it: aiaudit verify --export {evidence_file})")
 
@@ -516,9 +516,7 @@ def _witness_step(settings: Settings, client: Any, keyring: KeyRing, state: Path
         trust_file = state / "trust.json"
         trust_file.write_text(json.dumps(doc, indent=2) + "\n")
         trust = parse_trust(trust_file.read_text(), str(trust_file))
-        checked = verify_store(client, settings, trust.keyring, Filters(limit=1), checkpoint_keys=trust.checkpoint_keys,
-                               live_witnesses=[(u, v) for v, u in trust.witnesses if u],
-                               pinned_witnesses=[v for v, _ in trust.witnesses], min_cosignatures=trust.min_cosignatures)
+        checked = verify_store(client, settings, trust, Filters(limit=1))
         print(f"  trust file {trust_file} (aiaudit trust init): {len(doc['record_keys']['keys'])} record key(s), the "
               "checkpoint, operator and emitter keys, this witness (1 cosignature required)")
         print(f"  verify --trust {trust_file}: " + ("every chain's records give the root the witness cosigned"

@@ -1,6 +1,6 @@
 """`aiaudit export`: the records a filter selects, with the signed checkpoints, cosignatures and
 inclusion proofs that let an auditor check them without the database (the file's format is
-pipeline/query/export_file.py; records are the chain topic's own `Record.to_wire` lines).
+pipeline/export/format.py; records are the chain topic's own `Record.to_wire` lines).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiaudit.pipeline import store
 from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.note import NoteError, cosignature_time
 from aiaudit.pipeline.contract import format_ts
-from aiaudit.pipeline.query.export_file import (
+from aiaudit.pipeline.export.format import (
     ExportedCheckpoint,
     Inclusion,
     checkpoint_line,

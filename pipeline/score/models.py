@@ -30,7 +30,7 @@ from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.keys import Ed25519Signer, KeyId, KeyRing
-from aiaudit.pipeline.query.export_read import read_export
+from aiaudit.pipeline.export.read import read_export
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import evidence, promotions
 from aiaudit.pipeline.store.filters import Filters

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiaudit.pipeline.chain.note import Verifier
 from aiaudit.pipeline.errors import Failure
+from aiaudit.pipeline.export.format import ExportFile, seal_problem
 from aiaudit.pipeline.keys import KeyRing
-from aiaudit.pipeline.query.export_file import ExportFile, seal_problem
 from aiaudit.pipeline.store.evidence import columns_of
 from aiaudit.pipeline.verify.reconcile import reconcile_emitters
 from aiaudit.pipeline.verify.rules import (
@@ -21,7 +20,10 @@ from aiaudit.pipeline.verify.rules import (
     scan_chain,
     sort_checking_order,
 )
-from aiaudit.pipeline.verify.tree import TreeCheck, Windows, open_checkpoints, utc_text
+from aiaudit.pipeline.verify.tree import TreeCheck, open_checkpoints, utc_text
+
+if TYPE_CHECKING:
+    from aiaudit.pipeline.verify.trust import Trust
 
 
 @dataclass
@@ -170,11 +172,8 @@ def _tail(report: VerifyReport, chain: ChainReport, tree: TreeCheck, tail: tuple
     report.failures.extend(new)
 
 
-def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequence[bytes] = (),
-                  witnesses: Sequence[Verifier] = (), min_cosignatures: int = 0,
-                  checker: Checker | None = None, tail: tuple[int, int] | None = None,
-                  windows: Windows | None = None, allow_unanchored: bool = False,
-                  operator_keys: Sequence[bytes] = (),
+def verify_export(file: ExportFile, trust: Trust, *, checker: Checker | None = None,
+                  tail: tuple[int, int] | None = None, allow_unanchored: bool = False,
                   pins: Mapping[str, tuple[int, bytes]] | None = None) -> VerifyReport:
     """Verify an export file without the database: each chain's order, links, signatures and hashes;
     a whole export also against its signed checkpoints (truncation, rewrites) and its emitters; a
@@ -187,6 +186,8 @@ def verify_export(file: ExportFile, keyring: KeyRing, *, checkpoint_keys: Sequen
     `orphan_proof`. The header must seal exactly the file's record lines under a pinned operator
     key (`unsealed`, `bad_seal`, `export_altered`): records removed after export, with or
     without their proofs, fail; an unsealed (older) export passes only with allow_unanchored."""
+    keyring, checkpoint_keys, operator_keys = trust.keyring, trust.checkpoint_keys, trust.operator_keys
+    witnesses, min_cosignatures, windows = [v for v, _ in trust.witnesses], trust.min_cosignatures, trust.windows or None
     report = VerifyReport(sample=file.selection == "sample")
     for lineno, problem in file.problems:
         report.failures.append(Failure("export", None, "malformed_line", problem,

@@ -18,7 +18,6 @@ from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
-from aiaudit.pipeline.keys import KeyRing
 from aiaudit.pipeline.query.proofs import StoredHashes
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import checkpoints, evidence
@@ -26,6 +25,7 @@ from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.rules import Checker, StoredRecord
 from aiaudit.pipeline.verify.run import VerifyReport, verify_sample, verify_slices
 from aiaudit.pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
+from aiaudit.pipeline.verify.trust import Trust
 
 
 def _normalise(value: Any) -> Any:
@@ -102,16 +102,14 @@ def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Seque
     return load, [str(o) for (o,) in rows]
 
 
-def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: Filters, *,
-                 checkpoint_keys: Sequence[bytes], whole: bool = True, reconcile: bool = True,
-                 window: tuple[str, str] | None = None, progress: Callable[[str], None] | None = None,
-                 live_witnesses: Sequence[tuple[str, Verifier]] = (), pinned_witnesses: Sequence[Verifier] = (),
-                 min_cosignatures: int = 0, checker: Checker | None = None,
-                 tail: tuple[int, int] | None = None, windows: Windows | None = None,
+def verify_store(client: Client, settings: Settings, trust: Trust, filters: Filters, *, whole: bool = True,
+                 reconcile: bool = True, window: tuple[str, str] | None = None,
+                 progress: Callable[[str], None] | None = None, checker: Checker | None = None,
+                 tail: tuple[int, int] | None = None,
                  pins: Mapping[str, tuple[int, bytes]] | None = None) -> VerifyReport:
     """Verify the chains in ClickHouse that `filters` selects. Whole chains are also held to their
-    signed checkpoints (under `checkpoint_keys`), to `min_cosignatures` stored cosignatures of the
-    pinned witnesses, and to what each live witness (url, pinned key) last cosigned for them.
+    signed checkpoints (under the trusted checkpoint keys), to the trust's `min_cosignatures` stored
+    cosignatures of its witnesses, and to what each witness with a URL last cosigned for them.
 
     A filter that picks records by what they say (actor, vendor, policy version ...) verifies a
     sample: each selected record on its own and by its inclusion proof in its chain's newest signed
@@ -119,6 +117,9 @@ def verify_store(client: Client, settings: Settings, keyring: KeyRing, filters: 
 
     `tail` (end of the window, max age, unix seconds) applies the tail rule to every chain: its
     newest signed time (the log's timestamps, stored witness cosignatures) must be that recent."""
+    keyring, checkpoint_keys, windows = trust.keyring, trust.checkpoint_keys, trust.windows or None
+    pinned_witnesses, min_cosignatures = [v for v, _ in trust.witnesses], trust.min_cosignatures
+    live_witnesses = [(url, v) for v, url in trust.witnesses if url]
     if filters.selects_records:
         load_cps = checkpoint_checks(client, settings, checkpoint_keys, witnesses=pinned_witnesses,
                                      min_cosignatures=min_cosignatures, windows=windows)[0] if checkpoint_keys else None

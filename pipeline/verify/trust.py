@@ -74,10 +74,13 @@ class _TrustSpec(BaseModel):
 
 @dataclass(frozen=True)
 class Trust:
+    """Everything a verification trusts, from one place (a trust file, or the keys the operator
+    pointed at): verification takes this, never its parts one by one."""
+
     keyring: KeyRing
-    checkpoint_keys: tuple[bytes, ...]
-    witnesses: tuple[tuple[Verifier, str | None], ...]
-    min_cosignatures: int
+    checkpoint_keys: tuple[bytes, ...] = ()
+    witnesses: tuple[tuple[Verifier, str | None], ...] = ()  # (pinned key, URL to ask live, if any)
+    min_cosignatures: int = 0
     max_checkpoint_age_s: int | None = None  # the tail rule (verify --max-age), when the file sets it
     windows: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # checkpoint/witness key -> unix [from, to)
     operator_keys: tuple[bytes, ...] = ()  # keys that may seal an export's header

@@ -44,6 +44,7 @@ from aiaudit.pipeline.sink.worker import SinkWorker
 from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.run import VerifyReport
 from aiaudit.pipeline.verify.sources import verify_store as verify_whole
+from aiaudit.pipeline.verify.trust import Trust
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
 
@@ -174,8 +175,8 @@ def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, An
     if emitters:  # every event signed by its emitter
         keyring = keyring.with_emitters(load_emitter_keys(key_set_file(settings), required=True))
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
-    return verify_whole(client, settings, keyring, Filters(), checkpoint_keys=[pub],
-                        live_witnesses=[witness] if witness else ())
+    witnesses = ((witness[1], witness[0]),) if witness else ()
+    return verify_whole(client, settings, Trust(keyring, (pub,), witnesses), Filters())
 
 
 def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, partitions: int | None = None) -> list[Any]:

@@ -149,7 +149,7 @@ def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_an
     from aiaudit.pipeline.chain.note import cosignature_time
     from tests.integration.test_cli import aiaudit
 
-    settings.chain.heartbeat_interval_s = 1.0
+    settings = settings.updated(chain={"heartbeat_interval_s": 1.0})
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
         emit_synthetic(settings, 100, emitter_id="edge-hb-1", seed=8)

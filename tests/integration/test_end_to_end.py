@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from aiaudit.pipeline import names
 from aiaudit.pipeline.contract.emitter_keys import key_set_file
 from aiaudit.pipeline.emit.synthetic import forged_message, malformed_messages
+from aiaudit.pipeline.export.read import read_export_file
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import (
     KeyRing,
@@ -26,10 +27,10 @@ from aiaudit.pipeline.keys import (
 )
 from aiaudit.pipeline.query.api import find_records
 from aiaudit.pipeline.query.export import export_records
-from aiaudit.pipeline.query.export_read import read_export_file
 from aiaudit.pipeline.store.evidence import QUERY_COLUMNS as ALL_COLUMNS
 from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.run import verify_export
+from aiaudit.pipeline.verify.trust import Trust
 from tests.integration import independent_verify
 from tests.integration.support import T0, ChainWorkers, emit_synthetic, read_topic, sink_until_drained, verify_store
 
@@ -93,8 +94,8 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub, emitter_jwks, operator_pub) == 2000
     path = tmp_path / "export.jsonl"
     path.write_text(buf.getvalue())
-    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub],
-                           operator_keys=[operator_pub])
+    trust = Trust(KeyRing.from_jwks(jwks), (pub,), operator_keys=(operator_pub,))
+    report = verify_export(read_export_file(path), trust)
     assert report.ok and report.checkpoints == done.checkpoints
 
     # The newest records of one chain cut from the file: the export's own checkpoints show it.
@@ -103,8 +104,7 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     newest = max(p["size"] for p in parsed if p.get("kind") == "checkpoint" and p["origin"] == origin)
     cut = [x for x, p in zip(lines, parsed) if not ("payload" in p and p["origin"] == origin and p["seq"] >= newest - 1)]
     path.write_text("\n".join(cut) + "\n")
-    report = verify_export(read_export_file(path), KeyRing.from_jwks(jwks), checkpoint_keys=[pub],
-                           operator_keys=[operator_pub])
+    report = verify_export(read_export_file(path), trust)
     assert [(f.origin, f.seq, f.reason) for f in report.failures] == [("export", None, "export_altered"),
                                                                       (origin, newest - 1, "truncated")]
     with pytest.raises(AssertionError, match="removed or added"):  # the independent verifier sees it too

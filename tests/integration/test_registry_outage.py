@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 def test_registry_down_mid_stream_dead_letters_no_good_event(settings, client, tmp_path):
     registry = RegistryStandIn().start()
-    settings.kafka.schema_registry_url = registry.url
+    settings = settings.updated(kafka={"schema_registry_url": registry.url})
     try:
         emitter = Emitter(settings, emitter_id="edge-registry")  # registers the schema while the registry is up
         gen = SyntheticEvents(11, T0, emitter.emitter_id)

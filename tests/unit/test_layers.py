@@ -26,7 +26,7 @@ RANK = {
     "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0,
     "contract": 1, "kafka": 1,
     "emit": 2, "chain": 2,
-    "store": 3,
+    "store": 3, "export": 3,
     "sink": 4,
     "query": 5, "verify": 5, "witness": 5,
     "score": 6, "deliver": 6,
@@ -47,7 +47,7 @@ PURE = [
     "aiaudit.pipeline.verify.reconcile", "aiaudit.pipeline.verify.run", "aiaudit.pipeline.score.step", "aiaudit.pipeline.score.ocsf",
     "aiaudit.pipeline.gateway.wire", "aiaudit.pipeline.gateway.classify", "aiaudit.pipeline.gateway.policy", "aiaudit.pipeline.gateway.event",
     "aiaudit.pipeline.emit.synthetic", "aiaudit.pipeline.witness.core", "aiaudit.pipeline.chain.merkle", "aiaudit.pipeline.chain.note",
-    "aiaudit.pipeline.chain.checkpoint", "aiaudit.pipeline.verify.tree", "aiaudit.pipeline.timespec", "aiaudit.pipeline.query.export_file", "aiaudit.pipeline.gateway.shape",
+    "aiaudit.pipeline.chain.checkpoint", "aiaudit.pipeline.verify.tree", "aiaudit.pipeline.timespec", "aiaudit.pipeline.export.format", "aiaudit.pipeline.gateway.shape",
     "aiaudit.pipeline.deliver.formats", "aiaudit.pipeline.deliver.policy", "aiaudit.pipeline.deliver.redrive", "aiaudit.pipeline.store.deliveries",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",

@@ -52,7 +52,7 @@ def test_an_auditor_verifies_an_export_on_the_light_install(tmp_path):
     import base64
     import json
 
-    from tests.unit.verify.test_export_file import OP_PUB, SIGNER, _sample_lines
+    from tests.unit.export.test_format import OP_PUB, SIGNER, _sample_lines
     from tests.unit.verify.test_tree import CP_PUB
 
     export = tmp_path / "export.jsonl"

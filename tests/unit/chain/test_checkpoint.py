@@ -9,7 +9,7 @@ from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.checkpoint import TreeState, extend
 from aiaudit.pipeline.settings import KafkaSettings
 from aiaudit.pipeline.sink.rows import rows_of
-from tests.unit.sink.test_routing import Msg
+from tests.unit.sink.test_rows import Msg
 
 LEAVES = [merkle.hash_leaf(i.to_bytes(2, "big")).hex() for i in range(300)]
 

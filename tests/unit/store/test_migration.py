@@ -16,6 +16,7 @@ from aiaudit.pipeline import store
 from aiaudit.pipeline.store import evidence
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.verify.sources import verify_store
+from aiaudit.pipeline.verify.trust import Trust
 from aiaudit.pipeline.store.filters import Filters
 from tests.unit.helpers import build_chain, keyring_of
 
@@ -42,7 +43,7 @@ client.close()
 client = store.connect(s, must_exist=True)  # the DDL of this version runs: new columns, the view
 reasons = client.query("SELECT decision_reasons FROM aiaudit.records ORDER BY seq LIMIT 1").result_rows[0][0]
 assert reasons and isinstance(reasons[0], str), reasons
-report = verify_store(client, s, keyring_of(signer), Filters(), checkpoint_keys=())
+report = verify_store(client, s, Trust(keyring_of(signer)), Filters())
 assert report.ok and report.records == 20, report.text()
 print("migrated and verified")
 '''

@@ -12,11 +12,11 @@ from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner
 from aiaudit.pipeline.chain.record import Source, build_record
 from aiaudit.pipeline.errors import ConfigError
-from aiaudit.pipeline.query.export_file import ExportedCheckpoint, ExportFile, add_line, checkpoint_line
+from aiaudit.pipeline.export.format import ExportedCheckpoint, ExportFile, add_line, checkpoint_line
 from aiaudit.pipeline.verify import monitor
 from aiaudit.pipeline.witness.core import AddCheckpoint, decide
+from tests.unit.export.test_format import RING, SIGNER, sealed_header, verify
 from tests.unit.helpers import ORIGIN, build_chain, events
-from tests.unit.verify.test_export_file import RING, SIGNER, sealed_header, verify
 from tests.unit.verify.test_tree import CP_KEY, CP_PUB, notes_for
 
 WITNESS = NoteSigner.local("witness.example", SIG_COSIGNATURE_V1, Ed25519PrivateKey.generate())

@@ -7,13 +7,14 @@ import pytest
 
 from aiaudit.pipeline.chain.record import ChainHead, Source, build_record, leaf_hash, parse_payload
 from aiaudit.pipeline.errors import ChainBroken
+from aiaudit.pipeline.export.format import ExportFile
 from aiaudit.pipeline.jcs import canonicalize
 from aiaudit.pipeline.keys import Ed25519Signer
-from aiaudit.pipeline.query.export_file import ExportFile
 from aiaudit.pipeline.store.evidence import columns_of
 from aiaudit.pipeline.verify.reconcile import reconcile_emitters
 from aiaudit.pipeline.verify.rules import scan_chain, sort_checking_order, verify_chain
 from aiaudit.pipeline.verify.run import verify_export, verify_slices
+from aiaudit.pipeline.verify.trust import Trust
 from tests.unit.helpers import build_chain, keyring_of, stored
 
 SIGNER = Ed25519Signer.generate()
@@ -62,7 +63,7 @@ def test_truncated_tail_shows_as_emitter_gap():
 def test_swapped_pair_in_an_export_is_a_reorder():
     recs = chain(with_columns=False)
     recs[2], recs[3] = recs[3], recs[2]
-    report = verify_export(ExportFile(records=recs), RING, allow_unanchored=True)
+    report = verify_export(ExportFile(records=recs), Trust(RING), allow_unanchored=True)
     assert [(f.seq, f.reason) for f in report.failures] == [(2, "reorder")]
 
 

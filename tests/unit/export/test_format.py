@@ -1,4 +1,4 @@
-"""The export file (pipeline/query/export_file.py) and its verification without the database
+"""The export file (pipeline/export/format.py) and its verification without the database
 (verify_export): a whole export against its checkpoints, a sample by inclusion proofs, and
 hostile lines refused with a reason."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import hashlib
 
 import orjson
@@ -16,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
 from aiaudit.pipeline.chain.record import Source, build_record
-from aiaudit.pipeline.keys import Ed25519Signer
-from aiaudit.pipeline.query.export_file import (
+from aiaudit.pipeline.export.format import (
     ExportedCheckpoint,
     ExportFile,
     Inclusion,
@@ -26,13 +24,22 @@ from aiaudit.pipeline.query.export_file import (
     header_line,
     inclusion_line,
 )
+from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.verify.run import verify_export
+from aiaudit.pipeline.verify.trust import Trust
 from tests.unit.helpers import ORIGIN, build_chain, events, keyring_of
 from tests.unit.verify.test_tree import CP_PUB, notes_for
 
 OPERATOR = Ed25519PrivateKey.generate()
 OP_PUB = OPERATOR.public_key().public_bytes_raw()
-verify = functools.partial(verify_export, operator_keys=[OP_PUB])
+
+
+def verify(file, keyring, *, checkpoint_keys=(), witnesses=(), min_cosignatures=0, windows=None,
+           operator_keys=(OP_PUB,), **rest):
+    """verify_export with a Trust made of these parts (the operator key pinned unless said)."""
+    trust = Trust(keyring, tuple(checkpoint_keys), tuple((w, None) for w in witnesses), min_cosignatures,
+                  windows=windows or {}, operator_keys=tuple(operator_keys))
+    return verify_export(file, trust, **rest)
 SIGNER = Ed25519Signer.generate()
 RING = keyring_of(SIGNER)
 RECS = build_chain(20, SIGNER)
@@ -120,7 +127,7 @@ def test_a_sampled_record_removed_while_its_proof_stays_is_an_orphan_proof():
 
 
 def _file_of(lines, tmp_path):
-    from aiaudit.pipeline.query.export_read import read_export_file
+    from aiaudit.pipeline.export.read import read_export_file
 
     path = tmp_path / "e.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -177,12 +184,12 @@ def test_an_unsealed_export_fails_unless_allowed_and_with_no_operator_key_it_can
     assert [r for _, r in reasons(verify(f, RING, checkpoint_keys=[CP_PUB]))] == ["unsealed"]
     allowed = verify(f, RING, checkpoint_keys=[CP_PUB], allow_unanchored=True)
     assert allowed.ok and any("unsealed (allowed" in w for w in allowed.warnings)
-    unpinned = verify_export(_file_of(_sample_lines(), tmp_path), RING, checkpoint_keys=[CP_PUB])
+    unpinned = verify_export(_file_of(_sample_lines(), tmp_path), Trust(RING, (CP_PUB,)))
     assert [r for _, r in reasons(unpinned)] == ["unsealed"]
 
 
 def test_every_malformed_line_is_reported_with_its_number_and_checking_goes_on(tmp_path):
-    from aiaudit.pipeline.query.export_read import read_export_file
+    from aiaudit.pipeline.export.read import read_export_file
 
     f = export("whole", RECS)
     lines = [sealed_header("whole", RECS)] + [r.to_wire() for r in RECS]

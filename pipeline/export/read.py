@@ -1,4 +1,4 @@
-"""Reading an `aiaudit export` file (the file edge of pipeline/query/export_file.py). Needs no
+"""Reading an `aiaudit export` file (the file edge of pipeline/export/format.py). Needs no
 database client: `aiaudit verify --export` runs on the light install."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.errors import ConfigError
-from aiaudit.pipeline.query.export_file import ExportFile, add_line
+from aiaudit.pipeline.export.format import ExportFile, add_line
 
 MAX_PROBLEMS = 1000  # malformed lines listed one by one; past that, counted
 
