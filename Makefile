@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 KAFKA_LIB := infra/kafka/lib
 
-.PHONY: demo test unit integration typecheck preflight bench install jars stop clean
+.PHONY: demo test test-fast soak unit integration typecheck preflight bench install jars stop clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,20 @@ demo: install jars
 
 test: preflight install jars typecheck
 	$(VENV)/bin/pytest
+
+# For development, in under 10 minutes: the type checker, every unit test, and the integration
+# tests of the main path (emit, chain, sink, query, verify, export; the gateway; the store API).
+FAST_INTEGRATION := tests/integration/test_end_to_end.py tests/integration/test_gateway.py \
+                    tests/integration/test_store_api.py
+test-fast: preflight install jars typecheck
+	$(VENV)/bin/pytest tests/unit $(FAST_INTEGRATION)
+
+# The fault tests at full length (more kill -9s, more events), three runs in a row: what `make
+# test` runs once and shorter. Not part of `make test`.
+SOAK_RUNS ?= 3
+soak: preflight install jars
+	for i in $$(seq $(SOAK_RUNS)); do echo "soak run $$i of $(SOAK_RUNS)"; \
+	  AIAUDIT_SOAK=1 $(VENV)/bin/pytest -m 'fault and not known_bug' || exit 1; done
 
 # What the tests need from the machine (Java, Maven, rsyslogd with GnuTLS), named in one line.
 preflight:

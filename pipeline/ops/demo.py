@@ -26,6 +26,7 @@ from aiaudit.pipeline.contract.emitter_keys import key_set_file, load_emitter_ke
 from aiaudit.pipeline.emit.producer import Emitter
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents, forged_message, malformed_messages
 from aiaudit.pipeline.errors import InfraError, SigningKeyError
+from aiaudit.pipeline.export.read import read_export_file
 from aiaudit.pipeline.gateway.policy import bundle_message, bundle_problems
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import (
@@ -48,7 +49,6 @@ from aiaudit.pipeline.ops.progress import Lag, wait_until_drained
 from aiaudit.pipeline.ops.supervisor import start_worker, stop_worker
 from aiaudit.pipeline.query.api import find_records, policies_in_force, policy_bundle
 from aiaudit.pipeline.query.export import export_records
-from aiaudit.pipeline.export.read import read_export_file
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import dead_letters, evidence
 from aiaudit.pipeline.store.filters import Filters

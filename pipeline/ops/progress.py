@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiaudit.infra.topics import topic_specs
-from aiaudit.pipeline.kafka.io import committed_offsets, end_offsets, position, read_tail
+from aiaudit.pipeline.kafka.io import committed_offsets, end_offsets, position, read_tails
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.sink.rows import sink_topics
 
@@ -28,31 +28,40 @@ class Lag:
         return self.chain == 0 and self.sink == 0
 
 
-def pipeline_lag(settings: Settings) -> Lag:
+def chain_lag(settings: Settings) -> int:
+    """Input messages not yet chained or dead-lettered (one offsets read: cheap to poll)."""
     k = settings.kafka
     n = k.partitions
     ends = end_offsets(settings, k.requests_topic, n)
     chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
-    chain_lag = sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
-    sink_behind = 0
+    return sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
+
+
+def sink_lag(settings: Settings) -> int:
+    """Partitions of the sink's topics whose last committed message is not yet in ClickHouse (one
+    tail read per topic, all its partitions at once)."""
+    k = settings.kafka
+    behind = 0
     partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
     for topic in (t.topic for t in sink_topics(k)):
         parts = partitions[topic]
         sunk = committed_offsets(settings, k.sink_group, topic, parts)
-        for p in range(parts):
-            tail = read_tail(settings, topic, p)
-            if tail and sunk[p] <= position(tail[-1])[2]:
-                sink_behind += 1
-    return Lag(chain_lag, sink_behind)
+        for p, last in read_tails(settings, topic, list(range(parts))).items():
+            if last is not None and sunk[p] <= position(last)[2]:
+                behind += 1
+    return behind
+
+
+def pipeline_lag(settings: Settings) -> Lag:
+    return Lag(chain_lag(settings), sink_lag(settings))
 
 
 def scoring_done(settings: Settings) -> bool:
     """True when the scoring worker has committed past the last record of every chain partition."""
     k = settings.kafka
     scored = committed_offsets(settings, k.score_app, k.chain_topic, k.partitions)
-    for p in range(k.partitions):
-        tail = read_tail(settings, k.chain_topic, p)
-        if tail and scored[p] <= position(tail[-1])[2]:
+    for p, last in read_tails(settings, k.chain_topic, list(range(k.partitions))).items():
+        if last is not None and scored[p] <= position(last)[2]:
             return False
     return True
 

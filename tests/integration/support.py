@@ -29,7 +29,7 @@ from aiaudit.pipeline.emit.producer import Delivery, Emitter
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
-from aiaudit.pipeline.ops.progress import pipeline_lag, wait_until_drained
+from aiaudit.pipeline.ops.progress import chain_lag, wait_until_drained
 from aiaudit.pipeline.ops.supervisor import start_worker
 from aiaudit.pipeline.settings import (
     ChainSettings,
@@ -132,11 +132,16 @@ def emit_synthetic(settings: Settings, n: int, *, emitter_id: str, seed: int = 1
     return emitter, sent
 
 
+# `make soak` (AIAUDIT_SOAK=1): the repeated kill -9 tests at full length. `make test` runs each
+# fault the same way, with fewer kills and fewer events.
+SOAK = os.environ.get("AIAUDIT_SOAK") == "1"
+
+
 def wait_chained(settings: Settings, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
-    while pipeline_lag(settings).chain:
+    while lag := chain_lag(settings):
         if time.monotonic() > deadline:
-            raise AssertionError(f"input not chained within {timeout_s}s: {pipeline_lag(settings)}")
+            raise AssertionError(f"input not chained within {timeout_s}s: {lag} message(s) left")
         time.sleep(0.5)
 
 

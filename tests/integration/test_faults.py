@@ -18,6 +18,7 @@ from aiaudit.pipeline.query.api import find_records
 from aiaudit.pipeline.sink.worker import SinkWorker
 from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
+    SOAK,
     ChainWorkers,
     emit_synthetic,
     read_topic,
@@ -64,8 +65,8 @@ def test_kill9_chain_worker_at_random_moments(settings, client, tmp_path):
     kills = 0
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
-        t, out = emit_in_background(settings, 30_000, "edge-kill", seed=5)
-        while kills < 5:
+        t, out = emit_in_background(settings, 30_000 if SOAK else 12_000, "edge-kill", seed=5)
+        while kills < (5 if SOAK else 2):
             # Kill while it works: once it has committed something since its (re)start.
             before = chained_so_far(settings)
             deadline = time.monotonic() + 60

@@ -13,7 +13,7 @@ import pytest
 
 from aiaudit.pipeline.emit.producer import Emitter
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents
-from aiaudit.pipeline.ops.progress import pipeline_lag
+from aiaudit.pipeline.ops.progress import chain_lag
 from tests.integration.support import T0, ChainWorkers, read_topic, wait_chained
 from tests.integration.test_faults import assert_exactly_once
 from tests.registry_stand_in import RegistryStandIn
@@ -48,7 +48,7 @@ def test_registry_down_mid_stream_dead_letters_no_good_event(settings, client, t
             workers.start("w2")
             time.sleep(8)  # several retry rounds while the registry is down
             assert read_topic(settings, settings.kafka.dead_letter_topic) == [], workers.logs()
-            assert pipeline_lag(settings).chain == 300  # nothing of the second batch chained, nothing skipped
+            assert chain_lag(settings) == 300  # nothing of the second batch chained, nothing skipped
             assert "retried" in workers.logs() or "retrying" in workers.logs()
 
             registry.start()  # back on the same port

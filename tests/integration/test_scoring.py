@@ -25,6 +25,7 @@ from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 from aiaudit.pipeline.score.step import score_records
 from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
+    SOAK,
     ChainWorkers,
     read_topic,
     settings_env,
@@ -213,7 +214,7 @@ def test_scores_and_findings_are_exactly_the_pure_steps_through_kill9_and_rebala
         total = sum(1 for _ in read_topic(settings, settings.kafka.chain_topic))
         deadline = time.monotonic() + 420
         kills = 0
-        for round_ in range(4):  # kill -9 once some batches of this run are committed, at a random moment
+        for round_ in range(4 if SOAK else 2):  # kill -9 once some batches of this run are committed, at random
             before = _scored_progress(settings)
             workers.start(f"s{round_}", role="score")
             while _scored_progress(settings) <= before:
