@@ -7,6 +7,7 @@ missing server library a line naming `aiaudit[server]`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -28,6 +29,7 @@ from aiaudit.pipeline.cli import (
     worker,
 )
 from aiaudit.pipeline.errors import AiAuditError, ConfigError
+from aiaudit.pipeline.logs import configure as configure_logs
 from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
@@ -69,6 +71,7 @@ def _settings() -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(logging.WARNING)  # warnings of any command (librdkafka's too) in the one format; workers log more
     try:
         settings = _settings()
         return int(args.func(args, settings))

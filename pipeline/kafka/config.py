@@ -23,6 +23,10 @@ Config = dict[str, Any]
 # broker that is down makes it repeat the same connection error on every retry.
 LOG = logging.getLogger("aiaudit.kafka")
 LOG.setLevel(logging.WARNING)
+# A broker that has just started answers "coordinator load in progress" and librdkafka retries on
+# its own: a notice of a retry, not a problem to show.
+TRANSIENT = ("Coordinator load in progress",)
+LOG.addFilter(lambda record: not any(t in record.getMessage() for t in TRANSIENT))
 LOG.addFilter(RepeatLimit())
 
 

@@ -227,6 +227,7 @@ destinations:
 
     log_text = logs.read_text()
     assert kills == KILLS and not receiver.refused, receiver.refused
+    assert "\x1b" not in log_text  # Faust's colour codes never reach the agent's log file
     forged_uids = {f["finding_info"]["uid"] for f in forged}
     delivered_uids = {r["doc"]["finding"]["finding_info"]["uid"] for d in ("soc", "flaky")
                       for r in receiver.accepted(d)}

@@ -37,3 +37,24 @@ def test_each_client_kind_has_its_guarantees():
 
 def test_extra_properties_override_the_defaults():
     assert config.producer(Settings(), acks="1")["acks"] == "1"
+
+
+def test_librdkafka_lines_are_filtered_for_transient_retries_and_repeats():
+    import logging
+
+    from aiaudit.pipeline.kafka.config import LOG
+
+    import uuid
+
+    run = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))  # no line of another test's
+
+    def shown(msg: str) -> bool:
+        record = LOG.makeRecord(LOG.name, logging.WARNING, __file__, 1, f"{msg} {run}", (), None)
+        return bool(LOG.filter(record))
+
+    assert not shown("GETPID [rdkafka#producer-5] [thrd:main]: Failed to acquire idempotence PID from broker "
+                     "127.0.0.1:19092/1: Broker: Coordinator load in progress: retrying")
+    assert shown("FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:29099/1]: 127.0.0.1:29099/1: Connect to ipv4#127.0.0.1:29099 "
+                 "failed: Connection refused (after 0ms in state CONNECT)")
+    assert not shown("FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:29099/1]: 127.0.0.1:29099/1: Connect to "
+                     "ipv4#127.0.0.1:29099 failed: Connection refused (after 1ms in state CONNECT)")  # a repeat
