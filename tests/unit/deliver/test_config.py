@@ -7,23 +7,8 @@ import re
 import orjson
 import pytest
 
-from aiaudit.detectors.rules import RuleHit
 from aiaudit.pipeline.deliver.config import load_targets, parse_targets
 from aiaudit.pipeline.errors import ConfigError
-from aiaudit.pipeline.score.ocsf import detection_finding
-
-SECRET = b"s3cret-shared-with-the-receiver"
-
-
-def finding(actor="alice@acme.example", *, severity="high", rules=("prompt_injection",), route="chat", why="2 markers"):
-    event = {"actor": {"id": actor, "type": "workforce"}, "decision": "allow", "event_id": "e1",
-             "occurred_at": "2026-11-29T10:00:00.000000Z", "gen_ai_provider_name": "openai",
-             "gen_ai_request_model": "gpt-4o", "route": route}
-    return detection_finding(origin="acme/prod/ai.requests/p1/g1", seq=42, leaf_hash="ab" * 32, event=event,
-                             score=0.41, severity=severity, explanation=[], model_version="m1",
-                             detected_at_ms=1_795_950_000_123, rule_hits=[RuleHit(r, severity, why) for r in rules])
-
-
 
 # --- the destinations file ------------------------------------------------------------
 

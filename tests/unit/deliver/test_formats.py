@@ -9,7 +9,6 @@ import re
 import orjson
 import pytest
 
-from aiaudit.detectors.rules import RuleHit
 from aiaudit.pipeline.deliver.formats import (
     DELIVERY_HEADER,
     MAX_FINDING_BYTES,
@@ -26,19 +25,7 @@ from aiaudit.pipeline.deliver.formats import (
     verify_webhook,
     webhook_request,
 )
-from aiaudit.pipeline.score.ocsf import detection_finding
-
-SECRET = b"s3cret-shared-with-the-receiver"
-
-
-def finding(actor="alice@acme.example", *, severity="high", rules=("prompt_injection",), route="chat", why="2 markers"):
-    event = {"actor": {"id": actor, "type": "workforce"}, "decision": "allow", "event_id": "e1",
-             "occurred_at": "2026-11-29T10:00:00.000000Z", "gen_ai_provider_name": "openai",
-             "gen_ai_request_model": "gpt-4o", "route": route}
-    return detection_finding(origin="acme/prod/ai.requests/p1/g1", seq=42, leaf_hash="ab" * 32, event=event,
-                             score=0.41, severity=severity, explanation=[], model_version="m1",
-                             detected_at_ms=1_795_950_000_123, rule_hits=[RuleHit(r, severity, why) for r in rules])
-
+from tests.unit.deliver.findings import SECRET, finding
 
 
 def test_a_signed_webhook_verifies_and_carries_the_finding_whole():

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline.score.finding_signature import HEADER, from_headers, header_value, sign_finding, signature_problem
-from tests.unit.deliver.test_formats import finding
+from tests.unit.deliver.findings import finding
 
 KEY = Ed25519PrivateKey.generate()
 PINNED = [KEY.public_key().public_bytes_raw()]
