@@ -3,7 +3,7 @@
 Input: a whole export (JSONL: a header, records {origin, seq, payload, sig, leaf_hash}, and
 checkpoint lines), a JWKS, the checkpoint public key and the emitter key set. It uses the `rfc8785` package (an
 independent JCS implementation), hashlib and `cryptography`, and RFC 6962's Merkle tree hash
-and the C2SP signed-note rules as written in the README.
+and the C2SP signed-note rules as written in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _check_emitter(event: dict, emitter_keys: dict[str, tuple[Ed25519PublicKey, 
 
 
 def _check_header(header: dict, record_lines: list[str], operator_pub: bytes) -> None:
-    """README, the export format: the version 3 header is sealed by the operator key over JCS of
+    """docs/formats.md, the export file: the version 3 header is sealed by the operator key over JCS of
     the header without its seal (domain tag aiaudit/export-header/v1), and states the record lines'
     count per origin and the SHA-256 of their bytes in file order, each ended by one LF."""
     assert header["aiaudit_export"] == 3, "not a sealed (version 3) export"

@@ -225,15 +225,15 @@ def test_verify_with_a_pinned_trust_file_and_proofs_from_the_cli(settings, clien
     assert missing.returncode == 2 and "is not in" in missing.stderr
 
 
-def test_the_contract_docs_example_runs_as_written(settings, tmp_path):
-    """docs/event-contract.md opens with a complete example: run it against the test broker."""
+def test_the_developer_guide_example_runs_as_written(settings, tmp_path):
+    """docs/developer.md opens with a complete example: run it against the test broker."""
     import re
     from pathlib import Path
 
     from aiaudit.pipeline.contract.emitter_keys import key_set_file, new_emitter_key
     from tests.integration.support import read_topic
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "event-contract.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "developer.md").read_text()
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     key, _, _ = new_emitter_key(settings.signing.keys_dir / "emitters", "billing-service", key_set_file(settings))
     env = {**settings_env(settings), "AIAUDIT_EMITTER__KEY_FILE": str(key)}  # as the docs say

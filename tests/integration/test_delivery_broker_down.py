@@ -2,7 +2,7 @@
 ride it out, and every finding reach the receiver, whole, once (a repeat only under the same
 delivery id, recorded in doubt), with every outcome recorded.
 
-An open bug (README, Known limits): this passed in every run on a working copy, and failed in a
+An open bug (docs/guarantees.md, Known limits): this passed in every run on a working copy, and failed in a
 fresh-clone CI run (findings of the outage's waves still undelivered 240 s after the broker was
 back, the agent alive). Not run by default: `pytest -m known_bug tests/integration/test_delivery_broker_down.py`."""
 
