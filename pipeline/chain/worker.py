@@ -10,7 +10,7 @@ On assignment the worker reads the chain head (seq, prev, last input offset)
 from the last committed record, and skips input already chained.
 
 Why not Faust's exactly_once: faust-streaming issues 517 and 323 (duplicates after rebalance or
-restart) and 606 (commits past messages still in flight); see README "Design notes".
+restart) and 606 (commits past messages still in flight); see docs/design.md.
 """
 
 from __future__ import annotations

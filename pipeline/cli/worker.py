@@ -94,7 +94,7 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.deliver.destinations_file is None:
         raise ConfigError("the delivery agent needs a destinations file: set AIAUDIT_DELIVER__DESTINATIONS_FILE "
-                          "(docs/soc.md shows one)")
+                          "(docs/delivery.md shows one)")
     targets = load_targets(settings.deliver.destinations_file)
     pubs = settings.deliver.finding_keys or [
         scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file).with_name(SCORER_PUB)]

@@ -19,7 +19,7 @@ memory changes only when a batch's transaction commits. The promoted model is pi
 without a restart (live.json is checked every few seconds; a promotion that does not verify
 keeps the current model).
 
-Why not Faust: see README "Design notes" (its recovery race, and a per-message ceiling below
+Why not Faust: see docs/design.md (its recovery race, and a per-message ceiling below
 this target).
 """
 

@@ -3,7 +3,7 @@
 Input: a whole export (JSONL: a header, records {origin, seq, payload, sig, leaf_hash}, and
 checkpoint lines), a JWKS, the checkpoint public key and the emitter key set. It uses the `rfc8785` package (an
 independent JCS implementation), hashlib and `cryptography`, and RFC 6962's Merkle tree hash
-and the C2SP signed-note rules as written in docs/formats.md.
+and the C2SP signed-note rules as written in docs/formats.md and docs/auditor.md.
 """
 
 from __future__ import annotations
