@@ -84,8 +84,14 @@ def test_the_wheel_installs_one_import_name_and_no_generic_ones(tmp_path):
     import os
     import venv
 
+    import shutil
+
+    # Built from a copy of the sources (links kept), so a stale build/ of a working copy cannot leak in.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".aiaudit", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "lib", "tests"))
     wheels = tmp_path / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = wheels.glob("aiaudit-*.whl")
