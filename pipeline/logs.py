@@ -20,7 +20,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REPEAT_S = 60.0
 
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
-_DIGITS = re.compile(r"\d+")
+# What varies between repeats of one warning: ids (UUIDs, hex digests), then any number.
+_VARYING = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\b[0-9a-fA-F]{16,}\b|\d+")
 
 
 def plain(text: str) -> str:
@@ -40,7 +41,8 @@ class PlainFormatter(logging.Formatter):
 
 
 class RepeatLimit(logging.Filter):
-    """Each distinct message at or above `level` (digits folded: ports, counters and durations vary)
+    """Each distinct message at or above `level` (ids and numbers folded: event ids, ports, counters
+    and durations vary)
     at most once per `interval_s`; the first one let through after that says how many were held
     back. Messages below `level` pass untouched."""
 
@@ -53,7 +55,7 @@ class RepeatLimit(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < self.level:
             return True
-        key = (record.name, _DIGITS.sub("#", record.getMessage())[:300])
+        key = (record.name, _VARYING.sub("#", record.getMessage())[:300])
         now = self.clock()
         seen = self._seen.get(key)
         if seen is not None and now - seen[0] < self.interval_s:

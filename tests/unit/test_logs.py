@@ -25,6 +25,16 @@ def test_a_repeating_warning_is_let_through_once_per_interval_and_then_counted()
     assert not limit.filter(_record("broker %s:%d down after %dms", "127.0.0.1", 9092, 6))
 
 
+def test_one_warning_per_request_during_an_outage_is_one_line_a_minute():
+    import uuid
+
+    limit = RepeatLimit(interval_s=60, clock=lambda: 0.0)
+    shown = [limit.filter(_record("event %s (seq %d) was not recorded: %s", str(uuid.uuid4()), n, "Local: Message timed out"))
+             for n in range(91)]
+    assert shown.count(True) == 1
+    assert limit.filter(_record("event %s (seq %d) was not recorded: %s", str(uuid.uuid4()), 1, "Broker: Not enough replicas"))
+
+
 def test_different_warnings_other_loggers_and_info_lines_are_not_held_back():
     limit = RepeatLimit(interval_s=60, clock=lambda: 0.0)
     assert limit.filter(_record("policy reload failed"))
