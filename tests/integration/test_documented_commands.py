@@ -56,7 +56,13 @@ NOT_RUN = {
     "aiaudit witness submit --url U --witness-key VKEY --every 60": "needs a running witness, and runs until stopped: "
                                                                     "tests/integration/test_witness.py",
     "aiaudit verify --witness U --witness-key VKEY": "needs a running witness: tests/integration/test_witness.py",
-    "aiaudit alerts redeliver": "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
+    "aiaudit alerts redeliver --by NAME": "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
+    "aiaudit alerts redeliver --destination soc-webhook --by soc-analyst-1 --dry-run":
+        "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py (the dry run too)",
+    "aiaudit alerts redeliver --destination soc-webhook --by soc-analyst-1":
+        "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
+    "aiaudit alerts redeliver FINDING_UID --by soc-analyst-1":
+        "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
     "aiaudit gateway serve": "tests/integration/test_gateway.py serves the gateway with a config and a vendor",
     # Named in prose without their required options; the full forms the docs show are run.
     "aiaudit detect promote": "prose; `detect promote --version V` needs a trained model (above)",
