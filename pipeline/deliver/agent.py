@@ -204,4 +204,5 @@ def run(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes]
     level = "INFO" if verbose else "WARN"
     # Our line format, no colour codes (Faust's default colours its lines even into a file).
     worker = faust.Worker(app, loglevel=level, quiet=True, logging_config=dict_config(level))
+    worker.spinner = None  # Faust's progress spinner writes cursor codes to stdout whatever the log goes to
     worker.execute_from_commandline()
