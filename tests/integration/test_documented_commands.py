@@ -71,6 +71,7 @@ NOT_RUN = {
     "aiaudit witness keygen": "prose; `witness keygen --name … --key-file …` is run",
     "aiaudit witness submit": "prose; needs a running witness (above)",
     "aiaudit witness serve": "prose; needs a config (above)",
+    "aiaudit alerts redeliver": "prose; `alerts redeliver --by NAME` needs dead-lettered deliveries (above)",
 }
 
 # Placeholder -> value; {store} values are filled from the store this test builds.
