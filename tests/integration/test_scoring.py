@@ -192,6 +192,7 @@ def _wait_scored(settings, workers, deadline: float) -> None:
         time.sleep(0.3)
 
 
+@pytest.mark.fault
 def test_scores_and_findings_are_exactly_the_pure_steps_through_kill9_and_rebalances(settings, tmp_path):
     """kill -9 of the scoring worker at random moments (mid-batch included), restarts, then two
     workers sharing the partitions with a rebalance when one leaves: every record is scored once,
