@@ -65,53 +65,16 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tupl
             time.sleep(0.2)
 
 
-def _to_end(consumer: Consumer, topic: str, partition: int, start: int, deadline: float) -> Iterator[Message]:
-    """The committed data messages from `start` to the partition's end (EOF), before `deadline`."""
-    consumer.assign([TopicPartition(topic, partition, start)])
-    while True:
-        if time.monotonic() > deadline:
-            raise InfraError(f"reading {topic}[{partition}] did not reach its end in time")
-        msg = consumer.poll(1.0)
-        if msg is None:
-            continue
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return
-            raise InfraError(f"reading {topic}[{partition}]: {err}")
-        yield msg
-
-
 def _reader(settings: Settings, name: str) -> Consumer:
     extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.message.max.bytes": 8 * 1024 * 1024}
     return Consumer(kafka_config.consumer(settings, name, read_committed=True, **extra))
 
 
-def read_tail(settings: Settings, topic: str, partition: int, *, want: int = 1, timeout_s: float = 30.0) -> list[Message]:
-    """The last `want` committed data messages of a partition (read_committed), oldest first.
-
-    Reads back a growing window from the end, so aborted transactions and control records
-    between the tail and the last committed record are stepped over.
-    """
-    consumer = _reader(settings, "aiaudit-tail-reader")
-    try:
-        low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
-        window = max(64, want * 2)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            start = max(low, high - window)
-            found = list(_to_end(consumer, topic, partition, start, deadline))
-            if len(found) >= want or start == low:
-                return found[-want:]
-            window *= 8
-    finally:
-        consumer.close()
-
-
 def read_tails(settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 30.0) -> dict[int, Message | None]:
     """The last committed data message of each partition (None for a partition without one), read
     with one consumer for all of them: a worker taking over several chains pays one read, not one
-    per partition. Windows grow from the end as in read_tail."""
+    per partition. Reads back a growing window from the end, so aborted transactions and control
+    records between the tail and the last committed record are stepped over."""
     consumer = _reader(settings, "aiaudit-tail-reader")
     try:
         bounds = {p: watermarks(consumer, TopicPartition(topic, p), timeout_s) for p in partitions}
