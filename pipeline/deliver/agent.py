@@ -23,6 +23,14 @@ recovery race that lost records on a restart):
   `X-Aiaudit-Delivery` id; syslog and chat have no such id and can show it twice;
 - suppression (`suppression` table) counts from the decision to send, written with that mark.
 
+No destination waits for another: each finding's (and each retry's) work runs in a task of its
+own, and each destination has a lane of `in_flight` attempts, so a receiver that never answers
+holds only its own lane, for its own `timeout_s`. Acks are manual and in offset order
+(acks.py): an alerts or retries message is acknowledged when its work and that of every message
+before it is done, so Faust commits only up to the oldest one still outstanding, so a kill -9 replays whatever was in flight (including an attempt still waiting for
+its lane, which then counts as in doubt). At most MAX_OUTSTANDING messages are in work at once;
+the agent reads on only as work finishes.
+
 Delivery records go to the deliveries topic (the sink stores them; `aiaudit alerts history`
 shows them next to the alert's status). Standby replicas are off (one worker is the expected
 deployment; a second takes over after a rebalance by recovering the tables).
@@ -41,6 +49,7 @@ import aiohttp
 import faust
 import orjson
 
+from aiaudit.pipeline.deliver.acks import InOrderAcks
 from aiaudit.pipeline.deliver.faust_app import App
 from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding
 from aiaudit.pipeline.deliver.policy import (
@@ -58,6 +67,7 @@ from aiaudit.pipeline.score.finding_signature import from_headers, signature_pro
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
+MAX_OUTSTANDING = 512  # alerts and retries messages in work at once (each holds one finding)
 
 
 def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes]) -> faust.App:
@@ -68,6 +78,10 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
         datadir=str(settings.local.state_dir / "faust-deliver"), broker_session_timeout=k.session_timeout_ms / 1000,
         consumer_auto_offset_reset="earliest", producer_acks=-1, table_standby_replicas=0,
         broker_commit_interval=1.0,
+        # A rebalance or a stop does not wait for deliveries in flight (a retry can wait minutes for
+        # its time): what is not acknowledged is replayed from the committed offset, by the delivery
+        # state in the table (done: skipped; in flight: re-sent in doubt under the same id).
+        stream_wait_empty=False,
     )
     alerts = app.topic(k.alerts_topic, key_serializer="raw", value_serializer="raw")
     retries = app.topic(k.delivery_retries_topic, key_serializer="raw", value_serializer="raw")
@@ -78,6 +92,48 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
     last_sent = app.Table("suppression", default=None, partitions=k.partitions, key_type=str, value_type=None)
     by_name = {t.destination.name: t for t in targets}
     http: list[aiohttp.ClientSession] = []
+    lanes: dict[str, asyncio.Semaphore] = {}
+    work: set[asyncio.Task[None]] = set()
+    waiting: set[str] = set()  # deliveries whose retry waits for its time in this process
+    room: list[asyncio.Semaphore] = []
+    acks = InOrderAcks()
+
+    def ack_now(event: Any) -> None:
+        tp = event.message.tp
+        acks.done(tp, acks.taken(tp, event))
+
+    def lane(name: str) -> asyncio.Semaphore:
+        if name not in lanes:
+            lanes[name] = asyncio.Semaphore(by_name[name].destination.in_flight)
+        return lanes[name]
+
+    async def in_work(event: Any, job: Any) -> None:
+        """Run `job` (a coroutine) in a task of its own and acknowledge `event` when it is done; the
+        task keeps the event current, so its table writes go to the event's partition."""
+        if not room:
+            room.append(asyncio.Semaphore(MAX_OUTSTANDING))
+        await room[0].acquire()
+        tp = event.message.tp
+        ticket = acks.taken(tp, event)
+
+        async def run() -> None:
+            try:
+                await job
+            except asyncio.CancelledError:
+                raise  # stopping: not acknowledged, so replayed after the restart
+            except Exception:
+                log.exception("delivery work for %s/%d/%d failed; the agent stops so that a restart replays it",
+                              event.message.topic, event.message.partition, event.message.offset)
+                await app.crash(RuntimeError("delivery work failed"))
+                raise
+            else:
+                acks.done(tp, ticket)
+            finally:
+                room[0].release()
+
+        task = asyncio.ensure_future(run())
+        work.add(task)
+        task.add_done_callback(work.discard)
 
     def session() -> aiohttp.ClientSession:
         if not http:
@@ -98,23 +154,27 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
             for key in suppression_keys(finding):
                 last_sent[f"{dest.name}\n{key}"] = {"at": finding["time"] / 1000, "finding": fuid}
         await app.producer.flush()  # the mark is on the broker before anything leaves
-        rec = await send(session(), target, finding, attempt=step.attempt, now=time.time())
-        if step.in_doubt:
-            rec.detail["in_doubt"] = True
-        if redrive_by is not None:
-            rec.detail["redrive_by"] = redrive_by
-        state, delay = after_attempt(dest, uid, rec.outcome, step.attempt)
-        if state == "retrying":
-            rec.detail["retry_in_s"] = round(delay or 0, 3)
-            await retries.send(key=uid.encode(), partition=partition, value=orjson.dumps(
-                {"delivery_uid": uid, "destination": dest.name, "attempt": step.attempt + 1,
-                 "due": time.time() + (delay or 0), "finding": finding, "sig": signature}))
-        elif state == "dead_lettered":
-            rec.outcome = "dead_lettered"
-            await dead.send(key=uid.encode(), value=orjson.dumps(
-                {"delivery": rec.message(), "finding": finding, "sig": signature, "partition": partition}))
-        deliveries[uid] = {"state": state, "attempt": step.attempt}
-        await record(rec)
+        async with lane(dest.name):
+            rec = await send(session(), target, finding, attempt=step.attempt, now=time.time())
+            if step.in_doubt:
+                rec.detail["in_doubt"] = True
+            if redrive_by is not None:
+                rec.detail["redrive_by"] = redrive_by
+            state, delay = after_attempt(dest, uid, rec.outcome, step.attempt)
+            if state == "retrying":
+                rec.detail["retry_in_s"] = round(delay or 0, 3)
+                await retries.send(key=uid.encode(), partition=partition, value=orjson.dumps(
+                    {"delivery_uid": uid, "destination": dest.name, "attempt": step.attempt + 1,
+                     "due": time.time() + (delay or 0), "finding": finding, "sig": signature}))
+            elif state == "dead_lettered":
+                rec.outcome = "dead_lettered"
+                await dead.send(key=uid.encode(), value=orjson.dumps(
+                    {"delivery": rec.message(), "finding": finding, "sig": signature, "partition": partition}))
+            deliveries[uid] = {"state": state, "attempt": step.attempt}
+            await record(rec)
+            # the outcome is on the broker before the lane takes its next attempt: a kill -9 re-sends
+            # at most a lane of attempts, not also those done since the changelog's last flush
+            await app.producer.flush()
 
     async def one_destination(target: Target, finding: dict[str, Any], partition: int,
                               signature: dict[str, str]) -> None:
@@ -135,7 +195,7 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     @app.agent(alerts)
     async def deliver(stream: Any) -> None:
-        async for event in stream.events():
+        async for event in stream.noack().events():
             msg = event.message
             try:
                 finding = parse_finding(event.value)
@@ -147,12 +207,29 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
                 log.warning("alerts %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
                 await dead.send(key=None, value=orjson.dumps(
                     {"reason": str(exc), "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
+                ack_now(event)
                 continue
-            await asyncio.gather(*(one_destination(t, finding, msg.partition, signature) for t in targets))
+            # Destinations decide (filters, suppression) in arrival order: each decision is written
+            # before its task first waits, and tasks start in the order they are made.
+            await in_work(event, asyncio.gather(*(one_destination(t, finding, msg.partition, signature)
+                                                  for t in targets)))
+
+    async def retry_when_due(target: Target, finding: dict[str, Any], step: Step, partition: int,
+                             signature: dict[str, str], due: float, by: str | None) -> None:
+        # never longer than the destination's own longest backoff, whatever `due` says
+        uid = delivery_uid(target.destination, finding["finding_info"]["uid"])
+        waiting.add(uid)
+        try:
+            wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        finally:
+            waiting.discard(uid)
+        await attempt(target, finding, step, partition, signature, by)
 
     @app.agent(retries)
     async def retry(stream: Any) -> None:
-        async for event in stream.events():
+        async for event in stream.noack().events():
             try:
                 job = orjson.loads(event.value)
                 uid, name, n, due = job["delivery_uid"], job["destination"], job["attempt"], job["due"]
@@ -168,21 +245,20 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("retries %d/%d is not a retry this agent wrote; skipped", event.message.partition,
                             event.message.offset)
+                ack_now(event)
                 continue
             target = by_name.get(name)
             if target is None or delivery_uid(target.destination, finding["finding_info"]["uid"]) != uid:
                 log.warning("retry %s for destination %r: no such destination now; dead-lettered", uid, name)
                 await dead.send(key=str(uid).encode(), value=orjson.dumps(
                     {"reason": f"destination {name!r} is no longer configured", "finding": finding}))
+                ack_now(event)
                 continue
             step = retry_step(deliveries.get(uid), n, redrive=by is not None)
-            if step.action != "send":
+            if step.action != "send" or uid in waiting:  # a copy of a retry already waiting here
+                ack_now(event)
                 continue
-            # never longer than the destination's own longest backoff, whatever `due` says
-            wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await attempt(target, finding, step, event.message.partition, signature, by)
+            await in_work(event, retry_when_due(target, finding, step, event.message.partition, signature, due, by))
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def announce() -> None:
@@ -191,6 +267,8 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     @app.on_before_shutdown.connect  # a Faust signal
     async def close_http(*_: Any, **__: Any) -> None:
+        for task in list(work):  # not acknowledged: replayed after the restart
+            task.cancel()
         if http:
             await http[0].close()
 

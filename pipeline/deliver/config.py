@@ -12,6 +12,8 @@
         max_attempts: 6
         backoff_s: 2
         backoff_max_s: 300
+        timeout_s: 10                # one attempt's longest wait for an answer
+        in_flight: 4                 # attempts outstanding at once; a slow receiver holds only its own
       - name: siem
         kind: syslog
         host: siem.example
@@ -47,7 +49,7 @@ KINDS = ("webhook", "splunk_hec", "syslog", "chat")
 HTTP_KINDS = ("webhook", "splunk_hec", "chat")
 MIN_WEBHOOK_SECRET_BYTES = 16
 _COMMON = {"name", "kind", "min_severity", "detectors", "routes", "suppress_s", "max_attempts", "backoff_s",
-           "backoff_max_s"}
+           "backoff_max_s", "timeout_s", "in_flight"}
 _KEYS = {"webhook": _COMMON | {"url", "url_env", "secret_env"}, "splunk_hec": _COMMON | {"url", "url_env", "secret_env", "host_name"},
          "chat": _COMMON | {"url", "url_env"}, "syslog": _COMMON | {"host", "port", "tls", "ca_file", "host_name"}}
 
@@ -109,7 +111,9 @@ def _target(entry: Any, env: Mapping[str, str]) -> Target:
         detectors=_names(entry, "detectors"), routes=_names(entry, "routes"),
         suppress_s=_number(entry, "suppress_s", 900.0, 0, 7 * 86400),
         max_attempts=int(_number(entry, "max_attempts", 6, 1, 20, integer=True)),
-        backoff_s=_number(entry, "backoff_s", 2.0, 0.05, 3600), backoff_max_s=_number(entry, "backoff_max_s", 300.0, 0.05, 86400))
+        backoff_s=_number(entry, "backoff_s", 2.0, 0.05, 3600), backoff_max_s=_number(entry, "backoff_max_s", 300.0, 0.05, 86400),
+        timeout_s=_number(entry, "timeout_s", 10.0, 0.1, 120),
+        in_flight=int(_number(entry, "in_flight", 4, 1, 64, integer=True)))
     host_name = _text(entry, "host_name", "aiaudit", 255)
     if kind == "syslog":
         host = _text(entry, "host", "", 255)

@@ -33,12 +33,16 @@ class Destination:
     max_attempts: int = 6
     backoff_s: float = 2.0  # first retry after this, doubling
     backoff_max_s: float = 300.0
+    timeout_s: float = 10.0  # one attempt's longest wait for the receiver
+    in_flight: int = 4  # attempts outstanding at once: a slow receiver waits in its own lane only
 
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITY_RANK:
             raise ValueError(f"destination {self.name}: min_severity must be one of {', '.join(SEVERITY_RANK)}")
         if self.max_attempts < 1 or self.suppress_s < 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
             raise ValueError(f"destination {self.name}: attempts >= 1, suppression >= 0, 0 < backoff <= backoff max")
+        if not (0 < self.timeout_s <= 120 and 1 <= self.in_flight <= 64):
+            raise ValueError(f"destination {self.name}: 0 < timeout_s <= 120, 1 <= in_flight <= 64")
 
 
 def accepts(dest: Destination, finding: dict[str, Any]) -> bool:

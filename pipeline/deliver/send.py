@@ -26,9 +26,6 @@ from aiaudit.pipeline.deliver.formats import (
 )
 from aiaudit.pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
 
-TIMEOUT_S = 10.0
-
-
 @dataclass(frozen=True)
 class Target:
     """A destination with where it is and its credentials (kept out of logs and records)."""
@@ -56,7 +53,7 @@ async def send(session: aiohttp.ClientSession, target: Target, finding: dict[str
 
     try:
         if dest.kind == "syslog":
-            await _syslog(target, syslog_message(finding, hostname=target.hostname))
+            await _syslog(target, syslog_message(finding, hostname=target.hostname), dest.timeout_s)
             return record("delivered", "sent", f"written over {'TLS' if target.tls else 'TCP'} "
                           "(syslog has no acknowledgement)")
         if dest.kind == "webhook":
@@ -67,26 +64,26 @@ async def send(session: aiohttp.ClientSession, target: Target, finding: dict[str
         else:
             body, headers = chat_message(finding), {"Content-Type": "application/json"}
         async with session.post(target.url, data=body, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
+                                timeout=aiohttp.ClientTimeout(total=dest.timeout_s)) as resp:
             text = (await resp.content.read(2000)).decode("utf-8", "replace")
             return record("delivered" if 200 <= resp.status < 300 else "failed", str(resp.status), text)
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
         return record("failed", f"error: {type(exc).__name__}", str(exc)[:500])
 
 
-async def _syslog(target: Target, message: bytes) -> None:
+async def _syslog(target: Target, message: bytes, timeout_s: float) -> None:
     context = None
     if target.tls:
         context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(target.host, target.port, ssl=context,
-                                server_hostname=target.host if context else None), TIMEOUT_S)
+                                server_hostname=target.host if context else None), timeout_s)
     try:
         writer.write(octet_counted(message))
-        await asyncio.wait_for(writer.drain(), TIMEOUT_S)
+        await asyncio.wait_for(writer.drain(), timeout_s)
     finally:
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), TIMEOUT_S)
+            await asyncio.wait_for(writer.wait_closed(), timeout_s)
         except (OSError, asyncio.TimeoutError, ssl.SSLError):
             pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -237,7 +238,8 @@ destinations:
     # Nothing lost, nothing suppressed that should go out, and the payload is the finding whole.
     by_uid = {f["finding_info"]["uid"]: f for f in sent}
     soc = receiver.accepted("soc")
-    assert {r["doc"]["finding"]["finding_info"]["uid"] for r in soc} == soc_sent, log_text[-4000:]
+    missing = soc_sent - {r["doc"]["finding"]["finding_info"]["uid"] for r in soc}
+    assert not missing, ([d for d in records if d["finding_uid"] in missing], log_text[-4000:])
     assert len(soc_sent) >= 20 and len(soc_quiet) >= 20, (len(soc_sent), len(soc_quiet))
     for r in soc:
         finding = r["doc"]["finding"]
@@ -248,7 +250,7 @@ destinations:
     for path, rows in (("soc", soc), ("flaky", receiver.accepted("flaky"))):
         repeats = [uid for uid, n in Counter(r["delivery"] for r in rows).items() if n > 1]
         assert all((path, uid) in in_doubt for uid in repeats), (path, repeats, in_doubt)
-        assert len(repeats) <= 2 * kills, (path, repeats)
+        assert len(repeats) <= 4 * kills, (path, repeats)  # at most a lane of in_flight (4) per kill
     # Inside the window, one delivery per identity and detector (in-doubt repeats are the same delivery).
     last: dict[tuple[str, str], float] = {}
     for f in sorted((by_uid[u] for u in {r["doc"]["finding"]["finding_info"]["uid"] for r in soc}),
@@ -280,9 +282,74 @@ destinations:
 
     # The sink stores the records; an alert's history shows its deliveries beside its status.
     sink_until_drained(settings, client)
-    uid = sorted(flaky_want & soc_sent)[0]
+    uid = sorted((flaky_want & soc_sent) - resent)[0]  # one that failed once, then was retried
     history = status_history(client, settings, uid)
     rows = [(h["status"], h["actor"]) for h in history]
     assert rows[0][0] == "raised"
     assert ("failed", "flaky") in rows and ("delivered", "flaky") in rows and ("delivered", "soc") in rows
     assert any(h["note"].startswith("attempt 1: 503") for h in history)
+
+
+class Silent:
+    """A receiver that accepts connections and never answers (a hung SIEM)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_destination_that_never_answers_delays_no_other(settings, tmp_path: Path):
+    """Twenty findings, two destinations: one answers at once, one accepts the connection and never
+    answers (60 s timeout, one attempt in flight). Delivered one finding at a time, the fast one
+    would wait 20 x 60 s; it gets all twenty in well under one timeout, and the hung one holds at
+    most its lane of one connection."""
+    receiver, silent = Receiver(), Silent()
+    dest_file = tmp_path / "destinations.yaml"
+    dest_file.write_text(f"""
+destinations:
+  - {{name: hung, kind: webhook, url: "http://127.0.0.1:{silent.port}/x", secret_env: DELIVER_TEST_KEY,
+      suppress_s: 0, timeout_s: 60, in_flight: 1}}
+  - {{name: soc, kind: webhook, url: "http://127.0.0.1:{receiver.port}/soc", secret_env: DELIVER_TEST_KEY,
+      suppress_s: 0}}
+""")
+    env = {**settings_env(settings), "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(dest_file), "DELIVER_TEST_KEY": SECRET}
+    logs = tmp_path / "deliver.log"
+    proc = start_worker("deliver", log_file=logs, env=env)
+    try:
+        batch = findings(50, per_actor=5)
+        publish(settings, batch, "itest-hung")
+        want = {f["finding_info"]["uid"] for f in batch}
+        published = time.monotonic()
+        while time.monotonic() - published < 45:
+            assert proc.poll() is None, logs.read_text()[-3000:]
+            if {r["doc"]["finding"]["finding_info"]["uid"] for r in receiver.accepted("soc")} >= want:
+                break
+            time.sleep(0.2)
+        took = time.monotonic() - published
+        got = {r["doc"]["finding"]["finding_info"]["uid"] for r in receiver.accepted("soc")}
+        held = len(silent.held)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        silent.close()
+        receiver.loop.call_soon_threadsafe(receiver.loop.stop)
+    assert got == want, f"{len(got)} of {len(want)} after {took:.0f} s\n{logs.read_text()[-3000:]}"
+    assert took < 45  # one timeout of the hung destination is 60 s; one at a time would be 20 of them
+    assert held == 1, held  # its lane: one attempt outstanding, the other nineteen wait their turn
