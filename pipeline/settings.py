@@ -77,6 +77,11 @@ class ChainSettings(_Section):
     # to the dead-letter topic as unauthenticated_emitter. false: unsigned events are chained too
     # (their records say so), signed ones are still checked.
     require_emitter_signature: bool = True
+    # The checkpoint signer (`aiaudit signer serve`, its own process and key folder): checkpoints are
+    # signed there, and only as extensions of what it signed, so this host alone cannot issue one.
+    # Its token comes from AIAUDIT_SIGNER_TOKEN. Unset: the checkpoint key is read in the chain
+    # worker's process (signing.checkpoint_key_file), and the worker says so when it starts.
+    signer_url: str | None = None
 
 
 class SigningSettings(_Section):

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange
-from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, Checkpoint, NoteSigner, cosign, sign_checkpoint
+from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, sign_checkpoint
 
 MESSAGE_VERSION = 1
 MAX_TILES_PER_MESSAGE = 1 << 16  # a batch of at most 5,000 records completes far fewer
@@ -132,3 +135,63 @@ def due(now_s: float, last_signed_s: float, interval_s: float) -> bool:
     return now_s - last_signed_s >= interval_s
 
 
+
+
+# --- who signs: the Notary the chain worker asks ---------------------------------------------
+
+
+class NotaryRefused(Exception):
+    """The signer will not sign this tree: `behind` (ask again when the tree reaches signed_size)
+    or a refusal to take seriously (the tree is not an extension of what it signed)."""
+
+    def __init__(self, signed_size: int, reason: str) -> None:
+        super().__init__(reason)
+        self.signed_size, self.reason = signed_size, reason
+
+    @property
+    def behind(self) -> bool:
+        return self.reason.startswith("behind")
+
+
+class NotaryUnavailable(Exception):
+    """The signer did not answer (the chain goes on; its checkpoint waits)."""
+
+
+class Notary(Protocol):
+    """Signs a chain's checkpoint and the log's time over it. `base` (a tree whose size the
+    notary signed, as far as the worker knows) and `leaves` (the 32-byte leaf hashes appended
+    since, concatenated) make `tree`; a notary that holds no history may look at `tree` only."""
+
+    remote: bool
+    public_key: bytes
+
+    def signed_tree(self, origin: str) -> CompactRange:
+        """What the notary signed last for `origin` (size 0 when nothing)."""
+        ...
+
+    def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
+             unix_s: int) -> tuple[str, str]:
+        """(signed checkpoint note, timestamp cosignature line) for `tree`."""
+        ...
+
+
+class LocalNotary:
+    """The checkpoint key in the chain worker's own process (development, or a worker whose host
+    is trusted with it): signs any tree it is given. The signer process (pipeline/signer/) is the
+    custody option: it signs only extensions of what it signed."""
+
+    remote = False
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+        self.public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def signed_tree(self, origin: str) -> CompactRange:
+        return CompactRange()
+
+    def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
+             unix_s: int) -> tuple[str, str]:
+        cp = Checkpoint(origin, tree.size, tree.root())
+        note = sign_checkpoint(cp, NoteSigner.local(origin, SIG_ED25519, self.key))
+        stamp = cosign(cp.text(), NoteSigner.local(origin, SIG_COSIGNATURE_V1, self.key), unix_s).line()
+        return note, stamp

@@ -20,7 +20,7 @@ from aiaudit.pipeline.chain.note import (
 )
 from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, parse_payload
 from aiaudit.pipeline.errors import InfraError
-from aiaudit.pipeline.kafka.io import read_partition
+from aiaudit.pipeline.kafka.io import read_partition, read_partitions
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -86,3 +86,26 @@ def read_chain_head(origin: str, tail: Message | None) -> ChainHead:
         return ChainHead.genesis(ChainId(origin))
     src = parse_payload(record.payload)["src"]
     return record.next_head(int(src["offset"]))
+
+
+def read_leaves(settings: Settings, partition: int, origin: str, first_seq: int, end_seq: int, tail_offset: int) -> bytes:
+    """The leaf hashes of `origin`'s records first_seq..end_seq-1 (concatenated), read back from
+    the chain topic's partition in a growing window below its last record (`tail_offset`): what a
+    worker resuming with an unsigned tail sends the checkpoint signer."""
+    want = end_seq - first_seq
+    if want <= 0:
+        return b""
+    window = 2 * want + 64
+    while True:
+        start = max(0, tail_offset - window)
+        found: dict[int, bytes] = {}
+        for msg in read_partitions(settings, settings.kafka.chain_topic, [partition], starts={partition: start}):
+            rec = Record.from_wire(msg.value() or b"")
+            if rec.origin == origin and first_seq <= rec.seq < end_seq:
+                found[rec.seq] = bytes.fromhex(rec.leaf_hash)
+        if len(found) == want:
+            return b"".join(found[s] for s in range(first_seq, end_seq))
+        if start == 0:
+            raise InfraError(f"chain {origin}: records {first_seq}..{end_seq - 1} are not all in the chain topic "
+                             f"({len(found)} of {want}); cannot show the checkpoint signer the tree's extension")
+        window *= 8

@@ -19,20 +19,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline import contract, names
-from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note, due, extend, log_clock, timestamp_line
+from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnavailable, TreeState, due, extend
 from aiaudit.pipeline.chain.merkle import CompactRange
-from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner
 from aiaudit.pipeline.chain.record import ChainHead, Signer, Source, chain_origin
-from aiaudit.pipeline.chain.resume import read_chain_head, read_tree
+from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
 from aiaudit.pipeline.chain.step import InputMessage, chain_batch
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.contract.codec import SchemaResolver, no_registry
@@ -41,12 +39,12 @@ from aiaudit.pipeline.contract.registry import RegistryClient
 from aiaudit.pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_tails
-from aiaudit.pipeline.keys import raw_public
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
 
 MAX_BACKOFF_S = 5.0  # longest pause between retries of a batch whose dependency is down
+MAX_UNSIGNED_LEAVES = 1 << 20  # records a chain runs ahead of an unanswering remote signer
 
 
 @dataclass
@@ -56,19 +54,23 @@ class PartitionChain:
     head: ChainHead
     next_offset: int  # the input offset to resume from after an aborted transaction
     tree: CompactRange  # the Merkle tree over the chain's leaf hashes, at head.next_seq leaves
-    notary: NoteSigner | None  # signs this chain's checkpoints (key name = origin)
+    notary: Notary | None  # signs this chain's checkpoints and the log's time over them
     signed_size: int = -1  # size of the last signed checkpoint written (-1: none since assignment)
     signed_at: float = 0.0  # monotonic time of it
-    clock: NoteSigner | None = None  # signs the log's timestamps (the checkpoint key as a cosigner)
     stamped_at: float = 0.0  # monotonic time of the last signed timestamp written
+    # For a remote signer (it signs only extensions of what it signed): a tree it signed, and the
+    # leaf hashes appended since (32 bytes each). base None: not known yet (the signer was down).
+    base: CompactRange | None = None
+    unsigned: bytearray = field(default_factory=bytearray)
+    tail_offset: int = -1  # the chain topic's last record offset at assignment (to read leaves back)
 
 
 class ChainWorker:
-    def __init__(self, settings: Settings, signer: Signer, *, checkpoint_key: Ed25519PrivateKey | None = None,
+    def __init__(self, settings: Settings, signer: Signer, *, notary: Notary | None = None,
                  instance_id: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
         self.signer = signer
-        self.checkpoint_key = checkpoint_key
+        self.notary = notary
         self.clock = clock
         # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
@@ -112,12 +114,15 @@ class ChainWorker:
             head = read_chain_head(origin, chain_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
             tree, signed = read_tree(self.settings, p, head, state_tails[p],
-                                     raw_public(self.checkpoint_key) if self.checkpoint_key else None)
+                                     self.notary.public_key if self.notary else None)
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
-            notary = NoteSigner.local(origin, SIG_ED25519, self.checkpoint_key) if self.checkpoint_key else None
             # One signed checkpoint per (origin, size): a size signed before the restart is not signed again.
-            self.chains[p] = PartitionChain(p, producer, head, start, tree, notary, tree.size if signed else -1,
-                                            clock=log_clock(origin, notary) if notary else None)
+            tail = chain_tails[p]
+            chain = PartitionChain(p, producer, head, start, tree, self.notary, tree.size if signed else -1,
+                                   tail_offset=(tail.offset() or 0) if tail is not None and head.next_seq else -1)
+            if self.notary is not None and self.notary.remote:
+                self._learn_base(chain)
+            self.chains[p] = chain
             assigned.append(TopicPartition(topic, p, start))
         consumer.assign(assigned)
         # A partition this worker gave up while fenced (paused, see _gave_up_if_fenced) and now owns
@@ -164,7 +169,20 @@ class ChainWorker:
         self._backoff_s = 0.0
         producer = chain.producer
         tree, tiles = extend(chain.tree, [rec.leaf_hash for rec in result.records])
-        note = self._note_if_due(chain, tree) if result.records else None
+        new_leaves = b"".join(bytes.fromhex(rec.leaf_hash) for rec in result.records) \
+            if chain.notary is not None and chain.notary.remote else b""
+        if len(chain.unsigned) >= MAX_UNSIGNED_LEAVES * 32 and chain.notary is not None:
+            # The signer has not answered for MAX_UNSIGNED_LEAVES records: chaining waits for it
+            # (the events wait in Kafka) rather than hold an unbounded tail in memory.
+            if self._signed(chain, chain.tree, b"") is None:
+                self.stats["retried"] += 1
+                self._backoff_s = min(max(2 * self._backoff_s, 0.5), MAX_BACKOFF_S)
+                log.warning("chain %s: %d records await a checkpoint the signer does not give; chaining paused "
+                            "%.1fs", chain.head.origin, len(chain.unsigned) // 32, self._backoff_s)
+                self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
+                time.sleep(self._backoff_s)
+                return
+        note = self._note_if_due(chain, tree, new_leaves) if result.records else None
         try:
             producer.begin_transaction()
             for rec in result.records:
@@ -193,26 +211,78 @@ class ChainWorker:
             return
         chain.head = result.head
         chain.tree = tree
-        if note is not None:
-            chain.signed_size = tree.size
-            chain.signed_at = chain.stamped_at = time.monotonic()
+        self._after_commit(chain, tree, new_leaves, note is not None)
         chain.next_offset = next_offset
         self.stats["chained"] += len(result.records)
         self.stats["dead_lettered"] += len(result.dead_letters)
         self.stats["skipped"] += result.skipped
         self.stats["transactions"] += 1
 
-    def _note_if_due(self, chain: PartitionChain, tree: CompactRange) -> str | None:
+    def _learn_base(self, chain: PartitionChain) -> None:
+        """What a remote signer signed for this chain, and the leaves since, so that the next
+        request shows it an extension. Its tree past this worker's is checked by the signer once
+        this worker's tree reaches it; its tree at or below is checked here against the records."""
+        assert chain.notary is not None
+        origin, tree = chain.head.origin, chain.tree
+        try:
+            signed = chain.notary.signed_tree(origin)
+        except NotaryUnavailable as exc:
+            log.warning("chain %s: %s; its checkpoints wait for the signer", origin, exc)
+            return
+        if signed.size > tree.size:  # signed in a transaction that then aborted: the same records come again
+            chain.base, chain.unsigned = tree.copy(), bytearray()
+            return
+        leaves = read_leaves(self.settings, chain.partition, origin, signed.size, tree.size, chain.tail_offset)
+        rebuilt, _ = extend(signed, [leaves[i:i + 32].hex() for i in range(0, len(leaves), 32)])
+        if rebuilt.root() != tree.root():
+            raise InfraError(f"chain {origin}: the checkpoint signer signed size {signed.size} of another tree than "
+                             f"the records in the chain topic make; refusing to extend it. Run `aiaudit verify "
+                             f"--origin {origin}`")
+        chain.base, chain.unsigned = signed, bytearray(leaves)
+
+    def _signed(self, chain: PartitionChain, tree: CompactRange, new_leaves: bytes) -> tuple[str, str] | None:
+        """The notary's (note, timestamp) for `tree`, or None when it is not available now."""
+        notary = chain.notary
+        if notary is None:
+            return None
+        if notary.remote and chain.base is None:
+            self._learn_base(chain)
+            if chain.base is None:
+                return None
+        base = chain.base if chain.base is not None else tree
+        try:
+            return notary.sign(chain.head.origin, base, bytes(chain.unsigned) + new_leaves, tree,
+                               int(self.clock().timestamp()))
+        except NotaryRefused as exc:
+            if exc.behind:
+                log.info("chain %s: the signer signed size %d already; signing again past it", chain.head.origin,
+                         exc.signed_size)
+            else:
+                log.error("chain %s: the checkpoint signer refuses: %s", chain.head.origin, exc.reason)
+        except NotaryUnavailable as exc:
+            log.warning("chain %s: %s; the checkpoint is signed when it answers", chain.head.origin, exc)
+        return None
+
+    def _after_commit(self, chain: PartitionChain, tree: CompactRange, new_leaves: bytes, signed: bool) -> None:
+        if signed:
+            chain.signed_size = tree.size
+            chain.signed_at = chain.stamped_at = time.monotonic()
+            chain.base, chain.unsigned = tree.copy(), bytearray()
+        elif chain.notary is not None and chain.notary.remote:
+            chain.unsigned += new_leaves
+
+    def _note_if_due(self, chain: PartitionChain, tree: CompactRange, new_leaves: bytes) -> tuple[str, str] | None:
         if chain.notary is None or tree.size == chain.signed_size:
             return None
-        if not due(time.monotonic(), chain.signed_at, self.settings.chain.checkpoint_interval_s):
+        pressed = len(chain.unsigned) >= MAX_UNSIGNED_LEAVES * 32
+        if not pressed and not due(time.monotonic(), chain.signed_at, self.settings.chain.checkpoint_interval_s):
             return None
-        return checkpoint_note(chain.head.origin, tree, chain.notary)
+        return self._signed(chain, tree, new_leaves)
 
     def _produce_state(self, chain: PartitionChain, tree: CompactRange, tiles: list[tuple[int, int, bytes]],
-                       note: str | None) -> None:
+                       signed: tuple[str, str] | None) -> None:
         now = self.clock()
-        stamp = timestamp_line(chain.head.origin, tree, chain.clock, int(now.timestamp())) if note else None
+        note, stamp = signed if signed is not None else (None, None)
         state = TreeState(chain.head.origin, tree, tuple(tiles), note, format_ts(now), stamp)
         chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
                                key=chain.head.origin.encode(), partition=chain.partition)
@@ -225,13 +295,17 @@ class ChainWorker:
         for chain in list(self.chains.values()):
             if chain.tree.size == 0:
                 continue
-            note = self._note_if_due(chain, chain.tree)
+            note = self._note_if_due(chain, chain.tree, b"")
             heartbeat = None
             if note is None:
-                if chain.clock is None or chain.signed_size != chain.tree.size or not due(
+                if chain.notary is None or chain.signed_size != chain.tree.size or not due(
                         time.monotonic(), chain.stamped_at, self.settings.chain.heartbeat_interval_s):
                     continue
-                heartbeat = timestamp_line(chain.head.origin, chain.tree, chain.clock, int(self.clock().timestamp()))
+                signed = self._signed(chain, chain.tree, b"")
+                if signed is None:
+                    chain.stamped_at = time.monotonic()  # asked again at the next heartbeat
+                    continue
+                heartbeat = signed[1]
             try:
                 chain.producer.begin_transaction()
                 if heartbeat is None:
@@ -249,7 +323,7 @@ class ChainWorker:
                     chain.producer.abort_transaction(30)
                 continue
             if heartbeat is None:
-                chain.signed_size, chain.signed_at = chain.tree.size, time.monotonic()
+                self._after_commit(chain, chain.tree, b"", True)
             chain.stamped_at = time.monotonic()
 
     def _gave_up_if_fenced(self, chain: PartitionChain, err: KafkaError) -> bool:

@@ -22,6 +22,7 @@ from aiaudit.pipeline.cli import (
     keys,
     proof,
     query,
+    signer,
     sql,
     trust,
     verify,
@@ -33,8 +34,8 @@ from aiaudit.pipeline.logs import configure as configure_logs
 from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
-FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, verify, proof, trust, witness, keys, detect,
-            alerts)
+FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, verify, proof, trust, witness, signer, keys,
+            detect, alerts)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
 # says which extra to install instead of a traceback.

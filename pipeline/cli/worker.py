@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from aiaudit.pipeline.cli.args import add_verbose, model_errors, start_logging
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from aiaudit.pipeline.chain.checkpoint import Notary
 
 ROLES = {
     "chain": "requests -> signed hash chain, checkpoints and heartbeats (exactly once, a transaction per batch)",
@@ -45,14 +49,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     stop = stop_on_signals()
     if args.role == "chain":
         from aiaudit.pipeline.chain.worker import ChainWorker
-        from aiaudit.pipeline.keys import active_key_file, checkpoint_key_file, load_checkpoint_key, load_signer
+        from aiaudit.pipeline.keys import active_key_file, load_signer
 
         sg = settings.signing
         signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
-        checkpoint_key = load_checkpoint_key(checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file))
-        logging.getLogger("aiaudit").info("chain worker signing records with kid %s; checkpoints every %.1fs",
-                                          signer.kid, settings.chain.checkpoint_interval_s)
-        ChainWorker(settings, signer, checkpoint_key=checkpoint_key, instance_id=args.instance_id).run(stop)
+        notary = chain_notary(settings)
+        logging.getLogger("aiaudit").info(
+            "chain worker signing records with kid %s; checkpoints every %.1fs, signed %s", signer.kid,
+            settings.chain.checkpoint_interval_s, f"by the signer at {settings.chain.signer_url}" if notary.remote
+            else "in this process (for key custody run `aiaudit signer serve` and set AIAUDIT_CHAIN__SIGNER_URL)")
+        ChainWorker(settings, signer, notary=notary, instance_id=args.instance_id).run(stop)
     else:
         from aiaudit.pipeline.sink.worker import SinkWorker
 
@@ -102,3 +108,19 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("aiaudit.deliver").info("destinations: %s", ", ".join(map(repr, targets)))
     run(settings, targets, finding_keys, verbose=args.verbose)
     return 0
+
+
+def chain_notary(settings: Settings) -> Notary:
+    """Who signs the chain's checkpoints: the signer process when chain.signer_url is set, else the
+    checkpoint key read here."""
+    from aiaudit.pipeline.chain.checkpoint import LocalNotary
+    from aiaudit.pipeline.keys import checkpoint_key_file, load_checkpoint_key, read_checkpoint_public_key
+
+    sg = settings.signing
+    path = checkpoint_key_file(sg.keys_dir, sg.checkpoint_key_file)
+    if settings.chain.signer_url:
+        from aiaudit.pipeline.signer.client import RemoteNotary
+        from aiaudit.pipeline.signer.server import token_from_env
+
+        return RemoteNotary(settings.chain.signer_url, token_from_env(), read_checkpoint_public_key(path))
+    return LocalNotary(load_checkpoint_key(path))

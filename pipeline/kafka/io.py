@@ -115,16 +115,19 @@ def read_partition(settings: Settings, topic: str, partition: int, *, timeout_s:
     return read_partitions(settings, topic, [partition], timeout_s=timeout_s)
 
 
-def read_partitions(settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 600.0) -> Iterator[Message]:
+def read_partitions(settings: Settings, topic: str, partitions: list[int], *, timeout_s: float = 600.0,
+                    starts: dict[int, int] | None = None) -> Iterator[Message]:
     """Every committed data message of several partitions, each partition's in order, up to their
-    ends at the call, read with one consumer (a worker taking over partitions restores their state)."""
+    ends at the call, read with one consumer (a worker taking over partitions restores their state);
+    from `starts[p]` where given (clamped to what the partition still holds)."""
     consumer = _reader(settings, "aiaudit-partition-reader")
     try:
         bounds = {p: watermarks(consumer, TopicPartition(topic, p), 30.0) for p in partitions}
-        todo = {p for p, (low, high) in bounds.items() if high > low}
+        first = {p: max(low, (starts or {}).get(p, low)) for p, (low, _) in bounds.items()}
+        todo = {p for p, (_, high) in bounds.items() if high > first[p]}
         if not todo:
             return
-        consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in todo])
+        consumer.assign([TopicPartition(topic, p, first[p]) for p in todo])
         deadline = time.monotonic() + timeout_s
         while todo:
             if time.monotonic() > deadline:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from aiaudit.pipeline.export.read import read_export_file
 from aiaudit.pipeline.gateway.policy import bundle_message, bundle_problems
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import (
+    CHECKPOINT_PUB,
     KeyRing,
     active_key_file,
     checkpoint_key_file,
@@ -302,6 +305,62 @@ def _with_emitter_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"emitter": settings.emitter.model_copy(update={"key_file": path})})
 
 
+def _start_signer(settings: Settings, log_dir: Path) -> tuple[Settings, subprocess.Popen[bytes] | None]:
+    """The checkpoint signer in a process and folder of its own (<state>/signer): the chain worker
+    holds no checkpoint key. A checkpoint key a former demo kept in the workers' keys folder is moved
+    there, and the signer adopts the chains that key signed (once). AIAUDIT_CHAIN__SIGNER_URL set
+    beforehand: that signer is used, started by whoever set it."""
+    if settings.chain.signer_url:
+        print(f"checkpoints signed by the signer at {settings.chain.signer_url}")
+        return settings, None
+    folder = settings.local.state_dir / "signer"
+    key = folder / "checkpoint.key"
+    adopt = False
+    if settings.signing.checkpoint_key_file is not None:
+        print(f"checkpoint key: {settings.signing.checkpoint_key_file} (in the chain worker's process: "
+              "AIAUDIT_SIGNING__CHECKPOINT_KEY_FILE is set)")
+        return settings, None
+    local = checkpoint_key_file(settings.signing.keys_dir, None)
+    if not key.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if local.exists():  # moved out of the workers' keys folder, not copied: one holder
+            os.replace(local, key)
+            os.replace(local.with_name(CHECKPOINT_PUB), key.with_name(CHECKPOINT_PUB))
+            adopt = True
+            print(f"moved the checkpoint key out of the chain worker's keys folder into the signer's: {key}")
+        else:
+            ensure_checkpoint_key(key)
+            print(f"generated the checkpoint key {key} (the signer's own folder)")
+    elif local.exists():
+        print(f"note: {local} is a checkpoint key the signer does not use; remove it", file=sys.stderr)
+    token = os.environ.get("AIAUDIT_SIGNER_TOKEN") or secrets.token_urlsafe(24)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "AIAUDIT_SIGNER_TOKEN": token}
+    argv = [sys.executable, "-m", "aiaudit.pipeline.cli", "signer", "serve", str(folder), "--port", str(port)]
+    with open(log_dir / "signer.log", "ab") as out:
+        proc = subprocess.Popen(argv + (["--adopt"] if adopt else []), stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/state", timeout=1)  # noqa: S310  # our own loopback signer
+        except urllib.error.HTTPError:
+            break  # 401 without the token: it answers
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise InfraError(f"the checkpoint signer did not start; see {log_dir / 'signer.log'}") from None
+            time.sleep(0.2)
+    # The workers started from here find it by these (and hold only its public key).
+    os.environ.update({"AIAUDIT_SIGNER_TOKEN": token, "AIAUDIT_CHAIN__SIGNER_URL": url,
+                       "AIAUDIT_SIGNING__CHECKPOINT_KEY_FILE": str(key.with_name(CHECKPOINT_PUB))})
+    print(f"checkpoint signer on {url} (key in {folder}, log {log_dir / 'signer.log'}): the chain worker holds "
+          "no checkpoint key, and the signer signs only extensions of what it signed")
+    return settings.updated(chain={"signer_url": url},
+                            signing={"checkpoint_key_file": key.with_name(CHECKPOINT_PUB)}), proc
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -316,14 +375,12 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     try:
         key = active_key_file(settings.signing.keys_dir, settings.signing.key_file)
         print(f"using {key}")
-        cp_key = checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file)
-        if ensure_checkpoint_key(cp_key):
-            print(f"generated the checkpoint key {cp_key}")
     except SigningKeyError:
         key, kid = generate_key(settings.signing.keys_dir)
         print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
 
     settings = _with_emitter_key(settings)
+    settings, signer_proc = _start_signer(settings, log_dir)
 
     step("Local Apache Kafka (KRaft) from the Maven Central jars")
     kafka.up()
@@ -391,6 +448,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         step("Stopping the workers (embedded chDB admits one process at a time)")
         for w in workers:
             stop_worker(w)
+        if signer_proc is not None:
+            stop_worker(signer_proc)
 
     gc.collect()
     client = store.connect(settings)

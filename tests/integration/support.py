@@ -78,14 +78,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class ChainWorkers:
     """Chain workers as real child processes, so they can be killed with SIGKILL."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_dir = log_dir
+        self.env = env or {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, instance_id: str, role: str = "chain") -> subprocess.Popen[bytes]:
         proc = start_worker(role, instance_id=instance_id if role == "chain" else None,
-                            log_file=self.log_dir / f"{role}-{instance_id}.log", env=settings_env(self.settings))
+                            log_file=self.log_dir / f"{role}-{instance_id}.log",
+                            env={**settings_env(self.settings), **self.env})
         self.procs[instance_id] = proc
         return proc
 

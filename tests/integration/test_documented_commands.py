@@ -64,6 +64,8 @@ NOT_RUN = {
     "aiaudit alerts redeliver FINDING_UID --by soc-analyst-1":
         "needs dead-lettered deliveries: tests/integration/test_delivery_redrive.py",
     "aiaudit gateway serve": "tests/integration/test_gateway.py serves the gateway with a config and a vendor",
+    "aiaudit signer serve DIR": "serves until stopped: tests/integration/test_signer.py runs it with chain workers "
+                                "(and kills it)",
     # Named in prose without their required options; the full forms the docs show are run.
     "aiaudit detect promote": "prose; `detect promote --version V` needs a trained model (above)",
     "aiaudit gateway keygen": "prose; `gateway keygen --id I --role R` is run",
@@ -71,6 +73,7 @@ NOT_RUN = {
     "aiaudit witness keygen": "prose; `witness keygen --name … --key-file …` is run",
     "aiaudit witness submit": "prose; needs a running witness (above)",
     "aiaudit witness serve": "prose; needs a config (above)",
+    "aiaudit signer serve": "prose; `signer serve DIR` serves until stopped (above)",
     "aiaudit alerts redeliver": "prose; `alerts redeliver --by NAME` needs dead-lettered deliveries (above)",
 }
 

@@ -26,7 +26,7 @@ RANK = {
     "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0,
     "contract": 1, "kafka": 1,
     "emit": 2, "chain": 2,
-    "store": 3, "export": 3,
+    "store": 3, "export": 3, "signer": 3,
     "sink": 4,
     "query": 5, "verify": 5, "witness": 5,
     "score": 6, "deliver": 6,

@@ -11,11 +11,13 @@ import jsonschema
 import yaml
 
 from aiaudit.pipeline.settings import Settings
+from aiaudit.pipeline.signer.server import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-AIAUDIT = [name for name, s in SERVICES.items() if s.get("build") == "."]
+SIGNER = "checkpoint-signer"  # an aiaudit image too, run as an OS user of its own
+AIAUDIT = [name for name, s in SERVICES.items() if s.get("build") == "." and name != SIGNER]
 
 
 def test_the_file_is_valid_under_the_compose_specification():
@@ -29,7 +31,7 @@ def test_every_aiaudit_setting_it_sets_is_one_the_settings_tree_has():
     fields = {f"AIAUDIT_{section.upper()}__{name.upper()}" for section, model in Settings.model_fields.items()
               for name in model.annotation.model_fields}
     names = {k for s in SERVICES.values() for k in (s.get("environment") or {}) if k.startswith("AIAUDIT_")}
-    assert names and names <= fields, sorted(names - fields)
+    assert names and names <= fields | {TOKEN_ENV}, sorted(names - fields)
 
 
 def test_kafka_keeps_its_data_on_the_volume_and_everything_waits_for_what_it_needs():
@@ -53,6 +55,20 @@ def test_workers_run_as_the_keys_owner_and_read_keys_read_only():
     assert any(v.startswith("./keys:/keys") for v in SERVICES["chain-worker"]["volumes"])
 
 
+def test_the_checkpoint_key_is_the_signers_alone():
+    """The signer runs as another user than the workers, holds its folder; the chain worker gets the
+    signer's URL and of its folder only the public key, read-only."""
+    signer = SERVICES[SIGNER]
+    assert signer["user"] != SERVICES["chain-worker"]["user"] and "AIAUDIT_UID" not in signer["user"]
+    assert signer["volumes"] == ["./signer:/signer"]
+    chain = SERVICES["chain-worker"]
+    assert chain["environment"]["AIAUDIT_CHAIN__SIGNER_URL"] == "http://checkpoint-signer:8742"
+    from_signer = [v for v in chain["volumes"] if v.startswith("./signer")]
+    assert from_signer == ["./signer/checkpoint.pub:/run/aiaudit/checkpoint.pub:ro"]
+    for name in AIAUDIT:
+        assert not any(v.startswith("./signer:") for v in SERVICES[name].get("volumes", [])), name
+
+
 def test_replicas_never_share_a_fixed_host_port_and_mounted_files_exist():
     for name, service in SERVICES.items():
         for port in service.get("ports", []):
@@ -62,8 +78,8 @@ def test_replicas_never_share_a_fixed_host_port_and_mounted_files_exist():
                 assert last and int(last) - int(first) + 1 >= service["deploy"]["replicas"], (name, port)
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            # ./keys, ./emitter-keys (the gateway's own key) and ./models the operator creates (the header says how)
-            if source.startswith("./") and source.split("/")[1] not in ("keys", "emitter-keys", "models"):
+            # ./keys, ./emitter-keys (the gateway's own key), ./signer and ./models the operator creates (the header says how)
+            if source.startswith("./") and source.split("/")[1] not in ("keys", "emitter-keys", "models", "signer"):
                 assert (ROOT / source).exists(), (name, source)
 
 
