@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner
 from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.files import replace_atomically
 from aiaudit.pipeline.keys import load_checkpoint_key
 from aiaudit.pipeline.signer.core import MAX_REQUEST_BYTES, BadRequest, Signed, decide, parse_request
 
@@ -72,21 +73,8 @@ class SignerState:
 
     def put(self, origin: str, signed: Signed) -> None:
         new = {**self._state, origin: signed}
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps({o: {"size": s.size, "range": [h.hex() for h in s.hashes]} for o, s in sorted(new.items())})
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_atomically(self.path, data.encode())
         self._state = new
 
 

@@ -8,11 +8,11 @@ server persists before it answers, so a cosignature it handed out is never forgo
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.files import replace_atomically
 from aiaudit.pipeline.witness.core import Cosigned
 
 
@@ -42,20 +42,7 @@ class WitnessState:
     def put(self, origin: str, cosigned: Cosigned) -> None:
         """Record a new cosigned size for `origin`, durably, before the caller answers."""
         new = {**self._state, origin: cosigned}
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps({o: {"size": c.size, "root": c.root.hex(), "cosignature": c.cosignature}
                            for o, c in sorted(new.items())}, indent=1)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_atomically(self.path, data.encode())
         self._state = new
