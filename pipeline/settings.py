@@ -7,7 +7,6 @@ AIAUDIT_KAFKA__BOOTSTRAP_SERVERS=broker:9092, AIAUDIT_CLICKHOUSE__DSN=https://us
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr

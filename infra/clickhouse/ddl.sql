@@ -94,6 +94,10 @@ ORDER BY (origin, size);
 -- each heartbeat), added after the table first shipped: stores created before get the column here.
 ALTER TABLE {db}.checkpoints ADD COLUMN IF NOT EXISTS timestamp Nullable(String);
 
+-- A chain's signed final checkpoint (it is closed at that size: an earlier generation's chain),
+-- added after the table first shipped.
+ALTER TABLE {db}.checkpoints ADD COLUMN IF NOT EXISTS final Nullable(String);
+
 -- Witness cosignatures (C2SP tlog-cosignature lines) of signed checkpoints, as returned by the
 -- witnesses and checked under their pinned keys (pipeline/witness/submit.py). Append-only.
 CREATE TABLE IF NOT EXISTS {db}.cosignatures

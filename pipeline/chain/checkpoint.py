@@ -36,11 +36,41 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange
-from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, Checkpoint, NoteSigner, cosign, sign_checkpoint
+from aiaudit.pipeline.chain.note import (
+    SIG_COSIGNATURE_V1,
+    SIG_ED25519,
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    Verifier,
+    cosign,
+    open_note,
+    sign_checkpoint,
+    sign_note,
+)
 
 MESSAGE_VERSION = 1
 MAX_TILES_PER_MESSAGE = 1 << 16  # a batch of at most 5,000 records completes far fewer
 MAX_TIMESTAMP_CHARS = 300  # a cosignature line is about 150
+MAX_FINAL_CHARS = 2048
+FINAL_TAG = "aiaudit/final/v1\n"  # a final checkpoint's note text: this line, then the C2SP checkpoint body
+
+
+def final_text(checkpoint: Checkpoint) -> str:
+    """What a final checkpoint's note signs: a domain line, then the checkpoint (never a valid C2SP
+    checkpoint of the origin itself, whose first line is the origin)."""
+    return FINAL_TAG + checkpoint.text()
+
+
+def open_final(note: str, origin: str, verifiers: Sequence[Verifier]) -> Checkpoint:
+    """The checkpoint a final note closes the chain at. Raises NoteError."""
+    text, _ = open_note(note, verifiers)
+    if not text.startswith(FINAL_TAG):
+        raise NoteError("not a final checkpoint (its first line is not aiaudit/final/v1)")
+    cp = Checkpoint.parse(text[len(FINAL_TAG):])
+    if cp.origin != origin:
+        raise NoteError(f"a final checkpoint of {cp.origin!r}, not {origin!r}")
+    return cp
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,7 @@ class TreeState:
     note: str | None
     issued_at: str
     timestamp: str | None = None  # the log's tlog-cosignature line over the checkpoint at `size`
+    final: str | None = None  # the signed final checkpoint: the chain is closed at `size` (final_note)
 
     @property
     def size(self) -> int:
@@ -64,6 +95,7 @@ class TreeState:
             "range": [h.hex() for h in self.range.hashes],
             "tiles": [[level, index, h.hex()] for level, index, h in self.tiles],
             "note": self.note, "timestamp": self.timestamp, "issued_at": self.issued_at,
+            **({"final": self.final} if self.final is not None else {}),
         })
 
     @classmethod
@@ -96,7 +128,10 @@ class TreeState:
             stamp = obj.get("timestamp")
             if stamp is not None and (type(stamp) is not str or len(stamp) > MAX_TIMESTAMP_CHARS):
                 raise ValueError("timestamp is not a cosignature line")
-            return cls(obj["origin"], rng, tuple(parsed), note, obj["issued_at"], stamp)
+            final = obj.get("final")  # absent from every message before chains could be closed
+            if final is not None and (type(final) is not str or len(final) > MAX_FINAL_CHARS):
+                raise ValueError("final is not a bounded text")
+            return cls(obj["origin"], rng, tuple(parsed), note, obj["issued_at"], stamp, final)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a tree-state message: {type(exc).__name__}: {exc}") from exc
 
@@ -170,8 +205,9 @@ class Notary(Protocol):
         ...
 
     def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
-             unix_s: int) -> tuple[str, str]:
-        """(signed checkpoint note, timestamp cosignature line) for `tree`."""
+             unix_s: int, *, final: bool = False) -> tuple[str, str]:
+        """(signed checkpoint note, timestamp cosignature line) for `tree`; with `final`, the note is
+        the final checkpoint (final_text) that closes the chain at `tree`: nothing is signed for it after."""
         ...
 
 
@@ -190,8 +226,9 @@ class LocalNotary:
         return CompactRange()
 
     def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
-             unix_s: int) -> tuple[str, str]:
+             unix_s: int, *, final: bool = False) -> tuple[str, str]:
         cp = Checkpoint(origin, tree.size, tree.root())
-        note = sign_checkpoint(cp, NoteSigner.local(origin, SIG_ED25519, self.key))
+        signer = NoteSigner.local(origin, SIG_ED25519, self.key)
+        note = sign_note(final_text(cp), signer) if final else sign_checkpoint(cp, signer)
         stamp = cosign(cp.text(), NoteSigner.local(origin, SIG_COSIGNATURE_V1, self.key), unix_s).line()
         return note, stamp

@@ -24,12 +24,12 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiaudit.pipeline import contract, names
 from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnavailable, TreeState, due, extend
 from aiaudit.pipeline.chain.merkle import CompactRange
-from aiaudit.pipeline.chain.record import ChainHead, Signer, Source, chain_origin
+from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin
 from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
 from aiaudit.pipeline.chain.step import InputMessage, chain_batch
 from aiaudit.pipeline.contract import format_ts
@@ -91,10 +91,10 @@ class ChainWorker:
         c = self.settings.chain
         return chain_origin(c.org, c.env, self.settings.kafka.requests_topic, partition, c.generation)
 
-    def _fence(self, partition: int) -> Producer:
+    def _fence(self, partition: int, origin: str | None = None) -> Producer:
         """The chain's transactional producer. init_transactions fences the chain's previous
         writer and aborts its open transaction, so it must come before reading offsets or head."""
-        origin = self._origin(partition)
+        origin = origin or self._origin(partition)
         producer = Producer(kafka_config.transactional_producer(
             self.settings, f"aiaudit-chain:{origin}", **{
                 "linger.ms": 5, "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536}))
@@ -112,6 +112,9 @@ class ChainWorker:
         for p, producer in producers.items():
             origin = self._origin(p)
             head = read_chain_head(origin, chain_tails[p])
+            last = chain_tails[p]
+            if head.next_seq == 0 and last is not None:
+                self._close_previous(p, last, state_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
             tree, signed = read_tree(self.settings, p, head, state_tails[p],
                                      self.notary.public_key if self.notary else None)
@@ -128,6 +131,47 @@ class ChainWorker:
         # A partition this worker gave up while fenced (paused, see _gave_up_if_fenced) and now owns
         # again would otherwise stay paused: librdkafka keeps a partition's pause across assignments.
         consumer.resume(assigned)
+
+    def _close_previous(self, p: int, chain_tail: Message, state_tail: Message | None) -> None:
+        """The partition's chain topic ends with an earlier generation's chain: close it with a signed
+        final checkpoint at its last size (its writers fenced first), so that its tail is complete
+        and never judged stale. Done once, at the new generation's first start; a chain that cannot
+        be closed now (the signer is down) is logged and stays open."""
+        c, topic = self.settings.chain, self.settings.kafka.requests_topic
+        old = Record.from_wire(chain_tail.value() or b"")
+        earlier = {chain_origin(c.org, c.env, topic, p, g) for g in range(1, c.generation)}
+        if self.notary is None or old.origin not in earlier or state_tail is None:
+            return
+        state = TreeState.from_wire(state_tail.value() or b"")
+        if state.origin != old.origin or state.final is not None:
+            return  # closed already
+        if state.size != old.seq + 1:
+            log.warning("chain %s: its last tree state is at size %d, its last record seq %d; not closed",
+                        old.origin, state.size, old.seq)
+            return
+        try:
+            if self.notary.remote:
+                signed = self.notary.signed_tree(old.origin)
+                leaves = read_leaves(self.settings, p, old.origin, signed.size, state.size, chain_tail.offset() or 0) \
+                    if signed.size <= state.size else b""
+                base = signed
+            else:
+                base, leaves = state.range, b""
+            now = int(self.clock().timestamp())
+            note, stamp = self.notary.sign(old.origin, base, leaves, state.range, now)  # its last size, signed
+            final, _ = self.notary.sign(old.origin, state.range, b"", state.range, now, final=True)
+        except (NotaryRefused, NotaryUnavailable) as exc:
+            log.warning("chain %s (an earlier generation) not closed: %s; verify judges its tail by the tail rule",
+                        old.origin, exc)
+            return
+        producer = self._fence(p, old.origin)  # its own writers, if any still run, are fenced
+        producer.begin_transaction()
+        producer.produce(self.settings.kafka.checkpoints_topic, key=old.origin.encode(), partition=p, value=TreeState(
+            old.origin, state.range, (), note, format_ts(self.clock()), stamp, final).to_wire())
+        commit_transaction(producer)
+        producer.flush(10)
+        log.info("chain %s closed at size %d with a signed final checkpoint (generation %d starts)", old.origin,
+                 state.size, c.generation)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -26,6 +26,7 @@ from aiaudit.pipeline.deliver.formats import (
 )
 from aiaudit.pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
 
+
 @dataclass(frozen=True)
 class Target:
     """A destination with where it is and its credentials (kept out of logs and records)."""

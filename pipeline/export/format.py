@@ -85,6 +85,7 @@ class ExportedCheckpoint:
     size: int
     note: str
     cosignatures: tuple[str, ...] = ()
+    final: str | None = None  # the chain's signed final checkpoint at this size (it is closed)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def seal_problem(header: Header | None, operator_keys: list[bytes] | tuple[bytes
 
 def checkpoint_line(cp: ExportedCheckpoint) -> bytes:
     return orjson.dumps({"kind": "checkpoint", "origin": cp.origin, "size": cp.size, "note": cp.note,
-                         "cosignatures": list(cp.cosignatures)})
+                         "cosignatures": list(cp.cosignatures), **({"final": cp.final} if cp.final else {})})
 
 
 def inclusion_line(inc: Inclusion) -> bytes:
@@ -190,12 +191,12 @@ def _exact_keys(obj: dict[str, Any], keys: set[str]) -> None:
 
 
 def _checkpoint(obj: dict[str, Any]) -> ExportedCheckpoint:
-    _exact_keys(obj, {"kind", "origin", "size", "note", "cosignatures"})
+    _exact_keys(obj, {"kind", "origin", "size", "note", "cosignatures"} | ({"final"} if "final" in obj else set()))
     lines = obj["cosignatures"]
     if type(lines) is not list or len(lines) > MAX_SIGNATURES or any(type(x) is not str or len(x) > 1000 for x in lines):
         raise ValueError(f"cosignatures is not a list of at most {MAX_SIGNATURES} signature lines")
     return ExportedCheckpoint(_text(obj, "origin", 1000), _count(obj, "size"), _text(obj, "note", MAX_NOTE_BYTES),
-                              tuple(lines))
+                              tuple(lines), _text(obj, "final", MAX_NOTE_BYTES) if "final" in obj else None)
 
 
 def _inclusion(obj: dict[str, Any]) -> Inclusion:

@@ -100,10 +100,13 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
         for (size, _), (_, line) in sorted(newest.items()):
             by_size.setdefault(size, []).append(line)
         signed = [(int(size), str(note)) for size, note in notes]
+        _, final_rows = store.query_rows(client, *checkpoints.select_finals(db, origin))
+        finals = {int(size): str(note) for size, note in final_rows}  # a closed chain's end, signed
         if summary.selection == "sample":
             signed = signed[-1:]  # the newest: every proof is against it
         for size, note in signed:
-            _line(out, checkpoint_line(ExportedCheckpoint(origin, size, note, tuple(by_size.get(size, [])))))
+            _line(out, checkpoint_line(ExportedCheckpoint(origin, size, note, tuple(by_size.get(size, [])),
+                                                          finals.get(size))))
             summary.checkpoints += 1
         if summary.selection == "sample" and signed:
             size = signed[0][0]

@@ -29,8 +29,8 @@ from aiaudit.pipeline import store
 from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import ConfigError
-from aiaudit.pipeline.keys import Ed25519Signer, KeyId, KeyRing
 from aiaudit.pipeline.export.read import read_export
+from aiaudit.pipeline.keys import Ed25519Signer, KeyId, KeyRing
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import evidence, promotions
 from aiaudit.pipeline.store.filters import Filters

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from aiaudit.pipeline.chain.checkpoint import NotaryRefused, NotaryUnavailable
+from aiaudit.pipeline.chain.checkpoint import NotaryRefused, NotaryUnavailable, open_final
 from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.note import SIG_ED25519, Checkpoint, NoteError, Verifier, open_checkpoint
 from aiaudit.pipeline.signer.core import request_body
@@ -55,14 +55,15 @@ class RemoteNotary:
             raise NotaryUnavailable(f"checkpoint signer {self.url}: a malformed state answer ({exc})") from exc
 
     def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
-             unix_s: int) -> tuple[str, str]:
-        doc = self._call(urllib.request.Request(f"{self.url}/sign", data=request_body(origin, base, leaves),
+             unix_s: int, *, final: bool = False) -> tuple[str, str]:
+        doc = self._call(urllib.request.Request(f"{self.url}/sign", data=request_body(origin, base, leaves, final=final),
                                                 method="POST", headers={"Content-Type": "application/json"}))
         note, stamp = doc.get("note"), doc.get("timestamp")
         if not isinstance(note, str) or not isinstance(stamp, str):
             raise NotaryUnavailable(f"checkpoint signer {self.url}: no note and timestamp in the answer")
         try:  # the answer is held to the pinned key and to the tree this worker built
-            cp = open_checkpoint(note, Verifier(origin, SIG_ED25519, self.public_key))
+            verifier = Verifier(origin, SIG_ED25519, self.public_key)
+            cp = open_final(note, origin, [verifier]) if final else open_checkpoint(note, verifier)
         except NoteError as exc:
             raise NotaryUnavailable(f"checkpoint signer {self.url}: its note does not verify ({exc})") from exc
         if cp != Checkpoint(origin, tree.size, tree.root()):

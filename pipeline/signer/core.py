@@ -10,7 +10,9 @@ key, as the worker did when it held the key), so a worker cannot backdate one ei
 
 Request (JSON, POST /sign):
     {"origin": str, "old_size": int, "old_range": [base64 32-byte hashes], "leaves": base64 of
-     the concatenated 32-byte leaf hashes}
+     the concatenated 32-byte leaf hashes, "final": bool (optional)}
+With "final": true the note is the chain's final checkpoint (pipeline/chain/checkpoint.py
+final_text), and the signer signs nothing more for that origin (409 `closed`).
 Answers:
     200 {"size": n, "note": signed checkpoint, "timestamp": cosignature line}
     409 {"signed_size": m, "reason": str}: not an extension of size m (`behind`: the request ends
@@ -27,8 +29,9 @@ from typing import Any
 
 import orjson
 
+from aiaudit.pipeline.chain.checkpoint import final_text
 from aiaudit.pipeline.chain.merkle import HASH_SIZE, CompactRange
-from aiaudit.pipeline.chain.note import Checkpoint, NoteSigner, cosign, sign_checkpoint
+from aiaudit.pipeline.chain.note import Checkpoint, NoteSigner, cosign, sign_checkpoint, sign_note
 
 MAX_LEAVES = 1 << 20
 MAX_REQUEST_BYTES = 4 * ((MAX_LEAVES * HASH_SIZE + 2) // 3) + 64 * 1024
@@ -41,6 +44,7 @@ class Signed:
 
     size: int
     hashes: tuple[bytes, ...]
+    final: bool = False  # closed: nothing more is signed for the origin
 
     def tree(self) -> CompactRange:
         return CompactRange(self.size, list(self.hashes))
@@ -52,6 +56,7 @@ class SignRequest:
     old_size: int
     old_range: tuple[bytes, ...]
     leaves: bytes  # concatenated 32-byte hashes
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,10 @@ def parse_request(body: bytes) -> SignRequest:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("not JSON") from None
-    if not isinstance(doc, dict) or set(doc) != {"origin", "old_size", "old_range", "leaves"}:
-        raise BadRequest("a JSON object with exactly origin, old_size, old_range and leaves")
+    if not isinstance(doc, dict) or not {"origin", "old_size", "old_range", "leaves"} <= set(doc) or \
+            not set(doc) <= {"origin", "old_size", "old_range", "leaves", "final"} or \
+            not isinstance(doc.get("final", False), bool):
+        raise BadRequest("a JSON object with exactly origin, old_size, old_range and leaves (and final: a boolean)")
     origin, old_size, old_range, leaves = doc["origin"], doc["old_size"], doc["old_range"], doc["leaves"]
     if not isinstance(origin, str) or not 0 < len(origin) <= MAX_ORIGIN or any(c.isspace() or not c.isprintable()
                                                                                 for c in origin):
@@ -104,13 +111,13 @@ def parse_request(body: bytes) -> SignRequest:
         raise BadRequest("leaves: base64 of the concatenated 32-byte leaf hashes") from None
     if len(raw) % HASH_SIZE or len(raw) // HASH_SIZE > MAX_LEAVES:
         raise BadRequest(f"leaves: a multiple of 32 bytes, at most {MAX_LEAVES} hashes")
-    return SignRequest(origin, old_size, hashes, raw)
+    return SignRequest(origin, old_size, hashes, raw, bool(doc.get("final", False)))
 
 
-def request_body(origin: str, base: CompactRange, leaves: bytes) -> bytes:
+def request_body(origin: str, base: CompactRange, leaves: bytes, *, final: bool = False) -> bytes:
     return orjson.dumps({"origin": origin, "old_size": base.size,
                          "old_range": [base64.b64encode(h).decode() for h in base.hashes],
-                         "leaves": base64.b64encode(leaves).decode()})
+                         "leaves": base64.b64encode(leaves).decode(), **({"final": True} if final else {})})
 
 
 def decide(req: SignRequest, last: Signed | None, key: NoteSigner, clock: NoteSigner, now_s: int, *,
@@ -119,6 +126,9 @@ def decide(req: SignRequest, last: Signed | None, key: NoteSigner, clock: NoteSi
     `key` (the checkpoint key, named by the origin) and `clock` (the same key as a cosigner)."""
     m = last.size if last is not None else 0
     n = req.old_size + len(req.leaves) // HASH_SIZE
+    if last is not None and last.final:
+        return Answer(409, {"signed_size": m, "reason": f"closed: this signer signed {req.origin[:200]}'s final "
+                            f"checkpoint at size {m}"})
     if last is None and req.old_size and not adopt:
         return Answer(409, {"signed_size": 0, "reason": f"this signer never signed {req.origin[:200]}; a chain starts "
                             "at size 0 (to take over an existing chain once, start the signer with --adopt)"})
@@ -135,7 +145,7 @@ def decide(req: SignRequest, last: Signed | None, key: NoteSigner, clock: NoteSi
         if last is not None and tree.size == m and tree.hashes != list(last.hashes):
             return Answer(409, {"signed_size": m, "reason": f"not an extension: another tree at size {m}"})
     cp = Checkpoint(req.origin, tree.size, tree.root())
-    note = sign_checkpoint(cp, key)
+    note = sign_note(final_text(cp), key) if req.final else sign_checkpoint(cp, key)
     stamp = cosign(cp.text(), clock, now_s).line()
     return Answer(200, {"size": tree.size, "note": note, "timestamp": stamp},
-                  Signed(tree.size, tuple(tree.hashes)))
+                  Signed(tree.size, tuple(tree.hashes), req.final))

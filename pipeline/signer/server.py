@@ -64,7 +64,8 @@ class SignerState:
             raise ConfigError(f"{self.path}: cannot read the signer state: {exc}; refusing to start (a signer "
                               "that forgot what it signed could sign a rewrite)") from exc
         try:
-            return {str(o): Signed(int(v["size"]), tuple(bytes.fromhex(h) for h in v["range"])) for o, v in raw.items()}
+            return {str(o): Signed(int(v["size"]), tuple(bytes.fromhex(h) for h in v["range"]), v.get("final") is True)
+                    for o, v in raw.items()}
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{self.path}: the signer state is malformed: {exc}") from exc
 
@@ -73,7 +74,8 @@ class SignerState:
 
     def put(self, origin: str, signed: Signed) -> None:
         new = {**self._state, origin: signed}
-        data = json.dumps({o: {"size": s.size, "range": [h.hex() for h in s.hashes]} for o, s in sorted(new.items())})
+        data = json.dumps({o: {"size": s.size, "range": [h.hex() for h in s.hashes], **({"final": True} if s.final else {})}
+                           for o, s in sorted(new.items())})
         replace_atomically(self.path, data.encode())
         self._state = new
 

@@ -9,13 +9,13 @@ from aiaudit.pipeline.chain.checkpoint import TreeState
 from aiaudit.pipeline.contract import parse_ts
 
 COLUMNS = ("origin", "size", "root", "compact_range", "tile_levels", "tile_indexes", "tile_hashes", "note", "issued_at",
-           "timestamp")
+           "timestamp", "final")
 
 
 def row(state: TreeState) -> list[Any]:
     return [state.origin, state.size, state.range.root().hex(), [h.hex() for h in state.range.hashes],
             [t[0] for t in state.tiles], [t[1] for t in state.tiles], [t[2].hex() for t in state.tiles], state.note,
-            parse_ts(state.issued_at), state.timestamp]
+            parse_ts(state.issued_at), state.timestamp, state.final]
 
 
 def select_states(db: str, origin: str) -> tuple[str, dict[str, Any]]:
@@ -27,6 +27,12 @@ def select_states(db: str, origin: str) -> tuple[str, dict[str, Any]]:
 def select_timestamps(db: str, origin: str) -> tuple[str, dict[str, Any]]:
     """(size, timestamp line) of the log's signed times of one chain (checkpoints and heartbeats)."""
     return (f"SELECT size, timestamp FROM {db}.checkpoints WHERE origin = {{o:String}} AND timestamp IS NOT NULL "
+            "ORDER BY size", {"o": origin})
+
+
+def select_finals(db: str, origin: str) -> tuple[str, dict[str, Any]]:
+    """(size, final note) of one chain's signed final checkpoints (a closed chain has one)."""
+    return (f"SELECT size, final FROM {db}.checkpoints WHERE origin = {{o:String}} AND final IS NOT NULL "
             "ORDER BY size", {"o": origin})
 
 

@@ -51,6 +51,7 @@ REASONS = (
     "export_altered",  # record lines removed, added or changed after the export was sealed
     "tree_state_mismatch",  # a stored tree state (root, compact range) or subtree tile is not the records'
     "inconsistent_with_state",  # not consistent with what a previous run verified (verify --state)
+    "after_final",  # records past the chain's signed final checkpoint: a closed chain was written to
 )
 
 

@@ -201,13 +201,17 @@ def verify_export(file: ExportFile, trust: Trust, *, checker: Checker | None = N
                                            "checkpoints existed: --allow-unanchored)"))
     notes: dict[str, list[tuple[int, str]]] = {}
     cosigs: dict[str, list[tuple[int, str]]] = {}
+    finals: dict[str, list[tuple[int, str]]] = {}
     for cp in file.checkpoints:
         notes.setdefault(cp.origin, []).append((cp.size, cp.note))
+        if cp.final is not None:
+            finals.setdefault(cp.origin, []).append((cp.size, cp.final))
         cosigs.setdefault(cp.origin, []).extend((cp.size, line) for line in cp.cosignatures)
 
     def checks(origin: str) -> TreeCheck:
         check = open_checkpoints(origin, notes.get(origin, []), checkpoint_keys, cosigs=cosigs.get(origin, []),
-                                 witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows)
+                                 witnesses=witnesses, min_cosignatures=min_cosignatures, windows=windows,
+                                 finals=finals.get(origin, []))
         check.pinned = (pins or {}).get(origin)
         return check
 

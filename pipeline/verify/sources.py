@@ -92,12 +92,13 @@ def checkpoint_checks(client: Client, settings: Settings, checkpoint_keys: Seque
         _, notes = store.query_rows(client, *checkpoints.select_notes(db, origin))
         _, stamps = store.query_rows(client, *checkpoints.select_timestamps(db, origin))  # the log's signed times
         cosigs = [(int(size), str(line)) for size, line in stamps]
+        _, finals = store.query_rows(client, *checkpoints.select_finals(db, origin))
         if witnesses:
             _, found = store.query_rows(client, *checkpoints.select_cosignatures(db, origin))
             cosigs += [(int(size), str(line)) for size, line in found]
         return open_checkpoints(origin, [(int(size), str(note)) for size, note in notes], checkpoint_keys,
                                 cosigs=cosigs, witnesses=witnesses, min_cosignatures=min_cosignatures,
-                                windows=windows)
+                                windows=windows, finals=[(int(size), str(note)) for size, note in finals])
 
     return load, [str(o) for (o,) in rows]
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from aiaudit.pipeline.chain.checkpoint import FINAL_TAG
 from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, verify_inclusion
 from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
@@ -67,6 +68,7 @@ class TreeCheck:
     states_checked: int = 0
     # The auditor's monitor state: (size, root) of the newest checkpoint a previous run verified.
     pinned: tuple[int, bytes] | None = None
+    final: tuple[int, bytes] | None = None  # (size, root) of the chain's signed final checkpoint: it is closed
 
     def expect_states(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Stored tree-state rows (size, root, compact_range, tile_levels, tile_indexes, tile_hashes) to
@@ -107,7 +109,16 @@ class TreeCheck:
 
     def tail_rule(self, end_s: int, max_age_s: int) -> None:
         """The newest signed time must lie within max_age_s of the window's end: a logger that stopped,
-        or a tail of records and checkpoints removed together, leaves only older signed times."""
+        or a tail of records and checkpoints removed together, leaves only older signed times. A chain
+        closed by a signed final checkpoint is exempt (its end is signed: the records must rebuild
+        the final root, like any checkpoint's), and no record may lie past it."""
+        if self.final is not None:
+            if self.highest + 1 > self.final[0]:
+                self.failures.append(Failure(
+                    self.origin, self.final[0], "after_final",
+                    f"records up to seq {self.highest} past the chain's final checkpoint at size {self.final[0]}: "
+                    "a closed chain was written to"))
+            return
         if self.signed_time is None:
             self.failures.append(Failure(self.origin, None, "stale", "no signed time (timestamp or cosignature): "
                                          "the chain's freshness cannot be shown"))
@@ -235,7 +246,8 @@ Windows = Mapping[bytes, tuple[int, int]]  # public key -> [not_before, not_afte
 
 def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_keys: bytes | Sequence[bytes], *,
                      cosigs: Iterable[tuple[int, str]] = (), witnesses: Sequence[Verifier] = (),
-                     min_cosignatures: int = 0, windows: Windows | None = None) -> TreeCheck:
+                     min_cosignatures: int = 0, windows: Windows | None = None,
+                     finals: Iterable[tuple[int, str]] = ()) -> TreeCheck:
     """The chain's verified checkpoint roots; each note that does not verify under one of the pinned
     checkpoint keys is a located failure. `cosigs` (size, cosignature line) are the log's own signed
     times (the checkpoint keys as cosigners) and witness cosignatures; a witness's counts when it is
@@ -303,6 +315,26 @@ def open_checkpoints(origin: str, rows: Iterable[tuple[int, str]], checkpoint_ke
         del check.roots[size]
         fail("key_out_of_window", f"the checkpoint at size {size} is signed only by key(s) with a validity window "
                                   "and has no signed time inside one: its root is not trusted")
+    for size, note in finals:  # a chain closed at `size` (an earlier generation's)
+        try:
+            text, by = open_note(note, verifiers)
+            if not text.startswith(FINAL_TAG):
+                raise NoteError("not a final checkpoint")
+            cp = Checkpoint.parse(text[len(FINAL_TAG):])
+            if cp.origin != origin or cp.size != size:
+                raise NoteError(f"stored at {origin} size {size}, the final note says {cp.origin} size {cp.size}")
+        except (NoteError, ValueError) as exc:
+            fail("bad_checkpoint", f"final checkpoint at size {size}: {exc}")
+            continue
+        if all(v.public_key in windows for v in by):
+            fail("key_out_of_window", f"the final checkpoint at size {size} is signed only by key(s) with a validity "
+                                      "window and carries no signed time to place it in one: not honoured")
+            continue
+        if check.roots.get(cp.size, cp.root) != cp.root:
+            fail("bad_checkpoint", f"the final checkpoint at size {size} signs another root than the checkpoint there")
+            continue
+        check.roots[cp.size] = cp.root
+        check.final = (cp.size, cp.root)
     return check
 
 

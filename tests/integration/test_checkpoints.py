@@ -201,3 +201,48 @@ def test_heartbeats_sign_quiet_chains_and_the_tail_rule_catches_removed_tails_an
     report = json.loads(stale.stdout)
     assert sorted(f["origin"] for f in report["failures"] if f["reason"] == "stale") == sorted(sizes)
     assert {f["reason"] for f in report["failures"]} == {"stale", "emitter_gap"}  # (the victim's numbers)
+
+
+def test_a_new_generation_closes_the_previous_chains_with_signed_final_checkpoints(settings, client, tmp_path):
+    """Generation 1 chains 200 events and stops; generation 2 starts, fences and closes every
+    generation-1 chain at its last size with a signed final checkpoint, and chains on. Judged a day
+    later, the closed chains are not stale (their end is signed); the open ones are."""
+    from datetime import datetime, timezone
+
+    from aiaudit.pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
+    from aiaudit.pipeline.keys import KeyRing, read_jwks
+    from aiaudit.pipeline.store.filters import Filters
+    from aiaudit.pipeline.verify.sources import verify_store as verify_with
+    from aiaudit.pipeline.verify.trust import Trust
+    from tests.integration.support import wait_chained
+
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("g1")
+        emit_synthetic(settings, 200, emitter_id="edge-gen-a", seed=8)
+        wait_chained(settings)
+        time.sleep(settings.chain.checkpoint_interval_s + 1.0)
+    g2 = settings.updated(chain={"generation": 2})
+    (tmp_path / "g2").mkdir()
+    with ChainWorkers(g2, tmp_path / "g2") as workers:
+        workers.start("g2")
+        emit_synthetic(settings, 100, emitter_id="edge-gen-b", seed=9)
+        wait_chained(g2)
+        time.sleep(settings.chain.checkpoint_interval_s + 1.0)
+        logs = workers.logs()
+    sink_until_drained(settings, client)
+    db = store.database(settings)
+    sizes = dict(client.query(f"SELECT origin, max(seq) + 1 FROM {db}.evidence GROUP BY origin").result_rows)
+    first = {o: s for o, s in sizes.items() if o.endswith("/g1")}
+    second = {o for o in sizes if o.endswith("/g2")}
+    assert len(first) == settings.kafka.partitions and second, sizes
+    closed = dict(client.query(f"SELECT origin, size FROM {db}.checkpoints WHERE final IS NOT NULL").result_rows)
+    assert closed == first, (closed, logs[-2000:])
+    assert logs.count("closed at size") == len(first)
+
+    keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)).with_emitters(
+        load_emitter_keys(key_set_file(settings), required=True))
+    pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
+    day_later = int(datetime.now(timezone.utc).timestamp()) + 86400
+    report = verify_with(client, settings, Trust(keyring, (pub,)), Filters(), tail=(day_later, 300))
+    assert {f.origin for f in report.failures if f.reason == "stale"} == second, report.text()[-2000:]
+    assert {f.reason for f in report.failures} == {"stale"}, report.text()[-2000:]

@@ -1,7 +1,8 @@
 """Key custody on the real pipeline: the checkpoint key lives only in the signer process, which
 signs a chain's checkpoint only as an extension of what it signed. Chain workers and the signer are
 killed (-9) and restarted; every chain's tail ends signed by the signer's key, the store verifies
-under it, and a rewrite asked for with the worker's own token is refused."""
+under it, a rewrite asked for with the worker's own token is refused, and a new generation closes
+the old chains through the signer, which then signs nothing more for them."""
 
 from __future__ import annotations
 
@@ -137,6 +138,25 @@ def test_checkpoints_come_from_the_signer_only_through_kill9_of_worker_and_signe
         with pytest.raises(urllib.error.HTTPError) as unauthorised:
             urllib.request.urlopen(req, timeout=10)
         assert unauthorised.value.code == 401
+
+        # A new generation: its worker closes every generation-1 chain through the signer, which then
+        # signs nothing more for them.
+        (tmp_path / "g2").mkdir()
+        with ChainWorkers(custody.updated(chain={"generation": 2}), tmp_path / "g2",
+                          env={"AIAUDIT_SIGNER_TOKEN": TOKEN}) as workers:
+            workers.start("g2")
+            deadline = time.monotonic() + 60
+            while (tmp_path / "g2" / "chain-g2.log").read_text().count("closed at size") < len(sizes):
+                assert time.monotonic() < deadline, workers.logs()
+                time.sleep(0.5)
+        signed_state = json.loads((folder / "signed.json").read_text())
+        assert {o for o, v in signed_state.items() if v.get("final")} == set(sizes)
+        assert all(signed_state[o]["size"] == n for o, n in sizes.items())
+        with pytest.raises(urllib.error.HTTPError) as closed:
+            urllib.request.urlopen(urllib.request.Request(
+                f"{url}/sign", data=request_body(origin, CompactRange(), b""), method="POST",
+                headers={"Authorization": f"Bearer {TOKEN}"}), timeout=10)
+        assert closed.value.code == 409 and json.loads(closed.value.read())["reason"].startswith("closed")
     finally:
         signer.proc.terminate()  # type: ignore[union-attr]
         signer.proc.wait(10)  # type: ignore[union-attr]

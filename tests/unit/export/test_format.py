@@ -318,3 +318,25 @@ def test_a_second_proof_for_one_record_is_refused():
     add_line(f, line)
     with pytest.raises(ValueError, match="second inclusion proof"):
         add_line(f, line)
+
+
+def test_a_closed_chain_in_an_export_is_judged_by_its_final_checkpoint():
+    """An earlier generation's chain, exported long after it closed: with its final checkpoint on
+    the checkpoint line it is complete and not stale; the line survives the writer and the reader,
+    and a reader of the older format's strict shape still refuses unknown members."""
+    from tests.unit.verify.test_tree import CLOCK_NOW, final_for
+
+    stale = verify(export("whole", RECS), RING, checkpoint_keys=[CP_PUB], tail=(CLOCK_NOW, 900))
+    assert [r for _, r in reasons(stale)] == ["stale"]
+    closed = export("whole", RECS)
+    [(size, final)] = final_for(RECS, 20)
+    cp = closed.checkpoints[0]
+    again = ExportFile()
+    for line in [sealed_header("whole", RECS), *(r.to_wire() for r in RECS),
+                 checkpoint_line(dataclasses.replace(cp, final=final))]:
+        add_line(again, line)
+    assert again.checkpoints[0].final == final and not again.problems
+    report = verify(again, RING, checkpoint_keys=[CP_PUB], tail=(CLOCK_NOW, 900))
+    assert report.ok, report.text()
+    with pytest.raises(ValueError, match="expected exactly the members"):
+        add_line(ExportFile(), orjson.dumps({**orjson.loads(checkpoint_line(cp)), "closing": final}))

@@ -111,3 +111,18 @@ def test_too_many_leaves_are_refused():
     raw = hashlib.sha256(b"x").digest() * (MAX_LEAVES + 1)
     with pytest.raises(BadRequest):
         parse_request(orjson.dumps({"origin": "o", "old_size": 0, "old_range": [], "leaves": base64.b64encode(raw).decode()}))
+
+
+def test_a_final_checkpoint_closes_the_chain_at_the_signer():
+    from aiaudit.pipeline.chain.checkpoint import open_final
+
+    hs = leaves(9)
+    last = ask(CompactRange(), hs, None).signed
+    a = decide(parse_request(request_body(ORIGIN, tree_of(hs), b"", final=True)), last, NOTE, CLOCK, 1_800_000_000)
+    assert a.status == 200 and a.signed is not None and a.signed.final
+    cp = open_final(a.body["note"], ORIGIN, [Verifier(ORIGIN, SIG_ED25519, NOTE.public_key)])
+    assert (cp.size, cp.root) == (9, tree_of(hs).root())
+    with pytest.raises(Exception):  # a final note is never an ordinary checkpoint of the origin
+        open_checkpoint(a.body["note"], Verifier(ORIGIN, SIG_ED25519, NOTE.public_key))
+    more = ask(tree_of(hs), leaves(3, b"more"), a.signed)
+    assert more.status == 409 and more.body["reason"].startswith("closed")

@@ -254,3 +254,45 @@ def test_a_malformed_tree_state_row_is_a_located_failure_not_a_crash():
     check = open_checkpoints(ORIGIN, [], CP_PUB)
     check.expect_states([[1, "ab"], ["x", "ab", [], [], [], []], [5, "ab", [], [8], [], []]])
     assert [f.reason for f in check.failures] == ["tree_state_mismatch"] * 3
+
+
+def final_for(records, size, key=CP_KEY):
+    """The signed final checkpoint that closes the chain at `size` (as the chain worker writes it
+    when the next generation starts)."""
+    from aiaudit.pipeline.chain.checkpoint import LocalNotary
+
+    tree, _ = extend(CompactRange(), [r.leaf_hash for r in records[:size]])
+    note, _ = LocalNotary(key).sign(records[0].origin, tree, b"", tree, CLOCK_NOW, final=True)
+    return [(size, note)]
+
+
+def test_a_chain_closed_by_a_final_checkpoint_is_not_stale_and_nothing_may_follow_it():
+    recs = build_chain(10, SIGNER)
+    old = open_checkpoints(ORIGIN, notes_for(recs, {10}), CP_PUB, cosigs=stamps_for(recs, {10}, [CLOCK_NOW - 86400]),
+                           finals=final_for(recs, 10))
+    assert not old.failures and old.final is not None and old.final[0] == 10
+    report = verify_slices([(ORIGIN, 0, 9)], lambda o, a, b: stored(recs)[a:b + 1], RING, whole=True,
+                           reconcile=False, checkpoints=lambda o: old, checkpointed=[ORIGIN])
+    assert report.ok
+    old.tail_rule(CLOCK_NOW, 900)  # a day old: a closed chain's end is signed, it is not stale
+    assert old.failures == []
+    # The same chain without its final checkpoint is stale; records past a final one are named.
+    open_ = open_checkpoints(ORIGIN, notes_for(recs, {10}), CP_PUB, cosigs=stamps_for(recs, {10}, [CLOCK_NOW - 86400]))
+    open_.tail_rule(CLOCK_NOW, 900)
+    assert [f.reason for f in open_.failures] == ["stale"]
+    closed_early = open_checkpoints(ORIGIN, notes_for(recs, {8, 10}), CP_PUB, finals=final_for(recs, 8))
+    list(closed_early.feed(stored(recs)))
+    closed_early.tail_rule(CLOCK_NOW, 900)
+    assert [(f.seq, f.reason) for f in closed_early.failures] == [(8, "after_final")]
+
+
+def test_a_final_checkpoint_must_be_one_and_be_signed_by_the_pinned_key():
+    recs = build_chain(6, SIGNER)
+    forged = final_for(recs, 6, key=Ed25519PrivateKey.generate())
+    plain = notes_for(recs, {6})  # an ordinary checkpoint passed off as the final one
+    other = final_for(build_chain(6, Ed25519Signer.generate()), 6)
+    for finals in (forged, plain):
+        check = open_checkpoints(ORIGIN, notes_for(recs, {6}), CP_PUB, finals=finals)
+        assert check.final is None and [f.reason for f in check.failures] == ["bad_checkpoint"]
+    check = open_checkpoints(ORIGIN, notes_for(recs, {6}), CP_PUB, finals=other)
+    assert check.final is None and [f.reason for f in check.failures] == ["bad_checkpoint"]  # another root at 6
