@@ -14,7 +14,7 @@ from aiaudit.pipeline.store.filters import MAX_LIMIT
 STATUS = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("alerts", help="list anomaly alerts; acknowledge, resolve or reopen one; re-drive dead "
                                       "deliveries",
                        description="Alerts are OCSF Detection Findings from the scoring worker. Status changes are "

@@ -7,7 +7,7 @@ import argparse
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="end-to-end demo on the embedded defaults (local Kafka, chDB)",
                        description="Start Kafka and the workers, emit events (some malformed), wait until they are "
                                    "queryable, verify every chain, run sample queries, stop everything.")

@@ -15,7 +15,7 @@ from aiaudit.pipeline.settings import Settings
 MODELS_HELP = "default: AIAUDIT_SCORE__MODELS_DIR or .aiaudit/models"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
                        description="Models are trained on chained events, made live by a signed promotion, and "
                                    "recorded by every scoring worker that uses one.")

@@ -11,7 +11,7 @@ from aiaudit.pipeline.errors import AiAuditError, ConfigError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("emit", help="send events from a JSONL file or synthetic ones",
                        description="Emit AI-request events through the SDK (validated, numbered, signed, "
                                    "Avro-encoded).")

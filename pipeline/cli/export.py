@@ -11,7 +11,7 @@ from aiaudit.pipeline.cli.output import warn
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="write records with their signed checkpoints and inclusion proofs (JSONL)",
                        description="JSON Lines: a sealed header, one record per line (the exact signed bytes, base64), "
                                    "the chains' signed checkpoints with witness cosignatures, and for a filtered "

@@ -13,7 +13,7 @@ from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("gateway", help="run the policy-enforcing LLM gateway; make API keys; check a policy",
                        description="An OpenAI-compatible gateway that decides each request by policy and emits its "
                                    "evidence (docs/gateway.md).")

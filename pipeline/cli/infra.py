@@ -7,7 +7,7 @@ import argparse
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("infra", help="start, stop or show the local Kafka broker; create topics",
                        description="Manage the local single-node Apache Kafka (KRaft) broker run from the Maven Central "
                                    "jars. `topics` creates the topics with their configs on any configured cluster.")

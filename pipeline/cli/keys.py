@@ -13,7 +13,7 @@ from aiaudit.pipeline.settings import Settings
 DIR_HELP = "keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit/keys)"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("keys", help="generate a signing key, print the JWKS, manage emitter and operator keys",
                        description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{generate,jwks,emitter,operator}")

@@ -8,7 +8,7 @@ import json
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("proof", help="RFC 9162 inclusion or consistency proof for a chain, from stored hashes",
                        description="Prints JSON with base64 hashes and the signed checkpoint; the proof is checked "
                                    "before it is printed.")

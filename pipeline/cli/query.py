@@ -11,7 +11,7 @@ from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.filters import MAX_LIMIT
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("query", help="retrieve records by identity, time, vendor, policy version ...",
                        description="Retrieve evidence records from ClickHouse (each record once, oldest first).")
     add_filters(p)

@@ -13,7 +13,7 @@ from aiaudit.pipeline.settings import Settings
 KEY_NAME, STATE_NAME = "checkpoint.key", "signed.json"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("signer", help="the checkpoint signer: holds the checkpoint key apart from the chain worker",
                        description="The only holder of the checkpoint key. It signs a chain's checkpoint only when "
                                    "the tree extends the one it signed last, so the chain worker's host alone can "

@@ -11,7 +11,7 @@ from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sql", help="run one read-only SQL statement on the store (ClickHouse SQL)",
                        description="One SELECT, WITH or EXISTS statement, read-only in the engine, capped "
                                    "(AIAUDIT_SINK__API_MAX_ROWS, _BYTES, _SECONDS): through the running sink on "

@@ -11,7 +11,7 @@ from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("trust", help="write a trust file pinning the public keys and witnesses in force",
                        description="The trust file an auditor verifies with (`aiaudit verify --trust FILE`).")
     actions = p.add_subparsers(dest="action", required=True, metavar="{init}")

@@ -17,7 +17,7 @@ from aiaudit.pipeline.errors import ConfigError, SigningKeyError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("verify", help="verify chains: signatures, links, seqs, forks, columns, emitter gaps",
                        description="Verify every chain in ClickHouse (or one, or a time range), or an export file. "
                                    "Prints one line per failure and a summary; exits 1 on any failure.")

@@ -11,7 +11,7 @@ from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("witness", help="run a C2SP witness; make its key; submit checkpoints to a witness",
                        description="A witness is run by someone other than the operator: it cosigns a chain's "
                                    "checkpoint only if it is consistent with the last it cosigned.")

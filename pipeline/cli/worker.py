@@ -22,7 +22,7 @@ ROLES = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("worker", help="run a pipeline worker: chain, sink, score, deliver, or chain and sink",
                        description="; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
     roles = p.add_subparsers(dest="role", required=True, metavar="{" + ",".join(ROLES) + "}")

@@ -48,10 +48,12 @@ class RemoteNotary:
     def signed_tree(self, origin: str) -> CompactRange:
         q = urllib.parse.urlencode({"origin": origin})
         doc = self._call(urllib.request.Request(f"{self.url}/state?{q}"))
+        size, hashes = doc.get("size"), doc.get("range")
         try:
-            return CompactRange(int(str(doc["size"])), [base64.b64decode(str(h), validate=True)
-                                                        for h in doc["range"]])  # type: ignore[attr-defined]
-        except (KeyError, TypeError, ValueError) as exc:
+            if type(size) is not int or not isinstance(hashes, list):
+                raise TypeError("size and range")
+            return CompactRange(size, [base64.b64decode(str(h), validate=True) for h in hashes])
+        except (TypeError, ValueError) as exc:
             raise NotaryUnavailable(f"checkpoint signer {self.url}: a malformed state answer ({exc})") from exc
 
     def sign(self, origin: str, base: CompactRange, leaves: bytes, tree: CompactRange,
