@@ -148,11 +148,18 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
 
 
 def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] = ("tuning", "held-out")) -> list[Report]:
-    from aiaudit.detectors import heldout, traffic
+    """Reports per family: `tuning` (what detections were tuned on), `held-out` (read while tuning:
+    no longer a judge), and `evaluation` (detectors/evalset.py, the fixed set issue 22's detectors
+    are judged on; its seed is the recorded one whatever `seed` says)."""
+    from aiaudit.detectors import evalset, heldout, traffic
 
+    evaluation = Family(vendors={v: list(ms) for v, ms in evalset.VENDORS.items()}, max_level=dict(evalset.CEILING),
+                        unapproved=evalset.UNLISTED, routes=list(evalset.ROUTES), domain="initech.example",
+                        agent_prefix="bot-")
     sources: dict[str, tuple[Callable[[int], Any], Family, tuple[str, ...]]] = {
         "tuning": (traffic.labelled_traffic, traffic.TUNING, traffic.SCENARIOS),
         "held-out": (heldout.heldout_traffic, heldout.HELDOUT, heldout.SCENARIOS),
+        "evaluation": (lambda _seed: evalset.evaluation_set()[:2], evaluation, evalset.SCENARIOS + evalset.UNNAMED),
     }
     return [evaluate_family(name, sources[name][0](seed), sources[name][1], sources[name][2], seed=seed, budget=budget)
             for name in families]

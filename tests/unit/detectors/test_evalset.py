@@ -58,3 +58,12 @@ def test_the_scenarios_are_what_their_names_say(made):
         assert evalset.LEVEL_ORDER.index(e["response_classification"]["level"]) > ceiling
     assert all(e["content_features"]["injection_markers"] == 3 for e in by["single_strong_injection"])
     assert {e["occurred_at"][:10] for e in by["weekend_triple_volume"]} == {"2026-09-26"}  # a Saturday
+
+
+def test_detect_evaluate_reports_every_scenario_of_the_set(made):
+    from aiaudit.detectors.evaluate import evaluate
+
+    [report] = evaluate(families=("evaluation",))
+    assert report.family == "evaluation" and report.overall["test_events"] == len(made[1])
+    assert [row.scenario for row in report.rows] == [*evalset.SCENARIOS, *evalset.UNNAMED]
+    assert report.overall["misuse_events"] == sum(1 for _, label in made[1] if label != "normal")
