@@ -26,7 +26,8 @@ from sklearn.metrics import average_precision_score
 
 from aiaudit.detectors.features import FEATURES, FeatureExtractor, IdentityState, event_time, extract, observe
 from aiaudit.detectors.model import Detector, train
-from aiaudit.detectors.rules import SEVERITY_RANK, RuleConfig, RuleHit, check, severity_of
+from aiaudit.detectors.rules import RuleConfig, RuleHit, check
+from aiaudit.detectors.severity import finding_score, model_score, severity_for
 from aiaudit.detectors.traffic import Event, Family, Labelled
 
 TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7}
@@ -81,11 +82,10 @@ def _at_budget(scores: np.ndarray, budget: float) -> np.ndarray:
     return flagged
 
 
-def shipped_score(model_score: float, hits: list[RuleHit]) -> float:
-    """The ranking of the shipped detection: a rule hit above any model score (IsolationForest
-    scores are below 1), higher severities first."""
-    sev = severity_of(hits)
-    return model_score + (1 + SEVERITY_RANK[sev] if sev else 0)
+def shipped_score(on_scale: float, hits: list[RuleHit]) -> float:
+    """The shipped detection's score: the finding score on the one scale (detectors/severity.py),
+    the model's score already put on it."""
+    return finding_score(on_scale, [h.severity for h in hits])
 
 
 def score_test(detector: Detector, rules: RuleConfig, train_events: list[Event], test: list[Labelled]
@@ -117,9 +117,9 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
     rules = RuleConfig(vendor_max_level=dict(family.max_level))
     X, hits, s_z = score_test(detector, rules, train_events, test)
     labels = np.array([label for _, label in test])
-    s_model = detector.score(X)
+    s_model = np.array([model_score(float(s), detector.thresholds) for s in detector.score(X)])
     s_shipped = np.array([shipped_score(float(s), h) for s, h in zip(s_model, hits)])
-    at_threshold = np.array([bool(h) or detector.severity(float(s)) is not None for s, h in zip(s_model, hits)])
+    at_threshold = np.array([severity_for(float(s)) is not None for s in s_shipped])
     bad = labels != "normal"
     flag = {"shipped": _at_budget(s_shipped, budget), "model": _at_budget(s_model, budget), "z": _at_budget(s_z, budget)}
     rows = []
@@ -127,7 +127,7 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
         mine = labels == scenario
         fired: dict[str, int] = {}
         for i in np.flatnonzero(mine):
-            names = [h.rule for h in hits[i]] + (["isolation-forest"] if detector.severity(float(s_model[i])) else [])
+            names = [h.rule for h in hits[i]] + (["isolation-forest"] if severity_for(float(s_model[i])) else [])
             for n in names:
                 fired[n] = fired.get(n, 0) + 1
         rows.append(Row(scenario, int(mine.sum()), float(flag["shipped"][mine].mean()), float(flag["model"][mine].mean()),

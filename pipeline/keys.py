@@ -78,7 +78,13 @@ class Ed25519Signer:
 
     @classmethod
     def generate(cls) -> "Ed25519Signer":
-        return cls.from_private_key(Ed25519PrivateKey.generate())
+        """A new key whose kid does not start with '-': a command line (`aiaudit keys emitter retire
+        KID`) would take such a kid for an option, and a shell `rm` for one too. One key in 64 is
+        drawn again; the key is as random as any."""
+        while True:
+            signer = cls.from_private_key(Ed25519PrivateKey.generate())
+            if not signer.kid.startswith("-"):
+                return signer
 
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)

@@ -28,7 +28,8 @@ def finding_uid(origin: str, seq: int, model_version: str) -> str:
 
 def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str, Any], score: float, severity: str,
                       explanation: list[tuple[str, float]], model_version: str, detected_at_ms: int,
-                      model_severity: str | None = None, rule_hits: list[RuleHit] | None = None) -> dict[str, Any]:
+                      model_severity: str | None = None, rule_hits: list[RuleHit] | None = None,
+                      model_score: float | None = None) -> dict[str, Any]:
     """One finding for one record, naming every detector that fired on it (`unmapped.detections`):
     the model (when its score reached a threshold: `model_severity`) and each rule hit. The
     analytic is the model when it fired, else the first rule."""
@@ -40,7 +41,8 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
     detections = []
     parts = []
     if model_severity is not None:
-        why = f"IsolationForest score {score:.3f} ({model_severity}); driven by {reasons or 'overall isolation'}"
+        raw = model_score if model_score is not None else score
+        why = f"IsolationForest score {raw:.3f} ({model_severity}); driven by {reasons or 'overall isolation'}"
         detections.append({"detector": "isolation-forest", "version": model_version, "severity": model_severity,
                            "reason": why})
         parts.append(why)
@@ -69,14 +71,16 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
         },
         "actor": {"user": {"uid": actor["id"], "type": actor.get("type")},
                   **({"authorizations": [{"decision": event.get("decision")}]} if event.get("decision") else {})},
-        "risk_score": round(score * 1000),
+        "risk_score": round(score * 100),
         "unmapped": {
             "chain": {"origin": origin, "seq": seq, "leaf_hash": leaf_hash},
             "on_behalf_of": actor.get("on_behalf_of"),
             "event_id": event.get("event_id"), "occurred_at": event.get("occurred_at"),
             "vendor": event.get("gen_ai_provider_name"), "model": event.get("gen_ai_request_model"),
             "route": event.get("route"),
-            "score": round(score, 6), "explanation": [{"feature": n, "z": z} for n, z in explanation],
+            # the finding's score on the one scale (detectors/severity.py), and the model's own
+            "score": round(score, 6), "model_score": None if model_score is None else round(model_score, 6),
+            "explanation": [{"feature": n, "z": z} for n, z in explanation],
             "detections": detections,
         },
     }

@@ -16,7 +16,8 @@ import numpy as np
 
 from aiaudit.detectors.features import IdentityState, event_time, extract, observe
 from aiaudit.detectors.model import Detector
-from aiaudit.detectors.rules import SEVERITY_RANK, RuleConfig, check, severity_of
+from aiaudit.detectors.rules import RuleConfig, check
+from aiaudit.detectors.severity import finding_score, model_score, severity_for
 from aiaudit.pipeline.chain.record import Record, parse_payload
 from aiaudit.pipeline.score.ocsf import detection_finding
 
@@ -113,17 +114,19 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
     X = np.array(vectors)
     scores = detector.score(X)
     out = []
-    for rec, obj, x, score, rule_hits in zip(records, parsed, X, scores, hits):
-        model_severity = detector.severity(float(score))
-        severity = max((sv for sv in (model_severity, severity_of(rule_hits)) if sv), key=SEVERITY_RANK.__getitem__,
-                       default=None)
+    for rec, obj, x, raw, rule_hits in zip(records, parsed, X, scores, hits):
+        # One scale for every detector (detectors/severity.py): the severity follows from the score.
+        on_scale = model_score(float(raw), detector.thresholds)
+        model_severity = severity_for(on_scale)
+        score = finding_score(on_scale, [h.severity for h in rule_hits])
+        severity = severity_for(score)
         finding = None
         if severity is not None:
             finding = detection_finding(origin=rec.origin, seq=rec.seq, leaf_hash=rec.leaf_hash, event=obj["event"],
-                                        score=float(score), severity=severity, model_severity=model_severity,
+                                        score=score, severity=severity, model_severity=model_severity,
                                         explanation=detector.explain(x) if model_severity else [],
                                         rule_hits=rule_hits, model_version=detector.version,
-                                        detected_at_ms=detected_at_ms)
-        out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], float(score),
+                                        detected_at_ms=detected_at_ms, model_score=float(raw))
+        out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], score,
                           severity, detector.version, finding))
     return out

@@ -108,3 +108,11 @@ def test_keyring_verify_agrees_with_openssl_and_refuses_altered_signatures():
     assert not ring.verify(signer.kid, sig[:63], msg) and not ring.verify(signer.kid, sig + b"\x00", msg)
     again = pickle.loads(pickle.dumps(ring))  # verification workers get the ring pickled
     assert again.verify(signer.kid, sig, msg) and signer.kid in again and len(again) == 1
+
+
+def test_no_new_key_has_a_kid_a_command_line_takes_for_an_option():
+    from aiaudit.pipeline.keys import Ed25519Signer
+
+    kids = [Ed25519Signer.generate().kid for _ in range(640)]  # about ten would start with '-' by chance
+    assert not [k for k in kids if k.startswith("-")]
+    assert len({k[0] for k in kids}) > 40  # the first character is still drawn from the whole alphabet

@@ -2,6 +2,7 @@ import numpy as np
 
 from aiaudit.detectors.features import FEATURES, FeatureExtractor, state_from_dict, state_to_dict
 from aiaudit.detectors.model import train
+from aiaudit.detectors.severity import model_score, severity_for
 from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.score.ocsf import CLASS_UID, finding_uid
@@ -17,8 +18,14 @@ def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
     det = train(X, version="m-test", seed=1)
     states: dict = {}
     batch = score_records(records, states, det, detected_at_ms=1)
-    assert np.allclose([s.score for s in batch], det.score(X))  # same vectors as one by one
-    by_model = [s for s in batch if det.severity(s.score)]
+    # Same vectors as one by one; every score on the one scale (detectors/severity.py): the model's
+    # where no rule fired, never below it where one did, and the severity is the score's.
+    on_scale = [model_score(float(raw), det.thresholds) for raw in det.score(X)]
+    ruled = [bool(s.finding) and any(d["detector"] != "isolation-forest" for d in s.finding["unmapped"]["detections"])
+             for s in batch]
+    assert np.allclose([s.score for s, r in zip(batch, ruled) if not r], [m for m, r in zip(on_scale, ruled) if not r])
+    assert all(s.score >= m - 1e-12 and s.severity == severity_for(s.score) for s, m in zip(batch, on_scale))
+    by_model = [s for s, m in zip(batch, on_scale) if severity_for(m)]
     assert 0 < len(by_model) <= 0.01 * len(batch)  # about the model's budget on its own training traffic
     assert all(s.finding is not None for s in by_model)
     flagged = by_model
