@@ -250,6 +250,13 @@ def test_analysts_query_and_verify_while_the_sink_holds_the_embedded_store(setti
     with ChainWorkers(settings, tmp_path) as workers:
         workers.start("w1")
         workers.start("s1", role="sink")
+        # The sink must hold the store before a CLI command opens it: a command that opens the
+        # embedded store in the moment the sink starts takes its lock, and the sink stops with
+        # "embedded chDB admits one process" (a known limit, docs/guarantees.md).
+        opened = time.monotonic() + 60
+        while not (settings.local.state_dir / "store-api.json").exists():
+            assert time.monotonic() < opened, workers.logs()[-3000:]
+            time.sleep(0.2)
         emit_synthetic(settings, 300, emitter_id="edge-live", seed=41)
         deadline, rows = time.monotonic() + 90, []
         while time.monotonic() < deadline:
