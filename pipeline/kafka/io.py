@@ -17,6 +17,9 @@ _TRANSIENT = frozenset({
     KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    # a broker connection torn down while the broker restarts (a chain worker reading its tails
+    # on the rebalance a broker outage causes stopped on it once: tests/integration/test_broker_down.py)
+    KafkaError._DESTROY_BROKER,
 })
 
 

@@ -58,3 +58,13 @@ def test_librdkafka_lines_are_filtered_for_transient_retries_and_repeats():
                  "failed: Connection refused (after 0ms in state CONNECT)")
     assert not shown("FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:29099/1]: 127.0.0.1:29099/1: Connect to "
                      "ipv4#127.0.0.1:29099 failed: Connection refused (after 1ms in state CONNECT)")  # a repeat
+
+
+def test_a_broker_handle_torn_down_in_an_outage_is_retried_not_fatal():
+    from confluent_kafka import KafkaError
+
+    from aiaudit.pipeline.kafka.io import transient
+
+    assert transient(KafkaError(KafkaError._DESTROY_BROKER))  # a chain worker reading tails mid-outage
+    assert transient(KafkaError(KafkaError._TRANSPORT))
+    assert not transient(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))  # a real refusal still fails
