@@ -4,6 +4,7 @@ HTTP, its durable state under kill -9, and an operator who rewrites history caug
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import random
@@ -155,8 +156,8 @@ def test_kill9_at_random_moments_never_forgets_a_cosigned_size_or_cosigns_a_fork
                 new = min(len(leaves), size + rng.randint(1, 8))
                 try:
                     status, body = w.add(size, proof(leaves, size, new), checkpoint(leaves, new))
-                except OSError:
-                    break  # killed while we asked: no answer, nothing promised
+                except (OSError, http.client.HTTPException):
+                    break  # killed while we asked (or while it answered): nothing promised
                 if status == 409:
                     size = int(body)  # what it last cosigned: continue from there
                     continue
