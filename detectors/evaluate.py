@@ -25,12 +25,12 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from aiaudit.detectors.features import FEATURES, FeatureExtractor, IdentityState, event_time, extract, observe
-from aiaudit.detectors.model import Detector, train
+from aiaudit.detectors.model import Detector, model_on_scale, train
 from aiaudit.detectors.rules import RuleConfig, RuleHit, check
-from aiaudit.detectors.severity import finding_score, model_score, severity_for
+from aiaudit.detectors.severity import finding_score, severity_for
 from aiaudit.detectors.traffic import Event, Family, Labelled
 
-TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7}
+TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7, "fresh_week_per_1000": 1.0}
 
 
 class ZScoreBaseline:
@@ -69,11 +69,17 @@ class Report:
     family: str
     rows: list[Row]
     overall: dict[str, float]
+    untargeted: tuple[str, ...] = ()  # scenarios reported without a target (left out of the overall recall)
+    fresh: dict[str, float] | None = None  # a fresh scorer's first week of ordinary traffic (fresh_week)
 
     def meets_targets(self) -> dict[str, bool]:
-        return {"recall_at_budget": self.overall["recall_shipped"] >= TARGETS["recall_at_budget"],
-                "precision_at_threshold": self.overall["precision_threshold"] >= TARGETS["precision_at_threshold"],
-                "never_below_baseline": all(r.recall_shipped >= r.recall_z for r in self.rows)}
+        met = {"recall_at_budget": self.overall["recall_shipped"] >= TARGETS["recall_at_budget"],
+               "precision_at_threshold": self.overall["precision_threshold"] >= TARGETS["precision_at_threshold"],
+               "never_below_baseline": all(r.recall_shipped >= r.recall_z for r in self.rows
+                                           if r.scenario not in self.untargeted)}
+        if self.fresh is not None:
+            met["fresh_week_findings"] = self.fresh["per_1000"] <= TARGETS["fresh_week_per_1000"]
+        return met
 
 
 def _at_budget(scores: np.ndarray, budget: float) -> np.ndarray:
@@ -89,38 +95,72 @@ def shipped_score(on_scale: float, hits: list[RuleHit]) -> float:
 
 
 def score_test(detector: Detector, rules: RuleConfig, train_events: list[Event], test: list[Labelled]
-               ) -> tuple[np.ndarray, list[list[RuleHit]], np.ndarray]:
-    """(feature vectors, rule hits, z-baseline scores) of the test events, with identity state
-    carried over from the training weeks, as a scorer running since then would have it."""
+               ) -> tuple[np.ndarray, list[list[RuleHit]], np.ndarray, np.ndarray]:
+    """(feature vectors, rule hits, z-baseline scores, model scores on the one scale, gated as the
+    scorer gates them) of the test events, with identity state carried over from the training
+    weeks, as a scorer running since then would have it."""
     states: dict[str, IdentityState] = {}
     baseline = ZScoreBaseline()
     for e in train_events:
         state = states.setdefault(e["actor"]["id"], IdentityState())
         baseline.score_and_update(e["actor"]["id"], np.array(extract(e, state)))
         observe(e, state)
-    X, hits, z = [], [], []
+    since = event_time(train_events[0]) if train_events else None
+    X, hits, z, learning = [], [], [], []
     for e, _ in test:
         state = states.setdefault(e["actor"]["id"], IdentityState())
         x = extract(e, state)
         X.append(x)
-        hits.append(check(e, state, rules, event_time(e)))
+        now = event_time(e)
+        hits.append(check(e, state, rules, now, scorer_since=since if since is not None else now))
+        learning.append(rules.learning(state, now))
         z.append(baseline.score_and_update(e["actor"]["id"], np.array(x)))
         observe(e, state)
-    return np.array(X), hits, np.array(z)
+    Xa = np.array(X)
+    raw = detector.score(Xa)
+    s_model = np.array([model_on_scale(detector, float(r), x, new)[0] for r, x, new in zip(raw, Xa, learning)])
+    return Xa, hits, np.array(z), s_model
+
+
+def fresh_week(detector: Detector, rules: RuleConfig, events: list[Event]) -> dict[str, float]:
+    """What a scorer started fresh (no identity state) raises on a week of ordinary traffic:
+    findings per 1,000 events, and the detectors behind them."""
+    states: dict[str, IdentityState] = {}
+    X, hits, learning = [], [], []
+    since = event_time(events[0]) if events else None
+    for e in events:
+        state = states.setdefault(e["actor"]["id"], IdentityState())
+        X.append(extract(e, state))
+        now = event_time(e)
+        hits.append(check(e, state, rules, now, scorer_since=since))
+        learning.append(rules.learning(state, now))
+        observe(e, state)
+    Xa = np.array(X)
+    s_model = [model_on_scale(detector, float(r), x, new)[0] for r, x, new in zip(detector.score(Xa), Xa, learning)]
+    findings = [severity_for(shipped_score(s, h)) is not None for s, h in zip(s_model, hits)]
+    fired: dict[str, int] = {}
+    for s, h in zip(s_model, hits):
+        for name in [x.rule for x in h] + (["isolation-forest"] if severity_for(s) else []):
+            fired[name] = fired.get(name, 0) + 1
+    return {"events": len(events), "findings": sum(findings),
+            "per_1000": 1000 * sum(findings) / max(1, len(events)), **{f"by {k}": v for k, v in fired.items()}}
 
 
 def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], family: Family, scenarios: tuple[str, ...],
-                    *, seed: int, budget: float) -> Report:
+                    *, seed: int, budget: float, untargeted: tuple[str, ...] = (),
+                    fresh: list[Event] | None = None) -> Report:
+    """One family's report. Recall overall counts the misuse of the targeted scenarios; precision
+    counts any misuse flagged (an untargeted scenario's event is no false alarm)."""
     train_events, test = traffic
     fx = FeatureExtractor()
     detector = train(np.array([fx(e) for e in train_events]), version=f"eval-{seed}", seed=seed)
     rules = RuleConfig(vendor_max_level=dict(family.max_level))
-    X, hits, s_z = score_test(detector, rules, train_events, test)
+    X, hits, s_z, s_model = score_test(detector, rules, train_events, test)
     labels = np.array([label for _, label in test])
-    s_model = np.array([model_score(float(s), detector.thresholds) for s in detector.score(X)])
     s_shipped = np.array([shipped_score(float(s), h) for s, h in zip(s_model, hits)])
     at_threshold = np.array([severity_for(float(s)) is not None for s in s_shipped])
     bad = labels != "normal"
+    targeted = bad & ~np.isin(labels, list(untargeted))
     flag = {"shipped": _at_budget(s_shipped, budget), "model": _at_budget(s_model, budget), "z": _at_budget(s_z, budget)}
     rows = []
     for scenario in scenarios:
@@ -133,18 +173,19 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
         rows.append(Row(scenario, int(mine.sum()), float(flag["shipped"][mine].mean()), float(flag["model"][mine].mean()),
                         float(flag["z"][mine].mean()), float(at_threshold[mine].mean()), fired))
     overall = {
-        "budget": budget, "test_events": len(test), "misuse_events": int(bad.sum()),
-        "recall_shipped": float(flag["shipped"][bad].mean()), "recall_model": float(flag["model"][bad].mean()),
-        "recall_z": float(flag["z"][bad].mean()),
+        "budget": budget, "test_events": len(test), "misuse_events": int(targeted.sum()),
+        "recall_shipped": float(flag["shipped"][targeted].mean()), "recall_model": float(flag["model"][targeted].mean()),
+        "recall_z": float(flag["z"][targeted].mean()),
         "precision_shipped": float(bad[flag["shipped"]].mean()), "precision_model": float(bad[flag["model"]].mean()),
         "precision_z": float(bad[flag["z"]].mean()),
         "alerts_threshold": int(at_threshold.sum()),
         "precision_threshold": float(bad[at_threshold].mean()) if at_threshold.any() else 0.0,
-        "recall_threshold": float(at_threshold[bad].mean()),
+        "recall_threshold": float(at_threshold[targeted].mean()),
         "pr_auc_shipped": float(average_precision_score(bad, s_shipped)),
         "pr_auc_model": float(average_precision_score(bad, s_model)), "pr_auc_z": float(average_precision_score(bad, s_z)),
     }
-    return Report(name, rows, overall)
+    return Report(name, rows, overall, untargeted,
+                  fresh_week(detector, rules, fresh) if fresh is not None else None)
 
 
 def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] = ("tuning", "held-out")) -> list[Report]:
@@ -159,20 +200,29 @@ def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] =
     sources: dict[str, tuple[Callable[[int], Any], Family, tuple[str, ...]]] = {
         "tuning": (traffic.labelled_traffic, traffic.TUNING, traffic.SCENARIOS),
         "held-out": (heldout.heldout_traffic, heldout.HELDOUT, heldout.SCENARIOS),
-        "evaluation": (lambda _seed: evalset.evaluation_set()[:2], evaluation, evalset.SCENARIOS + evalset.UNNAMED),
     }
-    return [evaluate_family(name, sources[name][0](seed), sources[name][1], sources[name][2], seed=seed, budget=budget)
-            for name in families]
+    reports = []
+    for name in families:
+        if name == "evaluation":
+            train_events, test, fresh = evalset.evaluation_set()
+            reports.append(evaluate_family(name, (train_events, test), evaluation, evalset.SCENARIOS + evalset.UNNAMED,
+                                           seed=seed, budget=budget, untargeted=evalset.UNNAMED, fresh=fresh))
+        else:
+            load, family, scenarios = sources[name]
+            reports.append(evaluate_family(name, load(seed), family, scenarios, seed=seed, budget=budget))
+    return reports
 
 
 def table(report: Report) -> str:
     o = report.overall
-    lines = [f"{report.family} family: {o['test_events']} test events ({o['misuse_events']} misuse), alert budget "
+    lines = [f"{report.family} family: {o['test_events']} test events ({o['misuse_events']} misuse"
+             f"{' in targeted scenarios' if report.untargeted else ''}), alert budget "
              f"{o['budget']:.1%}; shipped = IsolationForest + rules, model = IsolationForest alone, z = per-identity z-score",
              f"{'scenario':<32} {'events':>6} {'shipped':>7} {'model':>6} {'z':>5} {'at thr.':>7}  detectors that fired"]
     for r in report.rows:
         fired = ", ".join(f"{k} {v}" for k, v in sorted(r.detectors.items(), key=lambda kv: -kv[1])) or "-"
-        lines.append(f"{r.scenario:<32} {r.events:>6} {r.recall_shipped:>7.2f} {r.recall_model:>6.2f} {r.recall_z:>5.2f} "
+        name = f"{r.scenario} (no target)" if r.scenario in report.untargeted else r.scenario
+        lines.append(f"{name:<32} {r.events:>6} {r.recall_shipped:>7.2f} {r.recall_model:>6.2f} {r.recall_z:>5.2f} "
                      f"{r.recall_threshold:>7.2f}  {fired}")
     lines.append(f"{'recall (all misuse)':<32} {o['misuse_events']:>6} {o['recall_shipped']:>7.2f} {o['recall_model']:>6.2f} "
                  f"{o['recall_z']:>5.2f} {o['recall_threshold']:>7.2f}")
@@ -181,8 +231,14 @@ def table(report: Report) -> str:
     lines.append(f"{'PR-AUC':<32} {'':>6} {o['pr_auc_shipped']:>7.2f} {o['pr_auc_model']:>6.2f} {o['pr_auc_z']:>5.2f}")
     lines.append(f"at the default threshold: {o['alerts_threshold']} alerts, precision {o['precision_threshold']:.2f}, "
                  f"recall {o['recall_threshold']:.2f}")
+    if report.fresh is not None:
+        f = report.fresh
+        by = ", ".join(f"{k[3:]} {v:.0f}" for k, v in f.items() if k.startswith("by ")) or "-"
+        lines.append(f"a fresh scorer's first week: {f['findings']:.0f} findings on {f['events']:.0f} ordinary events "
+                     f"({f['per_1000']:.2f} per 1,000; {by})")
     met = report.meets_targets()
-    lines.append("targets (recall >= 0.8 at budget, precision >= 0.7 at threshold, no scenario below the baseline): " +
+    lines.append("targets (recall >= 0.8 at budget, precision >= 0.7 at threshold, no scenario below the baseline"
+                 f"{', at most 1 finding per 1,000 events in a fresh week' if report.fresh is not None else ''}): " +
                  ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
     return "\n".join(lines)
 

@@ -70,6 +70,10 @@ class IdentityState:
     denied_total: int = 0
     prompt_log_sum: float = 0.0  # sums of log1p(prompt) and log1p(response): the identity's usual sizes
     response_log_sum: float = 0.0
+    first_seen: float | None = None  # epoch seconds of the identity's first request (its learning period starts)
+    days_active: int = 0  # distinct UTC days with a request
+    day_count: int = 0  # requests in the UTC day of last_seen
+    vendor_since: dict[str, float] = field(default_factory=dict)  # vendor -> epoch seconds of its first use
 
 
 def _time(event: dict[str, Any]) -> datetime:
@@ -81,7 +85,7 @@ def event_time(event: dict[str, Any]) -> float:
     return _time(event).timestamp()
 
 
-def _usual_level(levels: list[int]) -> int:
+def usual_level(levels: list[int]) -> int:
     half, run = sum(levels) / 2, 0
     for level, count in enumerate(levels):
         run += count
@@ -104,6 +108,43 @@ def usual_per_hour(state: IdentityState) -> float:
 
 
 RUN_BREAK_S = 3600.0  # a run of requests ends after this long without one
+
+
+DAY_S = 86400.0
+
+
+def day_of(t: float) -> int:
+    """The UTC day number of epoch seconds `t` (day 0, 1970-01-01, was a Thursday)."""
+    return int(t // DAY_S)
+
+
+def today_so_far(state: IdentityState, now: float) -> int:
+    """The identity's requests earlier in the UTC day of `now`."""
+    return state.day_count if state.last_seen is not None and day_of(state.last_seen) == day_of(now) else 0
+
+
+def weekdays_between(first_day: int, last_day: int, weekday: int) -> int:
+    """How many days in [first_day, last_day] fall on `weekday` (Monday 0)."""
+    if last_day < first_day:
+        return 0
+    full, extra = divmod(last_day - first_day + 1, 7)
+    first_weekday = (first_day + 3) % 7
+    return full + (1 if (weekday - first_weekday) % 7 < extra else 0)
+
+
+def usual_for_day(state: IdentityState, now: float) -> float:
+    """The requests the identity makes on the day of `now` as it usually does: the higher of its
+    mean for that weekday (over every such day since its first request, silent ones included)
+    and its mean per active day. Days before today only."""
+    if state.first_seen is None:
+        return 0.0
+    today, so_far = day_of(now), today_so_far(state, now)
+    weekday = (today + 3) % 7
+    n = weekdays_between(day_of(state.first_seen), today - 1, weekday)
+    on_weekday = (state.weekdays[weekday] - so_far) / n if n else 0.0
+    days = state.days_active - (1 if so_far else 0)
+    per_active_day = (state.seen - so_far) / days if days > 0 else 0.0
+    return max(on_weekday, per_active_day)
 
 
 def gap_before_run(state: IdentityState, now: float) -> float:
@@ -151,7 +192,7 @@ def extract(event: dict[str, Any], state: IdentityState) -> list[float]:
         _rarity(state.weekdays[moment.weekday()], state.seen, bins=7) if warm else 0.0,
         math.log1p(gap_before_run(state, now) / 3600),
         len(state.denials),
-        max(0, level - _usual_level(state.levels)) if warm else 0,
+        max(0, level - usual_level(state.levels)) if warm else 0,
         response_level,
         max(0, response_level - level),
         math.log1p(state.seen),
@@ -191,6 +232,15 @@ def observe(event: dict[str, Any], state: IdentityState) -> None:
     if state.last_seen is None or int(now // 3600) != int(state.last_seen // 3600):
         state.active_hours += 1
     state.gap_before_run = gap_before_run(state, now)
+    if state.last_seen is None or day_of(now) != day_of(state.last_seen):
+        state.days_active += 1
+        state.day_count = 0
+    state.day_count += 1
+    vendor = event["gen_ai_provider_name"]
+    if vendor not in state.vendor_since and len(state.vendor_since) < MAX_KEYS:
+        state.vendor_since[vendor] = now
+    if state.first_seen is None:
+        state.first_seen = now
     state.last_seen = now if state.last_seen is None else max(state.last_seen, now)
     state.denied_total += event["decision"] == "deny"
     cf = event.get("content_features") or {}
@@ -218,19 +268,27 @@ def state_to_dict(state: IdentityState) -> dict[str, Any]:
             "models": state.models, "hours": state.hours, "levels": state.levels, "seen": state.seen,
             "routes": state.routes, "weekdays": state.weekdays, "active_hours": state.active_hours,
             "last_seen": state.last_seen, "gap_before_run": state.gap_before_run, "denied_total": state.denied_total,
-            "prompt_log_sum": state.prompt_log_sum, "response_log_sum": state.response_log_sum}
+            "prompt_log_sum": state.prompt_log_sum, "response_log_sum": state.response_log_sum,
+            "first_seen": state.first_seen, "days_active": state.days_active, "day_count": state.day_count,
+            "vendor_since": state.vendor_since}
 
 
 def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
     """The state from its JSON form; a state written before routes, weekdays, runs, denial
-    totals and sizes were kept reads with those empty (they fill from the next request on)."""
+    totals, sizes, first use and days were kept reads with those empty (they fill from the next
+    request on; an identity with history but no first_seen counts as past its learning period)."""
     if not d:
         return IdentityState()
     last_hour = deque(float(t) for t in d["last_hour"])
+    seen = int(d["seen"])
+    first_seen = d.get("first_seen")
     return IdentityState(last_hour, deque(float(t) for t in d["denials"]), dict(d["vendors"]), dict(d["models"]),
-                         list(d["hours"]), list(d["levels"]), int(d["seen"]), dict(d.get("routes") or {}),
+                         list(d["hours"]), list(d["levels"]), seen, dict(d.get("routes") or {}),
                          list(d.get("weekdays") or [0] * 7), int(d.get("active_hours") or 0),
                          float(d["last_seen"]) if d.get("last_seen") is not None else
                          (last_hour[-1] if last_hour else None), float(d.get("gap_before_run") or 0.0),
                          int(d.get("denied_total") or 0), float(d.get("prompt_log_sum") or 0.0),
-                         float(d.get("response_log_sum") or 0.0))
+                         float(d.get("response_log_sum") or 0.0),
+                         float(first_seen) if first_seen is not None else (0.0 if seen else None),
+                         int(d.get("days_active") or 0), int(d.get("day_count") or 0),
+                         {str(k): float(v) for k, v in (d.get("vendor_since") or {}).items()})

@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from aiaudit.detectors.features import FEATURES
+from aiaudit.detectors.severity import model_score, severity_for
 
 # Share of training rows at or above each severity's threshold: what the model alone raises on
 # traffic like its training window (the rules raise the known-bad patterns beside it).
@@ -197,6 +198,29 @@ class Detector:
         z = (np.asarray(x, dtype=np.float64) - self.median) / self.iqr
         order = np.argsort(-np.abs(z))[:top]
         return [(self.features[i], round(float(z[i]), 2)) for i in order if abs(z[i]) > 0]
+
+
+NEVER_ALONE = ("latency_log",)  # a vendor answering fast or slow is no finding by itself
+LOW_RATE = ("rate_1m_vs_usual", "rate_1h_vs_usual")  # nor is an identity quieter than usual
+
+
+def model_may_fire(explanation: list[tuple[str, float]]) -> bool:
+    """Whether the model's finding has a reason beyond latency alone or a low rate alone: one of
+    the features furthest from training (Detector.explain) is neither latency nor a rate below
+    the usual."""
+    return any(name not in NEVER_ALONE and not (name in LOW_RATE and z < 0) for name, z in explanation)
+
+
+def model_on_scale(detector: Detector, raw: float, x: np.ndarray, learning: bool) -> tuple[float, list[tuple[str, float]]]:
+    """The model's score on the one scale and its explanation; 0 (no finding) for an identity in
+    its learning period, and for a score whose reasons are latency alone or a low rate alone."""
+    on_scale = model_score(raw, detector.thresholds)
+    if severity_for(on_scale) is None:
+        return on_scale, []
+    explanation = detector.explain(x)
+    if learning or not model_may_fire(explanation):
+        return 0.0, []
+    return on_scale, explanation
 
 
 def train(X: np.ndarray, *, version: str, seed: int, window: tuple[str, str] | None = None,

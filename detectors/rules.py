@@ -17,9 +17,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from aiaudit.detectors.features import LEVELS, WARMUP, IdentityState, gap_before_run, requests_within, usual_per_hour
+from aiaudit.detectors.features import (
+    DAY_S,
+    LEVELS,
+    WARMUP,
+    IdentityState,
+    gap_before_run,
+    requests_within,
+    today_so_far,
+    usual_for_day,
+    usual_level,
+    usual_per_hour,
+)
 
-RULES_VERSION = "rules-1"
+RULES_VERSION = "rules-2"
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
 LEVEL_NAMES = list(LEVELS)
 SENT = ("allow", "reroute")  # decisions under which the prompt reached the vendor
@@ -44,6 +55,16 @@ class RuleConfig:
     odd_hour_active_hours: int = 40  # ... spread over this many clock hours (a week of a person's, two days of an agent's)
     size_over_usual: float = 20.0  # a prompt or response this many times the identity's usual size ...
     size_at_least: int = 10_000  # ... and at least this many characters
+    learning_days: float = 7.0  # an identity's learning period: only the rules that need no history about it fire
+    volume_over_usual: float = 2.5  # requests in a UTC day this many times what the identity usually makes that day ...
+    volume_at_least: int = 20  # ... and at least this many
+    new_identity_days: float = 1.0  # an identity first seen this recently is new ...
+    new_identity_per_hour: int = 30  # ... and at volume with this many requests within an hour
+    new_vendor_days: float = 7.0  # a vendor the identity first used this recently is new to it
+
+    def learning(self, state: IdentityState, now: float) -> bool:
+        """Whether the identity is in its learning period (first seen under learning_days ago)."""
+        return state.first_seen is None or now - state.first_seen < self.learning_days * DAY_S
 
     def max_level(self, vendor: str) -> int:
         assert self.vendor_max_level is not None
@@ -57,14 +78,20 @@ class RuleHit:
     reason: str
 
 
-def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: float) -> list[RuleHit]:
-    """The rules `event` breaks, given the identity's state before it (`now`: the event's epoch seconds)."""
+def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: float, *,
+          scorer_since: float | None = None) -> list[RuleHit]:
+    """The rules `event` breaks, given the identity's state before it (`now`: the event's epoch
+    seconds). An identity in its learning period raises only the rules that need no history
+    about it; `scorer_since` (when the scorer's state begins) tells a new identity from one a
+    scorer that itself has just started has not seen yet (None: it has just started)."""
     hits = []
+    learning = config.learning(state, now)
     cf = event.get("content_features") or {}
     vendor = event["gen_ai_provider_name"]
     decision = event["decision"]
     level = LEVELS.get(event["prompt_classification"]["level"], 0)
     secrets = cf.get("prompt_secret_hits", 0) + cf.get("response_secret_hits", 0)
+    response = event.get("response_classification")
 
     if config.vendor_max_level is not None and decision in SENT:
         allowed = config.max_level(vendor)
@@ -73,7 +100,6 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
             hits.append(RuleHit("sensitive_to_unapproved_vendor", "critical" if secrets else "high",
                                 f"{what}{LEVEL_NAMES[level]} data sent to {vendor} (the policy allows it "
                                 f"{LEVEL_NAMES[allowed]} data at most; decision {decision})"))
-        response = event.get("response_classification")
         if response and LEVELS.get(response["level"], 0) > allowed:
             hits.append(RuleHit("response_above_route", "high",
                                 f"{vendor} answered with {response['level']} data on route {event.get('route', '?')} "
@@ -101,7 +127,44 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
         hits.append(RuleHit("request_burst", "medium",
                             f"{last_minute} requests from this identity within a minute (usually {usual / 60:.2f})"))
 
-    if state.seen >= WARMUP:
+    if not learning and response and decision in SENT:
+        prompt_level, response_level = level, LEVELS.get(response["level"], 0)
+        if response_level > max(prompt_level, usual_level(state.levels)) and response_level >= LEVELS["confidential"]:
+            hits.append(RuleHit("response_above_prompt", "medium",
+                                f"{response['level']} data in the answer to a {LEVEL_NAMES[prompt_level]} prompt "
+                                f"(this identity usually sends {LEVEL_NAMES[usual_level(state.levels)]} data)"))
+
+    if not learning and decision in SENT:
+        since = state.vendor_since.get(vendor)
+        new_vendor = vendor not in state.vendors or (since is not None and now - since < config.new_vendor_days * DAY_S)
+        pii = cf.get("prompt_pii_hits", 0)
+        above = level > usual_level(state.levels)
+        if new_vendor and (above or pii):
+            what = f"{LEVEL_NAMES[level]} data" + (f" with {pii} personal-data hit(s)" if pii else "")
+            first = "first use" if vendor not in state.vendors else \
+                f"in use since {(now - since) / 3600:.0f} h" if since is not None else "new"
+            hits.append(RuleHit("new_vendor_sensitive", "high",
+                                f"{what} to {vendor}, a vendor new to this identity ({first}; it usually sends "
+                                f"{LEVEL_NAMES[usual_level(state.levels)]} data)"))
+
+    if not learning:
+        usual_day = usual_for_day(state, now)
+        day = 1 + today_so_far(state, now)
+        if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * usual_day):
+            hits.append(RuleHit("volume_above_profile", "medium",
+                                f"{day} requests today (UTC), {day / usual_day:.1f}x the {usual_day:.1f} this identity "
+                                f"usually makes on a {WEEKDAYS[int(now // DAY_S + 3) % 7]}"))
+
+    new_identity = state.first_seen is None or now - state.first_seen < config.new_identity_days * DAY_S
+    population_old = scorer_since is not None and now - scorer_since >= config.learning_days * DAY_S
+    if new_identity and population_old:
+        hour = 1 + requests_within(state, now, 3600)
+        if hour >= config.new_identity_per_hour:
+            hits.append(RuleHit("new_identity_volume", "high",
+                                f"{hour} requests within an hour from an identity first seen "
+                                f"{(now - (state.first_seen or now)) / 3600:.1f} h ago"))
+
+    if not learning and state.seen >= WARMUP:
         for side in ("prompt", "response"):
             chars = cf.get(f"{side}_chars", 0)
             usual_chars = math.expm1(getattr(state, f"{side}_log_sum") / state.seen)
@@ -111,7 +174,7 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
                                     f"usual {usual_chars:,.0f}"))
 
     hour = int(now // 3600) % 24
-    if state.seen >= config.odd_hour_history and state.active_hours >= config.odd_hour_active_hours:
+    if not learning and state.seen >= config.odd_hour_history and state.active_hours >= config.odd_hour_active_hours:
         run = 1 + requests_within(state, now, 3600)
         # The hour of day's share before this clock hour (the run's own requests in it do not count).
         before = max(0, state.hours[hour] - requests_within(state, now, now % 3600))
@@ -128,6 +191,9 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
                                 f"{last_hour} requests within an hour after {gap / 86400:.0f} days of silence "
                                 f"(usually {usual:.1f} an hour)"))
     return hits
+
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def severity_of(hits: list[RuleHit]) -> str | None:

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from aiaudit.detectors.features import IdentityState, event_time, extract, observe
-from aiaudit.detectors.model import Detector
+from aiaudit.detectors.model import Detector, model_on_scale
 from aiaudit.detectors.rules import RuleConfig, check
-from aiaudit.detectors.severity import finding_score, model_score, severity_for
+from aiaudit.detectors.severity import finding_score, severity_for
 from aiaudit.pipeline.chain.record import Record, parse_payload
 from aiaudit.pipeline.score.ocsf import detection_finding
 
@@ -69,7 +69,8 @@ def copy_state(state: IdentityState) -> IdentityState:
     return IdentityState(deque(state.last_hour), deque(state.denials), dict(state.vendors), dict(state.models),
                          list(state.hours), list(state.levels), state.seen, dict(state.routes), list(state.weekdays),
                          state.active_hours, state.last_seen, state.gap_before_run, state.denied_total,
-                         state.prompt_log_sum, state.response_log_sum)
+                         state.prompt_log_sum, state.response_log_sum, state.first_seen, state.days_active,
+                         state.day_count, dict(state.vendor_since))
 
 
 def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Record], list[dict[str, Any]]]:
@@ -89,34 +90,38 @@ def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Reco
 
 
 def score_records(records: Sequence[Record], states: MutableMapping[str, IdentityState], detector: Detector,
-                  *, detected_at_ms: int, skip_unreadable: bool = False, rules: RuleConfig | None = None) -> list[Scored]:
+                  *, detected_at_ms: int, skip_unreadable: bool = False, rules: RuleConfig | None = None,
+                  scorer_since: float | None = None) -> list[Scored]:
     """Score `records` (time order per identity), updating `states` in place: the model's score and
     the rule detectors (`rules`; default: those that need no policy), both reading the identity's
     state before the event. One finding per record that the model or a rule flags, naming each
     detector that fired. With skip_unreadable, a record whose payload is not a v1 record with an
-    actor and a time is left out (not scored)."""
+    actor and a time is left out (not scored). `scorer_since`: when the scorer's state begins
+    (rules.check); None for a scorer that has just started."""
     if not records:
         return []
     records, parsed = _parsed(records, skip_unreadable)
     if not records:
         return []
     rules = rules or DEFAULT_RULES
-    vectors, hits = [], []
+    vectors, hits, learning = [], [], []
     for obj in parsed:
         event = obj["event"]
         actor = event["actor"]["id"]
         state = states.get(actor) or IdentityState()
         vector = extract(event, state)
         vectors.append(vector)
-        hits.append(check(event, state, rules, event_time(event)))
+        now = event_time(event)
+        hits.append(check(event, state, rules, now, scorer_since=scorer_since))
+        learning.append(rules.learning(state, now))
         observe(event, state)
         states[actor] = state
     X = np.array(vectors)
     scores = detector.score(X)
     out = []
-    for rec, obj, x, raw, rule_hits in zip(records, parsed, X, scores, hits):
+    for rec, obj, x, raw, rule_hits, new in zip(records, parsed, X, scores, hits, learning):
         # One scale for every detector (detectors/severity.py): the severity follows from the score.
-        on_scale = model_score(float(raw), detector.thresholds)
+        on_scale, explanation = model_on_scale(detector, float(raw), x, new)
         model_severity = severity_for(on_scale)
         score = finding_score(on_scale, [h.severity for h in rule_hits])
         severity = severity_for(score)
@@ -124,7 +129,7 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
         if severity is not None:
             finding = detection_finding(origin=rec.origin, seq=rec.seq, leaf_hash=rec.leaf_hash, event=obj["event"],
                                         score=score, severity=severity, model_severity=model_severity,
-                                        explanation=detector.explain(x) if model_severity else [],
+                                        explanation=explanation,
                                         rule_hits=rule_hits, model_version=detector.version,
                                         detected_at_ms=detected_at_ms, model_score=float(raw))
         out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], score,

@@ -71,6 +71,7 @@ class PartitionScorer:
     next_offset: int  # the chain offset to resume from after an aborted transaction
     skipped: int = 0
     inflight: tuple[Batch, Future[KafkaError | None]] | None = None  # the batch whose transaction is committing
+    since: float | None = None  # when the partition's state begins (the earliest first request it holds)
 
 
 @dataclass
@@ -94,6 +95,12 @@ class Stats:
     aborted: int = 0
     unreadable: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
+
+
+def earliest_first_seen(states: Iterable[IdentityState]) -> float | None:
+    """When a partition's state begins: the earliest first request of the identities it holds (a
+    new identity is told from one a scorer that has just started has not seen, rules.check)."""
+    return min((s.first_seen for s in states if s.first_seen is not None), default=None)
 
 
 def scoring_order(fetched: Iterable[int], parts: Mapping[int, PartitionScorer]) -> list[int]:
@@ -160,7 +167,8 @@ class ScoreWorker:
         assigned = []
         for p, producer in producers.items():
             start = committed.get(p, -1)
-            self.parts[p] = PartitionScorer(p, producer, states[p], start if start >= 0 else OFFSET_BEGINNING)
+            self.parts[p] = PartitionScorer(p, producer, states[p], start if start >= 0 else OFFSET_BEGINNING,
+                                            since=earliest_first_seen(states[p].values()))
             assigned.append(TopicPartition(k.chain_topic, p, start if start >= 0 else OFFSET_BEGINNING))
             log.info("chain %s[%d]: scoring from offset %s with %d identity states", k.chain_topic, p,
                      start if start >= 0 else "the beginning", len(states[p]))
@@ -197,7 +205,7 @@ class ScoreWorker:
     def _score(self, part: PartitionScorer, msgs: list[Message], detector: Detector, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
         scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules,
-                               skip_unreadable=True)
+                               skip_unreadable=True, scorer_since=part.since)
         return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version)
 
     def _write(self, batch: Batch, group: object) -> KafkaError | None:
@@ -265,6 +273,8 @@ class ScoreWorker:
             self._promotions_sent.discard(batch.promotion[0])  # not recorded: the next batch records it
         if err is None:
             part.states.update(batch.states.changed())
+            if part.since is None:
+                part.since = earliest_first_seen(batch.states.changed().values())
             part.next_offset = batch.next_offset
             self.stats.scored += len(batch.scored)
             self.stats.findings += sum(1 for s in batch.scored if s.finding is not None)

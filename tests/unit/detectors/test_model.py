@@ -68,7 +68,7 @@ def test_evaluation_on_both_families_meets_the_targets_and_never_trails_the_base
     # What the forest alone cannot see, a rule catches, and the finding says which.
     by = {r.scenario: r for r in held_out.rows}
     assert by["vendor_leaks_above_route"].recall_model == 0 and by["vendor_leaks_above_route"].recall_shipped == 1
-    assert by["vendor_leaks_above_route"].detectors == {"response_above_route": 6}
+    assert by["vendor_leaks_above_route"].detectors["response_above_route"] == 6
     assert by["new_hire_credentials"].detectors.get("sensitive_to_unapproved_vendor") == by["new_hire_credentials"].events
 
 

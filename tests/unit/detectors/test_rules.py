@@ -135,3 +135,66 @@ def test_a_policy_without_a_usable_vendors_section_is_refused(policy, why):
 def test_the_vendors_default_level_is_the_gateways():
     assert config_from_policy({"vendors": {"openai": {}, "local": {"max_level": "restricted"}}}).vendor_max_level == {
         "openai": "internal", "local": "restricted"}
+
+
+def test_an_identity_in_its_learning_period_raises_only_the_rules_that_need_no_history():
+    recent = history(days=5, start=T0 - timedelta(days=5))  # first seen five days ago: still learning
+    assert rules_of(ev(T0, prompt_chars=60_000), recent) == []  # its usual size is not known yet
+    assert rules_of(ev(T0, vendor="mistral_ai", level="confidential"), recent) == ["sensitive_to_unapproved_vendor"]
+    assert rules_of(ev(T0, injection_markers=2), recent) == ["prompt_injection"]
+    assert rules_of(ev(T0, prompt_chars=60_000), recent, RuleConfig(learning_days=3)) == [
+        "size_far_above_usual"]  # the learning period is a setting
+
+
+def test_volume_above_the_identitys_profile_for_that_weekday():
+    person = history(days=21, start=T0 - timedelta(days=21))  # 6 requests on each weekday, none at weekends
+    saturday = T0 - timedelta(days=2)
+    assert saturday.weekday() == 5
+    for i in range(19):
+        observe(ev(saturday.replace(hour=9) + timedelta(minutes=10 * i)), person)
+    (hit,) = [h for h in check(ev(saturday.replace(hour=13)), person, POLICY, event_time(ev(saturday.replace(hour=13))))
+              if h.rule == "volume_above_profile"]
+    assert "20 requests today" in hit.reason and "Saturday" in hit.reason and hit.severity == "medium"
+    usual = history(days=21, start=T0 - timedelta(days=21))
+    for i in range(5):
+        observe(ev(saturday.replace(hour=9) + timedelta(minutes=10 * i)), usual)
+    assert "volume_above_profile" not in rules_of(ev(saturday.replace(hour=13)), usual)  # a usual day's work
+
+
+def test_a_new_identity_at_volume_once_the_scorer_knows_its_population():
+    new = IdentityState()
+    for i in range(29):
+        observe(ev(T0 + timedelta(minutes=2 * i), kind="agent"), new)
+    at = ev(T0 + timedelta(minutes=59), kind="agent")
+    hits = check(at, new, POLICY, event_time(at), scorer_since=event_time(at) - 30 * 86400)
+    assert [h.rule for h in hits] == ["new_identity_volume"] and "30 requests within an hour" in hits[0].reason
+    # A scorer that started this week has not seen its population: everyone is new to it.
+    assert check(at, new, POLICY, event_time(at), scorer_since=event_time(at) - 86400) == []
+    assert check(at, new, POLICY, event_time(at)) == []
+    slow = IdentityState()
+    for i in range(5):
+        observe(ev(T0 + timedelta(minutes=10 * i), kind="agent"), slow)
+    assert check(at, slow, POLICY, event_time(at), scorer_since=0.0) == []
+
+
+def test_a_vendor_new_to_the_identity_with_more_sensitive_or_personal_data():
+    person = history(days=21, start=T0 - timedelta(days=21))  # internal data to openai
+    first = ev(T0, vendor="azure.ai.openai", level="restricted")
+    (hit,) = check(first, person, POLICY, event_time(first))
+    assert hit.rule == "new_vendor_sensitive" and "first use" in hit.reason and hit.severity == "high"
+    assert rules_of(ev(T0, vendor="azure.ai.openai"), person) == []  # a new vendor, the usual data
+    assert rules_of(ev(T0, vendor="openai", level="confidential"), person) == []  # its usual vendor
+    assert rules_of(ev(T0, vendor="azure.ai.openai", prompt_pii_hits=2), person) == ["new_vendor_sensitive"]
+    observe(ev(T0, vendor="azure.ai.openai"), person)
+    later = ev(T0 + timedelta(days=2), vendor="azure.ai.openai", level="restricted")
+    assert "in use since 48 h" in check(later, person, POLICY, event_time(later))[0].reason  # slow exfiltration
+    much_later = ev(T0 + timedelta(days=8), vendor="azure.ai.openai", level="restricted")
+    assert rules_of(much_later, person) == []  # a week on, the vendor is one of its own
+
+
+def test_a_response_more_sensitive_than_the_prompt_and_the_identitys_usual():
+    person = history(days=21, start=T0 - timedelta(days=21))
+    assert rules_of(ev(T0, vendor="azure.ai.openai", level="internal", response="restricted"), person) == [
+        "response_above_prompt"]
+    assert rules_of(ev(T0, vendor="azure.ai.openai", level="internal", response="internal"), person) == []
+    assert rules_of(ev(T0, level="confidential", response="confidential"), person) == []  # no higher than asked

@@ -1,7 +1,8 @@
 import numpy as np
 
 from aiaudit.detectors.features import FEATURES, FeatureExtractor, state_from_dict, state_to_dict
-from aiaudit.detectors.model import train
+from aiaudit.detectors.model import model_on_scale, train
+from aiaudit.detectors.rules import RuleConfig
 from aiaudit.detectors.severity import model_score, severity_for
 from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.keys import Ed25519Signer
@@ -17,10 +18,12 @@ def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
     X = np.array([fx(e) for e in events])
     det = train(X, version="m-test", seed=1)
     states: dict = {}
-    batch = score_records(records, states, det, detected_at_ms=1)
+    no_learning = RuleConfig(learning_days=0)  # these identities are minutes old: past learning only by setting
+    batch = score_records(records, states, det, detected_at_ms=1, rules=no_learning)
     # Same vectors as one by one; every score on the one scale (detectors/severity.py): the model's
-    # where no rule fired, never below it where one did, and the severity is the score's.
-    on_scale = [model_score(float(raw), det.thresholds) for raw in det.score(X)]
+    # where no rule fired (none for latency or a low rate alone), never below it where one did,
+    # and the severity is the score's.
+    on_scale = [model_on_scale(det, float(raw), x, False)[0] for raw, x in zip(det.score(X), X)]
     ruled = [bool(s.finding) and any(d["detector"] != "isolation-forest" for d in s.finding["unmapped"]["detections"])
              for s in batch]
     assert np.allclose([s.score for s, r in zip(batch, ruled) if not r], [m for m, r in zip(on_scale, ruled) if not r])
@@ -36,6 +39,34 @@ def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
     assert f["unmapped"]["chain"] == {"origin": rec.origin, "seq": rec.seq, "leaf_hash": rec.leaf_hash}
     assert f["metadata"]["uid"] == finding_uid(rec.origin, rec.seq, "m-test")
     assert len(f["unmapped"]["explanation"]) == 3 and f["unmapped"]["explanation"][0]["feature"] in FEATURES
+
+
+def test_no_model_finding_in_an_identitys_learning_period_or_for_latency_or_a_low_rate_alone():
+    records = build_chain(400, Ed25519Signer.generate())
+    events = [parse_payload(r.payload)["event"] for r in records]
+    fx = FeatureExtractor()
+    X = np.array([fx(e) for e in events])
+    det = train(X, version="m-test", seed=1)
+    raw = det.score(X)
+    flagged = [i for i, r in enumerate(raw) if severity_for(model_score(float(r), det.thresholds))]
+    assert flagged
+    # Every identity here is minutes old: in its learning period (7 days by default) the model is silent.
+    batch = score_records(records, {}, det, detected_at_ms=1)
+    assert not any(d["detector"] == "isolation-forest" for s in batch if s.finding
+                   for d in s.finding["unmapped"]["detections"])
+    # Past it, a score whose furthest features are latency or a rate below the usual is no finding.
+    i = flagged[0]
+    latency = FEATURES.index("latency_log")
+    x = det.median.copy()
+    x[latency] = det.median[latency] + 1e6 * det.iqr[latency]
+    assert det.explain(x)[0][0] == "latency_log"
+    assert model_on_scale(det, 0.99, x, False) == (0.0, [])
+    low_rate = det.median.copy()
+    low_rate[FEATURES.index("rate_1h_vs_usual")] -= 1e6 * det.iqr[FEATURES.index("rate_1h_vs_usual")]
+    assert model_on_scale(det, 0.99, low_rate, False) == (0.0, [])
+    assert model_on_scale(det, 0.99, X[i], True) == (0.0, [])  # learning
+    on_scale, why = model_on_scale(det, 0.99, X[i], False)
+    assert on_scale == model_score(0.99, det.thresholds) and why == det.explain(X[i])
 
 
 def test_identity_state_survives_a_json_round_trip():
