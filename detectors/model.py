@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -200,6 +200,32 @@ class Detector:
         return [(self.features[i], round(float(z[i]), 2)) for i in order if abs(z[i]) > 0]
 
 
+class Scorer(Protocol):
+    """What scoring needs of a model: a Detector, or RulesOnly before any model is promoted."""
+
+    version: str
+    thresholds: dict[str, float]
+
+    def score(self, X: np.ndarray) -> np.ndarray: ...
+
+    def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[str, float]]: ...
+
+
+class RulesOnly:
+    """No model yet: every model score is 0 (no finding), the rules alone raise findings."""
+
+    version = "rules-only"
+
+    def __init__(self) -> None:
+        self.thresholds = {"medium": 1.0, "high": 1.0, "critical": 1.0}
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return np.zeros(len(X))
+
+    def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
+        return []
+
+
 NEVER_ALONE = ("latency_log",)  # a vendor answering fast or slow is no finding by itself
 LOW_RATE = ("rate_1m_vs_usual", "rate_1h_vs_usual")  # nor is an identity quieter than usual
 
@@ -211,7 +237,7 @@ def model_may_fire(explanation: list[tuple[str, float]]) -> bool:
     return any(name not in NEVER_ALONE and not (name in LOW_RATE and z < 0) for name, z in explanation)
 
 
-def model_on_scale(detector: Detector, raw: float, x: np.ndarray, learning: bool) -> tuple[float, list[tuple[str, float]]]:
+def model_on_scale(detector: Scorer, raw: float, x: np.ndarray, learning: bool) -> tuple[float, list[tuple[str, float]]]:
     """The model's score on the one scale and its explanation; 0 (no finding) for an identity in
     its learning period, and for a score whose reasons are latency alone or a low rate alone."""
     on_scale = model_score(raw, detector.thresholds)

@@ -23,7 +23,7 @@ import yaml
 from clickhouse_connect.driver.client import Client
 
 from aiaudit.detectors.features import FeatureExtractor
-from aiaudit.detectors.model import Detector, check_version, load, save, train
+from aiaudit.detectors.model import Detector, RulesOnly, Scorer, check_version, load, save, train
 from aiaudit.detectors.rules import RuleConfig, config_from_policy
 from aiaudit.pipeline import store
 from aiaudit.pipeline.chain.record import parse_payload
@@ -215,19 +215,25 @@ class LiveModel:
     """The promoted detector for a running scorer: live.json is looked at every `check_every_s`,
     and a new promotion that verifies replaces the model between two batches (no restart). One
     that does not verify, or whose artifact fails its hash, keeps the current model and is
-    logged once. `promoted` is the verified promotion behind the detector returned last."""
+    logged once. `promoted` is the verified promotion behind the detector returned last, or None
+    while no model has been promoted (the rules score alone, and the log says so)."""
 
     def __init__(self, models_dir: Path, keyring: KeyRing, *, check_every_s: float = 2.0) -> None:
         self.models_dir, self.keyring, self.check_every_s = models_dir, keyring, check_every_s
-        self.promoted = live_model(models_dir, keyring)  # raises ConfigError: no model to start with
         self._stamp = self._stat()
+        self.promoted: Promoted | None = None
+        if self._stamp is None and not (models_dir / LIVE).exists():
+            log.warning("no promoted model in %s: scoring with the rules only until one is promoted (`aiaudit detect "
+                        "train`, then `aiaudit detect promote`; it is taken up without a restart)", models_dir)
+        else:
+            self.promoted = live_model(models_dir, keyring)  # raises ConfigError: one that does not verify
+            log.info("scoring with model %s (promoted by %s at %s)", self.promoted.detector.version,
+                     self.promoted.live["promoted_by"], self.promoted.live["promoted_at"])
         self._checked = time.monotonic()
-        log.info("scoring with model %s (promoted by %s at %s)", self.detector.version,
-                 self.promoted.live["promoted_by"], self.promoted.live["promoted_at"])
 
     @property
-    def detector(self) -> Detector:
-        return self.promoted.detector
+    def detector(self) -> Scorer:
+        return self.promoted.detector if self.promoted is not None else RULES_ONLY
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -236,8 +242,8 @@ class LiveModel:
             return None
         return info.st_mtime_ns, info.st_size
 
-    def __call__(self) -> Promoted:
-        """The promotion to score the next batch with."""
+    def __call__(self) -> Promoted | None:
+        """The promotion to score the next batch with (None: the rules only)."""
         now = time.monotonic()
         if now - self._checked < self.check_every_s:
             return self.promoted
@@ -251,12 +257,15 @@ class LiveModel:
         except ConfigError as exc:
             log.error("a new promotion is not used: %s; still scoring with %s", exc, self.detector.version)
             return self.promoted
-        if promoted.key != self.promoted.key:
+        if self.promoted is None or promoted.key != self.promoted.key:
             log.info("model %s promoted by %s at %s: scoring with it from the next batch (was %s)",
                      promoted.detector.version, promoted.live["promoted_by"], promoted.live["promoted_at"],
                      self.detector.version)
         self.promoted = promoted
         return promoted
+
+
+RULES_ONLY = RulesOnly()
 
 
 def promotion_history(client: Client, settings: Settings, keyring: KeyRing) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from aiaudit.detectors.features import IdentityState, event_time, extract, observe
-from aiaudit.detectors.model import Detector, model_on_scale
+from aiaudit.detectors.model import Scorer, model_on_scale
 from aiaudit.detectors.rules import RuleConfig, check
 from aiaudit.detectors.severity import finding_score, severity_for
 from aiaudit.pipeline.chain.record import Record, parse_payload
@@ -89,7 +89,7 @@ def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Reco
     return kept, parsed
 
 
-def score_records(records: Sequence[Record], states: MutableMapping[str, IdentityState], detector: Detector,
+def score_records(records: Sequence[Record], states: MutableMapping[str, IdentityState], detector: Scorer,
                   *, detected_at_ms: int, skip_unreadable: bool = False, rules: RuleConfig | None = None,
                   scorer_since: float | None = None) -> list[Scored]:
     """Score `records` (time order per identity), updating `states` in place: the model's score and

@@ -42,7 +42,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.detectors.features import IdentityState, state_from_dict, state_to_dict
-from aiaudit.detectors.model import Detector
+from aiaudit.detectors.model import Scorer
 from aiaudit.detectors.rules import RuleConfig
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.contract import format_ts
@@ -51,7 +51,7 @@ from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
 from aiaudit.pipeline.score.finding_signature import HEADER as FINDING_HEADER
 from aiaudit.pipeline.score.finding_signature import header_value, sign_finding
-from aiaudit.pipeline.score.models import Promoted
+from aiaudit.pipeline.score.models import RULES_ONLY, Promoted
 from aiaudit.pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import promotions
@@ -117,7 +117,7 @@ def scoring_order(fetched: Iterable[int], parts: Mapping[int, PartitionScorer]) 
 
 
 class ScoreWorker:
-    def __init__(self, settings: Settings, model: Callable[[], Promoted], *, rules: RuleConfig | None = None,
+    def __init__(self, settings: Settings, model: Callable[[], Promoted | None], *, rules: RuleConfig | None = None,
                  instance_id: str | None = None, finding_key: Ed25519PrivateKey | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -202,7 +202,7 @@ class ScoreWorker:
                             msg.offset(), exc)
         return records
 
-    def _score(self, part: PartitionScorer, msgs: list[Message], detector: Detector, now_ms: int) -> Batch:
+    def _score(self, part: PartitionScorer, msgs: list[Message], detector: Scorer, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
         scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules,
                                skip_unreadable=True, scorer_since=part.since)
@@ -253,8 +253,8 @@ class ScoreWorker:
             msgs, part = by_partition[p], self.parts.get(p)
             if part is None or not self._settle(part):
                 continue  # revoked, fenced, or rewound to its last commit: these are fetched again
-            batch = self._score(part, msgs, promoted.detector, now_ms)
-            if promoted.key not in self._promotions_sent:  # the first batch scored with it records the promotion
+            batch = self._score(part, msgs, promoted.detector if promoted is not None else RULES_ONLY, now_ms)
+            if promoted is not None and promoted.key not in self._promotions_sent:  # the first batch scored with it records the promotion
                 self._promotions_sent.add(promoted.key)
                 batch.promotion = (promoted.key, promotions.message(
                     promoted.live, promoted.live_json, first_scored_at=format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)), scorer=self.scorer))

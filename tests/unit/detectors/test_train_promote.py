@@ -105,3 +105,34 @@ def test_the_scorers_policy_file_gives_the_rules_vendor_levels_and_bad_files_are
             path.write_text(text)
         with pytest.raises(ConfigError, match=rf"AIAUDIT_SCORE__POLICY_FILE {re.escape(str(path))}"):
             rule_config(with_file(path))
+
+
+def test_a_scorer_without_a_promoted_model_scores_with_the_rules_only_and_takes_one_up_when_promoted(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from aiaudit.pipeline.score.models import RULES_ONLY, LiveModel
+    from aiaudit.pipeline.score.step import score_records
+
+    models = tmp_path / "models"
+    records = build_chain(300, Ed25519Signer.generate())
+    with caplog.at_level(logging.WARNING, logger="aiaudit.score"):
+        live = LiveModel(models, RING, check_every_s=0)
+    assert live() is None and live.detector is RULES_ONLY
+    assert "scoring with the rules only" in caplog.text  # it says so
+    assert not RULES_ONLY.score(np.zeros((3, 25))).any() and RULES_ONLY.explain(np.zeros(25)) == []
+    scored = score_records(records, {}, RULES_ONLY, detected_at_ms=1)
+    assert all(s.model_version == "rules-only" for s in scored)
+    assert all(d["detector"] != "isolation-forest" for s in scored if s.finding for d in s.finding["unmapped"]["detections"])
+
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+    train_from(events_from_export(export), version="m1", seed=1, models_dir=models)
+    promote(models, "m1", OPERATOR, by="ops-1")
+    promoted = live()
+    assert promoted is not None and live.detector.version == "m1"  # no restart
+    # A live.json that does not verify is refused at start, as before: a promoted model is never skipped.
+    (models / "live.json").write_text("{}")
+    with pytest.raises(ConfigError):
+        LiveModel(models, RING)
