@@ -25,12 +25,14 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from aiaudit.detectors.features import FEATURES, FeatureExtractor, IdentityState, event_time, extract, observe
+from aiaudit.detectors.incidents import MODEL, Grouper, Incident
 from aiaudit.detectors.model import Detector, model_on_scale, train
 from aiaudit.detectors.rules import RuleConfig, RuleHit, check
-from aiaudit.detectors.severity import finding_score, severity_for
+from aiaudit.detectors.severity import RULE_SCORE, finding_score, severity_for
 from aiaudit.detectors.traffic import Event, Family, Labelled
 
-TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7, "fresh_week_per_1000": 1.0}
+TARGETS = {"recall_at_budget": 0.8, "precision_at_threshold": 0.7, "fresh_week_per_1000": 1.0,
+           "precision_at_paging": 0.9, "pages_per_1000_normal": 1.0}
 
 
 class ZScoreBaseline:
@@ -77,7 +79,10 @@ class Report:
                "precision_at_threshold": self.overall["precision_threshold"] >= TARGETS["precision_at_threshold"],
                "never_below_baseline": all(r.recall_shipped >= r.recall_z for r in self.rows
                                            if r.scenario not in self.untargeted)}
-        if self.fresh is not None:
+        if self.fresh is not None:  # the evaluation family: judged on incidents as issue 22 defines them
+            del met["precision_at_threshold"]
+            met["precision_at_paging"] = self.overall["paged_precision"] >= TARGETS["precision_at_paging"]
+            met["pages_per_1000_normal"] = self.overall["paged_per_1000_normal"] <= TARGETS["pages_per_1000_normal"]
             met["fresh_week_findings"] = self.fresh["per_1000"] <= TARGETS["fresh_week_per_1000"]
         return met
 
@@ -146,6 +151,53 @@ def fresh_week(detector: Detector, rules: RuleConfig, events: list[Event]) -> di
             "per_1000": 1000 * sum(findings) / max(1, len(events)), **{f"by {k}": v for k, v in fired.items()}}
 
 
+def findings_of(s_model: np.ndarray, hits: list[list[RuleHit]]) -> list[tuple[int, list[tuple[str, float]], str, float]]:
+    """(event index, detectors with their scores, severity, score) of each event the shipped
+    detection raises a finding on, in the events' order."""
+    out = []
+    for i, (m, h) in enumerate(zip(s_model, hits)):
+        score = shipped_score(float(m), h)
+        severity = severity_for(score)
+        if severity is None:
+            continue
+        detectors = [(x.rule, RULE_SCORE[x.severity]) for x in h] + ([(MODEL, float(m))] if severity_for(float(m)) else [])
+        out.append((i, detectors, severity, score))
+    return out
+
+
+def incident_figures(test: list[Labelled], s_model: np.ndarray, hits: list[list[RuleHit]],
+                     untargeted: tuple[str, ...] = ()) -> dict[str, float]:
+    """The findings grouped into incidents (detectors/incidents.py), as a scorer would page them:
+    recall = share of targeted misuse events covered by a paged incident (the identity's records
+    from the incident's window_start to its last finding), precision = share of paged incidents
+    covering misuse, and paged incidents per 1,000 normal events."""
+    events = [e for e, _ in test]
+    grouper = Grouper()
+    for i, detectors, severity, score in findings_of(s_model, hits):
+        e = events[i]
+        grouper.add(e["actor"]["id"], detectors, severity, score, event_time(e), str(i))
+    paged = [inc for inc in grouper.incidents() if inc.paged]
+    by_identity: dict[str, list[Incident]] = {}
+    for inc in paged:
+        by_identity.setdefault(inc.identity, []).append(inc)
+    covering: set[str] = set()
+    covered, targeted, normal = 0, 0, 0
+    for e, label in test:
+        if label == "normal":
+            normal += 1
+            continue
+        t = event_time(e)
+        hit = [inc for inc in by_identity.get(e["actor"]["id"], []) if inc.window_start <= t <= inc.last_seen]
+        covering.update(inc.uid for inc in hit)
+        if label not in untargeted:
+            targeted += 1
+            covered += bool(hit)
+    return {"incidents": len(grouper.incidents()), "paged": len(paged),
+            "paged_recall": covered / max(1, targeted),
+            "paged_precision": len(covering) / len(paged) if paged else 0.0,
+            "paged_per_1000_normal": 1000 * len(paged) / max(1, normal)}
+
+
 def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], family: Family, scenarios: tuple[str, ...],
                     *, seed: int, budget: float, untargeted: tuple[str, ...] = (),
                     fresh: list[Event] | None = None) -> Report:
@@ -184,6 +236,7 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
         "pr_auc_shipped": float(average_precision_score(bad, s_shipped)),
         "pr_auc_model": float(average_precision_score(bad, s_model)), "pr_auc_z": float(average_precision_score(bad, s_z)),
     }
+    overall.update(incident_figures(test, s_model, hits, untargeted))
     return Report(name, rows, overall, untargeted,
                   fresh_week(detector, rules, fresh) if fresh is not None else None)
 
@@ -231,15 +284,21 @@ def table(report: Report) -> str:
     lines.append(f"{'PR-AUC':<32} {'':>6} {o['pr_auc_shipped']:>7.2f} {o['pr_auc_model']:>6.2f} {o['pr_auc_z']:>5.2f}")
     lines.append(f"at the default threshold: {o['alerts_threshold']} alerts, precision {o['precision_threshold']:.2f}, "
                  f"recall {o['recall_threshold']:.2f}")
+    lines.append(f"incidents: {o['incidents']:.0f}, {o['paged']:.0f} paged ({o['paged_per_1000_normal']:.2f} per 1,000 "
+                 f"normal events); paged precision {o['paged_precision']:.2f}, misuse covered by a paged incident "
+                 f"{o['paged_recall']:.2f}")
     if report.fresh is not None:
         f = report.fresh
         by = ", ".join(f"{k[3:]} {v:.0f}" for k, v in f.items() if k.startswith("by ")) or "-"
         lines.append(f"a fresh scorer's first week: {f['findings']:.0f} findings on {f['events']:.0f} ordinary events "
                      f"({f['per_1000']:.2f} per 1,000; {by})")
     met = report.meets_targets()
-    lines.append("targets (recall >= 0.8 at budget, precision >= 0.7 at threshold, no scenario below the baseline"
-                 f"{', at most 1 finding per 1,000 events in a fresh week' if report.fresh is not None else ''}): " +
-                 ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
+    if report.fresh is not None:
+        said = ("recall >= 0.8 at budget, paged precision >= 0.9, at most 1 paged incident per 1,000 normal events, "
+                "at most 1 finding per 1,000 events in a fresh week, no scenario below the baseline")
+    else:
+        said = "recall >= 0.8 at budget, precision >= 0.7 at threshold, no scenario below the baseline"
+    lines.append(f"targets ({said}): " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
     return "\n".join(lines)
 
 

@@ -73,3 +73,9 @@ def test_detect_evaluate_reports_every_scenario_of_the_set(made):
     # A fresh scorer's first week is measured on ordinary traffic only, every event of it.
     assert report.fresh is not None and report.fresh["events"] == len(made[2])
     assert report.fresh["per_1000"] == 1000 * report.fresh["findings"] / len(made[2])
+    # Judged on incidents (detectors/incidents.py): paged ones among all, per 1,000 normal events.
+    o = report.overall
+    normal = sum(1 for _, label in made[1] if label == "normal")
+    assert 0 < o["paged"] <= o["incidents"] and o["paged_per_1000_normal"] == 1000 * o["paged"] / normal
+    assert 0 <= o["paged_precision"] <= 1 and 0 <= o["paged_recall"] <= 1
+    assert {"precision_at_paging", "pages_per_1000_normal"} <= set(report.meets_targets())
