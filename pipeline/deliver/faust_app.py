@@ -1,4 +1,4 @@
-"""Faust, with the two changes the delivery agent needs (and why).
+"""Faust, with the three changes the delivery agent needs (and why).
 
 1. read_committed: the scorer writes findings in Kafka transactions; Faust's consumer reads
    read_uncommitted, which would deliver findings of aborted transactions.
@@ -11,17 +11,23 @@
    with the whole backlog fetched and dropped (tests/integration/test_delivery_agent.py found it,
    two restarts in three). Here the stream partitions are sought first (committed offset, or the
    partition's start where none was committed, as a new group starts), then resumed.
+3. A fetch whose records are not all handed on seeks back to them (`_Consumer.getmany`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+
+log = logging.getLogger("aiaudit.deliver")
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -34,6 +40,41 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's getmany, except that a record it fetched and does not hand on is fetched again.
+
+        Faust's own drops the rest of a fetch when the flow stops or the generation changes
+        mid-fetch, and every record of a partition not active when the fetch began (a stream
+        partition paused during a rebalance's table recovery), while the consumer's position has
+        already moved past them; nothing reads them again unless a later rebalance seeks back
+        (tests/integration/test_delivery_broker_down.py: findings published while the agent
+        recovered from a broker outage were never delivered). Here each partition with records
+        not handed on is sought back to the first of them."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            await self.perform_seek()  # as Faust's: the flow stopped, every partition back to its commit
+            return
+        unread: dict[TP, int] = {}  # partition -> the first offset fetched and not handed on
+        try:
+            for tp, record in self.scheduler.iterate(records):
+                if tp in unread:
+                    continue  # after one record is held back, its partition's later ones are too
+                if not self.flow_active or self.app.consumer_generation_id != generation_id or not (
+                        active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+                    unread[tp] = record.offset
+                    continue
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, self._to_message(tp, record)
+        finally:
+            for tp, offset in sorted(unread.items(), key=lambda kv: str(kv[0])):
+                if tp in self.assignment():
+                    log.info("%s: records from offset %d were fetched while the partition was paused or the group "
+                             "rebalancing; they are fetched again", tp, offset)
+                    await self.seek(tp, offset)
 
 
 class _Transport(faust_aiokafka.Transport):
