@@ -11,12 +11,16 @@ from aiaudit.pipeline.score.step import score_records
 from tests.unit.helpers import build_chain
 
 
-def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
-    records = build_chain(400, Ed25519Signer.generate())
-    events = [parse_payload(r.payload)["event"] for r in records]
+def trained_on_a_chain(n: int = 400):
+    """(records of a chain, their feature vectors one by one, a model trained on them)."""
+    records = build_chain(n, Ed25519Signer.generate())
     fx = FeatureExtractor()
-    X = np.array([fx(e) for e in events])
-    det = train(X, version="m-test", seed=1)
+    X = np.array([fx(parse_payload(r.payload)["event"]) for r in records])
+    return records, X, train(X, version="m-test", seed=1)
+
+
+def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
+    records, X, det = trained_on_a_chain()
     states: dict = {}
     no_learning = RuleConfig(learning_days=0)  # these identities are minutes old: past learning only by setting
     batch = score_records(records, states, det, detected_at_ms=1, rules=no_learning)
@@ -42,11 +46,7 @@ def test_batch_scoring_matches_one_by_one_and_findings_point_at_the_record():
 
 
 def test_no_model_finding_in_an_identitys_learning_period_or_for_latency_or_a_low_rate_alone():
-    records = build_chain(400, Ed25519Signer.generate())
-    events = [parse_payload(r.payload)["event"] for r in records]
-    fx = FeatureExtractor()
-    X = np.array([fx(e) for e in events])
-    det = train(X, version="m-test", seed=1)
+    records, X, det = trained_on_a_chain()
     raw = det.score(X)
     flagged = [i for i, r in enumerate(raw) if severity_for(model_score(float(r), det.thresholds))]
     assert flagged
