@@ -31,6 +31,9 @@ from aiaudit.detectors.features import (
 )
 
 RULES_VERSION = "rules-2"
+RULE_NAMES = ("sensitive_to_unapproved_vendor", "response_above_route", "secrets_sent", "prompt_injection",
+              "denial_burst", "request_burst", "response_above_prompt", "new_vendor_sensitive", "volume_above_profile",
+              "new_identity_volume", "size_far_above_usual", "odd_hours_run", "dormant_identity_burst")
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
 LEVEL_NAMES = list(LEVELS)
 SENT = ("allow", "reroute")  # decisions under which the prompt reached the vendor
@@ -61,6 +64,8 @@ class RuleConfig:
     new_identity_days: float = 1.0  # an identity first seen this recently is new ...
     new_identity_per_hour: int = 30  # ... and at volume with this many requests within an hour
     new_vendor_days: float = 7.0  # a vendor the identity first used this recently is new to it
+    off: frozenset[str] = frozenset()  # rules switched off (the rules file's `disabled`)
+    version: str = RULES_VERSION  # what findings name: the code's rules, and the rules file's hash when one is set
 
     def learning(self, state: IdentityState, now: float) -> bool:
         """Whether the identity is in its learning period (first seen under learning_days ago)."""
@@ -190,7 +195,7 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
             hits.append(RuleHit("dormant_identity_burst", "high",
                                 f"{last_hour} requests within an hour after {gap / 86400:.0f} days of silence "
                                 f"(usually {usual:.1f} an hour)"))
-    return hits
+    return [h for h in hits if h.rule not in config.off] if config.off else hits
 
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -122,6 +122,9 @@ class ScoreSettings(_Section):
     # receive. Unset: the rules that need it (sensitive data to an unapproved vendor, responses above
     # the route's level) are off, and secrets sent anywhere are flagged instead.
     policy_file: Path | None = None
+    # The rules file (YAML: thresholds and rules switched off, docs/soc.md): read at start and again
+    # whenever it changes; a file that does not parse never replaces the one in force. Unset: defaults.
+    rules_file: Path | None = None
     # The key that signs findings (default <keys_dir>/../scorer/scorer.key, created at first start).
     finding_key_file: Path | None = None
 

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
                        description="Models are trained on chained events, made live by a signed promotion, and "
                                    "recorded by every scoring worker that uses one.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="{train,list,promote,history,evaluate}")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{train,list,promote,history,evaluate,check-rules}")
     t = actions.add_parser("train", help="fit a model on chained events (an export, or the store filtered by time)")
     t.add_argument("--version", help="the new model's name (default: the time, e.g. 20261129T0712Z)")
     t.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
@@ -51,10 +51,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--family", action="append", choices=("tuning", "held-out", "evaluation"),
                    help="a family to report (repeatable; default: all three)")
     e.set_defaults(func=evaluate)
+    c = actions.add_parser("check-rules", help="check a rules file and show the thresholds it puts in force",
+                           description="Parse a rules file (YAML: format, settings, disabled) as the scoring worker would, "
+                                       "with the policy file's vendors (AIAUDIT_SCORE__POLICY_FILE); print its version "
+                                       "and every threshold, marking those that differ from the default; exit 2 naming what is wrong.")
+    c.add_argument("file", help="the rules file (AIAUDIT_SCORE__RULES_FILE)")
+    add_format(c)
+    c.set_defaults(func=check_rules)
 
 
 def _models_dir(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.models_dir) if args.models_dir else settings.score.models_dir
+
+
+def check_rules(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from aiaudit.detectors.rules import RULE_NAMES, RuleConfig
+    from aiaudit.pipeline.score.models import policy_rule_config, read_rules_file
+
+    config = read_rules_file(Path(args.file), policy_rule_config(settings))  # ConfigError: exit 2, named
+    default = RuleConfig()
+    rows = [{"threshold": f.name, "value": getattr(config, f.name),
+             "changed": getattr(config, f.name) != getattr(default, f.name)}
+            for f in dataclasses.fields(RuleConfig) if f.name not in ("vendor_max_level", "off", "version")]
+    rows += [{"threshold": f"rule {name}", "value": "off" if name in config.off else "on",
+              "changed": name in config.off} for name in RULE_NAMES]
+    if args.format == "table":
+        print(f"{args.file}: rules {config.version}; vendors from "
+              f"{settings.score.policy_file or 'no policy file (the vendor rules are off)'}")
+    print_rows(rows, args.format)
+    return 0
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:

@@ -67,22 +67,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:
-    from aiaudit.detectors.rules import RULES_VERSION
     from aiaudit.pipeline.keys import KeyRing, load_or_create_scorer_key, read_jwks, scorer_key_file
     from aiaudit.pipeline.ops.supervisor import stop_on_signals
-    from aiaudit.pipeline.score.models import LiveModel, rule_config
+    from aiaudit.pipeline.score.models import LiveModel, LiveRules
     from aiaudit.pipeline.score.worker import ScoreWorker
 
     log = logging.getLogger("aiaudit.score")
     with model_errors():
         model = LiveModel(settings.score.models_dir, KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)))
-    rules = rule_config(settings)
-    if rules.vendor_max_level is None:
+        rules = LiveRules(settings)
+    if rules.config.vendor_max_level is None:
         log.warning("no AIAUDIT_SCORE__POLICY_FILE: the rules that need each vendor's max_level (sensitive data to an "
                     "unapproved vendor, responses above the route's level) are off; secrets sent anywhere are flagged")
     else:
-        log.info("rules %s with the vendors of %s: %s", RULES_VERSION, settings.score.policy_file,
-                 rules.vendor_max_level)
+        log.info("rules with the vendors of %s: %s", settings.score.policy_file, rules.config.vendor_max_level)
     key_file = scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file)
     finding_key, created = load_or_create_scorer_key(key_file)
     if created:

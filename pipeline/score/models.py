@@ -25,6 +25,8 @@ from clickhouse_connect.driver.client import Client
 from aiaudit.detectors.features import FeatureExtractor
 from aiaudit.detectors.model import Detector, RulesOnly, Scorer, check_version, load, save, train
 from aiaudit.detectors.rules import RuleConfig, config_from_policy
+from aiaudit.detectors.rules_file import MAX_BYTES as RULES_MAX_BYTES
+from aiaudit.detectors.rules_file import RulesFileError, parse_rules_file
 from aiaudit.pipeline import store
 from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.contract import format_ts
@@ -191,7 +193,75 @@ MAX_POLICY_BYTES = 1_048_576
 
 
 def rule_config(settings: Settings) -> RuleConfig:
-    """The rule detectors' configuration: the policy file's vendors section, when one is set.
+    """The rule detectors' configuration: the policy file's vendors section, when one is set, and
+    the rules file's thresholds, when one is set. Raises ConfigError naming the file and what is
+    wrong with it."""
+    base = policy_rule_config(settings)
+    return base if settings.score.rules_file is None else read_rules_file(settings.score.rules_file, base)
+
+
+def read_rules_file(path: Path, base: RuleConfig) -> RuleConfig:
+    """`base` with the rules file at `path` (detectors/rules_file.py). Raises ConfigError."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(RULES_MAX_BYTES + 1)
+        return parse_rules_file(raw, base)
+    except OSError as exc:
+        raise ConfigError(f"AIAUDIT_SCORE__RULES_FILE {path}: {exc.strerror}") from exc
+    except RulesFileError as exc:
+        raise ConfigError(f"AIAUDIT_SCORE__RULES_FILE {path}: {exc}") from exc
+
+
+class LiveRules:
+    """The rule configuration for a running scorer: the rules file is looked at every
+    `check_every_s`, and a changed file that parses replaces the configuration between two
+    batches; one that does not keeps the one in force (logged once per change)."""
+
+    def __init__(self, settings: Settings, *, check_every_s: float = 2.0) -> None:
+        self.path, self.check_every_s = settings.score.rules_file, check_every_s
+        self.base = policy_rule_config(settings)
+        self.config = rule_config(settings)  # raises ConfigError: a scorer does not start on a bad file
+        self._stamp = self._stat()
+        self._checked = time.monotonic()
+        describe_rules(self.config, self.path)
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat() if self.path is not None else None
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size) if info is not None else None
+
+    def __call__(self) -> RuleConfig:
+        now = time.monotonic()
+        if self.path is None or now - self._checked < self.check_every_s:
+            return self.config
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self.config
+        self._stamp = stamp
+        try:
+            config = read_rules_file(self.path, self.base)
+        except ConfigError as exc:
+            log.error("the changed rules file is not used: %s; still scoring with %s", exc, self.config.version)
+            return self.config
+        if config.version != self.config.version:
+            describe_rules(config, self.path, was=self.config.version)
+        self.config = config
+        return config
+
+
+def describe_rules(config: RuleConfig, path: Path | None, *, was: str | None = None) -> None:
+    """Say which rules are in force: the version, and every rule switched off (visibly)."""
+    source = f"the rules file {path}" if path is not None else "the default thresholds"
+    log.info("rules %s from %s%s", config.version, source, f" (was {was})" if was else "")
+    if config.off:
+        log.warning("rules switched off by %s: %s", path, ", ".join(sorted(config.off)))
+
+
+def policy_rule_config(settings: Settings) -> RuleConfig:
+    """The rule detectors' configuration from the policy file's vendors section, when one is set.
     Raises ConfigError naming the file and what is wrong with it."""
     path = settings.score.policy_file
     if path is None:

@@ -29,7 +29,7 @@ def finding_uid(origin: str, seq: int, model_version: str) -> str:
 def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str, Any], score: float, severity: str,
                       explanation: list[tuple[str, float]], model_version: str, detected_at_ms: int,
                       model_severity: str | None = None, rule_hits: list[RuleHit] | None = None,
-                      model_score: float | None = None) -> dict[str, Any]:
+                      model_score: float | None = None, rules_version: str = RULES_VERSION) -> dict[str, Any]:
     """One finding for one record, naming every detector that fired on it (`unmapped.detections`):
     the model (when its score reached a threshold: `model_severity`) and each rule hit. The
     analytic is the model when it fired, else the first rule."""
@@ -47,13 +47,13 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
                            "reason": why})
         parts.append(why)
     for hit in rule_hits:
-        detections.append({"detector": hit.rule, "version": RULES_VERSION, "severity": hit.severity, "reason": hit.reason})
+        detections.append({"detector": hit.rule, "version": rules_version, "severity": hit.severity, "reason": hit.reason})
         parts.append(f"rule {hit.rule} ({hit.severity}): {hit.reason}")
     if model_severity is not None:
         analytic = {"name": "isolation-forest", "type_id": 2, "type": "Behavioral", "version": model_version}
         title = f"Anomalous AI request by {actor['id']}"
     else:
-        analytic = {"name": rule_hits[0].rule, "type_id": 1, "type": "Rule", "version": RULES_VERSION}
+        analytic = {"name": rule_hits[0].rule, "type_id": 1, "type": "Rule", "version": rules_version}
         title = f"AI request by {actor['id']}: {rule_hits[0].rule.replace('_', ' ')}"
     return {
         "class_uid": CLASS_UID, "class_name": "Detection Finding", "category_uid": CATEGORY_UID,

@@ -131,7 +131,8 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
                                         score=score, severity=severity, model_severity=model_severity,
                                         explanation=explanation,
                                         rule_hits=rule_hits, model_version=detector.version,
-                                        detected_at_ms=detected_at_ms, model_score=float(raw))
+                                        detected_at_ms=detected_at_ms, model_score=float(raw),
+                                        rules_version=rules.version)
         out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], score,
                           severity, detector.version, finding))
     return out

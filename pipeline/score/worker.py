@@ -117,7 +117,8 @@ def scoring_order(fetched: Iterable[int], parts: Mapping[int, PartitionScorer]) 
 
 
 class ScoreWorker:
-    def __init__(self, settings: Settings, model: Callable[[], Promoted | None], *, rules: RuleConfig | None = None,
+    def __init__(self, settings: Settings, model: Callable[[], Promoted | None], *,
+                 rules: RuleConfig | Callable[[], RuleConfig] | None = None,
                  instance_id: str | None = None, finding_key: Ed25519PrivateKey | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -127,7 +128,9 @@ class ScoreWorker:
         self.scorer = f"{settings.kafka.score_app}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
         self._promotions_sent: set[tuple[str, str]] = set()  # recorded, or in a transaction in flight
         self.clock = clock
-        self.rules = rules or RuleConfig()
+        fixed = rules or RuleConfig()
+        # the rule configuration to score the next batch with (models.LiveRules: re-reads the rules file)
+        self.rules: Callable[[], RuleConfig] = fixed if callable(fixed) else (lambda: fixed)
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100,
                                    "fetch.message.max.bytes": 8 * 1_048_576}
         if instance_id:
@@ -204,7 +207,7 @@ class ScoreWorker:
 
     def _score(self, part: PartitionScorer, msgs: list[Message], detector: Scorer, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
-        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules,
+        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules(),
                                skip_unreadable=True, scorer_since=part.since)
         return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version)
 

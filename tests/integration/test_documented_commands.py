@@ -47,8 +47,8 @@ NOT_RUN = {
     "aiaudit detect promote --version V": "needs a trained model: tests/integration/test_scoring.py",
     "aiaudit detect evaluate": "minutes of CPU on the held-out families: bench/score_bench.py and "
                                "tests/unit/detectors",
-    "aiaudit worker score": "needs a promoted model, and says so (exit 2, no traceback): "
-                            "tests/integration/test_scoring.py runs it with one",
+    "aiaudit worker score": "runs until stopped (with the rules only until a model is promoted): "
+                            "tests/integration/test_scoring.py runs it",
     "aiaudit worker all": "chain and sink as child processes: each is probed here on its own",
     "aiaudit worker deliver": "needs a destinations file and a receiver: tests/integration/test_delivery_agent.py",
     "aiaudit witness serve --config witness.yaml": "tests/integration/test_witness.py serves a witness from a config",
@@ -68,6 +68,7 @@ NOT_RUN = {
                                 "(and kills it)",
     # Named in prose without their required options; the full forms the docs show are run.
     "aiaudit detect promote": "prose; `detect promote --version V` needs a trained model (above)",
+    "aiaudit detect check-rules": "prose; `detect check-rules examples/rules.yaml` is run",
     "aiaudit gateway keygen": "prose; `gateway keygen --id I --role R` is run",
     "aiaudit proof inclusion": "prose; `proof inclusion --origin O --seq N` is run",
     "aiaudit witness keygen": "prose; `witness keygen --name … --key-file …` is run",
