@@ -60,7 +60,8 @@ class RuleConfig:
     size_at_least: int = 10_000  # ... and at least this many characters
     learning_days: float = 7.0  # an identity's learning period: only the rules that need no history about it fire
     volume_over_usual: float = 2.5  # requests in a UTC day this many times what the identity usually makes that day ...
-    volume_at_least: int = 20  # ... and at least this many
+    volume_at_least: int = 20  # ... and at least this many, once the identity has this many days with requests:
+    volume_active_days: int = 7  # (a state kept before days were counted starts counting at the upgrade)
     new_identity_days: float = 1.0  # an identity first seen this recently is new ...
     new_identity_per_hour: int = 30  # ... and at volume with this many requests within an hour
     new_vendor_days: float = 7.0  # a vendor the identity first used this recently is new to it
@@ -152,7 +153,7 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
                                 f"{what} to {vendor}, a vendor new to this identity ({first}; it usually sends "
                                 f"{LEVEL_NAMES[usual_level(state.levels)]} data)"))
 
-    if not learning:
+    if not learning and state.days_active >= config.volume_active_days:
         usual_day = usual_for_day(state, now)
         day = 1 + today_so_far(state, now)
         if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * usual_day):

@@ -198,3 +198,20 @@ def test_a_response_more_sensitive_than_the_prompt_and_the_identitys_usual():
         "response_above_prompt"]
     assert rules_of(ev(T0, vendor="azure.ai.openai", level="internal", response="internal"), person) == []
     assert rules_of(ev(T0, level="confidential", response="confidential"), person) == []  # no higher than asked
+
+
+def test_a_state_kept_before_days_were_counted_raises_no_volume_finding_until_it_has_a_weeks_days():
+    from aiaudit.detectors.features import state_from_dict, state_to_dict
+
+    person = history(days=21, start=T0 - timedelta(days=21))
+    old = state_to_dict(person)
+    for key in ("first_seen", "days_active", "day_count", "vendor_since"):
+        old.pop(key)  # as a scorer before this version wrote it
+    upgraded = state_from_dict(old)
+    assert upgraded.first_seen == 0.0 and upgraded.days_active == 0  # past learning, its days unknown
+    for i in range(30):
+        observe(ev(T0 + timedelta(minutes=10 * i)), upgraded)
+    assert "volume_above_profile" not in rules_of(ev(T0 + timedelta(hours=6)), upgraded)
+    for i in range(30):
+        observe(ev(T0 + timedelta(minutes=10 * i)), person)
+    assert "volume_above_profile" in rules_of(ev(T0 + timedelta(hours=6)), person)  # the same day, counted
