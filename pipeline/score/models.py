@@ -50,12 +50,22 @@ def events_from_export(path: Path) -> Iterator[dict[str, Any]]:
             raise ConfigError(f"{path}: record {rec.origin} seq {rec.seq} (record {lineno}): {exc}") from exc
 
 
+TRAINING_PAGE = 10_000  # records a query: a page stays under the store API's caps (a running sink's)
+
+
 def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str, Any]]:
+    """The events of the matching records (each once), chain by chain in pages of TRAINING_PAGE
+    seqs: read through a running sink, one query for a whole store would pass the store API's
+    caps (100,000 rows, 64 MiB) once the store holds a few runs of traffic."""
     client = store.connect(settings, must_exist=True)
+    db = store.database(settings)
     try:
-        sql, params = evidence.select_payloads(store.database(settings), filters)
-        for (payload,) in store.stream_rows(client, sql, params, evidence.BYTES):
-            yield parse_payload(payload)["event"]
+        slices = store.query_rows(client, *evidence.select_chain_slices(db, filters))[1]
+        for origin, first, last in slices:
+            for lo in range(int(first), int(last) + 1, TRAINING_PAGE):
+                sql, params = evidence.select_payloads(db, filters, origin, lo, min(int(last), lo + TRAINING_PAGE - 1))
+                for (payload,) in store.stream_rows(client, sql, params, evidence.BYTES):
+                    yield parse_payload(payload)["event"]
     finally:
         client.close()
 

@@ -111,9 +111,15 @@ def select_signed(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
             "ORDER BY origin, seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash"), params
 
 
-def select_payloads(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
-    """The payload of matching records, each once, in time order (model training)."""
+def select_payloads(db: str, f: Filters, origin: str | None = None, first: int = 0, last: int = 0
+                    ) -> tuple[str, dict[str, Any]]:
+    """The payload of matching records, each once, in time order (model training); with `origin`,
+    only that chain's records from seq `first` to `last` (a page: see pipeline/score/models.py)."""
     where, params = where_clause(f)
+    if origin is not None:
+        where = f"{where} AND" if where else " WHERE"
+        where += " origin = {page_origin:String} AND seq BETWEEN {page_first:UInt64} AND {page_last:UInt64}"
+        params = {**params, "page_origin": origin, "page_first": first, "page_last": last}
     return f"SELECT payload FROM {db}.evidence{where} ORDER BY ts, origin, seq LIMIT 1 BY origin, seq", params
 
 

@@ -44,7 +44,10 @@ def operator(settings):
     return load_signer(active_key_file(settings.signing.keys_dir, None))
 
 
-def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, client, tmp_path):
+def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, client, tmp_path, monkeypatch):
+    from aiaudit.pipeline.score import models
+
+    monkeypatch.setattr(models, "TRAINING_PAGE", 997)  # the training read in many pages: none lost, none twice
     train_events, test = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     db = settings.clickhouse.database
     with ChainWorkers(settings, tmp_path) as workers:
