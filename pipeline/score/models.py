@@ -231,26 +231,12 @@ class LiveRules:
         self.path, self.check_every_s = settings.score.rules_file, check_every_s
         self.base = policy_rule_config(settings)
         self.config = rule_config(settings)  # raises ConfigError: a scorer does not start on a bad file
-        self._stamp = self._stat()
-        self._checked = time.monotonic()
+        self._watch = FileWatch(self.path, check_every_s) if self.path is not None else None
         describe_rules(self.config, self.path)
 
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            info = self.path.stat() if self.path is not None else None
-        except OSError:
-            return None
-        return (info.st_mtime_ns, info.st_size) if info is not None else None
-
     def __call__(self) -> RuleConfig:
-        now = time.monotonic()
-        if self.path is None or now - self._checked < self.check_every_s:
+        if self.path is None or self._watch is None or not self._watch.changed():
             return self.config
-        self._checked = now
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return self.config
-        self._stamp = stamp
         try:
             config = read_rules_file(self.path, self.base)
         except ConfigError as exc:
@@ -291,6 +277,34 @@ def policy_rule_config(settings: Settings) -> RuleConfig:
         raise ConfigError(f"AIAUDIT_SCORE__POLICY_FILE {path}: {str(exc).splitlines()[0][:200]}") from exc
 
 
+class FileWatch:
+    """Whether a file may have changed since it was last looked at: its modification time and size,
+    looked at most every `every_s` (a scorer asks before every batch)."""
+
+    def __init__(self, path: Path, every_s: float) -> None:
+        self.path, self.every_s = path, every_s
+        self._stamp = self._stat()
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
+    def changed(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked < self.every_s:
+            return False
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+
 class LiveModel:
     """The promoted detector for a running scorer: live.json is looked at every `check_every_s`,
     and a new promotion that verifies replaces the model between two batches (no restart). One
@@ -300,38 +314,24 @@ class LiveModel:
 
     def __init__(self, models_dir: Path, keyring: KeyRing, *, check_every_s: float = 2.0) -> None:
         self.models_dir, self.keyring, self.check_every_s = models_dir, keyring, check_every_s
-        self._stamp = self._stat()
+        self._watch = FileWatch(models_dir / LIVE, check_every_s)
         self.promoted: Promoted | None = None
-        if self._stamp is None and not (models_dir / LIVE).exists():
+        if not (models_dir / LIVE).exists():
             log.warning("no promoted model in %s: scoring with the rules only until one is promoted (`aiaudit detect "
                         "train`, then `aiaudit detect promote`; it is taken up without a restart)", models_dir)
         else:
             self.promoted = live_model(models_dir, keyring)  # raises ConfigError: one that does not verify
             log.info("scoring with model %s (promoted by %s at %s)", self.promoted.detector.version,
                      self.promoted.live["promoted_by"], self.promoted.live["promoted_at"])
-        self._checked = time.monotonic()
 
     @property
     def detector(self) -> Scorer:
         return self.promoted.detector if self.promoted is not None else RULES_ONLY
 
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            info = (self.models_dir / LIVE).stat()
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size
-
     def __call__(self) -> Promoted | None:
         """The promotion to score the next batch with (None: the rules only)."""
-        now = time.monotonic()
-        if now - self._checked < self.check_every_s:
+        if not self._watch.changed():
             return self.promoted
-        self._checked = now
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return self.promoted
-        self._stamp = stamp
         try:
             promoted = live_model(self.models_dir, self.keyring)
         except ConfigError as exc:
