@@ -74,6 +74,9 @@ class IdentityState:
     days_active: int = 0  # distinct UTC days with a request
     day_count: int = 0  # requests in the UTC day of last_seen
     vendor_since: dict[str, float] = field(default_factory=dict)  # vendor -> epoch seconds of its first use
+    # family -> the identity's latest incident of that family, in its JSON form (detectors/incidents.py;
+    # replaced whole, never changed in place, so a batch's copy of the state shares them safely)
+    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _time(event: dict[str, Any]) -> datetime:
@@ -270,7 +273,7 @@ def state_to_dict(state: IdentityState) -> dict[str, Any]:
             "last_seen": state.last_seen, "gap_before_run": state.gap_before_run, "denied_total": state.denied_total,
             "prompt_log_sum": state.prompt_log_sum, "response_log_sum": state.response_log_sum,
             "first_seen": state.first_seen, "days_active": state.days_active, "day_count": state.day_count,
-            "vendor_since": state.vendor_since}
+            "vendor_since": state.vendor_since, "incidents": state.incidents}
 
 
 def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
@@ -291,4 +294,5 @@ def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
                          float(d.get("response_log_sum") or 0.0),
                          float(first_seen) if first_seen is not None else (0.0 if seen else None),
                          int(d.get("days_active") or 0), int(d.get("day_count") or 0),
-                         {str(k): float(v) for k, v in (d.get("vendor_since") or {}).items()})
+                         {str(k): float(v) for k, v in (d.get("vendor_since") or {}).items()},
+                         {str(k): dict(v) for k, v in (d.get("incidents") or {}).items()})

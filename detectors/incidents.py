@@ -5,9 +5,15 @@ identity and family (the family of its highest-scoring detector, FAMILY); an inc
 after QUIET_S without a finding, and a later finding opens a new incident linked to the one
 before (`previous`). An incident pages once, when a rule first gives it the paging severity
 (high): the model's score alone is a lead for the queue, never a page; its updates never page
-again. A daily paging budget per organisation (the group's
-`Pager`) holds back what would page once the day's budget is spent, into a digest, except for
-the families named exempt.
+again. A daily paging budget per organisation (`Pager`) holds back what would page once the
+day's budget is spent, into a digest, except incidents a rule named exempt fired in; past half
+the budget the bar rises from high to critical (a running threshold: the rest of the day's
+budget is kept for what matters most).
+
+The scoring worker keeps each identity's open incidents in its transactional state (`join` on
+the identity's own mapping, `incident_to_dict`/`incident_from_dict` for the state topic); the
+delivery agent holds the organisation's `Pager`. `Grouper` is both together, in one process
+(the evaluation).
 
 Each incident also says which records stand behind it: its findings' records and, for the
 families whose rules measure a window (a burst within a minute or an hour, a day's volume),
@@ -21,8 +27,9 @@ give the same incidents.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, MutableMapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from aiaudit.detectors.features import DAY_S
 from aiaudit.detectors.severity import BANDS, severity_for
@@ -46,7 +53,7 @@ WINDOW = {"request_burst": 60.0, "denial_burst": 600.0, "new_identity_volume": 3
 QUIET_S = 4 * 3600.0  # an incident closes after this long without a finding
 PAGE_AT = "high"  # the severity at which an incident pages
 RANK = {name: len(BANDS) - i for i, (name, _) in enumerate(BANDS)}  # medium 1, high 2, critical 3
-MAX_RECORDS = 100  # record references kept per incident (its count says how many there were)
+MAX_RECORDS = 20  # record references kept per incident (its count says how many there were; its window says where)
 
 
 def family_of(detectors: Iterable[tuple[str, float]]) -> str:
@@ -78,37 +85,90 @@ class Incident:
     records: list[str] = field(default_factory=list)  # the findings' record references (first MAX_RECORDS)
     previous: str | None = None  # the incident of the same identity and family before this one
     rule_severity: str | None = None  # the highest severity a rule gave it (the model alone never pages)
-    paged: bool = False
+    paged: bool = False  # it paged (Grouper), or its page was asked for (the scoring worker: the pager decides)
     held: bool = False  # would have paged, held back by the day's budget (in the digest)
 
     def open_at(self, now: float, quiet_s: float = QUIET_S) -> bool:
         return now - self.last_seen < quiet_s
+
+    def wants_page(self) -> bool:
+        """A rule made it high or above, and it has not paged (or been held) yet."""
+        return not self.paged and not self.held and RANK.get(self.rule_severity or "", 0) >= RANK[PAGE_AT]
 
 
 def incident_uid(identity: str, family: str, opened_at: float) -> str:
     return hashlib.sha256(f"{identity}\n{family}\n{opened_at!r}".encode()).hexdigest()[:32]
 
 
+def incident_to_dict(inc: Incident) -> dict[str, Any]:
+    return asdict(inc)
+
+
+def incident_from_dict(d: dict[str, Any]) -> Incident:
+    """An incident from its JSON form (the scoring worker's state topic). Raises KeyError,
+    TypeError or ValueError for anything else."""
+    inc = Incident(str(d["uid"]), str(d["identity"]), str(d["family"]), float(d["opened_at"]), float(d["last_seen"]),
+                   float(d["window_start"]), str(d["severity"]), float(d["score"]), int(d["findings"]),
+                   {str(k): int(v) for k, v in d["detectors"].items()}, [str(r) for r in d["records"]][:MAX_RECORDS],
+                   None if d.get("previous") is None else str(d["previous"]),
+                   None if d.get("rule_severity") is None else str(d["rule_severity"]), bool(d["paged"]), bool(d["held"]))
+    if inc.severity not in RANK or (inc.rule_severity is not None and inc.rule_severity not in RANK):
+        raise ValueError(f"incident {inc.uid}: unknown severity")
+    return inc
+
+
 @dataclass
 class Pager:
-    """The organisation's daily paging budget: at most `per_day` pages a UTC day; once spent,
-    what would page is held back for the day's digest, except incidents of `exempt` families."""
+    """The organisation's daily paging budget: at most `per_day` pages a UTC day. Until half of it
+    is spent an incident pages at high; after that only at critical (the running threshold); once
+    it is all spent, nothing more. What does not page is held back for the day's digest, except an
+    incident in which a rule named in `exempt` fired: that always pages."""
 
     per_day: int | None = None  # None: no budget
-    exempt: frozenset[str] = frozenset()
+    exempt: frozenset[str] = frozenset()  # rule names
     day: int = -1
     paged_today: int = 0
     digest: list[str] = field(default_factory=list)  # incident uids held back today
+    finished: list[tuple[int, list[str]]] = field(default_factory=list)  # past days' digests not yet taken
+
+    def bar(self) -> str:
+        """The severity an incident needs to page now."""
+        if self.per_day is None or 2 * self.paged_today < self.per_day:
+            return PAGE_AT
+        return "critical"
+
+    def roll(self, at: float) -> None:
+        """Start the UTC day of `at` if it is a new one; a finished day's digest goes to `finished`."""
+        today = int(at // DAY_S)
+        if today > self.day:
+            if self.digest:
+                self.finished.append((self.day, self.digest))
+            self.day, self.paged_today, self.digest = today, 0, []
+
+    def take_finished(self) -> list[tuple[int, list[str]]]:
+        done, self.finished = self.finished, []
+        return done
 
     def allow(self, incident: Incident, at: float) -> bool:
-        today = int(at // DAY_S)
-        if today != self.day:
-            self.day, self.paged_today, self.digest = today, 0, []
-        if self.per_day is None or incident.family in self.exempt or self.paged_today < self.per_day:
+        self.roll(at)
+        severity = incident.rule_severity or incident.severity
+        if self.exempt & set(incident.detectors) or self.per_day is None or (
+                self.paged_today < self.per_day and RANK.get(severity, 0) >= RANK[self.bar()]):
             self.paged_today += 1
             return True
         self.digest.append(incident.uid)
         return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "paged_today": self.paged_today, "digest": list(self.digest),
+                "finished": [[d, list(u)] for d, u in self.finished]}
+
+    def restore(self, d: dict[str, Any] | None) -> None:
+        """Take the day's count and digest from a saved form (per_day and exempt stay as set)."""
+        if d:
+            self.day, self.paged_today = int(d["day"]), int(d["paged_today"])
+            self.digest = [str(u) for u in d["digest"]]
+            self.finished = [(int(day), [str(u) for u in uids]) for day, uids in d.get("finished", [])]
 
 
 @dataclass(frozen=True)
@@ -116,55 +176,65 @@ class Change:
     kind: str  # "opened", "updated"
     incident: Incident
     pages: bool  # this change pages (once per incident)
+    closed: Incident | None = None  # the incident of the same identity and family this one follows, closed now
+
+
+def join(open_: MutableMapping[str, Incident], identity: str, detectors: list[tuple[str, float]], severity: str,
+         score: float, at: float, record: str, *, quiet_s: float = QUIET_S) -> Change:
+    """A finding of `identity` at `at` (its detectors as (name, score), its severity and score on
+    the one scale, the reference of its record) joins the identity's open incident of its family
+    in `open_` (family -> incident, changed in place) or opens one. `pages` says whether the
+    incident now wants its page (a rule made it high; once): the caller's pager decides."""
+    family = family_of(detectors)
+    start = min(window_start(name, at) for name, _ in detectors)
+    inc = open_.get(family)
+    previous, closed = None, None
+    if inc is not None and not inc.open_at(at, quiet_s):
+        closed, previous, inc = inc, inc.uid, None
+    kind = "updated"
+    if inc is None:
+        inc = Incident(incident_uid(identity, family, at), identity, family, at, at, start, severity, score,
+                       previous=previous)
+        open_[family] = inc
+        kind = "opened"
+    inc.findings += 1
+    inc.last_seen = max(inc.last_seen, at)
+    inc.window_start = min(inc.window_start, start)
+    if RANK[severity] > RANK[inc.severity]:
+        inc.severity = severity
+    inc.score = max(inc.score, score)
+    for name, s in detectors:
+        r = severity_for(s) if name != MODEL else None
+        if r is not None and RANK[r] > RANK.get(inc.rule_severity or "", 0):
+            inc.rule_severity = r
+        inc.detectors[name] = inc.detectors.get(name, 0) + 1
+    if len(inc.records) < MAX_RECORDS:
+        inc.records.append(record)
+    return Change(kind, inc, inc.wants_page(), closed)
 
 
 class Grouper:
-    """Open incidents per (identity, family), in the order findings arrive."""
+    """Open incidents per identity and family, paged through one Pager, in the order findings arrive."""
 
     def __init__(self, *, quiet_s: float = QUIET_S, pager: Pager | None = None) -> None:
         self.quiet_s = quiet_s
         self.pager = pager or Pager()
-        self.open: dict[tuple[str, str], Incident] = {}
+        self.open: dict[str, dict[str, Incident]] = {}
         self.closed: list[Incident] = []
 
     def add(self, identity: str, detectors: list[tuple[str, float]], severity: str, score: float, at: float,
             record: str) -> Change:
-        """A finding of `identity` at `at` (its detectors as (name, score), its severity and score
-        on the one scale, the reference of its record): the incident it joins or opens."""
-        family = family_of(detectors)
-        key = (identity, family)
-        start = min(window_start(name, at) for name, _ in detectors)
-        inc = self.open.get(key)
-        previous = None
-        if inc is not None and not inc.open_at(at, self.quiet_s):
-            self.closed.append(inc)
-            previous, inc = inc.uid, None
-        kind = "updated"
-        if inc is None:
-            inc = Incident(incident_uid(identity, family, at), identity, family, at, at, start, severity, score,
-                           previous=previous)
-            self.open[key] = inc
-            kind = "opened"
-        inc.findings += 1
-        inc.last_seen = max(inc.last_seen, at)
-        inc.window_start = min(inc.window_start, start)
-        if RANK[severity] > RANK[inc.severity]:
-            inc.severity = severity
-        inc.score = max(inc.score, score)
-        rules = [severity_for(s) for name, s in detectors if name != MODEL]
-        for r in rules:
-            if r is not None and RANK[r] > RANK.get(inc.rule_severity or "", 0):
-                inc.rule_severity = r
-        for name, _ in detectors:
-            inc.detectors[name] = inc.detectors.get(name, 0) + 1
-        if len(inc.records) < MAX_RECORDS:
-            inc.records.append(record)
-        pages = False
-        if not inc.paged and not inc.held and RANK.get(inc.rule_severity or "", 0) >= RANK[PAGE_AT]:
-            pages = self.pager.allow(inc, at)
-            inc.paged, inc.held = pages, not pages
-        return Change(kind, inc, pages)
+        change = join(self.open.setdefault(identity, {}), identity, detectors, severity, score, at, record,
+                      quiet_s=self.quiet_s)
+        if change.closed is not None:
+            self.closed.append(change.closed)
+        if not change.pages:
+            return change
+        inc = change.incident
+        pages = self.pager.allow(inc, at)
+        inc.paged, inc.held = pages, not pages
+        return Change(change.kind, inc, pages, change.closed)
 
     def incidents(self) -> list[Incident]:
         """Every incident so far, closed ones first, each in the order it opened."""
-        return sorted([*self.closed, *self.open.values()], key=lambda i: i.opened_at)
+        return sorted([*self.closed, *(i for by in self.open.values() for i in by.values())], key=lambda i: i.opened_at)

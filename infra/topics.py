@@ -47,6 +47,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         }),
         # A.8.16 evidence: findings are kept like the chain; scores for a year.
         TopicSpec(k.alerts_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
+        # Incident updates, kept like the findings; partitioned like the alerts (the delivery agent's
+        # pager table follows them), all of an organisation's in one partition (its daily budget).
+        TopicSpec(k.incidents_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         # Analysts' status changes (ack, resolve, reopen): evidence of "detected and resolved", kept like the alerts.
         TopicSpec(k.alert_status_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         TopicSpec(k.scores_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}),

@@ -31,6 +31,7 @@ class KafkaSettings(_Section):
     chain_topic: str = names.CHAIN_TOPIC
     dead_letter_topic: str = names.DEAD_LETTER_TOPIC
     alerts_topic: str = names.ALERTS_TOPIC
+    incidents_topic: str = names.INCIDENTS_TOPIC
     alert_status_topic: str = names.ALERT_STATUS_TOPIC
     scores_topic: str = names.SCORES_TOPIC
     policies_topic: str = names.POLICIES_TOPIC
@@ -136,6 +137,11 @@ class DeliverSettings(_Section):
     # The scoring workers' public keys (scorer.pub files) whose findings are delivered; default the
     # one beside the keys folder. A finding signed by no pinned key is dead-lettered, never delivered.
     finding_keys: list[Path] = Field(default_factory=list)
+    # The organisation's daily paging budget (incidents paged a UTC day, docs/soc.md): past half of
+    # it only critical incidents page; once spent, pages wait for the day's digest. None: no budget.
+    pages_per_day: int | None = Field(default=20, ge=1, le=100_000)
+    # Rules whose incidents page whatever the budget (data leaving to where it must not go).
+    pages_exempt: list[str] = Field(default_factory=lambda: ["secrets_sent", "sensitive_to_unapproved_vendor"])
 
 
 class EmitterSettings(_Section):

@@ -160,6 +160,30 @@ CREATE TABLE IF NOT EXISTS {db}.alerts
 ENGINE = MergeTree
 ORDER BY (detected_at, finding_uid);
 
+-- Incident updates (OCSF Incident Findings, class 2005), kept whole: one row per update a scored
+-- batch made (create, update, close), the latest (most findings) being the incident as it stands.
+-- Status changes (ack, resolve) go to alert_status under the incident uid.
+CREATE TABLE IF NOT EXISTS {db}.incidents
+(
+    incident_uid  String,
+    activity      LowCardinality(String),
+    updated_at    DateTime64(3, 'UTC'),
+    identity      String,
+    family        LowCardinality(String),
+    severity      LowCardinality(String),
+    score         Float64,
+    findings      UInt32,
+    opened_at     DateTime64(3, 'UTC'),
+    window_start  DateTime64(3, 'UTC'),
+    last_seen     DateTime64(3, 'UTC'),
+    page          Bool,
+    previous      String,
+    incident      String,
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (incident_uid, findings, updated_at);
+
 -- Alert status history, append-only: open -> acknowledged -> resolved, with who and when.
 CREATE TABLE IF NOT EXISTS {db}.alert_status
 (

@@ -18,6 +18,7 @@ from aiaudit.pipeline.cli import (
     emit,
     export,
     gateway,
+    incidents,
     infra,
     keys,
     proof,
@@ -35,7 +36,7 @@ from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
 FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, verify, proof, trust, witness, signer, keys,
-            detect, alerts)
+            detect, incidents, alerts)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
 # says which extra to install instead of a traceback.

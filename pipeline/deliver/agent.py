@@ -51,13 +51,16 @@ import orjson
 
 from aiaudit.pipeline.deliver.acks import InOrderAcks
 from aiaudit.pipeline.deliver.faust_app import App
-from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding
+from aiaudit.pipeline.deliver.formats import INCIDENT_CLASS_UID, Unreadable, parse_finding, uid_of
+from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding
 from aiaudit.pipeline.deliver.policy import (
     DeliveryRecord,
+    Destination,
     Step,
     after_attempt,
     delivery_uid,
     first_step,
+    retry_after,
     retry_step,
     suppression_keys,
 )
@@ -67,6 +70,7 @@ from aiaudit.pipeline.score.finding_signature import from_headers, signature_pro
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.deliver")
+PAGER = Destination("pager", "webhook")  # names the pager's own records (held back by the budget)
 MAX_OUTSTANDING = 512  # alerts and retries messages in work at once (each holds one finding)
 
 
@@ -84,13 +88,20 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
         stream_wait_empty=False,
     )
     alerts = app.topic(k.alerts_topic, key_serializer="raw", value_serializer="raw")
+    incidents = app.topic(k.incidents_topic, key_serializer="raw", value_serializer="raw")
     retries = app.topic(k.delivery_retries_topic, key_serializer="raw", value_serializer="raw")
     records = app.topic(k.deliveries_topic, key_serializer="raw", value_serializer="raw")
     dead = app.topic(k.delivery_dlq_topic, key_serializer="raw", value_serializer="raw")
     # value_type None: plain JSON objects in the changelog (Faust would call from_data() on a dict type).
     deliveries = app.Table("deliveries", default=None, partitions=k.partitions, key_type=str, value_type=None)
     last_sent = app.Table("suppression", default=None, partitions=k.partitions, key_type=str, value_type=None)
+    pager = app.Table("pager", default=None, partitions=k.partitions, key_type=str, value_type=None)
     by_name = {t.destination.name: t for t in targets}
+    for_findings = [t for t in targets if t.destination.send == "findings"]
+    for_incidents = [t for t in targets if t.destination.send == "incidents"]
+    org = settings.chain.org
+    budget, exempt = settings.deliver.pages_per_day, settings.deliver.pages_exempt
+    digests_in_work: set[int] = set()
     http: list[aiohttp.ClientSession] = []
     lanes: dict[str, asyncio.Semaphore] = {}
     work: set[asyncio.Task[None]] = set()
@@ -147,7 +158,7 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     async def attempt(target: Target, finding: dict[str, Any], step: Step, partition: int,
                       signature: dict[str, str], redrive_by: str | None = None) -> None:
-        dest, fuid = target.destination, finding["finding_info"]["uid"]
+        dest, fuid = target.destination, uid_of(finding)
         uid = delivery_uid(dest, fuid)
         deliveries[uid] = {"state": "sending", "attempt": step.attempt}
         if step.attempt == 1 and not step.in_doubt:
@@ -178,7 +189,7 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     async def one_destination(target: Target, finding: dict[str, Any], partition: int,
                               signature: dict[str, str]) -> None:
-        dest, fuid = target.destination, finding["finding_info"]["uid"]
+        dest, fuid = target.destination, uid_of(finding)
         uid = delivery_uid(dest, fuid)
         keys = suppression_keys(finding)
         seen = {k: last_sent.get(f"{dest.name}\n{k}") for k in keys}
@@ -212,12 +223,87 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
             # Destinations decide (filters, suppression) in arrival order: each decision is written
             # before its task first waits, and tasks start in the order they are made.
             await in_work(event, asyncio.gather(*(one_destination(t, finding, msg.partition, signature)
-                                                  for t in targets)))
+                                                  for t in for_findings)))
+
+    async def send_digest(day: int, digest: dict[str, Any]) -> None:
+        """The day's digest to every incidents destination: a few attempts each, then a dead letter;
+        then the pager forgets it (until then a restart sends it again, under the same ids)."""
+        async def one(target: Target) -> None:
+            dest = target.destination
+            uid = delivery_uid(dest, uid_of(digest))
+            if (deliveries.get(uid) or {}).get("state") == "delivered":
+                return
+            rec = None
+            for n in range(1, dest.max_attempts + 1):
+                async with lane(dest.name):
+                    rec = await send(session(), target, digest, attempt=n, now=time.time())
+                await record(rec)
+                if rec.outcome == "delivered":
+                    deliveries[uid] = {"state": "delivered", "attempt": n}
+                    return
+                delay = retry_after(dest, uid, n)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+            if rec is not None:
+                rec.outcome = "dead_lettered"
+                await dead.send(key=uid.encode(), value=orjson.dumps({"delivery": rec.message(), "digest": digest}))
+                await record(rec)
+        try:
+            await asyncio.gather(*(one(t) for t in for_incidents))
+            pager[org] = digest_delivered(pager.get(org), day)
+        finally:
+            digests_in_work.discard(day)
+
+    async def page_incident(finding: dict[str, Any], pages: bool, partition: int, signature: dict[str, str],
+                            digests: list[tuple[int, list[dict[str, Any]]]]) -> None:
+        work = [send_digest(day, digest_finding(org, day, held, now_ms=int(time.time() * 1000)))
+                for day, held in digests]
+        if pages:
+            work += [one_destination(t, finding, partition, signature) for t in for_incidents]
+        else:
+            uid = uid_of(finding)
+            await record(DeliveryRecord(delivery_uid(PAGER, uid), uid, PAGER.name, "held", 0, time.time(), "held",
+                                        f"the daily paging budget ({budget}) is spent or the bar is now critical: "
+                                        "in the day's digest", {}))
+        await asyncio.gather(*work)
+
+    @app.agent(incidents)
+    async def page(stream: Any) -> None:
+        """Incident updates: the one that asks for an incident's page goes through the pager (the
+        daily budget) to the incidents destinations, or waits in the digest; the others are kept
+        in the store only (`aiaudit incidents`)."""
+        async for event in stream.noack().events():
+            msg = event.message
+            try:
+                finding = parse_finding(event.value)
+                signature = from_headers(msg.headers)
+                problem = signature_problem(finding, signature, finding_keys)
+                if problem is not None:
+                    raise Unreadable(problem)
+                if finding.get("class_uid") != INCIDENT_CLASS_UID:
+                    raise Unreadable("not an incident finding")
+                asks = finding["unmapped"].get("page") is True
+                if asks:
+                    pages, state, digests = decide(pager.get(org), finding, per_day=budget, exempt=exempt)
+            except (Unreadable, KeyError, TypeError, ValueError) as exc:
+                log.warning("incidents %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
+                await dead.send(key=None, value=orjson.dumps(
+                    {"reason": str(exc)[:300], "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
+                ack_now(event)
+                continue
+            if not asks or not for_incidents:
+                ack_now(event)
+                continue
+            pager[org] = state  # decided in arrival order, before the next incident is read
+            todo = [(d, h) for d, h in digests if d not in digests_in_work]
+            digests_in_work.update(d for d, _ in todo)
+            await in_work(event, page_incident(finding, pages, msg.partition, signature, todo))
 
     async def retry_when_due(target: Target, finding: dict[str, Any], step: Step, partition: int,
                              signature: dict[str, str], due: float, by: str | None) -> None:
         # never longer than the destination's own longest backoff, whatever `due` says
-        uid = delivery_uid(target.destination, finding["finding_info"]["uid"])
+        uid = delivery_uid(target.destination, uid_of(finding))
         waiting.add(uid)
         try:
             wait = min(due - time.time(), target.destination.backoff_max_s * 1.2 + 1.0)
@@ -248,7 +334,7 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
                 ack_now(event)
                 continue
             target = by_name.get(name)
-            if target is None or delivery_uid(target.destination, finding["finding_info"]["uid"]) != uid:
+            if target is None or delivery_uid(target.destination, uid_of(finding)) != uid:
                 log.warning("retry %s for destination %r: no such destination now; dead-lettered", uid, name)
                 await dead.send(key=str(uid).encode(), value=orjson.dumps(
                     {"reason": f"destination {name!r} is no longer configured", "finding": finding}))
@@ -262,8 +348,11 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def announce() -> None:
-        log.info("delivering findings from %s to %s", k.alerts_topic,
-                 ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in targets))
+        log.info("delivering incidents from %s (daily paging budget %s) to %s; findings from %s to %s",
+                 k.incidents_topic, budget or "none",
+                 ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in for_incidents) or "no destination",
+                 k.alerts_topic,
+                 ", ".join(f"{t.destination.name} ({t.destination.kind})" for t in for_findings) or "no destination")
 
     @app.on_before_shutdown.connect  # a Faust signal
     async def close_http(*_: Any, **__: Any) -> None:

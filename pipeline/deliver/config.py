@@ -3,6 +3,8 @@
     destinations:
       - name: soc-webhook            # [a-z0-9_-], unique; part of every delivery id
         kind: webhook                # webhook | splunk_hec | syslog | chat
+        send: incidents              # incidents (default): each incident's page, once, and the daily
+                                     # digest of pages the budget held back; findings: every finding
         url: https://soc.example/hooks/aiaudit
         secret_env: SOC_WEBHOOK_SECRET   # the HMAC key (webhook) or HEC token (splunk_hec), from the environment
         min_severity: high           # medium | high | critical
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from aiaudit.pipeline.deliver.policy import SEVERITY_RANK, Destination
+from aiaudit.pipeline.deliver.policy import SENDS, SEVERITY_RANK, Destination
 from aiaudit.pipeline.deliver.send import Target
 from aiaudit.pipeline.errors import ConfigError
 
@@ -48,7 +50,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KINDS = ("webhook", "splunk_hec", "syslog", "chat")
 HTTP_KINDS = ("webhook", "splunk_hec", "chat")
 MIN_WEBHOOK_SECRET_BYTES = 16
-_COMMON = {"name", "kind", "min_severity", "detectors", "routes", "suppress_s", "max_attempts", "backoff_s",
+_COMMON = {"name", "kind", "send", "min_severity", "detectors", "routes", "suppress_s", "max_attempts", "backoff_s",
            "backoff_max_s", "timeout_s", "in_flight"}
 _KEYS = {"webhook": _COMMON | {"url", "url_env", "secret_env"}, "splunk_hec": _COMMON | {"url", "url_env", "secret_env", "host_name"},
          "chat": _COMMON | {"url", "url_env"}, "syslog": _COMMON | {"host", "port", "tls", "ca_file", "host_name"}}
@@ -107,7 +109,7 @@ def _target(entry: Any, env: Mapping[str, str]) -> Target:
     if not isinstance(name, str) or not NAME.match(name):
         raise ValueError("name: 1-64 of a-z, 0-9, _ and -, starting with a letter or digit")
     dest = Destination(
-        name=name, kind=kind, min_severity=_choice(entry, "min_severity", tuple(SEVERITY_RANK), "medium"),
+        name=name, kind=kind, send=_choice(entry, "send", SENDS, "incidents"), min_severity=_choice(entry, "min_severity", tuple(SEVERITY_RANK), "medium"),
         detectors=_names(entry, "detectors"), routes=_names(entry, "routes"),
         suppress_s=_number(entry, "suppress_s", 900.0, 0, 7 * 86400),
         max_attempts=int(_number(entry, "max_attempts", 6, 1, 20, integer=True)),

@@ -41,22 +41,41 @@ class WebhookRefused(ValueError):
     """A webhook delivery whose signature, timestamp or shape does not check out."""
 
 
+def info_of(finding: dict[str, Any]) -> dict[str, Any]:
+    """What the finding is (its uid, title, description): a Detection Finding's `finding_info`,
+    an Incident Finding's (class 2005) first `finding_info_list` entry, the incident itself."""
+    if finding.get("class_uid") == INCIDENT_CLASS_UID:
+        info = finding["finding_info_list"][0]
+    else:
+        info = finding["finding_info"]
+    if not isinstance(info, dict):
+        raise TypeError("finding info is not an object")
+    return info
+
+
+def uid_of(finding: dict[str, Any]) -> str:
+    """The uid a finding or incident is delivered (and its deliveries recorded) under."""
+    return str(info_of(finding)["uid"])
+
+
 def detectors_of(finding: dict[str, Any]) -> list[str]:
     return [str(d.get("detector", "?")) for d in (finding.get("unmapped") or {}).get("detections") or []] or \
-        [str(finding["finding_info"]["analytic"]["name"])]
+        [str(info_of(finding)["analytic"]["name"])]
 
 
 def summary(finding: dict[str, Any]) -> dict[str, Any]:
     """The fields every destination shows."""
     chain = finding["unmapped"]["chain"]
-    return {"uid": finding["finding_info"]["uid"], "severity": finding["severity"].lower(),
-            "title": finding["finding_info"]["title"], "why": finding["finding_info"].get("desc", ""),
+    info = info_of(finding)
+    return {"uid": info["uid"], "severity": finding["severity"].lower(),
+            "title": info["title"], "why": info.get("desc", ""),
             "actor": finding["actor"]["user"]["uid"], "detectors": detectors_of(finding),
             "origin": chain["origin"], "seq": int(chain["seq"]), "leaf_hash": chain["leaf_hash"],
             "route": (finding.get("unmapped") or {}).get("route"), "time_ms": int(finding["time"])}
 
 
 MAX_FINDING_BYTES = 1_048_576
+INCIDENT_CLASS_UID = 2005
 
 
 class Unreadable(ValueError):
@@ -126,7 +145,8 @@ def verify_webhook(secret: bytes, headers: dict[str, str], body: bytes, now: flo
 def splunk_hec_body(finding: dict[str, Any], *, index: str | None = None, host: str = "aiaudit") -> bytes:
     """One HEC event (POST /services/collector/event, `Authorization: Splunk <token>`)."""
     event: dict[str, Any] = {"time": round(int(finding["time"]) / 1000, 3), "host": host, "source": "aiaudit",
-                             "sourcetype": "ocsf:detection_finding", "event": finding}
+                             "sourcetype": "ocsf:incident_finding" if finding.get("class_uid") == INCIDENT_CLASS_UID
+                             else "ocsf:detection_finding", "event": finding}
     if index:
         event["index"] = index
     return orjson.dumps(event)
@@ -195,8 +215,11 @@ def _mrkdwn(text: object, limit: int = 300) -> str:
     return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def chat_message(finding: dict[str, Any], *, alert_command: str = "aiaudit alerts history") -> bytes:
+def chat_message(finding: dict[str, Any], *, alert_command: str | None = None) -> bytes:
     s = summary(finding)
+    if alert_command is None:
+        incident = finding.get("class_uid") == INCIDENT_CLASS_UID
+        alert_command = "aiaudit incidents show" if incident else "aiaudit alerts history"
     icon = {"critical": ":red_circle:", "high": ":large_orange_circle:"}.get(s["severity"], ":large_yellow_circle:")
     text = (f"{icon} *{s['severity'].upper()}* {_mrkdwn(s['title'], 150)}\n"
             f"*Actor* {_mrkdwn(s['actor'], 120)}   *Detectors* {_mrkdwn(', '.join(s['detectors']), 150)}\n"

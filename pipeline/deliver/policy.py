@@ -15,11 +15,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiaudit.pipeline.deliver.formats import detectors_of
+from aiaudit.pipeline.deliver.formats import INCIDENT_CLASS_UID, detectors_of
 
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
+SENDS = ("incidents", "findings")
 Kind = Literal["webhook", "splunk_hec", "syslog", "chat"]
-Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered"]
+Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered", "held"]  # held: by the paging budget
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,15 @@ class Destination:
     backoff_max_s: float = 300.0
     timeout_s: float = 10.0  # one attempt's longest wait for the receiver
     in_flight: int = 4  # attempts outstanding at once: a slow receiver waits in its own lane only
+    send: str = "incidents"  # incidents: pages of incidents and the daily digest; findings: every finding
 
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITY_RANK:
             raise ValueError(f"destination {self.name}: min_severity must be one of {', '.join(SEVERITY_RANK)}")
         if self.max_attempts < 1 or self.suppress_s < 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
             raise ValueError(f"destination {self.name}: attempts >= 1, suppression >= 0, 0 < backoff <= backoff max")
+        if self.send not in SENDS:
+            raise ValueError(f"destination {self.name}: send must be one of {', '.join(SENDS)}")
         if not (0 < self.timeout_s <= 120 and 1 <= self.in_flight <= 64):
             raise ValueError(f"destination {self.name}: 0 < timeout_s <= 120, 1 <= in_flight <= 64")
 
@@ -56,7 +60,10 @@ def accepts(dest: Destination, finding: dict[str, Any]) -> bool:
 
 
 def suppression_keys(finding: dict[str, Any]) -> list[str]:
-    """One key per (identity, detector) the finding carries."""
+    """One key per (identity, detector) the finding carries; none for an incident (its findings
+    are already one incident, and it pages once)."""
+    if finding.get("class_uid") == INCIDENT_CLASS_UID:
+        return []
     actor = finding["actor"]["user"]["uid"]
     return [f"{actor}\n{d}" for d in detectors_of(finding)]
 

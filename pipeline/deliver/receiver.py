@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aiaudit.pipeline.deliver.formats import DELIVERY_HEADER, WebhookRefused, verify_webhook
+from aiaudit.pipeline.deliver.formats import DELIVERY_HEADER, WebhookRefused, uid_of, verify_webhook
 
 MAX_BODY_BYTES = 1_048_576 + 4096
 
@@ -79,11 +79,11 @@ class WebhookReceiver:
 
     def finding_uids(self) -> set[str]:
         with self._lock:
-            return {r.finding["finding_info"]["uid"] for r in self.received.values()}
+            return {uid_of(r.finding) for r in self.received.values()}
 
     def get(self, finding_uid: str) -> Received | None:
         with self._lock:
-            return next((r for r in self.received.values() if r.finding["finding_info"]["uid"] == finding_uid), None)
+            return next((r for r in self.received.values() if uid_of(r.finding) == finding_uid), None)
 
     def close(self) -> None:
         async def stop() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding
+from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding, uid_of
 
 MAX_DEAD_LETTER_BYTES = 2 * 1_048_576
 MAX_ATTEMPT = 1000  # beyond any destination's max_attempts plus re-drives
@@ -75,7 +75,7 @@ def dead_letter(value: bytes | None, partitions: int) -> tuple[int, dict[str, An
             and type(attempt) is int and 1 <= attempt < MAX_ATTEMPT):
         raise Unreadable("delivery uid, destination or attempt malformed")
     finding = parse_finding(orjson.dumps(doc.get("finding")))
-    if delivery.get("finding_uid") != finding["finding_info"]["uid"]:
+    if delivery.get("finding_uid") != uid_of(finding):
         raise Unreadable("the delivery is not of the finding beside it")
     sig = doc.get("sig")
     if not isinstance(sig, dict):  # the agent checks it again before it sends anything
@@ -99,7 +99,7 @@ def plan_redrives(values: Iterable[bytes | None], partitions: int, *, now: float
             continue
         if destination is not None and delivery["destination"] != destination:
             continue
-        if finding_uid is not None and finding["finding_info"]["uid"] != finding_uid:
+        if finding_uid is not None and uid_of(finding) != finding_uid:
             continue
         uid = delivery["delivery_uid"]
         if uid in newest:

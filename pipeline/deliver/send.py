@@ -22,6 +22,7 @@ from aiaudit.pipeline.deliver.formats import (
     octet_counted,
     splunk_hec_body,
     syslog_message,
+    uid_of,
     webhook_request,
 )
 from aiaudit.pipeline.deliver.policy import DeliveryRecord, Destination, Outcome, delivery_uid
@@ -47,10 +48,10 @@ class Target:
 async def send(session: aiohttp.ClientSession, target: Target, finding: dict[str, Any], *, attempt: int,
                now: float) -> DeliveryRecord:
     dest = target.destination
-    uid = delivery_uid(dest, finding["finding_info"]["uid"])
+    uid = delivery_uid(dest, uid_of(finding))
 
     def record(outcome: Outcome, status: str, response: str) -> DeliveryRecord:
-        return DeliveryRecord(uid, finding["finding_info"]["uid"], dest.name, outcome, attempt, now, status, response)
+        return DeliveryRecord(uid, uid_of(finding), dest.name, outcome, attempt, now, status, response)
 
     try:
         if dest.kind == "syslog":

@@ -174,7 +174,7 @@ def _renamed(ev: dict[str, Any], run: str) -> dict[str, Any]:
 def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
     scoring worker, inject misuse, deliver the findings to a local webhook receiver (the delivery
-    agent), and work the alert it raises: the security operations path."""
+    agent) as incidents, and work the top incident: the security operations path."""
     import os
     import secrets
 
@@ -186,10 +186,10 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     from aiaudit.pipeline.keys import load_signer
     from aiaudit.pipeline.ops.labelled import emit_all
     from aiaudit.pipeline.ops.progress import scoring_done
-    from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
+    from aiaudit.pipeline.query.alerts import list_alerts
     from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 
-    step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the alert worked")
+    step("Anomaly monitoring: a model trained on the chained traffic, misuse injected, the top incident worked")
     started = datetime.now(timezone.utc)
     # Two weeks of a small team's habits (the model learns weekdays, nights and runs from them), a day of misuse.
     baseline, live = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
@@ -221,11 +221,12 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     destinations = log_dir / "destinations.yaml"
     destinations.write_text(yaml.safe_dump({"destinations": [
         {"name": "soc-webhook", "kind": "webhook", "url": receiver.url, "secret_env": "AIAUDIT_DEMO_WEBHOOK_KEY",
-         "min_severity": "high", "suppress_s": 900}]}))
+         "send": "incidents"}]}))
     workers.append(start_worker("deliver", log_file=log_dir / "deliver.log", env={
         **os.environ, "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(destinations), "AIAUDIT_DEMO_WEBHOOK_KEY": key}))
-    print(f"  delivery agent: high and critical findings to a webhook receiver at {receiver.url} "
-          f"(HMAC-signed, one per identity and detector per 15 min; {destinations})")
+    print(f"  delivery agent: each incident's page, once, within the daily paging budget "
+          f"({settings.deliver.pages_per_day or 'none'}), to a webhook receiver at {receiver.url} (HMAC-signed; "
+          f"{destinations})")
     misuse = sum(label != "normal" for _, label in live)
     sent: list[str] = []
     emit_all(settings, [ev for ev, _ in live], f"demo-live-{run}", versions, new_ids=True, ids=sent)
@@ -238,49 +239,78 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
             print(f"  the scoring worker did not finish within 240s (see {log_dir / 'score.log'})")
             return
         time.sleep(2)
-    wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings, into ClickHouse
+    wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings and incidents, into ClickHouse
     client = store.connect(settings, must_exist=True)  # the sink holds the store: read through it
     every = list_alerts(client, settings, since=started, limit=100_000)
     alerts = [a for a in every if a["event_id"] in label_of]
     caught = {a["event_id"] for a in alerts if label_of[a["event_id"]] != "normal"}
-    print(f"  the live day: alerts on {len(caught)} of its {misuse} misuse events and on "
+    print(f"  the live day: findings on {len(caught)} of its {misuse} misuse events and on "
           f"{len(alerts) - len(caught)} of its {len(live) - misuse} normal ones (model {version}, rules {RULES_VERSION})")
-    for scope, rows in (("  by detector, the live day", alerts),
-                        ("  the rest of this demo's traffic (its synthetic load, far from its identities' habits)",
-                         [a for a in every if a["event_id"] not in label_of])):
-        by_detector: dict[str, int] = {}
-        for a in rows:
-            for name in filter(None, a["detectors"].split(",")):
-                by_detector[name] = by_detector.get(name, 0) + 1
-        print(f"{scope}: {len(rows)} alert(s): "
-              + ", ".join(f"{k} {v}" for k, v in sorted(by_detector.items(), key=lambda kv: -kv[1])))
+    _incidents_report(settings, client, live, receiver, log_dir)
+
+
+def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str, Any], str]], receiver: Any,
+                      log_dir: Path) -> None:
+    """What the security analyst sees of the live day: incidents, not findings; the pages the
+    budget let through; the top incident delivered, acknowledged and its history."""
+    from aiaudit.detectors.features import event_time
+    from aiaudit.pipeline.query.incidents import incident_history, list_incidents, set_incident_status
+
+    people = {ev["actor"]["id"] for ev, _ in live}
+    misusers = {ev["actor"]["id"] for ev, label in live if label != "normal"}
+    normal = sum(label == "normal" for _, label in live)
+    incidents = [i for i in list_incidents(client, settings, limit=100_000) if i["identity"] in people]
+    asked = [i for i in incidents if i["page_asked"]]
+    false_pages = [i for i in asked if not _covers_misuse(i, live, event_time)]
+    misuse_covered = sum(1 for ev, label in live if label != "normal" and any(
+        i["identity"] == ev["actor"]["id"] and _within(i, event_time(ev)) for i in asked))
+    print(f"  the live day as incidents: {len(incidents)} incident(s) of {len(people)} identities "
+          f"({len(misusers)} of them misusing); {len(asked)} asked for their page, {len(false_pages)} of them on "
+          f"normal traffic ({1000 * len(false_pages) / max(1, normal):.2f} per 1,000 normal events); "
+          f"{misuse_covered} of {sum(label != 'normal' for _, label in live)} misuse events covered by a paged incident")
     rank = {"critical": 0, "high": 1, "medium": 2}
-    for a in sorted(alerts, key=lambda a: (rank.get(a["severity"], 3), -a["score"]))[:4]:
-        print(f"    {a['severity']:<8} {a['actor_id']:<24} {a['origin']}#{a['seq']}  {str(a['explanation'])[:80]}")
-    if not alerts:
+    for i in sorted(asked, key=lambda i: (rank.get(i["severity"], 3), -i["findings"]))[:4]:
+        print(f"    {i['severity']:<8} {i['family']:<13} {i['identity']:<28} {i['findings']:>4} finding(s)  {i['uid']}")
+    if not asked:
         return
-    top = min(alerts, key=lambda a: (rank.get(a["severity"], 3), -a["score"]))
     deadline = time.monotonic() + 90
-    while receiver.get(top["finding_uid"]) is None and time.monotonic() < deadline:
-        time.sleep(1)
-    got = receiver.get(top["finding_uid"])
+    got = None
+    while got is None and time.monotonic() < deadline:  # the top incident the budget let through
+        got = next((receiver.get(i["uid"]) for i in sorted(asked, key=lambda i: (rank.get(i["severity"], 3),
+                                                                                   -i["findings"]))
+                    if receiver.get(i["uid"]) is not None), None)
+        if got is None:
+            time.sleep(1)
     if got is None:
-        print(f"  the top alert did not reach the webhook receiver within 90s (see {log_dir / 'deliver.log'})")
-    else:
-        chain = got.finding["unmapped"]["chain"]
-        print(f"  the webhook receiver has {len(receiver.received)} finding(s) so far (signatures verified; "
-              f"{receiver.repeats} repeat(s) dropped by delivery id, {len(receiver.refused)} refused), among them "
-              f"the top alert, whole: {got.finding['severity']} {got.finding['actor']['user']['uid']}, record "
-              f"{chain['origin']}#{chain['seq']}, delivery {got.delivery[:12]}…")
-    set_status(settings, top["finding_uid"], "acknowledged", by="soc-analyst", note="looking into it", client=client)
-    print(f"  aiaudit alerts ack {top['finding_uid']} --by soc-analyst  (sent as an event while the sink runs)")
+        print(f"  no page reached the webhook receiver within 90s (see {log_dir / 'deliver.log'})")
+        return
+    top = next(i for i in asked if i["uid"] == got.finding["finding_info_list"][0]["uid"])
+    print(f"  the webhook receiver has {len(receiver.received)} page(s) (signatures verified; {receiver.repeats} "
+          f"repeat(s) dropped by delivery id, {len(receiver.refused)} refused), among them the top incident, whole: "
+          f"{got.finding['severity']} {top['family']} of {top['identity']}, {top['findings']} finding(s), latest record "
+          f"{got.finding['unmapped']['chain']['origin']}#{got.finding['unmapped']['chain']['seq']}")
+    set_incident_status(settings, top["uid"], "acknowledged", by="soc-analyst", note="calling the owner", client=client)
+    print(f"  aiaudit incidents ack {top['uid']} --by soc-analyst  (sent as an event while the sink runs)")
     deadline = time.monotonic() + 30
-    history = status_history(client, settings, top["finding_uid"])
-    while len(history) < 2 + (got is not None) and time.monotonic() < deadline:
+    history = incident_history(client, settings, top["uid"])
+    while not any(h["status"] == "acknowledged" for h in history) and time.monotonic() < deadline:
         time.sleep(1)
-        history = status_history(client, settings, top["finding_uid"])
+        history = incident_history(client, settings, top["uid"])
+    print(f"  aiaudit incidents history {top['uid']}")
     for h in history:
-        print(f"    {h['at']:%H:%M:%S} {h['status']:<13} {h['actor']:<20} {str(h['note'])[:60]}")
+        print(f"    {h['at']:%H:%M:%S} {h['status']:<15} {h['actor']:<16} {str(h['note'])[:70]}")
+
+
+def _within(incident: dict[str, Any], t: float) -> bool:
+    start, end = incident["window_start"], incident["last_seen"]
+    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+    return bool(start.timestamp() - 1e-3 <= t <= end.timestamp() + 1e-3)
+
+
+def _covers_misuse(incident: dict[str, Any], live: list[tuple[dict[str, Any], str]], event_time: Any) -> bool:
+    return any(label != "normal" and ev["actor"]["id"] == incident["identity"] and _within(incident, event_time(ev))
+               for ev, label in live)
 
 
 def _with_emitter_key(settings: Settings) -> Settings:

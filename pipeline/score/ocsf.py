@@ -8,6 +8,7 @@ its version and explanation; each rule, with its version and reason) says why.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from typing import Any
 
 from aiaudit.detectors.rules import RULES_VERSION, RuleHit
@@ -84,3 +85,67 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
             "detections": detections,
         },
     }
+
+
+INCIDENT_CLASS_UID = 2005  # Incident Finding
+INCIDENT_ACTIVITY = {"create": (1, "Create"), "update": (2, "Update"), "close": (3, "Close")}
+INCIDENT_STATUS = {"create": (1, "New"), "update": (1, "New"), "close": (5, "Closed")}
+PRIORITY_ID = {"medium": 2, "high": 3, "critical": 4}
+
+
+def _ms(t: float) -> int:
+    return int(round(t * 1000))
+
+
+def incident_finding(*, incident: Any, activity: str, page: bool, last: dict[str, Any], detected_at_ms: int,
+                     rules_version: str, model_version: str) -> dict[str, Any]:
+    """One incident update as an OCSF Incident Finding (class 2005): what it is about (identity,
+    family, severity, its detectors and how often each fired), the span of the evidence behind it
+    (start_time: where the first rule's window began; end_time: its latest finding), the records
+    (chain coordinates) of its first findings and of the latest (`unmapped.chain`), and whether
+    this update asks for its page (`is_alert`). `incident` is a detectors.incidents.Incident;
+    `last` the latest finding that changed it (an OCSF Detection Finding)."""
+    activity_id, activity_name = INCIDENT_ACTIVITY[activity]
+    status_id, status = INCIDENT_STATUS[activity]
+    family = incident.family.replace("_", " ")
+    fired = ", ".join(f"{name} ×{n}" for name, n in sorted(incident.detectors.items(), key=lambda kv: -kv[1]))
+    title = f"AI {family} incident: {incident.identity}"
+    desc = (f"{incident.findings} finding(s) of {incident.identity} ({fired}) between "
+            f"{_iso(incident.window_start)} and {_iso(incident.last_seen)}; highest {incident.severity}"
+            f"{'' if incident.rule_severity else ' (the model alone: a lead, not a page)'}")
+    info = {"uid": incident.uid, "title": title, "desc": desc, "types": [f"AI {family}"],
+            "first_seen_time": _ms(incident.opened_at), "last_seen_time": _ms(incident.last_seen),
+            "data_sources": ["aiaudit evidence chain"],
+            "analytic": {"name": "aiaudit incident grouping", "type_id": 1, "type": "Rule", "version": rules_version},
+            "related_events_count": incident.findings}
+    return {
+        "class_uid": INCIDENT_CLASS_UID, "class_name": "Incident Finding", "category_uid": CATEGORY_UID,
+        "category_name": "Findings", "activity_id": activity_id, "activity_name": activity_name,
+        "type_uid": INCIDENT_CLASS_UID * 100 + activity_id, "time": detected_at_ms,
+        "severity_id": SEVERITY_ID[incident.severity], "severity": incident.severity.capitalize(),
+        "status_id": status_id, "status": status, "priority_id": PRIORITY_ID[incident.severity],
+        "priority": incident.severity.capitalize(), "is_alert": page,
+        "start_time": _ms(incident.window_start), "end_time": _ms(incident.last_seen),
+        "desc": desc,
+        "metadata": {"version": OCSF_VERSION, "product": {"name": "aiaudit", "vendor_name": "aiaudit"},
+                     "uid": f"{incident.uid}:{incident.findings}:{activity}", "profiles": ["incident"]},
+        "finding_info_list": [info],
+        "actor": {"user": {"uid": incident.identity, "type": last["actor"]["user"].get("type")}},
+        "unmapped": {
+            "incident": {"uid": incident.uid, "identity": incident.identity, "family": incident.family,
+                         "findings": incident.findings, "detectors": dict(incident.detectors),
+                         "records": list(incident.records), "previous": incident.previous,
+                         "rule_severity": incident.rule_severity, "score": round(incident.score, 6),
+                         "opened_at": _iso(incident.opened_at), "window_start": _iso(incident.window_start),
+                         "last_seen": _iso(incident.last_seen)},
+            "page": page,
+            "chain": last["unmapped"]["chain"], "route": last["unmapped"].get("route"),
+            "score": round(incident.score, 6), "model_version": model_version,
+            "detections": [{"detector": name} for name in sorted(incident.detectors)],
+            "last_finding": last["finding_info"]["uid"],
+        },
+    }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

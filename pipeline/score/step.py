@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from aiaudit.detectors.features import IdentityState, event_time, extract, observe
+from aiaudit.detectors.incidents import MODEL
 from aiaudit.detectors.model import Scorer, model_on_scale
 from aiaudit.detectors.rules import RuleConfig, check
-from aiaudit.detectors.severity import finding_score, severity_for
+from aiaudit.detectors.severity import RULE_SCORE, finding_score, severity_for
 from aiaudit.pipeline.chain.record import Record, parse_payload
 from aiaudit.pipeline.score.ocsf import detection_finding
 
@@ -33,6 +34,8 @@ class Scored:
     severity: str | None
     model_version: str
     finding: dict[str, Any] | None
+    at: float = 0.0  # the event's own time (epoch seconds)
+    detectors: tuple[tuple[str, float], ...] = ()  # what fired on it, each with its score on the one scale
 
     def row(self) -> dict[str, Any]:
         return {"origin": self.origin, "seq": self.seq, "leaf_hash": self.leaf_hash, "actor_id": self.actor_id,
@@ -70,7 +73,7 @@ def copy_state(state: IdentityState) -> IdentityState:
                          list(state.hours), list(state.levels), state.seen, dict(state.routes), list(state.weekdays),
                          state.active_hours, state.last_seen, state.gap_before_run, state.denied_total,
                          state.prompt_log_sum, state.response_log_sum, state.first_seen, state.days_active,
-                         state.day_count, dict(state.vendor_since))
+                         state.day_count, dict(state.vendor_since), dict(state.incidents))
 
 
 def _parsed(records: Sequence[Record], skip_unreadable: bool) -> tuple[list[Record], list[dict[str, Any]]]:
@@ -104,7 +107,7 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
     if not records:
         return []
     rules = rules or DEFAULT_RULES
-    vectors, hits, learning = [], [], []
+    vectors, hits, learning, times = [], [], [], []
     for obj in parsed:
         event = obj["event"]
         actor = event["actor"]["id"]
@@ -112,6 +115,7 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
         vector = extract(event, state)
         vectors.append(vector)
         now = event_time(event)
+        times.append(now)
         hits.append(check(event, state, rules, now, scorer_since=scorer_since))
         learning.append(rules.learning(state, now))
         observe(event, state)
@@ -119,14 +123,18 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
     X = np.array(vectors)
     scores = detector.score(X)
     out = []
-    for rec, obj, x, raw, rule_hits, new in zip(records, parsed, X, scores, hits, learning):
+    for rec, obj, x, raw, rule_hits, new, at in zip(records, parsed, X, scores, hits, learning, times):
         # One scale for every detector (detectors/severity.py): the severity follows from the score.
         on_scale, explanation = model_on_scale(detector, float(raw), x, new)
         model_severity = severity_for(on_scale)
         score = finding_score(on_scale, [h.severity for h in rule_hits])
         severity = severity_for(score)
         finding = None
+        fired: tuple[tuple[str, float], ...] = ()
         if severity is not None:
+            # rules first (a rule names the family when it ties with the model), as the evaluation groups them
+            fired = tuple((h.rule, RULE_SCORE[h.severity]) for h in rule_hits) + \
+                tuple([(MODEL, on_scale)] if model_severity else [])
             finding = detection_finding(origin=rec.origin, seq=rec.seq, leaf_hash=rec.leaf_hash, event=obj["event"],
                                         score=score, severity=severity, model_severity=model_severity,
                                         explanation=explanation,
@@ -134,5 +142,5 @@ def score_records(records: Sequence[Record], states: MutableMapping[str, Identit
                                         detected_at_ms=detected_at_ms, model_score=float(raw),
                                         rules_version=rules.version)
         out.append(Scored(rec.origin, rec.seq, rec.leaf_hash, obj["event"]["actor"]["id"], obj["ts"], score,
-                          severity, detector.version, finding))
+                          severity, detector.version, finding, at, fired))
     return out

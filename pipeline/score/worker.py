@@ -3,7 +3,8 @@
 Modelled on the chain worker. It reads the chain read_committed in large batches, runs the pure
 step (pipeline/score/step.py) on each partition's batch, and writes in one Kafka transaction:
 the batch's scores (JSON arrays) to the scores topic, its findings (OCSF Detection Findings) to
-the alerts topic, the changed identity states to the compacted state topic, and the input
+the alerts topic, the incident updates they make (pipeline/score/incidents.py; OCSF Incident
+Findings) to the incidents topic, the changed identity states to the compacted state topic, and the input
 offset. A kill -9 at any moment leaves all of a batch or none of it; the transactional id is
 per chain partition, so a restarted worker or the next owner after a rebalance fences the old
 writer. A partition's transaction runs on a small writer pool while the next partition is
@@ -51,7 +52,9 @@ from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
 from aiaudit.pipeline.score.finding_signature import HEADER as FINDING_HEADER
 from aiaudit.pipeline.score.finding_signature import header_value, sign_finding
+from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.models import RULES_ONLY, Promoted
+from aiaudit.pipeline.score.ocsf import incident_finding
 from aiaudit.pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import promotions
@@ -83,6 +86,7 @@ class Batch:
     scored: list[Scored]
     next_offset: int
     model: str
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # its incident updates (OCSF Incident Findings)
     promotion: tuple[tuple[str, str], dict[str, Any]] | None = None  # recorded with this batch: (key, message)
     handed_over: int = 0  # the order in which batches went to the writer pool
 
@@ -207,9 +211,13 @@ class ScoreWorker:
 
     def _score(self, part: PartitionScorer, msgs: list[Message], detector: Scorer, now_ms: int) -> Batch:
         local = BatchStates(part.states)  # the batch's changes; the held states change only on commit
-        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=self.rules(),
+        rules = self.rules()
+        scored = score_records(self._records(part, msgs), local, detector, detected_at_ms=now_ms, rules=rules,
                                skip_unreadable=True, scorer_since=part.since)
-        return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version)
+        incidents = [incident_finding(incident=u.incident, activity=u.activity, page=u.page, last=u.last.finding or {},
+                                      detected_at_ms=now_ms, rules_version=rules.version, model_version=detector.version)
+                     for u in group(scored, local)]
+        return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version, incidents)
 
     def _write(self, batch: Batch, group: object) -> KafkaError | None:
         """One partition's transaction: scores, findings, changed states and the input offset.
@@ -226,6 +234,11 @@ class ScoreWorker:
                     signature = header_value(sign_finding(s.finding, self.finding_key))
                     producer.produce(k.alerts_topic, key=s.actor_id.encode(), value=orjson.dumps(s.finding),
                                      headers=[(FINDING_HEADER, signature)])
+            org = self.settings.chain.org.encode()  # an organisation's incidents in one partition (its pager)
+            for incident in batch.incidents:
+                signature = header_value(sign_finding(incident, self.finding_key))
+                producer.produce(k.incidents_topic, key=org, value=orjson.dumps(incident),
+                                 headers=[(FINDING_HEADER, signature)])
             if batch.promotion is not None:
                 producer.produce(k.model_promotions_topic, key=batch.promotion[0][0].encode(),
                                  value=orjson.dumps(batch.promotion[1]))

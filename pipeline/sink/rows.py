@@ -24,6 +24,7 @@ from aiaudit.pipeline.store import (
     dead_letters,
     deliveries,
     evidence,
+    incidents,
     policies,
     promotions,
 )
@@ -56,6 +57,7 @@ def sink_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.dead_letter_topic, names.DEAD_LETTER_TABLE, dead_letters.COLUMNS),
         SinkTopic(k.scores_topic, names.SCORES_TABLE, alerts.SCORE_COLUMNS),
         SinkTopic(k.alerts_topic, names.ALERTS_TABLE, alerts.ALERT_COLUMNS),
+        SinkTopic(k.incidents_topic, names.INCIDENTS_TABLE, incidents.COLUMNS),
         SinkTopic(k.alert_status_topic, names.ALERT_STATUS_TABLE, alerts.STATUS_COLUMNS),
         SinkTopic(k.policies_topic, names.POLICIES_TABLE, policies.COLUMNS),
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
@@ -86,6 +88,7 @@ def _parsers(k: KafkaSettings) -> dict[str, Callable[[Consumed, bytes], list[lis
         k.dead_letter_topic: _dead_letter,
         k.scores_topic: lambda _m, v: [alerts.score_row(r) for r in orjson.loads(v)],  # one array per scored batch
         k.alerts_topic: lambda _m, v: [alerts.alert_row(orjson.loads(v), v)],
+        k.incidents_topic: lambda _m, v: [incidents.row(orjson.loads(v), v)],
         k.alert_status_topic: lambda _m, v: [alerts.status_row_of(orjson.loads(v))],
         k.policies_topic: lambda _m, v: [policies.row(orjson.loads(v))],
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],

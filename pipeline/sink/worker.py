@@ -1,6 +1,6 @@
 """The sink worker (Kafka -> ClickHouse edge): batched inserts, offsets committed after.
 
-Reads the chain, dead-letter, scores, alerts, policies and content topics with read_committed (so aborted chain
+Reads the chain, dead-letter, scores, alerts, incidents, policies and content topics with read_committed (so aborted chain
 transactions never reach ClickHouse), inserts a batch of rows per table, then commits the
 offsets. A crash between insert and commit redelivers the batch: the evidence table may then
 hold exact duplicate rows, which every query and the verifier collapse (invariant 5).

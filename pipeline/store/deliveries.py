@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 COLUMNS = ("delivery_uid", "finding_uid", "destination", "outcome", "attempt", "at", "status", "response", "detail")
-OUTCOMES = ("delivered", "failed", "suppressed", "dead_lettered")
+OUTCOMES = ("delivered", "failed", "suppressed", "dead_lettered", "held")  # held: by the paging budget
 
 
 def row(obj: dict[str, Any]) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -63,6 +64,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, dict):
             for k, v in value.items():
                 put(f"{prefix}__{k.upper()}", v)
+        elif isinstance(value, list):  # pydantic-settings reads a list as JSON
+            env[prefix] = json.dumps([str(v) for v in value])
         elif value is not None:
             env[prefix] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 

@@ -154,11 +154,11 @@ def test_findings_reach_the_receiver_once_through_kill9_with_retries_suppression
     dest_file = tmp_path / "destinations.yaml"
     dest_file.write_text(f"""
 destinations:
-  - {{name: soc, kind: webhook, url: "{base}/soc", secret_env: DELIVER_TEST_KEY, suppress_s: {SUPPRESS_S},
+  - {{name: soc, kind: webhook, send: findings, url: "{base}/soc", secret_env: DELIVER_TEST_KEY, suppress_s: {SUPPRESS_S},
       backoff_s: 0.2, backoff_max_s: 1}}
-  - {{name: flaky, kind: webhook, url: "{base}/flaky", secret_env: DELIVER_TEST_KEY, min_severity: high,
+  - {{name: flaky, kind: webhook, send: findings, url: "{base}/flaky", secret_env: DELIVER_TEST_KEY, min_severity: high,
       suppress_s: 0, backoff_s: 0.3, backoff_max_s: 1}}
-  - {{name: down, kind: webhook, url: "http://127.0.0.1:{closed}/x", secret_env: DELIVER_TEST_KEY,
+  - {{name: down, kind: webhook, send: findings, url: "http://127.0.0.1:{closed}/x", secret_env: DELIVER_TEST_KEY,
       detectors: [denial_burst], suppress_s: 0, max_attempts: 2, backoff_s: 0.1, backoff_max_s: 0.2}}
 """)
     env = {**settings_env(settings), "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(dest_file), "DELIVER_TEST_KEY": SECRET}
@@ -324,9 +324,9 @@ def test_a_destination_that_never_answers_delays_no_other(settings, tmp_path: Pa
     dest_file = tmp_path / "destinations.yaml"
     dest_file.write_text(f"""
 destinations:
-  - {{name: hung, kind: webhook, url: "http://127.0.0.1:{silent.port}/x", secret_env: DELIVER_TEST_KEY,
+  - {{name: hung, kind: webhook, send: findings, url: "http://127.0.0.1:{silent.port}/x", secret_env: DELIVER_TEST_KEY,
       suppress_s: 0, timeout_s: 60, in_flight: 1}}
-  - {{name: soc, kind: webhook, url: "http://127.0.0.1:{receiver.port}/soc", secret_env: DELIVER_TEST_KEY,
+  - {{name: soc, kind: webhook, send: findings, url: "http://127.0.0.1:{receiver.port}/soc", secret_env: DELIVER_TEST_KEY,
       suppress_s: 0}}
 """)
     env = {**settings_env(settings), "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(dest_file), "DELIVER_TEST_KEY": SECRET}

@@ -41,7 +41,7 @@ def test_the_delivery_agent_rides_out_a_broker_outage_and_loses_no_finding(broke
     dest_file = tmp_path / "destinations.yaml"
     dest_file.write_text(f"""
 destinations:
-  - {{name: soc, kind: webhook, url: "http://127.0.0.1:{receiver.port}/soc", secret_env: DELIVER_TEST_KEY,
+  - {{name: soc, kind: webhook, send: findings, url: "http://127.0.0.1:{receiver.port}/soc", secret_env: DELIVER_TEST_KEY,
       suppress_s: 0, backoff_s: 0.2, backoff_max_s: 1}}
 """)
     env = {**settings_env(settings), "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(dest_file), "DELIVER_TEST_KEY": SECRET}

@@ -37,9 +37,9 @@ def test_dead_letters_are_redriven_once_each_when_their_destination_answers_agai
     dest_file = tmp_path / "destinations.yaml"
     dest_file.write_text(f"""
 destinations:
-  - {{name: down, kind: webhook, url: "http://127.0.0.1:{down_port}/x", secret_env: DELIVER_TEST_KEY,
+  - {{name: down, kind: webhook, send: findings, url: "http://127.0.0.1:{down_port}/x", secret_env: DELIVER_TEST_KEY,
       suppress_s: 0, max_attempts: 2, backoff_s: 0.1, backoff_max_s: 0.2}}
-  - {{name: up, kind: webhook, url: "http://127.0.0.1:{up.port}/up", secret_env: DELIVER_TEST_KEY, suppress_s: 0}}
+  - {{name: up, kind: webhook, send: findings, url: "http://127.0.0.1:{up.port}/up", secret_env: DELIVER_TEST_KEY, suppress_s: 0}}
 """)
     env = {**settings_env(settings), "AIAUDIT_DELIVER__DESTINATIONS_FILE": str(dest_file), "DELIVER_TEST_KEY": SECRET}
     logs = tmp_path / "deliver.log"

@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 from aiaudit.pipeline import store
 from aiaudit.pipeline.gateway.policy import bundle_message, parse_policy
 from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.store import incidents
 from tests.integration.support import ChainWorkers, emit_synthetic, settings_env, sink_until_drained
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,8 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append(str(tmp / f"witness-{len(list(tmp.iterdir()))}.key"))
         elif prev.startswith("--") and prev in VALUES:
             out.append(_value(prev, w, facts))
+        elif w == "UID" and words[0] == "incidents":
+            out.append(facts["incident"])
         elif w in ("UID", "3f0c…"):
             out.append(facts["uid"])
         elif w in ("FILE", "F") and prev == "--export":
@@ -214,6 +217,9 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
                                            "m1", finding] for i in range(3)],
                  ("finding_uid", "detected_at", "severity", "actor_id", "origin", "seq", "leaf_hash", "score",
                   "model_version", "finding"))
+    incident = _incident(origin)
+    raw_incident = orjson.dumps(incident)
+    store.insert(client, f"{db}.incidents", [incidents.row(incident, raw_incident)], incidents.COLUMNS)
     client.close()
     env = settings_env(settings)
 
@@ -233,7 +239,7 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     jwk.write_text(made.stdout.strip().splitlines()[-1])
     registered = aiaudit("keys", "emitter", "new", "docs-retiring")
     kid = registered.stdout.split()[3]
-    facts = {"uid": "docs-uid-0", "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
+    facts = {"uid": "docs-uid-0", "incident": incident["finding_info_list"][0]["uid"], "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
              "origin": str(origin), "size": str(size), "policy_version": policy.version,
              "policy_file": str(policy_file), "db": db, "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -257,6 +263,8 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
             continue
         if argv[:1] == ["alerts"] and len(argv) == 2 and argv[1] in ("ack", "resolve", "reopen", "history"):
             argv += [facts["uid"]] + (["--by", "docs-test"] if argv[1] != "history" else [])
+        if argv[:1] == ["incidents"] and len(argv) == 2 and argv[1] in ("show", "ack", "resolve", "reopen", "history"):
+            argv += [facts["incident"]] + (["--by", "docs-test"] if argv[1] not in ("show", "history") else [])
         ran += 1
         if argv[:3] == ["keys", "operator", "new"]:  # one exists already (it sealed the export): a new folder
             env["AIAUDIT_SIGNING__OPERATOR_KEY_FILE"] = str(tmp / "operator-new" / "operator.key")
@@ -268,6 +276,23 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     assert ran >= 40, (ran, sorted(skipped))
     assert not failures, "\n".join(failures)
     assert set(NOT_RUN) - skipped == set(), f"NOT_RUN lists commands the docs no longer show: {set(NOT_RUN) - skipped}"
+
+
+def _incident(origin: str) -> dict:
+    """An incident of bob's three request bursts, as the scoring worker writes it."""
+    from aiaudit.detectors.features import IdentityState
+    from aiaudit.pipeline.score.incidents import group
+    from aiaudit.pipeline.score.ocsf import incident_finding
+    from aiaudit.pipeline.score.step import Scored
+
+    at = (datetime.now(UTC) - timedelta(minutes=5)).timestamp()
+    finding = {"actor": {"user": {"uid": "bob@acme.example", "type": "workforce"}}, "finding_info": {"uid": "docs-uid-0"},
+               "unmapped": {"chain": {"origin": origin, "seq": 0, "leaf_hash": "00"}, "route": "chat"}}
+    scored = [Scored(origin, i, "00", "bob@acme.example", "", 0.8, "high", "m1", finding, at + i,
+                     (("request_burst", 0.8),)) for i in range(3)]
+    (u,) = group(scored, {"bob@acme.example": IdentityState()})
+    return incident_finding(incident=u.incident, activity=u.activity, page=u.page, last=finding,
+                            detected_at_ms=int(at * 1000), rules_version="rules-2", model_version="m1")
 
 
 def _probe_worker(role: str, env: dict[str, str], tmp: Path) -> str | None:

@@ -21,6 +21,8 @@ from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.ops.labelled import emit_all
 from aiaudit.pipeline.ops.progress import scoring_done
 from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
+from aiaudit.pipeline.query.incidents import incident_history, list_incidents, set_incident_status
+from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 from aiaudit.pipeline.score.step import score_records
 from aiaudit.pipeline.store.filters import Filters
@@ -123,6 +125,25 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     resolved = list_alerts(client, settings, status="resolved")
     assert [r["finding_uid"] for r in resolved] == [uid] and resolved[0]["status_by"] == "soc-analyst-1"
     assert len(list_alerts(client, settings, status="open", limit=1000)) == len(listed) - 1
+
+    # The findings are grouped into incidents, one per identity and family (until a quiet time):
+    # far fewer than the findings, each counting the findings it holds; the analyst works those.
+    incidents = list_incidents(client, settings, limit=1000)
+    assert 0 < len(incidents) < len(listed) and len({i["uid"] for i in incidents}) == len(incidents)
+    assert sum(i["findings"] for i in incidents) == len(listed)  # every finding in exactly one incident
+    exfil_ids = {ev["actor"]["id"] for ev, label in test if label == "exfil_burst"}
+    top = next(i for i in incidents if i["identity"] in exfil_ids and i["page_asked"])
+    cli = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "incidents", "show", top["uid"]],
+                         capture_output=True, text=True, env=settings_env(settings), timeout=120)
+    assert cli.returncode == 0 and top["identity"] in cli.stdout and "evidence from" in cli.stdout, cli.stderr[-2000:]
+    set_incident_status(settings, top["uid"], "acknowledged", by="soc-analyst-2", note="calling the owner",
+                        client=client)
+    with pytest.raises(ConfigError, match="not an incident uid"):
+        set_incident_status(settings, "'; DROP TABLE incidents --", "resolved", by="x", client=client)
+    sink_until_drained(settings, client)
+    assert [i["uid"] for i in list_incidents(client, settings, status="acknowledged")] == [top["uid"]]
+    steps = [(h["status"], h["actor"]) for h in incident_history(client, settings, top["uid"])]
+    assert steps[0] == ("opened", "scoring worker") and steps[-1] == ("acknowledged", "soc-analyst-2")
 
 
 def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client, tmp_path):
@@ -251,9 +272,26 @@ def test_scores_and_findings_are_exactly_the_pure_steps_through_kill9_and_rebala
     uids = [f["finding_info"]["uid"] for f in findings]
     states: dict = {}
     want = set()
+    want_incidents: dict[str, int] = {}
+    want_pages = set()
     for rec in chain:
         (s,) = score_records([rec], states, detector, detected_at_ms=0)
         if s.finding is not None:
             want.add(s.finding["finding_info"]["uid"])
+        for u in group([s], states):
+            want_incidents[u.incident.uid] = u.incident.findings
+            if u.page:
+                want_pages.add(u.incident.uid)
     assert len(uids) == len(set(uids)), "a finding raised twice"
     assert set(uids) == want and want, "a finding lost (or one the pure step would not raise)"
+    # Incidents (kept in the identity states, written in the same transactions): each as the pure
+    # step groups the whole chain, and each page asked for exactly once.
+    got: dict[str, int] = {}
+    pages: dict[str, int] = {}
+    for m in read_topic(settings, settings.kafka.incidents_topic):
+        inc = json.loads(m.value())
+        uid = inc["unmapped"]["incident"]["uid"]
+        got[uid] = max(got.get(uid, 0), inc["unmapped"]["incident"]["findings"])
+        pages[uid] = pages.get(uid, 0) + bool(inc["unmapped"]["page"])
+    assert got == want_incidents and want_incidents, "an incident lost, or its findings counted twice"
+    assert {u for u, n in pages.items() if n} == want_pages and max(pages.values()) == 1, "a page asked twice or lost"

@@ -82,9 +82,8 @@ def test_the_wheel_installs_one_import_name_and_no_generic_ones(tmp_path):
     """`pip install aiaudit` adds the `aiaudit` import package and nothing named `pipeline`,
     `schemas`, `detectors` or `infra` that would collide with an application's own modules."""
     import os
-    import venv
-
     import shutil
+    import venv
 
     # Built from a copy of the sources (links kept), so a stale build/ of a working copy cannot leak in.
     src = tmp_path / "src"

@@ -1,9 +1,21 @@
 """Incidents (pure): findings group per identity and family, close after a quiet time, page once,
-and a daily budget holds back pages into a digest except for exempt families."""
+and a daily budget holds back pages into a digest except where an exempt rule fired."""
 
 from __future__ import annotations
 
-from aiaudit.detectors.incidents import QUIET_S, Grouper, Pager, family_of, window_start
+import pytest
+
+from aiaudit.detectors.incidents import (
+    QUIET_S,
+    Grouper,
+    Incident,
+    Pager,
+    family_of,
+    incident_from_dict,
+    incident_to_dict,
+    join,
+    window_start,
+)
 
 T = 1_790_000_000.0  # epoch seconds
 INJ = [("prompt_injection", 0.80)]
@@ -48,16 +60,53 @@ def test_an_incident_pages_when_a_rule_makes_it_high_and_never_on_the_model_alon
     assert both.pages and both.incident.family == "anomaly"  # its highest-scoring detector names the family
 
 
-def test_the_daily_paging_budget_holds_back_pages_into_a_digest_except_exempt_families():
-    g = Grouper(pager=Pager(per_day=2, exempt=frozenset({"data_exposure"})))
+def test_the_daily_paging_budget_holds_back_pages_into_a_digest_except_exempt_rules():
+    g = Grouper(pager=Pager(per_day=4, exempt=frozenset({"sensitive_to_unapproved_vendor"})))
     paged = [g.add(f"user{i}", INJ, "high", 0.80, T + i, f"r{i}").pages for i in range(4)]
-    assert paged == [True, True, False, False]
+    # Half the budget pages at high; after that the bar is critical (the running threshold).
+    assert paged == [True, True, False, False] and g.pager.bar() == "critical"
     held = [i for i in g.incidents() if i.held]
     assert [i.identity for i in held] == ["user2", "user3"] and g.pager.digest == [i.uid for i in held]
+    assert g.add("user6", [("secrets_sent", 0.95)], "critical", 0.95, T + 6, "r6").pages  # critical clears the bar
+    assert g.add("user7", [("secrets_sent", 0.95)], "critical", 0.95, T + 7, "r7").pages  # the budget's last page
+    assert not g.add("user8", [("secrets_sent", 0.95)], "critical", 0.95, T + 8, "r8").pages  # spent
     assert g.add("user9", [("sensitive_to_unapproved_vendor", 0.80)], "high", 0.80, T + 9, "r9").pages  # exempt
-    # A held incident does not page later in the day either; the next day has a fresh budget.
+    # A held incident does not page later in the day either; the next day has a fresh budget, and
+    # the finished day's digest waits to be taken, once.
     assert not g.add("user2", INJ, "high", 0.80, T + 100, "r10").pages
+    digest = list(g.pager.digest)
     assert g.add("user5", INJ, "high", 0.80, T + 86_400, "r11").pages and g.pager.digest == []
+    assert g.pager.take_finished() == [(int(T // 86_400), digest)] and g.pager.take_finished() == []
+
+
+def test_without_a_budget_every_incident_a_rule_makes_high_pages():
+    g = Grouper()
+    assert all(g.add(f"user{i}", INJ, "high", 0.80, T + i, f"r{i}").pages for i in range(50))
+    assert g.pager.digest == [] and g.pager.bar() == "high"
+
+
+def test_the_pager_and_an_incident_survive_their_saved_forms():
+    g = Grouper(pager=Pager(per_day=2))
+    for i in range(3):
+        g.add(f"user{i}", INJ, "high", 0.80, T + i, f"r{i}")
+    again = Pager(per_day=2)
+    again.restore(g.pager.to_dict())
+    assert again == g.pager
+    inc = g.incidents()[0]
+    assert incident_from_dict(incident_to_dict(inc)) == inc
+    bad = incident_to_dict(inc) | {"severity": "catastrophic"}
+    with pytest.raises(ValueError):
+        incident_from_dict(bad)
+
+
+def test_join_keeps_the_identity_open_incidents_in_its_own_mapping_and_says_which_closed():
+    mine: dict[str, Incident] = {}
+    first = join(mine, "alice", INJ, "high", 0.80, T, "r1")
+    assert first.pages and set(mine) == {"injection"}
+    first.incident.paged = True  # the pager took it
+    assert not join(mine, "alice", INJ, "critical", 0.95, T + 5, "r2").pages  # pages once
+    later = join(mine, "alice", INJ, "high", 0.80, T + QUIET_S + 10, "r3")
+    assert later.closed is first.incident and later.incident.previous == first.incident.uid and later.pages
 
 
 def test_families_and_the_windows_behind_a_finding():

@@ -41,10 +41,9 @@ def test_extra_properties_override_the_defaults():
 
 def test_librdkafka_lines_are_filtered_for_transient_retries_and_repeats():
     import logging
+    import uuid
 
     from aiaudit.pipeline.kafka.config import LOG
-
-    import uuid
 
     run = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))  # no line of another test's
 

@@ -81,7 +81,7 @@ def test_an_unreadable_message_becomes_a_dead_letter_kept_whole():
 def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
     topics = sink_topics(K)
     assert [t.topic for t in topics] == [K.chain_topic, K.checkpoints_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
-                                         K.alert_status_topic, K.policies_topic, K.model_promotions_topic,
+                                         K.incidents_topic, K.alert_status_topic, K.policies_topic, K.model_promotions_topic,
                                          K.deliveries_topic, K.content_topic]
     assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
 
