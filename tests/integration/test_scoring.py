@@ -21,7 +21,7 @@ from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.ops.labelled import emit_all
 from aiaudit.pipeline.ops.progress import scoring_done
 from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
-from aiaudit.pipeline.query.incidents import incident_history, list_incidents, set_incident_status
+from aiaudit.pipeline.query.incidents import incident_history, list_incidents, set_incident_status, show_incident
 from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 from aiaudit.pipeline.score.step import score_records
@@ -133,9 +133,9 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     assert sum(i["findings"] for i in incidents) == len(listed)  # every finding in exactly one incident
     exfil_ids = {ev["actor"]["id"] for ev, label in test if label == "exfil_burst"}
     top = next(i for i in incidents if i["identity"] in exfil_ids and i["page_asked"])
-    cli = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "incidents", "show", top["uid"]],
-                         capture_output=True, text=True, env=settings_env(settings), timeout=120)
-    assert cli.returncode == 0 and top["identity"] in cli.stdout and "evidence from" in cli.stdout, cli.stderr[-2000:]
+    shown = show_incident(client, settings, top["uid"])  # (the command itself: test_documented_commands.py)
+    assert shown["incident"]["class_uid"] == 2005 and shown["window_start"] <= shown["last_seen"]
+    assert set(shown["incident"]["unmapped"]["incident"]["records"]) <= {f"{a[1]}#{a[2]}" for a in alerts}
     set_incident_status(settings, top["uid"], "acknowledged", by="soc-analyst-2", note="calling the owner",
                         client=client)
     with pytest.raises(ConfigError, match="not an incident uid"):

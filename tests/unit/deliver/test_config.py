@@ -22,7 +22,7 @@ def test_a_destinations_file_with_every_kind():
          "min_severity": "high", "detectors": ["prompt_injection"], "routes": ["chat"], "suppress_s": 60,
          "max_attempts": 4, "backoff_s": 0.5, "backoff_max_s": 10},
         {"name": "splunk", "kind": "splunk_hec", "url": "https://splunk.example:8088/services/collector/event",
-         "secret_env": "HEC_TOKEN"},
+         "secret_env": "HEC_TOKEN", "send": "findings"},
         {"name": "siem", "kind": "syslog", "host": "siem.example", "tls": True, "ca_file": "/etc/ca.pem"},
         {"name": "chat", "kind": "chat", "url_env": "CHAT_URL"},
         {"name": "local", "kind": "webhook", "url": "http://127.0.0.1:8080/h", "secret_env": "HOOK_KEY"}]}
@@ -33,6 +33,8 @@ def test_a_destinations_file_with_every_kind():
     assert (siem.host, siem.port, siem.tls, str(siem.ca_file)) == ("siem.example", 6514, True, "/etc/ca.pem")
     assert chat.url == ENV["CHAT_URL"] and "x" not in repr(chat).split("hooks")[0]
     assert "k" * 32 not in repr(soc) and local.url.startswith("http://127.0.0.1")
+    # Incidents' pages unless a destination asks for every finding.
+    assert (soc.destination.send, splunk.destination.send) == ("incidents", "findings")
 
 
 @pytest.mark.parametrize("entry, why", [
@@ -54,6 +56,7 @@ def test_a_destinations_file_with_every_kind():
     ({"name": "a", "kind": "chat", "url": "https://x", "detectors": "prompt_injection"}, "detectors"),
     ({"name": "a", "kind": "chat", "url": "https://x", "backoff_s": 10, "backoff_max_s": 5}, "backoff"),
     ({"name": "a", "kind": "syslog"}, "needs `host`"),
+    ({"name": "a", "kind": "chat", "url": "https://x", "send": "everything"}, "send: one of incidents, findings"),
     ({"name": "a", "kind": "syslog", "host": "h", "ca_file": "/ca"}, "only with tls"),
     ({"name": "a", "kind": "syslog", "host": "h", "port": 70000}, "port"),
     ({"name": "a", "kind": "syslog", "host": "h x"}, "host"),
