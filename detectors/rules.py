@@ -142,7 +142,11 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
 
     if not learning and decision in SENT:
         since = state.vendor_since.get(vendor)
-        new_vendor = vendor not in state.vendors or (since is not None and now - since < config.new_vendor_days * DAY_S)
+        # New to an identity with settled habits: first used after its learning period (a vendor taken
+        # up in its first week is one of those habits, not a departure from them).
+        new_vendor = vendor not in state.vendors or (
+            since is not None and now - since < config.new_vendor_days * DAY_S
+            and since - (state.first_seen or 0.0) >= config.learning_days * DAY_S)
         pii = cf.get("prompt_pii_hits", 0)
         above = level > usual_level(state.levels)
         if new_vendor and (above or pii):

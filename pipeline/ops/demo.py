@@ -171,7 +171,8 @@ def _renamed(ev: dict[str, Any], run: str) -> dict[str, Any]:
     return {**ev, "actor": {**actor, "id": tag(actor["id"]), "on_behalf_of": tag(actor.get("on_behalf_of"))}}
 
 
-def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any) -> None:
+def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: str, policy: Any,
+                  load_events: int) -> None:
     """Train a model on the chained traffic (read through the running sink), promote it, score with the
     scoring worker, inject misuse, deliver the findings to a local webhook receiver (the delivery
     agent) as incidents, and work the top incident: the security operations path."""
@@ -246,11 +247,11 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     caught = {a["event_id"] for a in alerts if label_of[a["event_id"]] != "normal"}
     print(f"  the live day: findings on {len(caught)} of its {misuse} misuse events and on "
           f"{len(alerts) - len(caught)} of its {len(live) - misuse} normal ones (model {version}, rules {RULES_VERSION})")
-    _incidents_report(settings, client, live, receiver, log_dir)
+    _incidents_report(settings, client, live, len(baseline), load_events, started, receiver, log_dir)
 
 
-def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str, Any], str]], receiver: Any,
-                      log_dir: Path) -> None:
+def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str, Any], str]], baseline: int,
+                      load_events: int, started: datetime, receiver: Any, log_dir: Path) -> None:
     """What the security analyst sees of the live day: incidents, not findings; the pages the
     budget let through; the top incident delivered, acknowledged and its history."""
     from aiaudit.detectors.features import event_time
@@ -258,16 +259,21 @@ def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str
 
     people = {ev["actor"]["id"] for ev, _ in live}
     misusers = {ev["actor"]["id"] for ev, label in live if label != "normal"}
-    normal = sum(label == "normal" for _, label in live)
-    incidents = [i for i in list_incidents(client, settings, limit=100_000) if i["identity"] in people]
+    normal = baseline + sum(label == "normal" for _, label in live)  # the team's two weeks and its live day
+    scored = list_incidents(client, settings, changed_since=started, limit=100_000)  # scored in this run
+    incidents = [i for i in scored if i["identity"] in people]
     asked = [i for i in incidents if i["page_asked"]]
     false_pages = [i for i in asked if not _covers_misuse(i, live, event_time)]
     misuse_covered = sum(1 for ev, label in live if label != "normal" and any(
         i["identity"] == ev["actor"]["id"] and _within(i, event_time(ev)) for i in asked))
-    print(f"  the live day as incidents: {len(incidents)} incident(s) of {len(people)} identities "
-          f"({len(misusers)} of them misusing); {len(asked)} asked for their page, {len(false_pages)} of them on "
-          f"normal traffic ({1000 * len(false_pages) / max(1, normal):.2f} per 1,000 normal events); "
+    load = [i for i in scored if i["identity"] not in people]
+    print(f"  the team as incidents: {len(incidents)} incident(s) of {len(people)} identities ({len(misusers)} "
+          f"misusing on the live day); {len(asked)} asked for their page, {len(false_pages)} of them on normal "
+          f"traffic ({1000 * len(false_pages) / max(1, normal):.2f} per 1,000 of its {normal} normal events); "
           f"{misuse_covered} of {sum(label != 'normal' for _, label in live)} misuse events covered by a paged incident")
+    load_pages = sum(1 for i in load if i["page_asked"])
+    print(f"  the synthetic load ({load_events} events): {len(load)} incident(s), {load_pages} asked for their page "
+          f"({1000 * load_pages / max(1, load_events):.2f} per 1,000 events)")
     rank = {"critical": 0, "high": 1, "medium": 2}
     for i in sorted(asked, key=lambda i: (rank.get(i["severity"], 3), -i["findings"]))[:4]:
         print(f"    {i['severity']:<8} {i['family']:<13} {i['identity']:<28} {i['findings']:>4} finding(s)  {i['uid']}")
@@ -469,7 +475,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         if not lag.done:
             raise InfraError(f"the pipeline did not drain within 300s; see {log_dir}")
         print(f"  drained {time.monotonic() - t0:.1f}s after the first event")
-        _finding_step(settings, workers, log_dir, run, policies[-1])
+        _finding_step(settings, workers, log_dir, run, policies[-1], events)
         # A chain that went quiet gets its last size signed one checkpoint interval later.
         time.sleep(settings.chain.checkpoint_interval_s + 1.0)
         wait_until_drained(settings, timeout_s=60, poll_s=1.0)

@@ -32,10 +32,10 @@ def _uid(uid: str) -> str:
 def list_incidents(client: Client, settings: Settings, *, identity: str | None = None, family: str | None = None,
                    severity: str | None = None, status: str | None = None, paged: bool | None = None,
                    since: datetime | None = None, until: datetime | None = None,
-                   limit: int = 100) -> list[dict[str, Any]]:
+                   changed_since: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
     sql, params = incidents.select_incidents(store.database(settings), identity=identity, family=family,
                                              severity=severity, status=status, paged=paged, since=since,
-                                             until=until, limit=limit)
+                                             until=until, changed_since=changed_since, limit=limit)
     names, rows = store.query_rows(client, sql, params)
     return [dict(zip(names, row)) for row in rows]
 

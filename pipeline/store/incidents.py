@@ -56,7 +56,7 @@ def _current(db: str) -> str:
            i.last_seen AS last_seen, i.previous AS previous, p.paged AS page_asked,
            if(s.n = 0, 'open', s.last_status) AS status,
            i.activity = 'close' OR i.last_seen < now64(3) - toIntervalSecond({{quiet:UInt32}}) AS quiet,
-           s.last_by AS status_by, i.incident AS incident
+           s.last_by AS status_by, i.updated_at AS updated_at, i.incident AS incident
     FROM (SELECT * FROM {db}.incidents ORDER BY findings DESC, activity = 'close' DESC, updated_at DESC
           LIMIT 1 BY incident_uid) AS i
     LEFT JOIN (SELECT incident_uid, max(page) AS paged FROM {db}.incidents GROUP BY incident_uid) AS p
@@ -68,9 +68,11 @@ def _current(db: str) -> str:
 
 def select_incidents(db: str, *, identity: str | None = None, family: str | None = None, severity: str | None = None,
                      status: str | None = None, paged: bool | None = None, since: datetime | None = None,
-                     until: datetime | None = None, limit: int = 100) -> tuple[str, dict[str, Any]]:
+                     until: datetime | None = None, changed_since: datetime | None = None,
+                     limit: int = 100) -> tuple[str, dict[str, Any]]:
     """Incidents as they stand, most recently active first, each once, with their status (open,
-    or the last an analyst set) and whether they are quiet. `paged`: only those that asked
+    or the last an analyst set) and whether they are quiet. `changed_since`: only those a scorer
+    updated since then (its clock, not the events'). `paged`: only those that asked
     for their page (the pager's decision is in the deliveries: delivered or held)."""
     conds: list[str] = []
     params: dict[str, Any] = {"limit": limit, "quiet": int(QUIET_S)}
@@ -79,7 +81,8 @@ def select_incidents(db: str, *, identity: str | None = None, family: str | None
                                    ("severity =", "severity", severity, "String"),
                                    ("status =", "status", status, "String"),
                                    ("last_seen >=", "since", since, "DateTime64(3, 'UTC')"),
-                                   ("opened_at <", "until", until, "DateTime64(3, 'UTC')")):
+                                   ("opened_at <", "until", until, "DateTime64(3, 'UTC')"),
+                                   ("updated_at >=", "changed_since", changed_since, "DateTime64(3, 'UTC')")):
         if value is not None:
             conds.append(f"{cond} {{{name}:{typ}}}")
             params[name] = value

@@ -190,6 +190,15 @@ def test_a_vendor_new_to_the_identity_with_more_sensitive_or_personal_data():
     assert "in use since 48 h" in check(later, person, POLICY, event_time(later))[0].reason  # slow exfiltration
     much_later = ev(T0 + timedelta(days=8), vendor="azure.ai.openai", level="restricted")
     assert rules_of(much_later, person) == []  # a week on, the vendor is one of its own
+    # A vendor taken up in the identity's first week is one of the habits it formed, not a departure:
+    # once its learning period ends, sensitive data to it is not "a new vendor" (every identity's
+    # vendors would be new for a week after its learning ends otherwise).
+    young = IdentityState()
+    observe(ev(T0 - timedelta(days=8), vendor="openai"), young)
+    observe(ev(T0 - timedelta(days=5), vendor="azure.ai.openai"), young)
+    settled = ev(T0, vendor="azure.ai.openai", level="restricted")
+    assert rules_of(settled, young) == []
+    assert "new_vendor_sensitive" in rules_of(ev(T0, vendor="mistral_ai", level="restricted"), young)  # first use
 
 
 def test_a_response_more_sensitive_than_the_prompt_and_the_identitys_usual():
