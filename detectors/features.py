@@ -279,7 +279,8 @@ def state_to_dict(state: IdentityState) -> dict[str, Any]:
 def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
     """The state from its JSON form; a state written before routes, weekdays, runs, denial
     totals, sizes, first use and days were kept reads with those empty (they fill from the next
-    request on; an identity with history but no first_seen counts as past its learning period)."""
+    request on; an identity with history but no first_seen counts as past its learning period, and
+    the vendors it had then count as used since long ago)."""
     if not d:
         return IdentityState()
     last_hour = deque(float(t) for t in d["last_hour"])
@@ -294,5 +295,6 @@ def state_from_dict(d: dict[str, Any] | None) -> IdentityState:
                          float(d.get("response_log_sum") or 0.0),
                          float(first_seen) if first_seen is not None else (0.0 if seen else None),
                          int(d.get("days_active") or 0), int(d.get("day_count") or 0),
-                         {str(k): float(v) for k, v in (d.get("vendor_since") or {}).items()},
+                         {str(k): float(v) for k, v in d["vendor_since"].items()} if "vendor_since" in d else
+                         {str(k): 0.0 for k in d["vendors"]},  # kept before first uses were: known since long ago
                          {str(k): dict(v) for k, v in (d.get("incidents") or {}).items()})

@@ -143,10 +143,12 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
     if not learning and decision in SENT:
         since = state.vendor_since.get(vendor)
         # New to an identity with settled habits: first used after its learning period (a vendor taken
-        # up in its first week is one of those habits, not a departure from them).
+        # up in its first week is one of those habits, not a departure from them). For a state kept
+        # before first use was recorded (first_seen 0), what is known begins with its earliest vendor.
+        known = state.first_seen or min(state.vendor_since.values(), default=0.0)
         new_vendor = vendor not in state.vendors or (
             since is not None and now - since < config.new_vendor_days * DAY_S
-            and since - (state.first_seen or 0.0) >= config.learning_days * DAY_S)
+            and since - known >= config.learning_days * DAY_S)
         pii = cf.get("prompt_pii_hits", 0)
         above = level > usual_level(state.levels)
         if new_vendor and (above or pii):

@@ -211,7 +211,9 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
           f"promoted, signed by key {signer.kid}")
     # The rules learn what each vendor may receive from a policy's vendors section (the traffic's vendors here).
     scorer_policy = log_dir / "scorer-policy.yaml"
-    scorer_policy.write_text(yaml.safe_dump({"vendors": {v: {"max_level": lvl} for v, lvl in TUNING.max_level.items()}}))
+    # And the gateway's vendors the traffic does not name: what it reroutes to `local` may go there.
+    vendors = {**yaml.safe_load(GATEWAY_POLICY)["vendors"], **{v: {"max_level": lvl} for v, lvl in TUNING.max_level.items()}}
+    scorer_policy.write_text(yaml.safe_dump({"vendors": vendors}))
     # The scorer key signs findings; the delivery agent (started next) delivers only what it signed.
     load_or_create_scorer_key(scorer_key_file(settings.signing.keys_dir, settings.score.finding_key_file))
     workers.append(start_worker("score", instance_id="demo-score", log_file=log_dir / "score.log",

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aiaudit.detectors.features import IdentityState, event_time, observe
+from aiaudit.detectors.features import IdentityState, event_time, observe, state_from_dict, state_to_dict
 from aiaudit.detectors.rules import RuleConfig, check, config_from_policy, severity_of
 
 POLICY = RuleConfig(vendor_max_level={"openai": "confidential", "azure.ai.openai": "restricted", "mistral_ai": "internal"})
@@ -199,6 +199,14 @@ def test_a_vendor_new_to_the_identity_with_more_sensitive_or_personal_data():
     settled = ev(T0, vendor="azure.ai.openai", level="restricted")
     assert rules_of(settled, young) == []
     assert "new_vendor_sensitive" in rules_of(ev(T0, vendor="mistral_ai", level="restricted"), young)  # first use
+    # A state kept before first uses were recorded: its vendors are old ones; what it takes up later is new.
+    old = state_from_dict({k: v for k, v in state_to_dict(history(days=21, start=T0 - timedelta(days=21))).items()
+                           if k not in ("first_seen", "vendor_since")})
+    assert old.vendor_since == {"openai": 0.0} and old.first_seen == 0.0
+    assert rules_of(ev(T0, vendor="openai", level="confidential"), old) == []
+    observe(ev(T0, vendor="azure.ai.openai"), old)
+    assert rules_of(ev(T0 + timedelta(hours=2), vendor="azure.ai.openai", level="restricted"), old) == [
+        "new_vendor_sensitive"]
 
 
 def test_a_response_more_sensitive_than_the_prompt_and_the_identitys_usual():
