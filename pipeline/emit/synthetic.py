@@ -40,7 +40,10 @@ MODELS = [
     ("azure.ai.openai", "gpt-4o"),
     ("mistral_ai", "mistral-large"),
 ]
-APPROVED_FOR_RESTRICTED = {"azure.ai.openai"}
+# The highest level each vendor may receive (the scorer's view in the demo: detectors/traffic.py's
+# TUNING): what a gateway would not send there is denied, as a gateway would.
+VENDOR_MAX_LEVEL = {"openai": "confidential", "anthropic": "confidential", "azure.ai.openai": "restricted",
+                    "mistral_ai": "internal"}
 ROUTES = ["/v1/chat/completions", "/v1/embeddings", "/assist/code", "/assist/contracts", "/assist/support"]
 LEVELS = list(contract.LEVELS)  # public, internal, confidential, restricted (weights below follow this order)
 CATEGORIES = {
@@ -90,8 +93,8 @@ class SyntheticEvents:
         cats = sorted(set(rng.sample(CATEGORIES[level], k=min(len(CATEGORIES[level]), rng.randint(0, 2)))))
         policy_id, policy = self.policies[0] if self._n % 1000 < 400 else self.policies[-1]
         reasons: list[str]
-        if level == "restricted" and provider not in APPROVED_FOR_RESTRICTED:
-            decision, reasons = "deny", [f"restricted data may not go to {provider}"]
+        if LEVELS.index(level) > LEVELS.index(VENDOR_MAX_LEVEL[provider]):
+            decision, reasons = "deny", [f"{level} data may not go to {provider}"]
         elif "secret.api_key" in cats:
             decision, reasons = "redact", ["secret redacted before sending"]
         else:

@@ -269,11 +269,11 @@ def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str
     misuse_covered = sum(1 for ev, label in live if label != "normal" and any(
         i["identity"] == ev["actor"]["id"] and _within(i, event_time(ev)) for i in asked))
     load = [i for i in scored if i["identity"] not in people]
+    load_pages = sum(1 for i in load if i["page_asked"] and _utc(i["page_asked_at"]) >= started)
     print(f"  the team as incidents: {len(incidents)} incident(s) of {len(people)} identities ({len(misusers)} "
           f"misusing on the live day); {len(asked)} asked for their page, {len(false_pages)} of them on normal "
           f"traffic ({1000 * len(false_pages) / max(1, normal):.2f} per 1,000 of its {normal} normal events); "
           f"{misuse_covered} of {sum(label != 'normal' for _, label in live)} misuse events covered by a paged incident")
-    load_pages = sum(1 for i in load if i["page_asked"])
     print(f"  the synthetic load ({load_events} events): {len(load)} incident(s), {load_pages} asked for their page "
           f"({1000 * load_pages / max(1, load_events):.2f} per 1,000 events)")
     rank = {"critical": 0, "high": 1, "medium": 2}
@@ -307,6 +307,10 @@ def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str
     print(f"  aiaudit incidents history {top['uid']}")
     for h in history:
         print(f"    {h['at']:%H:%M:%S} {h['status']:<15} {h['actor']:<16} {str(h['note'])[:70]}")
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _within(incident: dict[str, Any], t: float) -> bool:

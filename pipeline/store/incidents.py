@@ -53,13 +53,14 @@ def _current(db: str) -> str:
     return f"""
     SELECT i.incident_uid AS uid, i.identity AS identity, i.family AS family, i.severity AS severity,
            i.score AS score, i.findings AS findings, i.opened_at AS opened_at, i.window_start AS window_start,
-           i.last_seen AS last_seen, i.previous AS previous, p.paged AS page_asked,
+           i.last_seen AS last_seen, i.previous AS previous, p.paged AS page_asked, p.paged_at AS page_asked_at,
            if(s.n = 0, 'open', s.last_status) AS status,
            i.activity = 'close' OR i.last_seen < now64(3) - toIntervalSecond({{quiet:UInt32}}) AS quiet,
            s.last_by AS status_by, i.updated_at AS updated_at, i.incident AS incident
     FROM (SELECT * FROM {db}.incidents ORDER BY findings DESC, activity = 'close' DESC, updated_at DESC
           LIMIT 1 BY incident_uid) AS i
-    LEFT JOIN (SELECT incident_uid, max(page) AS paged FROM {db}.incidents GROUP BY incident_uid) AS p
+    LEFT JOIN (SELECT incident_uid, max(page) AS paged, minIf(updated_at, page) AS paged_at FROM {db}.incidents
+               GROUP BY incident_uid) AS p
     ON i.incident_uid = p.incident_uid
     LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,
                       count() AS n FROM {db}.alert_status GROUP BY finding_uid) AS s
