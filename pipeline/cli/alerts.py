@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
 from aiaudit.pipeline.cli.output import note, print_rows
@@ -57,8 +58,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def set_status(args: argparse.Namespace, settings: Settings) -> int:
-    from aiaudit.pipeline import store
     from aiaudit.pipeline.query.alerts import set_status
+
+    return send_status(args, settings, "alert", set_status)
+
+
+def send_status(args: argparse.Namespace, settings: Settings, what: str, change: Callable[..., None]) -> int:
+    """`ack|resolve|reopen UID --by NAME [--note]` of an alert or an incident: `change(settings, uid,
+    status, by=, note=, client=)` publishes it, checking first that it exists when the store is free."""
+    from aiaudit.pipeline import store
 
     status = STATUS[args.action]
     checker = None
@@ -67,10 +75,10 @@ def set_status(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         if "one process at a time" not in str(exc):
             raise
-        note("the store is held by the running sink; the change is sent without checking the alert exists, and "
-             "shows once the sink has stored it")
+        note(f"the store is held by the running sink; the change is sent without checking the {what} exists, "
+             "and shows once the sink has stored it")
     try:
-        set_status(settings, args.uid, status, by=args.by, note=args.note or "", client=checker)
+        change(settings, args.uid, status, by=args.by, note=args.note or "", client=checker)
     finally:
         if checker is not None:
             checker.close()

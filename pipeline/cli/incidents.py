@@ -7,14 +7,12 @@ import shlex
 import sys
 from datetime import datetime, timedelta, timezone
 
+from aiaudit.pipeline.cli.alerts import STATUS
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
 from aiaudit.pipeline.cli.output import note, print_rows
-from aiaudit.pipeline.errors import StoreError
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.filters import MAX_LIMIT
 from aiaudit.pipeline.store.incidents import FAMILIES
-
-STATUS = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,25 +101,10 @@ def _rfc3339(t: datetime) -> str:
 
 
 def set_status(args: argparse.Namespace, settings: Settings) -> int:
-    from aiaudit.pipeline import store
+    from aiaudit.pipeline.cli.alerts import send_status
     from aiaudit.pipeline.query.incidents import set_incident_status
 
-    status = STATUS[args.action]
-    checker = None
-    try:
-        checker = store.connect(settings, must_exist=True)
-    except StoreError as exc:
-        if "one process at a time" not in str(exc):
-            raise
-        note("the store is held by the running sink; the change is sent without checking the incident exists, "
-             "and shows once the sink has stored it")
-    try:
-        set_incident_status(settings, args.uid, status, by=args.by, note=args.note or "", client=checker)
-    finally:
-        if checker is not None:
-            checker.close()
-    print(f"{args.uid}: {status} by {args.by} (sent; the sink stores it)")
-    return 0
+    return send_status(args, settings, "incident", set_incident_status)
 
 
 def history(args: argparse.Namespace, settings: Settings) -> int:

@@ -204,21 +204,31 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
         elif step.action == "send":
             await attempt(target, finding, step, partition, signature)
 
+    def signed(event: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        """The finding an event carries and its signature; Unreadable unless a pinned scorer signed it."""
+        finding = parse_finding(event.value)
+        signature = from_headers(event.message.headers)
+        problem = signature_problem(finding, signature, finding_keys)
+        if problem is not None:
+            raise Unreadable(problem)
+        return finding, signature
+
+    async def refuse(event: Any, what: str, exc: Exception) -> None:
+        """Dead-letter an undeliverable message (where it was, and why) and acknowledge it."""
+        msg = event.message
+        log.warning("%s %d/%d is not deliverable: %s", what, msg.partition, msg.offset, exc)
+        await dead.send(key=None, value=orjson.dumps(
+            {"reason": str(exc)[:300], "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
+        ack_now(event)
+
     @app.agent(alerts)
     async def deliver(stream: Any) -> None:
         async for event in stream.noack().events():
             msg = event.message
             try:
-                finding = parse_finding(event.value)
-                signature = from_headers(msg.headers)
-                problem = signature_problem(finding, signature, finding_keys)
-                if problem is not None:
-                    raise Unreadable(problem)
+                finding, signature = signed(event)
             except Unreadable as exc:
-                log.warning("alerts %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
-                await dead.send(key=None, value=orjson.dumps(
-                    {"reason": str(exc), "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
-                ack_now(event)
+                await refuse(event, "alerts", exc)
                 continue
             # Destinations decide (filters, suppression) in arrival order: each decision is written
             # before its task first waits, and tasks start in the order they are made.
@@ -276,21 +286,14 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
         async for event in stream.noack().events():
             msg = event.message
             try:
-                finding = parse_finding(event.value)
-                signature = from_headers(msg.headers)
-                problem = signature_problem(finding, signature, finding_keys)
-                if problem is not None:
-                    raise Unreadable(problem)
+                finding, signature = signed(event)
                 if finding.get("class_uid") != INCIDENT_CLASS_UID:
                     raise Unreadable("not an incident finding")
                 asks = finding["unmapped"].get("page") is True
                 if asks:
                     pages, state, digests = decide(pager.get(org), finding, per_day=budget, exempt=exempt)
             except (Unreadable, KeyError, TypeError, ValueError) as exc:
-                log.warning("incidents %d/%d is not deliverable: %s", msg.partition, msg.offset, exc)
-                await dead.send(key=None, value=orjson.dumps(
-                    {"reason": str(exc)[:300], "src": f"{msg.topic}/{msg.partition}/{msg.offset}"}))
-                ack_now(event)
+                await refuse(event, "incidents", exc)
                 continue
             if not asks or not for_incidents:
                 ack_now(event)
