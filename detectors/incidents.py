@@ -53,6 +53,7 @@ WINDOW = {"request_burst": 60.0, "denial_burst": 600.0, "new_identity_volume": 3
 QUIET_S = 4 * 3600.0  # an incident closes after this long without a finding
 PAGE_AT = "high"  # the severity at which an incident pages
 RANK = {name: len(BANDS) - i for i, (name, _) in enumerate(BANDS)}  # medium 1, high 2, critical 3
+MAX_DIGEST = 2000  # incidents a day's digest lists (the pager's state stays well under a Kafka message)
 MAX_RECORDS = 20  # record references kept per incident (its count says how many there were; its window says where)
 
 
@@ -128,7 +129,8 @@ class Pager:
     exempt: frozenset[str] = frozenset()  # rule names
     day: int = -1
     paged_today: int = 0
-    digest: list[str] = field(default_factory=list)  # incident uids held back today
+    digest: list[str] = field(default_factory=list)  # incident uids held back today (the first MAX_DIGEST)
+    held_today: int = 0  # every incident held back today, listed or not
     finished: list[tuple[int, list[str]]] = field(default_factory=list)  # past days' digests not yet taken
 
     def bar(self) -> str:
@@ -143,7 +145,7 @@ class Pager:
         if today > self.day:
             if self.digest:
                 self.finished.append((self.day, self.digest))
-            self.day, self.paged_today, self.digest = today, 0, []
+            self.day, self.paged_today, self.digest, self.held_today = today, 0, [], 0
 
     def take_finished(self) -> list[tuple[int, list[str]]]:
         done, self.finished = self.finished, []
@@ -156,18 +158,22 @@ class Pager:
                 self.paged_today < self.per_day and RANK.get(severity, 0) >= RANK[self.bar()]):
             self.paged_today += 1
             return True
-        self.digest.append(incident.uid)
+        self.held_today += 1
+        if len(self.digest) < MAX_DIGEST:
+            self.digest.append(incident.uid)
         return False
 
     def to_dict(self) -> dict[str, Any]:
         return {"day": self.day, "paged_today": self.paged_today, "digest": list(self.digest),
+                "held_today": self.held_today,
                 "finished": [[d, list(u)] for d, u in self.finished]}
 
     def restore(self, d: dict[str, Any] | None) -> None:
         """Take the day's count and digest from a saved form (per_day and exempt stay as set)."""
         if d:
             self.day, self.paged_today = int(d["day"]), int(d["paged_today"])
-            self.digest = [str(u) for u in d["digest"]]
+            self.digest = [str(u) for u in d["digest"]][:MAX_DIGEST]
+            self.held_today = int(d.get("held_today", len(self.digest)))
             self.finished = [(int(day), [str(u) for u in uids]) for day, uids in d.get("finished", [])]
 
 

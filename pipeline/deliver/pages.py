@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiaudit.detectors.features import DAY_S
-from aiaudit.detectors.incidents import RANK, Incident, Pager
+from aiaudit.detectors.incidents import MAX_DIGEST, RANK, Incident, Pager
 from aiaudit.pipeline.score.ocsf import INCIDENT_CLASS_UID, OCSF_VERSION, SEVERITY_ID
 
-MAX_HELD_LISTED = 500  # held incidents a digest lists by name (it counts them all)
+MAX_HELD_LISTED = 500  # held incidents a digest lists by name (it counts all it knows of: up to MAX_DIGEST)
 
 
 def incident_of(finding: dict[str, Any]) -> Incident:
@@ -45,7 +45,7 @@ def decide(saved: dict[str, Any] | None, finding: dict[str, Any], *, per_day: in
     held: dict[str, Any] = dict(saved.get("held") or {})
     inc = incident_of(finding)
     pages = pager.allow(inc, finding["time"] / 1000)
-    if not pages and len(held) < MAX_HELD_LISTED * 4:
+    if not pages and len(held) < MAX_DIGEST:
         held[inc.uid] = {"uid": inc.uid, "identity": inc.identity[:256], "family": inc.family,
                          "severity": inc.rule_severity or inc.severity, "findings": inc.findings}
     digests = [(day, [held.get(u, {"uid": u}) for u in uids]) for day, uids in pager.finished]
@@ -72,7 +72,8 @@ def digest_finding(org: str, day: int, held: list[dict[str, Any]], *, now_ms: in
     lines = [f"{h.get('severity', '?')} {h.get('family', '?')} incident of {h.get('identity', '?')} "
              f"({h.get('findings', '?')} findings) {h['uid']}" for h in held[:MAX_HELD_LISTED]]
     more = f"; and {len(held) - MAX_HELD_LISTED} more" if len(held) > MAX_HELD_LISTED else ""
-    title = f"aiaudit paging digest for {date}: {len(held)} incident(s) held back by the daily budget"
+    at_least = "at least " if len(held) >= MAX_DIGEST else ""  # the pager lists the first MAX_DIGEST of a day
+    title = f"aiaudit paging digest for {date}: {at_least}{len(held)} incident(s) held back by the daily budget"
     uid = f"digest:{org}:{date}"
     return {
         "class_uid": INCIDENT_CLASS_UID, "class_name": "Incident Finding", "category_uid": 2,

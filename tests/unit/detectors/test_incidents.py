@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aiaudit.detectors.incidents import (
+    MAX_DIGEST,
     QUIET_S,
     Grouper,
     Incident,
@@ -77,6 +78,16 @@ def test_the_daily_paging_budget_holds_back_pages_into_a_digest_except_exempt_ru
     digest = list(g.pager.digest)
     assert g.add("user5", INJ, "high", 0.80, T + 86_400, "r11").pages and g.pager.digest == []
     assert g.pager.take_finished() == [(int(T // 86_400), digest)] and g.pager.take_finished() == []
+
+
+def test_a_days_digest_is_bounded_and_counts_what_it_holds():
+    g = Grouper(pager=Pager(per_day=1))
+    for i in range(MAX_DIGEST + 50):
+        g.add(f"user{i}", INJ, "high", 0.80, T + i, f"r{i}")
+    assert len(g.pager.digest) == MAX_DIGEST and g.pager.held_today == MAX_DIGEST + 49
+    again = Pager(per_day=1)
+    again.restore(g.pager.to_dict())
+    assert again.held_today == MAX_DIGEST + 49
 
 
 def test_without_a_budget_every_incident_a_rule_makes_high_pages():
