@@ -52,7 +52,7 @@ import orjson
 from aiaudit.pipeline.deliver.acks import InOrderAcks
 from aiaudit.pipeline.deliver.faust_app import App
 from aiaudit.pipeline.deliver.formats import INCIDENT_CLASS_UID, Unreadable, parse_finding, uid_of
-from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding
+from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding, roll_day
 from aiaudit.pipeline.deliver.policy import (
     DeliveryRecord,
     Destination,
@@ -72,6 +72,7 @@ from aiaudit.pipeline.settings import Settings
 log = logging.getLogger("aiaudit.deliver")
 PAGER = Destination("pager", "webhook")  # names the pager's own records (held back by the budget)
 MAX_OUTSTANDING = 512  # alerts and retries messages in work at once (each holds one finding)
+DIGEST_CLOCK_S = 60.0  # how often the digest clock looks for a day that is over
 
 
 def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes]) -> faust.App:
@@ -95,7 +96,11 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
     # value_type None: plain JSON objects in the changelog (Faust would call from_data() on a dict type).
     deliveries = app.Table("deliveries", default=None, partitions=k.partitions, key_type=str, value_type=None)
     last_sent = app.Table("suppression", default=None, partitions=k.partitions, key_type=str, value_type=None)
-    pager = app.Table("pager", default=None, partitions=k.partitions, key_type=str, value_type=None)
+    # Written by key (use_partitioner), not by the current event's partition: the digest clock (a
+    # timer, outside any stream) writes it too, and every write of the organisation's entry then
+    # goes to one changelog partition, so recovery reads them in order.
+    pager = app.Table("pager", default=None, partitions=k.partitions, key_type=str, value_type=None,
+                      use_partitioner=True)
     by_name = {t.destination.name: t for t in targets}
     for_findings = [t for t in targets if t.destination.send == "findings"]
     for_incidents = [t for t in targets if t.destination.send == "incidents"]
@@ -241,15 +246,12 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
         async def one(target: Target) -> None:
             dest = target.destination
             uid = delivery_uid(dest, uid_of(digest))
-            if (deliveries.get(uid) or {}).get("state") == "delivered":
-                return
             rec = None
             for n in range(1, dest.max_attempts + 1):
                 async with lane(dest.name):
                     rec = await send(session(), target, digest, attempt=n, now=time.time())
                 await record(rec)
                 if rec.outcome == "delivered":
-                    deliveries[uid] = {"state": "delivered", "attempt": n}
                     return
                 delay = retry_after(dest, uid, n)
                 if delay is None:
@@ -277,6 +279,26 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
                                         f"the daily paging budget ({budget}) is spent or the bar is now critical: "
                                         "in the day's digest", {}))
         await asyncio.gather(*work)
+
+    @app.timer(interval=DIGEST_CLOCK_S)  # type: ignore[untyped-decorator]  # faust's decorators carry no types
+    async def digest_clock() -> None:
+        """A day's digest goes out once the day is over by the clock, also when no later page comes
+        to carry it (the page agent sends it with the next day's first page otherwise)."""
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # TableManager has it, its type not
+        saved = pager.get(org) if for_incidents and recovered else None
+        if not saved:
+            return
+        state, digests = roll_day(saved, time.time(), per_day=budget, exempt=exempt)
+        if not digests:
+            return
+        pager[org] = state
+        for day, held in digests:
+            if day not in digests_in_work:
+                digests_in_work.add(day)
+                task = asyncio.ensure_future(send_digest(day, digest_finding(org, day, held,
+                                                                              now_ms=int(time.time() * 1000))))
+                work.add(task)
+                task.add_done_callback(work.discard)
 
     @app.agent(incidents)
     async def page(stream: Any) -> None:

@@ -53,6 +53,18 @@ def decide(saved: dict[str, Any] | None, finding: dict[str, Any], *, per_day: in
     return pages, {"pager": pager.to_dict(), "held": {u: v for u, v in held.items() if u in keep}}, digests
 
 
+def roll_day(saved: dict[str, Any], now: float, *, per_day: int | None,
+             exempt: Iterable[str]) -> tuple[dict[str, Any], list[tuple[int, list[dict[str, Any]]]]]:
+    """The pager's state once the clock says `now` (a day that is over becomes a finished
+    digest), and the finished days' digests still to deliver."""
+    pager = Pager(per_day, frozenset(exempt))
+    pager.restore(saved.get("pager"))
+    pager.roll(now)
+    held: dict[str, Any] = dict(saved.get("held") or {})
+    return ({"pager": pager.to_dict(), "held": held},
+            [(day, [held.get(u, {"uid": u}) for u in uids]) for day, uids in pager.finished])
+
+
 def digest_delivered(saved: dict[str, Any] | None, day: int) -> dict[str, Any]:
     """The pager's state once the digest of `day` is delivered everywhere."""
     saved = dict(saved or {})

@@ -1,9 +1,10 @@
 """Incidents through the delivery agent on the real broker, to a receiver that checks every
 signature: each incident's page goes out once, within the organisation's daily paging budget
 (past half of it only critical incidents page; an exempt rule's always do); what the budget holds
-back is recorded as held and listed in the day's digest, which goes out when the next day's first
-page is decided. The budget's count survives a kill -9 of the agent. Incident updates that do not
-ask for a page, and incidents nobody signed, are never delivered."""
+back is recorded as held and listed in the day's digest, which goes out with the next day's first
+page, or by the digest clock once the day is over when no page comes. The budget's count survives
+a kill -9 of the agent. Incident updates that do not ask for a page, and incidents nobody signed,
+are never delivered."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from tests.integration.test_delivery_agent import SECRET, Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(300)]
 DAY = 86_400
-T0 = 20_430 * DAY + 9 * 3600.0  # 09:00 UTC on a day
+T0 = time.time() // DAY * DAY + 60.0  # today (UTC), a minute after midnight: the pager's days are the clock's
 
 
 def incident(identity: str, rule: str, severity: str, at: float, *, seq: int) -> list[dict]:
@@ -91,8 +92,17 @@ destinations:
     after_kill = incident("u6", "prompt_injection", "critical", T0 + 3600, seq=6)  # the day's budget is still spent
     day2 = incident("u7", "prompt_injection", "high", T0 + DAY, seq=7)  # a new day: pages, and day one's digest goes
     forged = incident("u8", "prompt_injection", "critical", T0 + 7, seq=8)
+    # Yesterday: two pages, then one held; no page comes after it, so the digest clock sends its digest.
+    yesterday = [incident(f"y{i}", "prompt_injection", sev, T0 - DAY + i, seq=20 + i)
+                 for i, sev in enumerate(("critical", "high", "high"))]
     procs = [start_worker("deliver", log_file=logs, env=env)]
     try:
+        publish(settings, [u for inc in yesterday for u in inc], "itest-inc-0")
+        digest0 = "digest:itest:" + time.strftime("%Y-%m-%d", time.gmtime(T0 - DAY))
+        deadline = time.monotonic() + 150  # the clock looks every 60 s
+        while digest0 not in {r["doc"]["finding"]["finding_info_list"][0]["uid"] for r in receiver.accepted("soc")}:
+            assert time.monotonic() < deadline and procs[0].poll() is None, logs.read_text()[-3000:]
+            time.sleep(0.5)
         publish(settings, [u for inc in day1 for u in inc], "itest-inc-1")
         publish(settings, forged, "itest-inc-forged", signed=False)
         paged_day1 = {uid(day1[i]) for i in (0, 1, 3, 4, 6)}
@@ -125,12 +135,15 @@ destinations:
     soc = receiver.accepted("soc")
     got = [r["doc"]["finding"]["finding_info_list"][0]["uid"] for r in soc]
     # Each page once (a repeat only of one in flight at the kill, under its delivery id); never a held one.
-    assert set(got) == paged_day1 | {uid(day2), digest_uid}, (got, logs.read_text()[-3000:])
+    paged_yesterday = {uid(yesterday[0]), uid(yesterday[1])}
+    assert set(got) == paged_yesterday | {digest0} | paged_day1 | {uid(day2), digest_uid}, (got, logs.read_text()[-3000:])
     assert len({r["delivery"] for r in soc}) == len(set(got))
     page = next(r["doc"]["finding"] for r in soc if r["doc"]["finding"]["finding_info_list"][0]["uid"] == uid(day1[0]))
     assert page["class_uid"] == 2005 and page["is_alert"] and page["unmapped"]["incident"]["identity"] == "u0"
     held = {uid(day1[2]), uid(day1[5]), uid(after_kill)}
-    assert {r["finding_uid"] for r in records if r["outcome"] == "held"} == held
+    assert {r["finding_uid"] for r in records if r["outcome"] == "held"} == held | {uid(yesterday[2])}
+    first = next(r["doc"]["finding"] for r in soc if r["doc"]["finding"]["finding_info_list"][0]["uid"] == digest0)
+    assert [h["uid"] for h in first["unmapped"]["digest"]["held"]] == [uid(yesterday[2])]
     digest = next(r["doc"]["finding"] for r in soc if r["doc"]["finding"]["finding_info_list"][0]["uid"] == digest_uid)
     assert {h["uid"] for h in digest["unmapped"]["digest"]["held"]} == held and digest["unmapped"]["digest"]["count"] == 3
     assert uid(forged) not in got and "unsigned" in logs.read_text()

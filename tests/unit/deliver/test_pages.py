@@ -9,7 +9,7 @@ import pytest
 
 from aiaudit.detectors.features import IdentityState
 from aiaudit.pipeline.deliver.formats import chat_message, parse_finding, splunk_hec_body, summary, uid_of
-from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding
+from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding, roll_day
 from aiaudit.pipeline.deliver.policy import suppression_keys
 from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.ocsf import incident_finding
@@ -47,6 +47,17 @@ def test_the_budget_decides_and_a_finished_days_digest_waits_until_delivered():
     state = digest_delivered(state, 20_430)
     _, state, after = decide(state, page("u7", "prompt_injection", "critical", T + DAY + 2), per_day=2, exempt=[])
     assert after == [] and state["held"] == {k: v for k, v in state["held"].items() if v["identity"] == "u7"}
+
+
+def test_the_clock_finishes_a_day_that_is_over_and_never_one_that_is_not():
+    state = None
+    for i in range(3):
+        _, state, _ = decide(state, page(f"u{i}", "prompt_injection", "high", T + i), per_day=2, exempt=[])
+    same_day, nothing = roll_day(state, T + 3600, per_day=2, exempt=[])
+    assert nothing == [] and same_day["pager"]["paged_today"] == 1
+    next_day, digests = roll_day(state, T + DAY, per_day=2, exempt=[])
+    assert [(d, [h["identity"] for h in held]) for d, held in digests] == [(20_430, ["u1", "u2"])]
+    assert next_day["pager"]["paged_today"] == 0  # the new day's budget is whole
 
 
 def test_a_digest_is_a_finding_every_destination_form_carries():
