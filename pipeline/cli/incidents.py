@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from aiaudit.pipeline.cli.alerts import STATUS
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
-from aiaudit.pipeline.cli.output import note, print_rows
+from aiaudit.pipeline.cli.output import note, print_rows, shown
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.filters import MAX_LIMIT
 from aiaudit.pipeline.store.incidents import FAMILIES
@@ -90,7 +90,8 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
               ("first records", " ".join(unmapped["incident"]["records"]))]
     print_rows([{"field": k, "value": v} for k, v in fields], args.format)
     until = inc["last_seen"] + timedelta(milliseconds=1)
-    note(f"its records: aiaudit query --actor {shlex.quote(inc['identity'])} --since {_rfc3339(inc['window_start'])} "
+    note(f"its records: aiaudit query --actor {shlex.quote(shown(inc['identity']))} "
+         f"--since {_rfc3339(inc['window_start'])} "
          f"--until {_rfc3339(until)}; its history: aiaudit incidents history {inc['uid']}")
     return 0
 

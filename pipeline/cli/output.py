@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from typing import Any
 
 from aiaudit.pipeline.store.filters import MAX_LIMIT
+
+# Control characters (C0, DEL, C1) and bidirectional overrides in stored text (an actor id, a vendor
+# name, a reason: some of it came from an emitter) would drive the analyst's terminal or reorder
+# what it shows: in a table or CSV they are printed as escapes. JSON escapes them itself.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value: Any) -> str:
+    """A value as a table or CSV cell: its text, with unsafe characters as visible escapes."""
+    text = "" if value is None else str(value)
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -25,9 +37,9 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "csv":
         w = csv.DictWriter(sys.stdout, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({c: shown(r[c]) for c in cols} for r in rows)
         return
-    text = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    text = [[shown(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in text:
