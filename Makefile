@@ -36,11 +36,13 @@ test-fast: preflight install jars typecheck
 	$(VENV)/bin/pytest tests/unit $(FAST_INTEGRATION)
 
 # The fault tests at full length (more kill -9s, more events), three runs in a row: what `make
-# test` runs once and shorter. Not part of `make test`.
+# test` runs once and shorter. Not part of `make test`. One test file, ten times:
+#   make soak SOAK_RUNS=10 SOAK_TESTS=tests/integration/test_delivery_broker_down.py
 SOAK_RUNS ?= 3
+SOAK_TESTS ?=
 soak: preflight install jars
 	for i in $$(seq $(SOAK_RUNS)); do echo "soak run $$i of $(SOAK_RUNS)"; \
-	  AIAUDIT_SOAK=1 $(VENV)/bin/pytest -m 'fault and not known_bug' || exit 1; done
+	  AIAUDIT_SOAK=1 $(VENV)/bin/pytest -m 'fault and not known_bug' $(SOAK_TESTS) || exit 1; done
 
 # What the tests need from the machine (Java, Maven, rsyslogd with GnuTLS), named in one line.
 preflight:
