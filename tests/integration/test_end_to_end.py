@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 import pytest
@@ -105,8 +105,19 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     cut = [x for x, p in zip(lines, parsed) if not ("payload" in p and p["origin"] == origin and p["seq"] >= newest - 1)]
     path.write_text("\n".join(cut) + "\n")
     report = verify_export(read_export_file(path), trust)
-    assert [(f.origin, f.seq, f.reason) for f in report.failures] == [("export", None, "export_altered"),
-                                                                      (origin, newest - 1, "truncated")]
+    # An emitter whose later events are on other chains now lacks the cut ones: a gap where they were
+    # (which events are a chain's newest depends on how the emitters' events met at the chain worker).
+    kept, cut_seqs = defaultdict(set), defaultdict(set)
+    for r in find_records(client, settings, Filters(limit=100_000), ("origin", "seq", "emitter_id", "emitter_seq")):
+        gone = r["origin"] == origin and r["seq"] >= newest - 1
+        (cut_seqs if gone else kept)[r["emitter_id"]].add(r["emitter_seq"])
+    gaps = set()
+    for emitter, seqs in cut_seqs.items():
+        inside = sorted(s for s in seqs if s < max(kept[emitter], default=-1))
+        gaps |= {(f"emitter:{emitter}", s, "emitter_gap") for i, s in enumerate(inside) if i == 0 or inside[i - 1] != s - 1}
+    assert {(f.origin, f.seq, f.reason) for f in report.failures} == {("export", None, "export_altered"),
+                                                                      (origin, newest - 1, "truncated")} | gaps
+    assert report.failures[0].reason == "export_altered" and len(report.failures) == 2 + len(gaps)
     with pytest.raises(AssertionError, match="removed or added"):  # the independent verifier sees it too
         independent_verify.verify(cut, json.loads(json.dumps(jwks)), pub, emitter_jwks, operator_pub)
 
