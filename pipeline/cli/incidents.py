@@ -60,7 +60,7 @@ def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
     cut = len(rows) > args.limit
     rows = rows[:args.limit]
     print_rows([{"last_seen": r["last_seen"], "severity": r["severity"], "family": r["family"],
-                 "identity": r["identity"], "findings": r["findings"], "paged": "asked" if r["page_asked"] else "",
+                 "identity": r["identity"], "findings": r["findings"], "page": r["page_state"],
                  "status": r["status"] + (" (quiet)" if r["quiet"] else ""), "by": r["status_by"],
                  "opened_at": r["opened_at"], "uid": r["uid"]} for r in rows], args.format)
     print(f"{len(rows)} incident(s)", file=sys.stderr)
@@ -84,7 +84,7 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
               ("findings", inc["findings"]), ("detectors", ", ".join(f"{k} ×{v}" for k, v in
                                                                    unmapped["incident"]["detectors"].items())),
               ("evidence from", inc["window_start"]), ("opened at", inc["opened_at"]), ("last seen", inc["last_seen"]),
-              ("paged", "asked" if inc["page_asked"] else "no (below the paging level)"),
+              ("page", inc["page_state"] or "none (no rule made it high)"),
               ("previous incident", inc["previous"] or "-"),
               ("latest record", f"{unmapped['chain']['origin']}#{unmapped['chain']['seq']}"),
               ("first records", " ".join(unmapped["incident"]["records"]))]

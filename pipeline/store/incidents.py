@@ -49,19 +49,25 @@ def row(finding: dict[str, Any], raw: bytes) -> list[Any]:
 
 
 def _current(db: str) -> str:
-    """Each incident as it stands (the update with the most findings), with its status."""
+    """Each incident as it stands (the update with the most findings), with its status and its
+    page: paged (delivered to a destination), held by the budget, asked (no decision stored yet)."""
     return f"""
     SELECT i.incident_uid AS uid, i.identity AS identity, i.family AS family, i.severity AS severity,
            i.score AS score, i.findings AS findings, i.opened_at AS opened_at, i.window_start AS window_start,
            i.last_seen AS last_seen, i.previous AS previous, p.paged AS page_asked, p.paged_at AS page_asked_at,
            if(s.n = 0, 'open', s.last_status) AS status,
            i.activity = 'close' OR i.last_seen < now64(3) - toIntervalSecond({{quiet:UInt32}}) AS quiet,
-           s.last_by AS status_by, i.updated_at AS updated_at, i.incident AS incident
+           s.last_by AS status_by, i.updated_at AS updated_at,
+           multiIf(d.delivered, 'paged', d.held, 'held by the budget', p.paged, 'asked', '') AS page_state,
+           i.incident AS incident
     FROM (SELECT * FROM {db}.incidents ORDER BY findings DESC, activity = 'close' DESC, updated_at DESC
           LIMIT 1 BY incident_uid) AS i
     LEFT JOIN (SELECT incident_uid, max(page) AS paged, minIf(updated_at, page) AS paged_at FROM {db}.incidents
                GROUP BY incident_uid) AS p
     ON i.incident_uid = p.incident_uid
+    LEFT JOIN (SELECT finding_uid, max(outcome = 'delivered') AS delivered, max(outcome = 'held') AS held
+               FROM {db}.deliveries GROUP BY finding_uid) AS d
+    ON i.incident_uid = d.finding_uid
     LEFT JOIN (SELECT finding_uid, argMax(status, at) AS last_status, argMax(actor, at) AS last_by,
                       count() AS n FROM {db}.alert_status GROUP BY finding_uid) AS s
     ON i.incident_uid = s.finding_uid"""

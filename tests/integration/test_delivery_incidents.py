@@ -21,7 +21,7 @@ from aiaudit.detectors.rules import RuleHit
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import load_or_create_scorer_key, scorer_key_file
 from aiaudit.pipeline.ops.supervisor import start_worker
-from aiaudit.pipeline.query.incidents import incident_history
+from aiaudit.pipeline.query.incidents import incident_history, list_incidents
 from aiaudit.pipeline.score.finding_signature import HEADER, header_value, sign_finding
 from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.ocsf import detection_finding, incident_finding
@@ -150,6 +150,8 @@ destinations:
 
     # The sink stores the held record; the incident's history says it was held by the budget.
     sink_until_drained(settings, client)
+    page = {i["uid"]: i["page_state"] for i in list_incidents(client, settings, limit=1000)}
+    assert page[uid(day1[2])] == "held by the budget" and page[uid(day1[0])] == "paged"
     history = incident_history(client, settings, uid(day1[2]))
     assert [h["status"] for h in history if h["actor"] == "pager"] == ["held"]
     assert history[0]["status"] == "opened"
