@@ -1,4 +1,5 @@
-"""Writing a state file so that a kill -9 leaves the old one or the new one, never a torn one."""
+"""Files the workers keep or watch: a state file written so that a kill -9 leaves the old one or
+the new one, never a torn one; and a file's stamp, to tell that it changed."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """The file's modification time and size (None when it cannot be read): a change in either
+    is a change of the file for whoever reloads it."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from aiaudit.pipeline.contract.signature import NAME, EmitterKeys, parse_key_set
 from aiaudit.pipeline.errors import SigningKeyError
+from aiaudit.pipeline.files import file_stamp
 from aiaudit.pipeline.keys import (
     Ed25519Signer,
     KeyRing,
@@ -169,19 +170,12 @@ class EmitterKeysFile:
         self._keys: EmitterKeys | None = None
         if required:
             self._keys = load_emitter_keys(path, required=True)  # refuse to start without one
-            self._stamp = self._stat()
+            self._stamp = file_stamp(self.path)
         self.current()
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            info = self.path.stat()
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size
 
     def current(self) -> EmitterKeys | None:
         """The set to check with; None when signatures are optional and there is no set."""
-        stamp = self._stat()
+        stamp = file_stamp(self.path)
         if stamp != self._stamp:
             self._stamp = stamp
             if stamp is None:

@@ -39,30 +39,37 @@ def decide(saved: dict[str, Any] | None, finding: dict[str, Any], *, per_day: in
            exempt: Iterable[str]) -> tuple[bool, dict[str, Any], list[tuple[int, list[dict[str, Any]]]]]:
     """(whether the incident pages now, the pager's state after it, the finished days' digests
     still to deliver: (UTC day number, the held incidents))."""
-    saved = saved or {}
-    pager = Pager(per_day, frozenset(exempt))
-    pager.restore(saved.get("pager"))
-    held: dict[str, Any] = dict(saved.get("held") or {})
+    pager, held = _restored(saved, per_day, exempt)
     inc = incident_of(finding)
     pages = pager.allow(inc, finding["time"] / 1000)
     if not pages and len(held) < MAX_DIGEST:
         held[inc.uid] = {"uid": inc.uid, "identity": inc.identity[:256], "family": inc.family,
                          "severity": inc.rule_severity or inc.severity, "findings": inc.findings}
-    digests = [(day, [held.get(u, {"uid": u}) for u in uids]) for day, uids in pager.finished]
     keep = {u for _, uids in pager.finished for u in uids} | set(pager.digest)
-    return pages, {"pager": pager.to_dict(), "held": {u: v for u, v in held.items() if u in keep}}, digests
+    return pages, {"pager": pager.to_dict(), "held": {u: v for u, v in held.items() if u in keep}}, \
+        _finished(pager, held)
 
 
 def roll_day(saved: dict[str, Any], now: float, *, per_day: int | None,
              exempt: Iterable[str]) -> tuple[dict[str, Any], list[tuple[int, list[dict[str, Any]]]]]:
     """The pager's state once the clock says `now` (a day that is over becomes a finished
     digest), and the finished days' digests still to deliver."""
-    pager = Pager(per_day, frozenset(exempt))
-    pager.restore(saved.get("pager"))
+    pager, held = _restored(saved, per_day, exempt)
     pager.roll(now)
-    held: dict[str, Any] = dict(saved.get("held") or {})
-    return ({"pager": pager.to_dict(), "held": held},
-            [(day, [held.get(u, {"uid": u}) for u in uids]) for day, uids in pager.finished])
+    return {"pager": pager.to_dict(), "held": held}, _finished(pager, held)
+
+
+def _restored(saved: dict[str, Any] | None, per_day: int | None,
+              exempt: Iterable[str]) -> tuple[Pager, dict[str, Any]]:
+    """The pager as saved (with the budget as set now), and what it knows of the held incidents."""
+    pager = Pager(per_day, frozenset(exempt))
+    pager.restore((saved or {}).get("pager"))
+    return pager, dict((saved or {}).get("held") or {})
+
+
+def _finished(pager: Pager, held: dict[str, Any]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The finished days' digests: each day and its held incidents."""
+    return [(day, [held.get(u, {"uid": u}) for u in uids]) for day, uids in pager.finished]
 
 
 def digest_delivered(saved: dict[str, Any] | None, day: int) -> dict[str, Any]:

@@ -314,9 +314,7 @@ def _utc(t: datetime) -> datetime:
 
 
 def _within(incident: dict[str, Any], t: float) -> bool:
-    start, end = incident["window_start"], incident["last_seen"]
-    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
-    end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+    start, end = _utc(incident["window_start"]), _utc(incident["last_seen"])
     return bool(start.timestamp() - 1e-3 <= t <= end.timestamp() + 1e-3)
 
 

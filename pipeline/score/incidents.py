@@ -14,7 +14,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 from aiaudit.detectors.features import IdentityState
-from aiaudit.detectors.incidents import QUIET_S, Incident, incident_from_dict, incident_to_dict, join
+from aiaudit.detectors.incidents import QUIET_S, Incident, family_of, incident_from_dict, incident_to_dict, join
 from aiaudit.pipeline.score.step import Scored
 
 
@@ -37,9 +37,9 @@ def group(scored: Sequence[Scored], states: MutableMapping[str, IdentityState], 
         state = states.get(s.actor_id)
         if state is None:  # scored identities are in the batch's states: a caller's mistake, not data
             raise KeyError(f"no state for {s.actor_id!r}")
-        open_ = {}
-        for family, d in state.incidents.items():
-            open_[family] = incident_from_dict(d)
+        family = family_of(s.detectors)  # only its family's incident is read (join changes no other)
+        saved = state.incidents.get(family)
+        open_ = {family: incident_from_dict(saved)} if saved is not None else {}
         change = join(open_, s.actor_id, list(s.detectors), s.severity, s.score, s.at, f"{s.origin}#{s.seq}",
                       quiet_s=quiet_s)
         inc = change.incident

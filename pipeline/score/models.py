@@ -32,6 +32,7 @@ from aiaudit.pipeline.chain.record import parse_payload
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.export.read import read_export
+from aiaudit.pipeline.files import file_stamp
 from aiaudit.pipeline.keys import Ed25519Signer, KeyId, KeyRing
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import evidence, promotions
@@ -283,22 +284,15 @@ class FileWatch:
 
     def __init__(self, path: Path, every_s: float) -> None:
         self.path, self.every_s = path, every_s
-        self._stamp = self._stat()
+        self._stamp = file_stamp(self.path)
         self._checked = time.monotonic()
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            info = self.path.stat()
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size
 
     def changed(self) -> bool:
         now = time.monotonic()
         if now - self._checked < self.every_s:
             return False
         self._checked = now
-        stamp = self._stat()
+        stamp = file_stamp(self.path)
         if stamp == self._stamp:
             return False
         self._stamp = stamp
