@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
 from aiaudit.pipeline import store
-from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.query.alerts import set_status
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import alerts, deliveries, incidents
@@ -47,7 +46,10 @@ def show_incident(client: Client, settings: Settings, uid: str) -> dict[str, Any
     if not rows:
         raise ConfigError(f"no incident {uid}")
     found = dict(zip(names, rows[0]))
-    found["incident"] = orjson.loads(found["incident"])
+    try:
+        found["incident"] = incidents.stored_incident(found["incident"])
+    except ValueError as exc:
+        raise StoreError(f"incident {uid}: its stored row {exc}; `aiaudit verify` checks the evidence it names") from None
     return found
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from aiaudit.detectors.incidents import FAMILY, QUIET_S
 
 COLUMNS = ("incident_uid", "activity", "updated_at", "identity", "family", "severity", "score", "findings",
@@ -46,6 +48,21 @@ def row(finding: dict[str, Any], raw: bytes) -> list[Any]:
     return [uid, ACTIVITIES[finding["activity_id"]], datetime.fromtimestamp(time_ms / 1000, timezone.utc), identity,
             family, severity, float(score), findings, _when(inc["opened_at"]), _when(inc["window_start"]),
             _when(inc["last_seen"]), bool(finding["unmapped"].get("page") is True), previous, raw.decode("utf-8")]
+
+
+def stored_incident(raw: str) -> dict[str, Any]:
+    """A stored row's incident update, checked to be one (the shape the sink stores, and what
+    `aiaudit incidents show` reads of it). Raises ValueError for a row anyone else wrote."""
+    try:
+        doc = orjson.loads(raw)
+        row(doc, raw.encode())
+        info, unmapped = doc["finding_info_list"][0], doc["unmapped"]
+        if not (isinstance(info.get("title"), str) and isinstance(unmapped["incident"]["records"], list)
+                and isinstance(unmapped["chain"]["origin"], str) and type(unmapped["chain"]["seq"]) is int):
+            raise ValueError("title, records or record coordinates malformed")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"not an incident update ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return doc  # type: ignore[no-any-return]  # checked above
 
 
 def _current(db: str) -> str:

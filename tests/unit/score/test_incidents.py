@@ -81,3 +81,14 @@ def test_a_hostile_incident_message_is_refused_by_the_row_parser(change):
         f.update(change)
     with pytest.raises((ValueError, KeyError, TypeError)):
         table.row(f, orjson.dumps(f))
+
+
+def test_a_stored_incident_row_is_read_only_when_it_is_one():
+    (u,) = group([scored("alice", 1, T)], {"alice": IdentityState()})
+    good = orjson.dumps(ocsf(u)).decode()
+    assert table.stored_incident(good)["unmapped"]["incident"]["uid"] == u.incident.uid
+    bad = ocsf(u)
+    bad["unmapped"]["chain"] = {"origin": ["x"], "seq": "1"}
+    for raw in ("{not json", "[]", '{"class_uid": 2005}', orjson.dumps(bad).decode()):
+        with pytest.raises(ValueError, match="not an incident update"):
+            table.stored_incident(raw)
