@@ -132,6 +132,8 @@ class Pager:
     digest: list[str] = field(default_factory=list)  # incident uids held back today (the first MAX_DIGEST)
     held_today: int = 0  # every incident held back today, listed or not
     finished: list[tuple[int, list[str]]] = field(default_factory=list)  # past days' digests not yet taken
+    paged: list[str] = field(default_factory=list)  # incident uids paged today (the first MAX_DIGEST)
+    before: dict[str, list[str]] = field(default_factory=dict)  # the day before's "paged" and "held" uids
 
     def bar(self) -> str:
         """The severity an incident needs to page now."""
@@ -145,18 +147,34 @@ class Pager:
         if today > self.day:
             if self.digest:
                 self.finished.append((self.day, self.digest))
-            self.day, self.paged_today, self.digest, self.held_today = today, 0, [], 0
+            self.before = {"paged": self.paged, "held": self.digest} if today == self.day + 1 else {}
+            self.day, self.paged_today, self.digest, self.held_today, self.paged = today, 0, [], 0, []
 
     def take_finished(self) -> list[tuple[int, list[str]]]:
         done, self.finished = self.finished, []
         return done
 
+    def decided(self, uid: str) -> bool | None:
+        """What was decided for incident `uid` today or the day before (a replay after a restart
+        gets the same answer, though the budget has moved on since), or None."""
+        for paged, held in ((self.paged, self.digest), (self.before.get("paged", []), self.before.get("held", []))):
+            if uid in paged:
+                return True
+            if uid in held:
+                return False
+        return None
+
     def allow(self, incident: Incident, at: float) -> bool:
         self.roll(at)
+        earlier = self.decided(incident.uid)
+        if earlier is not None:
+            return earlier
         severity = incident.rule_severity or incident.severity
         if self.exempt & set(incident.detectors) or self.per_day is None or (
                 self.paged_today < self.per_day and RANK.get(severity, 0) >= RANK[self.bar()]):
             self.paged_today += 1
+            if len(self.paged) < MAX_DIGEST:
+                self.paged.append(incident.uid)
             return True
         self.held_today += 1
         if len(self.digest) < MAX_DIGEST:
@@ -165,7 +183,8 @@ class Pager:
 
     def to_dict(self) -> dict[str, Any]:
         return {"day": self.day, "paged_today": self.paged_today, "digest": list(self.digest),
-                "held_today": self.held_today,
+                "held_today": self.held_today, "paged": list(self.paged),
+                "before": {k: list(v) for k, v in self.before.items()},
                 "finished": [[d, list(u)] for d, u in self.finished]}
 
     def restore(self, d: dict[str, Any] | None) -> None:
@@ -175,6 +194,9 @@ class Pager:
             self.digest = [str(u) for u in d["digest"]][:MAX_DIGEST]
             self.held_today = int(d.get("held_today", len(self.digest)))
             self.finished = [(int(day), [str(u) for u in uids]) for day, uids in d.get("finished", [])]
+            self.paged = [str(u) for u in d.get("paged", [])][:MAX_DIGEST]
+            self.before = {k: [str(u) for u in d.get("before", {}).get(k, [])][:MAX_DIGEST] for k in ("paged", "held")
+                           if k in d.get("before", {})}
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,28 @@ def test_the_budget_decides_and_a_finished_days_digest_waits_until_delivered():
     assert after == [] and state["held"] == {k: v for k, v in state["held"].items() if v["identity"] == "u7"}
 
 
+def test_a_replayed_incident_gets_the_decision_it_had_though_the_budget_moved_on():
+    """After a kill the agent replays incidents from its committed offset with the pager's saved
+    state, which already counts them: each keeps its decision, also across midnight."""
+    incidents = [page(f"u{i}", "prompt_injection", sev, T + i) for i, sev in enumerate(("high", "critical", "high"))]
+    state = None
+    first = []
+    for f in incidents:
+        pages, state, _ = decide(state, f, per_day=2, exempt=[])
+        first.append(pages)
+    assert first == [True, True, False]  # the budget is spent
+    for f in incidents:  # replayed: the paged ones still page, the held one is still held, nothing more is counted
+        pages, state, _ = decide(state, f, per_day=2, exempt=[])
+        assert pages == first.pop(0)
+    assert state["pager"]["paged_today"] == 2 and state["pager"]["held_today"] == 1
+    _, next_day, _ = decide(state, page("n0", "prompt_injection", "high", T + DAY), per_day=2, exempt=[])
+    replayed = [decide(next_day, f, per_day=2, exempt=[])[0] for f in incidents]
+    assert replayed == [True, True, False]
+    # two days on, a stray replay is judged afresh by that day's budget (the pager remembers one day back)
+    _, later, _ = decide(next_day, page("n1", "prompt_injection", "high", T + 2 * DAY), per_day=2, exempt=[])
+    assert decide(later, incidents[0], per_day=2, exempt=[])[0] is False  # the bar is critical now
+
+
 def test_the_clock_finishes_a_day_that_is_over_and_never_one_that_is_not():
     state = None
     for i in range(3):
