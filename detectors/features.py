@@ -150,6 +150,20 @@ def usual_for_day(state: IdentityState, now: float) -> float:
     return max(on_weekday, per_active_day)
 
 
+def usual_by_now(state: IdentityState, now: float) -> float:
+    """The requests the identity usually has made by this time of its day: `usual_for_day` spread
+    over the hours of day as its own requests fall (this clock hour counted whole), so a day at
+    several times its usual pace shows from its first hours, not only once a whole day's worth is in."""
+    if not state.seen:
+        return 0.0
+    hour = int(now // 3600) % 24
+    so_far = today_so_far(state, now)
+    # the share of the identity's requests before today that fall at or before this hour of day
+    before_today = state.seen - so_far
+    earlier_hours = sum(state.hours[: hour + 1]) - so_far
+    return usual_for_day(state, now) * max(0, earlier_hours) / before_today if before_today > 0 else 0.0
+
+
 def gap_before_run(state: IdentityState, now: float) -> float:
     """Seconds of silence before the run `now` belongs to (0 for an identity's first request)."""
     if state.last_seen is None:

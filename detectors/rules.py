@@ -25,12 +25,13 @@ from aiaudit.detectors.features import (
     gap_before_run,
     requests_within,
     today_so_far,
+    usual_by_now,
     usual_for_day,
     usual_level,
     usual_per_hour,
 )
 
-RULES_VERSION = "rules-2"
+RULES_VERSION = "rules-3"
 RULE_NAMES = ("sensitive_to_unapproved_vendor", "response_above_route", "secrets_sent", "prompt_injection",
               "denial_burst", "request_burst", "response_above_prompt", "new_vendor_sensitive", "volume_above_profile",
               "new_identity_volume", "size_far_above_usual", "odd_hours_run", "dormant_identity_burst")
@@ -46,12 +47,14 @@ class RuleConfig:
     denial_burst: int = 5  # denials of one identity within denial_window_s that make a burst ...
     denial_window_s: float = 600.0
     denial_over_usual: float = 5.0  # ... and this many times the identity's usual denials in such a window
-    injection_markers: int = 2  # markers alone that are an attempt (one marker with an encoded blob is too)
+    injection_markers: int = 3  # marker weight alone that is an attempt: one strong marker (3) or three weak
+    # ones (1 each); any marker with an encoded blob is one too
     burst_per_minute: int = 10  # requests of one identity in a minute that make a burst ...
     burst_over_usual: float = 10.0  # ... and this many times its usual rate
     dormant_days: float = 7.0  # silence before a run that makes the identity dormant ...
     dormant_per_hour: int = 6  # ... and requests within the hour that make its waking a burst ...
-    dormant_over_usual: float = 2.0  # ... and this many times its usual hourly rate
+    dormant_over_usual: float = 2.0  # ... and this many times its usual hourly rate (medium) ...
+    dormant_high_over_usual: float = 4.0  # ... or this many times (high)
     odd_hour_share: float = 0.02  # an hour of day holding less than this share of the identity's requests ...
     odd_hour_run: int = 5  # ... with this many requests within the hour, once it has odd_hour_history requests
     odd_hour_history: int = 50
@@ -116,7 +119,7 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
     markers, blobs = cf.get("injection_markers", 0), cf.get("encoded_blob_count", 0)
     if markers >= config.injection_markers or (markers and blobs):
         hits.append(RuleHit("prompt_injection", "high",
-                            f"{markers} injection marker(s)" + (f" with {blobs} encoded blob(s)" if blobs else "")))
+                            f"injection marker weight {markers}" + (f" with {blobs} encoded blob(s)" if blobs else "")))
 
     usual = usual_per_hour(state)
     if decision == "deny":
@@ -155,17 +158,23 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
             what = f"{LEVEL_NAMES[level]} data" + (f" with {pii} personal-data hit(s)" if pii else "")
             first = "first use" if vendor not in state.vendors else \
                 f"in use since {(now - since) / 3600:.0f} h" if since is not None else "new"
-            hits.append(RuleHit("new_vendor_sensitive", "high",
+            # Restricted data or secrets to a vendor new to the identity page; confidential data or
+            # personal data the policy lets that vendor have is one for the day's review (medium).
+            severe = level >= LEVELS["restricted"] or secrets
+            hits.append(RuleHit("new_vendor_sensitive", "high" if severe else "medium",
                                 f"{what} to {vendor}, a vendor new to this identity ({first}; it usually sends "
                                 f"{LEVEL_NAMES[usual_level(state.levels)]} data)"))
 
     if not learning and state.days_active >= config.volume_active_days:
         usual_day = usual_for_day(state, now)
+        by_now = usual_by_now(state, now)
         day = 1 + today_so_far(state, now)
-        if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * usual_day):
+        if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * by_now):
+            times = f"{day / by_now:.1f}x " if by_now >= 0.1 else ""
             hits.append(RuleHit("volume_above_profile", "medium",
-                                f"{day} requests today (UTC), {day / usual_day:.1f}x the {usual_day:.1f} this identity "
-                                f"usually makes on a {WEEKDAYS[int(now // DAY_S + 3) % 7]}"))
+                                f"{day} requests today (UTC) by {int(now // 3600) % 24:02d}:59, {times}the "
+                                f"{by_now:.1f} this identity usually has made by then on a "
+                                f"{WEEKDAYS[int(now // DAY_S + 3) % 7]} ({usual_day:.1f} in the whole day)"))
 
     new_identity = state.first_seen is None or now - state.first_seen < config.new_identity_days * DAY_S
     population_old = scorer_since is not None and now - scorer_since >= config.learning_days * DAY_S
@@ -197,11 +206,18 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
 
     gap = gap_before_run(state, now)
     if gap >= config.dormant_days * 86400:
-        last_hour = 1 + requests_within(state, now, 3600)
-        if last_hour >= max(config.dormant_per_hour, config.dormant_over_usual * usual):
-            hits.append(RuleHit("dormant_identity_burst", "high",
+        in_window = requests_within(state, now, 3600)
+        last_hour = 1 + in_window
+        # its usual pace before this run: the hour's own requests (and the clock hours they fill) left out
+        filled = len({int(t // 3600) for t in list(state.last_hour)[len(state.last_hour) - in_window:]})
+        pace = (state.seen - in_window) / (state.active_hours - filled) if state.active_hours > filled else usual
+        if last_hour >= max(config.dormant_per_hour, config.dormant_over_usual * pace):
+            # Back after a week away at a busy hour's pace is a holiday's end (medium); far above the
+            # identity's usual pace it is someone else's use of the account (high).
+            severe = last_hour >= config.dormant_high_over_usual * pace
+            hits.append(RuleHit("dormant_identity_burst", "high" if severe else "medium",
                                 f"{last_hour} requests within an hour after {gap / 86400:.0f} days of silence "
-                                f"(usually {usual:.1f} an hour)"))
+                                f"(usually {pace:.1f} an hour)"))
     return [h for h in hits if h.rule not in config.off] if config.off else hits
 
 

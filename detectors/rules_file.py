@@ -6,7 +6,7 @@
       learning_days: 14
     disabled: [odd_hours_run]   # rules switched off (the worker logs them at start and reload)
 
-The file is versioned by its bytes like a policy bundle: `rules-2+<first 12 hex of its
+The file is versioned by its bytes like a policy bundle: `rules-3+<first 12 hex of its
 SHA-256>`, and every finding names the version it was raised under. It is strict: an unknown
 key, a rule that does not exist, a threshold of the wrong type or not above zero, a file over
 64 KiB, or YAML that is not a mapping is refused with what is wrong, and a refused file never

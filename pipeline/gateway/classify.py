@@ -60,12 +60,17 @@ _FAMILY = {"pii.email": "email", "pii.iban": "numeric", "pii.card": "numeric", "
 _NUMERIC_GATE = re.compile(r"\d(?:[ .()/-]{0,2}\d){5}")
 _SECRET_GATE = re.compile(r"AKIA|ASIA|AGPA|AIDA|AROA|-----BEGIN|gh[pousr]_|sk-|xox[abposr]-|AIza|_live_|eyJ")
 _INJECTION_WORDS = ("ignore", "disregard", "you are now", "system prompt", "do anything now", "pretend", "<|im_start|>",
-                    "[inst]")
+                    "[inst]", "<<sys>>", "<|system|>")
+# Injection markers and their weight in `injection_markers`. A weak marker (1) is a phrase that security
+# training, red-team notes and articles quote; a strong one (3) is what an ordinary prompt does not
+# contain: a chat template's control tokens, a persona switch, a demand to drop the rules.
+INJECTION_WEIGHT = {"weak": 1, "strong": 3}
 _INJECTION = re.compile(
-    r"ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts?|rules)"
-    r"|disregard (?:all |the )?(?:previous|prior|above)|you are now (?:in )?(?:dan|developer mode|jailbroken)"
-    r"|reveal (?:your |the )?system prompt|print (?:your |the )?system prompt|do anything now"
-    r"|pretend (?:that )?you have no (?:rules|restrictions)|<\|im_start\|>|\[INST\]",
+    r"(?P<weak>ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts?|rules)"
+    r"|disregard (?:all |the )?(?:previous|prior|above)"
+    r"|reveal (?:your |the )?system prompt|print (?:your |the )?system prompt)"
+    r"|(?P<strong>you are now (?:in )?(?:dan|developer mode|jailbroken)|do anything now"
+    r"|pretend (?:that )?you have no (?:rules|restrictions)|<\|im_start\|>|<\|system\|>|\[INST\]|<<SYS>>)",
     re.IGNORECASE,
 )
 _URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
@@ -229,10 +234,11 @@ def entropy_milli(text: str) -> int:
 
 
 def _injection_markers(text: str) -> int:
+    """The prompt's injection marker weight: 1 per weak marker, 3 per strong one."""
     lowered = text.lower()
     if not any(word in lowered for word in _INJECTION_WORDS):
         return 0
-    return len(_INJECTION.findall(text))
+    return sum(INJECTION_WEIGHT[m.lastgroup or "weak"] for m in _INJECTION.finditer(text))
 
 
 def content_features(prompt: str, prompt_cls: Classification, response: str = "",

@@ -61,10 +61,11 @@ def test_response_above_the_routes_level():
     assert rules_of(ev(T0, vendor="mistral_ai", response="internal")) == []
 
 
-def test_injection_markers_two_or_one_with_an_encoded_blob():
-    assert rules_of(ev(T0, injection_markers=2)) == ["prompt_injection"]
+def test_injection_one_strong_marker_three_weak_or_any_with_an_encoded_blob():
+    assert rules_of(ev(T0, injection_markers=3)) == ["prompt_injection"]  # one strong marker, or three weak
     assert rules_of(ev(T0, injection_markers=1, encoded_blob_count=1)) == ["prompt_injection"]
     assert rules_of(ev(T0, injection_markers=1)) == []  # a quoted article, a security test
+    assert rules_of(ev(T0, injection_markers=2)) == []  # two quoted phrases: a training exercise as often as not
 
 
 def test_denial_burst_is_measured_against_the_identitys_usual_denials():
@@ -93,7 +94,13 @@ def test_request_burst_dormant_waking_size_and_odd_hours():
         observe(ev(T0 + timedelta(minutes=2 * i)), sleeper)
     wake = ev(T0 + timedelta(minutes=39))
     (hit,) = [h for h in check(wake, sleeper, POLICY, event_time(wake)) if h.rule == "dormant_identity_burst"]
-    assert "days of silence" in hit.reason and hit.severity == "high"
+    assert "days of silence" in hit.reason and hit.severity == "medium"  # a busy hour's pace: back from leave
+    thief = history(days=5, start=T0 - timedelta(days=30))
+    for i in range(39):  # waking at four times its usual pace: someone else's use of the account
+        observe(ev(T0 + timedelta(seconds=90 * i)), thief)
+    wake = ev(T0 + timedelta(minutes=59))
+    (hit,) = [h for h in check(wake, thief, POLICY, event_time(wake)) if h.rule == "dormant_identity_burst"]
+    assert hit.reason.startswith("40 requests") and hit.severity == "high"
     assert "dormant_identity_burst" not in rules_of(ev(T0), history())  # yesterday's person is not dormant
 
     assert rules_of(ev(T0, prompt_chars=60_000), history()) == ["size_far_above_usual"]
@@ -141,7 +148,7 @@ def test_an_identity_in_its_learning_period_raises_only_the_rules_that_need_no_h
     recent = history(days=5, start=T0 - timedelta(days=5))  # first seen five days ago: still learning
     assert rules_of(ev(T0, prompt_chars=60_000), recent) == []  # its usual size is not known yet
     assert rules_of(ev(T0, vendor="mistral_ai", level="confidential"), recent) == ["sensitive_to_unapproved_vendor"]
-    assert rules_of(ev(T0, injection_markers=2), recent) == ["prompt_injection"]
+    assert rules_of(ev(T0, injection_markers=3), recent) == ["prompt_injection"]
     assert rules_of(ev(T0, prompt_chars=60_000), recent, RuleConfig(learning_days=3)) == [
         "size_far_above_usual"]  # the learning period is a setting
 
@@ -159,6 +166,20 @@ def test_volume_above_the_identitys_profile_for_that_weekday():
     for i in range(5):
         observe(ev(saturday.replace(hour=9) + timedelta(minutes=10 * i)), usual)
     assert "volume_above_profile" not in rules_of(ev(saturday.replace(hour=13)), usual)  # a usual day's work
+    # Against the hours its day usually takes: a day at three times its usual pace shows by mid-morning.
+    day = 6 * 5 / 7 * 3  # a weekday-only person's usual day, at least its weekly mean ...
+    person = history(days=21, start=T0 - timedelta(days=21), per_day=24)  # 24 at 10:00-10:50 each weekday
+    monday = T0.replace(hour=8)
+    for i in range(19):
+        observe(ev(monday + timedelta(minutes=3 * i)), person)
+    (hit,) = [h for h in check(ev(monday.replace(hour=9)), person, POLICY, event_time(ev(monday.replace(hour=9))))
+              if h.rule == "volume_above_profile"]
+    assert hit.reason.startswith("20 requests today (UTC) by 09:59, the 0.0 this identity usually has made by then")
+    busy = history(days=21, start=T0 - timedelta(days=21), per_day=24)
+    for i in range(19):
+        observe(ev(T0 + timedelta(minutes=2 * i)), busy)
+    assert "volume_above_profile" not in rules_of(ev(T0 + timedelta(minutes=40)), busy)  # its usual 10:00 hour
+    del day
 
 
 def test_a_new_identity_at_volume_once_the_scorer_knows_its_population():
@@ -184,7 +205,10 @@ def test_a_vendor_new_to_the_identity_with_more_sensitive_or_personal_data():
     assert hit.rule == "new_vendor_sensitive" and "first use" in hit.reason and hit.severity == "high"
     assert rules_of(ev(T0, vendor="azure.ai.openai"), person) == []  # a new vendor, the usual data
     assert rules_of(ev(T0, vendor="openai", level="confidential"), person) == []  # its usual vendor
-    assert rules_of(ev(T0, vendor="azure.ai.openai", prompt_pii_hits=2), person) == ["new_vendor_sensitive"]
+    (pii,) = check(ev(T0, vendor="azure.ai.openai", prompt_pii_hits=2), person, POLICY, event_time(ev(T0)))
+    assert pii.rule == "new_vendor_sensitive" and pii.severity == "medium"  # data the policy lets it have: the digest
+    (secret,) = check(ev(T0, vendor="azure.ai.openai", level="confidential", prompt_secret_hits=1), person, POLICY, event_time(ev(T0)))
+    assert secret.rule == "new_vendor_sensitive" and secret.severity == "high"
     observe(ev(T0, vendor="azure.ai.openai"), person)
     later = ev(T0 + timedelta(days=2), vendor="azure.ai.openai", level="restricted")
     assert "in use since 48 h" in check(later, person, POLICY, event_time(later))[0].reason  # slow exfiltration
