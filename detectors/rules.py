@@ -66,7 +66,10 @@ class RuleConfig:
     volume_at_least: int = 20  # ... and at least this many, once the identity has this many days with requests:
     volume_active_days: int = 7  # (a state kept before days were counted starts counting at the upgrade)
     new_identity_days: float = 1.0  # an identity first seen this recently is new ...
-    new_identity_per_hour: int = 30  # ... and at volume with this many requests within an hour
+    new_identity_per_hour: int = 20  # ... and a person at volume with this many requests within an hour (no
+    # person's busiest hour in the tuning families reaches it) ...
+    new_agent_per_hour: int = 200  # ... or an agent or service with this many (a new agent runs at its volume from
+    # its first hour: the tuning families' agents reach 132)
     new_vendor_days: float = 7.0  # a vendor the identity first used this recently is new to it
     off: frozenset[str] = frozenset()  # rules switched off (the rules file's `disabled`)
     version: str = RULES_VERSION  # what findings name: the code's rules, and the rules file's hash when one is set
@@ -169,7 +172,9 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
         usual_day = usual_for_day(state, now)
         by_now = usual_by_now(state, now)
         day = 1 + today_so_far(state, now)
-        if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * by_now):
+        # more than a whole usual day's requests already, at 2.5 times the pace its day usually has by
+        # this hour (a day that only starts early is neither)
+        if usual_day and day >= max(config.volume_at_least, config.volume_over_usual * by_now, usual_day):
             times = f"{day / by_now:.1f}x " if by_now >= 0.1 else ""
             hits.append(RuleHit("volume_above_profile", "medium",
                                 f"{day} requests today (UTC) by {int(now // 3600) % 24:02d}:59, {times}the "
@@ -180,7 +185,8 @@ def check(event: dict[str, Any], state: IdentityState, config: RuleConfig, now: 
     population_old = scorer_since is not None and now - scorer_since >= config.learning_days * DAY_S
     if new_identity and population_old:
         hour = 1 + requests_within(state, now, 3600)
-        if hour >= config.new_identity_per_hour:
+        agent = event["actor"].get("type") in ("agent", "service")
+        if hour >= (config.new_agent_per_hour if agent else config.new_identity_per_hour):
             hits.append(RuleHit("new_identity_volume", "high",
                                 f"{hour} requests within an hour from an identity first seen "
                                 f"{(now - (state.first_seen or now)) / 3600:.1f} h ago"))

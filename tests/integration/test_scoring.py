@@ -77,7 +77,11 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
         "ON s.origin = e.origin AND s.seq = e.seq LIMIT 1 BY s.origin, s.seq").result_rows
     assert len(scored) == total  # every chained record scored once in query results
     alerted = {eid for eid, sev in scored if sev}
-    live_normal = [eid for eid, label in labels.items() if label == "normal"]
+    # Normal traffic: the normal events of identities with no misuse that day (a day's volume made
+    # abnormal by its misuse is a volume finding on every later request of that day, and one incident).
+    misused = {(ev["actor"]["id"], ev["occurred_at"][:10]) for ev, label in test if label != "normal"}
+    live_normal = [str(uuid.UUID(ev["event_id"])) for ev, label in test
+                   if label == "normal" and (ev["actor"]["id"], ev["occurred_at"][:10]) not in misused]
     exfil = [eid for eid, label in labels.items() if label == "exfil_burst"]
     assert len(alerted & set(live_normal)) <= 0.03 * len(live_normal)  # normal traffic under the budget
     assert len(alerted & set(exfil)) >= 0.5 * len(exfil)  # the exfiltration burst is caught

@@ -166,35 +166,44 @@ def test_volume_above_the_identitys_profile_for_that_weekday():
     for i in range(5):
         observe(ev(saturday.replace(hour=9) + timedelta(minutes=10 * i)), usual)
     assert "volume_above_profile" not in rules_of(ev(saturday.replace(hour=13)), usual)  # a usual day's work
-    # Against the hours its day usually takes: a day at three times its usual pace shows by mid-morning.
-    day = 6 * 5 / 7 * 3  # a weekday-only person's usual day, at least its weekly mean ...
-    person = history(days=21, start=T0 - timedelta(days=21), per_day=24)  # 24 at 10:00-10:50 each weekday
+    # Against the hours its day usually takes: more than its whole usual day by mid-morning, before
+    # its usual hour, shows then (not only once 2.5 days' worth are in).
+    person = history(days=21, start=T0 - timedelta(days=21), per_day=12)  # 12 at 10:00-10:50 each weekday
     monday = T0.replace(hour=8)
     for i in range(19):
         observe(ev(monday + timedelta(minutes=3 * i)), person)
     (hit,) = [h for h in check(ev(monday.replace(hour=9)), person, POLICY, event_time(ev(monday.replace(hour=9))))
               if h.rule == "volume_above_profile"]
     assert hit.reason.startswith("20 requests today (UTC) by 09:59, the 0.0 this identity usually has made by then")
-    busy = history(days=21, start=T0 - timedelta(days=21), per_day=24)
+    busy = history(days=21, start=T0 - timedelta(days=21), per_day=12)
     for i in range(19):
         observe(ev(T0 + timedelta(minutes=2 * i)), busy)
     assert "volume_above_profile" not in rules_of(ev(T0 + timedelta(minutes=40)), busy)  # its usual 10:00 hour
-    del day
 
 
 def test_a_new_identity_at_volume_once_the_scorer_knows_its_population():
     new = IdentityState()
-    for i in range(29):
-        observe(ev(T0 + timedelta(minutes=2 * i), kind="agent"), new)
-    at = ev(T0 + timedelta(minutes=59), kind="agent")
+    for i in range(19):
+        observe(ev(T0 + timedelta(minutes=3 * i)), new)
+    at = ev(T0 + timedelta(minutes=59))
     hits = check(at, new, POLICY, event_time(at), scorer_since=event_time(at) - 30 * 86400)
-    assert [h.rule for h in hits] == ["new_identity_volume"] and "30 requests within an hour" in hits[0].reason
+    assert [h.rule for h in hits] == ["new_identity_volume"] and "20 requests within an hour" in hits[0].reason
+    # An agent runs at its volume from its first hour: 20 is nothing for one, 200 is.
+    bot, busy = IdentityState(), IdentityState()
+    for i in range(199):
+        observe(ev(T0 + timedelta(seconds=15 * i), kind="agent"), busy)
+        if i < 19:
+            observe(ev(T0 + timedelta(minutes=3 * i), kind="agent"), bot)
+    agent_at = ev(T0 + timedelta(minutes=59), kind="agent")
+    assert check(agent_at, bot, POLICY, event_time(agent_at), scorer_since=0.0) == []
+    assert "new_identity_volume" in [h.rule for h in check(agent_at, busy, POLICY, event_time(agent_at),
+                                                           scorer_since=0.0)]
     # A scorer that started this week has not seen its population: everyone is new to it.
     assert check(at, new, POLICY, event_time(at), scorer_since=event_time(at) - 86400) == []
     assert check(at, new, POLICY, event_time(at)) == []
     slow = IdentityState()
     for i in range(5):
-        observe(ev(T0 + timedelta(minutes=10 * i), kind="agent"), slow)
+        observe(ev(T0 + timedelta(minutes=10 * i)), slow)
     assert check(at, slow, POLICY, event_time(at), scorer_since=0.0) == []
 
 
