@@ -241,10 +241,12 @@ def evaluate_family(name: str, traffic: tuple[list[Event], list[Labelled]], fami
                   fresh_week(detector, rules, fresh) if fresh is not None else None)
 
 
-def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] = ("tuning", "held-out")) -> list[Report]:
+def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] = ("tuning", "held-out"),
+             evaluation_seed: int | None = None) -> list[Report]:
     """Reports per family: `tuning` (what detections were tuned on), `held-out` (read while tuning:
     no longer a judge), and `evaluation` (detectors/evalset.py, the fixed set issue 22's detectors
-    are judged on; its seed is the recorded one whatever `seed` says)."""
+    are judged on; its seed is the recorded one whatever `seed` says, unless `evaluation_seed`
+    draws it with another)."""
     from aiaudit.detectors import evalset, heldout, traffic
 
     evaluation = Family(vendors={v: list(ms) for v, ms in evalset.VENDORS.items()}, max_level=dict(evalset.CEILING),
@@ -257,7 +259,8 @@ def evaluate(seed: int = 7, budget: float = 0.01, *, families: tuple[str, ...] =
     reports = []
     for name in families:
         if name == "evaluation":
-            train_events, test, fresh = evalset.evaluation_set()
+            train_events, test, fresh = evalset.evaluation_set() if evaluation_seed is None else \
+                evalset.evaluation_set(evaluation_seed)
             reports.append(evaluate_family(name, (train_events, test), evaluation, evalset.SCENARIOS + evalset.UNNAMED,
                                            seed=seed, budget=budget, untargeted=evalset.UNNAMED, fresh=fresh))
         else:

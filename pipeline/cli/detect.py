@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                        "target.")
     e.add_argument("--seed", type=int, default=7)
     e.add_argument("--budget", type=float, default=0.01, help="share of events alerted")
+    e.add_argument("--evaluation-seed", type=int, default=None, metavar="N",
+                   help="draw the evaluation family with another seed of its generator (default: the recorded one)")
     e.add_argument("--family", action="append", choices=("tuning", "held-out", "evaluation"),
                    help="a family to report (repeatable; default: all three)")
     e.set_defaults(func=evaluate)
@@ -87,7 +89,7 @@ def check_rules(args: argparse.Namespace, settings: Settings) -> int:
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.detectors.evaluate import evaluate, table
 
-    reports = evaluate(seed=args.seed, budget=args.budget,
+    reports = evaluate(seed=args.seed, budget=args.budget, evaluation_seed=args.evaluation_seed,
                        families=tuple(args.family or ("tuning", "held-out", "evaluation")))
     print("\n\n".join(table(r) for r in reports))
     missed = {r.family: [k for k, v in r.meets_targets().items() if not v] for r in reports if r.family == "evaluation"}
