@@ -53,6 +53,7 @@ WINDOW = {"request_burst": 60.0, "denial_burst": 600.0, "new_identity_volume": 3
 QUIET_S = 4 * 3600.0  # an incident closes after this long without a finding
 PAGE_AT = "high"  # the severity at which an incident pages
 RANK = {name: len(BANDS) - i for i, (name, _) in enumerate(BANDS)}  # medium 1, high 2, critical 3
+INCIDENT_CLASS_UID = 2005  # the OCSF class incidents travel as (Incident Finding)
 MAX_DIGEST = 2000  # incidents a day's digest lists (the pager's state stays well under a Kafka message)
 MAX_RECORDS = 20  # record references kept per incident (its count says how many there were; its window says where)
 

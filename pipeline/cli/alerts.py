@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
 from aiaudit.pipeline.cli.output import note, print_rows
@@ -13,6 +14,21 @@ from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.filters import MAX_LIMIT
 
 STATUS = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}
+
+
+def add_status_actions(actions: Any, what: str, uid_help: str, set_status: Callable[..., int],
+                       history: Callable[..., int], history_help: str) -> None:
+    """`ack|resolve|reopen UID --by NAME [--note]` and `history UID`: the same for alerts and incidents."""
+    for action, status in STATUS.items():
+        a = actions.add_parser(action, help=f"mark an {what} {status} (appended: who, when, note)")
+        a.add_argument("uid", help=uid_help)
+        a.add_argument("--by", required=True, help="who changes the status")
+        a.add_argument("--note")
+        a.set_defaults(func=set_status)
+    h = actions.add_parser("history", help=history_help)
+    h.add_argument("uid", help=uid_help)
+    add_format(h)
+    h.set_defaults(func=history)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,16 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_limit(ls)
     add_format(ls)
     ls.set_defaults(func=list_alerts)
-    for action, status in STATUS.items():
-        a = actions.add_parser(action, help=f"mark an alert {status} (appended: who, when, note)")
-        a.add_argument("uid", help="the finding uid")
-        a.add_argument("--by", required=True, help="who changes the status")
-        a.add_argument("--note")
-        a.set_defaults(func=set_status)
-    h = actions.add_parser("history", help="an alert's status changes and delivery attempts")
-    h.add_argument("uid", help="the finding uid")
-    add_format(h)
-    h.set_defaults(func=history)
+    add_status_actions(actions, "alert", "the finding uid", set_status, history,
+                       "an alert's status changes and delivery attempts")
     r = actions.add_parser("redeliver", help="give dead-lettered deliveries one more attempt each",
                            description="The newest dead letter of each delivery goes back to the delivery agent's "
                                        "retries topic for one more attempt.")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from datetime import datetime, timedelta, timezone
 
-from aiaudit.pipeline.cli.alerts import STATUS
+from aiaudit.pipeline.cli.alerts import add_status_actions
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
 from aiaudit.pipeline.cli.output import note, print_rows, shown
 from aiaudit.pipeline.settings import Settings
@@ -37,16 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sh.add_argument("uid", help="the incident uid")
     add_format(sh)
     sh.set_defaults(func=show)
-    for action, status in STATUS.items():
-        a = actions.add_parser(action, help=f"mark an incident {status} (appended: who, when, note)")
-        a.add_argument("uid", help="the incident uid")
-        a.add_argument("--by", required=True, help="who changes the status")
-        a.add_argument("--note")
-        a.set_defaults(func=set_status)
-    h = actions.add_parser("history", help="an incident's updates, page and status changes")
-    h.add_argument("uid", help="the incident uid")
-    add_format(h)
-    h.set_defaults(func=history)
+    add_status_actions(actions, "incident", "the incident uid", set_status, history,
+                       "an incident's updates, page and status changes")
 
 
 def list_incidents(args: argparse.Namespace, settings: Settings) -> int:

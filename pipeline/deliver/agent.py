@@ -49,9 +49,10 @@ import aiohttp
 import faust
 import orjson
 
+from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
 from aiaudit.pipeline.deliver.acks import InOrderAcks
 from aiaudit.pipeline.deliver.faust_app import App
-from aiaudit.pipeline.deliver.formats import INCIDENT_CLASS_UID, Unreadable, parse_finding, uid_of
+from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding, uid_of
 from aiaudit.pipeline.deliver.pages import decide, digest_delivered, digest_finding, roll_day
 from aiaudit.pipeline.deliver.policy import (
     DeliveryRecord,

@@ -23,6 +23,8 @@ from typing import Any, cast
 
 import orjson
 
+from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
+
 SIGNATURE_HEADER = "X-Aiaudit-Signature"
 TIMESTAMP_HEADER = "X-Aiaudit-Timestamp"
 DELIVERY_HEADER = "X-Aiaudit-Delivery"
@@ -75,7 +77,6 @@ def summary(finding: dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_FINDING_BYTES = 1_048_576
-INCIDENT_CLASS_UID = 2005
 
 
 class Unreadable(ValueError):

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiaudit.detectors.features import DAY_S
-from aiaudit.detectors.incidents import MAX_DIGEST, RANK, Incident, Pager
-from aiaudit.pipeline.score.ocsf import INCIDENT_CLASS_UID, OCSF_VERSION, SEVERITY_ID
+from aiaudit.detectors.incidents import INCIDENT_CLASS_UID, MAX_DIGEST, RANK, Incident, Pager
+from aiaudit.pipeline.score.ocsf import OCSF_VERSION, SEVERITY_ID
 
 MAX_HELD_LISTED = 500  # held incidents a digest lists by name (it counts all it knows of: up to MAX_DIGEST)
 

@@ -15,7 +15,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiaudit.pipeline.deliver.formats import INCIDENT_CLASS_UID, detectors_of
+from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
+from aiaudit.pipeline.deliver.formats import detectors_of
 
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
 SENDS = ("incidents", "findings")

@@ -11,6 +11,7 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
+from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
 from aiaudit.detectors.rules import RULES_VERSION, RuleHit
 
 OCSF_VERSION = "1.3.0"
@@ -87,7 +88,6 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
     }
 
 
-INCIDENT_CLASS_UID = 2005  # Incident Finding
 INCIDENT_ACTIVITY = {"create": (1, "Create"), "update": (2, "Update"), "close": (3, "Close")}
 INCIDENT_STATUS = {"create": (1, "New"), "update": (1, "New"), "close": (5, "Closed")}
 PRIORITY_ID = {"medium": 2, "high": 3, "critical": 4}

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from aiaudit.detectors.incidents import FAMILY, QUIET_S
+from aiaudit.detectors.incidents import FAMILY, INCIDENT_CLASS_UID, QUIET_S
 
 COLUMNS = ("incident_uid", "activity", "updated_at", "identity", "family", "severity", "score", "findings",
            "opened_at", "window_start", "last_seen", "page", "previous", "incident")
@@ -35,7 +35,7 @@ def row(finding: dict[str, Any], raw: bytes) -> list[Any]:
     inc = finding["unmapped"]["incident"]
     uid, identity, family = inc["uid"], inc["identity"], inc["family"]
     if not (isinstance(uid, str) and 0 < len(uid) <= 64 and isinstance(identity, str) and 0 < len(identity) <= 4096
-            and family in FAMILIES and finding.get("class_uid") == 2005):
+            and family in FAMILIES and finding.get("class_uid") == INCIDENT_CLASS_UID):
         raise ValueError("not an incident update (uid, identity, family)")
     severity = str(finding["severity"]).lower()
     findings, score, time_ms = inc["findings"], inc["score"], finding["time"]

@@ -96,6 +96,18 @@ class Receiver:
         with self.lock:
             return len(self.requests)
 
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def stop_all(procs: list, receiver: Receiver) -> None:
+    """Terminate the worker processes still running, then the receiver."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(30)
+    receiver.stop()
+
 
 def findings(wave: int, per_actor: int) -> list[dict]:
     out = []
@@ -220,11 +232,7 @@ destinations:
         records = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.deliveries_topic)]
         dead = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.delivery_dlq_topic, partitions=1)]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(30)
-        receiver.loop.call_soon_threadsafe(receiver.loop.stop)
+        stop_all(procs, receiver)
 
     log_text = logs.read_text()
     assert kills == KILLS and not receiver.refused, receiver.refused
@@ -349,7 +357,7 @@ destinations:
         proc.terminate()
         proc.wait(30)
         silent.close()
-        receiver.loop.call_soon_threadsafe(receiver.loop.stop)
+        receiver.stop()
     assert got == want, f"{len(got)} of {len(want)} after {took:.0f} s\n{logs.read_text()[-3000:]}"
     assert took < 45  # one timeout of the hung destination is 60 s; one at a time would be 20 of them
     assert held == 1, held  # its lane: one attempt outstanding, the other nineteen wait their turn

@@ -77,7 +77,7 @@ destinations:
     finally:
         agent.terminate()
         agent.wait(30)
-        receiver.loop.call_soon_threadsafe(receiver.loop.stop)
+        receiver.stop()
 
     log_text = logs.read_text()
     assert at_kill < len(before), "the broker died after the first wave was delivered: not mid-delivery"

@@ -27,7 +27,7 @@ from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.ocsf import detection_finding, incident_finding
 from aiaudit.pipeline.score.step import Scored
 from tests.integration.support import read_topic, settings_env, sink_until_drained
-from tests.integration.test_delivery_agent import SECRET, Receiver
+from tests.integration.test_delivery_agent import SECRET, Receiver, stop_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(300)]
 DAY = 86_400
@@ -125,11 +125,7 @@ destinations:
         time.sleep(1)
         records = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.deliveries_topic)]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(30)
-        receiver.loop.call_soon_threadsafe(receiver.loop.stop)
+        stop_all(procs, receiver)
 
     assert not receiver.refused and not receiver.accepted("siem")  # incidents go to incidents destinations only
     soc = receiver.accepted("soc")
