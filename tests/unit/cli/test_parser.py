@@ -51,3 +51,15 @@ def test_a_missing_required_argument_is_named_by_the_parser(argv, named, capsys)
         main(argv)
     assert done.value.code == 2
     assert "the following arguments are required" in (err := capsys.readouterr().err) and named in err, err
+
+
+def test_detect_evaluate_draws_the_evaluation_family_with_the_seed_asked_for(monkeypatch, capsys):
+    """`--evaluation-seed N` reaches the evaluation (the documented way to check the figures on seeds
+    no detector change was looked at with); without it, the recorded seed (None)."""
+    from aiaudit.detectors import evaluate as evaluation
+
+    asked: list[dict] = []
+    monkeypatch.setattr(evaluation, "evaluate", lambda **kw: asked.append(kw) or [])
+    assert main(["detect", "evaluate", "--family", "evaluation", "--evaluation-seed", "2027"]) == 0
+    assert main(["detect", "evaluate", "--family", "evaluation"]) == 0
+    assert [(a["evaluation_seed"], a["families"]) for a in asked] == [(2027, ("evaluation",)), (None, ("evaluation",))]
