@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # isort: split
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # from cimpl, re-exported without __all__
 
+from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, KINDS
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
@@ -24,6 +25,10 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
+    return _input_specs(settings) + evidence_kind_topics(settings)
+
+
+def _input_specs(settings: Settings) -> list[TopicSpec]:
     k = settings.kafka
     # Oversized events must still reach the chain worker, so it can dead-letter them whole.
     wire_max = str(max(settings.chain.max_event_bytes * 4, 1_048_576))
@@ -73,6 +78,19 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(k.content_topic, k.partitions, {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000),
                                                   "max.message.bytes": str(16 * 1_048_576)}),
     ]
+
+
+def evidence_kind_topics(settings: Settings) -> list[TopicSpec]:
+    """Each evidence kind's chain and checkpoints topics (chain/kinds.py): partitioned like its input
+    topic (one chain per input partition), append-only and never expired, like the requests' chain."""
+    k, specs = settings.kafka, []
+    partitions = {s.name: s.partitions for s in _input_specs(settings)}
+    kept = {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}
+    for kind in KINDS:
+        n = partitions[kind.input_topic(k)]
+        specs.append(TopicSpec(kind.chain_topic(k), n, {**kept, "max.message.bytes": str(KIND_RECORD_MAX_BYTES)}))
+        specs.append(TopicSpec(kind.checkpoints_topic(k), n, {**kept, "max.message.bytes": str(4 * 1_048_576)}))
+    return specs
 
 
 def ensure_topics(settings: Settings, *, replication_factor: int = 1, timeout_s: float = 30.0) -> list[str]:

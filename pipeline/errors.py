@@ -131,9 +131,12 @@ class Failure:
     detail: str
     where: str = ""  # instead of the seq: e.g. "line 12" of an export file
 
-    def line(self) -> str:
+    def line(self, kind: str = "") -> str:
+        """`FAIL <origin> [(<kind>)] <where>: <reason>: <detail>`; the kind is named unless it is
+        an AI request (the lines of a request chain read as they always have)."""
         where = self.where or (f"seq {self.seq}" if self.seq is not None else "chain")
-        return f"FAIL {self.origin} {where}: {self.reason}: {self.detail}"
+        named = f" ({kind})" if kind and kind != "request" else ""
+        return f"FAIL {self.origin}{named} {where}: {self.reason}: {self.detail}"
 
 
 class ChainBroken(AiAuditError):

@@ -18,7 +18,7 @@ DELIVERIES_TOPIC = "ai.audit.deliveries"  # every delivery attempt of a finding 
 DELIVERY_RETRIES_TOPIC = "ai.audit.delivery-retries"  # the delivery agent's scheduled retries (internal)
 DELIVERY_DLQ_TOPIC = "ai.audit.delivery-dlq"  # deliveries that kept failing, the finding whole, for re-driving
 
-CHAIN_GROUP = "aiaudit-chain"
+CHAIN_GROUP = "aiaudit-chain"  # requests; each other evidence kind's chain worker: aiaudit-chain-<kind>
 SINK_GROUP = "aiaudit-sink"
 SCORE_APP = "aiaudit-score"
 DELIVER_APP = "aiaudit-deliver"  # the delivery agent's Faust app id (its group and table topics)
@@ -39,3 +39,14 @@ CONTENT_TABLE = "content"
 CHECKPOINTS_TABLE = "checkpoints"
 MODEL_PROMOTIONS_TABLE = "model_promotions"
 DELIVERIES_TABLE = "deliveries"
+KIND_EVIDENCE_TABLE = "kind_evidence"  # chained records of every evidence kind but requests (format v2)
+
+
+def evidence_chain_topic(input_topic: str) -> str:
+    """The chain topic of an evidence kind read from `input_topic` (requests: CHAIN_TOPIC)."""
+    return f"{input_topic}.chain"
+
+
+def evidence_checkpoints_topic(input_topic: str) -> str:
+    """The tree states and signed checkpoints of that kind's chains (requests: CHECKPOINTS_TOPIC)."""
+    return f"{input_topic}.checkpoints"

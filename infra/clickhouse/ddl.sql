@@ -263,3 +263,27 @@ CREATE TABLE IF NOT EXISTS {db}.content
 ENGINE = MergeTree
 ORDER BY event_id
 TTL toDateTime(expires_at) DELETE;
+
+-- Every evidence kind but AI requests, chained like them (record format v2: pipeline/chain/record_v2.py):
+-- findings, incidents, status changes, dead letters, deliveries, delivery dead letters, model
+-- promotions, policy bundles. One row per chain record, append-only, exact signed bytes verbatim;
+-- the typed columns are checked against the payload by the verifier. Plain MergeTree, as evidence.
+CREATE TABLE IF NOT EXISTS {db}.kind_evidence
+(
+    kind          LowCardinality(String) COMMENT 'what the record is evidence of (finding, incident, status_change ...)',
+    origin        LowCardinality(String) COMMENT 'the chain: <org>/<env>/<input topic>/p<partition>/g<generation>',
+    seq           UInt64 COMMENT 'position in the chain, from 0',
+    leaf_hash     String COMMENT 'hex SHA-256(0x00 || payload || sig): the Merkle leaf and the next record''s prev',
+    prev          String COMMENT 'leaf hash of the record before (64 zeros at seq 0)',
+    kid           LowCardinality(String) COMMENT 'RFC 7638 thumbprint of the Ed25519 key that signed the record',
+    ts            DateTime64(6, 'UTC') COMMENT 'the Kafka timestamp of the message chained',
+    src_topic     LowCardinality(String) COMMENT 'input topic the message was read from',
+    src_partition UInt32 COMMENT 'input partition',
+    src_offset    UInt64 COMMENT 'input offset',
+    payload       String COMMENT 'the exact signed bytes (RFC 8785 JSON, its event the message in base64)',
+    sig           String COMMENT 'base64 Ed25519 signature over "aiaudit/record/v2/<kind>\n" || payload',
+    ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the sink stored the row (not evidence)'
+)
+ENGINE = MergeTree
+ORDER BY (origin, seq)
+COMMENT 'aiaudit evidence of every kind but requests: one row per chain record (duplicates of a redelivery possible)';

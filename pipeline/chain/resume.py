@@ -18,7 +18,8 @@ from aiaudit.pipeline.chain.note import (
     cosignatures,
     open_checkpoint,
 )
-from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, parse_payload
+from aiaudit.pipeline.chain.formats import parse_stored
+from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka.io import read_partition, read_partitions
 from aiaudit.pipeline.settings import Settings
@@ -47,7 +48,7 @@ def signed_root_problem(state: TreeState, checkpoint_public: bytes) -> str | Non
 
 
 def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message | None,
-              checkpoint_public: bytes | None = None) -> tuple[CompactRange, bool]:
+              checkpoint_public: bytes | None = None, *, chain_topic: str | None = None) -> tuple[CompactRange, bool]:
     """The chain's tree at head.next_seq leaves, and whether that size is already signed: from the
     last committed tree state `tail` (written in the same transaction as the records it covers);
     rebuilt from the chain only for a chain written before checkpoints existed. With the checkpoint
@@ -67,7 +68,7 @@ def read_tree(settings: Settings, partition: int, head: ChainHead, tail: Message
     log.warning("chain %s: no tree state at seq %d; rebuilding the tree from the chain (once)", head.origin,
                 head.next_seq)
     tree = CompactRange()
-    for msg in read_partition(settings, settings.kafka.chain_topic, partition):
+    for msg in read_partition(settings, chain_topic or settings.kafka.chain_topic, partition):
         rec = Record.from_wire(msg.value() or b"")
         if rec.origin == head.origin and rec.seq == tree.size:
             tree.append(bytes.fromhex(rec.leaf_hash))
@@ -84,11 +85,12 @@ def read_chain_head(origin: str, tail: Message | None) -> ChainHead:
     if record.origin != origin:
         # The partition's last chain is another generation: this one starts fresh.
         return ChainHead.genesis(ChainId(origin))
-    src = parse_payload(record.payload)["src"]
+    src = parse_stored(record.payload)["src"]
     return record.next_head(int(src["offset"]))
 
 
-def read_leaves(settings: Settings, partition: int, origin: str, first_seq: int, end_seq: int, tail_offset: int) -> bytes:
+def read_leaves(settings: Settings, partition: int, origin: str, first_seq: int, end_seq: int, tail_offset: int, *,
+                chain_topic: str | None = None) -> bytes:
     """The leaf hashes of `origin`'s records first_seq..end_seq-1 (concatenated), read back from
     the chain topic's partition in a growing window below its last record (`tail_offset`): what a
     worker resuming with an unsigned tail sends the checkpoint signer."""
@@ -99,7 +101,8 @@ def read_leaves(settings: Settings, partition: int, origin: str, first_seq: int,
     while True:
         start = max(0, tail_offset - window)
         found: dict[int, bytes] = {}
-        for msg in read_partitions(settings, settings.kafka.chain_topic, [partition], starts={partition: start}):
+        for msg in read_partitions(settings, chain_topic or settings.kafka.chain_topic, [partition],
+                                   starts={partition: start}):
             rec = Record.from_wire(msg.value() or b"")
             if rec.origin == origin and first_seq <= rec.seq < end_seq:
                 found[rec.seq] = bytes.fromhex(rec.leaf_hash)

@@ -13,7 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datetime import datetime, timezone
+
+from aiaudit.pipeline.chain import record_v2
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, build_record
+from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import EventRejected, NotCanonicalizable
 
 
@@ -22,6 +26,8 @@ class InputMessage:
     value: bytes
     key: bytes | None
     src: Source
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0  # the message's Kafka timestamp (0 when the broker gave none)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,27 @@ def chain_batch(head: ChainHead, signer: Signer, messages: Sequence[InputMessage
         except NotCanonicalizable as exc:  # decodes, yet has no language-neutral JSON form
             result.dead_letters.append(DeadLetter(msg, "invalid", f"event cannot be canonicalized: {exc}"[:1000]))
             continue
+        result.records.append(record)
+        result.head = record.next_head(msg.src.offset)
+    return result
+
+
+def kafka_time(timestamp_ms: int) -> str:
+    """A Kafka timestamp as a record's ts (RFC 3339 UTC, microseconds)."""
+    return format_ts(datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=timezone.utc))
+
+
+def chain_messages(head: ChainHead, signer: Signer, kind: str, messages: Sequence[InputMessage]) -> StepResult:
+    """Append every message of `messages` (one partition, offset order) to the chain of evidence
+    `kind` at `head`, byte-exact (format v2): nothing is refused, for a message written to an
+    evidence topic is evidence that it was written, whatever it holds."""
+    result = StepResult(head=head)
+    for msg in messages:
+        if msg.src.offset <= result.head.last_src_offset:
+            result.skipped += 1
+            continue
+        record = record_v2.build_record(result.head, signer, kind, kafka_time(msg.timestamp_ms), msg.src,
+                                        record_v2.Message(msg.value, msg.key, msg.headers))
         result.records.append(record)
         result.head = record.next_head(msg.src.offset)
     return result

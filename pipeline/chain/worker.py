@@ -31,7 +31,8 @@ from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnava
 from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin
 from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
-from aiaudit.pipeline.chain.step import InputMessage, chain_batch
+from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, kind_named
+from aiaudit.pipeline.chain.step import InputMessage, chain_batch, chain_messages
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.contract.codec import SchemaResolver, no_registry
 from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
@@ -45,6 +46,13 @@ log = logging.getLogger("aiaudit.chain")
 
 MAX_BACKOFF_S = 5.0  # longest pause between retries of a batch whose dependency is down
 MAX_UNSIGNED_LEAVES = 1 << 20  # records a chain runs ahead of an unanswering remote signer
+
+
+def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
+    """A consumed message's headers as (name, bytes) pairs (a header without a value: empty bytes)."""
+    headers = msg.headers() or ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return tuple((name, value if isinstance(value, bytes) else (value or "").encode()) for name, value in pairs)
 
 
 @dataclass
@@ -67,16 +75,30 @@ class PartitionChain:
 
 class ChainWorker:
     def __init__(self, settings: Settings, signer: Signer, *, notary: Notary | None = None,
-                 instance_id: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 instance_id: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 kind: str = REQUEST) -> None:
+        """`kind` REQUEST chains AI requests (format v1, validated, bad input dead-lettered); any other
+        kind (chain/kinds.py) chains its input topic's messages byte-exact (format v2)."""
         self.settings = settings
         self.signer = signer
         self.notary = notary
         self.clock = clock
+        self.kind = kind
+        k = settings.kafka
+        if kind == REQUEST:
+            self.input_topic, self.chain_topic, self.checkpoints_topic = k.requests_topic, k.chain_topic, \
+                k.checkpoints_topic
+            group = k.chain_group
+        else:
+            spec = kind_named(kind)
+            self.input_topic, self.chain_topic, self.checkpoints_topic = spec.input_topic(k), spec.chain_topic(k), \
+                spec.checkpoints_topic(k)
+            group = f"{k.chain_group}-{kind}"
         # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
         if instance_id:
             conf["group.instance.id"] = instance_id  # static membership: a restart takes over at once
-        self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.chain_group, **conf))
+        self.consumer = Consumer(kafka_config.stage_consumer(settings, group, **conf))
         self.chains: dict[int, PartitionChain] = {}
         registry = settings.kafka.schema_registry_url
         resolve: SchemaResolver = RegistryClient(registry).resolve if registry else no_registry
@@ -89,7 +111,7 @@ class ChainWorker:
 
     def _origin(self, partition: int) -> str:
         c = self.settings.chain
-        return chain_origin(c.org, c.env, self.settings.kafka.requests_topic, partition, c.generation)
+        return chain_origin(c.org, c.env, self.input_topic, partition, c.generation)
 
     def _fence(self, partition: int, origin: str | None = None) -> Producer:
         """The chain's transactional producer. init_transactions fences the chain's previous
@@ -97,17 +119,18 @@ class ChainWorker:
         origin = origin or self._origin(partition)
         producer = Producer(kafka_config.transactional_producer(
             self.settings, f"aiaudit-chain:{origin}", **{
-                "linger.ms": 5, "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536}))
+                "linger.ms": 5, "message.max.bytes": self.settings.chain.max_event_bytes * 4 + 65536
+                if self.kind == REQUEST else KIND_RECORD_MAX_BYTES}))
         producer.init_transactions(30)
         return producer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        topic = self.settings.kafka.requests_topic
+        topic = self.input_topic
         producers = {tp.partition: self._fence(tp.partition) for tp in partitions}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         k = self.settings.kafka
-        chain_tails = read_tails(self.settings, k.chain_topic, list(producers))
-        state_tails = read_tails(self.settings, k.checkpoints_topic, list(producers))
+        chain_tails = read_tails(self.settings, self.chain_topic, list(producers))
+        state_tails = read_tails(self.settings, self.checkpoints_topic, list(producers))
         assigned = []
         for p, producer in producers.items():
             origin = self._origin(p)
@@ -117,7 +140,7 @@ class ChainWorker:
                 self._close_previous(p, last, state_tails[p])
             start = max(committed.get(p, -1), head.last_src_offset + 1, 0)
             tree, signed = read_tree(self.settings, p, head, state_tails[p],
-                                     self.notary.public_key if self.notary else None)
+                                     self.notary.public_key if self.notary else None, chain_topic=self.chain_topic)
             log.info("chain %s: resume at seq %d, input offset %d", origin, head.next_seq, start)
             # One signed checkpoint per (origin, size): a size signed before the restart is not signed again.
             tail = chain_tails[p]
@@ -137,7 +160,7 @@ class ChainWorker:
         final checkpoint at its last size (its writers fenced first), so that its tail is complete
         and never judged stale. Done once, at the new generation's first start; a chain that cannot
         be closed now (the signer is down) is logged and stays open."""
-        c, topic = self.settings.chain, self.settings.kafka.requests_topic
+        c, topic = self.settings.chain, self.input_topic
         old = Record.from_wire(chain_tail.value() or b"")
         earlier = {chain_origin(c.org, c.env, topic, p, g) for g in range(1, c.generation)}
         if self.notary is None or old.origin not in earlier or state_tail is None:
@@ -152,7 +175,8 @@ class ChainWorker:
         try:
             if self.notary.remote:
                 signed = self.notary.signed_tree(old.origin)
-                leaves = read_leaves(self.settings, p, old.origin, signed.size, state.size, chain_tail.offset() or 0) \
+                leaves = read_leaves(self.settings, p, old.origin, signed.size, state.size, chain_tail.offset() or 0,
+                                     chain_topic=self.chain_topic) \
                     if signed.size <= state.size else b""
                 base = signed
             else:
@@ -166,7 +190,7 @@ class ChainWorker:
             return
         producer = self._fence(p, old.origin)  # its own writers, if any still run, are fenced
         producer.begin_transaction()
-        producer.produce(self.settings.kafka.checkpoints_topic, key=old.origin.encode(), partition=p, value=TreeState(
+        producer.produce(self.checkpoints_topic, key=old.origin.encode(), partition=p, value=TreeState(
             old.origin, state.range, (), note, format_ts(self.clock()), stamp, final).to_wire())
         commit_transaction(producer)
         producer.flush(10)
@@ -200,14 +224,15 @@ class ChainWorker:
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:
         p, k = chain.partition, self.settings.kafka
         try:
-            result = chain_batch(chain.head, self.signer, batch, self._decoder())
+            result = chain_batch(chain.head, self.signer, batch, self._decoder()) if self.kind == REQUEST \
+                else chain_messages(chain.head, self.signer, self.kind, batch)
         except DependencyUnavailable as exc:
             # Not the input's fault (the schema registry is down): nothing is written, the batch is
             # read again after a pause, and the pause grows while the outage lasts (backpressure).
             self.stats["retried"] += 1
             self._backoff_s = min(max(2 * self._backoff_s, 0.5), MAX_BACKOFF_S)
             log.warning("chain %s: %s; batch of %d retried in %.1fs", chain.head.origin, exc, len(batch), self._backoff_s)
-            self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
+            self.consumer.seek(TopicPartition(self.input_topic, p, chain.next_offset))
             time.sleep(self._backoff_s)
             return
         self._backoff_s = 0.0
@@ -223,14 +248,14 @@ class ChainWorker:
                 self._backoff_s = min(max(2 * self._backoff_s, 0.5), MAX_BACKOFF_S)
                 log.warning("chain %s: %d records await a checkpoint the signer does not give; chaining paused "
                             "%.1fs", chain.head.origin, len(chain.unsigned) // 32, self._backoff_s)
-                self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
+                self.consumer.seek(TopicPartition(self.input_topic, p, chain.next_offset))
                 time.sleep(self._backoff_s)
                 return
         note = self._note_if_due(chain, tree, new_leaves) if result.records else None
         try:
             producer.begin_transaction()
             for rec in result.records:
-                producer.produce(k.chain_topic, value=rec.to_wire(), key=rec.origin.encode(), partition=p)
+                producer.produce(self.chain_topic, value=rec.to_wire(), key=rec.origin.encode(), partition=p)
             if result.records:  # the tree state commits with the records it covers
                 self._produce_state(chain, tree, tiles, note)
             for dl in result.dead_letters:
@@ -241,7 +266,7 @@ class ChainWorker:
                 ])
             next_offset = batch[-1].src.offset + 1
             producer.send_offsets_to_transaction(
-                [TopicPartition(k.requests_topic, p, next_offset)], self.consumer.consumer_group_metadata(), 30)
+                [TopicPartition(self.input_topic, p, next_offset)], self.consumer.consumer_group_metadata(), 30)
             commit_transaction(producer)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
@@ -251,7 +276,7 @@ class ChainWorker:
             if err.txn_requires_abort():
                 producer.abort_transaction(30)
             self.stats["aborted"] += 1
-            self.consumer.seek(TopicPartition(k.requests_topic, p, chain.next_offset))
+            self.consumer.seek(TopicPartition(self.input_topic, p, chain.next_offset))
             return
         chain.head = result.head
         chain.tree = tree
@@ -276,7 +301,8 @@ class ChainWorker:
         if signed.size > tree.size:  # signed in a transaction that then aborted: the same records come again
             chain.base, chain.unsigned = tree.copy(), bytearray()
             return
-        leaves = read_leaves(self.settings, chain.partition, origin, signed.size, tree.size, chain.tail_offset)
+        leaves = read_leaves(self.settings, chain.partition, origin, signed.size, tree.size, chain.tail_offset,
+                             chain_topic=self.chain_topic)
         rebuilt, _ = extend(signed, [leaves[i:i + 32].hex() for i in range(0, len(leaves), 32)])
         if rebuilt.root() != tree.root():
             raise InfraError(f"chain {origin}: the checkpoint signer signed size {signed.size} of another tree than "
@@ -328,7 +354,7 @@ class ChainWorker:
         now = self.clock()
         note, stamp = signed if signed is not None else (None, None)
         state = TreeState(chain.head.origin, tree, tuple(tiles), note, format_ts(now), stamp)
-        chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
+        chain.producer.produce(self.checkpoints_topic, value=state.to_wire(),
                                key=chain.head.origin.encode(), partition=chain.partition)
 
     def _sign_quiet_chains(self) -> None:
@@ -356,7 +382,7 @@ class ChainWorker:
                     self._produce_state(chain, chain.tree, [], note)
                 else:
                     state = TreeState(chain.head.origin, chain.tree, (), None, format_ts(self.clock()), heartbeat)
-                    chain.producer.produce(self.settings.kafka.checkpoints_topic, value=state.to_wire(),
+                    chain.producer.produce(self.checkpoints_topic, value=state.to_wire(),
                                            key=chain.head.origin.encode(), partition=chain.partition)
                 commit_transaction(chain.producer)
             except KafkaException as exc:
@@ -376,7 +402,7 @@ class ChainWorker:
             return False
         log.warning("chain %s: fenced by another writer (%s); giving the partition up", chain.head.origin, err)
         self.chains.pop(chain.partition, None)
-        self.consumer.pause([TopicPartition(self.settings.kafka.requests_topic, chain.partition)])
+        self.consumer.pause([TopicPartition(self.input_topic, chain.partition)])
         return True
 
 
@@ -384,7 +410,7 @@ class ChainWorker:
         """Chain until `stop` is set. Raises InfraError on a fatal consumer error."""
         k, c = self.settings.kafka, self.settings.chain
         kafka_config.warn_if_unreachable(self.settings, self.consumer, "chain worker")
-        self.consumer.subscribe([k.requests_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         last_report, last_chained = time.monotonic(), 0
         try:
@@ -399,7 +425,8 @@ class ChainWorker:
                         kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "chain worker", msg.error()))
                         continue
                     src = Source(*position(msg))
-                    by_partition.setdefault(src.partition, []).append(InputMessage(msg.value() or b"", msg.key(), src))
+                    by_partition.setdefault(src.partition, []).append(InputMessage(
+                        msg.value() or b"", msg.key(), src, _headers(msg), msg.timestamp()[1]))
                 for p, batch in by_partition.items():
                     chain = self.chains.get(p)
                     if chain is not None:
@@ -409,8 +436,8 @@ class ChainWorker:
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["chained"] - last_chained) / (now - last_report)
                     if self.stats["chained"] != last_chained:  # an idle worker stays quiet
-                        log.info("chained %d (%.0f/s), dead-lettered %d, partitions %s", self.stats["chained"], rate,
-                                 self.stats["dead_lettered"], sorted(self.chains))
+                        log.info("%s: chained %d (%.0f/s), dead-lettered %d, partitions %s", self.kind,
+                                 self.stats["chained"], rate, self.stats["dead_lettered"], sorted(self.chains))
                     last_report, last_chained = now, self.stats["chained"]
         finally:
             for chain in self.chains.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from aiaudit.pipeline.cli.args import add_verbose, model_errors, start_logging
@@ -15,10 +16,12 @@ if TYPE_CHECKING:
 
 ROLES = {
     "chain": "requests -> signed hash chain, checkpoints and heartbeats (exactly once, a transaction per batch)",
+    "evidence": "every other evidence kind (findings, incidents, status changes, dead letters, deliveries, model "
+                "promotions, policies) -> its own signed chains, checkpoints and heartbeats (exactly once)",
     "sink": "chain, dead letters, scores, alerts, policies -> ClickHouse",
     "score": "anomaly scoring with the live model and the rules (exactly once, a transaction per batch)",
     "deliver": "signed findings to webhooks, Splunk HEC, syslog and chat (Faust; AIAUDIT_DELIVER__DESTINATIONS_FILE)",
-    "all": "chain and sink as child processes, restarted if one stops",
+    "all": "chain, evidence and sink as child processes, restarted if one stops",
 }
 
 
@@ -28,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     roles = p.add_subparsers(dest="role", required=True, metavar="{" + ",".join(ROLES) + "}")
     for role, text in ROLES.items():
         r = roles.add_parser(role, help=text, description=text)
-        if role in ("chain", "score"):
+        if role in ("chain", "evidence", "score"):
             r.add_argument("--instance-id", help="static group membership id (a restart with the same id takes "
                                                  "over at once)")
         add_verbose(r)
@@ -44,9 +47,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.role == "deliver":
         return _deliver(args, settings)
     if args.role == "all":
-        procs = [start_worker(role) for role in ("chain", "sink")]
+        procs = [start_worker(role) for role in ("chain", "evidence", "sink")]
         return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
+    if args.role == "evidence":
+        return _evidence(args, settings, stop)
     if args.role == "chain":
         from aiaudit.pipeline.chain.worker import ChainWorker
         from aiaudit.pipeline.keys import active_key_file, load_signer
@@ -64,6 +69,37 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         SinkWorker(settings).run(stop, serve_reads=settings.clickhouse_dsn().startswith("chdb://"))
     return 0
+
+
+def _evidence(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> int:
+    """One chain worker per evidence kind, each in a thread of this process; one that fails stops
+    them all (and the process exits non-zero, for its supervisor to restart it)."""
+    from aiaudit.pipeline.chain.kinds import KINDS
+    from aiaudit.pipeline.chain.worker import ChainWorker
+    from aiaudit.pipeline.keys import active_key_file, load_signer
+
+    sg = settings.signing
+    signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
+    notary = chain_notary(settings)
+    log = logging.getLogger("aiaudit.chain")
+    log.info("evidence chain workers for %s, signing with kid %s", ", ".join(k.name for k in KINDS), signer.kid)
+    failed: list[BaseException] = []
+
+    def run_kind(kind: str) -> None:
+        try:
+            ChainWorker(settings, signer, notary=notary, kind=kind,
+                        instance_id=f"{args.instance_id}-{kind}" if args.instance_id else None).run(stop)
+        except BaseException as exc:  # noqa: BLE001  # reported, and the others stopped
+            log.error("the %s chain worker stopped: %s", kind, exc)
+            failed.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=run_kind, args=(k.name,), name=f"chain-{k.name}") for k in KINDS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return 1 if failed else 0
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,7 +35,7 @@ def start_worker(role: str, *, instance_id: str | None = None, log_file: Path | 
     """`aiaudit worker <role>` as a child process, its output appended to log_file (or inherited).
     instance_id is the consumer group member id of the workers that have one (chain, score)."""
     argv = [sys.executable, "-m", "aiaudit.pipeline.cli", "worker", role, *(["-v"] if verbose else [])]
-    if instance_id and role in ("chain", "score"):
+    if instance_id and role in ("chain", "evidence", "score"):
         argv += ["--instance-id", instance_id]
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115  # handed to the child process
     try:

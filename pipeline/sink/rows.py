@@ -15,6 +15,7 @@ import orjson
 
 from aiaudit.pipeline import names
 from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.settings import KafkaSettings
 from aiaudit.pipeline.store import (
@@ -25,6 +26,7 @@ from aiaudit.pipeline.store import (
     deliveries,
     evidence,
     incidents,
+    kind_evidence,
     policies,
     promotions,
 )
@@ -63,7 +65,18 @@ def sink_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
         SinkTopic(k.deliveries_topic, names.DELIVERIES_TABLE, deliveries.COLUMNS),
         SinkTopic(k.content_topic, names.CONTENT_TABLE, content.COLUMNS),
+        *(t for kind in KINDS for t in (
+            SinkTopic(kind.chain_topic(k), names.KIND_EVIDENCE_TABLE, kind_evidence.COLUMNS),
+            SinkTopic(kind.checkpoints_topic(k), names.CHECKPOINTS_TABLE, checkpoints.COLUMNS))),
     )
+
+
+def sink_tables(k: KafkaSettings) -> dict[str, tuple[str, ...]]:
+    """Every table the sink writes and its columns, in the order they are written (each once)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t in sink_topics(k):
+        out.setdefault(t.table, t.columns)
+    return out
 
 
 def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str:
@@ -94,7 +107,17 @@ def _parsers(k: KafkaSettings) -> dict[str, Callable[[Consumed, bytes], list[lis
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],
         k.deliveries_topic: lambda _m, v: [deliveries.row(orjson.loads(v))],
         k.content_topic: lambda _m, v: [content.row(orjson.loads(v))],
+        **{kind.chain_topic(k): _kind_record for kind in KINDS},
+        **{kind.checkpoints_topic(k): _tree_state for kind in KINDS},
     }
+
+
+def _kind_record(_m: Consumed, v: bytes) -> list[list[Any]]:
+    return [kind_evidence.row(Record.from_wire(v))]
+
+
+def _tree_state(_m: Consumed, v: bytes) -> list[list[Any]]:
+    return [checkpoints.row(TreeState.from_wire(v))]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from aiaudit.pipeline import names, store
 from aiaudit.pipeline.errors import InfraError, StoreError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.sink.rows import rows_of, sink_topics
+from aiaudit.pipeline.sink.rows import rows_of, sink_tables, sink_topics
 from aiaudit.pipeline.store.api import ReadLimits, StoreServer
 
 log = logging.getLogger("aiaudit.sink")
@@ -35,6 +35,7 @@ class SinkWorker:
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.sink_group, **{
             "fetch.min.bytes": 262144, "fetch.wait.max.ms": 200}))
         self.topics = sink_topics(settings.kafka)
+        self.tables = sink_tables(settings.kafka)
         self.stats = {"rows": 0, "dead_letters": 0, "batches": 0}
         self.pending: list[Any] = []
 
@@ -54,10 +55,10 @@ class SinkWorker:
         if not self.pending:
             return
         rows = rows_of(self.pending, self.settings.kafka)
-        for t in self.topics:
-            batch = rows.get(t.table)
+        for table, columns in self.tables.items():
+            batch = rows.get(table)
             if batch:
-                self._insert(t.table, batch, t.columns)
+                self._insert(table, batch, columns)
         self.consumer.commit(asynchronous=False)
         self.pending = []
         self.stats["rows"] += len(rows.get(names.EVIDENCE_TABLE))

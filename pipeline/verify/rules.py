@@ -1,6 +1,7 @@
 """Chain verification rules (pure): everything an auditor with the records and the JWKS checks.
 
-For each chain, in order: every payload is canonical JCS of a v1 record whose origin and seq
+For each chain, in order: every payload is canonical JCS of a v1 record (an AI request) or a v2
+record (any other kind, chain/record_v2.py: its kind in the signature's domain tag) whose origin and seq
 match where it is stored; its kid is in the JWKS and its Ed25519 signature is valid; its
 stored leaf hash is SHA-256(0x00 || payload || sig); its `prev` is the previous record's leaf
 hash (64 zeros at seq 0); seqs are contiguous from 0; the same seq twice with the same hash is
@@ -15,7 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiaudit.pipeline.chain.record import GENESIS_PREV, leaf_hash, parse_payload, signing_input
+from aiaudit.pipeline.chain import record_v2
+from aiaudit.pipeline.chain.formats import kind_of, parse_stored, signing_input
+from aiaudit.pipeline.chain.kinds import REQUEST
+from aiaudit.pipeline.chain.record import GENESIS_PREV, leaf_hash
 from aiaudit.pipeline.errors import ChainBroken, Failure, NotCanonicalizable
 from aiaudit.pipeline.jcs import MAX_SAFE_INTEGER, is_canonical
 from aiaudit.pipeline.keys import KeyRing
@@ -70,6 +74,7 @@ class StoredRecord:
 @dataclass
 class ChainReport:
     origin: str
+    kind: str = ""  # what its records are evidence of (chain/kinds.py), "" when none could be read
     records: int = 0
     duplicates: int = 0
     kids: set[str] = field(default_factory=set)
@@ -89,8 +94,8 @@ def _is_count(value: Any) -> bool:
 
 
 def shape_problem(obj: dict[str, Any]) -> str | None:
-    """What is wrong with the types of a parsed v1 payload, or None. Whatever a stored row holds,
-    the checks after this one only meet the types they expect (the verifier never crashes)."""
+    """What is wrong with the types of a parsed payload (v1 or v2), or None. Whatever a stored row
+    holds, the checks after this one only meet the types they expect (the verifier never crashes)."""
     if type(obj["origin"]) is not str or not obj["origin"]:
         return "origin is not a non-empty string"
     if not _is_count(obj["seq"]):
@@ -104,6 +109,12 @@ def shape_problem(obj: dict[str, Any]) -> str | None:
             or not _is_count(src.get("offset")):
         return "src is not {topic, partition, offset}"
     event = obj["event"]
+    if obj["v"] == record_v2.RECORD_VERSION:
+        try:
+            record_v2.Message.from_event(event)
+        except ValueError as exc:
+            return f"event is not a message: {exc}"
+        return None
     if type(event) is not dict:
         return "event is not an object"
     for name in ("event_id", "emitter_id"):
@@ -121,7 +132,7 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
     if computed != rec.leaf_hash:
         problems.append(("hash_mismatch", f"stored leaf hash {rec.leaf_hash[:16]}…, computed {computed[:16]}…"))
     try:
-        obj = parse_payload(rec.payload)
+        obj = parse_stored(rec.payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return [*problems, ("malformed_payload", str(exc)[:200])], None
     shape = shape_problem(obj)
@@ -137,11 +148,11 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
     kid = obj["kid"]
     if kid not in keyring:
         problems.append(("unknown_key", f"kid {kid} is not in the JWKS"))
-    elif not keyring.verify(kid, rec.sig, signing_input(rec.payload)):
+    elif not keyring.verify(kid, rec.sig, signing_input(obj, rec.payload)):
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
     elif not keyring.valid_at(kid, obj["ts"]):
         problems.append(("key_out_of_window", f"key {kid} was not valid at {obj['ts']} (trust file)"))
-    if keyring.emitters is not None:
+    if keyring.emitters is not None and obj["v"] != record_v2.RECORD_VERSION:
         # Whoever holds the record key alone cannot make an event an emitter did not sign.
         problem = keyring.emitters.problem(obj["event"])
         if problem is not None:
@@ -183,9 +194,10 @@ def verify_chain(
 
 
 # What the chain scan needs of one record's own checks: its problems, and (when its payload has
-# the v1 shape) prev, kid, ts, event_id, emitter_id, emitter_seq. Small and picklable, so the
-# per-record checks (the costly part: JSON, JCS, Ed25519, SHA-256) can run in other processes.
-Summary = tuple[str, str, str, str, str, int]
+# a record's shape) prev, kid, ts, event_id, emitter_id, emitter_seq, kind (v2 records: no event id
+# or emitter, "" and -1). Small and picklable, so the per-record checks (the costly part: JSON,
+# JCS, Ed25519, SHA-256) can run in other processes.
+Summary = tuple[str, str, str, str, str, int, str]
 Checked = tuple[list[tuple[str, str]], "Summary | None"]
 Checker = Callable[[Iterable[StoredRecord]], Iterator[tuple[StoredRecord, Checked]]]
 
@@ -195,8 +207,11 @@ def check_record(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | No
     problems, obj = _check_one(rec, keyring, columns_of)
     if obj is None:
         return problems, None
+    kind = kind_of(obj)
+    if kind != REQUEST:
+        return problems, (obj["prev"], obj["kid"], obj["ts"], "", "", -1, kind)
     ev = obj["event"]
-    return problems, (obj["prev"], obj["kid"], obj["ts"], ev["event_id"], ev["emitter_id"], ev["emitter_seq"])
+    return problems, (obj["prev"], obj["kid"], obj["ts"], ev["event_id"], ev["emitter_id"], ev["emitter_seq"], kind)
 
 
 def checked_inline(keyring: KeyRing, columns_of: ColumnsOf | None) -> Checker:
@@ -253,7 +268,8 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             # Already past this seq (the reorder was reported above): check it stands alone.
             continue
         if obj is not None:
-            rec_prev, kid, ts, event_id, emitter_id, emitter_seq = obj  # shape_problem checked every type
+            rec_prev, kid, ts, event_id, emitter_id, emitter_seq, kind = obj  # shape_problem checked every type
+            report.kind = report.kind or kind
             want_prev = GENESIS_PREV if rec.seq == 0 else (prev.leaf_hash if prev is not None else None)
             if (segment and prev is None and rec.seq != 0) or (sample and skipped and rec.seq != 0):
                 want_prev = None  # the anchor of a slice, or a sampled record: its predecessor was not loaded
@@ -262,10 +278,11 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             report.kids.add(kid)
             report.first_ts = report.first_ts or ts
             report.last_ts = ts
-            if event_id in event_ids:
-                fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
-            event_ids[event_id] = rec.seq
-            report.events.append((emitter_id, emitter_seq, event_id, ts))
+            if kind == REQUEST:  # other kinds chain messages, which have no event id or emitter numbering
+                if event_id in event_ids:
+                    fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
+                event_ids[event_id] = rec.seq
+                report.events.append((emitter_id, emitter_seq, event_id, ts))
         report.records += 1
         prev = rec
         expected_seq = rec.seq + 1

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiaudit.pipeline.errors import Failure
 from aiaudit.pipeline.export.format import ExportFile, seal_problem
 from aiaudit.pipeline.keys import KeyRing
-from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.store.kind_evidence import columns_of_stored
 from aiaudit.pipeline.verify.reconcile import reconcile_emitters
 from aiaudit.pipeline.verify.rules import (
     ChainReport,
@@ -83,12 +83,27 @@ class VerifyReport:
         self.emitters, gaps = reconcile_emitters(events, start_at_zero=start_at_zero)
         self.failures.extend(gaps)
 
+    def kind_of_chain(self) -> dict[str, str]:
+        """origin -> the kind of evidence its records are (chains none of whose records could be read: absent)."""
+        return {c.origin: c.kind for c in self.chains if c.kind}
+
+    def kinds(self) -> dict[str, dict[str, int]]:
+        """kind -> {chains, records} checked."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.chains:
+            entry = out.setdefault(c.kind or "unknown", {"chains": 0, "records": 0})
+            entry["chains"] += 1
+            entry["records"] += c.records
+        return dict(sorted(out.items()))
+
     def to_json(self) -> dict[str, Any]:
+        kinds = self.kind_of_chain()
         return {
             "ok": self.ok,
             "records": self.records,
-            "chains": [{"origin": c.origin, "records": c.records, "duplicates": c.duplicates, "first_ts": c.first_ts,
-                        "last_ts": c.last_ts, "kids": sorted(c.kids)} for c in self.chains],
+            "chains": [{"origin": c.origin, "kind": c.kind or None, "records": c.records, "duplicates": c.duplicates,
+                        "first_ts": c.first_ts, "last_ts": c.last_ts, "kids": sorted(c.kids)} for c in self.chains],
+            "kinds": self.kinds(),
             "emitters": self.emitters,
             "checkpoints": self.checkpoints,
             "tree_states": self.states,
@@ -96,12 +111,13 @@ class VerifyReport:
             "proven_included": self.proven,
             "warnings": self.warnings,
             "tail_rule": None if self.tail is None else {"as_of": utc_text(self.tail[0]), "max_age_s": self.tail[1]},
-            "failures": [{"origin": f.origin, "seq": f.seq, "reason": f.reason, "detail": f.detail,
-                          **({"where": f.where} if f.where else {})} for f in self.failures],
+            "failures": [{"origin": f.origin, "kind": kinds.get(f.origin), "seq": f.seq, "reason": f.reason,
+                          "detail": f.detail, **({"where": f.where} if f.where else {})} for f in self.failures],
         }
 
     def text(self) -> str:
-        lines = [f.line() for f in self.failures] + self.warnings
+        kinds = self.kind_of_chain()
+        lines = [f.line(kinds.get(f.origin, "")) for f in self.failures] + self.warnings
         kids = sorted({k for c in self.chains for k in c.kids})
         dups = sum(c.duplicates for c in self.chains)
         lines += [
@@ -109,6 +125,8 @@ class VerifyReport:
             "Results:",
             f"{len(self.chains)} chain(s), {self.records} record(s) checked"
             + (f" ({dups} exact duplicate row(s) collapsed)" if dups else ""),
+            *([("by kind: " + ", ".join(f"{k} {v['records']} in {v['chains']} chain(s)"
+                                          for k, v in self.kinds().items()))] if len(self.kinds()) > 1 else []),
             *([f"a sample: {self.proven} record(s) proven included in signed checkpoints; records the filter "
                "left out were not checked and emitters were not reconciled"] if self.sample else
               [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records",
@@ -136,7 +154,7 @@ def _check_chain(report: VerifyReport, records: Iterable[StoredRecord], keyring:
     """Scan one chain (a whole chain, a slice, or with proof_of a sample) and add it to the report."""
     if tree is not None:
         records = tree.feed_sample(records, proof_of) if proof_of is not None else tree.feed(records)
-    scanned = scan_chain(records, keyring, columns_of=columns_of if columns else None, segment=segment,
+    scanned = scan_chain(records, keyring, columns_of=columns_of_stored if columns else None, segment=segment,
                          sample=proof_of is not None, checker=checker)
     if scanned is None:
         return None

@@ -20,7 +20,8 @@ from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.query.proofs import StoredHashes
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.store import checkpoints, evidence
+from aiaudit.pipeline.chain.kinds import REQUEST, kind_of_topic
+from aiaudit.pipeline.store import checkpoints, evidence, kind_evidence
 from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.rules import Checker, StoredRecord
 from aiaudit.pipeline.verify.run import VerifyReport, verify_sample, verify_slices
@@ -38,14 +39,30 @@ def _normalise(value: Any) -> Any:
 
 
 def chain_slices(client: Client, settings: Settings, filters: Filters) -> list[tuple[str, int, int]]:
-    """(origin, first seq, last seq) of each chain with records matching `filters`."""
-    _, rows = store.query_rows(client, *evidence.select_chain_slices(store.database(settings), filters))
+    """(origin, first seq, last seq) of each chain with records matching `filters`: AI requests, and
+    the chains of every other evidence kind unless the filter picks records by what they say."""
+    db = store.database(settings)
+    _, rows = store.query_rows(client, *evidence.select_chain_slices(db, filters))
+    if not filters.selects_records:
+        _, kinds = store.query_rows(client, *kind_evidence.select_chain_slices(db, filters))
+        rows = [*rows, *kinds]
     return [(str(o), int(lo), int(hi)) for o, lo, hi in rows]
+
+
+def is_kind_chain(settings: Settings, origin: str) -> bool:
+    """True when `origin` names a chain of an evidence kind other than requests (its input topic
+    is the third part of `<org>/<env>/<topic>/p<n>/g<n>`): its records are in kind_evidence."""
+    parts = origin.split("/")
+    return len(parts) == 5 and kind_of_topic(settings.kafka, parts[2]) not in (None, REQUEST)
 
 
 def records_from_store(client: Client, settings: Settings, origin: str, first: int, last: int) -> Iterator[StoredRecord]:
     """Every stored row of one chain between two seqs, duplicates included, in (seq) order."""
-    return _stored(client, *evidence.select_chain_rows(store.database(settings), origin, first, last))
+    db = store.database(settings)
+    if is_kind_chain(settings, origin):
+        return _stored(client, *kind_evidence.select_chain_rows(db, origin, first, last),
+                       checked=kind_evidence.CHECKED_COLUMNS, convert=kind_evidence.TIME_COLUMNS)
+    return _stored(client, *evidence.select_chain_rows(db, origin, first, last))
 
 
 def sampled_from_store(client: Client, settings: Settings, origin: str, filters: Filters) -> Iterator[StoredRecord]:
@@ -53,12 +70,13 @@ def sampled_from_store(client: Client, settings: Settings, origin: str, filters:
     return _stored(client, *evidence.select_matching_rows(store.database(settings), origin, filters))
 
 
-def _stored(client: Client, sql: str, params: dict[str, Any]) -> Iterator[StoredRecord]:
-    n = len(evidence.CHECKED_COLUMNS)
-    # Only these columns come back as other types than the payload's (DateTime64, Array): convert
-    # just them (converting every value of every row was a third of verify's own time).
-    convert = [name for name in evidence.CHECKED_COLUMNS if name in evidence.TIME_COLUMNS + evidence.ARRAY_COLUMNS]
-    names = evidence.CHECKED_COLUMNS
+def _stored(client: Client, sql: str, params: dict[str, Any], *, checked: tuple[str, ...] = evidence.CHECKED_COLUMNS,
+            convert: tuple[str, ...] = evidence.TIME_COLUMNS + evidence.ARRAY_COLUMNS) -> Iterator[StoredRecord]:
+    """Rows of `checked` columns, then payload, sig, leaf_hash, as StoredRecords. Only the `convert`
+    columns come back as other types than the payload's (DateTime64, Array): convert just them
+    (converting every value of every row was a third of verify's own time)."""
+    n = len(checked)
+    names, convert = checked, tuple(name for name in checked if name in convert)
     for row in store.stream_rows(client, sql, params, evidence.BYTES):
         columns = dict(zip(names, row))
         for name in convert:

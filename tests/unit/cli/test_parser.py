@@ -43,7 +43,7 @@ def test_every_command_is_a_leaf_that_runs_a_function_and_has_help(capsys):
     (["witness", "keygen", "--name", "w"], "--key-file"),
     (["gateway", "keygen", "--id", "x"], "--role"),
     (["keys", "emitter", "add", "billing"], "JWK_FILE"),
-    (["worker"], "{chain,sink,score,deliver,all}"),
+    (["worker"], "{chain,evidence,sink,score,deliver,all}"),
     (["gateway"], "{serve,keygen,check-policy,policy,policies}"),
 ])
 def test_a_missing_required_argument_is_named_by_the_parser(argv, named, capsys):

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import orjson
 
 from aiaudit.pipeline import names
+from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.settings import KafkaSettings
-from aiaudit.pipeline.sink.rows import rows_of, sink_topics
-from aiaudit.pipeline.store import alerts, dead_letters, evidence, policies, promotions
+from aiaudit.pipeline.sink.rows import rows_of, sink_tables, sink_topics
+from aiaudit.pipeline.store import alerts, dead_letters, evidence, kind_evidence, policies, promotions
 from tests.unit.helpers import build_chain
 
 K = KafkaSettings()
@@ -82,8 +83,13 @@ def test_the_sink_topic_list_is_the_one_the_tables_are_written_from():
     topics = sink_topics(K)
     assert [t.topic for t in topics] == [K.chain_topic, K.checkpoints_topic, K.dead_letter_topic, K.scores_topic, K.alerts_topic,
                                          K.incidents_topic, K.alert_status_topic, K.policies_topic, K.model_promotions_topic,
-                                         K.deliveries_topic, K.content_topic]
+                                         K.deliveries_topic, K.content_topic,
+                                         *(t for kind in KINDS for t in (kind.chain_topic(K), kind.checkpoints_topic(K)))]
     assert {t.table: t.columns for t in topics}[names.SCORES_TABLE] == alerts.SCORE_COLUMNS
+    # Each table once, though several topics feed the checkpoints and kind_evidence tables.
+    tables = sink_tables(K)
+    assert list(tables).count(names.CHECKPOINTS_TABLE) == 1 and tables[names.KIND_EVIDENCE_TABLE] == kind_evidence.COLUMNS
+    assert set(tables) == {t.table for t in topics}
 
 
 def test_alert_status_changes_become_rows_and_hostile_ones_dead_letters():
