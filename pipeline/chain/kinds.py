@@ -36,6 +36,10 @@ class EvidenceKind:
     def checkpoints_topic(self, k: KafkaSettings) -> str:
         return names.evidence_checkpoints_topic(self.input_topic(k))
 
+    def group(self, k: KafkaSettings) -> str:
+        """The consumer group of its chain worker (its committed offsets say how far it has chained)."""
+        return f"{k.chain_group}-{self.name}"
+
 
 KINDS = (
     EvidenceKind("finding", "alerts_topic", "an OCSF Detection Finding the scoring worker raised (signed by it)"),

@@ -93,7 +93,7 @@ class ChainWorker:
             spec = kind_named(kind)
             self.input_topic, self.chain_topic, self.checkpoints_topic = spec.input_topic(k), spec.chain_topic(k), \
                 spec.checkpoints_topic(k)
-            group = f"{k.chain_group}-{kind}"
+            group = spec.group(k)
         # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
         conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
         if instance_id:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiaudit.infra.topics import topic_specs
+from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.kafka.io import committed_offsets, end_offsets, position, read_tails
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.sink.rows import sink_topics
@@ -35,6 +36,20 @@ def chain_lag(settings: Settings) -> int:
     ends = end_offsets(settings, k.requests_topic, n)
     chained = committed_offsets(settings, k.chain_group, k.requests_topic, n)
     return sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
+
+
+def evidence_lag(settings: Settings) -> int:
+    """Messages of the evidence kinds' input topics not yet chained by their chain workers."""
+    k = settings.kafka
+    partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
+    behind = 0
+    for kind in KINDS:
+        topic = kind.input_topic(k)
+        n = partitions[topic]
+        ends = end_offsets(settings, topic, n)
+        chained = committed_offsets(settings, kind.group(k), topic, n)
+        behind += sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
+    return behind
 
 
 def sink_lag(settings: Settings) -> int:

@@ -30,7 +30,7 @@ from aiaudit.pipeline.emit.producer import Delivery, Emitter
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
-from aiaudit.pipeline.ops.progress import chain_lag, wait_until_drained
+from aiaudit.pipeline.ops.progress import chain_lag, evidence_lag, wait_until_drained
 from aiaudit.pipeline.ops.supervisor import start_worker
 from aiaudit.pipeline.settings import (
     ChainSettings,
@@ -88,7 +88,7 @@ class ChainWorkers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, instance_id: str, role: str = "chain") -> subprocess.Popen[bytes]:
-        proc = start_worker(role, instance_id=instance_id if role == "chain" else None,
+        proc = start_worker(role, instance_id=instance_id if role in ("chain", "evidence") else None,
                             log_file=self.log_dir / f"{role}-{instance_id}.log",
                             env={**settings_env(self.settings), **self.env})
         self.procs[instance_id] = proc
@@ -147,6 +147,14 @@ def wait_chained(settings: Settings, timeout_s: float = 180) -> None:
     while lag := chain_lag(settings):
         if time.monotonic() > deadline:
             raise AssertionError(f"input not chained within {timeout_s}s: {lag} message(s) left")
+        time.sleep(0.5)
+
+
+def wait_evidence_chained(settings: Settings, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while lag := evidence_lag(settings):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"evidence not chained within {timeout_s}s: {lag} message(s) left")
         time.sleep(0.5)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from aiaudit.pipeline.chain.formats import parse_stored
 from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record, Source, build_record
 from aiaudit.pipeline.contract import to_json_event
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 from aiaudit.pipeline.keys import Ed25519Signer, KeyRing
-from aiaudit.pipeline.chain.formats import parse_stored
 from aiaudit.pipeline.store.kind_evidence import columns_of_stored
 from aiaudit.pipeline.verify.rules import StoredRecord
 
