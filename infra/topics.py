@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # isort: split
+
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # from cimpl, re-exported without __all__
 
 from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, KINDS

@@ -8,6 +8,7 @@ import logging
 from confluent_kafka import Message
 
 from aiaudit.pipeline.chain.checkpoint import TreeState
+from aiaudit.pipeline.chain.formats import parse_stored
 from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
@@ -18,7 +19,6 @@ from aiaudit.pipeline.chain.note import (
     cosignatures,
     open_checkpoint,
 )
-from aiaudit.pipeline.chain.formats import parse_stored
 from aiaudit.pipeline.chain.record import ChainHead, ChainId, Record
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka.io import read_partition, read_partitions

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
 from datetime import datetime, timezone
+from typing import Any
 
 from aiaudit.pipeline.chain import record_v2
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, build_record

@@ -28,10 +28,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from aiaudit.pipeline import contract, names
 from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnavailable, TreeState, due, extend
+from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, kind_named
 from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin
 from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
-from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, kind_named
 from aiaudit.pipeline.chain.step import InputMessage, chain_batch, chain_messages
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.contract.codec import SchemaResolver, no_registry
@@ -128,7 +128,6 @@ class ChainWorker:
         topic = self.input_topic
         producers = {tp.partition: self._fence(tp.partition) for tp in partitions}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
-        k = self.settings.kafka
         chain_tails = read_tails(self.settings, self.chain_topic, list(producers))
         state_tails = read_tails(self.settings, self.checkpoints_topic, list(producers))
         assigned = []
@@ -408,7 +407,7 @@ class ChainWorker:
 
     def run(self, stop: threading.Event, *, progress_every_s: float = 5.0) -> None:
         """Chain until `stop` is set. Raises InfraError on a fatal consumer error."""
-        k, c = self.settings.kafka, self.settings.chain
+        c = self.settings.chain
         kafka_config.warn_if_unreachable(self.settings, self.consumer, "chain worker")
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)

@@ -74,32 +74,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _evidence(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> int:
     """One chain worker per evidence kind, each in a thread of this process; one that fails stops
     them all (and the process exits non-zero, for its supervisor to restart it)."""
-    from aiaudit.pipeline.chain.kinds import KINDS
-    from aiaudit.pipeline.chain.worker import ChainWorker
     from aiaudit.pipeline.keys import active_key_file, load_signer
+    from aiaudit.pipeline.ops.evidence import EvidenceChains
 
     sg = settings.signing
-    signer = load_signer(active_key_file(sg.keys_dir, sg.key_file))
-    notary = chain_notary(settings)
-    log = logging.getLogger("aiaudit.chain")
-    log.info("evidence chain workers for %s, signing with kid %s", ", ".join(k.name for k in KINDS), signer.kid)
-    failed: list[BaseException] = []
-
-    def run_kind(kind: str) -> None:
-        try:
-            ChainWorker(settings, signer, notary=notary, kind=kind,
-                        instance_id=f"{args.instance_id}-{kind}" if args.instance_id else None).run(stop)
-        except BaseException as exc:  # noqa: BLE001  # reported, and the others stopped
-            log.error("the %s chain worker stopped: %s", kind, exc)
-            failed.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=run_kind, args=(k.name,), name=f"chain-{k.name}") for k in KINDS]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return 1 if failed else 0
+    chains = EvidenceChains(settings, load_signer(active_key_file(sg.keys_dir, sg.key_file)), chain_notary(settings),
+                            instance_id=args.instance_id).start()
+    while not stop.is_set() and not chains.stop.is_set():
+        stop.wait(0.5)
+    chains.close()
+    return 1 if chains.failed else 0
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:

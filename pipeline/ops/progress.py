@@ -39,16 +39,19 @@ def chain_lag(settings: Settings) -> int:
 
 
 def evidence_lag(settings: Settings) -> int:
-    """Messages of the evidence kinds' input topics not yet chained by their chain workers."""
+    """Partitions of the evidence kinds' input topics whose last message is not yet chained by their
+    chain workers (the last data message is read: transactional writers, like the scorer, end a
+    partition with a commit marker the high watermark counts)."""
     k = settings.kafka
     partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
     behind = 0
     for kind in KINDS:
         topic = kind.input_topic(k)
         n = partitions[topic]
-        ends = end_offsets(settings, topic, n)
         chained = committed_offsets(settings, kind.group(k), topic, n)
-        behind += sum(max(0, ends[p] - max(chained[p], 0)) for p in range(n))
+        for p, last in read_tails(settings, topic, list(range(n))).items():
+            if last is not None and chained[p] <= position(last)[2]:
+                behind += 1
     return behind
 
 

@@ -94,3 +94,17 @@ def select_by_kind(db: str) -> tuple[str, dict[str, Any]]:
     """(kind, chains, records) of the table, each record once."""
     return (f"SELECT kind, uniqExact(origin), count() FROM (SELECT kind, origin FROM {db}.kind_evidence "
             "LIMIT 1 BY origin, seq) GROUP BY kind ORDER BY kind", {})
+
+
+def select_payloads_of(db: str, kinds: list[str]) -> tuple[str, dict[str, Any]]:
+    """(origin, seq, payload) of every record of `kinds`, each stored record once."""
+    return (f"SELECT origin, seq, payload FROM {db}.kind_evidence WHERE kind IN {{kinds:Array(String)}} "
+            "LIMIT 1 BY origin, seq, leaf_hash", {"kinds": kinds})
+
+
+def select_projection_rows(db: str, table: str, columns: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """Every row of a table the sink projects from an evidence kind (`table` and `columns` from the
+    fixed lists of pipeline/sink/rows.py, never from input)."""
+    if not table.isidentifier() or not all(c.isidentifier() for c in columns):
+        raise ValueError(f"not a table and columns: {table!r} {columns!r}")
+    return f"SELECT {', '.join(columns)} FROM {db}.{table}", {}

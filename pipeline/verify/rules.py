@@ -56,6 +56,8 @@ REASONS = (
     "tree_state_mismatch",  # a stored tree state (root, compact range) or subtree tile is not the records'
     "inconsistent_with_state",  # not consistent with what a previous run verified (verify --state)
     "after_final",  # records past the chain's signed final checkpoint: a closed chain was written to
+    "row_not_chained",  # a row of a table read by people (alerts ...) that no chained record makes: edited or forged
+    "row_missing",  # a chained record whose row in the table read by people is gone
 )
 
 

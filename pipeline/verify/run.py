@@ -38,6 +38,8 @@ class VerifyReport:
     tail: tuple[int, int] | None = None  # the tail rule as applied: (judged at, max age), unix seconds
     states: int = 0  # stored tree states (root, compact range) recomputed from the records and compared
     anchors: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # origin -> newest matched checkpoint
+    projections: dict[str, int] = field(default_factory=dict)  # table -> rows matched by chained records
+    outside: int = 0  # dead_letters rows the sink made of topics no kind chains (not checked)
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
@@ -107,6 +109,7 @@ class VerifyReport:
             "emitters": self.emitters,
             "checkpoints": self.checkpoints,
             "tree_states": self.states,
+            "projections": self.projections,
             "sample": self.sample,
             "proven_included": self.proven,
             "warnings": self.warnings,
@@ -131,6 +134,10 @@ class VerifyReport:
                "left out were not checked and emitters were not reconciled"] if self.sample else
               [f"{self.emitters} emitter(s) reconciled", f"{self.checkpoints} signed checkpoint(s) matched by the records",
                *([f"{self.states} stored tree state(s) matched by the records"] if self.states else [])]),
+            *([f"{sum(self.projections.values())} row(s) of {', '.join(sorted(self.projections))} matched by the "
+               "chained records they come from"] if self.projections else []),
+            *([f"{self.outside} dead letter row(s) the sink made of topics no evidence kind chains (not checked)"]
+              if self.outside else []),
             f"{len(kids)} signing key(s): {', '.join(kids) if kids else '-'}",
             *([f"tail rule: every chain signed a time within {self.tail[1]}s of {utc_text(self.tail[0])}"]
               if self.tail is not None else []),

@@ -14,15 +14,16 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from aiaudit.pipeline import store
-from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain import merkle, record_v2
+from aiaudit.pipeline.chain.kinds import KINDS, REQUEST, kind_of_topic
 from aiaudit.pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.query.proofs import StoredHashes
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.chain.kinds import REQUEST, kind_of_topic
 from aiaudit.pipeline.store import checkpoints, evidence, kind_evidence
 from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.verify import projections
 from aiaudit.pipeline.verify.rules import Checker, StoredRecord
 from aiaudit.pipeline.verify.run import VerifyReport, verify_sample, verify_slices
 from aiaudit.pipeline.verify.tree import TreeCheck, Windows, open_checkpoints
@@ -170,9 +171,39 @@ def verify_store(client: Client, settings: Settings, trust: Trust, filters: Filt
             return check
 
         checks = {"checkpoints": with_witness, "checkpointed": sorted(set(wanted) | set(views))}
-    return verify_slices(chain_slices(client, settings, filters),
-                         lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
-                         reconcile=reconcile, window=window, progress=progress, checker=checker, tail=tail, **checks)
+    report = verify_slices(chain_slices(client, settings, filters),
+                           lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
+                           reconcile=reconcile, window=window, progress=progress, checker=checker, tail=tail, **checks)
+    if whole and filters.origin is None and filters.since is None and filters.until is None:
+        check_projections(client, settings, report, progress=progress)
+    return report
+
+
+def check_projections(client: Client, settings: Settings, report: VerifyReport, *,
+                      progress: Callable[[str], None] | None = None) -> None:
+    """Hold the tables people read (alerts, alert_status, dead_letters ...) to the chained records
+    they are projected from (verify/projections.py); failures and counts go into `report`."""
+    db, k = store.database(settings), settings.kafka
+    _, rows = store.query_rows(client, *kind_evidence.select_payloads_of(db, [kind.name for kind in KINDS]))
+    parsed = []
+    for origin, seq, payload in rows:
+        try:
+            raw = payload if isinstance(payload, bytes) else str(payload).encode("utf-8")
+            parsed.append((str(origin), int(seq), record_v2.parse_payload(raw)))
+        except ValueError:
+            continue  # a malformed record: the chain's own check reports it
+    expected = projections.expected_rows(parsed, k)
+    for table, columns in projections.projected_tables(k).items():
+        _, stored = store.query_rows(client, *kind_evidence.select_projection_rows(db, table, columns))
+        check = projections.compare(table, expected.rows.get(table, {}), stored, k)
+        report.projections[table] = check.rows
+        report.outside += check.outside
+        report.failures.extend(check.failures or [])
+        if progress:
+            progress(f"table {table}: {check.rows} row(s) matched by chained records, "
+                     f"{len(check.failures or [])} failure(s)")
+
+
 
 
 def witness_views(url: str, witness_key: Verifier, origins: Iterable[str], *,

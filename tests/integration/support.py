@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from aiaudit.infra.kafka.broker import LocalKafka
 from aiaudit.infra.topics import ensure_topics
+from aiaudit.pipeline.cli.worker import chain_notary
 from aiaudit.pipeline.contract.emitter_keys import (
     EMITTERS_DIR,
     KEY_SET_FILE,
@@ -29,7 +30,16 @@ from aiaudit.pipeline.contract.emitter_keys import (
 from aiaudit.pipeline.emit.producer import Delivery, Emitter
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.keys import KeyRing, checkpoint_key_file, generate_key, read_checkpoint_public_key, read_jwks
+from aiaudit.pipeline.keys import (
+    KeyRing,
+    active_key_file,
+    checkpoint_key_file,
+    generate_key,
+    load_signer,
+    read_checkpoint_public_key,
+    read_jwks,
+)
+from aiaudit.pipeline.ops.evidence import EvidenceChains
 from aiaudit.pipeline.ops.progress import chain_lag, evidence_lag, wait_until_drained
 from aiaudit.pipeline.ops.supervisor import start_worker
 from aiaudit.pipeline.settings import (
@@ -154,12 +164,32 @@ def wait_evidence_chained(settings: Settings, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while lag := evidence_lag(settings):
         if time.monotonic() > deadline:
-            raise AssertionError(f"evidence not chained within {timeout_s}s: {lag} message(s) left")
+            raise AssertionError(f"evidence not chained within {timeout_s}s: {lag} partition(s) behind")
         time.sleep(0.5)
 
 
+def evidence_chains(settings: Settings) -> EvidenceChains:
+    """The chain workers of every evidence kind (findings, status changes, dead letters ...), in
+    threads of the test process, signing with the test's keys: what `aiaudit worker evidence` runs."""
+    sg = settings.signing
+    return EvidenceChains(settings, load_signer(active_key_file(sg.keys_dir, sg.key_file)), chain_notary(settings))
+
+
 def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) -> SinkWorker:
-    """Run the real sink worker in a thread until everything committed is in ClickHouse."""
+    """Run the real sink worker in a thread until everything committed is in ClickHouse; the
+    evidence kinds' chain workers run meanwhile (the tables people read are filled from their
+    chains), until every message of their input topics is chained."""
+    chains = evidence_chains(settings).start()
+    try:
+        wait_evidence_chained(settings, timeout_s=timeout_s)
+        return _sink_until_drained(settings, client, timeout_s)
+    finally:
+        chains.close()
+        if chains.failed:
+            raise chains.failed[0]
+
+
+def _sink_until_drained(settings: Settings, client: Any, timeout_s: float) -> SinkWorker:
     sink = SinkWorker(settings, client)
     stop = threading.Event()
     errors: list[BaseException] = []

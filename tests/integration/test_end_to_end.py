@@ -69,7 +69,11 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     # Every chain verifies, and both emitters reconcile with no gap.
     report = verify_store(settings, client)
     assert report.ok, report.text()
-    assert report.records == 2000 and report.emitters == 2 and len(report.chains) == settings.kafka.partitions
+    kinds = report.kinds()
+    assert kinds["request"] == {"chains": settings.kafka.partitions, "records": 2000} and report.emitters == 2
+    # The dead letters are evidence too: chained (their own kind), and the dead_letters table is
+    # held to those chained records, row for row.
+    assert kinds["dead_letter"]["records"] == len(bad) and report.projections["dead_letters"] == len(bad)
 
     # Bad input: each in the dead-letter topic, whole, with its reason; and in ClickHouse.
     dlq = read_topic(settings, settings.kafka.dead_letter_topic)

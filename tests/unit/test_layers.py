@@ -49,6 +49,8 @@ PURE = [
     "aiaudit.pipeline.emit.synthetic", "aiaudit.pipeline.witness.core", "aiaudit.pipeline.chain.merkle", "aiaudit.pipeline.chain.note",
     "aiaudit.pipeline.chain.checkpoint", "aiaudit.pipeline.verify.tree", "aiaudit.pipeline.timespec", "aiaudit.pipeline.export.format", "aiaudit.pipeline.gateway.shape",
     "aiaudit.pipeline.deliver.formats", "aiaudit.pipeline.deliver.policy", "aiaudit.pipeline.deliver.redrive", "aiaudit.pipeline.store.deliveries",
+    "aiaudit.pipeline.chain.record_v2", "aiaudit.pipeline.chain.kinds", "aiaudit.pipeline.chain.formats",
+    "aiaudit.pipeline.store.kind_evidence", "aiaudit.pipeline.verify.projections",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
