@@ -66,3 +66,15 @@ def kind_of_topic(k: KafkaSettings, input_topic: str) -> str | None:
     if input_topic == k.requests_topic:
         return REQUEST
     return next((kind.name for kind in KINDS if kind.input_topic(k) == input_topic), None)
+
+
+def kind_of_origin(k: KafkaSettings, origin: str) -> str | None:
+    """The kind a chain holds, from its origin `<org>/<env>/<input topic>/p<n>/g<n>`; None when its
+    topic is no kind's (another deployment's settings, or not an origin)."""
+    parts = origin.split("/")
+    return kind_of_topic(k, parts[2]) if len(parts) == 5 else None
+
+
+def is_kind_chain(k: KafkaSettings, origin: str) -> bool:
+    """True when `origin` is a chain of an evidence kind other than requests (stored in kind_evidence)."""
+    return kind_of_origin(k, origin) not in (None, REQUEST)

@@ -52,7 +52,9 @@ READABLE = (2, 3)
 HEADER_DOMAIN = b"aiaudit/export-header/v1\n"
 MAX_ORIGINS = 100_000
 SELECTIONS = ("whole", "sample")
-MAX_LINE_BYTES = 4 * MAX_NOTE_BYTES  # a record is at most ~70 KB base64 (the contract bounds events)
+# A request record is at most ~70 KB base64 (the contract bounds events); a v2 record holds its message
+# whole (a dead letter up to the requests topic's largest message, a policy bundle up to 4 MiB).
+MAX_LINE_BYTES = 12 * 1_048_576
 MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves
 MAX_COUNT = 2**63 - 1
 

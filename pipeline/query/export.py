@@ -29,7 +29,7 @@ from aiaudit.pipeline.export.format import (
 )
 from aiaudit.pipeline.query.proofs import StoredHashes
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.store import checkpoints, evidence
+from aiaudit.pipeline.store import checkpoints, evidence, kind_evidence
 from aiaudit.pipeline.store.filters import Filters
 
 
@@ -70,14 +70,18 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     summary = ExportSummary("sample" if filters.selects_records or filters.since or filters.until else "whole")
     seqs: dict[str, list[int]] = {}
     digest = hashlib.sha256()
-    sql, params = evidence.select_signed(db, filters)
+    # AI requests, then (unless the filter picks requests by what they say) every other evidence kind.
+    queries = [evidence.select_signed(db, filters)]
+    if not filters.selects_records:
+        queries.append(kind_evidence.select_signed(db, filters))
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
-        for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
-            wire = record_line_bytes(evidence.stored_record(origin, seq, payload, sig, leaf).to_wire())
-            spool.write(wire)
-            digest.update(wire)
-            seqs.setdefault(str(origin), []).append(int(seq))
-            summary.records += 1
+        for sql, params in queries:
+            for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):
+                wire = record_line_bytes(evidence.stored_record(origin, seq, payload, sig, leaf).to_wire())
+                spool.write(wire)
+                digest.update(wire)
+                seqs.setdefault(str(origin), []).append(int(seq))
+                summary.records += 1
         _line(out, header_line(summary.selection, _filters_json(filters), format_ts(now),
                                records={o: len(s) for o, s in seqs.items()}, records_sha256=digest.hexdigest(),
                                operator=operator))

@@ -23,11 +23,12 @@ from clickhouse_connect.driver.client import Client
 
 from aiaudit.pipeline import store
 from aiaudit.pipeline.chain import merkle
+from aiaudit.pipeline.chain.kinds import is_kind_chain
 from aiaudit.pipeline.chain.merkle import TILE_HEIGHT
 from aiaudit.pipeline.chain.note import Checkpoint, split_note
 from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.store import checkpoints, evidence
+from aiaudit.pipeline.store import checkpoints, evidence, kind_evidence
 
 TILE_WIDTH = 1 << TILE_HEIGHT
 
@@ -43,6 +44,7 @@ class StoredHashes:
         self.client = client
         self.db = store.database(settings)
         self.origin = origin
+        self.kind_chain = is_kind_chain(settings.kafka, origin)  # its records are in kind_evidence
         self._tiles: dict[tuple[int, int], dict[int, bytes]] = {}
         self.queries = 0
 
@@ -51,7 +53,8 @@ class StoredHashes:
         if key not in self._tiles:
             first, last = tile * TILE_WIDTH, tile * TILE_WIDTH + TILE_WIDTH - 1
             if level == 0:
-                sql, params = evidence.select_leaf_hashes(self.db, self.origin, first, last)
+                table = kind_evidence if self.kind_chain else evidence
+                sql, params = table.select_leaf_hashes(self.db, self.origin, first, last)
             else:
                 sql, params = checkpoints.select_tiles(self.db, self.origin, level, first, last)
             _, rows = store.query_rows(self.client, sql, params)

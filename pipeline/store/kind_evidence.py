@@ -74,6 +74,14 @@ def select_chain_slices(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
     return f"SELECT origin, min(seq), max(seq) FROM {db}.kind_evidence{where} GROUP BY origin ORDER BY origin", params
 
 
+def select_signed(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    """(origin, seq, payload, sig, leaf_hash) of the records in the filter's chain and time, in chain
+    order (export): exact duplicates once, both records of a fork."""
+    where, params = _where(f)
+    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.kind_evidence{where} "
+            "ORDER BY origin, seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash"), params
+
+
 def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
     """Every stored row of one chain between two seqs, duplicates included, in seq order:
     CHECKED_COLUMNS, then payload, sig, leaf_hash."""

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from aiaudit.pipeline import store
 from aiaudit.pipeline.chain import merkle, record_v2
-from aiaudit.pipeline.chain.kinds import KINDS, REQUEST, kind_of_topic
+from aiaudit.pipeline.chain.kinds import KINDS, is_kind_chain
 from aiaudit.pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
@@ -50,17 +50,10 @@ def chain_slices(client: Client, settings: Settings, filters: Filters) -> list[t
     return [(str(o), int(lo), int(hi)) for o, lo, hi in rows]
 
 
-def is_kind_chain(settings: Settings, origin: str) -> bool:
-    """True when `origin` names a chain of an evidence kind other than requests (its input topic
-    is the third part of `<org>/<env>/<topic>/p<n>/g<n>`): its records are in kind_evidence."""
-    parts = origin.split("/")
-    return len(parts) == 5 and kind_of_topic(settings.kafka, parts[2]) not in (None, REQUEST)
-
-
 def records_from_store(client: Client, settings: Settings, origin: str, first: int, last: int) -> Iterator[StoredRecord]:
     """Every stored row of one chain between two seqs, duplicates included, in (seq) order."""
     db = store.database(settings)
-    if is_kind_chain(settings, origin):
+    if is_kind_chain(settings.kafka, origin):
         return _stored(client, *kind_evidence.select_chain_rows(db, origin, first, last),
                        checked=kind_evidence.CHECKED_COLUMNS, convert=kind_evidence.TIME_COLUMNS)
     return _stored(client, *evidence.select_chain_rows(db, origin, first, last))

@@ -1,4 +1,4 @@
-"""A verifier written only from the record format v1 spec, sharing no code with aiaudit.
+"""A verifier written only from the record formats' spec (v1, v2), sharing no code with aiaudit.
 
 Input: a whole export (JSONL: a header, records {origin, seq, payload, sig, leaf_hash}, and
 checkpoint lines), a JWKS, the checkpoint public key and the emitter key set. It uses the `rfc8785` package (an
@@ -87,10 +87,12 @@ def _check_header(header: dict, record_lines: list[str], operator_pub: bytes) ->
 
 
 def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = None,
-           emitter_jwks: dict | None = None, operator_pub: bytes | None = None) -> int:
+           emitter_jwks: dict | None = None, operator_pub: bytes | None = None, kinds: dict | None = None) -> int:
     """Returns the number of records checked; raises AssertionError on the first problem (or the
-    library's InvalidSignature). With `emitter_jwks`, every event must carry its emitter's signature;
-    with `operator_pub`, the header must seal exactly the file's record lines."""
+    library's InvalidSignature). With `emitter_jwks`, every AI request must carry its emitter's
+    signature; with `operator_pub`, the header must seal exactly the file's record lines; `kinds`
+    (a dict) gets the count of v2 records of each kind."""
+    kinds = {} if kinds is None else kinds
     if operator_pub is not None:
         header = json.loads(export_lines[0])
         _check_header(header, [x for x in export_lines[1:] if '"payload"' in x and '"kind"' not in x], operator_pub)
@@ -111,15 +113,24 @@ def verify(export_lines: list[str], jwks: dict, checkpoint_pub: bytes | None = N
         payload, sig = base64.b64decode(rec["payload"]), base64.b64decode(rec["sig"])
         body = json.loads(payload)
         assert rfc8785.dumps(body) == payload, "payload is not JCS"
-        assert body["v"] == 1 and body["origin"] == rec["origin"] and body["seq"] == rec["seq"]
-        keys[body["kid"]].verify(sig, b"aiaudit/record/v1\n" + payload)
+        assert body["v"] in (1, 2) and body["origin"] == rec["origin"] and body["seq"] == rec["seq"]
+        if body["v"] == 1:  # an AI request
+            keys[body["kid"]].verify(sig, b"aiaudit/record/v1\n" + payload)
+        else:  # any other kind of evidence: the kind is in the domain tag, the message in base64
+            kind = body["kind"]
+            assert kind.isascii() and kind.replace("_", "").isalpha() and kind.islower(), "kind name"
+            keys[body["kid"]].verify(sig, b"aiaudit/record/v2/" + kind.encode() + b"\n" + payload)
+            event = body["event"]
+            assert set(event) == {"value", "key", "headers"}
+            base64.b64decode(event["value"], validate=True)
+            kinds[kind] = kinds.get(kind, 0) + 1
         leaf = hashlib.sha256(b"\x00" + payload + sig).hexdigest()
         assert leaf == rec["leaf_hash"], "leaf hash"
         last_seq, last_leaf = prev_by_origin.get(rec["origin"], (-1, "0" * 64))
         assert body["seq"] == last_seq + 1, f"seq {body['seq']} after {last_seq}"
         assert body["prev"] == last_leaf, "prev link"
         prev_by_origin[rec["origin"]] = (body["seq"], leaf)
-        if emitter_keys is not None:
+        if emitter_keys is not None and body["v"] == 1:
             _check_emitter(body["event"], emitter_keys)
         leaves.setdefault(rec["origin"], []).append(bytes.fromhex(leaf))
         n += 1
