@@ -426,10 +426,11 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     kafka.up()
     print(kafka.status())
 
-    step("Workers: chain (sign + hash-chain) and sink (ClickHouse via chDB)")
+    step("Workers: chain (sign + hash-chain the requests), evidence (chain every other kind of evidence: "
+         "findings, status changes, dead letters, deliveries, policies ...) and sink (ClickHouse via chDB)")
     workers = [start_worker(role, instance_id=f"demo-{role}", log_file=log_dir / f"{role}.log")
-               for role in ("chain", "sink")]
-    print(f"logs in {log_dir}/chain.log and {log_dir}/sink.log")
+               for role in ("chain", "evidence", "sink")]
+    print(f"logs in {log_dir}/chain.log, {log_dir}/evidence.log and {log_dir}/sink.log")
     try:
         step(f"Emitting {events} AI-request events from 3 emitters, plus malformed messages")
         start = datetime.now(timezone.utc) - timedelta(hours=2)
@@ -470,7 +471,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         step("Waiting until everything is chained and in ClickHouse")
 
         def report(lag: Lag) -> None:
-            print(f"  not yet chained: {lag.chain} message(s); partitions not yet sunk: {lag.sink}", flush=True)
+            print(f"  not yet chained: {lag.chain} message(s), {lag.evidence} evidence partition(s); partitions not "
+                  f"yet sunk: {lag.sink}", flush=True)
             for w in workers:
                 if w.poll() is not None:
                     raise InfraError(f"a worker exited with {w.returncode}; see {log_dir}")

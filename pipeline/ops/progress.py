@@ -1,7 +1,8 @@
 """How far the pipeline has got, from the broker alone (no ClickHouse needed).
 
 The chain stage is done with a partition when its committed input offset reaches the end of
-the requests topic; the sink is done when its committed offset passes the last committed
+the requests topic (an evidence kind's chain worker, when it passes the last message of its
+input topic); the sink is done when its committed offset passes the last committed
 message of every topic it stores (aiaudit.pipeline.sink.rows.sink_topics; their ends hold
 transaction markers, so the last data message is read rather than the high watermark trusted).
 """
@@ -23,10 +24,11 @@ from aiaudit.pipeline.sink.rows import sink_topics
 class Lag:
     chain: int  # input messages not yet chained or dead-lettered
     sink: int  # partitions whose committed output is not yet in ClickHouse
+    evidence: int = 0  # partitions of the evidence kinds' input topics not yet chained
 
     @property
     def done(self) -> bool:
-        return self.chain == 0 and self.sink == 0
+        return self.chain == 0 and self.sink == 0 and self.evidence == 0
 
 
 def chain_lag(settings: Settings) -> int:
@@ -71,7 +73,7 @@ def sink_lag(settings: Settings) -> int:
 
 
 def pipeline_lag(settings: Settings) -> Lag:
-    return Lag(chain_lag(settings), sink_lag(settings))
+    return Lag(chain_lag(settings), sink_lag(settings), evidence_lag(settings))
 
 
 def scoring_done(settings: Settings) -> bool:
