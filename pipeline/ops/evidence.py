@@ -24,11 +24,18 @@ class EvidenceChains:
         self.stop = threading.Event()
         self.failed: list[BaseException] = []
         self.threads: list[threading.Thread] = []
+        self.workers: list[ChainWorker] = []
+
+    def chained(self) -> int:
+        """Records chained so far by these workers."""
+        return sum(w.stats["chained"] for w in self.workers)
 
     def _run(self, kind: str) -> None:
         try:
-            ChainWorker(self.settings, self.signer, notary=self.notary, kind=kind,
-                        instance_id=f"{self.instance_id}-{kind}" if self.instance_id else None).run(self.stop)
+            worker = ChainWorker(self.settings, self.signer, notary=self.notary, kind=kind,
+                                 instance_id=f"{self.instance_id}-{kind}" if self.instance_id else None)
+            self.workers.append(worker)
+            worker.run(self.stop)
         except BaseException as exc:  # noqa: BLE001  # reported, and the other kinds stopped
             log.error("the %s chain worker stopped: %s", kind, exc)
             self.failed.append(exc)

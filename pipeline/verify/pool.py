@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from aiaudit.pipeline.keys import KeyRing
-from aiaudit.pipeline.store.evidence import columns_of
+from aiaudit.pipeline.store.kind_evidence import columns_of_stored as columns_of
 from aiaudit.pipeline.verify.rules import Checked, StoredRecord, check_record
 
 CHUNK = 250

@@ -182,6 +182,8 @@ def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) 
     chains = evidence_chains(settings).start()
     try:
         wait_evidence_chained(settings, timeout_s=timeout_s)
+        if chains.chained():  # what they chained gets its signed checkpoint one interval later
+            time.sleep(settings.chain.checkpoint_interval_s + 1.0)
         return _sink_until_drained(settings, client, timeout_s)
     finally:
         chains.close()

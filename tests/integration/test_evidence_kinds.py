@@ -39,7 +39,7 @@ from tests.integration.support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-PORT = 39392
+PORT = 29592  # below the ephemeral port range (32768-60999): no client socket can hold it
 PER_ROUND = 200 if SOAK else 40  # messages per kind in each of the three rounds
 
 

@@ -53,7 +53,9 @@ def test_gateway_requests_become_verifiable_chain_records(settings, tmp_path):
     try:
         sink_until_drained(settings, client)
         report = verify_store(settings, client)
-        assert report.ok and report.records == 4, report.failures
+        # Four requests, and the policy bundle the gateway loaded: chained too (kind policy).
+        assert report.ok and {k: v["records"] for k, v in report.kinds().items()} == {"request": 4, "policy": 1}, \
+            report.failures
         rows = {r["actor_id"]: r for r in find_records(client, settings, Filters(policy_version=version),
                                                        columns=("actor_id", "on_behalf_of", "decision", "prompt_level",
                                                                 "prompt_categories", "policy_version", "provider"))}

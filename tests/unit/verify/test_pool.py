@@ -39,3 +39,19 @@ def test_parallel_checks_give_the_inline_report():
     assert (parallel.records, parallel.duplicates, parallel.events, parallel.kids) == \
            (inline.records, inline.duplicates, inline.events, inline.kids)
     assert again.records == 10
+
+
+def test_parallel_checks_of_a_kind_chain_hold_its_own_columns():
+    """A chain of another evidence kind (format v2) through the pool: its typed columns are the
+    kind_evidence table's, and a column changed in the store is found, as inline."""
+    from aiaudit.pipeline.store.kind_evidence import columns_of_stored
+    from tests.unit.helpers import build_kind_chain
+
+    recs = stored(build_kind_chain([b"a", b"b", b"c"], SIGNER))
+    recs[1] = dataclasses.replace(recs[1], columns={**recs[1].columns, "kind": "policy"})
+    inline = scan_chain(recs, RING, columns_of=columns_of_stored)
+    with CheckPool(RING, 2, chunk=2) as pool:
+        parallel = scan_chain(recs, RING, columns_of=columns_of_stored, checker=pool)
+    assert failures(parallel) == failures(inline) == [(1, "column_mismatch", "column kind = 'policy', payload says "
+                                                          "'finding'")]
+    assert parallel.kind == "finding"
