@@ -97,16 +97,23 @@ class KeyRing:
     """Public keys by kid, for verification. Built from a JWKS document."""
 
     def __init__(self, keys: dict[KeyId, Ed25519PublicKey],
-                 windows: dict[KeyId, tuple[str, str]] | None = None, emitters: Any = None) -> None:
+                 windows: dict[KeyId, tuple[str, str]] | None = None, emitters: Any = None,
+                 analysts: Any = None) -> None:
         self._keys = keys
         self._raw = {kid: _raw_public(k) for kid, k in keys.items()}
         self._windows = windows or {}  # kid -> [not_before, not_after) as RFC 3339 UTC text
         # The emitter key set (aiaudit.pipeline.contract.signature.EmitterKeys) a verifier holds records'
         # events to, or None: emitter signatures are then not checked.
         self.emitters = emitters
+        # The analyst key set (aiaudit.pipeline.contract.analysts.AnalystKeys) status changes are held
+        # to, or None: analysts' signatures are then not checked.
+        self.analysts = analysts
 
     def with_emitters(self, emitters: Any) -> "KeyRing":
-        return KeyRing(self._keys, self._windows, emitters)
+        return KeyRing(self._keys, self._windows, emitters, self.analysts)
+
+    def with_analysts(self, analysts: Any) -> "KeyRing":
+        return KeyRing(self._keys, self._windows, self.emitters, analysts)
 
     @classmethod
     def from_jwks(cls, jwks: dict[str, Any]) -> "KeyRing":
@@ -127,7 +134,7 @@ class KeyRing:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as raw public keys (verification workers in other processes get the same ring)."""
-        return (_keyring_from_raw, (dict(self._raw), dict(self._windows), self.emitters))
+        return (_keyring_from_raw, (dict(self._raw), dict(self._windows), self.emitters, self.analysts))
 
     def valid_at(self, kid: KeyId, ts: str) -> bool:
         """Whether a record stamped `ts` (RFC 3339 UTC, the record format's) falls in kid's window."""
@@ -166,8 +173,9 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _keyring_from_raw(raw: dict[KeyId, bytes], windows: dict[KeyId, tuple[str, str]], emitters: Any = None) -> KeyRing:
-    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(b) for kid, b in raw.items()}, windows, emitters)
+def _keyring_from_raw(raw: dict[KeyId, bytes], windows: dict[KeyId, tuple[str, str]], emitters: Any = None,
+                      analysts: Any = None) -> KeyRing:
+    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(b) for kid, b in raw.items()}, windows, emitters, analysts)
 
 
 # --- files (the I/O edge of key handling) ---------------------------------------------

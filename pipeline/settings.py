@@ -77,6 +77,10 @@ class ChainSettings(_Section):
     # to the dead-letter topic as unauthenticated_emitter. false: unsigned events are chained too
     # (their records say so), signed ones are still checked.
     require_emitter_signature: bool = True
+    # Chain only status changes (ack, resolve, reopen) signed by a key in the analyst key set for the
+    # analyst they name (signing.analyst_keys_file); others go to the dead-letter topic as
+    # unauthenticated_analyst, and never reach alerts history. false: every change is chained.
+    require_analyst_signature: bool = True
     # The checkpoint signer (`aiaudit signer serve`, its own process and key folder): checkpoints are
     # signed there, and only as extensions of what it signed, so this host alone cannot issue one.
     # Its token comes from AIAUDIT_SIGNER_TOKEN. Unset: the checkpoint key is read in the chain
@@ -94,6 +98,11 @@ class SigningSettings(_Section):
     # The emitter key set the chain worker and `aiaudit verify` trust; default
     # <keys_dir>/emitters/jwks.json (`aiaudit keys emitter new NAME` makes a key and registers it).
     emitter_keys_file: Path | None = None
+    # The analyst key set status changes are checked with; default <keys_dir>/analysts/jwks.json
+    # (`aiaudit keys analyst new NAME`). And the key `aiaudit alerts|incidents ack|resolve|reopen` signs
+    # with (an analyst's own, made by `aiaudit keys analyst new NAME`; or `--key FILE`).
+    analyst_keys_file: Path | None = None
+    analyst_key_file: Path | None = None
     # The operator key that seals exports (its own folder; default <keys_dir>/../operator/operator.key,
     # made by `aiaudit keys operator new`); verifiers pin its public key (operator.pub, trust file).
     operator_key_file: Path | None = None

@@ -15,6 +15,7 @@ from aiaudit.pipeline import names
 from aiaudit.pipeline.settings import KafkaSettings
 
 REQUEST = "request"
+STATUS_CHANGE = "status_change"  # its chain worker admits only changes an analyst's key signed
 # Largest record of an evidence kind: its input message whole in base64 (the policies topic takes 4 MiB).
 KIND_RECORD_MAX_BYTES = 8 * 1_048_576
 
@@ -44,7 +45,7 @@ class EvidenceKind:
 KINDS = (
     EvidenceKind("finding", "alerts_topic", "an OCSF Detection Finding the scoring worker raised (signed by it)"),
     EvidenceKind("incident", "incidents_topic", "an incident update: findings grouped, paged or held"),
-    EvidenceKind("status_change", "alert_status_topic", "an analyst's status change of a finding or incident"),
+    EvidenceKind(STATUS_CHANGE, "alert_status_topic", "an analyst's status change of a finding or incident"),
     EvidenceKind("dead_letter", "dead_letter_topic", "a request message the chain worker refused, with the reason"),
     EvidenceKind("delivery", "deliveries_topic", "a delivery attempt of a finding and its outcome"),
     EvidenceKind("delivery_dead_letter", "delivery_dlq_topic", "a delivery that kept failing, the finding whole"),

@@ -74,14 +74,23 @@ def kafka_time(timestamp_ms: int) -> str:
     return format_ts(datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=timezone.utc))
 
 
-def chain_messages(head: ChainHead, signer: Signer, kind: str, messages: Sequence[InputMessage]) -> StepResult:
+Admit = Callable[[InputMessage], "tuple[str, str] | None"]  # (reason, detail) when a message is refused
+
+
+def chain_messages(head: ChainHead, signer: Signer, kind: str, messages: Sequence[InputMessage],
+                   admit: Admit | None = None) -> StepResult:
     """Append every message of `messages` (one partition, offset order) to the chain of evidence
-    `kind` at `head`, byte-exact (format v2): nothing is refused, for a message written to an
-    evidence topic is evidence that it was written, whatever it holds."""
+    `kind` at `head`, byte-exact (format v2). Nothing is refused unless `admit` says why (a status
+    change no analyst signed): a message written to an evidence topic is evidence that it was
+    written, whatever it holds; a refused one is a dead letter, chained as such."""
     result = StepResult(head=head)
     for msg in messages:
         if msg.src.offset <= result.head.last_src_offset:
             result.skipped += 1
+            continue
+        refused = admit(msg) if admit is not None else None
+        if refused is not None:
+            result.dead_letters.append(DeadLetter(msg, refused[0], refused[1][:1000]))
             continue
         record = record_v2.build_record(result.head, signer, kind, kafka_time(msg.timestamp_ms), msg.src,
                                         record_v2.Message(msg.value, msg.key, msg.headers))

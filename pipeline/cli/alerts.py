@@ -9,7 +9,7 @@ from typing import Any
 
 from aiaudit.pipeline.cli.args import add_format, add_limit, time
 from aiaudit.pipeline.cli.output import note, print_rows
-from aiaudit.pipeline.errors import StoreError
+from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.filters import MAX_LIMIT
 
@@ -18,11 +18,16 @@ STATUS = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}
 
 def add_status_actions(actions: Any, what: str, uid_help: str, set_status: Callable[..., int],
                        history: Callable[..., int], history_help: str) -> None:
-    """`ack|resolve|reopen UID --by NAME [--note]` and `history UID`: the same for alerts and incidents."""
+    """`ack|resolve|reopen UID [--note] [--key FILE] [--by NAME]` and `history UID`: the same for alerts
+    and incidents. The change is signed with the analyst's key: that key says who made it."""
     for action, status in STATUS.items():
-        a = actions.add_parser(action, help=f"mark an {what} {status} (appended: who, when, note)")
+        a = actions.add_parser(action, help=f"mark an {what} {status} (appended: who, when, note; signed with your "
+                                            "analyst key)")
         a.add_argument("uid", help=uid_help)
-        a.add_argument("--by", required=True, help="who changes the status")
+        a.add_argument("--key", help="your analyst key (default: AIAUDIT_SIGNING__ANALYST_KEY_FILE; `aiaudit keys "
+                                     "analyst new NAME` makes one)")
+        a.add_argument("--by", help="who changes the status: your key's name (given, it must match); with a "
+                                    "console's key, the person signed in")
         a.add_argument("--note")
         a.set_defaults(func=set_status)
     h = actions.add_parser("history", help=history_help)
@@ -71,12 +76,22 @@ def set_status(args: argparse.Namespace, settings: Settings) -> int:
     return send_status(args, settings, "alert", set_status)
 
 
-def send_status(args: argparse.Namespace, settings: Settings, what: str, change: Callable[..., None]) -> int:
-    """`ack|resolve|reopen UID --by NAME [--note]` of an alert or an incident: `change(settings, uid,
-    status, by=, note=, client=)` publishes it, checking first that it exists when the store is free."""
+def send_status(args: argparse.Namespace, settings: Settings, what: str, change: Callable[..., object]) -> int:
+    """`ack|resolve|reopen UID [--note]` of an alert or an incident, signed with the analyst's key:
+    `change(settings, uid, status, signer=, by=, note=, client=)` publishes it, checking first that it
+    exists when the store is free."""
+    from pathlib import Path
+
     from aiaudit.pipeline import store
+    from aiaudit.pipeline.contract.analyst_keys import load_status_signer
 
     status = STATUS[args.action]
+    key_file = Path(args.key) if args.key else settings.signing.analyst_key_file
+    if key_file is None:
+        raise ConfigError("a status change is signed with the analyst's own key, which says who made it: make one "
+                          "with `aiaudit keys analyst new NAME` and give it as --key FILE or "
+                          "AIAUDIT_SIGNING__ANALYST_KEY_FILE")
+    signer = load_status_signer(key_file)
     checker = None
     try:
         checker = store.connect(settings, must_exist=True)
@@ -86,11 +101,12 @@ def send_status(args: argparse.Namespace, settings: Settings, what: str, change:
         note(f"the store is held by the running sink; the change is sent without checking the {what} exists, "
              "and shows once the sink has stored it")
     try:
-        change(settings, args.uid, status, by=args.by, note=args.note or "", client=checker)
+        change(settings, args.uid, status, signer=signer, by=args.by, note=args.note or "", client=checker)
     finally:
         if checker is not None:
             checker.close()
-    print(f"{args.uid}: {status} by {args.by} (sent; the sink stores it)")
+    print(f"{args.uid}: {status} by {args.by or signer.name} (signed with key {signer.key.kid}; sent, shown once "
+          "chained)")
     return 0
 
 

@@ -16,7 +16,7 @@ DIR_HELP = "keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("keys", help="generate a signing key, print the JWKS, manage emitter and operator keys",
                        description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="{generate,jwks,emitter,operator}")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{generate,jwks,emitter,analyst,operator}")
     g = kinds.add_parser("generate", help="a new record signing key (and the checkpoint key, if there is none)")
     g.add_argument("--dir", help=DIR_HELP)
     g.set_defaults(func=generate)
@@ -45,6 +45,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = verbs.add_parser("list", help="the registered emitter keys")
     ls.set_defaults(func=emitter_list)
     for v in (n, a, r, ls):
+        v.add_argument("--dir", help=DIR_HELP)
+
+    an = kinds.add_parser("analyst", help="the analyst key set status changes (ack, resolve, reopen) are checked with",
+                          description="Each analyst signs their status changes with their own key; the status chain "
+                                      "worker refuses a change no key registered for the analyst it names signed "
+                                      "(<keys>/analysts/jwks.json). A console's key (--console) signs for the person "
+                                      "signed in to it, and its changes say so.")
+    averbs = an.add_subparsers(dest="verb", required=True, metavar="{new,add,retire,list}")
+    an_new = averbs.add_parser("new", help="make an analyst's key and register it")
+    an_new.add_argument("name", help="the analyst, e.g. alice@acme.example")
+    an_new.add_argument("--console", action="store_true", help="a console's key (signs for whoever is signed in)")
+    an_new.add_argument("--no-register", action="store_true", help="make the key only, print its public JWK (for "
+                                                                   "`add` where the chain worker runs)")
+    an_new.set_defaults(func=analyst_new)
+    an_add = averbs.add_parser("add", help="register a public key made on another host (`new NAME --no-register`)")
+    an_add.add_argument("name")
+    an_add.add_argument("jwk_file", metavar="JWK_FILE", help="the public JWK, as `new --no-register` printed it")
+    an_add.add_argument("--console", action="store_true", help="a console's key")
+    an_add.set_defaults(func=analyst_add)
+    an_ret = averbs.add_parser("retire", help="end a key: changes it signs from then on are refused")
+    an_ret.add_argument("kid", metavar="KID")
+    an_ret.add_argument("--at", help="from when (RFC 3339; default now)")
+    an_ret.set_defaults(func=analyst_retire)
+    an_ls = averbs.add_parser("list", help="the registered analyst and console keys")
+    an_ls.set_defaults(func=analyst_list)
+    for v in (an_new, an_add, an_ret, an_ls):
         v.add_argument("--dir", help=DIR_HELP)
 
     o = kinds.add_parser("operator", help="the operator key that seals exports",
@@ -158,4 +184,64 @@ def emitter_list(args: argparse.Namespace, settings: Settings) -> int:
     for jwk in doc["keys"]:
         window = f"  until {jwk['not_after']}" if "not_after" in jwk else ""
         print(f"{jwk['emitter']:<24} {jwk.get('kid', '?')}{window}")
+    return 0
+
+
+def _analyst_set(args: argparse.Namespace, settings: Settings) -> Path:
+    from aiaudit.pipeline.contract import analyst_keys as ak
+
+    return ak.key_set_file(settings) if not args.dir else Path(args.dir) / ak.ANALYSTS_DIR / ak.KEY_SET_FILE
+
+
+def analyst_new(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.contract import analyst_keys as ak
+
+    set_file = _analyst_set(args, settings)
+    path, kid, jwk = ak.new_analyst_key(_keys_dir(args, settings) / ak.ANALYSTS_DIR, args.name,
+                                        None if args.no_register else set_file, console=args.console)
+    who = "console" if args.console else "analyst"
+    print(f"new {who} key {kid} for {args.name!r}\n  private key: {path} (mode 0600): give it to the {who} "
+          f"only, as AIAUDIT_SIGNING__ANALYST_KEY_FILE (or --key)\n  " + (
+              f"public key (register it with `aiaudit keys analyst add {args.name} FILE` where the chain worker "
+              f"runs):\n{json.dumps(jwk)}" if args.no_register else f"registered in {set_file}"))
+    return 0
+
+
+def analyst_add(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.contract import analyst_keys as ak
+
+    set_file = _analyst_set(args, settings)
+    try:
+        jwk = json.loads(Path(args.jwk_file).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{args.jwk_file}: not a readable JSON public key (JWK): {exc}") from None
+    if not isinstance(jwk, dict):
+        raise ConfigError(f"{args.jwk_file}: a JWK is a JSON object")
+    kid = ak.register_analyst_key(set_file, args.name, jwk, console=args.console)
+    print(f"{'console' if args.console else 'analyst'} key {kid} registered for {args.name!r} in {set_file}")
+    return 0
+
+
+def analyst_retire(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.contract import analyst_keys as ak
+    from aiaudit.pipeline.contract.signature import utc_now_text
+
+    name = ak.retire_analyst_key(_analyst_set(args, settings), args.kid, args.at or utc_now_text())
+    print(f"analyst key {args.kid} ({name}) retired from {args.at or 'now'}: changes it signs from then on are "
+          "refused; those it signed before still verify")
+    return 0
+
+
+def analyst_list(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline.contract import analyst_keys as ak
+    from aiaudit.pipeline.contract.analysts import owner
+
+    set_file = _analyst_set(args, settings)
+    doc = ak.read_analyst_key_set(set_file, missing_ok=True)
+    if not doc["keys"]:
+        print(f"no analyst keys in {set_file}: `aiaudit keys analyst new NAME` makes one")
+    for jwk in doc["keys"]:
+        name, console = owner(jwk)
+        window = f"  until {jwk['not_after']}" if "not_after" in jwk else ""
+        print(f"{name:<32} {'console' if console else 'analyst':<8} {jwk.get('kid', '?')}{window}")
     return 0

@@ -49,8 +49,12 @@ def init(args: argparse.Namespace, settings: Settings) -> int:
     emitters = key_set_file(settings) if not args.dir else keys_dir / "emitters" / "jwks.json"
     witnesses = [(vkey, args.witness_url) for vkey in args.witness_key or []]
     checkpoint = checkpoint_key_file(keys_dir, None if args.dir else sg.checkpoint_key_file)
+    from aiaudit.pipeline.contract import analyst_keys as ak
+
+    analysts = ak.key_set_file(settings) if not args.dir else keys_dir / ak.ANALYSTS_DIR / ak.KEY_SET_FILE
     doc = trust_document(read_jwks(keys_dir), [read_checkpoint_public_key(checkpoint)],
                          operator_keys=operator, emitter_jwks=read_key_set(emitters, missing_ok=True),
+                         analyst_jwks=ak.read_analyst_key_set(analysts, missing_ok=True),
                          witnesses=witnesses, max_checkpoint_age=args.max_age)
     text = json.dumps(doc, indent=2) + "\n"
     parse_trust(text, "the new trust file")  # never write one that would not load

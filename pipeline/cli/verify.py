@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                            "(default: the keys folder's checkpoint/checkpoint.pub)")
     keys.add_argument("--emitter-keys", metavar="FILE", help="the emitter key set each event's emitter signature is "
                       "checked with (default: the keys folder's emitters/jwks.json, when there is one)")
+    keys.add_argument("--analyst-keys", metavar="FILE", help="the analyst key set each status change's signature "
+                      "is checked with (default: the keys folder's analysts/jwks.json, when there is one)")
     keys.add_argument("--require-emitter-signatures", action="store_true", help="an event without an emitter "
                       "signature fails (unauthenticated_emitter); records chained before emitters signed do too")
     keys.add_argument("--witness", metavar="URL", help="also compare every chain with what this witness last "
@@ -75,6 +77,8 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     """What this verification trusts: the pinned trust file (--trust), else the keys folder's JWKS and
     checkpoint.pub (or --jwks / --checkpoint-key) with an optional --witness."""
     from aiaudit.pipeline.chain.note import NoteError, Verifier
+    from aiaudit.pipeline.contract.analyst_keys import key_set_file as analyst_key_set_file
+    from aiaudit.pipeline.contract.analyst_keys import load_analyst_keys
     from aiaudit.pipeline.contract.emitter_keys import key_set_file, load_emitter_keys
     from aiaudit.pipeline.keys import (
         OPERATOR_PUB,
@@ -93,9 +97,10 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
             trust = parse_trust(path.read_text(encoding="utf-8"), str(path))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the trust file: {exc.strerror}") from exc
-        if args.witness or args.jwks or args.checkpoint_key or args.emitter_keys or args.operator_key:
+        if args.witness or args.jwks or args.checkpoint_key or args.emitter_keys or args.operator_key \
+                or args.analyst_keys:
             raise ConfigError("--trust holds the keys and witnesses: leave out --jwks, --checkpoint-key, --witness, "
-                              "--emitter-keys, --operator-key")
+                              "--emitter-keys, --analyst-keys, --operator-key")
         return trust
     if not args.jwks and not (settings.signing.keys_dir / "jwks.json").exists():
         raise ConfigError(f"no keys to verify with: {settings.signing.keys_dir} holds no jwks.json. An auditor verifies "
@@ -110,6 +115,12 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
                           "(--emitter-keys FILE)")
     else:
         warn(f"emitter signatures not checked: no emitter key set at {emitter_set} (--emitter-keys FILE)")
+    analyst_set = Path(args.analyst_keys) if args.analyst_keys else analyst_key_set_file(settings)
+    if args.analyst_keys or analyst_set.exists():
+        keyring = keyring.with_analysts(load_analyst_keys(analyst_set))
+    else:
+        warn(f"analysts' signatures on status changes not checked: no analyst key set at {analyst_set} "
+             "(--analyst-keys FILE)")
     keys: tuple[bytes, ...] = ()
     pub = Path(args.checkpoint_key) if args.checkpoint_key else checkpoint_key_file(
         settings.signing.keys_dir, settings.signing.checkpoint_key_file)

@@ -252,11 +252,24 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     _incidents_report(settings, client, live, len(baseline), load_events, started, receiver, log_dir)
 
 
+def demo_analyst_key(settings: Settings) -> Path:
+    """The demo analyst's key (`aiaudit keys analyst new soc-analyst`), made once and registered in the
+    analyst key set: a status change signed by no registered analyst is refused by the chain worker."""
+    from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, key_set_file, new_analyst_key
+
+    folder = settings.signing.keys_dir / ANALYSTS_DIR
+    found = sorted(folder.glob("soc-analyst.*.key")) if folder.exists() else []
+    if found:
+        return found[-1]
+    return new_analyst_key(folder, "soc-analyst", key_set_file(settings))[0]
+
+
 def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str, Any], str]], baseline: int,
                       load_events: int, started: datetime, receiver: Any, log_dir: Path) -> None:
     """What the security analyst sees of the live day: incidents, not findings; the pages the
     budget let through; the top incident delivered, acknowledged and its history."""
     from aiaudit.detectors.features import event_time
+    from aiaudit.pipeline.contract.analyst_keys import load_status_signer
     from aiaudit.pipeline.query.incidents import incident_history, list_incidents, set_incident_status
 
     people = {ev["actor"]["id"] for ev, _ in live}
@@ -297,8 +310,11 @@ def _incidents_report(settings: Settings, client: Any, live: list[tuple[dict[str
           f"repeat(s) dropped by delivery id, {len(receiver.refused)} refused), among them the top incident, whole: "
           f"{got.finding['severity']} {top['family']} of {top['identity']}, {top['findings']} finding(s), latest record "
           f"{got.finding['unmapped']['chain']['origin']}#{got.finding['unmapped']['chain']['seq']}")
-    set_incident_status(settings, top["uid"], "acknowledged", by="soc-analyst", note="calling the owner", client=client)
-    print(f"  aiaudit incidents ack {top['uid']} --by soc-analyst  (sent as an event while the sink runs)")
+    analyst = demo_analyst_key(settings)
+    set_incident_status(settings, top["uid"], "acknowledged", signer=load_status_signer(analyst),
+                        note="calling the owner", client=client)
+    print(f"  aiaudit incidents ack {top['uid']} --key {analyst}  (signed with soc-analyst's own key, which the "
+          "status chain worker checks against the analyst key set; sent as an event while the sink runs)")
     deadline = time.monotonic() + 30
     history = incident_history(client, settings, top["uid"])
     while not any(h["status"] == "acknowledged" for h in history) and time.monotonic() < deadline:
@@ -420,6 +436,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         print(f"generated {key} (kid {kid}); its public key is in {settings.signing.keys_dir / 'jwks.json'}")
 
     settings = _with_emitter_key(settings)
+    print(f"analyst key: {demo_analyst_key(settings)} (soc-analyst signs each status change with it; the chain "
+          "worker refuses a change no registered analyst key signed)")
     settings, signer_proc = _start_signer(settings, log_dir)
 
     step("Local Apache Kafka (KRaft) from the Maven Central jars")

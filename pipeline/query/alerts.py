@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
 from aiaudit.pipeline import store
+from aiaudit.pipeline.contract.analysts import StatusSigner
 from aiaudit.pipeline.errors import ConfigError, InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
@@ -37,26 +38,30 @@ def list_alerts(client: Client, settings: Settings, *, actor: str | None = None,
     return [dict(zip(names, row)) for row in rows]
 
 
-def set_status(settings: Settings, finding_uid: str, status: str, *, by: str, note: str = "",
-               at: datetime | None = None, client: Client | None = None) -> None:
-    """Append a status change by publishing it to the alert-status topic, which the sink stores:
-    it works while the sink holds an embedded store. With `client`, the alert must exist first.
-    Raises ConfigError for an unknown alert, status or empty `by`; InfraError when the broker
-    does not take it."""
+def set_status(settings: Settings, finding_uid: str, status: str, *, signer: StatusSigner, by: str | None = None,
+               note: str = "", at: datetime | None = None, client: Client | None = None) -> dict[str, Any]:
+    """Append a status change, signed by `signer` (the analyst's key, or a console's acting for `by`),
+    by publishing it to the alert-status topic: the status chain worker chains it (a change no
+    registered analyst key signed is refused there) and the sink stores it from the chain; it works
+    while the sink holds an embedded store. With `client`, the alert must exist first. Returns the
+    change as sent. Raises ConfigError for an unknown alert or status, SigningKeyError for a `by`
+    the key cannot sign for; InfraError when the broker does not take it."""
     if status not in STATUSES:
         raise ConfigError(f"status must be one of {', '.join(STATUSES)}")
-    if not by.strip() or len(by) > 256 or len(note) > 4096 or not 0 < len(finding_uid) <= 128:
-        raise ConfigError("say who changes the status (--by, at most 256 characters; a note of at most 4096)")
+    if len(note) > 4096 or not 0 < len(finding_uid) <= 128 or (by is not None and not 0 < len(by.strip()) <= 256):
+        raise ConfigError("a note of at most 4096 characters; who (--by) at most 256")
     if client is not None:
         _, found = store.query_rows(client, *alerts.count_alert(store.database(settings), finding_uid))
         if not found[0][0]:
             raise ConfigError(f"no alert {finding_uid}")
-    message = alerts.status_message(finding_uid, status, by, note, at or datetime.now(timezone.utc))
+    message = signer.sign(alerts.status_message(finding_uid, status, by or signer.name, note,
+                                                at or datetime.now(timezone.utc)), by=by)
     producer = Producer(kafka_config.producer(settings))
     producer.produce(settings.kafka.alert_status_topic, key=finding_uid.encode(), value=orjson.dumps(message))
     if producer.flush(15):
         raise InfraError(f"the broker at {settings.kafka.bootstrap_servers} did not take the status change; "
                          "nothing was changed")
+    return message
 
 
 def status_history(client: Client, settings: Settings, finding_uid: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from aiaudit.pipeline import store
+from aiaudit.pipeline.contract.analysts import StatusSigner
 from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.query.alerts import set_status
 from aiaudit.pipeline.settings import Settings
@@ -53,12 +54,13 @@ def show_incident(client: Client, settings: Settings, uid: str) -> dict[str, Any
     return found
 
 
-def set_incident_status(settings: Settings, uid: str, status: str, *, by: str, note: str = "",
-                        client: Client | None = None) -> None:
-    """Append a status change to the incident (checked to exist first when `client` is given)."""
+def set_incident_status(settings: Settings, uid: str, status: str, *, signer: StatusSigner, by: str | None = None,
+                        note: str = "", client: Client | None = None) -> dict[str, Any]:
+    """Append a status change to the incident, signed by `signer` (checked to exist first when
+    `client` is given)."""
     if client is not None:
         show_incident(client, settings, uid)
-    set_status(settings, _uid(uid), status, by=by, note=note)
+    return set_status(settings, _uid(uid), status, signer=signer, by=by, note=note)
 
 
 def incident_history(client: Client, settings: Settings, uid: str) -> list[dict[str, Any]]:

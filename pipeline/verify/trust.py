@@ -11,6 +11,7 @@ key set stored next to the private keys (that set is changeable by the party bei
       "max_checkpoint_age": "15m",
       "emitter_keys": {"keys": [<Ed25519 JWK with "emitter": "<name>", optionally a window>]},
       "require_emitter_signatures": true,
+      "analyst_keys": {"keys": [<Ed25519 JWK with "analyst": "<name>" or "console": "<name>">]},
       "operator_keys": ["<base64 of a 32-byte operator public key: seals exports>"]
     }
 
@@ -22,7 +23,9 @@ checkpoint signed only by windowed keys needs a signed time inside a window; wit
 `max_checkpoint_age` every chain's newest signed time must be that recent at the end of the
 window (`stale` otherwise: the tail rule). With `emitter_keys` every signed event must carry a valid
 signature by a key registered for its emitter, and with `require_emitter_signatures` every event
-must be signed (`unauthenticated_emitter` otherwise).
+must be signed (`unauthenticated_emitter` otherwise). With `analyst_keys` every chained status
+change must be signed by a key of the analyst it names (or a console's, for who was signed in to it:
+`unauthenticated_analyst` otherwise).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, NoteError, Verifier
+from aiaudit.pipeline.contract.analyst_keys import analyst_keys_from
 from aiaudit.pipeline.contract.emitter_keys import emitter_keys_from
 from aiaudit.pipeline.errors import ConfigError, SigningKeyError
 from aiaudit.pipeline.keys import KeyRing
@@ -69,6 +73,7 @@ class _TrustSpec(BaseModel):
     max_checkpoint_age: str | None = Field(default=None, max_length=20)
     emitter_keys: dict[str, Any] | None = None
     require_emitter_signatures: bool = False
+    analyst_keys: dict[str, Any] | None = None
     operator_keys: list[str] = Field(default_factory=list, max_length=64)
 
 
@@ -141,6 +146,11 @@ def parse_trust(text: str, source: str) -> Trust:
             raise ConfigError(str(exc)) from exc
     elif spec.require_emitter_signatures:
         raise ConfigError(f"{source}: require_emitter_signatures needs emitter_keys (the emitters' public keys)")
+    if spec.analyst_keys is not None:
+        try:
+            keyring = keyring.with_analysts(analyst_keys_from(spec.analyst_keys, f"{source}: analyst_keys"))
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from exc
     operator_keys = [_raw_key(b64, f"{source}: operator_keys[{i}]") for i, b64 in enumerate(spec.operator_keys)]
     keys, windows = [], {}
     for i, entry in enumerate(spec.checkpoint_keys):
@@ -175,6 +185,7 @@ def parse_trust(text: str, source: str) -> Trust:
 
 def trust_document(record_jwks: dict[str, Any], checkpoint_keys: Sequence[bytes], *,
                    operator_keys: Sequence[bytes] = (), emitter_jwks: dict[str, Any] | None = None,
+                   analyst_jwks: dict[str, Any] | None = None,
                    witnesses: Sequence[tuple[str, str | None]] = (),
                    max_checkpoint_age: str | None = None) -> dict[str, Any]:
     """A trust file pinning these public keys (`aiaudit trust init`): every record, checkpoint and
@@ -191,6 +202,8 @@ def trust_document(record_jwks: dict[str, Any], checkpoint_keys: Sequence[bytes]
     if emitter_jwks is not None and emitter_jwks.get("keys"):
         doc["emitter_keys"] = emitter_jwks
         doc["require_emitter_signatures"] = True
+    if analyst_jwks is not None and analyst_jwks.get("keys"):
+        doc["analyst_keys"] = analyst_jwks
     if witnesses:
         doc["witnesses"] = [{"vkey": vkey, **({"url": url} if url else {})} for vkey, url in witnesses]
         doc["min_cosignatures"] = 1

@@ -33,7 +33,7 @@ from aiaudit.pipeline.settings import (
     SigningSettings,
     SinkSettings,
 )
-from tests.integration.support import edge_emitter_key
+from tests.integration.support import analyst_of, edge_emitter_key
 
 # The test broker's port; another one lets two test runs share a machine.
 TEST_PORT = int(os.environ.get("AIAUDIT_TEST_KAFKA_PORT", "29092"))
@@ -67,6 +67,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
     ensure_operator_key(operator_key_file(keys_dir, None))  # seals exports: beside the keys folder, not in it
     load_or_create_scorer_key(scorer_key_file(keys_dir, None))  # signs findings; the delivery agent pins its .pub
     emitter_key = edge_emitter_key(keys_dir)
+    analyst_key = analyst_of(keys_dir)  # soc-analyst-1 signs the tests' status changes
     s = Settings(
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
                             dead_letter_topic=f"dlq-{uid}", alerts_topic=f"alerts-{uid}", incidents_topic=f"incidents-{uid}", alert_status_topic=f"alert-status-{uid}",
@@ -74,7 +75,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
                             content_topic=f"content-{uid}", checkpoints_topic=f"checkpoints-{uid}", score_state_topic=f"score-state-{uid}", model_promotions_topic=f"promotions-{uid}", deliveries_topic=f"deliveries-{uid}", delivery_retries_topic=f"delivery-retries-{uid}", delivery_dlq_topic=f"delivery-dlq-{uid}", deliver_app=f"deliver-{uid}", score_app=f"score-{uid}", partitions=4, chain_group=f"chain-{uid}",
                             sink_group=f"sink-{uid}", session_timeout_ms=6000),
         chain=ChainSettings(org="itest", env=uid),
-        signing=SigningSettings(keys_dir=keys_dir),
+        signing=SigningSettings(keys_dir=keys_dir, analyst_key_file=analyst_key),
         emitter=EmitterSettings(key_file=emitter_key),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{uid}"),
         sink=SinkSettings(max_batch_rows=5000, flush_interval_s=0.3),

@@ -20,6 +20,8 @@ from pydantic import SecretStr
 from aiaudit.infra.kafka.broker import LocalKafka
 from aiaudit.infra.topics import ensure_topics
 from aiaudit.pipeline.cli.worker import chain_notary
+from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, load_analyst_keys, new_analyst_key
+from aiaudit.pipeline.contract.analyst_keys import key_set_file as analyst_key_set_file
 from aiaudit.pipeline.contract.emitter_keys import (
     EMITTERS_DIR,
     KEY_SET_FILE,
@@ -58,6 +60,14 @@ from aiaudit.pipeline.verify.sources import verify_store as verify_whole
 from aiaudit.pipeline.verify.trust import Trust
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+
+
+ANALYST = "soc-analyst-1"
+
+
+def analyst_of(keys_dir: Path) -> Path:
+    """soc-analyst-1's key, registered in the keys folder's analyst key set: it signs the tests' status changes."""
+    return new_analyst_key(keys_dir / ANALYSTS_DIR, ANALYST, keys_dir / ANALYSTS_DIR / "jwks.json")[0]
 
 
 def edge_emitter_key(keys_dir: Path) -> Path:
@@ -222,6 +232,9 @@ def verify_store(settings: Settings, client: Any) -> VerifyReport:
 def verify_whole_with(settings: Settings, client: Any, *, witness: tuple[str, Any] | None = None,
                       emitters: bool = True) -> VerifyReport:
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
+    analysts = analyst_key_set_file(settings)
+    if analysts.exists():  # every chained status change signed by the analyst it names
+        keyring = keyring.with_analysts(load_analyst_keys(analysts))
     if emitters:  # every event signed by its emitter
         keyring = keyring.with_emitters(load_emitter_keys(key_set_file(settings), required=True))
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, None))
@@ -261,7 +274,7 @@ def own_broker(tmp_path: Path, chdb_dir: Path, *, port: int, name: str) -> Itera
     generate_key(keys)
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", partitions=2, session_timeout_ms=6000),
-        chain=ChainSettings(org="itest", env=name), signing=SigningSettings(keys_dir=keys),
+        chain=ChainSettings(org="itest", env=name), signing=SigningSettings(keys_dir=keys, analyst_key_file=analyst_of(keys)),
         emitter=EmitterSettings(key_file=edge_emitter_key(keys)),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{name}"),
         local=LocalSettings(state_dir=tmp_path / "state", kafka_port=port, controller_port=port + 1, kafka_heap="512m"),

@@ -161,6 +161,10 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append(str(tmp / f"trust-{len(list(tmp.iterdir()))}.json"))
         elif w == "trust.json" or (w == "FILE" and prev == "--trust"):
             out.append(facts["trust"])
+        elif w == "NAME" and words[:3] in (["keys", "analyst", "new"], ["keys", "analyst", "add"]):
+            out.append(f"docs-analyst-{len(list(tmp.iterdir()))}")
+        elif w == "KID" and words[:3] == ["keys", "analyst", "retire"]:
+            out.append(facts["analyst_kid"])
         elif w in ("NAME", "billing-service") and words[:3] == ["keys", "emitter", "new"]:
             out.append(f"docs-{len(list(tmp.iterdir()))}")
         elif w == "billing-service" and words[:3] == ["keys", "emitter", "add"]:
@@ -242,7 +246,9 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
     jwk.write_text(made.stdout.strip().splitlines()[-1])
     registered = aiaudit("keys", "emitter", "new", "docs-retiring")
     kid = registered.stdout.split()[3]
-    facts = {"uid": "docs-uid-0", "incident": incident["finding_info_list"][0]["uid"], "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
+    analyst = aiaudit("keys", "analyst", "new", "docs-retiring-analyst")
+    assert analyst.returncode == 0, analyst.stderr
+    facts = {"analyst_kid": analyst.stdout.split()[3], "uid": "docs-uid-0", "incident": incident["finding_info_list"][0]["uid"], "export": str(export), "trust": str(trust), "jwk": str(jwk), "kid": kid,
              "origin": str(origin), "size": str(size), "policy_version": policy.version,
              "policy_file": str(policy_file), "db": db, "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -265,9 +271,9 @@ def test_every_documented_command_runs_as_written(settings, client, tmp_path):
             failures.append(f"{run}: the test has no value for a placeholder ({exc}): add it to VALUES")
             continue
         if argv[:1] == ["alerts"] and len(argv) == 2 and argv[1] in ("ack", "resolve", "reopen", "history"):
-            argv += [facts["uid"]] + (["--by", "docs-test"] if argv[1] != "history" else [])
+            argv += [facts["uid"]]  # signed with the test's analyst key (AIAUDIT_SIGNING__ANALYST_KEY_FILE)
         if argv[:1] == ["incidents"] and len(argv) == 2 and argv[1] in ("show", "ack", "resolve", "reopen", "history"):
-            argv += [facts["incident"]] + (["--by", "docs-test"] if argv[1] not in ("show", "history") else [])
+            argv += [facts["incident"]]
         ran += 1
         if argv[:3] == ["keys", "operator", "new"]:  # one exists already (it sealed the export): a new folder
             env["AIAUDIT_SIGNING__OPERATOR_KEY_FILE"] = str(tmp / "operator-new" / "operator.key")

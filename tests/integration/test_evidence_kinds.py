@@ -14,8 +14,10 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -24,8 +26,11 @@ from aiaudit.pipeline import store
 from aiaudit.pipeline.chain import record_v2
 from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.contract.analyst_keys import load_status_signer
+from aiaudit.pipeline.contract.analysts import StatusSigner
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import KeyRing, read_jwks
+from aiaudit.pipeline.store.alerts import status_message
 from aiaudit.pipeline.verify.rules import StoredRecord, verify_chain
 from tests.integration.support import (
     SOAK,
@@ -43,9 +48,13 @@ PORT = 29592  # below the ephemeral port range (32768-60999): no client socket c
 PER_ROUND = 200 if SOAK else 40  # messages per kind in each of the three rounds
 
 
-def _message(kind: str, i: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """A message like the kind's producers write (its content is not what is tested: its bytes are)."""
+def _message(kind: str, i: int, analyst: StatusSigner) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A message like the kind's producers write (its content is not what is tested: its bytes are;
+    a status change is signed by the analyst, or its chain worker refuses it)."""
     value = b'{"kind": "%s", "n": %d, "score": 0.%d}' % (kind.encode(), i, i)
+    if kind == "status_change":
+        value = orjson.dumps(analyst.sign(status_message(f"uid-{i}", "acknowledged", analyst.name, f"n {i}",
+                                                         datetime.now(timezone.utc))))
     return value, f"{kind}-{i}".encode(), [("aiaudit.reason", b"invalid")] if kind == "dead_letter" else []
 
 
@@ -56,11 +65,12 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Any) -> Iterat
         k = settings.kafka
         producer = Producer(kafka_config.producer(settings))
         sent: dict[str, list[bytes]] = {kind.name: [] for kind in KINDS}
+        analyst = load_status_signer(settings.signing.analyst_key_file)
 
         def write(round_: int) -> None:
             for kind in KINDS:
                 for i in range(round_ * PER_ROUND, (round_ + 1) * PER_ROUND):
-                    value, key, headers = _message(kind.name, i)
+                    value, key, headers = _message(kind.name, i, analyst)
                     producer.produce(kind.input_topic(k), value=value, key=key, headers=headers)
                     sent[kind.name].append(value)
             assert producer.flush(120) == 0

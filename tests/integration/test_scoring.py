@@ -3,21 +3,28 @@ with injected misuse, and check the OCSF alerts point at verifiable chain record
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 
 import numpy as np
+import orjson
 import pytest
+from confluent_kafka import Producer
 
 from aiaudit.detectors.features import FeatureExtractor
 from aiaudit.detectors.model import save, train
 from aiaudit.detectors.rules import RULES_VERSION
 from aiaudit.detectors.traffic import labelled_traffic
 from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, load_status_signer, new_analyst_key
+from aiaudit.pipeline.contract.analyst_keys import key_set_file as analyst_key_set_file
 from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.ops.labelled import emit_all
 from aiaudit.pipeline.ops.progress import scoring_done
 from aiaudit.pipeline.query.alerts import list_alerts, set_status, status_history
@@ -25,6 +32,7 @@ from aiaudit.pipeline.query.incidents import incident_history, list_incidents, s
 from aiaudit.pipeline.score.incidents import group
 from aiaudit.pipeline.score.models import events_from_store, promote, train_from
 from aiaudit.pipeline.score.step import score_records
+from aiaudit.pipeline.store import alerts as alerts_store
 from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
     SOAK,
@@ -111,7 +119,8 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     assert len(injections) < len(listed)
     by_model = next(row for row in listed if row["model_version"] == "m1")
     uid = by_model["finding_uid"]
-    set_status(settings, uid, "acknowledged", by="soc-analyst-1", note="looking", client=client)
+    analyst = load_status_signer(settings.signing.analyst_key_file)  # soc-analyst-1's own key
+    set_status(settings, uid, "acknowledged", signer=analyst, note="looking", client=client)
     time.sleep(0.01)
     # From the command line while the store is held (here by this test's client, in production by the
     # running sink): the change travels as an event, and the sink stores it.
@@ -120,10 +129,25 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
                          env=settings_env(settings), timeout=120)
     assert cli.returncode == 0 and "held by the running sink" in cli.stderr, cli.stderr[-2000:]
     with pytest.raises(ConfigError, match="no alert"):
-        set_status(settings, "no-such-alert", "resolved", by="x", client=client)
+        set_status(settings, "no-such-alert", "resolved", signer=analyst, client=client)
+    # Written to the topic by anyone else: a "resolved by soc-lead" nobody signed, and soc-analyst-1's
+    # signed change re-attributed to soc-lead. Both are refused, dead-lettered, never shown as genuine.
+    at = datetime.now(timezone.utc)
+    signed = analyst.sign(alerts_store.status_message(uid, "resolved", "soc-analyst-1", "x", at))
+    forged = [orjson.dumps(alerts_store.status_message(uid, "resolved", "soc-lead", "closing it", at)),
+              orjson.dumps({**signed, "by": "soc-lead"})]
+    raw = Producer(kafka_config.producer(settings))
+    for value in forged:
+        raw.produce(settings.kafka.alert_status_topic, key=uid.encode(), value=value)
+    assert raw.flush(30) == 0
     sink_until_drained(settings, client)
     history = status_history(client, settings, uid)
-    assert [h["status"] for h in history] == ["raised", "acknowledged", "resolved"]
+    assert [(h["status"], h["actor"]) for h in history][1:] == [("acknowledged", "soc-analyst-1"),
+                                                                 ("resolved", "soc-analyst-1")]
+    refused = client.query(f"SELECT src_topic, reason, message_b64 FROM {settings.clickhouse.database}.dead_letters "
+                           "WHERE reason = 'unauthenticated_analyst'").result_rows
+    assert sorted(base64.b64decode(m) for _, _, m in refused) == sorted(forged)
+    assert {t for t, _, _ in refused} == {settings.kafka.alert_status_topic}
     assert history[0]["actor"] == "model m1" and "driven by" in history[0]["note"]  # why it was raised
     assert by_model["explanation"].startswith("IsolationForest score")
     resolved = list_alerts(client, settings, status="resolved")
@@ -140,14 +164,22 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     shown = show_incident(client, settings, top["uid"])  # (the command itself: test_documented_commands.py)
     assert shown["incident"]["class_uid"] == 2005 and shown["window_start"] <= shown["last_seen"]
     assert set(shown["incident"]["unmapped"]["incident"]["records"]) <= {f"{a[1]}#{a[2]}" for a in alerts}
-    set_incident_status(settings, top["uid"], "acknowledged", by="soc-analyst-2", note="calling the owner",
-                        client=client)
+    keys = settings.signing.keys_dir
+    second = new_analyst_key(keys / ANALYSTS_DIR, "soc-analyst-2", analyst_key_set_file(settings))[0]
+    set_incident_status(settings, top["uid"], "acknowledged", signer=load_status_signer(second),
+                        note="calling the owner", client=client)
     with pytest.raises(ConfigError, match="not an incident uid"):
-        set_incident_status(settings, "'; DROP TABLE incidents --", "resolved", by="x", client=client)
+        set_incident_status(settings, "'; DROP TABLE incidents --", "resolved", signer=analyst, client=client)
     sink_until_drained(settings, client)
     assert [i["uid"] for i in list_incidents(client, settings, status="acknowledged")] == [top["uid"]]
     steps = [(h["status"], h["actor"]) for h in incident_history(client, settings, top["uid"])]
     assert steps[0] == ("opened", "scoring worker") and steps[-1] == ("acknowledged", "soc-analyst-2")
+    # Every kind chained on the way (findings, incidents, status changes, the refused ones as dead
+    # letters) verifies, every status change under its analyst's key, every table row for row.
+    report = verify_store(settings, client)
+    assert report.ok, report.text()
+    assert {"finding", "incident", "status_change", "dead_letter"} <= set(report.kinds())
+    assert report.projections["alert_status"] == 3 and report.projections["dead_letters"] >= 2
 
 
 def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client, tmp_path):

@@ -95,3 +95,40 @@ def test_a_kind_name_outside_its_alphabet_is_refused(kind):
                             "src": {}, "event": {}})
     with pytest.raises(ValueError):
         record_v2.parse_payload(payload)
+
+
+def _status_keys(signer):
+    from aiaudit.pipeline.contract.analysts import AnalystKeys
+    from aiaudit.pipeline.keys import KeyRing
+
+    return AnalystKeys({signer.kid: ("alice@acme.example", False)}, KeyRing.from_jwks({"keys": [signer.jwk()]}))
+
+
+def test_a_status_change_no_analyst_signed_is_a_dead_letter_and_a_chained_one_is_checked_by_the_verifier():
+    from datetime import datetime, timezone
+
+    from aiaudit.pipeline.contract.analysts import StatusSigner
+    from aiaudit.pipeline.store.alerts import status_message
+
+    alice = Ed25519Signer.generate()
+    keys = _status_keys(alice)
+    change = status_message("uid-1", "resolved", "alice@acme.example", "", datetime(2026, 11, 18, tzinfo=timezone.utc))
+    good = orjson.dumps(StatusSigner(alice, "alice@acme.example").sign(change))
+    forged = orjson.dumps({**change, "by": "soc-lead"})
+
+    def admit(msg):
+        problem = keys.problem(orjson.loads(msg.value), at="2026-11-18T11:06:40.000000Z")
+        return None if problem is None else ("unauthenticated_analyst", problem)
+
+    msgs = [InputMessage(v, None, Source("ai.audit.alert-status", 0, i), (), 1_795_000_000_000)
+            for i, v in enumerate([good, forged])]
+    result = chain_messages(ChainHead.genesis(KIND_ORIGIN), SIGNER, "status_change", msgs, admit)
+    assert [r.seq for r in result.records] == [0] and [d.reason for d in result.dead_letters] == [
+        "unauthenticated_analyst"] and result.dead_letters[0].message.value == forged
+    ring = keyring_of(SIGNER).with_analysts(keys)
+    assert verify_chain(stored(result.records), ring).records == 1
+    # Chained without the check (require_analyst_signature=false, or a record-key holder's forgery):
+    # the verifier, holding the analyst key set, names it.
+    unchecked = chain_messages(ChainHead.genesis(KIND_ORIGIN), SIGNER, "status_change", msgs)
+    report = scan_chain(stored(unchecked.records), ring)
+    assert report is not None and [(f.seq, f.reason) for f in report.failures] == [(1, "unauthenticated_analyst")]

@@ -37,7 +37,8 @@ def test_every_command_is_a_leaf_that_runs_a_function_and_has_help(capsys):
 
 
 @pytest.mark.parametrize("argv, named", [
-    (["alerts", "ack", "3f0c"], "--by"),
+    (["alerts", "ack"], "uid"),
+    (["keys", "analyst", "add", "alice@acme.example"], "JWK_FILE"),
     (["alerts", "history"], "uid"),
     (["proof", "inclusion", "--origin", "o"], "--seq"),
     (["witness", "keygen", "--name", "w"], "--key-file"),

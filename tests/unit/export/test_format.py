@@ -295,7 +295,7 @@ HOSTILE = [
     (b'{"aiaudit_export": 2, "selection": "all", "filters": {}, "exported_at": "t"}', "selection"),
     (b'{"origin": "o", "seq": "1", "payload": "", "sig": "", "leaf_hash": ""}', "wrong type"),
     (b'{"kind": "checkpoint", "origin": "o", "size": 1, "note": "' + b"a" * 70_000 + b'", "cosignatures": []}', "characters"),
-    (b'{"a": "' + b"a" * 300_000 + b'"}', "longer than"),
+    (b'{"a": "' + b"a" * (13 * 1_048_576) + b'"}', "longer than"),
 ]
 
 
