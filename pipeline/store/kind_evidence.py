@@ -16,7 +16,7 @@ from aiaudit.pipeline.chain.formats import kind_of
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.store import evidence
-from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.store.filters import Filters, where_clause
 
 COLUMNS = ("kind", "origin", "seq", "leaf_hash", "prev", "kid", "ts", "src_topic", "src_partition", "src_offset",
            "payload", "sig")
@@ -54,18 +54,7 @@ def row(record: Record) -> list[Any]:
 
 def _where(f: Filters) -> tuple[str, dict[str, Any]]:
     """What applies of a filter to kinds: the chain and the time range (the record filters pick requests)."""
-    conds: list[str] = []
-    params: dict[str, Any] = {}
-    if f.origin is not None:
-        conds.append("origin = {origin:String}")
-        params["origin"] = f.origin
-    if f.since is not None:
-        conds.append("ts >= {since:DateTime64(6, 'UTC')}")
-        params["since"] = f.since
-    if f.until is not None:
-        conds.append("ts < {until:DateTime64(6, 'UTC')}")
-        params["until"] = f.until
-    return (" WHERE " + " AND ".join(conds)) if conds else "", params
+    return where_clause(Filters(origin=f.origin, since=f.since, until=f.until))
 
 
 def select_chain_slices(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
