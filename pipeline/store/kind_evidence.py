@@ -87,12 +87,6 @@ def select_leaf_hashes(db: str, origin: str, first: int, last: int) -> tuple[str
             {"origin": origin, "first": first, "last": last})
 
 
-def select_by_kind(db: str) -> tuple[str, dict[str, Any]]:
-    """(kind, chains, records) of the table, each record once."""
-    return (f"SELECT kind, uniqExact(origin), count() FROM (SELECT kind, origin FROM {db}.kind_evidence "
-            "LIMIT 1 BY origin, seq) GROUP BY kind ORDER BY kind", {})
-
-
 def select_payloads_of(db: str, kinds: list[str]) -> tuple[str, dict[str, Any]]:
     """(origin, seq, payload) of every record of `kinds`, each stored record once."""
     return (f"SELECT origin, seq, payload FROM {db}.kind_evidence WHERE kind IN {{kinds:Array(String)}} "
