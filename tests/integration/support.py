@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -267,9 +268,31 @@ def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, p
     return out
 
 
+def free_port_pair(low: int = 29600, high: int = 32700) -> int:
+    """A port p with p and p+1 free now, below the ephemeral range (32768-60999).
+
+    A broker restarted on a fixed port in the ephemeral range can find it taken by some client's
+    outgoing socket (CI saw it: "failed to bind to 127.0.0.1:39292"); below the range only a
+    listener can hold it, and this scan skips the ones that do.
+    """
+    for port in range(low + os.getpid() % 200 * 2, high, 2):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free pair of ports in {low}-{high}")
+
+
 @contextlib.contextmanager
-def own_broker(tmp_path: Path, chdb_dir: Path, *, port: int, name: str) -> Iterator[tuple[LocalKafka, Settings]]:
-    """A broker of the test's own (2 partitions, small heap), for tests that kill it."""
+def own_broker(tmp_path: Path, chdb_dir: Path, *, name: str, port: int | None = None) -> Iterator[tuple[LocalKafka, Settings]]:
+    """A broker of the test's own (2 partitions, small heap), for tests that kill it.
+
+    It keeps its port across restarts; by default a free pair below the ephemeral range.
+    """
+    port = port or free_port_pair()
     keys = tmp_path / "keys"
     generate_key(keys)
     settings = Settings(

@@ -17,12 +17,11 @@ from tests.integration.test_faults import assert_exactly_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-PORT = 39092
 
 
 @pytest.fixture
 def broker_to_kill(tmp_path, chdb_dir):
-    with own_broker(tmp_path, chdb_dir, port=PORT, name="brokerdown") as running:
+    with own_broker(tmp_path, chdb_dir, name="brokerdown") as running:
         yield running
 
 

@@ -26,12 +26,11 @@ from tests.integration.test_delivery_agent import SECRET, Receiver, findings, pu
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(420)]
 
-PORT = 39292
 
 
 @pytest.fixture
 def broker_to_kill(tmp_path, chdb_dir):
-    with own_broker(tmp_path, chdb_dir, port=PORT, name="deliverdown") as running:
+    with own_broker(tmp_path, chdb_dir, name="deliverdown") as running:
         yield running
 
 

@@ -44,7 +44,6 @@ from tests.integration.support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-PORT = 29592  # below the ephemeral port range (32768-60999): no client socket can hold it
 PER_ROUND = 200 if SOAK else 40  # messages per kind in each of the three rounds
 
 
@@ -61,7 +60,7 @@ def _message(kind: str, i: int, analyst: StatusSigner) -> tuple[bytes, bytes, li
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Any) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("kinds")
-    with own_broker(tmp, chdb_dir, port=PORT, name="kinds") as (kafka, settings):
+    with own_broker(tmp, chdb_dir, name="kinds") as (kafka, settings):
         k = settings.kafka
         producer = Producer(kafka_config.producer(settings))
         sent: dict[str, list[bytes]] = {kind.name: [] for kind in KINDS}

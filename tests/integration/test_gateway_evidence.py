@@ -30,7 +30,6 @@ from tests.integration.support import (
 
 pytestmark = pytest.mark.integration
 
-PORT = 39192
 
 
 def ask(client: openai.OpenAI, text: str, label: str) -> None:
@@ -72,7 +71,7 @@ def test_gateway_requests_become_verifiable_chain_records(settings, tmp_path):
 
 @pytest.fixture
 def broker_to_kill(tmp_path, chdb_dir):
-    with own_broker(tmp_path, chdb_dir, port=PORT, name="gwdown") as running:
+    with own_broker(tmp_path, chdb_dir, name="gwdown") as running:
         yield running
 
 
