@@ -42,6 +42,7 @@ class KafkaSettings(_Section):
     deliveries_topic: str = names.DELIVERIES_TOPIC
     delivery_retries_topic: str = names.DELIVERY_RETRIES_TOPIC
     delivery_dlq_topic: str = names.DELIVERY_DLQ_TOPIC
+    access_topic: str = names.ACCESS_TOPIC
     partitions: int = Field(default=4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
@@ -103,6 +104,11 @@ class SigningSettings(_Section):
     # with (an analyst's own, made by `aiaudit keys analyst new NAME`; or `--key FILE`).
     analyst_keys_file: Path | None = None
     analyst_key_file: Path | None = None
+    # The key that signs the access record of each read this process serves (query, sql, export,
+    # proof, verify, alerts, the sink's store API): a console key of the analyst key set (`aiaudit
+    # keys analyst new NAME --console`; it signs for whom it serves) or an analyst's own key. Default:
+    # analyst_key_file. With neither, reads of the store are refused: every read is recorded.
+    reader_key_file: Path | None = None
     # The operator key that seals exports (its own folder; default <keys_dir>/../operator/operator.key,
     # made by `aiaudit keys operator new`); verifiers pin its public key (operator.pub, trust file).
     operator_key_file: Path | None = None

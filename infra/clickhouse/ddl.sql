@@ -287,3 +287,24 @@ CREATE TABLE IF NOT EXISTS {db}.kind_evidence
 ENGINE = MergeTree
 ORDER BY (origin, seq)
 COMMENT 'aiaudit evidence of every kind but requests: one row per chain record (duplicates of a redelivery possible)';
+
+-- Every read of evidence through aiaudit (query, sql, export, proof, verify, alerts, the store API),
+-- as the access chain holds it: who, through what, when, the filter or statement, how many rows and
+-- their digest. Filled from the chain only; verify holds it row for row to the chained records.
+CREATE TABLE IF NOT EXISTS {db}.access_log
+(
+    access_id    String,
+    at           DateTime64(3, 'UTC'),
+    principal    String,
+    via          String,
+    op           LowCardinality(String),
+    what         String,
+    what_sha256  String,
+    row_count    UInt64,
+    digest       String,
+    outcome      LowCardinality(String),
+    host         String,
+    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (at, principal);

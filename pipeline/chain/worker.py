@@ -24,12 +24,11 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiaudit.pipeline import contract, names
 from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnavailable, TreeState, due, extend
-from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, STATUS_CHANGE, kind_named
+from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, kind_named
 from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin
 from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
@@ -37,7 +36,7 @@ from aiaudit.pipeline.chain.step import Admit, InputMessage, chain_batch, chain_
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.contract.analyst_keys import AnalystKeysFile
 from aiaudit.pipeline.contract.analyst_keys import key_set_file as analyst_key_set_file
-from aiaudit.pipeline.contract.analysts import MAX_CHANGE_BYTES
+from aiaudit.pipeline.contract.analysts import SIGNED_KINDS, signed_message_problem
 from aiaudit.pipeline.contract.codec import SchemaResolver, no_registry
 from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from aiaudit.pipeline.contract.registry import RegistryClient
@@ -109,7 +108,7 @@ class ChainWorker:
         self._decode_avro = partial(contract.decode, max_bytes=settings.chain.max_event_bytes, resolve=resolve)
         self.emitter_keys = EmitterKeysFile(key_set_file(settings), required=settings.chain.require_emitter_signature)
         self.analyst_keys = AnalystKeysFile(analyst_key_set_file(settings)) \
-            if kind == STATUS_CHANGE and settings.chain.require_analyst_signature else None
+            if kind in SIGNED_KINDS and settings.chain.require_analyst_signature else None
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
         self._backoff_s = 0.0
 
@@ -227,23 +226,15 @@ class ChainWorker:
         return decode
 
     def _admit(self) -> Admit | None:
-        """For status changes: refuse one no registered analyst key signed for the analyst it names
-        (checked against the key set as it is now, at this worker's time)."""
+        """For status changes and access records: refuse one no registered key of the analyst key set
+        signed for whom it names (checked against the key set as it is now, at this worker's time)."""
         if self.analyst_keys is None:
             return None
-        keys, now = self.analyst_keys.current(), format_ts(self.clock())
+        keys, now, refusal = self.analyst_keys.current(), format_ts(self.clock()), SIGNED_KINDS[self.kind].refusal
 
         def admit(msg: InputMessage) -> tuple[str, str] | None:
-            if keys is None:
-                return "unauthenticated_analyst", "no analyst key set: no change can be shown to be an analyst's"
-            if len(msg.value) > MAX_CHANGE_BYTES:
-                return "unauthenticated_analyst", f"over {MAX_CHANGE_BYTES} bytes: not a status change"
-            try:
-                change = orjson.loads(msg.value)
-            except orjson.JSONDecodeError as exc:
-                return "unauthenticated_analyst", f"not JSON: {exc}"
-            problem = keys.problem(change, at=now)
-            return None if problem is None else ("unauthenticated_analyst", problem)
+            problem = signed_message_problem(self.kind, msg.value, keys, at=now)
+            return None if problem is None else (refusal, problem)
         return admit
 
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:

@@ -94,7 +94,7 @@ def send_status(args: argparse.Namespace, settings: Settings, what: str, change:
     signer = load_status_signer(key_file)
     checker = None
     try:
-        checker = store.connect(settings, must_exist=True)
+        checker = store.open_reads(settings, "alerts")
     except StoreError as exc:
         if "one process at a time" not in str(exc):
             raise
@@ -114,7 +114,7 @@ def list_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.alerts import list_alerts
 
-    client = store.connect(settings, must_exist=True)
+    client = store.open_reads(settings, "alerts")
     chosen = dict(actor=args.actor, severity=args.severity, since=args.since, until=args.until, status=args.status,
                   detector=args.detector, limit=min(args.limit + 1, MAX_LIMIT))
     if args.group_by:
@@ -143,7 +143,7 @@ def history(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.alerts import status_history
 
-    print_rows(status_history(store.connect(settings, must_exist=True), settings, args.uid), args.format)
+    print_rows(status_history(store.open_reads(settings, "alerts"), settings, args.uid), args.format)
     return 0
 
 

@@ -117,7 +117,7 @@ def history(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline.score.models import promotion_history
 
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir))
-    rows = promotion_history(store.connect(settings, must_exist=True), settings, keyring)
+    rows = promotion_history(store.open_reads(settings, "detect"), settings, keyring)
     if not rows and args.format == "table":
         print("(no promotion recorded yet: a scoring worker records each one as it first scores with it)")
         return 0

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline.keys import load_operator_key, operator_key_file
     from aiaudit.pipeline.query.export import export_records
 
-    client = store.connect(settings, must_exist=True)  # a mistyped store is named first
+    client = store.open_reads(settings, "export")  # a mistyped store is named first
     operator = load_operator_key(operator_key_file(settings.signing.keys_dir, settings.signing.operator_key_file))
     chosen = filters(args, limit=1)
     now = datetime.now(timezone.utc)

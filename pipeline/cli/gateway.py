@@ -73,7 +73,7 @@ def policies(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.api import policies_in_force
 
-    rows = policies_in_force(store.connect(settings, must_exist=True), settings)
+    rows = policies_in_force(store.open_reads(settings, "gateway"), settings)
     print_rows([{**r, "published": "yes" if r["first_loaded"] is not None else "NO: no bundle to show"}
                 for r in rows], "table")
     return 0

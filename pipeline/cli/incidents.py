@@ -45,7 +45,7 @@ def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.incidents import list_incidents
 
-    client = store.connect(settings, must_exist=True)
+    client = store.open_reads(settings, "incidents")
     rows = list_incidents(client, settings, identity=args.identity, family=args.family, severity=args.severity,
                           status=args.status, paged=True if args.paged else None, since=args.since, until=args.until,
                           limit=min(args.limit + 1, MAX_LIMIT))
@@ -66,7 +66,7 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.incidents import show_incident
 
-    inc = show_incident(store.connect(settings, must_exist=True), settings, args.uid)
+    inc = show_incident(store.open_reads(settings, "incidents"), settings, args.uid)
     if args.format in ("json", "jsonl"):
         print_rows([inc], args.format)
         return 0
@@ -104,5 +104,5 @@ def history(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query.incidents import incident_history
 
-    print_rows(incident_history(store.connect(settings, must_exist=True), settings, args.uid), args.format)
+    print_rows(incident_history(store.open_reads(settings, "incidents"), settings, args.uid), args.format)
     return 0

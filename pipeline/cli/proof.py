@@ -32,7 +32,7 @@ def inclusion(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query import proofs
 
-    out = proofs.inclusion(store.connect(settings, must_exist=True), settings, args.origin, args.seq, args.size)
+    out = proofs.inclusion(store.open_reads(settings, "proof"), settings, args.origin, args.seq, args.size)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -41,7 +41,7 @@ def consistency(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline import store
     from aiaudit.pipeline.query import proofs
 
-    out = proofs.consistency(store.connect(settings, must_exist=True), settings, args.origin, args.old_size,
+    out = proofs.consistency(store.open_reads(settings, "proof"), settings, args.origin, args.old_size,
                              args.new_size)
     print(json.dumps(out, indent=2))
     return 0

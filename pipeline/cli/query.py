@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
     # One row more than asked: whether the result was cut is then known without counting.
-    rows = find_records(store.connect(settings, must_exist=True), settings,
+    rows = find_records(store.open_reads(settings, "query"), settings,
                         filters(args, min(args.limit + 1, MAX_LIMIT)), columns)
     cut = len(rows) > args.limit
     rows = rows[:args.limit]

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         checked = read_statement(args.statement, limits)
     except Refused as exc:
         raise ConfigError(f"not served: {exc}") from exc
-    client = store.connect(settings, must_exist=True)
+    client = store.open_reads(settings, "sql")
     statement = args.statement if isinstance(client, RemoteClient) else checked  # the sink checks it itself
     try:
         names, rows = store.query_rows(client, statement, {})

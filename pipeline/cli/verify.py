@@ -210,7 +210,7 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
         from aiaudit.pipeline import store
         from aiaudit.pipeline.verify.sources import verify_store
 
-        client = store.connect(settings, must_exist=True)
+        client = store.open_reads(settings, "verify")
         whole = args.since is None and args.until is None
         progress = None if args.json else (lambda line: print(f"  verified {line}", file=sys.stderr))
         window = None

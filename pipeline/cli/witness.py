@@ -68,7 +68,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
         witness = Verifier.from_vkey(args.witness_key)
     except NoteError as exc:
         raise ConfigError(f"--witness-key: {exc}") from exc
-    client = store.connect(settings, must_exist=True)
+    client = store.open_reads(settings, "witness")
     stop = stop_on_signals()
     while True:
         for o in submit_once(client, settings, args.url, witness):

@@ -243,13 +243,27 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
             return
         time.sleep(2)
     wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings and incidents, into ClickHouse
-    client = store.connect(settings, must_exist=True)  # the sink holds the store: read through it
+    client = store.open_reads(settings, "demo")  # the sink holds the store: read through it
     every = list_alerts(client, settings, since=started, limit=100_000)
     alerts = [a for a in every if a["event_id"] in label_of]
     caught = {a["event_id"] for a in alerts if label_of[a["event_id"]] != "normal"}
     print(f"  the live day: findings on {len(caught)} of its {misuse} misuse events and on "
           f"{len(alerts) - len(caught)} of its {len(live) - misuse} normal ones (model {version}, rules {RULES_VERSION})")
     _incidents_report(settings, client, live, len(baseline), load_events, started, receiver, log_dir)
+
+
+def demo_reader_key(settings: Settings) -> Path:
+    """This host's reader key (`aiaudit keys analyst new local-reader --console`), made once: it signs
+    the access record of every read the sink's store API or the CLI serves here."""
+    from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, key_set_file, new_analyst_key
+    from aiaudit.pipeline.store.access_log import LOCAL_READER, reader_key
+
+    found = reader_key(settings.model_copy(update={"signing": settings.signing.model_copy(update={
+        "reader_key_file": None, "analyst_key_file": None})}))
+    if found is not None:
+        return found
+    return new_analyst_key(settings.signing.keys_dir / ANALYSTS_DIR, LOCAL_READER, key_set_file(settings),
+                           console=True)[0]
 
 
 def demo_analyst_key(settings: Settings) -> Path:
@@ -438,6 +452,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
     settings = _with_emitter_key(settings)
     print(f"analyst key: {demo_analyst_key(settings)} (soc-analyst signs each status change with it; the chain "
           "worker refuses a change no registered analyst key signed)")
+    print(f"reader key: {demo_reader_key(settings)} (signs the access record of every read of the store on this "
+          "host: `aiaudit access list` shows them)")
     settings, signer_proc = _start_signer(settings, log_dir)
 
     step("Local Apache Kafka (KRaft) from the Maven Central jars")

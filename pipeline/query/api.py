@@ -23,7 +23,7 @@ def find_records(client: Client, settings: Settings, filters: Filters,
 def policy_bundle(settings: Settings, policy_version: str, client: Client | None = None) -> dict[str, Any] | None:
     """The policy bundle a record's `policy_version` names (as first loaded), or None if never published."""
     own = client is None
-    client = client or store.connect(settings, must_exist=True)  # read through the sink while it holds the store
+    client = client or store.open_reads(settings, "policy")  # read through the sink while it holds the store
     try:
         names, rows = store.query_rows(client, *policies.select_bundle(store.database(settings), policy_version))
     finally:

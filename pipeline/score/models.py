@@ -58,7 +58,7 @@ def events_from_store(settings: Settings, filters: Filters) -> Iterator[dict[str
     """The events of the matching records (each once), chain by chain in pages of TRAINING_PAGE
     seqs: read through a running sink, one query for a whole store would pass the store API's
     caps (100,000 rows, 64 MiB) once the store holds a few runs of traffic."""
-    client = store.connect(settings, must_exist=True)
+    client = store.open_reads(settings, "train")
     db = store.database(settings)
     try:
         slices = store.query_rows(client, *evidence.select_chain_slices(db, filters))[1]

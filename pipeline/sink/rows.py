@@ -20,6 +20,7 @@ from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.settings import KafkaSettings
 from aiaudit.pipeline.store import (
+    access,
     alerts,
     checkpoints,
     content,
@@ -83,6 +84,7 @@ def projected_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.policies_topic, names.POLICIES_TABLE, policies.COLUMNS),
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
         SinkTopic(k.deliveries_topic, names.DELIVERIES_TABLE, deliveries.COLUMNS),
+        SinkTopic(k.access_topic, names.ACCESS_TABLE, access.COLUMNS),
     )
 
 
@@ -160,6 +162,7 @@ def _projections(k: KafkaSettings) -> Projections:
         k.policies_topic: lambda _m, v: [policies.row(orjson.loads(v))],
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],
         k.deliveries_topic: lambda _m, v: [deliveries.row(orjson.loads(v))],
+        k.access_topic: lambda _m, v: [access.row(orjson.loads(v))],
     }
     return {t.topic: (t.table, parse[t.topic]) for t in projected_topics(k)}
 

@@ -21,6 +21,7 @@ from aiaudit.pipeline.errors import InfraError, StoreError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.sink.rows import rows_of, sink_tables, sink_topics
+from aiaudit.pipeline.store.access_log import AccessLog, AccessNotRecorded
 from aiaudit.pipeline.store.api import ReadLimits, StoreServer
 
 log = logging.getLogger("aiaudit.sink")
@@ -72,7 +73,13 @@ class SinkWorker:
         server = None
         if serve_reads:  # a client of its own: reads never wait for (or hold up) the inserts
             limits = ReadLimits(s.api_max_rows, s.api_max_bytes, s.api_max_seconds)
-            server = StoreServer(store.connect(self.settings, apply_ddl=False), self.settings.local.state_dir, limits)
+            try:
+                access, problem = AccessLog(self.settings), ""
+            except AccessNotRecorded as exc:  # the sink still sinks; its store API refuses every read
+                access, problem = None, str(exc)
+                log.error("the store API refuses every read: %s", exc)
+            server = StoreServer(store.connect(self.settings, apply_ddl=False), self.settings.local.state_dir, limits,
+                                 access=access, access_problem=problem)
         if server is not None:
             self.settings.local.state_dir.mkdir(parents=True, exist_ok=True)
             server.start()

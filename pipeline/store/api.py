@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from aiaudit.pipeline.contract.access import OP, digest_of
+from aiaudit.pipeline.contract.access import encode_value as encode
 from aiaudit.pipeline.errors import StoreError
 
 log = logging.getLogger("aiaudit.store.api")
@@ -113,19 +115,6 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def encode(value: Any) -> Any:
-    """A result or parameter value as JSON: bytes and times tagged, sequences as lists."""
-    if isinstance(value, bytes):
-        return {"b": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, datetime):
-        return {"t": value.isoformat()}
-    if isinstance(value, date):
-        return {"d": value.isoformat()}
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    return value
-
-
 def decode(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         (tag, text), = value.items()
@@ -140,14 +129,23 @@ def decode(value: Any) -> Any:
     return value
 
 
+def _what_of(sql: str, params: dict[str, Any]) -> str:
+    text = " ".join(sql.split())
+    return text + (" -- " + json.dumps({k: str(v) for k, v in params.items()}) if params else "")
+
+
 class StoreServer:
     """Serve read queries on `client` (a client of its own: reads never wait for the sink's
     inserts) until close(). The token written to the API file names the principal `principal`
     (default local:<user>); each answer says which principal it served."""
 
     def __init__(self, client: Any, state_dir: Path, limits: ReadLimits = ReadLimits(),
-                 principal: str | None = None) -> None:
+                 principal: str | None = None, *, access: Any = None,
+                 access_problem: str = "no access log") -> None:
+        # `access` (store/access_log.AccessLog) records each read before it is answered; without it
+        # (its key missing: `access_problem` says why) every read is refused: reads are recorded.
         self.client, self.limits, self.token = client, limits, secrets.token_urlsafe(32)
+        self.access, self.access_problem = access, access_problem
         self.principal = principal or f"local:{getpass.getuser()}"
         self.principals = {_digest(self.token): self.principal}  # token digest -> who it names
         self.file = state_dir / API_FILE
@@ -164,6 +162,11 @@ class StoreServer:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _op(self) -> str:
+                """What the reader says the read is for (query, export ...): recorded, never trusted."""
+                op = self.headers.get("x-aiaudit-op") or "store-api"
+                return op if OP.fullmatch(op) else "store-api"
 
             def do_POST(self) -> None:  # noqa: N802  # the http.server hook's name
                 token = bearer(self.headers.get("authorization"))
@@ -184,7 +187,13 @@ class StoreServer:
                     sql, formats = req["sql"], req.get("formats")
                     params = {str(k): decode(v) for k, v in (req.get("params") or {}).items()}
                     statement = read_statement(sql, server.limits)
-                except Refused as exc:
+                except Refused as exc:  # a statement refused is recorded too: who tried to read what
+                    if server.access is not None:
+                        try:
+                            server.access.record(op=self._op(), what=_what_of(str(sql), params), rows=0,
+                                                 digest=digest_of([])[1], principal=principal, outcome="refused")
+                        except StoreError as failed:
+                            log.error("store API: a refused read by %s went unrecorded: %s", principal, failed)
                     self._answer(403, {"error": str(exc)})
                     return
                 except Exception as exc:  # noqa: BLE001  # a malformed request of any shape is a 400
@@ -200,6 +209,19 @@ class StoreServer:
                         f"the answer is over the store API's caps ({server.limits.max_rows:,} rows, "
                         f"{server.limits.max_bytes:,} bytes, {server.limits.max_seconds} s): narrow the query, or "
                         "use `aiaudit export`" if capped else f"{type(exc).__name__}: {text}"[:2000])})
+                    return
+                op = self._op()
+                if server.access is None:
+                    self._answer(503, {"error": f"reads are recorded and this store API cannot record them: "
+                                                f"{server.access_problem}"})
+                    return
+                count, digest = digest_of(rows)
+                try:  # fail closed: no answer leaves that is not recorded first
+                    server.access.record(op=op, what=_what_of(sql, params), rows=count, digest=digest,
+                                         principal=principal)
+                except StoreError as exc:
+                    log.error("store API: a read by %s was refused: %s", principal, exc)
+                    self._answer(503, {"error": str(exc)})
                     return
                 log.debug("store API: %s read %d row(s)", principal, len(rows))
                 self._answer(200, {"columns": columns, "rows": [[encode(v) for v in row] for row in rows],
@@ -234,8 +256,8 @@ class RemoteClient:
     """The calls pipeline/store/client.py makes on a clickhouse-connect Client, answered by the
     process that holds the embedded store. Read-only: an insert is a StoreError."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url.rstrip("/"), token
+    def __init__(self, url: str, token: str, op: str = "store-api") -> None:
+        self.url, self.token, self.op = url.rstrip("/"), token, op  # op: what the reads are for (recorded)
 
     @classmethod
     def find(cls, state_dir: Path) -> "RemoteClient | None":
@@ -250,7 +272,7 @@ class RemoteClient:
         body = json.dumps({"sql": sql, "params": {k: encode(v) for k, v in (parameters or {}).items()},
                            "formats": column_formats}).encode()
         req = urllib.request.Request(self.url + "/query", data=body, method="POST", headers={
-            "authorization": f"Bearer {self.token}", "content-type": "application/json"})
+            "authorization": f"Bearer {self.token}", "content-type": "application/json", "x-aiaudit-op": self.op})
         try:
             with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310  # 127.0.0.1, from our own file
                 doc = json.loads(resp.read())

@@ -16,13 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from aiaudit.pipeline.chain import record_v2
 from aiaudit.pipeline.chain.formats import kind_of, parse_stored, signing_input
-from aiaudit.pipeline.chain.kinds import REQUEST, STATUS_CHANGE
+from aiaudit.pipeline.chain.kinds import REQUEST
 from aiaudit.pipeline.chain.record import GENESIS_PREV, leaf_hash
-from aiaudit.pipeline.contract.analysts import MAX_CHANGE_BYTES
+from aiaudit.pipeline.contract.analysts import SIGNED_KINDS, signed_message_problem
 from aiaudit.pipeline.errors import ChainBroken, Failure, NotCanonicalizable
 from aiaudit.pipeline.jcs import MAX_SAFE_INTEGER, is_canonical
 from aiaudit.pipeline.keys import KeyRing
@@ -62,6 +60,7 @@ REASONS = (
     "row_not_chained",  # a row of a table read by people (alerts ...) that no chained record makes: edited or forged
     "row_missing",  # a chained record whose row in the table read by people is gone
     "unauthenticated_analyst",  # a chained status change no key of the analyst it names signed
+    "unauthenticated_reader",  # a chained access record no key of the analyst key set signed for its reader
 )
 
 
@@ -158,11 +157,13 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
         problems.append(("bad_signature", f"Ed25519 signature by {kid} does not verify"))
     elif not keyring.valid_at(kid, obj["ts"]):
         problems.append(("key_out_of_window", f"key {kid} was not valid at {obj['ts']} (trust file)"))
-    if keyring.analysts is not None and obj["v"] == record_v2.RECORD_VERSION and obj["kind"] == STATUS_CHANGE:
-        # Whoever holds the record key alone cannot make a change an analyst did not sign.
-        problem = _analyst_problem(obj, keyring.analysts)
+    if keyring.analysts is not None and obj["v"] == record_v2.RECORD_VERSION and obj["kind"] in SIGNED_KINDS:
+        # Whoever holds the record key alone cannot make a status change an analyst did not sign, nor
+        # an access record no reader's key signed.
+        message = record_v2.Message.from_event(obj["event"])  # shape_problem checked it
+        problem = signed_message_problem(obj["kind"], message.value, keyring.analysts, at=obj["ts"])
         if problem is not None:
-            problems.append(("unauthenticated_analyst", problem))
+            problems.append((SIGNED_KINDS[obj["kind"]].refusal, problem))
     if keyring.emitters is not None and obj["v"] != record_v2.RECORD_VERSION:
         # Whoever holds the record key alone cannot make an event an emitter did not sign.
         problem = keyring.emitters.problem(obj["event"])
@@ -179,19 +180,6 @@ def _check_one(rec: StoredRecord, keyring: KeyRing, columns_of: ColumnsOf | None
             if name in expected and expected[name] != value:
                 problems.append(("column_mismatch", f"column {name} = {value!r}, payload says {expected[name]!r}"))
     return problems, obj
-
-
-def _analyst_problem(obj: dict[str, Any], analysts: Any) -> str | None:
-    """Why a status_change record's message is not signed by the analyst it names (None when it is)."""
-    message = record_v2.Message.from_event(obj["event"])  # shape_problem checked it
-    if len(message.value) > MAX_CHANGE_BYTES:
-        return f"over {MAX_CHANGE_BYTES} bytes: not a status change"
-    try:
-        change = orjson.loads(message.value)
-    except orjson.JSONDecodeError as exc:
-        return f"not JSON: {exc}"
-    problem: str | None = analysts.problem(change, at=obj["ts"])
-    return problem
 
 
 def verify_chain(

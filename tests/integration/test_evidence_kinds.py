@@ -26,8 +26,9 @@ from aiaudit.pipeline import store
 from aiaudit.pipeline.chain import record_v2
 from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.contract.access import access_message
 from aiaudit.pipeline.contract.analyst_keys import load_status_signer
-from aiaudit.pipeline.contract.analysts import StatusSigner
+from aiaudit.pipeline.contract.analysts import ACCESS_SIG_DOMAIN, StatusSigner
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import KeyRing, read_jwks
 from aiaudit.pipeline.store.alerts import status_message
@@ -49,11 +50,15 @@ PER_ROUND = 200 if SOAK else 40  # messages per kind in each of the three rounds
 
 def _message(kind: str, i: int, analyst: StatusSigner) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """A message like the kind's producers write (its content is not what is tested: its bytes are;
-    a status change is signed by the analyst, or its chain worker refuses it)."""
+    a status change and an access record are signed by the analyst, or their chain worker refuses them)."""
     value = b'{"kind": "%s", "n": %d, "score": 0.%d}' % (kind.encode(), i, i)
     if kind == "status_change":
         value = orjson.dumps(analyst.sign(status_message(f"uid-{i}", "acknowledged", analyst.name, f"n {i}",
                                                          datetime.now(timezone.utc))))
+    if kind == "access":  # as store/access_log.AccessLog writes one
+        value = orjson.dumps(analyst.sign(access_message(
+            op="query", what=f"SELECT {i}", rows=i, digest="sha256:" + "ab" * 32, outcome="served", host="itest",
+            at=datetime.now(timezone.utc)), domain=ACCESS_SIG_DOMAIN))
     return value, f"{kind}-{i}".encode(), [("aiaudit.reason", b"invalid")] if kind == "dead_letter" else []
 
 

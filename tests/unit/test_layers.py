@@ -51,6 +51,7 @@ PURE = [
     "aiaudit.pipeline.deliver.formats", "aiaudit.pipeline.deliver.policy", "aiaudit.pipeline.deliver.redrive", "aiaudit.pipeline.store.deliveries",
     "aiaudit.pipeline.chain.record_v2", "aiaudit.pipeline.chain.kinds", "aiaudit.pipeline.chain.formats",
     "aiaudit.pipeline.store.kind_evidence", "aiaudit.pipeline.verify.projections",
+    "aiaudit.pipeline.contract.access", "aiaudit.pipeline.contract.analysts", "aiaudit.pipeline.store.access",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

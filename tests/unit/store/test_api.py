@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from aiaudit.pipeline.contract.access import digest_of
 from aiaudit.pipeline.errors import StoreError
 from aiaudit.pipeline.store.api import API_FILE, ReadLimits, Refused, RemoteClient, StoreServer, bearer, read_statement
 
@@ -30,13 +31,72 @@ class Recording:
                       [(b"\xff\x00raw", datetime(2026, 11, 29, tzinfo=timezone.utc), ("a", "b"), 7)])
 
 
+class Ledger:
+    """A stand-in for the access log (store/access_log.AccessLog, tested on a real broker in
+    tests/integration/test_access.py): keeps each record, or fails like a broker that is down."""
+
+    def __init__(self, fail: bool = False):
+        self.records, self.fail = [], fail
+
+    def record(self, **fields):
+        if self.fail:
+            raise StoreError("the access record was not written (broker down): the read is refused")
+        self.records.append(fields)
+
+
 @pytest.fixture
 def served(tmp_path):
     client = Recording()
-    server = StoreServer(client, tmp_path, principal="local:tester")
+    server = StoreServer(client, tmp_path, principal="local:tester", access=Ledger())
     server.start()
     yield client, tmp_path
     server.close()
+
+
+def _serve(tmp_path, access, problem="no key"):
+    server = StoreServer(Recording(), tmp_path, principal="local:tester", access=access, access_problem=problem)
+    server.start()
+    return server
+
+
+def test_each_answer_is_recorded_first_with_who_what_how_many_and_the_digest_of_what_was_served(tmp_path):
+    ledger = Ledger()
+    server = _serve(tmp_path, ledger)
+    try:
+        remote = RemoteClient.find(tmp_path)
+        remote.op = "export"
+        result = remote.query("SELECT payload FROM t WHERE n = {n:UInt8}", {"n": 7})
+    finally:
+        server.close()
+    (rec,) = ledger.records
+    assert rec["principal"] == "local:tester" and rec["op"] == "export" and rec["rows"] == 1
+    assert rec["what"] == 'SELECT payload FROM t WHERE n = {n:UInt8} -- {"n": "7"}'
+    assert rec["digest"] == digest_of(result.result_rows)[1]  # what the reader got is what the record commits to
+
+
+@pytest.mark.parametrize("op", ["Export", "x" * 40, "a b", "../x", ""])
+def test_an_op_header_out_of_shape_is_recorded_as_the_store_api(tmp_path, op):
+    ledger = Ledger()
+    server = _serve(tmp_path, ledger)
+    try:
+        doc = json.loads((tmp_path / API_FILE).read_text())
+        req = urllib.request.Request(doc["url"] + "/query", data=b'{"sql": "SELECT 1"}', method="POST",
+                                     headers={"authorization": f"Bearer {doc['token']}", "x-aiaudit-op": op})
+        urllib.request.urlopen(req, timeout=5).read()
+    finally:
+        server.close()
+    assert [r["op"] for r in ledger.records] == ["store-api"]
+
+
+@pytest.mark.parametrize("access", [None, Ledger(fail=True)], ids=["no key", "broker down"])
+def test_a_read_that_cannot_be_recorded_is_not_answered(tmp_path, access):
+    server = _serve(tmp_path, access, problem="no key to sign access records with")
+    try:
+        with pytest.raises(StoreError, match="503") as err:
+            RemoteClient.find(tmp_path).query("SELECT payload FROM t")
+    finally:
+        server.close()
+    assert "raw" not in str(err.value) and ("no key" in str(err.value) or "refused" in str(err.value))
 
 
 def test_reads_come_back_with_their_types_and_the_parameters_arrive_typed(served):
@@ -142,3 +202,15 @@ def test_a_hostile_request_gets_an_answer_never_a_crash(served):
         assert conn.getresponse().status in (400, 413)
         conn.close()
     assert client.asked == []
+
+
+def test_a_refused_statement_is_recorded_as_refused(tmp_path):
+    ledger = Ledger()
+    server = _serve(tmp_path, ledger)
+    try:
+        with pytest.raises(StoreError, match="403"):
+            RemoteClient.find(tmp_path).query("SELECT * FROM file('/etc/passwd', 'LineAsString')")
+    finally:
+        server.close()
+    (rec,) = ledger.records
+    assert rec["outcome"] == "refused" and rec["rows"] == 0 and "file('/etc/passwd'" in rec["what"]
