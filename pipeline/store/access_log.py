@@ -183,9 +183,8 @@ def open_reads(settings: Settings, op: str) -> Client:
     from aiaudit.pipeline.store.api import RemoteClient
     from aiaudit.pipeline.store.client import connect
 
-    client = connect(settings, must_exist=True)
+    client = connect(settings, must_exist=True, op=op)
     if isinstance(client, RemoteClient):
-        client.op = op
         return cast(Client, client)
     try:
         access = AccessLog(settings)

@@ -260,10 +260,10 @@ class RemoteClient:
         self.url, self.token, self.op = url.rstrip("/"), token, op  # op: what the reads are for (recorded)
 
     @classmethod
-    def find(cls, state_dir: Path) -> "RemoteClient | None":
+    def find(cls, state_dir: Path, op: str = "store-api") -> "RemoteClient | None":
         try:
             doc = json.loads((state_dir / API_FILE).read_text())
-            return cls(str(doc["url"]), str(doc["token"]))
+            return cls(str(doc["url"]), str(doc["token"]), op)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -69,7 +69,7 @@ def _served(client: RemoteClient, settings: Settings, missing: str) -> Client:
     return cast(Client, client)  # duck-typed: the subset of Client the readers call (store/api.py)
 
 
-def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = False) -> Client:
+def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = False, op: str = "store-api") -> Client:
     """Open the configured store and create the schema if missing.
 
     With must_exist (every reader: query, verify, export, proofs, alerts), a store this project
@@ -85,7 +85,7 @@ def connect(settings: Settings, *, apply_ddl: bool = True, must_exist: bool = Fa
     if must_exist and dsn.startswith("chdb://") and not Path(urllib.parse.urlsplit(dsn).path).exists():
         raise StoreError(missing)  # and do not create the folder by opening it
     if must_exist and dsn.startswith("chdb://"):
-        served = RemoteClient.find(settings.local.state_dir)
+        served = RemoteClient.find(settings.local.state_dir, op)
         if served is not None:  # a running sink holds the store: read through it (a stale file: open it here)
             try:
                 return _served(served, settings, missing)
