@@ -12,8 +12,12 @@
    inclusion` for random records through the library call, median and p99 per proof, and the
    number of store queries per proof.
 
-Needs no broker: the records are built with the real record code and written with the sink's
-row builders into an embedded ClickHouse (chDB) under .aiaudit/verify-bench, removed afterwards.
+4. The access record's digest of the rows a verify reads (every read through aiaudit is
+   recorded, with a digest of what was served): its cost per row beside the raw verify.
+
+The records are built with the real record code and written with the sink's row builders into an
+embedded ClickHouse (chDB) under .aiaudit/verify-bench, removed afterwards. A broker of its own
+(127.0.0.1:19592) takes the access records `aiaudit verify` writes, signed by the bench's reader key.
 """
 
 from __future__ import annotations
@@ -36,21 +40,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
+from aiaudit.infra.kafka.broker import LocalKafka  # noqa: E402
+from aiaudit.infra.topics import ensure_topics  # noqa: E402
 from aiaudit.pipeline import names, store  # noqa: E402
 from aiaudit.pipeline.chain.checkpoint import TreeState, checkpoint_note, extend  # noqa: E402
 from aiaudit.pipeline.chain.merkle import CompactRange  # noqa: E402
 from aiaudit.pipeline.chain.note import SIG_ED25519, NoteSigner  # noqa: E402
 from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source, build_record  # noqa: E402
 from aiaudit.pipeline.contract import to_json_event  # noqa: E402
+from aiaudit.pipeline.contract.access import ResultDigest  # noqa: E402
+from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, key_set_file, new_analyst_key  # noqa: E402
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
 from aiaudit.pipeline.keys import checkpoint_key_file, generate_key, load_checkpoint_key, load_signer  # noqa: E402
-from aiaudit.pipeline.settings import ChainSettings, ClickHouseSettings, LocalSettings, Settings, SigningSettings  # noqa: E402
+from aiaudit.pipeline.settings import (  # noqa: E402
+    ChainSettings,
+    ClickHouseSettings,
+    KafkaSettings,
+    LocalSettings,
+    Settings,
+    SigningSettings,
+)
 from aiaudit.pipeline.store import checkpoints, evidence  # noqa: E402
+from aiaudit.pipeline.store.access_log import LOCAL_READER  # noqa: E402
 from tests.integration.support import settings_env  # noqa: E402
 
 CHECKPOINT_EVERY = 5_000
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 BASE = Path(".aiaudit/verify-bench").resolve()
+PORT = 19592
 
 
 def line(name: str, value: str) -> None:
@@ -92,8 +109,17 @@ def _build_chain(args: tuple[str, int, int, str, str]) -> tuple[list[list], list
 def make_settings(keys: Path, chdb: Path) -> Settings:
     uid = uuid.uuid4().hex[:8]
     return Settings(chain=ChainSettings(org="bench", env=uid), signing=SigningSettings(keys_dir=keys),
+                    kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}"),
                     clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"v_{uid}"),
-                    local=LocalSettings(state_dir=BASE))
+                    local=LocalSettings(state_dir=BASE, kafka_port=PORT, controller_port=PORT + 1))
+
+
+def digest_rate(n: int = 100_000) -> float:
+    """Rows/s of the access record's digest over rows shaped like the ones verify reads."""
+    rows = [("bench/x/ai.requests/p0/g1", i, os.urandom(900), os.urandom(64), os.urandom(32), T0) for i in range(n)]
+    t = time.perf_counter()
+    ResultDigest().add(rows)
+    return n / (time.perf_counter() - t)
 
 
 def store_records(settings: Settings, total: int, chains: int) -> list[str]:
@@ -181,6 +207,10 @@ def main() -> None:
     BASE.mkdir(parents=True)
     try:
         settings = make_settings(BASE / "keys", BASE / "chdb")
+        new_analyst_key(settings.signing.keys_dir / ANALYSTS_DIR, LOCAL_READER, key_set_file(settings), console=True)
+        kafka = LocalKafka(settings)
+        kafka.up()
+        ensure_topics(settings)
         print(f"verify bench: {args.records:,} records in {args.chains} chains, {os.cpu_count()} cores")
         raw = raw_verify_rate()
         line("raw Ed25519 verify, cryptography, one core (reference)", f"{raw:,.0f} verifications/s")
@@ -192,10 +222,15 @@ def main() -> None:
             line(f"{label}, start-up included", f"{elapsed:.1f} s = {rate:,.0f} records/s = {rate / raw:.2f}x raw")
         raw2 = raw_verify_rate()
         line("raw Ed25519 verify again (drift check)", f"{raw2:,.0f} verifications/s")
+        digest = digest_rate()
+        line("access digest of the rows verify reads, one core", f"{digest:,.0f} rows/s = {digest / raw2:.1f}x raw "
+             f"verify (adds {raw2 / digest:.0%} of a verify's time per record on one core)")
         for size in [int(s) for s in args.proof_sizes.split(",") if s]:
             origin = store_hashes_only(settings, size)
             time_proofs(settings, origin, size)
     finally:
+        if "kafka" in locals():
+            kafka.down()
         shutil.rmtree(BASE, ignore_errors=True)
 
 

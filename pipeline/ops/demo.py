@@ -266,6 +266,28 @@ def demo_reader_key(settings: Settings) -> Path:
                            console=True)[0]
 
 
+def _access_step(settings: Settings) -> None:
+    """Who looked at the evidence during the run: the access records of the reads above (what
+    `aiaudit access list` prints), each signed by the process that served it."""
+    from aiaudit.pipeline.store.access import select_access
+
+    step("Who looked at the evidence (`aiaudit access list`): every read of the store is recorded and chained")
+    client = store.open_reads(settings, "access")
+    try:
+        _, rows = store.query_rows(client, *select_access(store.database(settings), limit=10_000))
+    finally:
+        client.close()
+    by: dict[tuple[str, str, str], int] = {}
+    for _, principal, via, op, outcome, *_ in rows:
+        key = (principal, via or "-", f"{op} ({outcome})")
+        by[key] = by.get(key, 0) + 1
+    for (principal, via, op), n in sorted(by.items()):
+        print(f"  {n:>5} read(s) by {principal} via {via}: {op}")
+    if rows:
+        at, principal, _, op, _, count, digest, what, *_ = rows[0]
+        print(f"  the newest: {principal} {op}, {count} row(s) served, {digest[:23]}…: {what[:100]}")
+
+
 def demo_analyst_key(settings: Settings) -> Path:
     """The demo analyst's key (`aiaudit keys analyst new soc-analyst`), made once and registered in the
     analyst key set: a status change signed by no registered analyst is refused by the chain worker."""
@@ -520,6 +542,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         time.sleep(settings.chain.checkpoint_interval_s + 1.0)
         wait_until_drained(settings, timeout_s=60, poll_s=1.0)
         print("  every chain's newest records are under a signed checkpoint")
+        _access_step(settings)
     finally:
         step("Stopping the workers (embedded chDB admits one process at a time)")
         for w in workers:
