@@ -7,6 +7,7 @@ import pytest
 
 from aiaudit.pipeline import store
 from aiaudit.pipeline.errors import StoreError
+from aiaudit.pipeline.store.access_log import AccessLog
 from aiaudit.pipeline.store.api import ReadLimits, RemoteClient, StoreServer
 
 pytestmark = pytest.mark.integration
@@ -14,7 +15,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def served(settings, client, tmp_path):
-    server = StoreServer(store.connect(settings, apply_ddl=False), tmp_path, ReadLimits(max_rows=100, max_seconds=5))
+    server = StoreServer(store.connect(settings, apply_ddl=False), tmp_path, ReadLimits(max_rows=100, max_seconds=5),
+                         access=AccessLog(settings))  # every read recorded, on the test's broker
     server.start()
     yield RemoteClient.find(tmp_path)
     server.close()
