@@ -71,6 +71,8 @@ def _input_specs(settings: Settings) -> list[TopicSpec]:
                                                            "retention.ms": str(7 * 24 * 3600 * 1000)}),
         # Deliveries that kept failing, each with its finding, until someone re-drives them.
         TopicSpec(k.delivery_dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
+        # Erasures, legal holds and retention expiries (signed erasure records): one chain, kept like the chain.
+        TopicSpec(k.erasures_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}),
         # Every read of evidence through aiaudit (access records): one chain, kept like the chain.
         TopicSpec(k.access_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}),
         # Every policy bundle that governed a request: kept like the chain.

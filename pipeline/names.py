@@ -16,6 +16,7 @@ SCORE_STATE_TOPIC = "ai.audit.score-state"  # the scoring worker's identity stat
 MODEL_PROMOTIONS_TOPIC = "ai.audit.model-promotions"  # each signed promotion, as the scorer first used it
 DELIVERIES_TOPIC = "ai.audit.deliveries"  # every delivery attempt of a finding (delivered, failed, suppressed, ...)
 DELIVERY_RETRIES_TOPIC = "ai.audit.delivery-retries"  # the delivery agent's scheduled retries (internal)
+ERASURES_TOPIC = "ai.audit.erasures"  # erasures, legal holds, retention expiry (signed erasure records)
 ACCESS_TOPIC = "ai.audit.access"  # every read of evidence through aiaudit (signed access records)
 DELIVERY_DLQ_TOPIC = "ai.audit.delivery-dlq"  # deliveries that kept failing, the finding whole, for re-driving
 
@@ -40,6 +41,7 @@ CONTENT_TABLE = "content"
 CHECKPOINTS_TABLE = "checkpoints"
 MODEL_PROMOTIONS_TABLE = "model_promotions"
 DELIVERIES_TABLE = "deliveries"
+ERASURES_TABLE = "erasures"  # every erasure, refusal, legal hold and expiry, as its chain holds it
 ACCESS_TABLE = "access_log"  # every read of evidence, as the access chain holds it
 KIND_EVIDENCE_TABLE = "kind_evidence"  # chained records of every evidence kind but requests (format v2)
 

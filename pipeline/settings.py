@@ -43,6 +43,7 @@ class KafkaSettings(_Section):
     delivery_retries_topic: str = names.DELIVERY_RETRIES_TOPIC
     delivery_dlq_topic: str = names.DELIVERY_DLQ_TOPIC
     access_topic: str = names.ACCESS_TOPIC
+    erasures_topic: str = names.ERASURES_TOPIC
     partitions: int = Field(default=4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP
@@ -109,6 +110,9 @@ class SigningSettings(_Section):
     # keys analyst new NAME --console`; it signs for whom it serves) or an analyst's own key. Default:
     # analyst_key_file. With neither, reads of the store are refused: every read is recorded.
     reader_key_file: Path | None = None
+    # Where the keys kept content is sealed under live (one per subject, one per record), outside
+    # Kafka: `aiaudit erase` destroys them. Default <local.state_dir>/content-keys (mode 0700).
+    content_keys_dir: Path | None = None
     # The operator key that seals exports (its own folder; default <keys_dir>/../operator/operator.key,
     # made by `aiaudit keys operator new`); verifiers pin its public key (operator.pub, trust file).
     operator_key_file: Path | None = None
@@ -211,6 +215,10 @@ class Settings(BaseSettings):
         the settings themselves never change once built."""
         changes = {name: getattr(self, name).model_copy(update=fields) for name, fields in sections.items()}
         return self.model_copy(update=changes)
+
+    def content_keys_dir(self) -> Path:
+        """Where the keys kept content is sealed under live (contract/subject_keys.py)."""
+        return self.signing.content_keys_dir or self.local.state_dir / "content-keys"
 
     def clickhouse_dsn(self) -> str:
         if self.clickhouse.dsn is not None:

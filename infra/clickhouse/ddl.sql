@@ -308,3 +308,27 @@ CREATE TABLE IF NOT EXISTS {db}.access_log
 )
 ENGINE = MergeTree
 ORDER BY (at, principal);
+
+-- Every erasure of kept content, refusal under legal hold, hold set or lifted and retention expiry,
+-- as the erasure chain holds it (contract/erasure.py). Erasing destroys keys, never records.
+CREATE TABLE IF NOT EXISTS {db}.erasures
+(
+    erasure_id   String,
+    at           DateTime64(3, 'UTC'),
+    action       LowCardinality(String),
+    subject      String,
+    event_id     String,
+    reason       String,
+    key_ids      Array(String),
+    by           String,
+    via          String,
+    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (at, erasure_id);
+
+-- Content sealed under its subjects' keys and its record's (contract/sealed.py): the subjects, the
+-- ids of the keys that sealed it, the sealed content. Rows kept before sealing keep key_b64/prompt/response.
+ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS subjects Array(String);
+ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS key_ids String DEFAULT '';
+ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS sealed String DEFAULT '';

@@ -17,6 +17,7 @@ from aiaudit.pipeline.settings import KafkaSettings
 REQUEST = "request"
 STATUS_CHANGE = "status_change"  # its chain worker admits only changes an analyst's key signed
 ACCESS = "access"  # its chain worker admits only access records a reader's key signed
+ERASURE = "erasure"  # its chain worker admits only erasure records the eraser's key signed
 # Largest record of an evidence kind: its input message whole in base64 (the policies topic takes 4 MiB).
 KIND_RECORD_MAX_BYTES = 8 * 1_048_576
 
@@ -52,6 +53,7 @@ KINDS = (
     EvidenceKind("delivery_dead_letter", "delivery_dlq_topic", "a delivery that kept failing, the finding whole"),
     EvidenceKind("model_promotion", "model_promotions_topic", "a signed model promotion, as a scorer first used it"),
     EvidenceKind("policy", "policies_topic", "a policy bundle a gateway loaded"),
+    EvidenceKind(ERASURE, "erasures_topic", "an erasure of kept content, a refusal under legal hold, a hold, an expiry"),
     EvidenceKind(ACCESS, "access_topic", "a read of evidence through aiaudit: who, what, how many rows, their digest"),
 )
 BY_NAME = {k.name: k for k in KINDS}

@@ -17,6 +17,7 @@ from aiaudit.pipeline.cli import (
     demo,
     detect,
     emit,
+    erase,
     export,
     gateway,
     incidents,
@@ -37,7 +38,7 @@ from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
 FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, verify, proof, trust, witness, signer, keys,
-            detect, incidents, alerts, access)
+            detect, incidents, alerts, access, erase)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
 # says which extra to install instead of a traceback.

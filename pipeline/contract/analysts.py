@@ -32,6 +32,7 @@ from aiaudit.pipeline.jcs import canonicalize
 
 STATUS_SIG_DOMAIN = b"aiaudit/status/v1\n"  # these signatures sign nothing else
 ACCESS_SIG_DOMAIN = b"aiaudit/access/v1\n"
+ERASURE_SIG_DOMAIN = b"aiaudit/erasure/v1\n"
 SIGNATURE_FIELD = "signature"
 # An analyst's or a console's name: an e-mail address or an account name.
 ANALYST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@+-]{0,126}[A-Za-z0-9])?")
@@ -56,6 +57,7 @@ class SignedKind:
 SIGNED_KINDS = {
     "status_change": SignedKind(STATUS_SIG_DOMAIN, MAX_CHANGE_BYTES, "status change", "unauthenticated_analyst"),
     "access": SignedKind(ACCESS_SIG_DOMAIN, MAX_ACCESS_BYTES, "access record", "unauthenticated_reader"),
+    "erasure": SignedKind(ERASURE_SIG_DOMAIN, MAX_ACCESS_BYTES, "erasure record", "unauthenticated_eraser"),
 }
 
 

@@ -37,11 +37,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
 from aiaudit.pipeline.gateway import shape, wire
 from aiaudit.pipeline.gateway.classify import Classification, content_features, redact
 from aiaudit.pipeline.gateway.config import GatewayConfig, load_config
-from aiaudit.pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from aiaudit.pipeline.gateway.event import (
+    Outcome,
+    build_event,
+    commit,
+    content_expiry,
+    content_message,
+    kept_content,
+    trace_context,
+)
 from aiaudit.pipeline.gateway.evidence import Evidence
 from aiaudit.pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, Jwks, Principal
 from aiaudit.pipeline.gateway.policy import Decision, Policy, bundle_message, decide, parse_policy
@@ -131,6 +140,7 @@ class Gateway:
         self.settings = settings
         self.config = config
         self.evidence = evidence
+        self.content_keys = SubjectKeys(settings.content_keys_dir())  # what kept content is sealed under
         self.clock = clock
         self.gateway_id = settings.gateway.gateway_id or socket.gethostname()
         self.api_keys = ApiKeys(config.api_keys)
@@ -278,11 +288,21 @@ class Gateway:
             self.evidence.lost += 1
             log.error("event %s not recorded: %s", call.event_id, exc)
             return str(exc)
-        kept = content_message(event_id=call.event_id, occurred_at=call.occurred_at, rule=rule, retention_scope=scope,
-                               retention_days=call.policy.bundle.retention_days.get(scope, 30),
-                               commitments=commitments, prompt=prompt, response=outcome.response_text)
+        kept = kept_content(rule, commitments, prompt, outcome.response_text)
         if kept is not None:
-            self.evidence.keep_content(kept)
+            # Sealed under the keys of the people it is about (the actor, and whom an agent acted for)
+            # and its record's: `aiaudit erase` destroys one, and no copy opens again.
+            subjects = tuple(dict.fromkeys(s for s in (call.principal.id, call.principal.on_behalf_of) if s))
+            expires = content_expiry(call.occurred_at, call.policy.bundle.retention_days.get(scope, 30))
+            try:
+                sealed, key_ids = self.content_keys.seal(call.event_id, subjects, expires, kept)
+            except (AiAuditError, OSError, ValueError) as exc:
+                self.evidence.lost += 1
+                log.error("content of event %s not kept: its keys cannot be made (%s)", call.event_id, exc)
+            else:
+                self.evidence.keep_content(content_message(event_id=call.event_id, retention_scope=scope,
+                                                           expires_at=expires, subjects=subjects, key_ids=key_ids,
+                                                           sealed=sealed))
         return None
 
     def _gate(self, call: Call) -> Response | None:

@@ -102,13 +102,22 @@ def build_event(*, event_id: str, occurred_at: datetime, principal: Principal, u
     }
 
 
-def content_message(*, event_id: str, occurred_at: datetime, rule: str, retention_scope: str, retention_days: int,
-                    commitments: Commitments, prompt: str, response: str | None) -> dict[str, Any] | None:
-    """The content-topic message (key, and content under `full`), or None when nothing is kept."""
+def kept_content(rule: str, commitments: Commitments, prompt: str, response: str | None) -> dict[str, Any] | None:
+    """What a route keeps of a request, before it is sealed: the commitment key, and the content
+    under `full`; None when nothing is kept."""
     if rule == "none" or commitments.key is None:
         return None
     full = rule == "full"
-    return {"event_id": event_id, "retention_scope": retention_scope,
-            "expires_at": (occurred_at + timedelta(days=retention_days)).isoformat(),
-            "key_b64": base64.b64encode(commitments.key).decode(),
+    return {"key_b64": base64.b64encode(commitments.key).decode(),
             "prompt": prompt if full else None, "response": response if full else None}
+
+
+def content_expiry(occurred_at: datetime, retention_days: int) -> str:
+    return (occurred_at + timedelta(days=retention_days)).isoformat()
+
+
+def content_message(*, event_id: str, retention_scope: str, expires_at: str, subjects: tuple[str, ...],
+                    key_ids: dict[str, str], sealed: str) -> dict[str, Any]:
+    """The content-topic message: what is kept, sealed (contract/sealed.py), never in plaintext."""
+    return {"v": 2, "event_id": event_id, "retention_scope": retention_scope, "expires_at": expires_at,
+            "subjects": list(subjects), "key_ids": key_ids, "sealed": sealed}

@@ -26,6 +26,7 @@ from aiaudit.pipeline.store import (
     content,
     dead_letters,
     deliveries,
+    erasures,
     evidence,
     incidents,
     kind_evidence,
@@ -85,6 +86,7 @@ def projected_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
         SinkTopic(k.deliveries_topic, names.DELIVERIES_TABLE, deliveries.COLUMNS),
         SinkTopic(k.access_topic, names.ACCESS_TABLE, access.COLUMNS),
+        SinkTopic(k.erasures_topic, names.ERASURES_TABLE, erasures.COLUMNS),
     )
 
 
@@ -163,6 +165,7 @@ def _projections(k: KafkaSettings) -> Projections:
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],
         k.deliveries_topic: lambda _m, v: [deliveries.row(orjson.loads(v))],
         k.access_topic: lambda _m, v: [access.row(orjson.loads(v))],
+        k.erasures_topic: lambda _m, v: [erasures.row(orjson.loads(v))],
     }
     return {t.topic: (t.table, parse[t.topic]) for t in projected_topics(k)}
 

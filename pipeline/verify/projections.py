@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from aiaudit.pipeline import names
-from aiaudit.pipeline.chain.kinds import KINDS
+from aiaudit.pipeline.chain import record_v2
+from aiaudit.pipeline.chain.kinds import ERASURE, KINDS
+from aiaudit.pipeline.contract.erasure import shape_problem as erasure_shape
 from aiaudit.pipeline.errors import Failure
 from aiaudit.pipeline.settings import KafkaSettings
 from aiaudit.pipeline.sink.rows import Chained, project, projected_topics, sink_tables
@@ -127,3 +131,26 @@ def compare(table: str, expected: dict[tuple[Any, ...], tuple[str, int, str]], s
 def _show(row: tuple[Any, ...]) -> str:
     text = ", ".join(repr(v)[:40] for v in row[:5])
     return f"row ({text}{', …' if len(row) > 5 else ''})"
+
+
+MAX_ERASURES_LISTED = 1000
+
+
+def erasures_of(parsed: Iterable[tuple[str, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What the chained erasure records say (contract/erasure.py), oldest first: each erasure, refusal
+    under legal hold, hold and expiry, with the record (origin, seq) that holds it. Content they name
+    is erased, not tampered with: the records and chains verify, the keys are gone."""
+    out = []
+    for origin, seq, obj in parsed:
+        if obj.get("kind") != ERASURE:
+            continue
+        try:
+            doc = orjson.loads(record_v2.Message.from_event(obj["event"]).value)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            continue  # not an erasure record: its chain's own checks and the projections say so
+        if not isinstance(doc, dict) or erasure_shape({k: v for k, v in doc.items() if k != "signature"}) is not None:
+            continue
+        out.append({"at": doc["at"], "action": doc["action"], "subject": doc["subject"], "event_id": doc["event_id"],
+                    "by": doc["by"], "via": doc.get("via"), "reason": doc["reason"], "key_ids": doc["key_ids"],
+                    "origin": origin, "seq": seq})
+    return sorted(out, key=lambda e: (e["at"], e["origin"], e["seq"]))

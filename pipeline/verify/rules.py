@@ -61,6 +61,7 @@ REASONS = (
     "row_missing",  # a chained record whose row in the table read by people is gone
     "unauthenticated_analyst",  # a chained status change no key of the analyst it names signed
     "unauthenticated_reader",  # a chained access record no key of the analyst key set signed for its reader
+    "unauthenticated_eraser",  # a chained erasure record no key of the analyst key set signed for who erased
 )
 
 

@@ -40,6 +40,7 @@ class VerifyReport:
     anchors: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # origin -> newest matched checkpoint
     projections: dict[str, int] = field(default_factory=dict)  # table -> rows matched by chained records
     outside: int = 0  # dead_letters rows the sink made of topics no kind chains (not checked)
+    erasures: list[dict[str, Any]] = field(default_factory=list)  # what the chained erasure records say
 
     def close_tree(self, chain: ChainReport, tree: TreeCheck) -> None:
         """Add a chain's checkpoint findings (its records have all gone through tree.feed)."""
@@ -98,6 +99,23 @@ class VerifyReport:
             entry["records"] += c.records
         return dict(sorted(out.items()))
 
+    def _erasure_lines(self, listed: int = 20) -> list[str]:
+        """Content erased, as the chained erasure records say: erased, not tampered with."""
+        if not self.erasures:
+            return []
+        count = {a: sum(1 for e in self.erasures if e["action"] == a) for a in ("erase", "expire", "refused", "hold",
+                                                                                  "release")}
+        lines = [f"content erased (records and chains intact): {count['erase']} erasure(s), {count['expire']} "
+                 f"retention expiry(ies); {count['refused']} refused under legal hold; "
+                 f"{count['hold'] + count['release']} legal hold(s) set or lifted"]
+        for e in self.erasures[-listed:]:
+            lines.append(f"  {e['at']} {e['action']} {'subject ' + e['subject'] if e['subject'] else 'event ' + str(e['event_id'])}"
+                         f" by {e['by']}{' via ' + e['via'] if e.get('via') else ''} ({e['origin']} seq {e['seq']}): "
+                         f"{e['reason'][:120]}")
+        if len(self.erasures) > listed:
+            lines.append(f"  ... and {len(self.erasures) - listed} earlier (verify --json lists them)")
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         kinds = self.kind_of_chain()
         return {
@@ -110,6 +128,7 @@ class VerifyReport:
             "checkpoints": self.checkpoints,
             "tree_states": self.states,
             "projections": self.projections,
+            "erasures": self.erasures[:1000],
             "sample": self.sample,
             "proven_included": self.proven,
             "warnings": self.warnings,
@@ -138,6 +157,7 @@ class VerifyReport:
                "chained records they come from"] if self.projections else []),
             *([f"{self.outside} dead letter row(s) the sink made of topics no evidence kind chains (not checked)"]
               if self.outside else []),
+            *self._erasure_lines(),
             f"{len(kids)} signing key(s): {', '.join(kids) if kids else '-'}",
             *([f"tail rule: every chain signed a time within {self.tail[1]}s of {utc_text(self.tail[0])}"]
               if self.tail is not None else []),

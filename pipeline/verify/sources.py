@@ -186,6 +186,7 @@ def check_projections(client: Client, settings: Settings, report: VerifyReport, 
         except ValueError:
             continue  # a malformed record: the chain's own check reports it
     expected = projections.expected_rows(parsed, k)
+    report.erasures = projections.erasures_of(parsed)
     for table, columns in projections.projected_tables(k).items():
         _, stored = store.query_rows(client, *kind_evidence.select_projection_rows(db, table, columns))
         check = projections.compare(table, expected.rows.get(table, {}), stored, k)

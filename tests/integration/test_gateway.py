@@ -5,6 +5,7 @@ Each test reads back the Avro events the gateway emitted to the requests topic.
 
 from __future__ import annotations
 
+import base64
 import time
 
 import httpx
@@ -12,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from tests.integration.gateway_support import POLICY, GatewayUnderTest, RunningGateway
 from tests.integration.support import read_topic
 
@@ -22,6 +24,16 @@ pytestmark = pytest.mark.integration
 def gw(settings, tmp_path):
     with RunningGateway(settings, tmp_path) as running:
         yield running
+
+
+def opened_content(settings, value: bytes) -> dict:
+    """A content-topic message opened with the keys it is sealed under (it is never plaintext)."""
+    doc = orjson.loads(value)
+    assert set(doc) == {"v", "event_id", "retention_scope", "expires_at", "subjects", "key_ids", "sealed"}
+    opened = SubjectKeys(settings.content_keys_dir()).open(doc["event_id"], doc["subjects"], doc["key_ids"],
+                                                           doc["sealed"])
+    assert isinstance(opened, dict), opened
+    return opened
 
 
 def chat(client: openai.OpenAI, text: str, label: str, model: str = "gpt-4o") -> str:
@@ -45,10 +57,12 @@ def test_allowed_request_is_answered_and_recorded_with_the_authenticated_identit
     assert ev["gen_ai_usage_input_tokens"] == 4 and ev["gen_ai_usage_output_tokens"] == 5
     assert ev["content_features"]["prompt_chars"] == len("summarise our quarterly plan")
     assert len(ev["prompt_commitment"]) == 64 and len(ev["response_commitment"]) == 64  # route keeps commitments
-    # The commitment key went to the content topic, without the content (route rule: commitments).
+    # The commitment key went to the content topic, sealed, without the content (route rule: commitments).
     kept = [m for m in read_topic(gw.settings, gw.settings.kafka.content_topic)
             if m.key().decode() == ev["event_id"]]
-    assert len(kept) == 1 and b'"prompt":null' in kept[0].value()
+    assert len(kept) == 1
+    opened = opened_content(gw.settings, kept[0].value())
+    assert opened["prompt"] is None and len(base64.b64decode(opened["key_b64"])) == 32
     # The upstream saw the authenticated model and the gateway's own key handling, not the caller's key.
     assert gw.upstream.received[-1]["headers"].get("authorization") is None
 
@@ -236,7 +250,8 @@ def test_kept_content_is_what_policy_lets_be_kept(gw: GatewayUnderTest):
     chat(gw.client(route="open"), "mail carol@example.com the figures", "keep-1")
     with pytest.raises(openai.PermissionDeniedError):
         chat(gw.client(route="open"), "use AKIAIOSFODNN7EXAMPLE", "keep-2")
-    kept = {m.key().decode(): orjson.loads(m.value()) for m in read_topic(gw.settings, gw.settings.kafka.content_topic)}
+    kept = {m.key().decode(): opened_content(gw.settings, m.value())
+            for m in read_topic(gw.settings, gw.settings.kafka.content_topic)}
     redacted, denied = gw.event("keep-1"), gw.event("keep-2")
     assert kept[redacted["event_id"]]["prompt"] == "mail [REDACTED:pii.email] the figures"
     assert denied["event_id"] not in kept and denied["prompt_commitment"] is None

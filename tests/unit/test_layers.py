@@ -52,6 +52,7 @@ PURE = [
     "aiaudit.pipeline.chain.record_v2", "aiaudit.pipeline.chain.kinds", "aiaudit.pipeline.chain.formats",
     "aiaudit.pipeline.store.kind_evidence", "aiaudit.pipeline.verify.projections",
     "aiaudit.pipeline.contract.access", "aiaudit.pipeline.contract.analysts", "aiaudit.pipeline.store.access",
+    "aiaudit.pipeline.contract.sealed", "aiaudit.pipeline.contract.erasure", "aiaudit.pipeline.store.erasures",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

@@ -9,7 +9,15 @@ from datetime import datetime, timezone
 
 from aiaudit.pipeline import contract
 from aiaudit.pipeline.gateway.classify import content_features
-from aiaudit.pipeline.gateway.event import Outcome, build_event, commit, content_message, trace_context
+from aiaudit.pipeline.gateway.event import (
+    Outcome,
+    build_event,
+    commit,
+    content_expiry,
+    content_message,
+    kept_content,
+    trace_context,
+)
 from aiaudit.pipeline.gateway.identity import Principal
 from aiaudit.pipeline.gateway.policy import decide
 from tests.unit.gateway.test_policy import P
@@ -51,14 +59,13 @@ def test_built_event_encodes_under_the_contract_and_round_trips():
     assert back["policy_version"] == P.version and back["content_features"]["prompt_pii_hits"] == 1
 
 
-def test_content_message_keeps_content_only_for_full_routes():
-    c = commit("commitments", "p", "r", b"k" * 32)
-    msg = content_message(event_id="e1", occurred_at=AT, rule="commitments", retention_scope="standard",
-                          retention_days=90, commitments=c, prompt="p", response="r")
-    assert msg["prompt"] is None and base64.b64decode(msg["key_b64"]) == b"k" * 32
-    assert msg["expires_at"].startswith("2027-02-26")
-    full = content_message(event_id="e1", occurred_at=AT, rule="full", retention_scope="standard", retention_days=90,
-                           commitments=commit("full", "p", "r", b"k" * 32), prompt="p", response="r")
-    assert (full["prompt"], full["response"]) == ("p", "r")
-    assert content_message(event_id="e1", occurred_at=AT, rule="none", retention_scope="standard", retention_days=90,
-                           commitments=commit("none", "p", "r", b"k"), prompt="p", response="r") is None
+def test_routes_keep_content_only_under_full_and_the_message_carries_it_sealed_only():
+    kept = kept_content("commitments", commit("commitments", "p", "r", b"k" * 32), "p", "r")
+    assert kept is not None and kept["prompt"] is None and base64.b64decode(kept["key_b64"]) == b"k" * 32
+    assert content_expiry(AT, 90).startswith("2027-02-26")
+    full = kept_content("full", commit("full", "p", "r", b"k" * 32), "p", "r")
+    assert full is not None and (full["prompt"], full["response"]) == ("p", "r")
+    assert kept_content("none", commit("none", "p", "r", b"k"), "p", "r") is None
+    msg = content_message(event_id="e1", retention_scope="standard", expires_at=content_expiry(AT, 90),
+                          subjects=("alice",), key_ids={"alice": "0" * 16, "record": "1" * 16}, sealed="c2VhbGVk")
+    assert set(msg) == {"v", "event_id", "retention_scope", "expires_at", "subjects", "key_ids", "sealed"}

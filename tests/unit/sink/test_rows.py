@@ -11,10 +11,12 @@ from aiaudit.pipeline import names
 from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import ChainHead, ChainId, Source
 from aiaudit.pipeline.chain.step import InputMessage, chain_messages
+from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.settings import KafkaSettings
 from aiaudit.pipeline.sink.rows import projected_topics, rows_of, sink_tables, sink_topics
 from aiaudit.pipeline.store import alerts, dead_letters, evidence, kind_evidence, policies, promotions
+from aiaudit.pipeline.store import content as content_table
 from tests.unit.helpers import build_chain
 
 K = KafkaSettings()
@@ -73,7 +75,11 @@ def test_every_topic_reaches_its_own_table():
     assert rows.get(names.EVIDENCE_TABLE) == [evidence.row(rec)]
     assert len(rows.get(names.SCORES_TABLE)) == 2 and rows.get(names.SCORES_TABLE)[0][:2] == [rec.origin, 0]
     assert rows.get(names.POLICIES_TABLE) == [policies.row(bundle)]
-    assert rows.get(names.CONTENT_TABLE)[0][0] == "e"
+    assert rows.get(names.CONTENT_TABLE)[0][:4] == ["e", "s", parse_ts("2026-12-28T09:00:00+00:00"), "AA=="]  # kept before sealing
+    sealed = {"v": 2, "event_id": "e2", "retention_scope": "s", "expires_at": "2026-12-28T09:00:00+00:00",
+              "subjects": ["alice"], "key_ids": {"alice": "0" * 16}, "sealed": "c2VhbGVk"}
+    row = dict(zip(content_table.COLUMNS, rows_of([Msg(K.content_topic, orjson.dumps(sealed))], K).get(names.CONTENT_TABLE)[0]))
+    assert (row["prompt"], row["key_b64"], row["subjects"], row["sealed"]) == (None, "", ["alice"], "c2VhbGVk")
     dead = dict(zip(dead_letters.COLUMNS, rows.get(names.DEAD_LETTER_TABLE)[0]))
     # The dead letter keeps where the input came from (the header), why, and the message whole.
     assert (dead["src_topic"], dead["src_partition"], dead["src_offset"]) == ("ai.requests", 3, 17)
