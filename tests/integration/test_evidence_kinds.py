@@ -28,7 +28,8 @@ from aiaudit.pipeline.chain.kinds import KINDS
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.contract.access import access_message
 from aiaudit.pipeline.contract.analyst_keys import load_status_signer
-from aiaudit.pipeline.contract.analysts import ACCESS_SIG_DOMAIN, StatusSigner
+from aiaudit.pipeline.contract.analysts import ACCESS_SIG_DOMAIN, ERASURE_SIG_DOMAIN, StatusSigner
+from aiaudit.pipeline.contract.erasure import erasure_message
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import KeyRing, read_jwks
 from aiaudit.pipeline.store.alerts import status_message
@@ -50,7 +51,8 @@ PER_ROUND = 200 if SOAK else 40  # messages per kind in each of the three rounds
 
 def _message(kind: str, i: int, analyst: StatusSigner) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """A message like the kind's producers write (its content is not what is tested: its bytes are;
-    a status change and an access record are signed by the analyst, or their chain worker refuses them)."""
+    a status change, an access record and an erasure record are signed by the analyst, or their chain
+    worker refuses them)."""
     value = b'{"kind": "%s", "n": %d, "score": 0.%d}' % (kind.encode(), i, i)
     if kind == "status_change":
         value = orjson.dumps(analyst.sign(status_message(f"uid-{i}", "acknowledged", analyst.name, f"n {i}",
@@ -59,6 +61,10 @@ def _message(kind: str, i: int, analyst: StatusSigner) -> tuple[bytes, bytes, li
         value = orjson.dumps(analyst.sign(access_message(
             op="query", what=f"SELECT {i}", rows=i, digest="sha256:" + "ab" * 32, outcome="served", host="itest",
             at=datetime.now(timezone.utc)), domain=ACCESS_SIG_DOMAIN))
+    if kind == "erasure":  # as `aiaudit erase` writes one
+        value = orjson.dumps(analyst.sign(erasure_message(
+            action="erase", event_id=f"event-{i}", reason=f"Art. 17 request {i}", key_ids=[],
+            at=datetime.now(timezone.utc)), domain=ERASURE_SIG_DOMAIN))
     return value, f"{kind}-{i}".encode(), [("aiaudit.reason", b"invalid")] if kind == "dead_letter" else []
 
 
