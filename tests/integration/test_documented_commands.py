@@ -79,6 +79,10 @@ NOT_RUN = {
     "aiaudit witness serve": "prose; needs a config (above)",
     "aiaudit signer serve": "prose; `signer serve DIR` serves until stopped (above)",
     "aiaudit alerts redeliver": "prose; `alerts redeliver --by NAME` needs dead-lettered deliveries (above)",
+    "aiaudit erase": "prose; `erase --subject ID --by NAME --reason TEXT` and the other full forms are run",
+    "aiaudit erase --expired": "prose; `erase --expired --by NAME` is run",
+    "aiaudit erase --subject": "prose; `erase --subject ID --by NAME --reason TEXT` is run",
+    "aiaudit content show": "prose; needs content a gateway kept: tests/integration/test_erasure.py",
 }
 
 # Placeholder -> value; {store} values are filled from the store this test builds.
