@@ -21,12 +21,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import uuid
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
 import orjson
+
+from aiaudit.pipeline.contract.signed_record import envelope
+from aiaudit.pipeline.contract.signed_record import shape_problem as envelope_problem
 
 ACCESS_VERSION = 1
 MAX_WHAT_CHARS = 4096
@@ -37,7 +39,6 @@ HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 FIELDS = {"v", "id", "at", "by", "via", "op", "what", "what_sha256", "rows", "digest", "outcome", "host", "signature"}
 REQUIRED = FIELDS - {"via", "signature"}
-_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 def encode_value(value: Any) -> Any:
@@ -77,17 +78,12 @@ def digest_of(rows: Iterable[Sequence[Any]]) -> tuple[int, str]:
     return d.rows, d.text()
 
 
-def _at(moment: datetime) -> str:
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def access_message(*, op: str, what: str, rows: int, digest: str, outcome: str, host: str,
                    at: datetime) -> dict[str, Any]:
     """An access record before it is signed (the signer adds `by`, `via` and `signature`).
     Raises ValueError for a field out of shape."""
     text = what if len(what) <= MAX_WHAT_CHARS else what[:MAX_WHAT_CHARS - 24] + f"... ({len(what):,} characters)"
-    doc = {"v": ACCESS_VERSION, "id": uuid.uuid4().hex, "at": _at(at), "op": op, "what": text,
+    doc = {**envelope(ACCESS_VERSION, at), "op": op, "what": text,
            "what_sha256": hashlib.sha256(what.encode("utf-8", "replace")).hexdigest(), "rows": rows,
            "digest": digest, "outcome": outcome, "host": host[:253] if HOST.fullmatch(host[:253]) else "unknown"}
     problem = shape_problem({**doc, "by": "x"})
@@ -98,15 +94,10 @@ def access_message(*, op: str, what: str, rows: int, digest: str, outcome: str, 
 
 def shape_problem(doc: Any) -> str | None:
     """Why `doc` is not an access record in shape (signature aside), or None."""
-    if type(doc) is not dict:
-        return "not a JSON object"
-    extra, missing = set(doc) - FIELDS, REQUIRED - set(doc)
-    if extra or missing:
-        return f"fields {sorted(extra)} not allowed, {sorted(missing)} missing"[:300]
+    problem = envelope_problem(doc, version=ACCESS_VERSION, fields=FIELDS, required=REQUIRED)
+    if problem is not None:
+        return problem
     checks = (
-        (doc["v"] == ACCESS_VERSION and type(doc["v"]) is int, "v is not 1"),
-        (type(doc["id"]) is str and re.fullmatch(r"[0-9a-f]{32}", doc["id"]) is not None, "id is not 32 hex"),
-        (type(doc["at"]) is str and _AT.fullmatch(doc["at"]) is not None, "at is not RFC 3339 UTC to the millisecond"),
         (type(doc["by"]) is str and PRINCIPAL.fullmatch(doc["by"]) is not None, "by is not a principal"),
         ("via" not in doc or (type(doc["via"]) is str and PRINCIPAL.fullmatch(doc["via"]) is not None),
          "via is not a name"),

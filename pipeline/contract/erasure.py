@@ -15,9 +15,11 @@ verify, and `aiaudit verify` lists these records as what was erased, when and by
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
+
+from aiaudit.pipeline.contract.signed_record import envelope
+from aiaudit.pipeline.contract.signed_record import shape_problem as envelope_problem
 
 ERASURE_VERSION = 1
 ACTIONS = ("erase", "refused", "hold", "release", "expire")
@@ -25,16 +27,13 @@ MAX_REASON_CHARS = 1024
 MAX_TARGET_CHARS = 256
 FIELDS = {"v", "id", "at", "action", "subject", "event_id", "reason", "key_ids", "by", "via", "signature"}
 REQUIRED = FIELDS - {"via", "signature"}
-_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def erasure_message(*, action: str, subject: str | None = None, event_id: str | None = None, reason: str,
                     key_ids: list[str], at: datetime) -> dict[str, Any]:
     """An erasure record before it is signed. Raises ValueError for a field out of shape."""
-    utc = at.astimezone(timezone.utc)
-    doc = {"v": ERASURE_VERSION, "id": uuid.uuid4().hex,
-           "at": utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z", "action": action,
+    doc = {**envelope(ERASURE_VERSION, at), "action": action,
            "subject": subject, "event_id": event_id, "reason": reason, "key_ids": key_ids}
     problem = shape_problem({**doc, "by": "x"})
     if problem is not None:
@@ -44,18 +43,13 @@ def erasure_message(*, action: str, subject: str | None = None, event_id: str | 
 
 def shape_problem(doc: Any) -> str | None:
     """Why `doc` is not an erasure record in shape (signature aside), or None."""
-    if type(doc) is not dict:
-        return "not a JSON object"
-    extra, missing = set(doc) - FIELDS, REQUIRED - set(doc)
-    if extra or missing:
-        return f"fields {sorted(extra)} not allowed, {sorted(missing)} missing"[:300]
+    problem = envelope_problem(doc, version=ERASURE_VERSION, fields=FIELDS, required=REQUIRED)
+    if problem is not None:
+        return problem
 
     def target(value: Any) -> bool:
         return value is None or (type(value) is str and 0 < len(value) <= MAX_TARGET_CHARS)
     checks = (
-        (doc["v"] == ERASURE_VERSION and type(doc["v"]) is int, "v is not 1"),
-        (type(doc["id"]) is str and re.fullmatch(r"[0-9a-f]{32}", doc["id"]) is not None, "id is not 32 hex"),
-        (type(doc["at"]) is str and _AT.fullmatch(doc["at"]) is not None, "at is not RFC 3339 UTC to the millisecond"),
         (doc["action"] in ACTIONS, f"action is not one of {ACTIONS}"),
         (target(doc["subject"]) and target(doc["event_id"]) and (doc["subject"] is None) != (doc["event_id"] is None),
          f"exactly one of subject and event_id, each 1-{MAX_TARGET_CHARS} characters"),
