@@ -111,6 +111,7 @@ routes:
     deny: ["secret.*"]
     reroute: {vendor: local, model: llama-3.1-8b}
     retention_scope: standard
+    content: full
 """
 GATEWAY_CASES = (
     ("allowed", "summarise the quarterly plan"),
@@ -134,8 +135,9 @@ def _chat(url: str, key: str, text: str) -> tuple[int, str, str]:
         return exc.code, body.get("error", {}).get("message", ""), exc.headers.get("x-request-id", "")
 
 
-def _gateway_step(settings: Settings, state: Path) -> None:
-    """Requests through the gateway (in this process) to the vendor stand-in; their events join the chain."""
+def _gateway_step(settings: Settings, state: Path) -> dict[str, str]:
+    """Requests through the gateway (in this process) to the vendor stand-in; their events join the
+    chain, and what the route keeps goes to ai.content sealed. Returns each case's request id."""
     from aiaudit.pipeline.gateway.app import build_app
     from aiaudit.pipeline.gateway.identity import new_api_key
     from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
@@ -155,9 +157,14 @@ def _gateway_step(settings: Settings, state: Path) -> None:
             config_file=folder / "gateway.yaml", policy_file=folder / "policy.yaml", gateway_id="demo-gateway")})
         with Served(build_app(gw)) as gateway:
             print(f"  gateway on {gateway.url}, vendor stand-in on {vendor.url} (it echoes what it received)")
+            ids = {}
             for label, text in GATEWAY_CASES:
                 status, said, rid = _chat(gateway.url, key, text)
+                ids[label] = rid
                 print(f"  {label:<9} {status}  X-Request-Id {rid}\n            {text!r} -> {said[:90]!r}")
+            print("  the route keeps content (redacted), sealed under alice's key and each request's own: never "
+                  "plaintext on a topic")
+    return ids
 
 
 def _renamed(ev: dict[str, Any], run: str) -> dict[str, Any]:
@@ -264,6 +271,27 @@ def demo_reader_key(settings: Settings) -> Path:
         return found
     return new_analyst_key(settings.signing.keys_dir / ANALYSTS_DIR, LOCAL_READER, key_set_file(settings),
                            console=True)[0]
+
+
+def _erasure_step(settings: Settings, event_id: str) -> None:
+    """A request's kept content erased (a person named in the prompt), as `aiaudit erase --event-id`
+    does: a signed erasure record first, then the key; the records and chains stay valid."""
+    from aiaudit.pipeline.contract.analyst_keys import load_status_signer
+    from aiaudit.pipeline.contract.subject_keys import SubjectKeys
+    from aiaudit.pipeline.query.content import content_of
+    from aiaudit.pipeline.query.erase import erase
+
+    step("Erasure (GDPR Art. 17) that keeps every chain valid: `aiaudit erase --event-id`")
+    keys = SubjectKeys(settings.content_keys_dir())
+    before = content_of(settings, keys, event_id)
+    print(f"  kept for {event_id}: {before['prompt']!r} ({before['state']})")
+    record = erase(settings, keys, load_status_signer(demo_analyst_key(settings)), event_id=event_id,
+                   reason="demo: carol, named in the prompt, asked for erasure")
+    print(f"  erased by {record['by']}: key {', '.join(record['key_ids'])} destroyed after erasure record {record['id']}")
+    wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the record chained and stored
+    after = content_of(settings, keys, event_id)
+    print(f"  now: prompt {after['prompt']!r}; {after['state'][:160]}")
+    print(f"  (as people run it: aiaudit content show {event_id})")
 
 
 def _access_step(settings: Settings) -> None:
@@ -522,7 +550,7 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
               f"({', '.join(malformed)}) and 1 event no registered emitter key signed: each is dead-lettered "
               "with its reason")
 
-        _gateway_step(settings, state)
+        gateway_ids = _gateway_step(settings, state)
 
         step("Waiting until everything is chained and in ClickHouse")
 
@@ -542,6 +570,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         time.sleep(settings.chain.checkpoint_interval_s + 1.0)
         wait_until_drained(settings, timeout_s=60, poll_s=1.0)
         print("  every chain's newest records are under a signed checkpoint")
+        _erasure_step(settings, gateway_ids["redacted"])
+        time.sleep(settings.chain.checkpoint_interval_s + 1.0)  # the erasure record under a signed checkpoint
         _access_step(settings)
     finally:
         step("Stopping the workers (embedded chDB admits one process at a time)")
