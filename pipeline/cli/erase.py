@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiaudit.pipeline.cli.args import add_format
 from aiaudit.pipeline.cli.output import print_rows
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from aiaudit.pipeline.contract.analysts import StatusSigner
+    from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 
 KEY_HELP = "your analyst key (default: AIAUDIT_SIGNING__ANALYST_KEY_FILE): it signs the erasure record"
 
@@ -52,13 +57,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=show_content)
 
 
-def _keys(settings: Settings):  # type: ignore[no-untyped-def]
+def _keys(settings: Settings) -> SubjectKeys:
     from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 
     return SubjectKeys(settings.content_keys_dir())
 
 
-def _signer(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+def _signer(args: argparse.Namespace, settings: Settings) -> StatusSigner:
     from aiaudit.pipeline.contract.analyst_keys import load_status_signer
 
     key_file = Path(args.key) if args.key else settings.signing.analyst_key_file

@@ -51,8 +51,6 @@ class AccessNotRecorded(StoreError):
     """The read was not served: its access record could not be written."""
 
 
-
-
 def reader_key(settings: Settings) -> Path | None:
     """signing.reader_key_file, else signing.analyst_key_file, else this host's local-reader console
     key in <keys_dir>/analysts (the newest), else None."""
