@@ -73,6 +73,10 @@ def _input_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(k.delivery_dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED}),
         # Erasures, legal holds and retention expiries (signed erasure records): one chain, kept like the chain.
         TopicSpec(k.erasures_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}),
+        # Each rule configuration and each key set in force (as first used): one chain each, kept like the chain.
+        TopicSpec(k.rules_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}),
+        TopicSpec(k.key_sets_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED,
+                                        "max.message.bytes": str(4 * 1_048_576)}),
         # Every read of evidence through aiaudit (access records): one chain, kept like the chain.
         TopicSpec(k.access_topic, 1, {"cleanup.policy": "delete", "retention.ms": UNLIMITED, "retention.bytes": UNLIMITED}),
         # Every policy bundle that governed a request: kept like the chain.

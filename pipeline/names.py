@@ -19,6 +19,8 @@ DELIVERY_RETRIES_TOPIC = "ai.audit.delivery-retries"  # the delivery agent's sch
 ERASURES_TOPIC = "ai.audit.erasures"  # erasures, legal holds, retention expiry (signed erasure records)
 ACCESS_TOPIC = "ai.audit.access"  # every read of evidence through aiaudit (signed access records)
 DELIVERY_DLQ_TOPIC = "ai.audit.delivery-dlq"  # deliveries that kept failing, the finding whole, for re-driving
+RULES_TOPIC = "ai.audit.rules"  # each rule configuration in force, as a scorer first used it
+KEY_SETS_TOPIC = "ai.audit.key-sets"  # each emitter or analyst key set in force, as a chain worker first used it
 
 CHAIN_GROUP = "aiaudit-chain"  # requests; each other evidence kind's chain worker: aiaudit-chain-<kind>
 SINK_GROUP = "aiaudit-sink"
@@ -43,6 +45,8 @@ MODEL_PROMOTIONS_TABLE = "model_promotions"
 DELIVERIES_TABLE = "deliveries"
 ERASURES_TABLE = "erasures"  # every erasure, refusal, legal hold and expiry, as its chain holds it
 ACCESS_TABLE = "access_log"  # every read of evidence, as the access chain holds it
+RULES_TABLE = "rules_versions"  # each rule configuration a scorer used, as the rules chain holds it
+KEY_SETS_TABLE = "key_sets"  # each emitter or analyst key set a chain worker used, as its chain holds it
 KIND_EVIDENCE_TABLE = "kind_evidence"  # chained records of every evidence kind but requests (format v2)
 
 

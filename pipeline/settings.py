@@ -44,6 +44,8 @@ class KafkaSettings(_Section):
     delivery_dlq_topic: str = names.DELIVERY_DLQ_TOPIC
     access_topic: str = names.ACCESS_TOPIC
     erasures_topic: str = names.ERASURES_TOPIC
+    rules_topic: str = names.RULES_TOPIC
+    key_sets_topic: str = names.KEY_SETS_TOPIC
     partitions: int = Field(default=4, ge=1, le=1024)
     chain_group: str = names.CHAIN_GROUP
     sink_group: str = names.SINK_GROUP

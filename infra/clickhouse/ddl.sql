@@ -332,3 +332,34 @@ ORDER BY (at, erasure_id);
 ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS subjects Array(String);
 ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS key_ids String DEFAULT '';
 ALTER TABLE {db}.content ADD COLUMN IF NOT EXISTS sealed String DEFAULT '';
+
+-- Each rule configuration a scoring worker scored with, as it first used it (store/rules_versions.py):
+-- its version (rules-N+<file hash>), the effective thresholds and rules switched off, and when. One row
+-- per worker that picked it up; queries take one per configuration.
+CREATE TABLE IF NOT EXISTS {db}.rules_versions
+(
+    version          String,
+    sha256           String,
+    config_json      String,
+    off              Array(String),
+    first_scored_at  DateTime64(3, 'UTC'),
+    scorer           String,
+    ingested_at      DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (first_scored_at, sha256);
+
+-- Each emitter or analyst key set a chain worker checked with, as it first used it (store/key_sets.py):
+-- whom the pipeline trusted from when. The set itself is kept (JCS), so each change can be shown.
+CREATE TABLE IF NOT EXISTS {db}.key_sets
+(
+    key_set        LowCardinality(String),
+    sha256         String,
+    kids           Array(String),
+    jwks_json      String,
+    first_used_at  DateTime64(3, 'UTC'),
+    worker         String,
+    ingested_at    DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (key_set, first_used_at, sha256);

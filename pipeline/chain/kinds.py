@@ -54,6 +54,8 @@ KINDS = (
     EvidenceKind("model_promotion", "model_promotions_topic", "a signed model promotion, as a scorer first used it"),
     EvidenceKind("policy", "policies_topic", "a policy bundle a gateway loaded"),
     EvidenceKind(ERASURE, "erasures_topic", "an erasure of kept content, a refusal under legal hold, a hold, an expiry"),
+    EvidenceKind("rules", "rules_topic", "a rule configuration (thresholds, rules switched off), as a scorer first used it"),
+    EvidenceKind("key_set", "key_sets_topic", "an emitter or analyst key set (whom the chain workers trust), as one first used it"),
     EvidenceKind(ACCESS, "access_topic", "a read of evidence through aiaudit: who, what, how many rows, their digest"),
 )
 BY_NAME = {k.name: k for k in KINDS}

@@ -16,6 +16,8 @@ restart) and 606 (commits past messages still in flight); see docs/design.md.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiaudit.pipeline import contract, names
@@ -33,7 +36,7 @@ from aiaudit.pipeline.chain.merkle import CompactRange
 from aiaudit.pipeline.chain.record import ChainHead, Record, Signer, Source, chain_origin
 from aiaudit.pipeline.chain.resume import read_chain_head, read_leaves, read_tree
 from aiaudit.pipeline.chain.step import Admit, InputMessage, chain_batch, chain_messages
-from aiaudit.pipeline.contract import format_ts
+from aiaudit.pipeline.contract import format_ts, key_sets
 from aiaudit.pipeline.contract.analyst_keys import AnalystKeysFile
 from aiaudit.pipeline.contract.analyst_keys import key_set_file as analyst_key_set_file
 from aiaudit.pipeline.contract.analysts import SIGNED_KINDS, signed_message_problem
@@ -111,6 +114,9 @@ class ChainWorker:
             if kind in SIGNED_KINDS and settings.chain.require_analyst_signature else None
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
         self._backoff_s = 0.0
+        self.worker_id = f"{group}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
+        self._key_sets_sent: set[tuple[str, str]] = set()  # (set, sha256) recorded, or in the transaction in flight
+        self._key_set_seen: tuple[object, str] = (None, "")  # the key set document last hashed, and its sha256
 
     # --- assignment ------------------------------------------------------------------
 
@@ -237,6 +243,21 @@ class ChainWorker:
             return None if problem is None else (refusal, problem)
         return admit
 
+    def _key_set_first_used(self) -> dict[str, Any] | None:
+        """The key-set message to record with this batch: the emitter key set (requests) or the analyst
+        key set (signed kinds) this worker checks with, the first time it checks with it; else None."""
+        keys_file = self.emitter_keys if self.kind == REQUEST else self.analyst_keys
+        doc = keys_file.doc if keys_file is not None else None
+        if doc is None:
+            return None
+        if self._key_set_seen[0] is not doc:
+            self._key_set_seen = (doc, key_sets.digest(doc))
+        name = key_sets.EMITTERS if self.kind == REQUEST else key_sets.ANALYSTS
+        if (name, self._key_set_seen[1]) in self._key_sets_sent:
+            return None
+        self._key_sets_sent.add((name, self._key_set_seen[1]))
+        return key_sets.message(name, doc, first_used_at=format_ts(self.clock()), worker=self.worker_id)
+
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:
         p, k = chain.partition, self.settings.kafka
         try:
@@ -268,8 +289,11 @@ class ChainWorker:
                 time.sleep(self._backoff_s)
                 return
         note = self._note_if_due(chain, tree, new_leaves) if result.records else None
+        key_set = self._key_set_first_used()
         try:
             producer.begin_transaction()
+            if key_set is not None:  # the key set checked with is on record with the first batch it checked
+                producer.produce(k.key_sets_topic, key=key_set["key_set"].encode(), value=orjson.dumps(key_set))
             for rec in result.records:
                 producer.produce(self.chain_topic, value=rec.to_wire(), key=rec.origin.encode(), partition=p)
             if result.records:  # the tree state commits with the records it covers
@@ -286,6 +310,8 @@ class ChainWorker:
             commit_transaction(producer)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
+            if key_set is not None:
+                self._key_sets_sent.discard((key_set["key_set"], key_set["sha256"]))  # the next batch records it
             if self._gave_up_if_fenced(chain, err):
                 return
             log.warning("chain %s: transaction aborted (%s); retrying from offset %d", chain.head.origin, err, chain.next_offset)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="train, promote and evaluate anomaly models (IsolationForest)",
                        description="Models are trained on chained events, made live by a signed promotion, and "
                                    "recorded by every scoring worker that uses one.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="{train,list,promote,history,evaluate,check-rules}")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{train,list,promote,history,rules-history,evaluate,check-rules}")
     t = actions.add_parser("train", help="fit a model on chained events (an export, or the store filtered by time)")
     t.add_argument("--version", help="the new model's name (default: the time, e.g. 20261129T0712Z)")
     t.add_argument("--export", metavar="FILE", help="train from an `aiaudit export` file instead of ClickHouse")
@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                            "signature checked)")
     add_format(h)
     h.set_defaults(func=history)
+    rh = actions.add_parser("rules-history", help="every rule configuration a scoring worker used (version, "
+                                                  "thresholds changed, rules off, first scored)")
+    add_format(rh)
+    rh.set_defaults(func=rules_history)
     e = actions.add_parser("evaluate", help="the shipped detection against a z-score baseline on labelled traffic",
                            description="The shipped detection (IsolationForest + rules) and the model alone against a "
                                        "per-identity z-score baseline on families of labelled traffic: tuning, held-out "
@@ -122,6 +126,32 @@ def history(args: argparse.Namespace, settings: Settings) -> int:
         print("(no promotion recorded yet: a scoring worker records each one as it first scores with it)")
         return 0
     print_rows([{**r, "sha256": r["sha256"][:16], "scorers": ", ".join(r["scorers"])} for r in rows], args.format)
+    return 0
+
+
+def rules_history(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from aiaudit.detectors.rules import RuleConfig
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.store import rules_versions
+
+    defaults = orjson.loads(rules_versions.config_json(RuleConfig()))
+    names, rows = store.query_rows(store.open_reads(settings, "detect"),
+                                   *rules_versions.select_history(store.database(settings)))
+    out = []
+    for r in rows:
+        entry = dict(zip(names, r))
+        config = orjson.loads(entry["config_json"])
+        changed = {k: v for k, v in config.items() if k not in ("version", "off", "vendor_max_level") and defaults.get(k) != v}
+        out.append({"version": entry["version"], "first_scored_at": entry["first_scored_at"],
+                    "sha256": entry["sha256"][:16], "not_default": ", ".join(f"{k}={v}" for k, v in sorted(changed.items())),
+                    "off": ", ".join(entry["off"]), "vendors": len(config.get("vendor_max_level") or {}),
+                    "scorers": ", ".join(entry["scorers"])})
+    if not out and args.format == "table":
+        print("(no rule configuration recorded yet: a scoring worker records each one as it first scores with it)")
+        return 0
+    print_rows(out, args.format)
     return 0
 
 

@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+from aiaudit.pipeline.cli.args import add_format
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
 
@@ -16,7 +17,7 @@ DIR_HELP = "keys folder (default: AIAUDIT_SIGNING__KEYS_DIR or ~/.config/aiaudit
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("keys", help="generate a signing key, print the JWKS, manage emitter and operator keys",
                        description="Ed25519 signing keys live outside the repo (default ~/.config/aiaudit/keys).")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="{generate,jwks,emitter,analyst,operator}")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{generate,jwks,emitter,analyst,operator,history}")
     g = kinds.add_parser("generate", help="a new record signing key (and the checkpoint key, if there is none)")
     g.add_argument("--dir", help=DIR_HELP)
     g.set_defaults(func=generate)
@@ -83,6 +84,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sh.set_defaults(func=operator_show)
     for v in (on, sh):
         v.add_argument("--dir", help=DIR_HELP)
+
+    hi = kinds.add_parser("history", help="each emitter and analyst key set the chain workers used, and what changed",
+                          description="From the key-set chain (kind key_set): each version of a key set as a chain "
+                                      "worker first checked with it, with the keys it added, removed and retired.")
+    hi.add_argument("--set", dest="key_set", choices=("emitters", "analysts"), help="one key set (default: both)")
+    add_format(hi)
+    hi.set_defaults(func=history)
 
 
 def _keys_dir(args: argparse.Namespace, settings: Settings) -> Path:
@@ -244,4 +252,31 @@ def analyst_list(args: argparse.Namespace, settings: Settings) -> int:
         name, console = owner(jwk)
         window = f"  until {jwk['not_after']}" if "not_after" in jwk else ""
         print(f"{name:<32} {'console' if console else 'analyst':<8} {jwk.get('kid', '?')}{window}")
+    return 0
+
+
+def history(args: argparse.Namespace, settings: Settings) -> int:
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.cli.output import print_rows
+    from aiaudit.pipeline.store import key_sets
+
+    client = store.open_reads(settings, "keys")
+    names, rows = store.query_rows(client, *key_sets.select_history(store.database(settings), args.key_set))
+    by_set: dict[str, list[dict[str, object]]] = {}
+    for r in rows:
+        entry = dict(zip(names, r))
+        by_set.setdefault(str(entry["key_set"]), []).append(entry)
+    out = []
+    for versions in by_set.values():
+        for c in key_sets.changes(versions):
+            named = c["names"]
+            out.append({"key_set": c["key_set"], "first_used_at": c["first_used_at"], "sha256": c["sha256"][:16],
+                        "keys": len(c["kids"]),
+                        "added": ", ".join(f"{named.get(k)} {k[:12]}" for k in c["added"]),
+                        "retired": ", ".join(f"{named.get(k)} {k[:12]}" for k in c["retired"]),
+                        "removed": ", ".join(k[:12] for k in c["removed"]), "workers": ", ".join(c["workers"])})
+    if not out and args.format == "table":
+        print("(no key set recorded yet: a chain worker records each one as it first checks with it)")
+        return 0
+    print_rows(out, args.format)
     return 0

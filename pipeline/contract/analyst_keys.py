@@ -152,6 +152,7 @@ class AnalystKeysFile:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._keys: AnalystKeys | None = None
+        self.doc: dict[str, Any] | None = None  # the key set document behind current() (recorded as evidence)
         self.current()
 
     def current(self) -> AnalystKeys | None:
@@ -159,11 +160,12 @@ class AnalystKeysFile:
         if stamp != self._stamp:
             self._stamp = stamp
             if stamp is None:
-                self._keys = None
+                self._keys = self.doc = None
                 log.error("analyst key set %s is missing: status changes are refused until it exists", self.path)
             else:
                 try:
-                    self._keys = load_analyst_keys(self.path)
+                    doc = read_analyst_key_set(self.path)
+                    self._keys, self.doc = analyst_keys_from(doc, str(self.path)), doc
                     log.info("analyst key set %s: %d key(s)", self.path, len(self._keys.names))
                 except SigningKeyError as exc:
                     log.error("%s; checking with the last good analyst key set", exc)

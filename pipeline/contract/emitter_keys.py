@@ -168,8 +168,10 @@ class EmitterKeysFile:
         self.required = required
         self._stamp: tuple[int, int] | None = None
         self._keys: EmitterKeys | None = None
+        self.doc: dict[str, Any] | None = None  # the key set document behind current() (recorded as evidence)
         if required:
-            self._keys = load_emitter_keys(path, required=True)  # refuse to start without one
+            self.doc = read_key_set(path)
+            self._keys = emitter_keys_from(self.doc, str(path), required=True)  # refuse to start without one
             self._stamp = file_stamp(self.path)
         self.current()
 
@@ -180,12 +182,13 @@ class EmitterKeysFile:
             self._stamp = stamp
             if stamp is None:
                 if not self.required:
-                    self._keys = None
+                    self._keys = self.doc = None
                 log.error("emitter key set %s is gone; %s", self.path,
                           "checking with the last one read" if self._keys else "events are not checked")
             else:
                 try:
-                    self._keys = load_emitter_keys(self.path, required=self.required)
+                    doc = read_key_set(self.path)
+                    self._keys, self.doc = emitter_keys_from(doc, str(self.path), required=self.required), doc
                     log.info("emitter key set %s: %d key(s)", self.path, len(self._keys.names))
                 except SigningKeyError as exc:
                     log.error("%s; checking with the last good emitter key set", exc)

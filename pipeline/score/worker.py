@@ -57,7 +57,7 @@ from aiaudit.pipeline.score.models import RULES_ONLY, Promoted
 from aiaudit.pipeline.score.ocsf import incident_finding
 from aiaudit.pipeline.score.step import SCORES_PER_MESSAGE, BatchStates, Scored, score_records
 from aiaudit.pipeline.settings import Settings
-from aiaudit.pipeline.store import promotions
+from aiaudit.pipeline.store import promotions, rules_versions
 
 log = logging.getLogger("aiaudit.score")
 
@@ -87,7 +87,10 @@ class Batch:
     next_offset: int
     model: str
     incidents: list[dict[str, Any]] = field(default_factory=list)  # its incident updates (OCSF Incident Findings)
-    promotion: tuple[tuple[str, str], dict[str, Any]] | None = None  # recorded with this batch: (key, message)
+    rules: RuleConfig | None = None  # the rule configuration it was scored with
+    # What this batch is the first to use (a model promotion, a rule configuration), recorded with it:
+    # (topic, what the worker remembers as recorded, message key, message).
+    first_use: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     handed_over: int = 0  # the order in which batches went to the writer pool
 
 
@@ -130,7 +133,8 @@ class ScoreWorker:
         self.finding_key = finding_key or Ed25519PrivateKey.generate()
         self.model = model  # the promotion to score the next batch with (models.LiveModel: re-reads live.json)
         self.scorer = f"{settings.kafka.score_app}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
-        self._promotions_sent: set[tuple[str, str]] = set()  # recorded, or in a transaction in flight
+        self._first_uses_sent: set[tuple[str, str]] = set()  # (topic, key) recorded, or in a transaction in flight
+        self._rules_key: tuple[RuleConfig | None, str] = (None, "")  # the configuration last seen and its key
         self.clock = clock
         fixed = rules or RuleConfig()
         # the rule configuration to score the next batch with (models.LiveRules: re-reads the rules file)
@@ -217,7 +221,7 @@ class ScoreWorker:
         incidents = [incident_finding(incident=u.incident, activity=u.activity, page=u.page, last=u.last.finding or {},
                                       detected_at_ms=now_ms, rules_version=rules.version, model_version=detector.version)
                      for u in group(scored, local)]
-        return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version, incidents)
+        return Batch(part, local, scored, position(msgs[-1])[2] + 1, detector.version, incidents, rules)
 
     def _write(self, batch: Batch, group: object) -> KafkaError | None:
         """One partition's transaction: scores, findings, changed states and the input offset.
@@ -239,9 +243,8 @@ class ScoreWorker:
                 signature = header_value(sign_finding(incident, self.finding_key))
                 producer.produce(k.incidents_topic, key=org, value=orjson.dumps(incident),
                                  headers=[(FINDING_HEADER, signature)])
-            if batch.promotion is not None:
-                producer.produce(k.model_promotions_topic, key=batch.promotion[0][0].encode(),
-                                 value=orjson.dumps(batch.promotion[1]))
+            for topic, _, key, message in batch.first_use:
+                producer.produce(topic, key=key.encode(), value=orjson.dumps(message))
             for actor, state in batch.states.changed().items():
                 producer.produce(k.score_state_topic, key=actor.encode(), value=orjson.dumps(state_to_dict(state)),
                                  partition=part.partition)
@@ -270,13 +273,29 @@ class ScoreWorker:
             if part is None or not self._settle(part):
                 continue  # revoked, fenced, or rewound to its last commit: these are fetched again
             batch = self._score(part, msgs, promoted.detector if promoted is not None else RULES_ONLY, now_ms)
-            if promoted is not None and promoted.key not in self._promotions_sent:  # the first batch scored with it records the promotion
-                self._promotions_sent.add(promoted.key)
-                batch.promotion = (promoted.key, promotions.message(
-                    promoted.live, promoted.live_json, first_scored_at=format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)), scorer=self.scorer))
+            self._first_use(batch, promoted, format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)))
             self._handed_over += 1
             batch.handed_over = self._handed_over
             part.inflight = (batch, self._writers.submit(self._write, batch, group))
+
+    def _first_use(self, batch: Batch, promoted: Promoted | None, now: str) -> None:
+        """The first batch scored with a model promotion or a rule configuration records it (in its
+        transaction: a configuration is on record before any finding raised under it is)."""
+        k = self.settings.kafka
+        if promoted is not None and (k.model_promotions_topic, "\x00".join(promoted.key)) not in self._first_uses_sent:
+            seen = "\x00".join(promoted.key)
+            self._first_uses_sent.add((k.model_promotions_topic, seen))
+            batch.first_use.append((k.model_promotions_topic, seen, promoted.key[0], promotions.message(
+                promoted.live, promoted.live_json, first_scored_at=now, scorer=self.scorer)))
+        rules = batch.rules
+        if rules is not None:
+            if self._rules_key[0] is not rules:
+                self._rules_key = (rules, rules_versions.key(rules))
+            seen = self._rules_key[1]
+            if (k.rules_topic, seen) not in self._first_uses_sent:
+                self._first_uses_sent.add((k.rules_topic, seen))
+                batch.first_use.append((k.rules_topic, seen, rules.version,
+                                        rules_versions.message(rules, first_scored_at=now, scorer=self.scorer)))
 
     def _settle(self, part: PartitionScorer) -> bool:
         """Wait for the partition's transaction in flight and take its outcome: True if the partition
@@ -285,8 +304,8 @@ class ScoreWorker:
             return True
         (batch, done), part.inflight = part.inflight, None
         err, k = done.result(), self.settings.kafka
-        if err is not None and batch.promotion is not None:
-            self._promotions_sent.discard(batch.promotion[0])  # not recorded: the next batch records it
+        if err is not None:  # not recorded: the next batch records them
+            self._first_uses_sent.difference_update((topic, seen) for topic, seen, _, _ in batch.first_use)
         if err is None:
             part.states.update(batch.states.changed())
             if part.since is None:

@@ -29,9 +29,11 @@ from aiaudit.pipeline.store import (
     erasures,
     evidence,
     incidents,
+    key_sets,
     kind_evidence,
     policies,
     promotions,
+    rules_versions,
 )
 
 
@@ -84,6 +86,8 @@ def projected_topics(k: KafkaSettings) -> tuple[SinkTopic, ...]:
         SinkTopic(k.alert_status_topic, names.ALERT_STATUS_TABLE, alerts.STATUS_COLUMNS),
         SinkTopic(k.policies_topic, names.POLICIES_TABLE, policies.COLUMNS),
         SinkTopic(k.model_promotions_topic, names.MODEL_PROMOTIONS_TABLE, promotions.COLUMNS),
+        SinkTopic(k.rules_topic, names.RULES_TABLE, rules_versions.COLUMNS),
+        SinkTopic(k.key_sets_topic, names.KEY_SETS_TABLE, key_sets.COLUMNS),
         SinkTopic(k.deliveries_topic, names.DELIVERIES_TABLE, deliveries.COLUMNS),
         SinkTopic(k.access_topic, names.ACCESS_TABLE, access.COLUMNS),
         SinkTopic(k.erasures_topic, names.ERASURES_TABLE, erasures.COLUMNS),
@@ -163,6 +167,8 @@ def _projections(k: KafkaSettings) -> Projections:
         k.alert_status_topic: lambda _m, v: [alerts.status_row_of(orjson.loads(v))],
         k.policies_topic: lambda _m, v: [policies.row(orjson.loads(v))],
         k.model_promotions_topic: lambda _m, v: [promotions.row(orjson.loads(v))],
+        k.rules_topic: lambda _m, v: [rules_versions.row(orjson.loads(v))],
+        k.key_sets_topic: lambda _m, v: [key_sets.row(orjson.loads(v))],
         k.deliveries_topic: lambda _m, v: [deliveries.row(orjson.loads(v))],
         k.access_topic: lambda _m, v: [access.row(orjson.loads(v))],
         k.erasures_topic: lambda _m, v: [erasures.row(orjson.loads(v))],

@@ -72,7 +72,7 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
                             dead_letter_topic=f"dlq-{uid}", alerts_topic=f"alerts-{uid}", incidents_topic=f"incidents-{uid}", alert_status_topic=f"alert-status-{uid}",
                             scores_topic=f"scores-{uid}", policies_topic=f"policies-{uid}",
-                            content_topic=f"content-{uid}", checkpoints_topic=f"checkpoints-{uid}", score_state_topic=f"score-state-{uid}", model_promotions_topic=f"promotions-{uid}", deliveries_topic=f"deliveries-{uid}", delivery_retries_topic=f"delivery-retries-{uid}", delivery_dlq_topic=f"delivery-dlq-{uid}", access_topic=f"access-{uid}", erasures_topic=f"erasures-{uid}", deliver_app=f"deliver-{uid}", score_app=f"score-{uid}", partitions=4, chain_group=f"chain-{uid}",
+                            content_topic=f"content-{uid}", checkpoints_topic=f"checkpoints-{uid}", score_state_topic=f"score-state-{uid}", model_promotions_topic=f"promotions-{uid}", deliveries_topic=f"deliveries-{uid}", delivery_retries_topic=f"delivery-retries-{uid}", delivery_dlq_topic=f"delivery-dlq-{uid}", access_topic=f"access-{uid}", erasures_topic=f"erasures-{uid}", rules_topic=f"rules-{uid}", key_sets_topic=f"key-sets-{uid}", deliver_app=f"deliver-{uid}", score_app=f"score-{uid}", partitions=4, chain_group=f"chain-{uid}",
                             sink_group=f"sink-{uid}", session_timeout_ms=6000),
         chain=ChainSettings(org="itest", env=uid),
         signing=SigningSettings(keys_dir=keys_dir, analyst_key_file=analyst_key,

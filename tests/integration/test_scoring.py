@@ -182,9 +182,13 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     assert report.projections["alert_status"] == 3 and report.projections["dead_letters"] >= 2
 
 
-def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client, tmp_path):
+def test_a_promotion_a_rules_change_and_a_new_emitter_key_are_taken_up_without_a_restart_and_recorded(
+        settings, client, tmp_path):
+    from aiaudit.pipeline import store
+    from aiaudit.pipeline.contract.emitter_keys import key_set_file, new_emitter_key
     from aiaudit.pipeline.keys import KeyRing, read_jwks
     from aiaudit.pipeline.score.models import promotion_history
+    from aiaudit.pipeline.store import key_sets, rules_versions
 
     train_events, test = labelled_traffic(seed=7, test_days=1, people=12, agents=2)
     db = settings.clickhouse.database
@@ -193,7 +197,9 @@ def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client
              settings.score.models_dir)
     promote(settings.score.models_dir, "m1", operator(settings), by="ops-1")
     live = [ev for ev, _ in test]
-    with ChainWorkers(settings, tmp_path) as workers:
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text("format: 1\nsettings:\n  burst_per_minute: 12\n")
+    with ChainWorkers(settings, tmp_path, env={"AIAUDIT_SCORE__RULES_FILE": str(rules_file)}) as workers:
         workers.start("w1")
         workers.start("s1", role="score")
         emit_all(settings, live[:300], "edge-a")
@@ -203,6 +209,8 @@ def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client
             assert time.monotonic() < deadline, workers.logs()
             time.sleep(0.5)
         promote(settings.score.models_dir, "m2", operator(settings), by="ops-2")
+        rules_file.write_text("format: 1\nsettings:\n  burst_per_minute: 15\ndisabled: [odd_hours_run]\n")
+        _, new_kid, _ = new_emitter_key(tmp_path / "billing", "billing", key_set_file(settings))
         time.sleep(3)  # the worker looks at live.json every 2 s
         emit_all(settings, live[300:600], "edge-b")
         wait_chained(settings)
@@ -221,6 +229,21 @@ def test_a_promotion_is_taken_up_without_a_restart_and_recorded(settings, client
     assert [h["sha256"] for h in history] == [manifests["m1"], manifests["m2"]]
     assert history[0]["first_scored_at"] < history[1]["first_scored_at"]
     assert len(history[0]["scorers"]) == 1 and history[0]["scorers"][0].startswith(f"{settings.kafka.score_app}/")
+
+    # Each rule configuration and each emitter key set is on record from the first batch it governed.
+    db_name = store.database(settings)
+    names_, rows = store.query_rows(client, *rules_versions.select_history(db_name))
+    rules = [dict(zip(names_, r)) for r in rows]
+    assert [(json.loads(r["config_json"])["burst_per_minute"], list(r["off"])) for r in rules] == [
+        (12, []), (15, ["odd_hours_run"])]
+    assert all(r["version"].startswith(RULES_VERSION + "+") for r in rules) and rules[0]["version"] != rules[1]["version"]
+    first_finding = client.query(f"SELECT detected_at FROM {db}.alerts ORDER BY detected_at LIMIT 1").result_rows
+    assert not first_finding or rules[0]["first_scored_at"] <= first_finding[0][0]
+    names_, rows = store.query_rows(client, *key_sets.select_history(db_name, "emitters"))
+    changes = key_sets.changes([dict(zip(names_, r)) for r in rows])
+    assert [c["added"] for c in changes][1:] == [[new_kid]] and len(changes) == 2, changes
+    assert changes[1]["names"][new_kid] == "billing" and changes[0]["first_used_at"] < changes[1]["first_used_at"]
+    assert changes[0]["workers"][0].startswith(f"{settings.kafka.chain_group}/")
 
     # A promotion record altered in the store no longer verifies against the operator's key.
     client.command(f"ALTER TABLE {db}.model_promotions UPDATE live_json = replaceOne(live_json, 'ops-2', 'ops-9') "

@@ -53,6 +53,7 @@ PURE = [
     "aiaudit.pipeline.store.kind_evidence", "aiaudit.pipeline.verify.projections",
     "aiaudit.pipeline.contract.access", "aiaudit.pipeline.contract.analysts", "aiaudit.pipeline.store.access",
     "aiaudit.pipeline.contract.sealed", "aiaudit.pipeline.contract.erasure", "aiaudit.pipeline.store.erasures",
+    "aiaudit.pipeline.contract.key_sets", "aiaudit.pipeline.store.key_sets", "aiaudit.pipeline.store.rules_versions",
     "aiaudit.pipeline.contract.signed_record",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",

@@ -106,4 +106,4 @@ def test_every_projected_table_is_one_the_sink_writes_from_a_kind():
     assert set(projected_tables(K)) == {names.ALERTS_TABLE, names.INCIDENTS_TABLE, names.ALERT_STATUS_TABLE,
                                         names.DEAD_LETTER_TABLE, names.POLICIES_TABLE, names.MODEL_PROMOTIONS_TABLE,
                                         names.DELIVERIES_TABLE, names.ACCESS_TABLE,
-                                        names.ERASURES_TABLE}
+                                        names.ERASURES_TABLE, names.RULES_TABLE, names.KEY_SETS_TABLE}
