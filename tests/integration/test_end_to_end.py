@@ -90,16 +90,17 @@ def test_emit_chain_sink_query_verify_export(settings, client, tmp_path):
     operator_pub = read_operator_public_key(op_key)
     done = export_records(client, settings, Filters(), buf, now=datetime.now(timezone.utc),
                           operator=load_operator_key(op_key))
-    # A whole export holds every kind: the requests and the chained dead letters.
-    assert done.records == 2000 + len(bad) and done.selection == "whole" and done.checkpoints >= settings.kafka.partitions
+    # A whole export holds every kind: the requests, the chained dead letters, and the emitter key
+    # set the chain worker checked the events with (recorded with its first batch).
+    assert done.records == 2000 + len(bad) + 1 and done.selection == "whole" and done.checkpoints >= settings.kafka.partitions
     lines = buf.getvalue().splitlines()
     jwks = read_jwks(settings.signing.keys_dir)
     pub = read_checkpoint_public_key(checkpoint_key_file(settings.signing.keys_dir, settings.signing.checkpoint_key_file))
     emitter_jwks = json.loads(key_set_file(settings).read_text())
     kinds: dict[str, int] = {}
     assert independent_verify.verify(lines, json.loads(json.dumps(jwks)), pub, emitter_jwks, operator_pub,
-                                     kinds) == 2000 + len(bad)
-    assert kinds == {"dead_letter": len(bad)}
+                                     kinds) == 2000 + len(bad) + 1
+    assert kinds == {"dead_letter": len(bad), "key_set": 1}
     path = tmp_path / "export.jsonl"
     path.write_text(buf.getvalue())
     trust = Trust(KeyRing.from_jwks(jwks), (pub,), operator_keys=(operator_pub,))
