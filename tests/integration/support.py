@@ -186,11 +186,17 @@ def evidence_chains(settings: Settings) -> EvidenceChains:
     return EvidenceChains(settings, load_signer(active_key_file(sg.keys_dir, sg.key_file)), chain_notary(settings))
 
 
-def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180) -> SinkWorker:
+def sink_until_drained(settings: Settings, client: Any, timeout_s: float = 180, *,
+                       evidence: bool = True) -> SinkWorker:
     """Run the real sink worker in a thread until everything committed is in ClickHouse; the
     evidence kinds' chain workers run meanwhile (the tables people read are filled from their
-    chains), until every message of their input topics is chained."""
-    chains = evidence_chains(settings).start()
+    chains), until every message of their input topics is chained (with their heartbeats at the
+    default pace: a test's fast heartbeats are its request chains', and would keep the sink behind).
+    evidence=False when the test ran its own `aiaudit worker evidence`."""
+    if not evidence:
+        return _sink_until_drained(settings, client, timeout_s)
+    paced = settings.updated(chain={"heartbeat_interval_s": max(settings.chain.heartbeat_interval_s, 30.0)})
+    chains = evidence_chains(paced).start()
     try:
         wait_evidence_chained(settings, timeout_s=timeout_s)
         if chains.chained():  # what they chained gets its signed checkpoint one interval later

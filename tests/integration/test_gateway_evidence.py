@@ -53,8 +53,10 @@ def test_gateway_requests_become_verifiable_chain_records(settings, tmp_path):
     try:
         sink_until_drained(settings, client)
         report = verify_store(settings, client)
-        # Four requests, and the policy bundle the gateway loaded: chained too (kind policy).
-        assert report.ok and {k: v["records"] for k, v in report.kinds().items()} == {"request": 4, "policy": 1}, \
+        # Four requests, the policy bundle the gateway loaded and the emitter key set the chain worker
+        # checked them with: chained too (kinds policy, key_set).
+        assert report.ok and {k: v["records"] for k, v in report.kinds().items()} == {
+            "request": 4, "policy": 1, "key_set": 1}, \
             report.failures
         rows = {r["actor_id"]: r for r in find_records(client, settings, Filters(policy_version=version),
                                                        columns=("actor_id", "on_behalf_of", "decision", "prompt_level",

@@ -27,7 +27,14 @@ from aiaudit.pipeline.signer.core import request_body
 from aiaudit.pipeline.store.filters import Filters
 from aiaudit.pipeline.verify.sources import verify_store
 from aiaudit.pipeline.verify.trust import Trust
-from tests.integration.support import ChainWorkers, emit_synthetic, read_topic, sink_until_drained, wait_chained
+from tests.integration.support import (
+    ChainWorkers,
+    emit_synthetic,
+    read_topic,
+    sink_until_drained,
+    wait_chained,
+    wait_evidence_chained,
+)
 from tests.integration.test_delivery_transports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(400)]
@@ -82,6 +89,8 @@ def test_checkpoints_come_from_the_signer_only_through_kill9_of_worker_and_signe
             time.sleep(2.5)  # past a checkpoint interval: w2 asked for one and met the outage
             signer.start()  # its state survived the kill: it still knows what it signed
             emit_synthetic(settings, 100, emitter_id="edge-sg-c", seed=7)
+            # The key set the chain workers checked the events with is chained too, under the same signer.
+            workers.start("ev1", role="evidence")
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 records = [Record.from_wire(m.value()) for m in read_topic(settings, settings.kafka.chain_topic)]
@@ -98,6 +107,8 @@ def test_checkpoints_come_from_the_signer_only_through_kill9_of_worker_and_signe
                 time.sleep(0.5)
             else:
                 raise AssertionError(f"tails not signed: {signed} vs {sizes}\n{workers.logs()}")
+            wait_evidence_chained(custody)
+            time.sleep(custody.chain.checkpoint_interval_s + 1.5)  # and its checkpoint signed
             logs = (tmp_path / "chain-w2.log").read_text()
     finally:
         if signer.proc and signer.proc.poll() is None:
@@ -114,7 +125,7 @@ def test_checkpoints_come_from_the_signer_only_through_kill9_of_worker_and_signe
             assert (cp.size, cp.root) == (st.size, st.range.root())
     assert "its checkpoints wait for the signer" in logs or "signed when it answers" in logs, logs
 
-    sink_until_drained(settings, client)
+    sink_until_drained(settings, client, evidence=False)  # chained by the worker above, under the signer
     keyring = KeyRing.from_jwks(read_jwks(settings.signing.keys_dir)).with_emitters(
         load_emitter_keys(key_set_file(settings), required=True))
     report = verify_store(client, settings, Trust(keyring, (pub,)), Filters())
