@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs from the machine beyond Python: Java 17+ (the local Kafka broker), Maven
-# (fetches the Kafka jars once) and rsyslogd with its GnuTLS driver (the syslog delivery tests).
+# (fetches the Kafka jars once), rsyslogd with its GnuTLS driver (the syslog delivery tests) and
+# Debian's Chromium (the report is rendered and printed by it, as a person would see it).
 # Says in one line what to install, before half an hour of tests fails on it.
 set -u
 missing=()
@@ -9,6 +10,7 @@ command -v mvn >/dev/null 2>&1 || [ -f infra/kafka/lib/.fetched ] || missing+=(m
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 \
   || missing+=(rsyslog-gnutls)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test needs: ${missing[*]}. Install with: sudo apt-get install -y ${missing[*]}" >&2
   exit 1

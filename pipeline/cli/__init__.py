@@ -25,6 +25,7 @@ from aiaudit.pipeline.cli import (
     keys,
     proof,
     query,
+    report,
     signer,
     sql,
     trust,
@@ -37,7 +38,7 @@ from aiaudit.pipeline.logs import configure as configure_logs
 from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
-FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, verify, proof, trust, witness, signer, keys,
+FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, report, verify, proof, trust, witness, signer, keys,
             detect, incidents, alerts, access, erase)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install

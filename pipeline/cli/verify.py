@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "Prints one line per failure and a summary; exits 1 on any failure.")
     add_filters(p)
     p.add_argument("--export", metavar="FILE", help="verify an `aiaudit export` JSONL file instead of ClickHouse")
+    p.add_argument("--report", metavar="DIR", help="verify an `aiaudit report` folder: its sealed manifest, its export, "
+                                                   "and every figure recomputed from the export (offline)")
     p.add_argument("--trust", metavar="FILE", help="the pinned trust file (`aiaudit trust init`): record keys (with "
                    "validity windows), checkpoint, operator and emitter keys, witnesses and the cosignatures "
                    "required; overrides the keys folder")
@@ -129,7 +131,7 @@ def _trust(args: argparse.Namespace, settings: Settings) -> Any:
     except SigningKeyError as exc:
         warn(f"checkpoints not checked: {exc}")
     operator_keys: tuple[bytes, ...] = ()
-    if args.export:
+    if args.export or args.report:
         pub = Path(args.operator_key) if args.operator_key else operator_key_file(
             settings.signing.keys_dir, settings.signing.operator_key_file).with_name(OPERATOR_PUB)
         try:
@@ -195,6 +197,10 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
 
     state_file = Path(args.state) if args.state else None
     pins = monitor.read_state(state_file) if state_file else {}
+    if args.report:
+        if args.export or state_file:
+            raise ConfigError("--report checks a report folder on its own: leave out --export and --state")
+        return _verify_report(args, trust)
 
     if args.export:
         from aiaudit.pipeline.export.read import read_export_file
@@ -242,3 +248,26 @@ def _verify(args: argparse.Namespace, settings: Settings, trust: Any, checker: A
     return 0 if report.ok else 1
 
 
+def _verify_report(args: argparse.Namespace, trust: Any) -> int:
+    """A report folder: the manifest's seal, each file's hash, the export, every figure again."""
+    import json
+
+    from aiaudit.pipeline.report.pack import check_report
+
+    problems, verified, report = check_report(Path(args.report), trust)
+    ok = not problems and verified is not None and verified.ok
+    if args.json:
+        print(json.dumps({"ok": ok, "problems": problems,
+                          "export": json.loads(verified.json_text()) if verified is not None else None}))
+        return 0 if ok else 1
+    if verified is not None:
+        print(verified.text())
+    for problem in problems:
+        print(f"FAIL report: {problem}")
+    if ok and report is not None:
+        facts = report["facts"]
+        print(f"OK report {args.report}: sealed by a pinned operator key; every file as sealed; every figure is what "
+              f"the verified export gives for {facts['since']} to {facts['until']}")
+    elif not problems and verified is not None:
+        print(f"FAIL report {args.report}: its export does not verify (above)")
+    return 0 if ok else 1

@@ -512,7 +512,10 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
 
     step("Workers: chain (sign + hash-chain the requests), evidence (chain every other kind of evidence: "
          "findings, status changes, dead letters, deliveries, policies ...) and sink (ClickHouse via chDB)")
-    workers = [start_worker(role, instance_id=f"demo-{role}", log_file=log_dir / f"{role}.log")
+    # Heartbeats every 5 s (unless set): the demo's period ends minutes after it starts, and its report
+    # shows each chain's end by a checkpoint signed after the period.
+    worker_env = {"AIAUDIT_CHAIN__HEARTBEAT_INTERVAL_S": "5", **os.environ}
+    workers = [start_worker(role, instance_id=f"demo-{role}", log_file=log_dir / f"{role}.log", env=worker_env)
                for role in ("chain", "evidence", "sink")]
     print(f"logs in {log_dir}/chain.log, {log_dir}/evidence.log and {log_dir}/sink.log")
     try:
@@ -573,6 +576,8 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         _erasure_step(settings, gateway_ids["redacted"])
         time.sleep(settings.chain.checkpoint_interval_s + 1.0)  # the erasure record under a signed checkpoint
         _access_step(settings)
+        period_end = datetime.now(timezone.utc)  # the report's period: this run's traffic until now
+        time.sleep(5 + settings.chain.checkpoint_interval_s + 2.0)  # each chain's heartbeat signed after it
     finally:
         step("Stopping the workers (embedded chDB admits one process at a time)")
         for w in workers:
@@ -609,6 +614,9 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
                            Trust(keyring, (checkpoint_pub,), operator_keys=(read_operator_public_key(op_key),)))
     print("\n".join("  " + line for line in sample.text().splitlines() if line))
     print(f"  (the same, as an auditor runs it: aiaudit verify --export {evidence_file})")
+
+    report_ok = _report_step(settings, client, state, start, period_end,
+                             Trust(keyring, (checkpoint_pub,), operator_keys=(read_operator_public_key(op_key),)))
 
     step("Retrieval: what an auditor samples")
     samples = [
@@ -654,7 +662,29 @@ def run_demo(settings: Settings, *, events: int, keep_running: bool) -> int:
         step("Stopping Kafka")
         kafka.down()
         print("stopped; state kept in", state)
-    return 0 if result.ok and sample.ok and witness_ok else 1
+    return 0 if result.ok and sample.ok and witness_ok and report_ok else 1
+
+
+def _report_step(settings: Settings, client: Any, state: Path, since: datetime, until: datetime, trust: Trust) -> bool:
+    """The auditor's report for the demo's period, checked offline as the auditor checks it."""
+    from aiaudit.pipeline.report.pack import check_report, write_report
+
+    step("The auditor's report for this run's period: HTML, figures, the export behind them, a sealed manifest")
+    sg = settings.signing
+    out = state / "report"
+    report = write_report(client, settings, out, since=since, until=until, scope={},
+                          operator=load_operator_key(operator_key_file(sg.keys_dir, sg.operator_key_file)),
+                          now=datetime.now(timezone.utc), progress=lambda line: print(f"  {line}"))
+    f = report["figures"]
+    print(f"  {f['requests']['total']:,} requests, {f['monitoring']['findings']:,} findings, "
+          f"{f['integrity']['records_in_period']:,} records of evidence from {since:%H:%M:%S} to {until:%H:%M:%S}; "
+          + ("completeness shown at both edges of every chain" if not f["completeness"]["problems"]
+             else "; ".join(f["completeness"]["problems"][:3])))
+    problems, verified, _ = check_report(out, trust)
+    ok = not problems and verified is not None and verified.ok and not f["completeness"]["problems"]
+    print(f"  {'checked offline: sealed, every figure recomputed from its export' if ok else 'NOT OK: ' + '; '.join(problems)}")
+    print(f"  open {out / 'report.html'} in a browser; an auditor checks it with: aiaudit verify --report {out}")
+    return ok
 
 
 def _witness_step(settings: Settings, client: Any, keyring: KeyRing, state: Path) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import IO, Any
@@ -57,9 +57,10 @@ def _line(out: IO[str], data: bytes) -> None:
 
 
 def export_records(client: Client, settings: Settings, filters: Filters, out: IO[str], *, now: datetime,
-                   operator: Ed25519PrivateKey, progress: Callable[[str], None] | None = None) -> ExportSummary:
+                   operator: Ed25519PrivateKey, progress: Callable[[str], None] | None = None,
+                   slices: Sequence[tuple[str, int, int]] | None = None) -> ExportSummary:
     """Write the header (sealed by the `operator` key over the record lines' counts and SHA-256),
-    the matching records, their chains' signed checkpoints (with stored cosignatures) and, for a
+    the matching records (or, with `slices`, every record of each (origin, first seq, last seq)), their chains' signed checkpoints (with stored cosignatures) and, for a
     sample, an inclusion proof of each record a checkpoint covers.
 
     Exact duplicate rows are written once; two different records at one seq (a fork) are both
@@ -74,6 +75,9 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     queries = [evidence.select_signed(db, filters)]
     if not filters.selects_records:
         queries.append(kind_evidence.select_signed(db, filters))
+    if slices is not None:  # whole stretches of chains instead (a report: pipeline/report/pack.py)
+        queries = [q for origin, first, last in slices for q in (
+            evidence.select_signed_slice(db, origin, first, last), kind_evidence.select_signed_slice(db, origin, first, last))]
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
         for sql, params in queries:
             for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):

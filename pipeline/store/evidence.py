@@ -158,3 +158,11 @@ def select_leaf_hashes(db: str, origin: str, first: int, last: int) -> tuple[str
 def count_records(db: str) -> tuple[str, dict[str, Any]]:
     """How many distinct (origin, seq) records the table holds."""
     return f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {}
+
+
+def select_signed_slice(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """(origin, seq, payload, sig, leaf_hash) of one chain's records from seq `first` to `last`, in
+    chain order (a report's export: a period's records with the ones around them)."""
+    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.evidence WHERE origin = {{origin:String}} "
+            "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash",
+            {"origin": origin, "first": first, "last": last})

@@ -99,3 +99,11 @@ def select_projection_rows(db: str, table: str, columns: tuple[str, ...]) -> tup
     if not table.isidentifier() or not all(c.isidentifier() for c in columns):
         raise ValueError(f"not a table and columns: {table!r} {columns!r}")
     return f"SELECT {', '.join(columns)} FROM {db}.{table}", {}
+
+
+def select_signed_slice(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """(origin, seq, payload, sig, leaf_hash) of one chain's records from seq `first` to `last`, in
+    chain order (a report's export: a period's records with the ones around them)."""
+    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.kind_evidence WHERE origin = {{origin:String}} "
+            "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash",
+            {"origin": origin, "first": first, "last": last})

@@ -182,6 +182,8 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append(facts["jwk"])
         elif w in ("KID", "OLD_KID"):
             out.append(facts["kid"])
+        elif w == "DIR" and (words[0], prev) in (("report", "--out"), ("verify", "--report")):
+            out.append(str(tmp / "report-pack"))  # written by `report`, then checked by `verify --report`
         elif w in ("DIR", "./keys"):
             out.append(str(tmp / f"dir-{len(list(tmp.iterdir()))}"))
         elif w == "V" and prev == "--version":

@@ -28,7 +28,7 @@ RANK = {
     "emit": 2, "chain": 2,
     "store": 3, "export": 3, "signer": 3,
     "sink": 4,
-    "query": 5, "verify": 5, "witness": 5,
+    "query": 5, "verify": 5, "witness": 5, "report": 5,
     "score": 6, "deliver": 6,
     "gateway": 7,
     "ops": 8,
@@ -54,6 +54,7 @@ PURE = [
     "aiaudit.pipeline.contract.access", "aiaudit.pipeline.contract.analysts", "aiaudit.pipeline.store.access",
     "aiaudit.pipeline.contract.sealed", "aiaudit.pipeline.contract.erasure", "aiaudit.pipeline.store.erasures",
     "aiaudit.pipeline.contract.key_sets", "aiaudit.pipeline.store.key_sets", "aiaudit.pipeline.store.rules_versions",
+    "aiaudit.pipeline.report.figures", "aiaudit.pipeline.report.html", "aiaudit.pipeline.report.svg",
     "aiaudit.pipeline.contract.signed_record",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
