@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "verify --report DIR` checks the seal and recomputes every figure from the export, "
                                    "offline.")
     p.add_argument("--since", type=time, required=True, metavar="TIME", help="the period's start (RFC 3339, or 30d ago)")
-    p.add_argument("--until", type=time, metavar="TIME", help="the period's end, excluded (default: now)")
+    p.add_argument("--until", type=time, required=True, metavar="TIME",
+                   help="the period's end, excluded: a period that has ended (its chains' end is shown by a "
+                        "checkpoint signed after it)")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (created; its report files replaced)")
     p.add_argument("--actor", help="only this identity's requests (or the person an agent acted for)")
     p.add_argument("--route", help="only this route's requests")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(timezone.utc)
     scope = {k: getattr(args, k) for k in SCOPES if getattr(args, k) is not None}
     out = Path(args.out)
-    report = write_report(client, settings, out, since=args.since, until=args.until or now, scope=scope,
+    report = write_report(client, settings, out, since=args.since, until=args.until, scope=scope,
                           operator=operator, now=now, progress=lambda line: print(f"  {line}", file=sys.stderr))
     f = report["figures"]
     comp = f["completeness"]

@@ -112,7 +112,7 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     body["completeness"] = (
         "<p>For each chain the export holds the record just before the period and the record just after it "
         "(or a checkpoint signed after the period), and every record between: a record removed at either "
-        "end or in the middle shows.</p>" + edges
+        "end or in the middle shows. A chain with no record in the period is not listed.</p>" + edges
         + "<h3>Refused messages (dead letters) by reason</h3>" + _counts(comp["dead_letters_by_reason"], "reason"))
     changes = [[c["policy_id"], c["version"], c["loaded_at"], c["gateway"], "; ".join(c["changed"])[:400]]
                for c in pol["changes"]]

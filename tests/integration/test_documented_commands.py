@@ -152,6 +152,8 @@ def concrete(run: str, facts: dict[str, str], tmp: Path) -> list[str]:
             out.append("soc-analyst-1")
         elif prev == "--key-file":
             out.append(str(tmp / f"witness-{len(list(tmp.iterdir()))}.key"))
+        elif prev == "--until" and words[0] == "report":  # a period that has ended (the store's records are of T0)
+            out.append("2026-12-01")
         elif prev.startswith("--") and prev in VALUES:
             out.append(_value(prev, w, facts))
         elif w == "UID" and words[0] == "incidents":

@@ -96,6 +96,17 @@ def test_a_scoped_report_says_what_it_rests_on_and_a_record_removed_at_the_edge_
     assert figures["completeness"]["checked"] is False and figures["requests"]["top_identities"][0]["id"] == actor
     assert aiaudit(settings, "verify", "--report", str(scoped)).returncode == 0
 
+    # A period that has not ended: no checkpoint is signed after it, so no chain's end is shown. The
+    # report says so, and its check fails naming each chain.
+    open_ended = tmp_path / "open-ended"
+    made = aiaudit(settings, "report", "--since", format_ts(SINCE), "--until", "2099-01-01T00:00:00Z",
+                   "--out", str(open_ended))
+    chains = settings.kafka.partitions + 1  # the request chains, and the key-set chain (its record is of now)
+    assert made.returncode == 0 and f"{chains} completeness problem(s)" in made.stdout, made.stdout
+    checked = aiaudit(settings, "verify", "--report", str(open_ended))
+    assert checked.returncode == 1
+    assert checked.stdout.count("FAIL report: completeness: ") == chains, checked.stdout
+
     # The record just before the period deleted from the store: the report cannot prove the period's
     # records without it, and says which record is gone instead of writing a report without it.
     client = store.connect(settings)
