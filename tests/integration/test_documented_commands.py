@@ -83,6 +83,7 @@ NOT_RUN = {
     "aiaudit erase --expired": "prose; `erase --expired --by NAME` is run",
     "aiaudit erase --subject": "prose; `erase --subject ID --by NAME --reason TEXT` is run",
     "aiaudit content show": "prose; needs content a gateway kept: tests/integration/test_erasure.py",
+    "aiaudit report": "prose; `report --since TIME --until TIME --out DIR` is run, then `verify --report DIR`",
 }
 
 # Placeholder -> value; {store} values are filled from the store this test builds.
