@@ -1,0 +1,1 @@
+"""The evidence report an auditor attaches: figures from its export, the page, the sealed pack."""
