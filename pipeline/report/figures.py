@@ -259,9 +259,10 @@ def _iso(seconds: int | None) -> str | None:
 
 def _completeness(file: ExportFile, seqs: dict[str, dict[int, datetime]], since: datetime, until: datetime,
                   scoped: bool, dead_letters: Counter[str]) -> dict[str, Any]:
-    """Per chain: its stretch in the file is contiguous; the record before the period's first is
-    there (or the chain starts in the period); the record after its last is there, or the chain's
-    newest signed checkpoint ends at its last record and was signed after the period ended."""
+    """Per chain: its stretch in the file is contiguous; it starts at a record dated before the
+    period (or at the chain's start) and runs on to a record dated after the period, or to the
+    chain's last record under a checkpoint signed after the period ended. Records between dated
+    outside the period (an emitter's clock) are in the stretch, not counted."""
     dl = {"dead_letters_by_reason": _sorted(dead_letters)}
     if scoped:
         return {"checked": False, "chains": [], "problems": [], **dl,
@@ -277,14 +278,14 @@ def _completeness(file: ExportFile, seqs: dict[str, dict[int, datetime]], since:
         lo, hi, present = min(inside), max(inside), set(by_seq)
         first, last = min(present), max(present)
         gaps = [s for s in range(first, last + 1) if s not in present]
-        before = "chain starts in the period" if lo == 0 else (
-            "record before the period" if lo - 1 in present and by_seq[lo - 1] < since else None)
+        before = "the chain's first record" if first == 0 else (
+            "record before the period" if by_seq[first] < since and first < lo else None)
         cp = signed.get(origin, {})
         cp_time = cp.get("signed_at")
-        if hi + 1 in present and by_seq[hi + 1] >= until:
+        if any(s > hi and by_seq[s] >= until for s in present):
             after = "record after the period"
-        elif cp.get("size") == hi + 1 and cp_time is not None and cp_time >= until.timestamp():
-            after = "checkpoint signed after the period ends at the last record"
+        elif cp.get("size") == last + 1 and cp_time is not None and cp_time >= until.timestamp():
+            after = "checkpoint signed after the period, at the chain's last record"
         else:
             after = None
         entry = {"origin": origin, "first_seq": lo, "last_seq": hi, "records": len(inside), "before": before,
@@ -293,11 +294,11 @@ def _completeness(file: ExportFile, seqs: dict[str, dict[int, datetime]], since:
         if gaps:
             problems.append(f"{origin}: {len(gaps)} record(s) missing between seq {first} and {last} (first {gaps[0]})")
         if before is None:
-            problems.append(f"{origin}: the record before seq {lo} (the period's first) is not shown to be before the "
-                            "period: records at the start may be missing")
+            problems.append(f"{origin}: no record dated before the period is shown before seq {lo} (the period's "
+                            "first): records at the start may be missing")
         if after is None:
-            problems.append(f"{origin}: neither a record after seq {hi} (the period's last) nor a checkpoint signed "
-                            "after the period ending there: records at the end may be missing")
+            problems.append(f"{origin}: after seq {hi} (the period's last), neither a record dated after the period "
+                            "nor the chain's end under a checkpoint signed after it: records at the end may be missing")
     return {"checked": True, "chains": chains, "problems": problems, **dl}
 
 

@@ -12,8 +12,9 @@ hash, the export (every record's signature, its inclusion proof, the export's ow
 figure of report.json computed again from the export.
 
 An unscoped report's export holds, for each chain with records in the period, every record from
-the one just before the period's first to the one just after its last, with proofs to the chain's
-newest signed checkpoint, so records removed at either edge are caught (figures.completeness). A
+one dated before the period (or the chain's start) to one dated after it (or the chain's end), with
+proofs to the chain's newest signed checkpoint, so records removed at either edge are caught
+(figures.completeness). A
 scoped report (one actor, route, vendor or policy version) holds the scope's records: genuine, but
 whether every one was returned rests on the store.
 """
@@ -107,13 +108,20 @@ def _sha256(path: Path) -> str:
 
 
 def period_slices(client: Client, settings: Settings, since: datetime, until: datetime) -> list[tuple[str, int, int]]:
-    """(origin, first, last) of each chain with records in the period, widened by one record at
-    each end: the record before the period's first and the one after its last (when they exist)."""
+    """(origin, first, last) of each chain with records in the period, widened at each end to a
+    record dated outside it: back to the last record before the period's first that is dated before
+    the period (or the chain's start), on to the first after its last that is dated after the period
+    (or the chain's end). A request's time is its emitter's: records outside the period can sit
+    between the period's own, and are exported with them (they are not counted)."""
     db, period = store.database(settings), Filters(since=since, until=until)
     out = []
-    for select in (evidence.select_chain_slices, kind_evidence.select_chain_slices):
-        _, rows = store.query_rows(client, *select(db, period))
-        out += [(str(origin), max(int(lo) - 1, 0), int(hi) + 1) for origin, lo, hi in rows]
+    for table in (evidence, kind_evidence):
+        _, rows = store.query_rows(client, *table.select_chain_slices(db, period))
+        for origin, lo, hi in rows:
+            _, bounds = store.query_rows(client, *table.select_period_bounds(db, str(origin), int(lo), int(hi),
+                                                                             since, until))
+            start, end, last = bounds[0]
+            out.append((str(origin), 0 if start is None else int(start), int(last) if end is None else int(end)))
     return sorted(out)
 
 

@@ -107,3 +107,15 @@ def select_signed_slice(db: str, origin: str, first: int, last: int) -> tuple[st
     return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.kind_evidence WHERE origin = {{origin:String}} "
             "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash",
             {"origin": origin, "first": first, "last": last})
+
+
+def select_period_bounds(db: str, origin: str, first: int, last: int, since: Any, until: Any) -> tuple[str, dict[str, Any]]:
+    """For one chain whose records in a period run from seq `first` to `last`: the last record
+    before `first` dated before the period (its start), the first after `last` dated after it (its
+    end), and the chain's last seq: (start or NULL, end or NULL, last seq)."""
+    return (f"SELECT maxIf(seq, seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) * "
+            f"if(countIf(seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) > 0, 1, NULL), "
+            f"minIf(seq, seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) * "
+            f"if(countIf(seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) > 0, 1, NULL), max(seq) "
+            f"FROM {db}.kind_evidence WHERE origin = {{origin:String}}",
+            {"origin": origin, "first": first, "last": last, "since": since, "until": until})

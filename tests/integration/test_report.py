@@ -96,6 +96,16 @@ def test_a_scoped_report_says_what_it_rests_on_and_a_record_removed_at_the_edge_
     assert figures["completeness"]["checked"] is False and figures["requests"]["top_identities"][0]["id"] == actor
     assert aiaudit(settings, "verify", "--report", str(scoped)).returncode == 0
 
+    # A period that ended after the chains' last records: their end is shown by the checkpoints signed
+    # since (now, well after it).
+    ended = tmp_path / "ended"
+    made = aiaudit(settings, "report", "--since", format_ts(SINCE), "--until", format_ts(T0 + timedelta(hours=1)),
+                   "--out", str(ended))
+    assert made.returncode == 0 and "completeness shown" in made.stdout, made.stdout
+    chains = json.loads((ended / "report.json").read_text())["figures"]["completeness"]["chains"]
+    assert {c["after"] for c in chains} == {"checkpoint signed after the period, at the chain's last record"}
+    assert aiaudit(settings, "verify", "--report", str(ended)).returncode == 0
+
     # A period that has not ended: no checkpoint is signed after it, so no chain's end is shown. The
     # report says so, and its check fails naming each chain.
     open_ended = tmp_path / "open-ended"

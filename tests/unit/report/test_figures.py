@@ -11,12 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline.chain.formats import parse_stored
+from aiaudit.pipeline.chain.record import ChainHead, Source, build_record
 from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.export.format import ExportFile
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.report import figures, html
 from aiaudit.pipeline.report.pack import controls, manifest_body, manifest_problem, seal_manifest
-from tests.unit.helpers import build_chain, build_kind_chain
+from tests.unit.helpers import ORIGIN, build_chain, build_kind_chain, events
 
 SIGNER = Ed25519Signer.generate()
 CHAIN = build_chain(60, SIGNER)
@@ -50,13 +51,31 @@ def test_a_whole_stretch_with_both_edges_shows_completeness():
 
 
 @pytest.mark.parametrize("kept, problem", [
-    (CHAIN[20:41], "the record before seq 20"),  # the record before the period removed
-    (CHAIN[19:40], "neither a record after seq 39"),  # the record after it removed, no checkpoint instead
+    (CHAIN[20:41], "no record dated before the period is shown before seq 20"),  # the record before removed
+    (CHAIN[19:40], "after seq 39 (the period's last), neither"),  # the record after removed, no checkpoint instead
     (CHAIN[19:30] + CHAIN[31:41], "1 record(s) missing between seq 19 and 40 (first 30)"),  # one in the middle
 ])
 def test_a_record_removed_at_either_edge_or_between_is_a_problem(kept, problem):
     f = figures.compute(ExportFile(records=kept), SINCE, UNTIL, scoped=False)
     assert any(problem in p for p in f["completeness"]["problems"]), f["completeness"]["problems"]
+
+
+def test_records_dated_outside_the_period_between_its_own_are_in_the_stretch_not_in_the_figures():
+    # An emitter whose clock is an hour behind: its records sit among the period's, dated before it.
+    skewed, head = [], ChainHead.genesis(ORIGIN)
+    for i, ev in enumerate(events(60)):
+        if i in (25, 40):  # one among the period's records, one right after its last
+            ev = {**ev, "occurred_at": (parse_ts(ev["occurred_at"]) - timedelta(hours=1)).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ")}
+        rec = build_record(head, SIGNER, ev["occurred_at"], Source("ai.requests", 0, i), ev)
+        skewed.append(rec)
+        head = rec.next_head(i)
+    f = figures.compute(ExportFile(records=skewed[19:42]), SINCE, UNTIL, scoped=False)
+    (chain,) = f["completeness"]["chains"]
+    assert f["requests"]["total"] == 19 and f["completeness"]["problems"] == []  # 20..39 but 25
+    assert chain["after"] == "record after the period"  # 41, past the past-dated 40
+    f = figures.compute(ExportFile(records=skewed[19:41]), SINCE, UNTIL, scoped=False)
+    assert any("neither a record dated after the period" in p for p in f["completeness"]["problems"])
 
 
 def test_a_scoped_report_does_not_claim_completeness():
