@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from statistics import median
 from typing import Any
 
@@ -32,8 +32,12 @@ TOP_IDENTITIES = 10
 NOT_DEAD_LETTER = "(none)"
 
 
-def _day(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%d")
+SHORT_PERIOD = timedelta(days=3)  # plotted by the hour; longer ones by the day
+
+
+def _bucket_of(since: datetime, until: datetime) -> tuple[str, str]:
+    """The plots' time step for a period, and its strftime form."""
+    return ("hour", "%Y-%m-%d %H:00") if until - since <= SHORT_PERIOD else ("day", "%Y-%m-%d")
 
 
 def _bump(table: dict[str, dict[str, int]], row: str, col: str) -> None:
@@ -63,6 +67,7 @@ def _message(obj: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]
 def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool) -> dict[str, Any]:
     """The report's figures. `scoped`: the export holds one actor's (route's, vendor's, policy
     version's) records, not whole stretches of chains, so completeness is not shown from it."""
+    bucket, step = _bucket_of(since, until)
     requests: dict[str, Any] = {"total": 0}
     by_decision: Counter[str] = Counter()
     by_level: Counter[str] = Counter()
@@ -72,12 +77,12 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     by_policy: Counter[str] = Counter()
     by_emitter: Counter[str] = Counter()
     by_retention: Counter[str] = Counter()
-    per_day: dict[str, dict[str, int]] = {}
+    over_time: dict[str, dict[str, int]] = {}
     level_by_vendor: dict[str, dict[str, int]] = {}
     identities: dict[str, dict[str, Any]] = {}
     kinds: Counter[str] = Counter()
     keys: dict[str, dict[str, Any]] = {}
-    findings_per_day: dict[str, dict[str, int]] = {}
+    findings_over_time: dict[str, dict[str, int]] = {}
     findings_by_severity: Counter[str] = Counter()
     finding_time: dict[str, datetime] = {}
     first_ack: dict[str, datetime] = {}
@@ -94,7 +99,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     key_sets: list[dict[str, Any]] = []
     unreadable = 0
     seqs: dict[str, dict[int, datetime]] = defaultdict(dict)  # every record of the file, by chain
-    growth: dict[str, Counter[str]] = defaultdict(Counter)  # records per day per kind
+    growth: dict[str, Counter[str]] = defaultdict(Counter)  # records per step (hour or day) per kind
 
     for rec in file.records:
         try:
@@ -108,7 +113,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
             continue
         kind = kind_of(obj)
         kinds[kind] += 1
-        growth[_day(ts)][kind] += 1
+        growth[ts.astimezone(timezone.utc).strftime(step)][kind] += 1
         key = keys.setdefault(str(obj["kid"]), {"records": 0, "first": obj["ts"], "last": obj["ts"]})
         key["records"] += 1
         key["first"], key["last"] = min(key["first"], obj["ts"]), max(key["last"], obj["ts"])
@@ -126,7 +131,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
             by_policy[str(ev["policy_version"])] += 1
             by_emitter[str(ev["emitter_id"])] += 1
             by_retention[str(ev["retention_scope"])] += 1
-            _bump(per_day, _day(ts), decision)
+            _bump(over_time, ts.astimezone(timezone.utc).strftime(step), decision)
             _bump(level_by_vendor, vendor, level)
             who = identities.setdefault(str(actor["id"]), {"type": str(actor["type"]), "requests": 0, "denied": 0,
                                                            "sensitive": 0})
@@ -142,7 +147,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         if kind == "finding":
             severity = str(message.get("severity", "unknown")).lower()
             findings_by_severity[severity] += 1
-            _bump(findings_per_day, _day(ts), severity)
+            _bump(findings_over_time, ts.astimezone(timezone.utc).strftime(step), severity)
             uid = (message.get("finding_info") or {}).get("uid")
             if isinstance(uid, str):
                 finding_time[uid] = ts
@@ -185,7 +190,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "by_actor_type": _sorted(by_actor_type), "by_vendor_model": _sorted(by_vendor_model),
         "by_route": _sorted(by_route), "by_policy_version": _sorted(by_policy), "by_emitter": _sorted(by_emitter),
         "by_retention_scope": _sorted(by_retention),
-        "per_day": {d: dict(sorted(v.items())) for d, v in sorted(per_day.items())},
+        "over_time": {d: dict(sorted(v.items())) for d, v in sorted(over_time.items())},
         "classification_by_vendor": {v: dict(sorted(c.items())) for v, c in sorted(level_by_vendor.items())},
         "people": sum(1 for _, i in identities.items() if i["type"] == "workforce"),
         "agents": sum(1 for _, i in identities.items() if i["type"] != "workforce"),
@@ -194,7 +199,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     acked = sorted((first_ack[u] - finding_time[u]).total_seconds() for u in finding_time if u in first_ack)
     monitoring = {
         "findings": sum(findings_by_severity.values()), "by_severity": _sorted(findings_by_severity),
-        "per_day": {d: dict(sorted(v.items())) for d, v in sorted(findings_per_day.items())},
+        "over_time": {d: dict(sorted(v.items())) for d, v in sorted(findings_over_time.items())},
         "incident_updates": kinds.get("incident", 0), "incidents": len(incidents),
         "status_changes": _sorted(status_changes), "deliveries": _sorted(deliveries),
         "acknowledged": len(acked),
@@ -203,6 +208,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     }
     return {
         "figures_version": FIGURES_VERSION,
+        "plotted_by": bucket,
         "requests": requests,
         "integrity": _integrity(file, kinds, keys, growth, unreadable),
         "completeness": _completeness(file, seqs, since, until, scoped, dead_letters),
@@ -248,7 +254,7 @@ def _integrity(file: ExportFile, kinds: Counter[str], keys: dict[str, dict[str, 
         "chains_witnessed": sum(1 for s in signed.values() if s["witnesses"]), "witnesses": witnesses,
         "inclusion_proofs": len(file.proofs),
         "keys": {kid: keys[kid] for kid in sorted(keys)},
-        "growth_per_day": {d: dict(sorted(c.items())) for d, c in sorted(growth.items())},
+        "growth": {d: dict(sorted(c.items())) for d, c in sorted(growth.items())},
         "signed_times": {o: {"size": s["size"], "signed_at": _iso(s["signed_at"])} for o, s in sorted(signed.items())},
     }
 

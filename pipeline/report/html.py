@@ -61,6 +61,7 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     r, integ, comp = figures["requests"], figures["integrity"], figures["completeness"]
     mon, pol, cfg = figures["monitoring"], figures["policy"], figures["configuration"]
     period = f"{facts['since']} to {facts['until']} (UTC, the end excluded)"
+    step = figures["plotted_by"]
     scope = facts.get("scope") or {}
     body: dict[str, str] = {}
     body["scope"] = (
@@ -78,7 +79,7 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     body["period"] = (
         f"<p><strong>{r['total']:,}</strong> AI requests by <strong>{r['people']:,}</strong> people and "
         f"<strong>{r['agents']:,}</strong> agents or services.</p>"
-        + svg.stacked_columns(r["per_day"], "Requests per day by decision")
+        + svg.stacked_columns(r["over_time"], f"Requests per {step} by decision")
         + "<h3>Decisions</h3>" + _counts(r["by_decision"], "decision")
         + "<h3>Data classification of prompts</h3>" + _counts(r["by_classification"], "classification")
         + svg.stacked_rows(r["classification_by_vendor"], ["public", "internal", "confidential", "restricted"],
@@ -96,7 +97,7 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
         f" The export behind this report is <code>{escape(facts['export'])}</code>, sealed by the operator key "
         f"<code>{escape(facts['operator_key'])}</code>; <code>aiaudit verify --report DIR</code> checks every "
         "signature and recomputes every figure here from it, without the database.</p>"
-        + svg.growth(integ["growth_per_day"], integ["checkpoints"], integ["chains_witnessed"],
+        + svg.growth(integ["growth"], integ["checkpoints"], integ["chains_witnessed"],
                      "Records chained in the period (cumulative)")
         + "<h3>Records by kind of evidence</h3>" + _counts(integ["by_kind"], "kind")
         + "<h3>Signing keys in use, and when</h3>" + _table(keys, ["key id", "records", "first", "last"]))
@@ -110,9 +111,10 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     else:
         edges = f'<p class="note">{escape(comp["why"])}.</p>'
     body["completeness"] = (
-        "<p>For each chain the export holds the record just before the period and the record just after it "
-        "(or a checkpoint signed after the period), and every record between: a record removed at either "
-        "end or in the middle shows. A chain with no record in the period is not listed.</p>" + edges
+        "<p>For each chain the export holds every record from one dated before the period (or the chain's first) "
+        "to one dated after it (or the chain's last, under a checkpoint signed after the period): a record "
+        "removed at either end or in the middle shows. A chain with no record in the period is not listed.</p>"
+        + edges
         + "<h3>Refused messages (dead letters) by reason</h3>" + _counts(comp["dead_letters_by_reason"], "reason"))
     changes = [[c["policy_id"], c["version"], c["loaded_at"], c["gateway"], "; ".join(c["changed"])[:400]]
                for c in pol["changes"]]
@@ -125,7 +127,7 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
         f"<p>{mon['findings']:,} finding(s) raised, {mon['incidents']:,} incident(s), "
         f"{mon['acknowledged']:,} finding(s) acknowledged in the period"
         + (f"; time to acknowledge: median {tta['median']:,} s, longest {tta['max']:,} s" if tta["median"] is not None else "")
-        + ".</p>" + svg.stacked_columns(mon["per_day"], "Findings per day by severity")
+        + ".</p>" + svg.stacked_columns(mon["over_time"], f"Findings per {step} by severity")
         + _counts(mon["by_severity"], "severity") + "<h3>Deliveries to analysts</h3>" + _counts(mon["deliveries"], "outcome")
         + "<h3>Status changes (each signed by the analyst)</h3>" + _counts(mon["status_changes"], "status"))
     rules = [[x["version"], x["first_scored_at"], ", ".join(x["off"]) or "none"] for x in cfg["rules"]]

@@ -231,6 +231,11 @@ def check_report(out_dir: Path, trust: Trust) -> tuple[list[str], VerifyReport |
         since, until = parse_ts(str(manifest["since"])), parse_ts(str(manifest["until"]))
     except ValueError:
         return problems + ["the manifest's period is not two RFC 3339 times"], None, report
+    stated_version = report["figures"].get("figures_version")
+    if stated_version != figures_mod.FIGURES_VERSION:
+        return problems + [f"report.json's figures are version {str(stated_version)[:10]}; this aiaudit computes version "
+                           f"{figures_mod.FIGURES_VERSION}: check it with aiaudit {str(facts.get('version'))[:40]}, "
+                           "which wrote it"], None, report
     file = read_export_file(out_dir / "export.jsonl", lenient=True)
     header = file.header
     if header is None or header.filters.get("since") != manifest["since"] or header.filters.get("until") != manifest["until"]:

@@ -25,7 +25,7 @@ def _legend(categories: list[str], x: int, y: int) -> str:
 
 
 def stacked_columns(per_day: dict[str, dict[str, int]], title: str, *, width: int = 720, height: int = 240) -> str:
-    """Columns per day, stacked by category (requests by decision, findings by severity)."""
+    """Columns per step (hour or day), stacked by category (requests by decision, findings by severity)."""
     days = sorted(per_day)
     cats = sorted({c for v in per_day.values() for c in v})
     if not days:
@@ -45,7 +45,7 @@ def stacked_columns(per_day: dict[str, dict[str, int]], title: str, *, width: in
                 body.append(f'<rect x="{left + i * step:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                             f'fill="{color(c, j)}"><title>{escape(day)} {escape(c)}: {n}</title></rect>')
         if len(days) <= 14 or i % max(len(days) // 7, 1) == 0:
-            body.append(f'<text x="{left + i * step:.1f}" y="{bottom + 14}" font-size="10">{escape(day[5:])}</text>')
+            body.append(f'<text x="{left + i * step:.1f}" y="{bottom + 14}" font-size="10">{escape(day[5:16])}</text>')
     axis = (f'<line x1="{left - 4}" y1="{bottom}" x2="{width - 8}" y2="{bottom}" stroke="#555"/>'
             f'<text x="4" y="{bottom - plot_h + 4:.0f}" font-size="10">{top:,}</text>'
             f'<text x="4" y="{bottom}" font-size="10">0</text>')
@@ -79,7 +79,7 @@ def stacked_rows(table: dict[str, dict[str, int]], order: list[str], title: str,
 
 def growth(per_day: dict[str, dict[str, int]], checkpoints: int, witnessed: int, title: str, *,
            width: int = 720, height: int = 220) -> str:
-    """Records chained per day, cumulative over the period, with the checkpoint and witness counts."""
+    """Records chained per step (hour or day), cumulative over the period, with the checkpoint and witness counts."""
     days = sorted(per_day)
     if not days:
         return _empty(title, width)

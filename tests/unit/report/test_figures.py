@@ -36,7 +36,8 @@ def test_requests_are_counted_from_the_records_in_the_period_only():
     assert f["requests"]["by_decision"] == dict(sorted(Counter(e["decision"] for e in inside).items(),
                                                        key=lambda kv: (-kv[1], kv[0])))
     assert sum(f["requests"]["by_classification"].values()) == 20
-    assert sum(sum(d.values()) for d in f["requests"]["per_day"].values()) == 20
+    assert sum(sum(d.values()) for d in f["requests"]["over_time"].values()) == 20
+    assert f["plotted_by"] == "hour" and all(k.endswith(":00") for k in f["requests"]["over_time"])
     top = f["requests"]["top_identities"][0]
     assert top["requests"] == max(Counter(e["actor"]["id"] for e in inside).values())
     assert f["integrity"]["keys"][SIGNER.kid]["records"] == 20
