@@ -76,8 +76,8 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
     if not filters.selects_records:
         queries.append(kind_evidence.select_signed(db, filters))
     if slices is not None:  # whole stretches of chains instead (a report: pipeline/report/pack.py)
-        queries = [q for origin, first, last in slices for q in (
-            evidence.select_signed_slice(db, origin, first, last), kind_evidence.select_signed_slice(db, origin, first, last))]
+        queries = [evidence.select_signed_slice(db, origin, first, last, table=table)
+                   for origin, first, last in slices for table in evidence.CHAIN_TABLES]
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
         for sql, params in queries:
             for origin, seq, payload, sig, leaf in store.stream_rows(client, sql, params, evidence.BYTES):

@@ -115,11 +115,11 @@ def period_slices(client: Client, settings: Settings, since: datetime, until: da
     between the period's own, and are exported with them (they are not counted)."""
     db, period = store.database(settings), Filters(since=since, until=until)
     out = []
-    for table in (evidence, kind_evidence):
-        _, rows = store.query_rows(client, *table.select_chain_slices(db, period))
+    for table, module in zip(evidence.CHAIN_TABLES, (evidence, kind_evidence)):
+        _, rows = store.query_rows(client, *module.select_chain_slices(db, period))
         for origin, lo, hi in rows:
-            _, bounds = store.query_rows(client, *table.select_period_bounds(db, str(origin), int(lo), int(hi),
-                                                                             since, until))
+            _, bounds = store.query_rows(client, *evidence.select_period_bounds(
+                db, str(origin), int(lo), int(hi), since, until, table=table))
             start, end, last = bounds[0]
             out.append((str(origin), 0 if start is None else int(start), int(last) if end is None else int(end)))
     return sorted(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from aiaudit.pipeline import names
 from aiaudit.pipeline.chain.record import ChainId, Digest, Record, parse_payload
 from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.store.filters import Filters, where_clause
@@ -160,21 +161,32 @@ def count_records(db: str) -> tuple[str, dict[str, Any]]:
     return f"SELECT count() FROM (SELECT 1 FROM {db}.evidence LIMIT 1 BY origin, seq)", {}
 
 
-def select_signed_slice(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+CHAIN_TABLES = (names.EVIDENCE_TABLE, names.KIND_EVIDENCE_TABLE)  # requests (v1), every other kind (v2)
+
+
+def _chain_table(table: str) -> str:
+    if table not in CHAIN_TABLES:
+        raise ValueError(f"not a table of chained records: {table!r}")
+    return table
+
+
+def select_signed_slice(db: str, origin: str, first: int, last: int, *,
+                        table: str = names.EVIDENCE_TABLE) -> tuple[str, dict[str, Any]]:
     """(origin, seq, payload, sig, leaf_hash) of one chain's records from seq `first` to `last`, in
-    chain order (a report's export: a period's records with the ones around them)."""
-    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.evidence WHERE origin = {{origin:String}} "
+    chain order, from `table` (evidence or kind_evidence): a report's export of a period's stretch."""
+    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.{_chain_table(table)} WHERE origin = {{origin:String}} "
             "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash",
             {"origin": origin, "first": first, "last": last})
 
 
-def select_period_bounds(db: str, origin: str, first: int, last: int, since: Any, until: Any) -> tuple[str, dict[str, Any]]:
+def select_period_bounds(db: str, origin: str, first: int, last: int, since: Any, until: Any, *,
+                         table: str = names.EVIDENCE_TABLE) -> tuple[str, dict[str, Any]]:
     """For one chain whose records in a period run from seq `first` to `last`: the last record
     before `first` dated before the period (its start), the first after `last` dated after it (its
     end), and the chain's last seq: (start or NULL, end or NULL, last seq)."""
-    return (f"SELECT maxIf(seq, seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) * "
-            f"if(countIf(seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) > 0, 1, NULL), "
-            f"minIf(seq, seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) * "
-            f"if(countIf(seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) > 0, 1, NULL), max(seq) "
-            f"FROM {db}.evidence WHERE origin = {{origin:String}}",
+    before = "seq < {first:UInt64} AND ts < {since:DateTime64(6, 'UTC')}"
+    after = "seq > {last:UInt64} AND ts >= {until:DateTime64(6, 'UTC')}"
+    return (f"SELECT if(countIf({before}) > 0, maxIf(seq, {before}), NULL), "
+            f"if(countIf({after}) > 0, minIf(seq, {after}), NULL), max(seq) "
+            f"FROM {db}.{_chain_table(table)} WHERE origin = {{origin:String}}",
             {"origin": origin, "first": first, "last": last, "since": since, "until": until})

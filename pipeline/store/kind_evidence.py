@@ -99,23 +99,3 @@ def select_projection_rows(db: str, table: str, columns: tuple[str, ...]) -> tup
     if not table.isidentifier() or not all(c.isidentifier() for c in columns):
         raise ValueError(f"not a table and columns: {table!r} {columns!r}")
     return f"SELECT {', '.join(columns)} FROM {db}.{table}", {}
-
-
-def select_signed_slice(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
-    """(origin, seq, payload, sig, leaf_hash) of one chain's records from seq `first` to `last`, in
-    chain order (a report's export: a period's records with the ones around them)."""
-    return (f"SELECT origin, seq, payload, sig, leaf_hash FROM {db}.kind_evidence WHERE origin = {{origin:String}} "
-            "AND seq BETWEEN {first:UInt64} AND {last:UInt64} ORDER BY seq, leaf_hash LIMIT 1 BY origin, seq, leaf_hash",
-            {"origin": origin, "first": first, "last": last})
-
-
-def select_period_bounds(db: str, origin: str, first: int, last: int, since: Any, until: Any) -> tuple[str, dict[str, Any]]:
-    """For one chain whose records in a period run from seq `first` to `last`: the last record
-    before `first` dated before the period (its start), the first after `last` dated after it (its
-    end), and the chain's last seq: (start or NULL, end or NULL, last seq)."""
-    return (f"SELECT maxIf(seq, seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) * "
-            f"if(countIf(seq < {{first:UInt64}} AND ts < {{since:DateTime64(6, 'UTC')}}) > 0, 1, NULL), "
-            f"minIf(seq, seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) * "
-            f"if(countIf(seq > {{last:UInt64}} AND ts >= {{until:DateTime64(6, 'UTC')}}) > 0, 1, NULL), max(seq) "
-            f"FROM {db}.kind_evidence WHERE origin = {{origin:String}}",
-            {"origin": origin, "first": first, "last": last, "since": since, "until": until})
