@@ -266,8 +266,11 @@ def _verify_report(args: argparse.Namespace, trust: Any) -> int:
         print(f"FAIL report: {problem}")
     if ok and report is not None:
         facts = report["facts"]
+        from aiaudit import __version__
+
         print(f"OK report {args.report}: sealed by a pinned operator key; every file as sealed; every figure is what "
-              f"the verified export gives for {facts['since']} to {facts['until']}")
+              f"the verified export gives for {facts['since']} to {facts['until']} (written by aiaudit "
+              f"{str(facts.get('version'))[:40]}, checked by aiaudit {__version__})")
     elif not problems and verified is not None:
         print(f"FAIL report {args.report}: its export does not verify (above)")
     return 0 if ok else 1

@@ -99,6 +99,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     key_sets: list[dict[str, Any]] = []
     unreadable = 0
     seqs: dict[str, dict[int, datetime]] = defaultdict(dict)  # every record of the file, by chain
+    emitted: dict[str, list[set[int]]] = {}  # emitter -> [its numbers outside the period, inside]
     growth: dict[str, Counter[str]] = defaultdict(Counter)  # records per step (hour or day) per kind
 
     for rec in file.records:
@@ -109,9 +110,12 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
             unreadable += 1  # the verifier reports it (malformed_payload); nothing here counts it
             continue
         seqs[rec.origin][rec.seq] = ts
+        kind = kind_of(obj)
+        if kind == "request":  # every request in the file, in the period or not, holds its emitter's number
+            numbered = emitted.setdefault(str(obj["event"]["emitter_id"]), [set(), set()])
+            numbered[since <= ts < until].add(int(obj["event"]["emitter_seq"]))
         if not since <= ts < until:
             continue
-        kind = kind_of(obj)
         kinds[kind] += 1
         growth[ts.astimezone(timezone.utc).strftime(step)][kind] += 1
         key = keys.setdefault(str(obj["kid"]), {"records": 0, "first": obj["ts"], "last": obj["ts"]})
@@ -211,7 +215,8 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "plotted_by": bucket,
         "requests": requests,
         "integrity": _integrity(file, kinds, keys, growth, unreadable),
-        "completeness": _completeness(file, seqs, since, until, scoped, dead_letters),
+        "completeness": {**_completeness(file, seqs, since, until, scoped, dead_letters),
+                         "emitters": [] if scoped else _emitters(emitted)},
         "policy": {"versions_in_force": _sorted(by_policy), "changes": _policy_changes(policies)},
         "monitoring": monitoring,
         "access": {"reads": sum(access_by.values()), "refused": access_refused, "by_principal": _sorted(access_by),
@@ -341,3 +346,20 @@ def _diff(a: Any, b: Any, path: str = "", depth: int = 0) -> list[str]:
             lines += _diff(a[k], b[k], f"{path}{k}.", depth + 1)
         return lines
     return [f"{path.rstrip('.') or '(document)'} changed"]
+
+
+def _emitters(emitted: dict[str, list[set[int]]]) -> list[dict[str, Any]]:
+    """Each emitter's numbering over the period: its first and last number among the period's
+    records, and how many numbers between are on no record of the export (an event dead-lettered,
+    lost before the chain, or dated outside the period and chained outside its stretch). Shown, not
+    judged: a dead letter keeps no readable number."""
+    out = []
+    for emitter in sorted(emitted):
+        outside, inside = emitted[emitter]
+        if not inside:
+            continue
+        first, last = min(inside), max(inside)
+        present = inside | {n for n in outside if first <= n <= last}
+        out.append({"emitter": emitter, "events": len(inside), "first": first, "last": last,
+                    "unaccounted": last - first + 1 - len(present)})
+    return out

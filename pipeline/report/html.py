@@ -115,6 +115,11 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
         "to one dated after it (or the chain's last, under a checkpoint signed after the period): a record "
         "removed at either end or in the middle shows. A chain with no record in the period is not listed.</p>"
         + edges
+        + "<h3>Each emitter's numbering</h3><p>Every emitter numbers its events; numbers between an emitter's "
+          "first and last in the period that no record holds are events refused (dead letters, below) or lost "
+          "before the chain.</p>"
+        + _table([[e["emitter"], e["events"], e["first"], e["last"], e["unaccounted"]] for e in comp["emitters"]],
+                 ["emitter", "events in the period", "first number", "last number", "numbers on no record"])
         + "<h3>Refused messages (dead letters) by reason</h3>" + _counts(comp["dead_letters_by_reason"], "reason"))
     changes = [[c["policy_id"], c["version"], c["loaded_at"], c["gateway"], "; ".join(c["changed"])[:400]]
                for c in pol["changes"]]

@@ -79,6 +79,16 @@ def test_records_dated_outside_the_period_between_its_own_are_in_the_stretch_not
     assert any("neither a record dated after the period" in p for p in f["completeness"]["problems"])
 
 
+def test_each_emitters_numbering_shows_numbers_no_record_holds():
+    f = figures.compute(ExportFile(records=CHAIN[19:30] + CHAIN[31:41]), SINCE, UNTIL, scoped=False)
+    (emitter,) = f["completeness"]["emitters"]
+    numbers = [e["emitter_seq"] for e in _events(CHAIN[20:40])]
+    assert (emitter["events"], emitter["first"], emitter["last"]) == (19, min(numbers), max(numbers))
+    assert emitter["unaccounted"] == 1  # record 30's event
+    whole = figures.compute(ExportFile(records=CHAIN[19:41]), SINCE, UNTIL, scoped=False)
+    assert whole["completeness"]["emitters"][0]["unaccounted"] == 0
+
+
 def test_a_scoped_report_does_not_claim_completeness():
     f = figures.compute(ExportFile(records=CHAIN[25:26]), SINCE, UNTIL, scoped=True)
     assert f["completeness"]["checked"] is False and "rests on the store" in f["completeness"]["why"]
