@@ -200,6 +200,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "agents": sum(1 for _, i in identities.items() if i["type"] != "workforce"),
         "top_identities": [{"id": k, **v} for k, v in people[:TOP_IDENTITIES]],
     })
+    signed = _signed_times(file)  # each chain's newest checkpoint and signed time, read once
     acked = sorted((first_ack[u] - finding_time[u]).total_seconds() for u in finding_time if u in first_ack)
     monitoring = {
         "findings": sum(findings_by_severity.values()), "by_severity": _sorted(findings_by_severity),
@@ -214,8 +215,8 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "figures_version": FIGURES_VERSION,
         "plotted_by": bucket,
         "requests": requests,
-        "integrity": _integrity(file, kinds, keys, growth, unreadable),
-        "completeness": {**_completeness(file, seqs, since, until, scoped, dead_letters),
+        "integrity": _integrity(file, signed, kinds, keys, growth, unreadable),
+        "completeness": {**_completeness(signed, seqs, since, until, scoped, dead_letters),
                          "emitters": [] if scoped else _emitters(emitted)},
         "policy": {"versions_in_force": _sorted(by_policy), "changes": _policy_changes(policies)},
         "monitoring": monitoring,
@@ -248,9 +249,8 @@ def _signed_times(file: ExportFile) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _integrity(file: ExportFile, kinds: Counter[str], keys: dict[str, dict[str, Any]],
+def _integrity(file: ExportFile, signed: dict[str, dict[str, Any]], kinds: Counter[str], keys: dict[str, dict[str, Any]],
                growth: dict[str, Counter[str]], unreadable: int) -> dict[str, Any]:
-    signed = _signed_times(file)
     witnesses = sorted({w for s in signed.values() for w in s["witnesses"]})
     return {
         "chains": len({r.origin for r in file.records}), "records_in_file": len(file.records),
@@ -268,7 +268,7 @@ def _iso(seconds: int | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _completeness(file: ExportFile, seqs: dict[str, dict[int, datetime]], since: datetime, until: datetime,
+def _completeness(signed: dict[str, dict[str, Any]], seqs: dict[str, dict[int, datetime]], since: datetime, until: datetime,
                   scoped: bool, dead_letters: Counter[str]) -> dict[str, Any]:
     """Per chain: its stretch in the file is contiguous; it starts at a record dated before the
     period (or at the chain's start) and runs on to a record dated after the period, or to the
@@ -279,7 +279,6 @@ def _completeness(file: ExportFile, seqs: dict[str, dict[int, datetime]], since:
         return {"checked": False, "chains": [], "problems": [], **dl,
                 "why": "a scoped report holds the scope's records only: they are genuine (signed, proven), but "
                        "whether the store returned every one rests on the store's answer"}
-    signed = _signed_times(file)
     chains, problems = [], []
     for origin in sorted(seqs):
         by_seq = seqs[origin]
