@@ -27,7 +27,10 @@ from aiaudit.pipeline.chain.record_v2 import Message
 from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.export.format import ExportFile
 
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2
+# Figures an older aiaudit wrote are still checked, as that version computed them. 2 added quiet and
+# stale chains, each chain's newest signed time and whether it is closed, and what each route kept.
+FIGURES_VERSIONS = (1, 2)
 TOP_IDENTITIES = 10
 NOT_DEAD_LETTER = "(none)"
 
@@ -64,9 +67,13 @@ def _message(obj: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]
     return (value if isinstance(value, dict) else None), headers
 
 
-def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool) -> dict[str, Any]:
+def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool,
+            version: int = FIGURES_VERSION) -> dict[str, Any]:
     """The report's figures. `scoped`: the export holds one actor's (route's, vendor's, policy
-    version's) records, not whole stretches of chains, so completeness is not shown from it."""
+    version's) records, not whole stretches of chains, so completeness is not shown from it.
+    `version`: one of FIGURES_VERSIONS (an older report is checked as it was computed)."""
+    if version not in FIGURES_VERSIONS:
+        raise ValueError(f"figures version {version} is not one of {FIGURES_VERSIONS}")
     bucket, step = _bucket_of(since, until)
     requests: dict[str, Any] = {"total": 0}
     by_decision: Counter[str] = Counter()
@@ -77,6 +84,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
     by_policy: Counter[str] = Counter()
     by_emitter: Counter[str] = Counter()
     by_retention: Counter[str] = Counter()
+    route_content: dict[str, dict[str, int]] = {}
     over_time: dict[str, dict[str, int]] = {}
     level_by_vendor: dict[str, dict[str, int]] = {}
     identities: dict[str, dict[str, Any]] = {}
@@ -135,6 +143,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
             by_policy[str(ev["policy_version"])] += 1
             by_emitter[str(ev["emitter_id"])] += 1
             by_retention[str(ev["retention_scope"])] += 1
+            _bump(route_content, str(ev["route"]), "with commitments" if ev.get("prompt_commitment") else "without")
             _bump(over_time, ts.astimezone(timezone.utc).strftime(step), decision)
             _bump(level_by_vendor, vendor, level)
             who = identities.setdefault(str(actor["id"]), {"type": str(actor["type"]), "requests": 0, "denied": 0,
@@ -194,6 +203,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "by_actor_type": _sorted(by_actor_type), "by_vendor_model": _sorted(by_vendor_model),
         "by_route": _sorted(by_route), "by_policy_version": _sorted(by_policy), "by_emitter": _sorted(by_emitter),
         "by_retention_scope": _sorted(by_retention),
+        "commitments_by_route": {k: dict(sorted(v.items())) for k, v in sorted(route_content.items())},
         "over_time": {d: dict(sorted(v.items())) for d, v in sorted(over_time.items())},
         "classification_by_vendor": {v: dict(sorted(c.items())) for v, c in sorted(level_by_vendor.items())},
         "people": sum(1 for _, i in identities.items() if i["type"] == "workforce"),
@@ -211,14 +221,15 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "time_to_acknowledge_s": {"median": round(median(acked), 3) if acked else None,
                                   "max": round(acked[-1], 3) if acked else None},
     }
-    return {
-        "figures_version": FIGURES_VERSION,
+    out: dict[str, Any] = {
+        "figures_version": version,
         "plotted_by": bucket,
         "requests": requests,
         "integrity": _integrity(file, signed, kinds, keys, growth, unreadable),
-        "completeness": {**_completeness(signed, seqs, since, until, scoped, dead_letters),
+        "completeness": {**_completeness(signed, seqs, since, until, scoped, dead_letters, version),
                          "emitters": [] if scoped else _emitters(emitted)},
-        "policy": {"versions_in_force": _sorted(by_policy), "changes": _policy_changes(policies)},
+        "policy": {"versions_in_force": _sorted(by_policy), "changes": _policy_changes(policies),
+                   "content_by_route": _content_by_route(policies)},
         "monitoring": monitoring,
         "access": {"reads": sum(access_by.values()), "refused": access_refused, "by_principal": _sorted(access_by),
                    "by_operation": _sorted(access_by_op)},
@@ -226,6 +237,9 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool)
         "configuration": {"rules": sorted(rules, key=lambda r: (r["first_scored_at"], r["sha256"])),
                           "key_sets": sorted(key_sets, key=lambda k: (k["first_used_at"], k["key_set"], k["sha256"]))},
     }
+    if version == 1:
+        del out["requests"]["commitments_by_route"], out["policy"]["content_by_route"]
+    return out
 
 
 def _signed_times(file: ExportFile) -> dict[str, dict[str, Any]]:
@@ -233,9 +247,11 @@ def _signed_times(file: ExportFile) -> dict[str, dict[str, Any]]:
     witnesses (by name) that cosigned, from the checkpoint lines' cosignatures."""
     out: dict[str, dict[str, Any]] = {}
     for cp in file.checkpoints:
-        entry = out.setdefault(cp.origin, {"size": 0, "signed_at": None, "checkpoints": 0, "witnesses": set()})
+        entry = out.setdefault(cp.origin, {"size": 0, "signed_at": None, "checkpoints": 0, "witnesses": set(),
+                                           "closed": False})
         entry["checkpoints"] += 1
         entry["size"] = max(entry["size"], cp.size)
+        entry["closed"] = entry["closed"] or cp.final is not None
         for line in cp.cosignatures:
             try:
                 name, when = cosignature_time(line)
@@ -269,7 +285,7 @@ def _iso(seconds: int | None) -> str | None:
 
 
 def _completeness(signed: dict[str, dict[str, Any]], seqs: dict[str, dict[int, datetime]], since: datetime, until: datetime,
-                  scoped: bool, dead_letters: Counter[str]) -> dict[str, Any]:
+                  scoped: bool, dead_letters: Counter[str], version: int) -> dict[str, Any]:
     """Per chain: its stretch in the file is contiguous; it starts at a record dated before the
     period (or at the chain's start) and runs on to a record dated after the period, or to the
     chain's last record under a checkpoint signed after the period ended. Records between dated
@@ -283,32 +299,44 @@ def _completeness(signed: dict[str, dict[str, Any]], seqs: dict[str, dict[int, d
     for origin in sorted(seqs):
         by_seq = seqs[origin]
         inside = [s for s, ts in by_seq.items() if since <= ts < until]
-        if not inside:
-            continue
-        lo, hi, present = min(inside), max(inside), set(by_seq)
+        if not inside and version == 1:
+            continue  # version 1 did not list quiet chains
+        present = set(by_seq)
         first, last = min(present), max(present)
+        # A quiet chain (no record in the period) is judged from its last record before the period.
+        lo, hi = (min(inside), max(inside)) if inside else (last, last)
         gaps = [s for s in range(first, last + 1) if s not in present]
         before = "the chain's first record" if first == 0 else (
-            "record before the period" if by_seq[first] < since and first < lo else None)
+            "record before the period" if by_seq[first] < since and (first < lo or not inside) else None)
         cp = signed.get(origin, {})
         cp_time = cp.get("signed_at")
-        if any(s > hi and by_seq[s] >= until for s in present):
+        if cp.get("closed") and version > 1:
+            after = "the chain's signed final checkpoint (closed)" if cp.get("size") == last + 1 else None
+        elif any(s > hi and by_seq[s] >= until for s in present):
             after = "record after the period"
         elif cp.get("size") == last + 1 and cp_time is not None and cp_time >= until.timestamp():
             after = "checkpoint signed after the period, at the chain's last record"
         else:
             after = None
-        entry = {"origin": origin, "first_seq": lo, "last_seq": hi, "records": len(inside), "before": before,
+        entry = {"origin": origin, "first_seq": min(inside) if inside else None,
+                 "last_seq": max(inside) if inside else None, "records": len(inside), "before": before,
                  "after": after, "gaps": len(gaps)}
+        if version > 1:
+            entry.update({"newest_signed_at": _iso(cp_time), "closed": bool(cp.get("closed"))})
         chains.append(entry)
+        where = f"seq {hi} (the period's last)" if inside else f"seq {hi} (its last before the period: none in it)"
         if gaps:
             problems.append(f"{origin}: {len(gaps)} record(s) missing between seq {first} and {last} (first {gaps[0]})")
         if before is None:
             problems.append(f"{origin}: no record dated before the period is shown before seq {lo} (the period's "
                             "first): records at the start may be missing")
-        if after is None:
-            problems.append(f"{origin}: after seq {hi} (the period's last), neither a record dated after the period "
-                            "nor the chain's end under a checkpoint signed after it: records at the end may be missing")
+        if after is None and version > 1 and cp_time is not None and cp_time < until.timestamp() and not cp.get("closed"):
+            problems.append(f"{origin}: stale: after {where} its newest signed time is {_iso(cp_time)}, before the "
+                            "period's end: the chain stopped (its worker down, no heartbeat), or its newest records "
+                            "and checkpoints were removed")
+        elif after is None:
+            problems.append(f"{origin}: after {where}, neither a record dated after the period nor the chain's end "
+                            "under a checkpoint signed after it: records at the end may be missing")
     return {"checked": True, "chains": chains, "problems": problems, **dl}
 
 
@@ -332,6 +360,22 @@ def _policy_changes(policies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "gateway": p["gateway"], "changed": _diff(before, doc) if before is not None else ["first version"]})
         previous[p["policy_id"]] = doc
     return out
+
+
+def _content_by_route(policies: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """What each route keeps of a request's text (none | commitments | full) in the policy bundles
+    the export holds: every setting a route had among them (a change shows as two)."""
+    out: dict[str, set[str]] = {}
+    for p in policies:
+        try:
+            doc = orjson.loads(p["canonical_json"]) if p["canonical_json"] else {}
+        except orjson.JSONDecodeError:
+            continue
+        routes = doc.get("routes") if isinstance(doc, dict) else None
+        for name, route in (routes or {}).items() if isinstance(routes, dict) else ():
+            if isinstance(route, dict):
+                out.setdefault(str(name), set()).add(str(route.get("content", "commitments")))
+    return {name: sorted(modes) for name, modes in sorted(out.items())}
 
 
 def _diff(a: Any, b: Any, path: str = "", depth: int = 0) -> list[str]:

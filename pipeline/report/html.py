@@ -68,12 +68,17 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
         f"<p>Evidence of AI requests routed through aiaudit from {escape(period)}"
         + (f", limited to {escape(', '.join(f'{k} {v}' for k, v in scope.items()))}" if scope else "")
         + ".</p>"
-        + _table([[k, v] for k, v in r["by_route"].items()], ["route", "requests"])
         + _table([[k, v] for k, v in r["by_emitter"].items()], ["emitter (gateway or application)", "requests"])
-        + "<p>What each request kept beyond its record: the retention scope its route set. <em>commitments</em> "
-          "keep only salted hashes of the prompt and response (they prove what was said to whoever holds the "
-          "text, and reveal nothing); a scope that keeps content keeps it sealed under per-person keys that "
-          "erasure destroys.</p>"
+        + "<h3>What each route kept of the text</h3><p>A record never holds a prompt or a response. A route set to "
+          "<em>commitments</em> keeps salted hashes of them (they prove what was said to whoever holds the text, "
+          "and reveal nothing); <em>full</em> also keeps the text, sealed under per-person keys that erasure "
+          "destroys; <em>none</em> keeps neither. A denied request keeps no commitment unless its route keeps "
+          "denied content. The setting is read from the policy bundles loaded in the period (blank when none "
+          "was).</p>"
+        + _table([[route, r["by_route"].get(route, 0), c.get("with commitments", 0), c.get("without", 0),
+                   ", ".join(pol["content_by_route"].get(route, []))]
+                  for route, c in r["commitments_by_route"].items()],
+                 ["route", "requests", "with commitments", "without", "route's setting"])
         + _counts(r["by_retention_scope"], "retention scope"))
     top = [[i["id"], i["type"], i["requests"], i["denied"], i["sensitive"]] for i in r["top_identities"]]
     body["period"] = (
@@ -105,19 +110,26 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
         verdict = ('<p class="ok">No record is missing at either edge of the period or between.</p>'
                    if not comp["problems"] else
                    '<p class="bad">' + "<br>".join(escape(p) for p in comp["problems"]) + "</p>")
-        rows = [[c["origin"], c["first_seq"], c["last_seq"], c["records"], c["before"] or "NOT SHOWN",
-                 c["after"] or "NOT SHOWN"] for c in comp["chains"]]
-        edges = verdict + _table(rows, ["chain", "first seq", "last seq", "records", "start shown by", "end shown by"])
+        rows = [[c["origin"], "none in the period" if c["first_seq"] is None else c["first_seq"],
+                 "" if c["last_seq"] is None else c["last_seq"], c["records"], c["before"] or "NOT SHOWN",
+                 c["after"] or "NOT SHOWN", c["newest_signed_at"] or "none"] for c in comp["chains"]]
+        edges = verdict + _table(rows, ["chain", "first seq", "last seq", "records", "start shown by", "end shown by",
+                                        "newest signed time"])
     else:
         edges = f'<p class="note">{escape(comp["why"])}.</p>'
     body["completeness"] = (
         "<p>For each chain the export holds every record from one dated before the period (or the chain's first) "
         "to one dated after it (or the chain's last, under a checkpoint signed after the period): a record "
-        "removed at either end or in the middle shows. A chain with no record in the period is not listed.</p>"
+        "removed at either end or in the middle shows. A chain with records before the period and none in it is "
+        "listed too. Every running chain signs a time (a heartbeat) every interval even when it has nothing new, "
+        "so a chain whose newest signed time is before the period's end stopped: it is <em>stale</em>, and what it "
+        "should have recorded after that may be missing. Only each checkpoint's newest signed time is exported: a "
+        "chain that stopped and came back within the period shows no gap here.</p>"
         + edges
         + "<h3>Each emitter's numbering</h3><p>Every emitter numbers its events; numbers between an emitter's "
           "first and last in the period that no record holds are events refused (dead letters, below) or lost "
-          "before the chain.</p>"
+          "before the chain. Events an emitter numbered after its last chained one cannot be seen here: emitters "
+          "do not report their own counts to aiaudit.</p>"
         + _table([[e["emitter"], e["events"], e["first"], e["last"], e["unaccounted"]] for e in comp["emitters"]],
                  ["emitter", "events in the period", "first number", "last number", "numbers on no record"])
         + "<h3>Refused messages (dead letters) by reason</h3>" + _counts(comp["dead_letters_by_reason"], "reason"))
@@ -126,7 +138,9 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     body["policy"] = (
         "<h3>Policy versions that governed the period's requests</h3>" + _counts(pol["versions_in_force"], "policy version")
         + "<h3>Policy versions loaded in the period</h3>"
-        + _table(changes, ["policy", "version", "first loaded", "by gateway", "what changed"]))
+        + _table(changes, ["policy", "version", "first loaded", "by gateway", "what changed"])
+        + "<p class='small'>A bundle's record names the gateway that loaded it; the person who wrote or approved "
+          "the change is not recorded by aiaudit (keep it in your change management).</p>")
     tta = mon["time_to_acknowledge_s"]
     body["monitoring"] = (
         f"<p>{mon['findings']:,} finding(s) raised, {mon['incidents']:,} incident(s), "

@@ -112,16 +112,24 @@ def period_slices(client: Client, settings: Settings, since: datetime, until: da
     record dated outside it: back to the last record before the period's first that is dated before
     the period (or the chain's start), on to the first after its last that is dated after the period
     (or the chain's end). A request's time is its emitter's: records outside the period can sit
-    between the period's own, and are exported with them (they are not counted)."""
+    between the period's own, and are exported with them (they are not counted).
+
+    A chain with records before the period and none in it (quiet, or stopped: stale) is there too,
+    from its last record before the period to its first after it (or its end), so the report can say
+    which chains signed nothing through the period."""
     db, period = store.database(settings), Filters(since=since, until=until)
     out = []
     for table, module in zip(evidence.CHAIN_TABLES, (evidence, kind_evidence)):
         _, rows = store.query_rows(client, *module.select_chain_slices(db, period))
-        for origin, lo, hi in rows:
+        spans = [(str(origin), int(lo), int(hi)) for origin, lo, hi in rows]
+        active = {origin for origin, _, _ in spans}
+        _, quiet = store.query_rows(client, *evidence.select_last_before(db, since, table=table))
+        spans += [(str(origin), int(last) + 1, int(last)) for origin, last in quiet if str(origin) not in active]
+        for origin, lo, hi in spans:
             _, bounds = store.query_rows(client, *evidence.select_period_bounds(
-                db, str(origin), int(lo), int(hi), since, until, table=table))
+                db, origin, lo, hi, since, until, table=table))
             start, end, last = bounds[0]
-            out.append((str(origin), 0 if start is None else int(start), int(last) if end is None else int(end)))
+            out.append((origin, 0 if start is None else int(start), int(last) if end is None else int(end)))
     return sorted(out)
 
 
@@ -232,16 +240,16 @@ def check_report(out_dir: Path, trust: Trust) -> tuple[list[str], VerifyReport |
     except ValueError:
         return problems + ["the manifest's period is not two RFC 3339 times"], None, report
     stated_version = report["figures"].get("figures_version")
-    if stated_version != figures_mod.FIGURES_VERSION:
-        return problems + [f"report.json's figures are version {str(stated_version)[:10]}; this aiaudit computes version "
-                           f"{figures_mod.FIGURES_VERSION}: check it with aiaudit {str(facts.get('version'))[:40]}, "
+    if type(stated_version) is not int or stated_version not in figures_mod.FIGURES_VERSIONS:
+        return problems + [f"report.json's figures are version {str(stated_version)[:10]}; this aiaudit computes versions "
+                           f"{', '.join(map(str, figures_mod.FIGURES_VERSIONS))}: check it with aiaudit {str(facts.get('version'))[:40]}, "
                            "which wrote it"], None, report
     file = read_export_file(out_dir / "export.jsonl", lenient=True)
     header = file.header
     if header is None or header.filters.get("since") != manifest["since"] or header.filters.get("until") != manifest["until"]:
         problems.append("the export's filters are not the report's period")
     verified = verify_export(file, trust)
-    expected = figures_mod.compute(file, since, until, scoped=bool(manifest["scope"]))
+    expected = figures_mod.compute(file, since, until, scoped=bool(manifest["scope"]), version=stated_version)
     problems += _differences(orjson.loads(orjson.dumps(expected)), report["figures"])
     # Genuine, but showing evidence missing at an edge: the check fails, saying where.
     problems += [f"completeness: {p}" for p in expected["completeness"]["problems"]]

@@ -190,3 +190,10 @@ def select_period_bounds(db: str, origin: str, first: int, last: int, since: Any
             f"if(countIf({after}) > 0, minIf(seq, {after}), NULL), max(seq) "
             f"FROM {db}.{_chain_table(table)} WHERE origin = {{origin:String}}",
             {"origin": origin, "first": first, "last": last, "since": since, "until": until})
+
+
+def select_last_before(db: str, since: Any, *, table: str = names.EVIDENCE_TABLE) -> tuple[str, dict[str, Any]]:
+    """(origin, the last seq dated before `since`) of each chain with a record dated before it: a
+    report lists the chains that were quiet through its period (pipeline/report/pack.py)."""
+    return (f"SELECT origin, max(seq) FROM {db}.{_chain_table(table)} WHERE ts < {{since:DateTime64(6, 'UTC')}} "
+            "GROUP BY origin ORDER BY origin", {"since": since})

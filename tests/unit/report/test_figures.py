@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aiaudit.pipeline.chain.formats import parse_stored
 from aiaudit.pipeline.chain.record import ChainHead, Source, build_record
 from aiaudit.pipeline.contract import parse_ts
-from aiaudit.pipeline.export.format import ExportFile
+from aiaudit.pipeline.chain.note import Signature
+from aiaudit.pipeline.export.format import ExportedCheckpoint, ExportFile
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.report import figures, html
 from aiaudit.pipeline.report.pack import controls, manifest_body, manifest_problem, seal_manifest
-from tests.unit.helpers import ORIGIN, build_chain, build_kind_chain, events
+from tests.unit.helpers import KIND_ORIGIN, ORIGIN, build_chain, build_kind_chain, events
 
 SIGNER = Ed25519Signer.generate()
 CHAIN = build_chain(60, SIGNER)
@@ -77,6 +78,56 @@ def test_records_dated_outside_the_period_between_its_own_are_in_the_stretch_not
     assert chain["after"] == "record after the period"  # 41, past the past-dated 40
     f = figures.compute(ExportFile(records=skewed[19:41]), SINCE, UNTIL, scoped=False)
     assert any("neither a record dated after the period" in p for p in f["completeness"]["problems"])
+
+
+def _signed_at(origin, size, when, *, final=None):
+    """A checkpoint line carrying the log's signed time `when` (parsed, not verified, by the figures)."""
+    stamp = Signature(origin, 1, int(when.timestamp()).to_bytes(8, "big") + bytes(64)).line()
+    return ExportedCheckpoint(origin, size, "note", (stamp,), final)
+
+
+def test_a_chain_quiet_through_the_period_is_listed_and_stale_when_it_stopped_signing():
+    quiet = build_kind_chain([orjson.dumps({"severity": "Low"})] * 3, SIGNER)  # dated long before the period
+    origin = KIND_ORIGIN
+    alive = figures.compute(ExportFile(records=CHAIN[19:41] + quiet[2:],
+                                       checkpoints=[_signed_at(origin, 3, UNTIL + timedelta(seconds=20))]),
+                            SINCE, UNTIL, scoped=False)
+    listed = {c["origin"]: c for c in alive["completeness"]["chains"]}
+    assert alive["completeness"]["problems"] == []
+    assert listed[origin]["records"] == 0 and listed[origin]["first_seq"] is None
+    assert listed[origin]["after"] == "checkpoint signed after the period, at the chain's last record"
+    stopped = figures.compute(ExportFile(records=CHAIN[19:41] + quiet[2:],
+                                         checkpoints=[_signed_at(origin, 3, SINCE - timedelta(minutes=5))]),
+                              SINCE, UNTIL, scoped=False)
+    (problem,) = stopped["completeness"]["problems"]
+    assert problem.startswith(f"{origin}: stale: after seq 2 (its last before the period: none in it)")
+    closed = figures.compute(ExportFile(records=CHAIN[19:41] + quiet[2:],
+                                        checkpoints=[_signed_at(origin, 3, SINCE - timedelta(minutes=5), final="f")]),
+                             SINCE, UNTIL, scoped=False)
+    assert closed["completeness"]["problems"] == []
+    assert {c["origin"]: c for c in closed["completeness"]["chains"]}[origin]["closed"] is True
+    # Version 1 figures (an older report) did not list quiet chains: checked as they were computed.
+    v1 = figures.compute(ExportFile(records=CHAIN[19:41] + quiet[2:]), SINCE, UNTIL, scoped=False, version=1)
+    assert [c["origin"] for c in v1["completeness"]["chains"]] == [ORIGIN] and v1["figures_version"] == 1
+    assert "commitments_by_route" not in v1["requests"] and "newest_signed_at" not in v1["completeness"]["chains"][0]
+
+
+def test_each_route_says_what_it_kept_and_its_setting_in_the_bundles():
+    chain, head = [], ChainHead.genesis(ORIGIN)
+    for i, ev in enumerate(events(60)):  # every third request kept no commitment (content: none, or denied)
+        ev = {**ev, "prompt_commitment": None, "response_commitment": None} if i % 3 == 0 else ev
+        chain.append(build_record(head, SIGNER, ev["occurred_at"], Source("ai.requests", 0, i), ev))
+        head = chain[-1].next_head(i)
+    f = figures.compute(ExportFile(records=chain[19:41]), SINCE, UNTIL, scoped=False)
+    inside = _events(chain[20:40])
+    assert sum(c.get("without", 0) for c in f["requests"]["commitments_by_route"].values()) == 7  # 21, 24, ... 39
+    for route, counts in f["requests"]["commitments_by_route"].items():
+        mine = [e for e in inside if e["route"] == route]
+        assert counts.get("with commitments", 0) == sum(1 for e in mine if e["prompt_commitment"])
+        assert sum(counts.values()) == len(mine)
+    bundle = {"routes": {"chat": {"content": "full"}, "code": {}}}
+    p = {"policy_id": "p", "version": "1", "loaded_at": "t", "gateway": "gw", "canonical_json": orjson.dumps(bundle).decode()}
+    assert figures._content_by_route([p, {**p, "canonical_json": "{not json"}]) == {"chat": ["full"], "code": ["commitments"]}
 
 
 def test_each_emitters_numbering_shows_numbers_no_record_holds():
