@@ -42,6 +42,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(timezone.utc)
     scope = {k: getattr(args, k) for k in SCOPES if getattr(args, k) is not None}
     out = Path(args.out)
+    if args.until > now:
+        print(f"warning: the period ends {args.until:%Y-%m-%d %H:%M:%S} UTC, after now: its end cannot be shown yet "
+              "(each chain shows as stale or unfinished); write the report once the period has ended", file=sys.stderr)
     report = write_report(client, settings, out, since=args.since, until=args.until, scope=scope,
                           operator=operator, now=now, progress=lambda line: print(f"  {line}", file=sys.stderr))
     f = report["figures"]

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -78,6 +78,21 @@ def test_a_report_verifies_offline_and_a_lie_in_it_is_caught(settings, client, t
     (out / "report.html").write_text((out / "report.html").read_text().replace("AI evidence report", "All fine"))
     forged = aiaudit(settings, "verify", "--report", str(out))
     assert forged.returncode == 1 and "report.html is not the file the report was sealed with" in forged.stdout
+
+    # A period the chains went quiet in and that ended after their workers stopped: every chain
+    # is listed, and each one that signed nothing after its end is named stale.
+    ended = datetime.now(timezone.utc)
+    quiet = aiaudit(settings, "report", "--since", format_ts(T0 + timedelta(hours=1)), "--until", format_ts(ended),
+                    "--out", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stderr
+    figures = json.loads((tmp_path / "quiet" / "report.json").read_text())["figures"]["completeness"]
+    requests_chains = [c for c in figures["chains"] if c["records"] == 0]
+    assert len(requests_chains) == settings.kafka.partitions and all(c["first_seq"] is None for c in requests_chains)
+    stale = [p for p in figures["problems"] if ": stale: " in p]
+    assert len(stale) >= settings.kafka.partitions and all(c["newest_signed_at"] < format_ts(ended)
+                                                            for c in figures["chains"])
+    judged = aiaudit(settings, "verify", "--report", str(tmp_path / "quiet"))
+    assert judged.returncode == 1 and "completeness: " in judged.stdout and ": stale: " in judged.stdout
 
 
 def test_a_scoped_report_says_what_it_rests_on_and_a_record_removed_at_the_edge_stops_the_report(
