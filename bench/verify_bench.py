@@ -15,6 +15,11 @@
 4. The access record's digest of the rows a verify reads (every read through aiaudit is
    recorded, with a digest of what was served): its cost per row beside the raw verify.
 
+5. `aiaudit report` over the whole stored period (the evidence pack: its export, one inclusion
+   proof per record, and the figures), then `aiaudit verify --report` on it, offline: wall time,
+   the export's size and each command's peak memory (RSS). Run first, so the peak is its own.
+   `--skip-verify` and `--proof-sizes ""` leave steps 2 and 3 out.
+
 The records are built with the real record code and written with the sink's row builders into an
 embedded ClickHouse (chDB) under .aiaudit/verify-bench, removed afterwards. A broker of its own
 (127.0.0.1:19592) takes the access records `aiaudit verify` writes, signed by the bench's reader key.
@@ -197,11 +202,37 @@ def time_proofs(settings: Settings, origin: str, size: int, n: int = 50) -> None
          f"median {statistics.median(times) * 1000:.1f} ms, p99 {times[int(0.99 * (n - 1))] * 1000:.1f} ms")
 
 
+def time_report(settings: Settings, out: Path) -> None:
+    """Step 5: the report over every stored record, then its offline check; each one's peak RSS."""
+    import resource
+
+    def run(*args: str) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", *args], capture_output=True, text=True,
+                              env=settings_env(settings), timeout=7200)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return time.perf_counter() - t, peak if peak > before else -1, done
+
+    period = ("--since", "2026-01-01T00:00:00Z", "--until", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    elapsed, peak, made = run("report", *period, "--out", str(out))
+    if made.returncode != 0:
+        raise SystemExit(f"report failed ({made.returncode}): {made.stderr[-2000:]}")
+    size = (out / "export.jsonl").stat().st_size
+    line("aiaudit report over every stored record (export with proofs, figures, page)",
+         f"{elapsed:.1f} s, export {size / 1e6:,.0f} MB, page {(out / 'report.html').stat().st_size / 1e6:.2f} MB, "
+         f"peak RSS {'n/a' if peak < 0 else f'{peak / 1024:,.0f} MB'}")
+    elapsed, peak, checked = run("verify", "--report", str(out))
+    line("aiaudit verify --report (offline: seal, export, every figure again)",
+         f"{elapsed:.1f} s (exit {checked.returncode}), peak RSS {'n/a (below the report' + chr(39) + 's)' if peak < 0 else f'{peak / 1024:,.0f} MB'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--proof-sizes", default="1000000,10000000")
+    ap.add_argument("--skip-verify", action="store_true", help="leave out step 2 (aiaudit verify over the store)")
     args = ap.parse_args()
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
@@ -215,7 +246,8 @@ def main() -> None:
         raw = raw_verify_rate()
         line("raw Ed25519 verify, cryptography, one core (reference)", f"{raw:,.0f} verifications/s")
         store_records(settings, args.records, args.chains)
-        for workers in (1, None):
+        time_report(settings, BASE / "report")
+        for workers in (() if args.skip_verify else (1, None)):
             elapsed, _ = time_verify(settings, workers)
             rate = args.records / elapsed
             label = "aiaudit verify --workers 1" if workers == 1 else "aiaudit verify (default workers)"

@@ -244,9 +244,11 @@ def _finding_step(settings: Settings, workers: list[Any], log_dir: Path, run: st
     print(f"  live traffic: {len(live)} events, {misuse} of them misuse (bursts, injections, secrets to an "
           "unapproved vendor, night activity ...)")
     deadline = time.monotonic() + 240
-    while not (wait_until_drained(settings, timeout_s=5, poll_s=1.0).done and scoring_done(settings)):
+    while not ((lag := wait_until_drained(settings, timeout_s=5, poll_s=1.0)).done and (scored := scoring_done(settings))):
         if time.monotonic() > deadline:
-            print(f"  the scoring worker did not finish within 240s (see {log_dir / 'score.log'})")
+            print(f"  the pipeline did not finish the live traffic within 240s: {lag.chain} input message(s) not "
+                  f"chained, {lag.evidence} evidence partition(s) behind, {lag.sink} partition(s) not sunk, scoring "
+                  f"{'done' if lag.done and scored else 'not known done'} (logs in {log_dir})")
             return
         time.sleep(2)
     wait_until_drained(settings, timeout_s=60, poll_s=1.0)  # the findings and incidents, into ClickHouse

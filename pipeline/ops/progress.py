@@ -57,19 +57,33 @@ def evidence_lag(settings: Settings) -> int:
     return behind
 
 
-def sink_lag(settings: Settings) -> int:
-    """Partitions of the sink's topics whose last committed message is not yet in ClickHouse (one
-    tail read per topic, all its partitions at once)."""
+def sink_tails(settings: Settings) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the offset of its last committed message, for every partition of the
+    sink's topics that has one (one tail read per topic, all its partitions at once)."""
     k = settings.kafka
-    behind = 0
     partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
+    tails: dict[tuple[str, int], int] = {}
     for topic in (t.topic for t in sink_topics(k)):
-        parts = partitions[topic]
-        sunk = committed_offsets(settings, k.sink_group, topic, parts)
-        for p, last in read_tails(settings, topic, list(range(parts))).items():
-            if last is not None and sunk[p] <= position(last)[2]:
-                behind += 1
+        for p, last in read_tails(settings, topic, list(range(partitions[topic]))).items():
+            if last is not None:
+                tails[(topic, p)] = position(last)[2]
+    return tails
+
+
+def sink_behind(settings: Settings, tails: dict[tuple[str, int], int]) -> int:
+    """Partitions whose message at the offset `tails` gives is not yet in ClickHouse."""
+    k = settings.kafka
+    partitions = {spec.name: spec.partitions for spec in topic_specs(settings)}
+    behind = 0
+    for topic in {t for t, _ in tails}:
+        sunk = committed_offsets(settings, k.sink_group, topic, partitions[topic])
+        behind += sum(1 for (t, p), last in tails.items() if t == topic and sunk[p] <= last)
     return behind
+
+
+def sink_lag(settings: Settings) -> int:
+    """Partitions of the sink's topics whose last committed message is not yet in ClickHouse."""
+    return sink_behind(settings, sink_tails(settings))
 
 
 def pipeline_lag(settings: Settings) -> Lag:
@@ -88,10 +102,21 @@ def scoring_done(settings: Settings) -> bool:
 
 def wait_until_drained(settings: Settings, *, timeout_s: float, report: Callable[[Lag], None] | None = None,
                        poll_s: float = 1.0) -> Lag:
-    """Poll until every accepted input is chained and sunk, or the timeout passes; returns the last lag."""
+    """Poll until every accepted input is chained and sunk, or the timeout passes; returns the last lag.
+
+    Once nothing waits to be chained, the sink is held to the ends of its topics as they were then:
+    running chain workers sign a heartbeat every interval, and a sink always one heartbeat behind a
+    moving end would never be seen done. Input accepted later starts the wait for the chain again."""
     deadline = time.monotonic() + timeout_s
+    target: dict[tuple[str, int], int] | None = None
     while True:
-        lag = pipeline_lag(settings)
+        chain, evidence = chain_lag(settings), evidence_lag(settings)
+        if chain == 0 and evidence == 0:
+            target = sink_tails(settings) if target is None else target
+            lag = Lag(chain, sink_behind(settings, target), evidence)
+        else:
+            target = None
+            lag = Lag(chain, sink_lag(settings), evidence)
         if report:
             report(lag)
         if lag.done or time.monotonic() > deadline:
