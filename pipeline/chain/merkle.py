@@ -6,7 +6,9 @@
 
 `CompactRange` keeps a growing tree as the O(log n) roots of its perfect subtrees (the tree's
 right edge), so a worker extends it record by record and restores it from a few hashes.
-Proofs are RFC 9162 §2.1.3 (inclusion, PATH) and §2.1.4 (consistency, PROOF); they take a
+Proofs are RFC 9162 §2.1.3 (inclusion, PATH) and §2.1.4 (consistency, PROOF), and a range proof
+for a run of consecutive leaves (not in the RFC: the roots of the subtrees, by the RFC's split,
+that lie wholly outside the run; at most 2 log2(size) hashes for any run); they take a
 `subtree(start, end)` callback for the hash of any range of leaves, so they can be served
 from stored hashes (see TILE_HEIGHT) without reading a whole chain. Verification follows
 the RFC's algorithms step by step and raises ProofError naming what does not hold.
@@ -140,6 +142,56 @@ def consistency_proof(old_size: int, size: int, subtree: Subtree) -> list[bytes]
         out.append(subtree(start, end))
     out.reverse()
     return out
+
+
+def range_proof(first: int, end: int, size: int, subtree: Subtree) -> list[bytes]:
+    """The hashes that, with the leaves [first, end), give the root of the tree of `size` leaves:
+    MTH of each subtree (RFC 9162's split) lying wholly outside the run, left to right."""
+    if not 0 <= first < end <= size:
+        raise ProofError(f"the run [{first}, {end}) is not a non-empty run of a tree of size {size}")
+    out: list[bytes] = []
+
+    def walk(lo: int, hi: int) -> None:
+        if hi <= first or lo >= end:
+            out.append(subtree(lo, hi))
+        elif not (first <= lo and hi <= end):
+            k = split_point(hi - lo)
+            walk(lo, lo + k)
+            walk(lo + k, hi)
+
+    walk(0, size)
+    return out
+
+
+def root_from_range(first: int, leaves: Sequence[bytes], size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that the run of leaf hashes starting at `first` and its range proof imply. Raises
+    ProofError when the proof has too few or too many hashes, or a hash is not 32 bytes."""
+    end = first + len(leaves)
+    if not 0 <= first < end <= size:
+        raise ProofError(f"the run [{first}, {end}) is not a non-empty run of a tree of size {size}")
+    for i, h in enumerate(proof):
+        _check_hash(f"proof[{i}]", h)
+    for i, h in enumerate(leaves):
+        _check_hash(f"leaf {first + i}", h)
+    used = 0
+
+    def walk(lo: int, hi: int) -> bytes:
+        nonlocal used
+        if hi <= first or lo >= end:
+            if used == len(proof):
+                raise ProofError(f"range proof has {len(proof)} hashes, fewer than the run [{first}, {end}) of "
+                                 f"size {size} needs")
+            used += 1
+            return proof[used - 1]
+        if first <= lo and hi <= end:
+            return root_of(leaves[lo - first:hi - first])
+        k = split_point(hi - lo)
+        return hash_children(walk(lo, lo + k), walk(lo + k, hi))
+
+    root = walk(0, size)
+    if used != len(proof):
+        raise ProofError(f"range proof has {len(proof)} hashes, more than the run [{first}, {end}) of size {size} needs")
+    return root
 
 
 def _check_hash(name: str, value: bytes) -> None:

@@ -8,6 +8,7 @@ JSON Lines, one object per line, written in this order (a reader accepts any ord
                                                                          bytes, payload and sig in base64
     checkpoint  {"kind": "checkpoint", "origin", "size", "note", "cosignatures": [line, ...]}
     inclusion   {"kind": "inclusion", "origin", "seq", "size", "proof": [base64 hash, ...]}
+    range       {"kind": "range", "origin", "first", "last", "size", "proof": [base64 hash, ...]}
 
 `note` is the chain's C2SP signed checkpoint at `size`; `cosignatures` are C2SP tlog-cosignature
 lines ("— name base64\\n") over that note: the log's own signed time (name = the origin: the
@@ -17,6 +18,10 @@ every signed checkpoint: the records must rebuild each checkpoint's root, and a 
 covers records the file lacks shows they were removed. A "sample" (a filtered export) holds the
 selected records, each chain's newest signed checkpoint, and an RFC 9162 inclusion proof of
 every selected record that checkpoint covers: the records the filter left out are not needed.
+A sample that holds a whole stretch of a chain (an evidence report's export) proves it with one
+range line instead: the records first..last (each seq once, all under the checkpoint at `size`)
+and `proof`, the roots of the subtrees outside the stretch (merkle.range_proof), rebuild that
+checkpoint's root; at most one range per chain, at most 2 log2(size) hashes.
 Files written before version 2 hold record lines only and are read as a whole selection.
 
 The version 3 header is sealed by the operator key: `sig` is Ed25519 over
@@ -98,14 +103,24 @@ class Inclusion:
     proof: tuple[bytes, ...]
 
 
+@dataclass(frozen=True)
+class RangeProof:
+    origin: str
+    first: int
+    last: int  # inclusive
+    size: int
+    proof: tuple[bytes, ...]
+
+
 @dataclass
 class ExportFile:
-    """What a file holds. `proofs` is keyed by (origin, seq)."""
+    """What a file holds. `proofs` is keyed by (origin, seq), `ranges` by origin."""
 
     header: Header | None = None
     records: list[Record] = field(default_factory=list)
     checkpoints: list[ExportedCheckpoint] = field(default_factory=list)
     proofs: dict[tuple[str, int], Inclusion] = field(default_factory=dict)
+    ranges: dict[str, RangeProof] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong), read leniently
     record_lines: Any = field(default_factory=hashlib.sha256)  # SHA-256 of the record lines read, in file order
 
@@ -170,6 +185,11 @@ def inclusion_line(inc: Inclusion) -> bytes:
                          "proof": [base64.b64encode(h).decode("ascii") for h in inc.proof]})
 
 
+def range_line(rng: RangeProof) -> bytes:
+    return orjson.dumps({"kind": "range", "origin": rng.origin, "first": rng.first, "last": rng.last,
+                         "size": rng.size, "proof": [base64.b64encode(h).decode("ascii") for h in rng.proof]})
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -201,11 +221,9 @@ def _checkpoint(obj: dict[str, Any]) -> ExportedCheckpoint:
                               tuple(lines), _text(obj, "final", MAX_NOTE_BYTES) if "final" in obj else None)
 
 
-def _inclusion(obj: dict[str, Any]) -> Inclusion:
-    _exact_keys(obj, {"kind", "origin", "seq", "size", "proof"})
-    proof = obj["proof"]
-    if type(proof) is not list or len(proof) > MAX_PROOF_HASHES:
-        raise ValueError(f"proof is not a list of at most {MAX_PROOF_HASHES} hashes")
+def _hashes(proof: Any, limit: int) -> tuple[bytes, ...]:
+    if type(proof) is not list or len(proof) > limit:
+        raise ValueError(f"proof is not a list of at most {limit} hashes")
     hashes = []
     for h in proof:
         try:
@@ -215,7 +233,21 @@ def _inclusion(obj: dict[str, Any]) -> Inclusion:
         if len(digest) != HASH_SIZE:
             raise ValueError("a proof hash is not base64 of 32 bytes")
         hashes.append(digest)
-    return Inclusion(_text(obj, "origin", 1000), _count(obj, "seq"), _count(obj, "size"), tuple(hashes))
+    return tuple(hashes)
+
+
+def _inclusion(obj: dict[str, Any]) -> Inclusion:
+    _exact_keys(obj, {"kind", "origin", "seq", "size", "proof"})
+    return Inclusion(_text(obj, "origin", 1000), _count(obj, "seq"), _count(obj, "size"),
+                     _hashes(obj["proof"], MAX_PROOF_HASHES))
+
+
+def _range(obj: dict[str, Any]) -> RangeProof:
+    _exact_keys(obj, {"kind", "origin", "first", "last", "size", "proof"})
+    first, last, size = _count(obj, "first"), _count(obj, "last"), _count(obj, "size")
+    if not first <= last < size:
+        raise ValueError("a range is first <= last < size")
+    return RangeProof(_text(obj, "origin", 1000), first, last, size, _hashes(obj["proof"], 2 * MAX_PROOF_HASHES))
 
 
 def _b64(value: Any, size: int, what: str) -> bytes:
@@ -260,7 +292,7 @@ def add_line(into: ExportFile, line: bytes) -> None:
     if type(obj) is not dict:
         raise ValueError("not a JSON object")
     if "aiaudit_export" in obj:
-        if into.header is not None or into.records or into.checkpoints or into.proofs:
+        if into.header is not None or into.records or into.checkpoints or into.proofs or into.ranges:
             raise ValueError("the header must be the first line, and only once")
         into.header = _header(obj)
     elif "kind" in obj:
@@ -271,6 +303,11 @@ def add_line(into: ExportFile, line: bytes) -> None:
             if (inc.origin, inc.seq) in into.proofs:
                 raise ValueError(f"a second inclusion proof for {inc.origin} seq {inc.seq}")
             into.proofs[(inc.origin, inc.seq)] = inc
+        elif obj["kind"] == "range":
+            rng = _range(obj)
+            if rng.origin in into.ranges:
+                raise ValueError(f"a second range proof for {rng.origin}")
+            into.ranges[rng.origin] = rng
         else:
             raise ValueError(f"unknown kind {str(obj['kind'])[:40]!r}")
     else:

@@ -22,9 +22,11 @@ from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.export.format import (
     ExportedCheckpoint,
     Inclusion,
+    RangeProof,
     checkpoint_line,
     header_line,
     inclusion_line,
+    range_line,
     record_line_bytes,
 )
 from aiaudit.pipeline.query.proofs import StoredHashes
@@ -38,7 +40,8 @@ class ExportSummary:
     selection: str
     records: int = 0
     checkpoints: int = 0
-    proofs: int = 0
+    proofs: int = 0  # inclusion proof lines (one record each)
+    ranges: int = 0  # range proof lines (a chain's whole stretch each)
     unproven: int = 0  # sampled records after their chain's newest signed checkpoint
 
 
@@ -56,12 +59,19 @@ def _line(out: IO[str], data: bytes) -> None:
     out.write(data.decode("utf-8") + "\n")
 
 
+def _one_run(seqs: list[int], size: int) -> bool:
+    """The records of a chain are one stretch, each seq once (no gap, no fork), starting under a
+    checkpoint of `size`: one range proof covers them."""
+    return len(seqs) == len(set(seqs)) == max(seqs) - min(seqs) + 1 and min(seqs) < size
+
+
 def export_records(client: Client, settings: Settings, filters: Filters, out: IO[str], *, now: datetime,
                    operator: Ed25519PrivateKey, progress: Callable[[str], None] | None = None,
                    slices: Sequence[tuple[str, int, int]] | None = None) -> ExportSummary:
     """Write the header (sealed by the `operator` key over the record lines' counts and SHA-256),
     the matching records (or, with `slices`, every record of each (origin, first seq, last seq)), their chains' signed checkpoints (with stored cosignatures) and, for a
-    sample, an inclusion proof of each record a checkpoint covers.
+    sample, an inclusion proof of each record a checkpoint covers (with `slices`, one range proof
+    of each chain's stretch instead, when it is whole: no gap, no fork).
 
     Exact duplicate rows are written once; two different records at one seq (a fork) are both
     written, so the verifier of the export sees the fork too. The record lines are spooled first
@@ -116,7 +126,15 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
             _line(out, checkpoint_line(ExportedCheckpoint(origin, size, note, tuple(by_size.get(size, [])),
                                                           finals.get(size))))
             summary.checkpoints += 1
-        if summary.selection == "sample" and signed:
+        if summary.selection == "sample" and signed and slices is not None and _one_run(chain_seqs, signed[0][0]):
+            # A whole stretch (a report): one range proof for the records the checkpoint covers.
+            size, first = signed[0][0], min(chain_seqs)
+            last = min(max(chain_seqs), size - 1)
+            proof = merkle.range_proof(first, last + 1, size, StoredHashes(client, settings, origin).subtree)
+            _line(out, range_line(RangeProof(origin, first, last, size, tuple(proof))))
+            summary.ranges += 1
+            summary.unproven += max(chain_seqs) - last
+        elif summary.selection == "sample" and signed:
             size = signed[0][0]
             hashes = StoredHashes(client, settings, origin)
             for seq in sorted(set(chain_seqs)):

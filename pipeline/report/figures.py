@@ -29,7 +29,8 @@ from aiaudit.pipeline.export.format import ExportFile
 
 FIGURES_VERSION = 2
 # Figures an older aiaudit wrote are still checked, as that version computed them. 2 added quiet and
-# stale chains, each chain's newest signed time and whether it is closed, and what each route kept.
+# stale chains, each chain's newest signed time and whether it is closed, what each route kept, and
+# the range proofs of whole stretches.
 FIGURES_VERSIONS = (1, 2)
 TOP_IDENTITIES = 10
 NOT_DEAD_LETTER = "(none)"
@@ -239,6 +240,7 @@ def compute(file: ExportFile, since: datetime, until: datetime, *, scoped: bool,
     }
     if version == 1:
         del out["requests"]["commitments_by_route"], out["policy"]["content_by_route"]
+        del out["integrity"]["range_proofs"], out["integrity"]["records_in_range_proofs"]
     return out
 
 
@@ -274,6 +276,8 @@ def _integrity(file: ExportFile, signed: dict[str, dict[str, Any]], kinds: Count
         "by_kind": _sorted(kinds), "checkpoints": sum(s["checkpoints"] for s in signed.values()),
         "chains_witnessed": sum(1 for s in signed.values() if s["witnesses"]), "witnesses": witnesses,
         "inclusion_proofs": len(file.proofs),
+        "range_proofs": len(file.ranges),
+        "records_in_range_proofs": sum(r.last - r.first + 1 for r in file.ranges.values()),
         "keys": {kid: keys[kid] for kid in sorted(keys)},
         "growth": {d: dict(sorted(c.items())) for d, c in sorted(growth.items())},
         "signed_times": {o: {"size": s["size"], "signed_at": _iso(s["signed_at"])} for o, s in sorted(signed.items())},

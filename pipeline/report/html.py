@@ -96,8 +96,9 @@ def render(figures: dict[str, Any], facts: dict[str, Any], controls: dict[str, A
     keys = [[kid[:16], k["records"], k["first"], k["last"]] for kid, k in integ["keys"].items()]
     body["integrity"] = (
         f"<p>{integ['records_in_period']:,} records in the period on {integ['chains']:,} chain(s), each signed "
-        f"(Ed25519) and hash-chained; {integ['checkpoints']:,} signed checkpoint(s) and {integ['inclusion_proofs']:,} "
-        f"inclusion proofs in the export; {integ['chains_witnessed']:,} chain(s) cosigned by "
+        f"(Ed25519) and hash-chained; {integ['checkpoints']:,} signed checkpoint(s) in the export, to which "
+        f"{integ['records_in_range_proofs']:,} record(s) are proven included by {integ['range_proofs']:,} range proof(s) of "
+        f"whole stretches and {integ['inclusion_proofs']:,} by their own inclusion proof; {integ['chains_witnessed']:,} chain(s) cosigned by "
         f"{len(integ['witnesses'])} witness(es){': ' + escape(', '.join(integ['witnesses'])) if integ['witnesses'] else ''}."
         f" The export behind this report is <code>{escape(facts['export'])}</code>, sealed by the operator key "
         f"<code>{escape(facts['operator_key'])}</code>; <code>aiaudit verify --report DIR</code> checks every "

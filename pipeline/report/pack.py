@@ -150,7 +150,8 @@ def write_report(client: Client, settings: Settings, out_dir: Path, *, since: da
         summary = export_records(client, settings, filters, out, now=now, operator=operator, progress=progress,
                                  slices=slices)
     if progress:
-        progress(f"export: {summary.records:,} record(s), {summary.checkpoints} checkpoint(s), {summary.proofs:,} proof(s)")
+        progress(f"export: {summary.records:,} record(s), {summary.checkpoints} checkpoint(s), "
+                 f"{summary.ranges} range proof(s) of whole stretches, {summary.proofs:,} inclusion proof(s)")
     file = read_export_file(export_path)
     figures = figures_mod.compute(file, since, until, scoped=bool(scope))
     mapping = controls()

@@ -279,6 +279,9 @@ def verify_export(file: ExportFile, trust: Trust, *, checker: Checker | None = N
     for origin, seq in sorted(set(file.proofs) - present):
         report.failures.append(Failure(origin, seq, "orphan_proof", "the export proves this record included, but "
                                        "does not hold it: it was removed from the file"))
+    for origin in sorted(set(file.ranges) - {o for o, _ in present}):
+        report.failures.append(Failure(origin, file.ranges[origin].first, "orphan_proof", "the export proves a "
+                                       "stretch of this chain included, but holds none of its records"))
     for chain in group_by_origin(StoredRecord(r.origin, r.seq, r.payload, r.sig, r.leaf_hash) for r in file.records):
         origin = chain[0].origin
         if notes and origin not in notes:
@@ -289,6 +292,10 @@ def verify_export(file: ExportFile, trust: Trust, *, checker: Checker | None = N
             def proof_of(seq: int, origin: str = origin) -> tuple[int, Sequence[bytes]] | None:
                 inc = file.proofs.get((origin, seq))
                 return None if inc is None else (inc.size, inc.proof)
+
+            span = file.ranges.get(origin)
+            if tree is not None and span is not None:
+                tree.span = (span.first, span.last, span.size, span.proof)
 
             scanned = _check_chain(report, ordered, keyring, tree, proof_of=proof_of, reorders=reorders,
                                    checker=checker)

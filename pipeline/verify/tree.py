@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiaudit.pipeline.chain.checkpoint import FINAL_TAG
-from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, verify_inclusion
+from aiaudit.pipeline.chain.merkle import TILE_HEIGHT, CompactRange, ProofError, root_from_range, verify_inclusion
 from aiaudit.pipeline.chain.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -69,6 +69,9 @@ class TreeCheck:
     # The auditor's monitor state: (size, root) of the newest checkpoint a previous run verified.
     pinned: tuple[int, bytes] | None = None
     final: tuple[int, bytes] | None = None  # (size, root) of the chain's signed final checkpoint: it is closed
+    # A sample's stretch proven by one range proof (first, last, size, hashes), and its records' leaves.
+    span: tuple[int, int, int, Sequence[bytes]] | None = None
+    run: dict[int, bytes] = field(default_factory=dict)
 
     def expect_states(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Stored tree-state rows (size, root, compact_range, tile_levels, tile_indexes, tile_hashes) to
@@ -184,7 +187,8 @@ class TreeCheck:
     def feed_sample(self, records: Iterable[StoredRecord],
                     proof_of: Callable[[int], tuple[int, Sequence[bytes]] | None]) -> Iterator[StoredRecord]:
         """Pass a sample's records on unchanged, checking each one's inclusion proof (size, hashes)
-        from `proof_of(seq)` against the signed root at that size. Returns via `finish_sample`."""
+        from `proof_of(seq)` against the signed root at that size; the records of `span` (a range
+        proof) are held to it together, in finish_sample. Returns via `finish_sample`."""
         done: set[int] = set()
         for rec in records:
             if rec.seq in done:  # a duplicate or fork: the record's own scan reports it
@@ -193,6 +197,10 @@ class TreeCheck:
             done.add(rec.seq)
             if rec.seq >= self.newest:
                 self.unproven += 1
+                yield rec
+                continue
+            if self.span is not None and self.span[0] <= rec.seq <= self.span[1]:
+                self.run[rec.seq] = bytes.fromhex(leaf_hash(rec.payload, rec.sig))
                 yield rec
                 continue
             found = proof_of(rec.seq)
@@ -214,9 +222,35 @@ class TreeCheck:
         self.failures.append(Failure(self.origin, seq, "not_included", detail[:300]))
 
     def finish_sample(self) -> int:
-        """After a sample went by: the cosignature rule; returns how many records no checkpoint covers yet."""
+        """After a sample went by: its range proof, the cosignature rule; returns how many records no
+        checkpoint covers yet."""
+        if self.span is not None:
+            self._check_range(*self.span)
         self._cosignature_rule()
         return self.unproven
+
+    def _check_range(self, first: int, last: int, size: int, proof: Sequence[bytes]) -> None:
+        """The records first..last, each by its own leaf hash, with the range proof must rebuild the
+        signed root at `size` (one `not_included` naming the stretch otherwise: every record in it)."""
+        missing = [s for s in range(first, last + 1) if s not in self.run]
+        if size not in self.roots:
+            self._not_included(first, f"range proof of records {first}..{last} against size {size}, which no verified "
+                                      "checkpoint signs")
+        elif missing:
+            self._not_included(missing[0], f"range proof of records {first}..{last}: {len(missing)} of them are not "
+                                           f"in the export (first {missing[0]})")
+        else:
+            try:
+                root = root_from_range(first, [self.run[s] for s in range(first, last + 1)], size, proof)
+            except ProofError as exc:
+                self._not_included(first, f"range proof of records {first}..{last}: {exc}")
+                return
+            if root == self.roots[size]:
+                self.proven += last - first + 1
+            else:
+                self._not_included(first, f"records {first}..{last} with their range proof lead to root "
+                                          f"{root.hex()[:16]}…, not the signed root at size {size}: a record of the "
+                                          "stretch is not the one the checkpoint covers")
 
     def _cosignature_rule(self) -> None:
         if self.min_cosignatures and self.roots:

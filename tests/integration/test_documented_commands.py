@@ -36,8 +36,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # Shown in the docs, run elsewhere (the reason, and where).
 NOT_RUN = {
-    "aiaudit demo": "the whole demo: `make demo` (README's first command) runs it",
-    "aiaudit demo --keep-running": "the whole demo, leaving the broker up: `make demo`",
+    "aiaudit demo": "the whole demo (README's first command): tests/integration/test_demo.py runs it",
+    "aiaudit demo --keep-running": "the whole demo, leaving the broker up: tests/integration/test_demo.py runs the demo",
     "aiaudit infra up": "starts the project's own broker on the default port; the tests' broker is started by the "
                         "same LocalKafka code (tests/integration/conftest.py)",
     "aiaudit infra down": "stops the project's own broker (see infra up)",

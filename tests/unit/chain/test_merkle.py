@@ -222,3 +222,39 @@ def test_random_trees_every_proof_verifies_and_every_single_bit_change_does_not(
                     with pytest.raises(ProofError):
                         merkle.verify_consistency(old, size, roots[old - 1], _flip(roots[size - 1], rnd.randrange(256)),
                                                   proof)
+
+
+def test_a_range_proof_with_its_run_of_leaves_gives_the_root_for_every_run_of_small_trees():
+    for size in range(1, 34):
+        leaves = [bytes([i]) * 32 for i in range(size)]
+        root = merkle.root_of(leaves)
+        for first in range(size):
+            for end in range(first + 1, size + 1):
+                proof = merkle.range_proof(first, end, size, lambda a, b: merkle.root_of(leaves[a:b]))
+                assert len(proof) <= 2 * size.bit_length()
+                assert merkle.root_from_range(first, leaves[first:end], size, proof) == root
+    whole = merkle.range_proof(0, 20, 20, lambda a, b: merkle.root_of(leaves[a:b]))
+    assert whole == []  # the whole tree: the leaves are the proof
+
+
+def test_a_range_proof_does_not_survive_a_changed_leaf_hash_or_a_hash_too_many_or_too_few():
+    rng = random.Random(9)
+    leaves = [rng.randbytes(32) for _ in range(1000)]
+    root, first, end = merkle.root_of(leaves), 123, 877
+    proof = merkle.range_proof(first, end, 1000, lambda a, b: merkle.root_of(leaves[a:b]))
+    run = leaves[first:end]
+    assert merkle.root_from_range(first, run, 1000, proof) == root
+    assert merkle.root_from_range(first, run[:100] + [bytes(32)] + run[101:], 1000, proof) != root
+    try:  # the same run claimed one place on: another root, or a proof of the wrong shape
+        assert merkle.root_from_range(first + 1, run, 1000, proof) != root
+    except ProofError:
+        pass
+    assert merkle.root_from_range(first, run, 1000, [*proof[:2], bytes(32), *proof[3:]]) != root
+    with pytest.raises(ProofError, match="fewer"):
+        merkle.root_from_range(first, run, 1000, proof[:-1])
+    with pytest.raises(ProofError, match="more"):
+        merkle.root_from_range(first, run, 1000, [*proof, bytes(32)])
+    with pytest.raises(ProofError, match="not 32"):
+        merkle.root_from_range(first, run, 1000, [*proof[:-1], b"short"])
+    with pytest.raises(ProofError, match="not a non-empty run"):
+        merkle.root_from_range(990, run, 1000, proof)  # runs past the tree's end

@@ -16,6 +16,8 @@ from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
 from aiaudit.pipeline.chain.record import Source, build_record
 from aiaudit.pipeline.export.format import (
+    RangeProof,
+    range_line,
     ExportedCheckpoint,
     ExportFile,
     Inclusion,
@@ -59,14 +61,19 @@ def sealed_header(selection, records, filters=None, operator=OPERATOR) -> bytes:
                        operator=operator)
 
 
-def export(selection: str, records, sizes=(20,), proofs=True, cosigs=()) -> ExportFile:
+def export(selection: str, records, sizes=(20,), proofs=True, cosigs=(), ranged=False) -> ExportFile:
     """An export file built line by line through the same writer and reader as `aiaudit export`."""
     lines = [sealed_header(selection, records, {"actor": "alice@acme.example"} if selection == "sample" else {})]
     lines += [r.to_wire() for r in records]
     notes = notes_for(RECS, set(sizes))
     for size, note in notes:
         lines.append(checkpoint_line(ExportedCheckpoint(ORIGIN, size, note, tuple(cosigs))))
-    if selection == "sample" and proofs:
+    if selection == "sample" and ranged:  # one range proof for the stretch the checkpoint covers
+        size, first = notes[-1][0], records[0].seq
+        last = min(records[-1].seq, size - 1)
+        lines.append(range_line(RangeProof(ORIGIN, first, last, size, tuple(merkle.range_proof(first, last + 1, size,
+                                                                                               subtree)))))
+    elif selection == "sample" and proofs:
         size = notes[-1][0]
         for r in records:
             if r.seq < size:
@@ -340,3 +347,46 @@ def test_a_closed_chain_in_an_export_is_judged_by_its_final_checkpoint():
     assert report.ok, report.text()
     with pytest.raises(ValueError, match="expected exactly the members"):
         add_line(ExportFile(), orjson.dumps({**orjson.loads(checkpoint_line(cp)), "closing": final}))
+
+
+def test_a_stretch_proven_by_one_range_proof_verifies_and_counts_every_record():
+    report = verify(export("sample", RECS[5:19], sizes=(16,), ranged=True), RING, checkpoint_keys=[CP_PUB])
+    assert report.ok, report.failures
+    assert report.proven == 11  # 5..15 under the checkpoint at 16; 16..18 after it
+    assert any("3 sampled record(s) after the newest checkpoint" in w for w in report.warnings)
+
+
+def test_a_range_proof_catches_a_forged_record_a_changed_hash_and_records_taken_out():
+    ev = dict(events(8)[7], route="exfiltration-approved")
+    forged = build_record(RECS[6].next_head(106), SIGNER, ev["occurred_at"], Source("ai.requests", 0, 107), ev)
+    f = export("sample", RECS[2:18], ranged=True)
+    f.records[5] = forged  # seq 7, validly signed by the record key, linked to 6: only the proof can tell
+    report = verify(f, RING, checkpoint_keys=[CP_PUB])
+    assert (2, "not_included") in reasons(report) and report.proven == 0  # the stretch as one, from its first
+    assert "records 2..17 with their range proof lead to root" in report.text()
+    f = export("sample", RECS[2:18], ranged=True)
+    rng = f.ranges[ORIGIN]
+    f.ranges[ORIGIN] = dataclasses.replace(rng, proof=(bytes(32),) + rng.proof[1:])
+    assert reasons(verify(f, RING, checkpoint_keys=[CP_PUB])) == [(2, "not_included")]
+    f.ranges[ORIGIN] = dataclasses.replace(rng, size=19)  # a size no checkpoint in the export signs
+    assert "against size 19, which no verified checkpoint signs" in verify(f, RING, checkpoint_keys=[CP_PUB]).text()
+    f = export("sample", RECS[2:18], ranged=True)
+    f.records = f.records[:4] + f.records[6:]  # seqs 6 and 7 gone (the seal would also say so)
+    assert (6, "not_included") in reasons(verify(f, RING, checkpoint_keys=[CP_PUB], allow_unanchored=True))
+
+
+@pytest.mark.parametrize("line, problem", [
+    ({"first": 5, "last": 4}, "first <= last < size"),
+    ({"last": 20}, "first <= last < size"),
+    ({"proof": ["AAAA"]}, "not base64 of 32 bytes"),
+    ({"proof": [base64.b64encode(bytes(32)).decode()] * 129}, "at most 128 hashes"),
+    ({"extra": 1}, "expected exactly the members"),
+])
+def test_a_malformed_range_line_is_refused_naming_what_is_wrong(line, problem):
+    base = {"kind": "range", "origin": ORIGIN, "first": 2, "last": 9, "size": 20, "proof": []}
+    with pytest.raises(ValueError, match=problem):
+        add_line(ExportFile(), orjson.dumps({**base, **line}))
+    twice = ExportFile()
+    add_line(twice, orjson.dumps(base))
+    with pytest.raises(ValueError, match="a second range proof"):
+        add_line(twice, orjson.dumps(base))

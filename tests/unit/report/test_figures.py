@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiaudit.pipeline.chain.formats import parse_stored
+from aiaudit.pipeline.chain.note import Signature
 from aiaudit.pipeline.chain.record import ChainHead, Source, build_record
 from aiaudit.pipeline.contract import parse_ts
-from aiaudit.pipeline.chain.note import Signature
 from aiaudit.pipeline.export.format import ExportedCheckpoint, ExportFile
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.report import figures, html
