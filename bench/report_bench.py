@@ -10,8 +10,8 @@ emitter's synthetic traffic) is held as the export reader holds it, then:
 2. The report's figures (pipeline/report/figures.py): the time, and the ratio to the reference.
 3. The page (pipeline/report/html.py): the time to render it from the figures, and its size
    (the target: the aggregates of a 1M-record period in at most 60 s, the page under 5 MB; the
-   rows go in the export, which is written and timed on its own by bench/verify_bench.py's
-   export step and `aiaudit export`).
+   rows go in the export, which is written and timed on its own, with `aiaudit report` end to
+   end and `verify --report`, by bench/verify_bench.py's step 5).
 """
 
 from __future__ import annotations

@@ -233,7 +233,10 @@ def time_report(settings: Settings, out: Path) -> None:
     line("aiaudit verify --report (offline: seal, export, every figure again)",
          f"{elapsed:.1f} s (exit {checked.returncode}), peak RSS {'n/a (below the report' + chr(39) + 's)' if peak < 0 else f'{peak / 1024:,.0f} MB'}")
     if checked.returncode != 0:  # the bench's chains have no signed times: their end after the period is not shown
-        line("  its first problem", (checked.stdout.strip().splitlines() or ["(none printed)"])[0][:160])
+        problems = [x.strip() for x in checked.stdout.splitlines() if "FAIL" in x or "completeness:" in x]
+        line("  why it does not pass", (problems or ["(nothing printed)"])[0][:160])
+        line("  records proven included", next((x.strip()[:160] for x in checked.stdout.splitlines() if "proven" in x),
+                                               "(not said)"))
 
 
 def main() -> None:
