@@ -29,15 +29,27 @@ class ErasureRefused(ConfigError):
     """The subject is under legal hold: nothing was erased, the refusal was recorded."""
 
 
+class _Publisher:
+    """One producer for a command's erasure records: each publish waits for the broker's
+    acknowledgement (the evidence first: a key is destroyed only after its record is taken)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = Producer(kafka_config.producer(settings))
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        failed: list[str] = []
+        for m in messages:
+            self.producer.produce(self.settings.kafka.erasures_topic, key=(m["subject"] or m["event_id"]).encode(),
+                                  value=orjson.dumps(m),
+                                  on_delivery=lambda err, _m: failed.append(str(err)) if err else None)
+        if self.producer.flush(15) or failed:
+            raise InfraError(f"the broker at {self.settings.kafka.bootstrap_servers} did not take the erasure record "
+                             f"({failed[0] if failed else 'no answer'}): nothing was erased")
+
+
 def _publish(settings: Settings, messages: list[dict[str, Any]]) -> None:
-    producer = Producer(kafka_config.producer(settings))
-    failed: list[str] = []
-    for m in messages:
-        producer.produce(settings.kafka.erasures_topic, key=(m["subject"] or m["event_id"]).encode(),
-                         value=orjson.dumps(m), on_delivery=lambda err, _m: failed.append(str(err)) if err else None)
-    if producer.flush(15) or failed:
-        raise InfraError(f"the broker at {settings.kafka.bootstrap_servers} did not take the erasure record "
-                         f"({failed[0] if failed else 'no answer'}): nothing was erased")
+    _Publisher(settings).publish(messages)
 
 
 def _signed(signer: StatusSigner, by: str | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,26 +99,40 @@ def set_hold(settings: Settings, keys: SubjectKeys, signer: StatusSigner, *, sub
     return record
 
 
+EXPIRE_BATCH = 500  # erasure records acknowledged together before their keys are destroyed
+
+
 def expire(settings: Settings, keys: SubjectKeys, signer: StatusSigner, *, by: str | None = None,
            now: datetime | None = None) -> list[dict[str, Any]]:
     """Destroy every record key past its retention (content expires, records stay); one erasure
     record each. A record whose subject is under legal hold is kept, and its refusal recorded."""
     at = now or datetime.now(timezone.utc)
     holds = keys.holds()
-    done = []
+    publisher = _Publisher(settings)
+    done: list[dict[str, Any]] = []
+    batch: list[tuple[str, dict[str, Any], bool]] = []  # (event id, its record, its key to destroy)
+
+    def flush() -> None:  # the records first, then the keys they record
+        publisher.publish([record for _, record, _ in batch])
+        for event_id, record, destroy in batch:
+            if destroy:
+                keys.erase_record(event_id)
+                done.append(record)
+        batch.clear()
+
     for event_id, expires_at in keys.expired(at):
         held = [s for s in keys.record_subjects(event_id) if s in holds]
         existing = keys.record_key(event_id)
         if held:
-            record = _signed(signer, by, erasure_message(
+            batch.append((event_id, _signed(signer, by, erasure_message(
                 action="refused", event_id=event_id, key_ids=[], at=at,
-                reason=f"retention expired at {expires_at}; kept: legal hold on {held[0]}"))
-            _publish(settings, [record])
-            continue
-        record = _signed(signer, by, erasure_message(
-            action="expire", event_id=event_id, at=at, reason=f"retention expired at {expires_at}",
-            key_ids=[key_id(existing)] if existing else []))
-        _publish(settings, [record])
-        keys.erase_record(event_id)
-        done.append(record)
+                reason=f"retention expired at {expires_at}; kept: legal hold on {held[0]}")), False))
+        else:
+            batch.append((event_id, _signed(signer, by, erasure_message(
+                action="expire", event_id=event_id, at=at, reason=f"retention expired at {expires_at}",
+                key_ids=[key_id(existing)] if existing else [])), True))
+        if len(batch) >= EXPIRE_BATCH:
+            flush()
+    if batch:
+        flush()
     return done
