@@ -112,3 +112,13 @@ def shape_problem(doc: Any) -> str | None:
          "host is not a host name"),
     )
     return next((why for ok, why in checks if not ok), None)
+
+
+def statement_text(sql: str, parameters: dict[str, Any] | None) -> str:
+    """A read's `what` before it is cut: the statement on one line, then its parameters as compact
+    JSON (values as text). One form whichever process served the read (the CLI's own client, or
+    the sink's store API), so the same read is recorded the same way."""
+    text = " ".join(sql.split())
+    if parameters:
+        text += " -- " + orjson.dumps({k: str(v) for k, v in parameters.items()}).decode()
+    return text

@@ -31,7 +31,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from aiaudit.pipeline.contract.access import ResultDigest, access_message
+from aiaudit.pipeline.contract.access import ResultDigest, access_message, statement_text
 from aiaudit.pipeline.contract.analyst_keys import ANALYSTS_DIR, CONSOLE_SUFFIX, load_status_signer
 from aiaudit.pipeline.contract.analysts import ACCESS_SIG_DOMAIN, StatusSigner
 from aiaudit.pipeline.errors import SigningKeyError, StoreError
@@ -121,13 +121,6 @@ class AccessLog:
             self._producer.flush(self.timeout_s)
 
 
-def _what(sql: str, parameters: dict[str, Any] | None) -> str:
-    text = " ".join(sql.split())
-    if parameters:
-        text += " -- " + orjson.dumps({k: str(v) for k, v in parameters.items()}).decode()
-    return text
-
-
 class RecordedClient:
     """A clickhouse-connect client whose every read is recorded (the calls the store modules make)."""
 
@@ -138,7 +131,7 @@ class RecordedClient:
         result = self._client.query(sql, parameters=parameters, **kwargs)
         digest = ResultDigest()
         digest.add(result.result_rows)
-        self.access.record(op=self.op, what=_what(sql, parameters), rows=digest.rows, digest=digest.text())
+        self.access.record(op=self.op, what=statement_text(sql, parameters), rows=digest.rows, digest=digest.text())
         return result
 
     @contextlib.contextmanager
@@ -153,13 +146,13 @@ class RecordedClient:
         with self._client.query_row_block_stream(sql, parameters=parameters, **kwargs) as stream:
             yield blocks(stream)
         # A stream is recorded when it ends, before the command it feeds prints or keeps anything.
-        self.access.record(op=self.op, what=_what(sql, parameters), rows=digest.rows, digest=digest.text())
+        self.access.record(op=self.op, what=statement_text(sql, parameters), rows=digest.rows, digest=digest.text())
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         answer = self._client.command(sql, parameters=parameters, **kwargs)
         rows, digest = 1, ResultDigest()
         digest.add([[answer]] if not isinstance(answer, list) else [answer])
-        self.access.record(op=self.op, what=_what(sql, parameters), rows=rows, digest=digest.text())
+        self.access.record(op=self.op, what=statement_text(sql, parameters), rows=rows, digest=digest.text())
         return answer
 
     def insert(self, *args: Any, **kwargs: Any) -> Any:

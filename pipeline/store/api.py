@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from aiaudit.pipeline.contract.access import OP, digest_of
+from aiaudit.pipeline.contract.access import OP, digest_of, statement_text
 from aiaudit.pipeline.contract.access import encode_value as encode
 from aiaudit.pipeline.errors import StoreError
 
@@ -129,11 +129,6 @@ def decode(value: Any) -> Any:
     return value
 
 
-def _what_of(sql: str, params: dict[str, Any]) -> str:
-    text = " ".join(sql.split())
-    return text + (" -- " + json.dumps({k: str(v) for k, v in params.items()}) if params else "")
-
-
 class StoreServer:
     """Serve read queries on `client` (a client of its own: reads never wait for the sink's
     inserts) until close(). The token written to the API file names the principal `principal`
@@ -190,7 +185,7 @@ class StoreServer:
                 except Refused as exc:  # a statement refused is recorded too: who tried to read what
                     if server.access is not None:
                         try:
-                            server.access.record(op=self._op(), what=_what_of(str(sql), params), rows=0,
+                            server.access.record(op=self._op(), what=statement_text(str(sql), params), rows=0,
                                                  digest=digest_of([])[1], principal=principal, outcome="refused")
                         except StoreError as failed:
                             log.error("store API: a refused read by %s went unrecorded: %s", principal, failed)
@@ -217,7 +212,7 @@ class StoreServer:
                     return
                 count, digest = digest_of(rows)
                 try:  # fail closed: no answer leaves that is not recorded first
-                    server.access.record(op=op, what=_what_of(sql, params), rows=count, digest=digest,
+                    server.access.record(op=op, what=statement_text(sql, params), rows=count, digest=digest,
                                          principal=principal)
                 except StoreError as exc:
                     log.error("store API: a read by %s was refused: %s", principal, exc)

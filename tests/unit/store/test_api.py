@@ -70,7 +70,8 @@ def test_each_answer_is_recorded_first_with_who_what_how_many_and_the_digest_of_
         server.close()
     (rec,) = ledger.records
     assert rec["principal"] == "local:tester" and rec["op"] == "export" and rec["rows"] == 1
-    assert rec["what"] == 'SELECT payload FROM t WHERE n = {n:UInt8} -- {"n": "7"}'
+    # The same text a read through the CLI's own client records (contract/access.statement_text).
+    assert rec["what"] == 'SELECT payload FROM t WHERE n = {n:UInt8} -- {"n":"7"}'
     assert rec["digest"] == digest_of(result.result_rows)[1]  # what the reader got is what the record commits to
 
 
