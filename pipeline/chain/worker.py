@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from aiaudit.pipeline import contract, names
+from aiaudit.pipeline import contract, metrics, names
 from aiaudit.pipeline.chain.checkpoint import Notary, NotaryRefused, NotaryUnavailable, TreeState, due, extend
 from aiaudit.pipeline.chain.kinds import KIND_RECORD_MAX_BYTES, REQUEST, kind_named
 from aiaudit.pipeline.chain.merkle import CompactRange
@@ -260,6 +260,7 @@ class ChainWorker:
 
     def _process(self, chain: PartitionChain, batch: list[InputMessage]) -> None:
         p, k = chain.partition, self.settings.kafka
+        started = time.perf_counter()
         try:
             result = chain_batch(chain.head, self.signer, batch, self._decoder()) if self.kind == REQUEST \
                 else chain_messages(chain.head, self.signer, self.kind, batch, self._admit())
@@ -318,8 +319,14 @@ class ChainWorker:
             if err.txn_requires_abort():
                 producer.abort_transaction(30)
             self.stats["aborted"] += 1
+            metrics.TRANSACTION_ABORTS.labels("chain", self.kind).inc()
             self.consumer.seek(TopicPartition(self.input_topic, p, chain.next_offset))
             return
+        metrics.EVENTS_IN.labels("chain", self.kind).inc(len(batch))
+        metrics.EVENTS_OUT.labels("chain", self.kind).inc(len(result.records))
+        for dl in result.dead_letters:
+            metrics.DEAD_LETTERS.labels("chain", self.kind, metrics.reason_label(dl.reason)).inc()
+        metrics.BATCH_SECONDS.labels("chain", self.kind).observe(time.perf_counter() - started)
         chain.head = result.head
         chain.tree = tree
         self._after_commit(chain, tree, new_leaves, note is not None)
@@ -377,6 +384,7 @@ class ChainWorker:
 
     def _after_commit(self, chain: PartitionChain, tree: CompactRange, new_leaves: bytes, signed: bool) -> None:
         if signed:
+            metrics.CHECKPOINT_TIME.labels(self.kind, str(chain.partition)).set_to_current_time()
             chain.signed_size = tree.size
             chain.signed_at = chain.stamped_at = time.monotonic()
             chain.base, chain.unsigned = tree.copy(), bytearray()
@@ -436,6 +444,8 @@ class ChainWorker:
                 continue
             if heartbeat is None:
                 self._after_commit(chain, chain.tree, b"", True)
+            else:
+                metrics.CHECKPOINT_TIME.labels(self.kind, str(chain.partition)).set_to_current_time()
             chain.stamped_at = time.monotonic()
 
     def _gave_up_if_fenced(self, chain: PartitionChain, err: KafkaError) -> bool:

@@ -31,12 +31,14 @@ def stop_on_signals() -> threading.Event:
 
 
 def start_worker(role: str, *, instance_id: str | None = None, log_file: Path | None = None,
-                 env: dict[str, str] | None = None, verbose: bool = False) -> subprocess.Popen[bytes]:
+                 env: dict[str, str] | None = None, verbose: bool = False,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """`aiaudit worker <role>` as a child process, its output appended to log_file (or inherited).
     instance_id is the consumer group member id of the workers that have one (chain, score)."""
     argv = [sys.executable, "-m", "aiaudit.pipeline.cli", "worker", role, *(["-v"] if verbose else [])]
     if instance_id and role in ("chain", "evidence", "score"):
         argv += ["--instance-id", instance_id]
+    argv += extra  # e.g. --metrics-port
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115  # handed to the child process
     try:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT if out else None,

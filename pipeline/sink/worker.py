@@ -16,7 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer
 
-from aiaudit.pipeline import names, store
+from aiaudit.pipeline import metrics, names, store
 from aiaudit.pipeline.errors import InfraError, StoreError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
@@ -55,12 +55,17 @@ class SinkWorker:
         """Insert what is pending, then commit the consumed offsets."""
         if not self.pending:
             return
+        started = time.perf_counter()
         rows = rows_of(self.pending, self.settings.kafka)
         for table, columns in self.tables.items():
             batch = rows.get(table)
             if batch:
                 self._insert(table, batch, columns)
         self.consumer.commit(asynchronous=False)
+        metrics.EVENTS_IN.labels("sink", "all").inc(len(self.pending))
+        for table in self.tables:
+            metrics.EVENTS_OUT.labels("sink", table).inc(len(rows.get(table)))
+        metrics.BATCH_SECONDS.labels("sink", "all").observe(time.perf_counter() - started)
         self.pending = []
         self.stats["rows"] += len(rows.get(names.EVIDENCE_TABLE))
         self.stats["dead_letters"] += len(rows.get(names.DEAD_LETTER_TABLE))

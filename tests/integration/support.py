@@ -108,10 +108,10 @@ class ChainWorkers:
         self.env = env or {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, instance_id: str, role: str = "chain") -> subprocess.Popen[bytes]:
+    def start(self, instance_id: str, role: str = "chain", extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         proc = start_worker(role, instance_id=instance_id if role in ("chain", "evidence") else None,
                             log_file=self.log_dir / f"{role}-{instance_id}.log",
-                            env={**settings_env(self.settings), **self.env})
+                            env={**settings_env(self.settings), **self.env}, extra=extra)
         self.procs[instance_id] = proc
         return proc
 

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the workers: the one owner of every metric name and label.
+
+Names follow Prometheus's conventions: the `aiaudit_` prefix, base units (`_seconds`), counters
+ending `_total`, times as `_timestamp_seconds` gauges (an age is `time() - x` in PromQL, so a
+stopped process shows as growing age rather than a frozen one). No label takes an unbounded
+value: `worker` is the kind of process (chain, sink), `kind` an evidence kind (a fixed set),
+`partition` an input partition, `reason` a dead-letter reason, which is held to a short
+lowercase word and to at most MAX_REASONS distinct values ("other" beyond); never an actor,
+model, route or origin.
+
+A worker serves them on `--metrics-port` (127.0.0.1 unless `AIAUDIT_METRICS__HOST` says
+otherwise; off when no port is given): `aiaudit worker chain --metrics-port 9401`. The alerting
+rules over them are infra/prometheus/rules.yml, checked by promtool in the tests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MAX_REASONS = 32
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_reasons: set[str] = set()
+_lock = threading.Lock()
+
+EVENTS_IN = Counter("aiaudit_events_in", "Input messages a worker took in (chained or dead-lettered; rows read by "
+                    "the sink)", ["worker", "kind"])
+EVENTS_OUT = Counter("aiaudit_events_out", "Records chained by a chain worker; rows stored by the sink", ["worker", "kind"])
+DEAD_LETTERS = Counter("aiaudit_dead_letters", "Input messages refused into the dead-letter topic, by reason",
+                       ["worker", "kind", "reason"])
+TRANSACTION_ABORTS = Counter("aiaudit_transaction_aborts", "Kafka transactions aborted (the batch is read again)",
+                             ["worker", "kind"])
+BATCH_SECONDS = Histogram("aiaudit_batch_duration_seconds", "Time to process one batch, its transaction included",
+                          ["worker", "kind"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
+                        "When the chain of this kind and partition last had a checkpoint or heartbeat signed "
+                        "(Unix time)", ["kind", "partition"])
+
+
+def reason_label(reason: str) -> str:
+    """A dead-letter reason as a label value: itself when it is a short lowercase word and one of
+    the first MAX_REASONS seen, "other" otherwise (a label never grows without bound)."""
+    if not _REASON.match(reason):
+        return "other"
+    with _lock:
+        if reason in _reasons:
+            return reason
+        if len(_reasons) < MAX_REASONS:
+            _reasons.add(reason)
+            return reason
+    return "other"
+
+
+def serve(port: int | None, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on host:port in a daemon thread (nothing when port is None or 0)."""
+    if port:
+        start_http_server(port, addr=host)

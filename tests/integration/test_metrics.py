@@ -1,0 +1,74 @@
+"""Prometheus metrics as Prometheus reads them: a real chain worker process serving /metrics over
+HTTP counts what it chained and dead-lettered and when it last signed; the real sink counts the
+rows it stored (scraped from a /metrics server of the process it runs in); every name follows
+the conventions and no label carries an identity."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+import urllib.request
+
+import pytest
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiaudit.pipeline import metrics, names
+from aiaudit.pipeline.emit.synthetic import malformed_messages
+from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.ops.progress import chain_lag
+from tests.integration.support import ChainWorkers, emit_synthetic, free_port_pair, sink_until_drained
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, read over HTTP and parsed by Prometheus's own parser."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp_path):
+    chain_port = free_port_pair()
+    sink_port = chain_port + 1
+    metrics.serve(sink_port)  # the sink below runs in this process: its registry, served as a worker serves it
+    before = scrape(sink_port)
+    with ChainWorkers(settings, tmp_path) as workers:
+        workers.start("m1", extra=("--metrics-port", str(chain_port)))
+        emit_synthetic(settings, 150, emitter_id="edge-metrics", seed=5)
+        bad = malformed_messages(2, settings.chain.max_event_bytes)
+        raw = Producer(kafka_config.client(settings, **{"acks": "all", "enable.idempotence": True}))
+        for _, data in bad:
+            raw.produce(settings.kafka.requests_topic, value=data, key=b"bad")
+        assert raw.flush(30) == 0
+        deadline = time.monotonic() + 120
+        while chain_lag(settings) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(settings.chain.checkpoint_interval_s + 1)  # the newest records' checkpoint is signed
+        chained = scrape(chain_port)
+        sink_until_drained(settings, client)
+    after = scrape(sink_port)
+
+    assert value(chained, "aiaudit_events_out_total", worker="chain", kind="request") == 150
+    assert value(chained, "aiaudit_events_in_total", worker="chain", kind="request") == 150 + len(bad)
+    refused = {dict(labels)["reason"]: v for (n, labels), v in chained.items() if n == "aiaudit_dead_letters_total"}
+    assert refused == dict(Counter(r for r, _ in bad)), refused  # one per bad message, by its reason
+    assert value(chained, "aiaudit_batch_duration_seconds_count", worker="chain", kind="request") >= 1
+    signed = [v for (n, _), v in chained.items() if n == "aiaudit_checkpoint_signed_timestamp_seconds"]
+    assert signed and time.time() - 120 < max(signed) <= time.time()
+    stored = value(after, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE) - value(
+        before, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE)
+    assert stored == 150
+
+    # Names by the conventions; labels only from the bounded set, never an identity.
+    for (name, labels) in chained:
+        assert name.startswith("aiaudit_") or not name.startswith("aiaudit"), name
+        if name.startswith("aiaudit_"):
+            assert {k for k, _ in labels} <= {"worker", "kind", "reason", "partition", "le"}, (name, labels)
+            assert not any("@" in v or "edge-metrics" in v for _, v in labels), (name, labels)
