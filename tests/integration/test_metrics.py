@@ -5,9 +5,13 @@ the conventions and no label carries an identity."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import time
 from collections import Counter
 import urllib.request
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -72,3 +76,23 @@ def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp
         if name.startswith("aiaudit_"):
             assert {k for k, _ in labels} <= {"worker", "kind", "reason", "partition", "le"}, (name, labels)
             assert not any("@" in v or "edge-metrics" in v for _, v in labels), (name, labels)
+
+
+def test_the_alerting_rules_are_valid_and_fire_on_the_series_they_are_for():
+    """Debian's promtool checks infra/prometheus/rules.yml and runs its unit tests (rules_test.yml:
+    each alert fires on synthetic series of the metrics above, and stays quiet before)."""
+    folder = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    checked = subprocess.run([promtool, "check", "rules", "rules.yml"], cwd=folder, capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0 and "SUCCESS: 4 rules found" in checked.stdout, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", "rules_test.yml"], cwd=folder, capture_output=True, text=True,
+                            timeout=60)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    # Every metric a rule reads is one the workers export.
+    exported = {m._name for m in (metrics.EVENTS_IN, metrics.EVENTS_OUT, metrics.DEAD_LETTERS,
+                                  metrics.TRANSACTION_ABORTS, metrics.CHECKPOINT_TIME)}
+    read = set(re.findall(r"aiaudit_[a-z_]+", (folder / "rules.yml").read_text()))
+    assert read <= {f"aiaudit_{n.removeprefix('aiaudit_')}" for n in exported} | {
+        f"{n}_total" for n in exported}, read
