@@ -9,8 +9,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections import Counter
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -16,15 +16,15 @@ from aiaudit.pipeline.chain import merkle
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, add_signatures, cosign, split_note
 from aiaudit.pipeline.chain.record import Source, build_record
 from aiaudit.pipeline.export.format import (
-    RangeProof,
-    range_line,
     ExportedCheckpoint,
     ExportFile,
     Inclusion,
+    RangeProof,
     add_line,
     checkpoint_line,
     header_line,
     inclusion_line,
+    range_line,
 )
 from aiaudit.pipeline.keys import Ed25519Signer
 from aiaudit.pipeline.verify.run import verify_export
