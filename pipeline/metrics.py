@@ -3,7 +3,8 @@
 Names follow Prometheus's conventions: the `aiaudit_` prefix, base units (`_seconds`), counters
 ending `_total`, times as `_timestamp_seconds` gauges (an age is `time() - x` in PromQL, so a
 stopped process shows as growing age rather than a frozen one). No label takes an unbounded
-value: `worker` is the kind of process (chain, sink), `kind` an evidence kind (a fixed set),
+value: `worker` is the kind of process (chain, sink, score), `kind` an evidence kind (a fixed set),
+`severity` one of SEVERITIES,
 `partition` an input partition, `reason` a dead-letter reason, which is held to a short
 lowercase word and to at most MAX_REASONS distinct values ("other" beyond); never an actor,
 model, route or origin.
@@ -34,6 +35,10 @@ TRANSACTION_ABORTS = Counter("aiaudit_transaction_aborts", "Kafka transactions a
                              ["worker", "kind"])
 BATCH_SECONDS = Histogram("aiaudit_batch_duration_seconds", "Time to process one batch, its transaction included",
                           ["worker", "kind"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+FINDINGS = Counter("aiaudit_findings", "Findings raised by the scoring worker, by severity", ["severity"])
+INCIDENTS = Counter("aiaudit_incident_updates", "Incident opens and updates raised by the scoring worker, by severity",
+                    ["severity"])
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "
                         "(Unix time)", ["kind", "partition"])
@@ -51,6 +56,12 @@ def reason_label(reason: str) -> str:
             _reasons.add(reason)
             return reason
     return "other"
+
+
+def severity_label(severity: object) -> str:
+    """A severity as a label value: one of SEVERITIES (lowercase), "other" otherwise."""
+    text = str(severity).lower()
+    return text if text in SEVERITIES else "other"
 
 
 def serve(port: int | None, host: str = "127.0.0.1") -> None:

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if role in ("chain", "evidence", "score"):
             r.add_argument("--instance-id", help="static group membership id (a restart with the same id takes "
                                                  "over at once)")
-        if role in ("chain", "evidence", "sink"):
+        if role in ("chain", "evidence", "sink", "score"):
             r.add_argument("--metrics-port", type=int, metavar="PORT",
                            help="serve Prometheus metrics on this port (/metrics; off when not given)")
             r.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline.ops.supervisor import start_worker, stop_on_signals, supervise
 
     start_logging(args.verbose)
+    if getattr(args, "metrics_port", None):
+        from aiaudit.pipeline import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_host)
     if args.role == "score":
         return _score(args, settings)
     if args.role == "deliver":
@@ -55,9 +59,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         procs = [start_worker(role) for role in ("chain", "evidence", "sink")]
         return supervise(procs, stop_on_signals())
     stop = stop_on_signals()
-    from aiaudit.pipeline import metrics
-
-    metrics.serve(args.metrics_port, args.metrics_host)
     if args.role == "evidence":
         return _evidence(args, settings, stop)
     if args.role == "chain":

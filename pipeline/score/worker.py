@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aiaudit.detectors.features import IdentityState, state_from_dict, state_to_dict
 from aiaudit.detectors.model import Scorer
 from aiaudit.detectors.rules import RuleConfig
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
@@ -272,7 +273,9 @@ class ScoreWorker:
             msgs, part = by_partition[p], self.parts.get(p)
             if part is None or not self._settle(part):
                 continue  # revoked, fenced, or rewound to its last commit: these are fetched again
+            started = time.perf_counter()
             batch = self._score(part, msgs, promoted.detector if promoted is not None else RULES_ONLY, now_ms)
+            metrics.BATCH_SECONDS.labels("score", "request").observe(time.perf_counter() - started)
             self._first_use(batch, promoted, format_ts(datetime.fromtimestamp(now_ms / 1000, timezone.utc)))
             self._handed_over += 1
             batch.handed_over = self._handed_over
@@ -313,6 +316,12 @@ class ScoreWorker:
             part.next_offset = batch.next_offset
             self.stats.scored += len(batch.scored)
             self.stats.findings += sum(1 for s in batch.scored if s.finding is not None)
+            metrics.EVENTS_IN.labels("score", "request").inc(len(batch.scored))
+            for s in batch.scored:
+                if s.finding is not None:
+                    metrics.FINDINGS.labels(metrics.severity_label(s.finding.get("severity"))).inc()
+            for incident in batch.incidents:
+                metrics.INCIDENTS.labels(metrics.severity_label(incident.get("severity"))).inc()
             self.stats.transactions += 1
             self.stats.by_model[batch.model] = self.stats.by_model.get(batch.model, 0) + len(batch.scored)
             return True
@@ -325,6 +334,7 @@ class ScoreWorker:
         log.warning("scores of %s[%d]: transaction aborted (%s); retrying from offset %s", k.chain_topic,
                     part.partition, err, part.next_offset)
         self.stats.aborted += 1
+        metrics.TRANSACTION_ABORTS.labels("score", "request").inc()
         self.consumer.seek(TopicPartition(k.chain_topic, part.partition, part.next_offset))
         return False
 

@@ -9,33 +9,26 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from aiaudit.pipeline import metrics, names
 from aiaudit.pipeline.emit.synthetic import malformed_messages
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.ops.progress import chain_lag
-from tests.integration.support import ChainWorkers, emit_synthetic, free_port_pair, sink_until_drained
+from tests.integration.support import (
+    ChainWorkers,
+    emit_synthetic,
+    free_port_pair,
+    metric_value,
+    scrape,
+    sink_until_drained,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """(sample name, sorted labels) -> value, read over HTTP and parsed by Prometheus's own parser."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp_path):
@@ -59,14 +52,14 @@ def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp
         sink_until_drained(settings, client)
     after = scrape(sink_port)
 
-    assert value(chained, "aiaudit_events_out_total", worker="chain", kind="request") == 150
-    assert value(chained, "aiaudit_events_in_total", worker="chain", kind="request") == 150 + len(bad)
+    assert metric_value(chained, "aiaudit_events_out_total", worker="chain", kind="request") == 150
+    assert metric_value(chained, "aiaudit_events_in_total", worker="chain", kind="request") == 150 + len(bad)
     refused = {dict(labels)["reason"]: v for (n, labels), v in chained.items() if n == "aiaudit_dead_letters_total"}
     assert refused == dict(Counter(r for r, _ in bad)), refused  # one per bad message, by its reason
-    assert value(chained, "aiaudit_batch_duration_seconds_count", worker="chain", kind="request") >= 1
+    assert metric_value(chained, "aiaudit_batch_duration_seconds_count", worker="chain", kind="request") >= 1
     signed = [v for (n, _), v in chained.items() if n == "aiaudit_checkpoint_signed_timestamp_seconds"]
     assert signed and time.time() - 120 < max(signed) <= time.time()
-    stored = value(after, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE) - value(
+    stored = metric_value(after, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE) - metric_value(
         before, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE)
     assert stored == 150
 

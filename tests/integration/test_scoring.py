@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 
 import numpy as np
@@ -37,7 +38,10 @@ from aiaudit.pipeline.store.filters import Filters
 from tests.integration.support import (
     SOAK,
     ChainWorkers,
+    free_port_pair,
+    metric_value,
     read_topic,
+    scrape,
     settings_env,
     sink_until_drained,
     verify_store,
@@ -69,7 +73,8 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
         assert manifest["training"]["rows"] == len(train_events)
         promote(settings.score.models_dir, "m1", operator(settings), by="itest")
 
-        workers.start("s1", role="score")
+        metrics_port = free_port_pair()
+        workers.start("s1", role="score", extra=("--metrics-port", str(metrics_port)))
         emit_all(settings, [ev for ev, _ in test], "edge-live")
         wait_chained(settings)
         total = len(train_events) + len(test)
@@ -77,6 +82,7 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
         while not scoring_done(settings):
             assert time.monotonic() < deadline, "the scoring worker did not score every record in time"
             time.sleep(1.0)
+        scraped = scrape(metrics_port)  # the worker's own count, read as Prometheus reads it
         sink_until_drained(settings, client)
 
     labels = {str(uuid.UUID(ev["event_id"])): label for ev, label in test}
@@ -97,6 +103,11 @@ def test_misuse_raises_ocsf_alerts_that_point_at_verifiable_records(settings, cl
     # Each alert is an OCSF Detection Finding naming chain coordinates that hold that very record.
     alerts = client.query(f"SELECT finding, origin, seq, leaf_hash FROM {db}.alerts").result_rows
     assert alerts
+    # Its metrics say what it did: every record scored once, each finding counted under its severity.
+    assert metric_value(scraped, "aiaudit_events_in_total", worker="score", kind="request") == total
+    by_severity = Counter(json.loads(f)["severity"].lower() for f, *_ in alerts)
+    assert {dict(labels)["severity"]: v for (n, labels), v in scraped.items()
+            if n == "aiaudit_findings_total"} == dict(by_severity)
     detectors = set()
     for finding, origin, seq, leaf in alerts:
         f = json.loads(finding)
