@@ -4,6 +4,7 @@ Names follow Prometheus's conventions: the `aiaudit_` prefix, base units (`_seco
 ending `_total`, times as `_timestamp_seconds` gauges (an age is `time() - x` in PromQL, so a
 stopped process shows as growing age rather than a frozen one). No label takes an unbounded
 value: `worker` is the kind of process (chain, sink, score), `kind` an evidence kind (a fixed set),
+`decision` one of the contract's four,
 `severity` one of SEVERITIES,
 `partition` an input partition, `reason` a dead-letter reason, which is held to a short
 lowercase word and to at most MAX_REASONS distinct values ("other" beyond); never an actor,
@@ -38,6 +39,10 @@ BATCH_SECONDS = Histogram("aiaudit_batch_duration_seconds", "Time to process one
 FINDINGS = Counter("aiaudit_findings", "Findings raised by the scoring worker, by severity", ["severity"])
 INCIDENTS = Counter("aiaudit_incident_updates", "Incident opens and updates raised by the scoring worker, by severity",
                     ["severity"])
+GATEWAY_REQUESTS = Counter("aiaudit_gateway_requests", "Requests the gateway decided and recorded, by decision",
+                           ["decision"])
+GATEWAY_UNRECORDED = Counter("aiaudit_gateway_unrecorded", "Requests whose evidence (the event) or kept content could not "
+                             "be handed over, by what was lost", ["what"])
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                          "AIAUDIT_GATEWAY__POLICY_FILE)")
     s.add_argument("--host", help="default: AIAUDIT_GATEWAY__HOST")
     s.add_argument("--port", type=int, help="default: AIAUDIT_GATEWAY__PORT")
+    s.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on this port, apart from the API (/metrics; off when not given)")
+    s.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                   help="the address the metrics listen on (default 127.0.0.1: this machine only)")
     add_verbose(s)
     s.set_defaults(func=serve)
     k = actions.add_parser("keygen", help="a new caller API key and the hashed entry to store")
@@ -104,6 +108,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     start_logging(args.verbose)
     settings = settings.updated(gateway={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     app = build_app(settings)
+    if args.metrics_port:
+        from aiaudit.pipeline import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_host)
     gw, g = app.state.gateway, settings.gateway
     current = gw.policies.current
     print(f"aiaudit gateway {gw.gateway_id} on http://{g.host}:{g.port}/v1 (and /r/<route>/v1)\n"

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
 from aiaudit.pipeline.gateway import shape, wire
@@ -286,8 +287,10 @@ class Gateway:
             self.evidence.emit(event)
         except AiAuditError as exc:
             self.evidence.lost += 1
+            metrics.GATEWAY_UNRECORDED.labels("event").inc()
             log.error("event %s not recorded: %s", call.event_id, exc)
             return str(exc)
+        metrics.GATEWAY_REQUESTS.labels(call.decision.decision).inc()
         kept = kept_content(rule, commitments, prompt, outcome.response_text)
         if kept is not None:
             # Sealed under the keys of the people it is about (the actor, and whom an agent acted for)
@@ -298,6 +301,7 @@ class Gateway:
                 sealed, key_ids = self.content_keys.seal(call.event_id, subjects, expires, kept)
             except (AiAuditError, OSError, ValueError) as exc:
                 self.evidence.lost += 1
+                metrics.GATEWAY_UNRECORDED.labels("content").inc()
                 log.error("content of event %s not kept: its keys cannot be made (%s)", call.event_id, exc)
             else:
                 self.evidence.keep_content(content_message(event_id=call.event_id, retention_scope=scope,

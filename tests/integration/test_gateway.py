@@ -13,9 +13,10 @@ import openai
 import orjson
 import pytest
 
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from tests.integration.gateway_support import POLICY, GatewayUnderTest, RunningGateway
-from tests.integration.support import read_topic
+from tests.integration.support import free_port_pair, metric_value, read_topic, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -293,3 +294,21 @@ def test_bad_policy_file_never_replaces_the_good_one_and_every_bundle_is_publish
     assert gw.event("policy-2")["policy_version"] == second
     published = {m.key().decode() for m in read_topic(gw.settings, gw.settings.kafka.policies_topic, partitions=1)}
     assert {first, second} <= published
+
+
+def test_the_gateway_counts_each_decision_it_recorded_on_metrics(gw: GatewayUnderTest):
+    port = free_port_pair()
+    metrics.serve(port)  # the gateway runs in this process: its registry, served as `gateway serve --metrics-port` does
+    before = scrape(port)
+    chat(gw.client(), "summarise the plan", "m-allow")
+    chat(gw.client(), "email bob@example.com the report", "m-redact")
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(gw.client(), "debug this: AKIAIOSFODNN7EXAMPLE", "m-deny")
+    after = scrape(port)
+    counted = {d: metric_value(after, "aiaudit_gateway_requests_total", decision=d)
+               - metric_value(before, "aiaudit_gateway_requests_total", decision=d)
+               for d in ("allow", "redact", "deny", "reroute")}
+    assert counted == {"allow": 1, "redact": 1, "deny": 1, "reroute": 0}
+    assert [gw.event(label)["decision"] for label in ("m-allow", "m-redact", "m-deny")] == ["allow", "redact", "deny"]
+    assert metric_value(after, "aiaudit_gateway_unrecorded_total", what="event") == metric_value(
+        before, "aiaudit_gateway_unrecorded_total", what="event")
