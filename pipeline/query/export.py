@@ -69,9 +69,10 @@ def export_records(client: Client, settings: Settings, filters: Filters, out: IO
                    operator: Ed25519PrivateKey, progress: Callable[[str], None] | None = None,
                    slices: Sequence[tuple[str, int, int]] | None = None) -> ExportSummary:
     """Write the header (sealed by the `operator` key over the record lines' counts and SHA-256),
-    the matching records (or, with `slices`, every record of each (origin, first seq, last seq)), their chains' signed checkpoints (with stored cosignatures) and, for a
-    sample, an inclusion proof of each record a checkpoint covers (with `slices`, one range proof
-    of each chain's stretch instead, when it is whole: no gap, no fork).
+    the matching records (or, with `slices`, every record of each (origin, first seq, last seq)),
+    their chains' signed checkpoints (with stored cosignatures) and, for a sample, an inclusion
+    proof of each record a checkpoint covers (with `slices`, one range proof of each chain's
+    stretch instead, when it is whole: no gap, no fork).
 
     Exact duplicate rows are written once; two different records at one seq (a fork) are both
     written, so the verifier of the export sees the fork too. The record lines are spooled first

@@ -124,6 +124,8 @@ def period_slices(client: Client, settings: Settings, since: datetime, until: da
         spans = [(str(origin), int(lo), int(hi)) for origin, lo, hi in rows]
         active = {origin for origin, _, _ in spans}
         _, quiet = store.query_rows(client, *evidence.select_last_before(db, since, table=table))
+        # A quiet chain: no record in the period, so its bounds are sought from just after its last
+        # record before it (first = last + 1: the record before is that last one).
         spans += [(str(origin), int(last) + 1, int(last)) for origin, last in quiet if str(origin) not in active]
         for origin, lo, hi in spans:
             _, bounds = store.query_rows(client, *evidence.select_period_bounds(

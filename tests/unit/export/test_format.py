@@ -370,6 +370,8 @@ def test_a_range_proof_catches_a_forged_record_a_changed_hash_and_records_taken_
     assert reasons(verify(f, RING, checkpoint_keys=[CP_PUB])) == [(2, "not_included")]
     f.ranges[ORIGIN] = dataclasses.replace(rng, size=19)  # a size no checkpoint in the export signs
     assert "against size 19, which no verified checkpoint signs" in verify(f, RING, checkpoint_keys=[CP_PUB]).text()
+    f.ranges[ORIGIN] = dataclasses.replace(rng, last=2**62, size=2**62 + 1)  # hostile: a stretch of 2^62 claimed
+    assert "which no verified checkpoint signs" in verify(f, RING, checkpoint_keys=[CP_PUB]).text()  # and promptly
     f = export("sample", RECS[2:18], ranged=True)
     f.records = f.records[:4] + f.records[6:]  # seqs 6 and 7 gone (the seal would also say so)
     assert (6, "not_included") in reasons(verify(f, RING, checkpoint_keys=[CP_PUB], allow_unanchored=True))
