@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 KAFKA_LIB := infra/kafka/lib
 
-.PHONY: demo test test-fast soak unit integration typecheck preflight bench install jars stop clean
+.PHONY: demo test test-fast soak unit integration typecheck preflight bench install jars browser-deps stop clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,10 +22,18 @@ $(KAFKA_LIB)/.fetched: infra/kafka/pom.xml
 
 jars: $(KAFKA_LIB)/.fetched
 
+# What the console's browser tests load into Chromium (axe-core), from the npm registry by its lock file.
+BROWSER_DEPS := tests/browser/node_modules/.installed
+$(BROWSER_DEPS): tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
+	touch $@
+
+browser-deps: $(BROWSER_DEPS)
+
 demo: install jars
 	$(VENV)/bin/aiaudit demo
 
-test: preflight install jars typecheck
+test: preflight install jars browser-deps typecheck
 	$(VENV)/bin/pytest
 
 # For development, in under 10 minutes: the type checker, every unit test, and the integration
@@ -56,7 +64,7 @@ typecheck: install
 unit: install
 	$(VENV)/bin/pytest tests/unit
 
-integration: install jars
+integration: install jars browser-deps
 	$(VENV)/bin/pytest tests/integration
 
 bench: install jars

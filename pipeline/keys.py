@@ -109,6 +109,10 @@ class KeyRing:
         # to, or None: analysts' signatures are then not checked.
         self.analysts = analysts
 
+    def kids(self) -> list[str]:
+        """The record keys' ids, sorted."""
+        return sorted(str(kid) for kid in self._keys)
+
     def with_emitters(self, emitters: Any) -> "KeyRing":
         return KeyRing(self._keys, self._windows, emitters, self.analysts)
 

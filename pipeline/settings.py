@@ -188,6 +188,32 @@ class GatewaySettings(_Section):
     max_unacked_s: float = Field(default=5.0, gt=0)
 
 
+class ConsoleSettings(_Section):
+    host: str = "127.0.0.1"  # bind to all interfaces only on purpose (behind TLS: set secure_cookies)
+    port: int = Field(default=8700, ge=1, le=65535)
+    # The console's key (`aiaudit keys analyst new NAME --console`): it signs the access record of
+    # every page view and every acknowledgement, each for the person signed in.
+    key_file: Path | None = None
+    # The trust file a record's checks run against (`aiaudit trust init --out FILE`); required.
+    trust_file: Path | None = None
+    # Console accounts (`aiaudit console account add NAME --role ROLE`); default
+    # <local.state_dir>/console/accounts.json (0600).
+    accounts_file: Path | None = None
+    # Sign-in with an OIDC provider instead of (or beside) console accounts: the provider's issuer
+    # URL, this console's client id and secret, and the claim that carries console roles.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_roles_claim: str = "aiaudit_roles"
+    # Where the browser reaches the console (the OIDC redirect and the Origin checked on every change);
+    # default http://<host>:<port>.
+    public_url: str | None = None
+    # Cookies marked Secure (https only): default when public_url is https.
+    secure_cookies: bool | None = None
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
+
+
 class LocalSettings(_Section):
     # Project-local state of the embedded stack: Kafka data, logs, pid files.
     state_dir: Path = Path(".aiaudit")
@@ -210,6 +236,7 @@ class Settings(BaseSettings):
     deliver: DeliverSettings = Field(default_factory=DeliverSettings)
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:

@@ -14,6 +14,7 @@ import sys
 from aiaudit.pipeline.cli import (
     access,
     alerts,
+    console,
     demo,
     detect,
     emit,
@@ -39,7 +40,7 @@ from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
 FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, report, verify, proof, trust, witness, signer, keys,
-            detect, incidents, alerts, access, erase)
+            detect, incidents, alerts, access, erase, console)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
 # says which extra to install instead of a traceback.

@@ -48,6 +48,19 @@ def select_notes(db: str, origin: str, until_size: int | None = None) -> tuple[s
             "GROUP BY size ORDER BY size", {"origin": origin, "until": until_size if until_size is not None else 0})
 
 
+def select_overview(db: str) -> tuple[str, dict[str, Any]]:
+    """Per chain: its newest stored size, newest signed checkpoint's size, and when its newest
+    checkpoint or heartbeat was issued (the console's overview; `aiaudit verify` checks them)."""
+    return (f"SELECT origin, max(size) AS newest_size, maxIf(size, note IS NOT NULL) AS signed_size, "
+            f"max(issued_at) AS newest_signed_at FROM {db}.checkpoints GROUP BY origin ORDER BY origin", {})
+
+
+def select_newest_cosignatures(db: str) -> tuple[str, dict[str, Any]]:
+    """Per chain and witness: the largest size cosigned and when it last cosigned."""
+    return (f"SELECT origin, witness, max(size) AS cosigned_size, max(cosigned_at) AS last_cosigned_at FROM {db}.cosignatures "
+            "GROUP BY origin, witness ORDER BY origin, witness", {})
+
+
 def select_tiles(db: str, origin: str, level: int, first: int, last: int) -> tuple[str, dict[str, Any]]:
     """(index, hash) of the stored subtrees of one chain at `level` between two indices."""
     return (f"SELECT idx, any(h) FROM {db}.checkpoints ARRAY JOIN tile_levels AS lvl, tile_indexes AS idx, "

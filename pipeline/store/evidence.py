@@ -102,6 +102,31 @@ def select_records(db: str, f: Filters, columns: tuple[str, ...] = DEFAULT_COLUM
     return sql, params
 
 
+def select_page(db: str, f: Filters, before: tuple[Any, str, int] | None = None,
+                columns: tuple[str, ...] = DEFAULT_COLUMNS) -> tuple[str, dict[str, Any]]:
+    """A page of matching records, newest first, each (origin, seq) once, at most f.limit; with
+    `before` (ts, origin, seq of the last record of the page before), the page after it."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column(s): {', '.join(unknown)}")
+    where, params = where_clause(f)
+    if before is not None:
+        where = f"{where} AND" if where else " WHERE"
+        where += (" (ts, origin, seq) < ({before_ts:DateTime64(6, 'UTC')}, {before_origin:String}, "
+                  "{before_seq:UInt64})")
+        params.update(before_ts=before[0], before_origin=before[1], before_seq=before[2])
+    params["limit"] = f.limit
+    return (f"SELECT {', '.join(columns)} FROM {db}.evidence{where} "
+            "ORDER BY ts DESC, origin DESC, seq DESC LIMIT 1 BY origin, seq LIMIT {limit:UInt32}", params)
+
+
+def select_record(db: str, origin: str, seq: int) -> tuple[str, dict[str, Any]]:
+    """One record's typed columns and signed payload (each stored copy of it once)."""
+    return (f"SELECT {', '.join(QUERY_COLUMNS)}, payload FROM {db}.evidence "
+            "WHERE origin = {origin:String} AND seq = {seq:UInt64} LIMIT 1 BY leaf_hash LIMIT 2",
+            {"origin": origin, "seq": seq})
+
+
 def select_signed(db: str, f: Filters) -> tuple[str, dict[str, Any]]:
     """(origin, seq, payload, sig, leaf_hash) of matching records in chain order, for export.
 

@@ -36,6 +36,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # Shown in the docs, run elsewhere (the reason, and where).
 NOT_RUN = {
+    "aiaudit console account add ada --role auditor": "asks for the password at the terminal: "
+                                                       "tests/integration/test_console.py signs in with accounts "
+                                                       "made by the same code",
+    "aiaudit console serve": "runs until stopped: tests/integration/test_console.py serves the same app and drives it "
+                             "with Chromium",
     "aiaudit demo": "the whole demo (README's first command): tests/integration/test_demo.py runs it",
     "aiaudit demo --keep-running": "the whole demo, leaving the broker up: tests/integration/test_demo.py runs the demo",
     "aiaudit infra up": "starts the project's own broker on the default port; the tests' broker is started by the "

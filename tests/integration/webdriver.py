@@ -43,6 +43,35 @@ class Page:
     def open(self, page: Path) -> None:
         self._call("POST", "/url", {"url": page.resolve().as_uri()})
 
+    def go(self, url: str) -> None:
+        self._call("POST", "/url", {"url": url})
+
+    @property
+    def url(self) -> str:
+        return str(self._call("GET", "/url"))
+
+    def find(self, css: str) -> str:
+        found = self._call("POST", "/element", {"using": "css selector", "value": css})
+        return str(next(iter(found.values())))
+
+    def type(self, css: str, text: str) -> None:
+        ref = self.find(css)
+        self._call("POST", f"/element/{ref}/clear", {})
+        self._call("POST", f"/element/{ref}/value", {"text": text})
+
+    def click(self, css: str) -> None:
+        self._call("POST", f"/element/{self.find(css)}/click", {})
+
+    def text(self, css: str = "body") -> str:
+        return str(self._call("GET", f"/element/{self.find(css)}/text"))
+
+    def script(self, js: str, *args: Any) -> Any:
+        return self._call("POST", "/execute/sync", {"script": js, "args": list(args)})
+
+    def script_async(self, js: str, *args: Any) -> Any:
+        """Run `js`, which calls its last argument (a callback) with the answer."""
+        return self._call("POST", "/execute/async", {"script": js, "args": list(args)})
+
     def displayed(self, css: str) -> bool:
         found = self._call("POST", "/element", {"using": "css selector", "value": css})
         ref = next(iter(found.values()))  # {"element-6066-…": id}: the one member is the reference
@@ -67,7 +96,7 @@ class Page:
 
 
 @contextmanager
-def browser(width: int = 1200, height: int = 2400) -> Iterator[Page]:
+def browser(width: int = 1200, height: int = 2400, downloads: Path | None = None) -> Iterator[Page]:
     driver = shutil.which("chromedriver")
     if driver is None:
         raise AssertionError("chromedriver is not installed: apt-get install chromium-driver")
@@ -88,7 +117,9 @@ def browser(width: int = 1200, height: int = 2400) -> Iterator[Page]:
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome", "goog:loggingPrefs": {"performance": "ALL"},
                 "goog:chromeOptions": {"binary": chromium(), "args": [*QUIET, f"--user-data-dir={profile}",
-                                                                      f"--window-size={width},{height}"]}}}}
+                                                                      f"--window-size={width},{height}"],
+                                       **({"prefs": {"download.default_directory": str(downloads),
+                                                     "download.prompt_for_download": False}} if downloads else {})}}}}
             r = http.post("/session", json=caps)
             session = r.json()["value"].get("sessionId")
             if session is None:
