@@ -106,13 +106,17 @@ def build(settings: Settings, trust_file: Path | None, key_file: Path | None) ->
         operator = None
     oidc = None
     if settings.console.oidc_issuer:
-        raise ConfigError("sign-in to the console with an OIDC provider is not built yet: unset "
-                          "AIAUDIT_CONSOLE__OIDC_ISSUER and use console accounts (`aiaudit console account add`)")
+        from aiaudit.pipeline.console.app import public_url
+        from aiaudit.pipeline.console.oidc import OidcSignIn
+
+        oidc = OidcSignIn.from_settings(settings, public_url(settings))
     path = accounts_file(settings)
-    accounts = Accounts(path)
-    if oidc is None and not accounts.list():
-        raise ConfigError(f"no one can sign in: add a console account (`aiaudit console account add NAME --role "
-                          f"auditor`, kept in {path}) or set AIAUDIT_CONSOLE__OIDC_ISSUER")
+    accounts: Accounts | None = Accounts(path)
+    if accounts is not None and not accounts.list():
+        if oidc is None:
+            raise ConfigError(f"no one can sign in: add a console account (`aiaudit console account add NAME --role "
+                              f"auditor`, kept in {path}) or set AIAUDIT_CONSOLE__OIDC_ISSUER")
+        accounts = None  # the provider only: no account form on the sign-in page
     return Console(settings, trust=trust, signer=signer, operator=operator, accounts=accounts, oidc=oidc)
 
 

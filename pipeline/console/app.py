@@ -87,6 +87,12 @@ def _client(settings: Settings) -> Any:
     return store.connect(settings, apply_ddl=False, must_exist=True, op="console")
 
 
+def public_url(settings: Settings) -> str:
+    """Where the browser reaches the console: AIAUDIT_CONSOLE__PUBLIC_URL, else http://host:port."""
+    c = settings.console
+    return (c.public_url or f"http://{c.host}:{c.port}").rstrip("/")
+
+
 class Console:
     def __init__(self, settings: Settings, *, trust: Trust, signer: StatusSigner, operator: Any = None,
                  accounts: Accounts | None = None, oidc: Any = None, access: AccessLog | None = None) -> None:
@@ -98,7 +104,7 @@ class Console:
         self.oidc = oidc
         self.access = access or AccessLog(settings, signer=signer)
         c = settings.console
-        self.public_url = (c.public_url or f"http://{c.host}:{c.port}").rstrip("/")
+        self.public_url = public_url(settings)
         self.secure = c.secure_cookies if c.secure_cookies is not None else self.public_url.startswith("https://")
         self.sessions = SessionStore(idle_s=c.session_idle_minutes * 60.0, max_s=c.session_max_hours * 3600.0)
         self.lag = reads.LagCache(settings)
@@ -111,8 +117,8 @@ class Console:
 
     def page(self, name: str, request: Request, session: Session | None, code: int = 200, **values: Any) -> Response:
         body = self.env.get_template(name).render(
-            session=session, menu=roles.menu(session.role) if session else [], path=request.url.path,
-            can=(lambda what: session is not None and roles.can(session.role, what)), console=self.signer.name,
+            session=session, menu=roles.menu(session.roles) if session else [], path=request.url.path,
+            can=(lambda what: session is not None and roles.can(session.roles, what)), console=self.signer.name,
             **values)
         return Response(body, status_code=code, media_type="text/html; charset=utf-8")
 
@@ -123,8 +129,8 @@ class Console:
         session = self.session_of(request)
         if session is None:
             raise Refused(401, "")
-        if not roles.can(session.role, what):
-            raise Refused(403, f"your console role ({session.role}) does not open this page")
+        if not roles.can(session.roles, what):
+            raise Refused(403, f"your console role ({', '.join(session.roles)}) does not open this page")
         return session
 
     async def form(self, request: Request, session: Session | None) -> dict[str, str]:
@@ -208,11 +214,11 @@ class Console:
             log.warning("console: failed sign-in as %r", name[:128])
             return RedirectResponse("/login?error=failed", status_code=303)
         self.sessions.succeeded(name)
-        return self.signed_in(f"account:{account.name}", account.role, "account")
+        return self.signed_in(f"account:{account.name}", (account.role,), "account")
 
-    def signed_in(self, person: str, role: str, via: str) -> Response:
-        session_id, _ = self.sessions.create(person, role, via)
-        log.info("console: %s signed in (%s, role %s)", person, via, role)
+    def signed_in(self, person: str, held: tuple[str, ...], via: str) -> Response:
+        session_id, _ = self.sessions.create(person, held, via)
+        log.info("console: %s signed in (%s, roles %s)", person, via, ", ".join(held))
         resp = RedirectResponse("/", status_code=303)
         resp.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", secure=self.secure, path="/")
         resp.delete_cookie(LOGIN_COOKIE, path="/")

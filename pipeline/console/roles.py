@@ -6,6 +6,8 @@ makes reports; the SOC works incidents and alerts; an analyst queries records; a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 ROLES = ("auditor", "soc", "analyst", "admin")
 
 # What a page or an action needs: the roles allowed it (admin is allowed everything).
@@ -26,13 +28,22 @@ MENU = (("overview", "/", "Overview"), ("records", "/records", "Records"), ("inc
         ("access", "/access", "Access records"))
 
 
-def can(role: str, what: str) -> bool:
-    """Whether `role` may see or do `what` (a key of ALLOWED; anything else: no one)."""
+def can(held: str | Sequence[str], what: str) -> bool:
+    """Whether a person holding `held` (one role, or several) may see or do `what` (a key of
+    ALLOWED; anything else: no one)."""
     if what not in ALLOWED:
         return False
-    return role == "admin" or role in ALLOWED[what]
+    held = (held,) if isinstance(held, str) else tuple(held)
+    return "admin" in held or any(role in ALLOWED[what] for role in held)
 
 
-def menu(role: str) -> list[tuple[str, str]]:
-    """(path, label) of the pages `role` may open, in menu order."""
-    return [(path, label) for what, path, label in MENU if can(role, what)]
+def menu(held: str | Sequence[str]) -> list[tuple[str, str]]:
+    """(path, label) of the pages `held` may open, in menu order."""
+    return [(path, label) for what, path, label in MENU if can(held, what)]
+
+
+def console_roles(values: object) -> tuple[str, ...]:
+    """The console roles among a claim's values (a string or a list of strings), in ROLES order;
+    anything else in it is not a console role and counts for nothing."""
+    given = [values] if isinstance(values, str) else values if isinstance(values, list) else []
+    return tuple(r for r in ROLES if r in given)

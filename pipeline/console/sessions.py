@@ -26,7 +26,7 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 @dataclass
 class Session:
     person: str  # the principal an access record and an acknowledgement name (account:alice, oidc:...)
-    role: str
+    roles: tuple[str, ...]
     via: str  # how the person signed in: "account" or the OIDC issuer
     csrf: str
     created: float
@@ -49,11 +49,11 @@ class SessionStore:
     def _key(session_id: str) -> bytes:
         return hashlib.sha256(session_id.encode()).digest()
 
-    def create(self, person: str, role: str, via: str) -> tuple[str, Session]:
+    def create(self, person: str, roles: tuple[str, ...], via: str) -> tuple[str, Session]:
         """A new session: (its id for the cookie, the session). The oldest goes past MAX_SESSIONS."""
         session_id = secrets.token_urlsafe(32)
         now = self._now()
-        session = Session(person, role, via, secrets.token_urlsafe(32), now, now)
+        session = Session(person, roles, via, secrets.token_urlsafe(32), now, now)
         with self._lock:
             self._sessions[self._key(session_id)] = session
             while len(self._sessions) > MAX_SESSIONS:

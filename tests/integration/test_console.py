@@ -6,9 +6,11 @@ console for that person; every page passes axe-core; every view is an access rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 
 from aiaudit.pipeline.console.accounts import Accounts
 from aiaudit.pipeline.console.app import Console
@@ -126,16 +129,22 @@ def console_stack(settings, tmp_path):
         console = Console(settings, trust=trust, signer=load_status_signer(key),
                           operator=load_operator_key(operator_key_file(settings.signing.keys_dir, None)),
                           accounts=accounts)
-        server = uvicorn.Server(uvicorn.Config(console.app(), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{port}"
-        _wait("the console", lambda: httpx.get(f"{base}/healthz").status_code == 200, 30)
-        try:
+        with _serving(console, port) as base:
             yield settings, base, store, trust, updates
-        finally:
-            server.should_exit = True
-            thread.join(10)
+
+
+@contextlib.contextmanager
+def _serving(console: Console, port: int):
+    server = uvicorn.Server(uvicorn.Config(console.app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    _wait("the console", lambda: httpx.get(f"{base}/healthz").status_code == 200, 30)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack, tmp_path):
@@ -151,7 +160,7 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
         page.type("#name", "ada")
         page.type("#password", "not her password!")
         page.click("form.card button[type=submit]")
-        assert "do not match" in page.text("main")
+        _wait("the refusal", lambda: "do not match" in page.text("main"), 10, page)
 
         _sign_in(page, base, "ada")
         body = page.text("main")
@@ -213,7 +222,7 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
         # The SOC analyst: incidents, acknowledge with a note; records are not hers
         _sign_in(page, base, "sam")
         page.go(base + "/records")
-        assert "does not open this page" in page.text("main")
+        _wait("the refusal", lambda: "does not open this page" in page.text("main"), 10, page)
         page.go(base + "/incidents?status=open")
         _axe(page, "incidents")
         _shot(page, "07-incidents")
@@ -232,11 +241,13 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
     status = store.query(f"SELECT status, actor, note FROM {db}.alert_status WHERE finding_uid = {{u:String}}",
                          {"u": uid}).result_rows
     assert ("acknowledged", "account:sam", "rotating the leaked key; mallory's team told") in status
-    seen = _wait("the views recorded", lambda: store.query(
-        f"SELECT principal, via, what FROM {db}.access_log WHERE op = 'console'").result_rows, 120)
-    people = {p for p, _, _ in seen}
-    assert {"account:ada", "account:sam"} <= people and all(via == "soc-console" for _, via, _ in seen)
-    assert any(w.startswith("GET /records?actor=") for p, _, w in seen if p == "account:ada")
+    def views():
+        rows = store.query(f"SELECT principal, via, what FROM {db}.access_log WHERE op = 'console'").result_rows
+        done = any(w.startswith("GET /records?actor=") for p, _, w in rows if p == "account:ada") and any(
+            w.startswith("GET /incident?uid=") for p, _, w in rows if p == "account:sam")
+        return rows if done else None
+    seen = _wait("ada's search and sam's incident views recorded", views, 120)
+    assert all(via == "soc-console" for _, via, _ in seen)
 
 
 def _signed_in(base: str, name: str, password: str) -> httpx.Client:
@@ -294,3 +305,78 @@ def test_hostile_requests_are_refused_and_change_nothing(console_stack):
 
     time.sleep(3)  # nothing forged reached the status chain
     assert store.query(f"SELECT count() FROM {db}.alert_status WHERE note = 'forged'").result_rows == [(0,)]
+
+
+@contextlib.contextmanager
+def _provider(port: int, console_url: str, people: dict):
+    """npm's oidc-provider on 127.0.0.1 (tests/browser/oidc_provider.mjs), its client this console."""
+    log = OUTPUT.parent / "oidc-provider.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(["node", str(ROOT / "tests" / "browser" / "oidc_provider.mjs"), str(port), "aiaudit-console",
+                                 "console-client-secret-for-tests", f"{console_url}/oidc/callback"],
+                                env={**os.environ, "PEOPLE": json.dumps(people)}, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        issuer = f"http://127.0.0.1:{port}"
+        _wait("the OIDC provider", lambda: _answers(f"{issuer}/.well-known/openid-configuration"), 30)
+        yield issuer
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_people_sign_in_with_their_organisations_provider(console_stack, tmp_path):
+    """OIDC against npm's oidc-provider: code flow with PKCE in the browser; the person and their console
+    roles come from the verified ID token; a person the provider gives no console role is not signed in."""
+    from aiaudit.pipeline.console.app import public_url
+    from aiaudit.pipeline.console.oidc import OidcSignIn
+
+    settings, _, store, trust, _ = console_stack
+    port = free_port_pair()
+    provider_port = port + 1  # the pair: both free
+    people = {"carol": {"email": "carol@acme.example", "aiaudit_roles": ["auditor", "not-a-console-role"]},
+              "dave": {"email": "dave@acme.example", "aiaudit_roles": ["Domain Users"]}}
+    console_settings = settings.updated(console={"port": port, "oidc_client_id": "aiaudit-console",
+                                                 "oidc_client_secret": SecretStr("console-client-secret-for-tests")})
+    with _provider(provider_port, public_url(console_settings), people) as issuer:
+        console_settings = console_settings.updated(console={"oidc_issuer": issuer})
+        key = next((settings.signing.keys_dir / ANALYSTS_DIR).glob("soc-console.*.console.key"))
+        console = Console(console_settings, trust=trust, signer=load_status_signer(key), operator=None,
+                          accounts=None, oidc=OidcSignIn.from_settings(console_settings, public_url(console_settings)))
+        with _serving(console, port) as base:
+            for who, expect_in in (("dave", False), ("carol", True)):
+                with browser(width=1280, height=1200) as page:  # each person their own browser
+                    page.go(base + "/login")
+                    assert page.script("return document.querySelectorAll('#password').length") == 0  # no account form
+                    if who == "dave":
+                        _axe(page, "sign-in (provider)")
+                    page.click("a.button[href='/oidc/login']")
+                    _wait("the provider's sign-in", lambda: page.url.startswith(issuer), 30, page)
+                    page.type("input[name=login]", who)
+                    page.type("input[name=password]", "any")
+                    page.click("button[type=submit]")
+                    _wait("the provider's consent, or back", lambda: page.url.startswith(base) or (
+                        page.script("return document.querySelectorAll('input[name=login]').length") == 0), 30, page)
+                    if not page.url.startswith(base):
+                        page.click("button[type=submit]")  # "Continue": the console may read who you are, your roles
+                    _wait("back at the console", lambda: page.url.startswith(base), 30, page)
+                    if expect_in:
+                        _wait("the overview", lambda: page.url.rstrip("/") == base and "Overview" in page.text("h1"),
+                              30, page)
+                        assert "oidc:carol@acme.example (auditor)" in page.text("header")
+                        _shot(page, "09-signed-in-with-oidc")
+                        page.go(base + "/records")
+                        assert "Records" in page.text("h1")
+                    else:
+                        _wait("refused", lambda: page.url.endswith("/login?error=oidc"), 30, page)
+                        assert "gave you no console role" in page.text("main")
+    _wait("carol's search recorded", lambda: any(w.startswith("GET /records") for (w,) in store.query(
+        f"SELECT what FROM {settings.clickhouse.database}.access_log WHERE principal = 'oidc:carol@acme.example'"
+    ).result_rows), 120)

@@ -63,7 +63,9 @@ class Page:
         self._call("POST", f"/element/{self.find(css)}/click", {})
 
     def text(self, css: str = "body") -> str:
-        return str(self._call("GET", f"/element/{self.find(css)}/text"))
+        """The rendered text of the first element `css` selects ("" when none): read in one script, so a
+        page that navigates meanwhile gives its old or its new text, never a stale element."""
+        return str(self.script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css))
 
     def script(self, js: str, *args: Any) -> Any:
         return self._call("POST", "/execute/sync", {"script": js, "args": list(args)})

@@ -22,6 +22,12 @@ def test_roles_are_the_consoles_own_and_admin_does_all():
     assert all(roles.can("admin", what) for what in roles.ALLOWED)
     assert not roles.can("admin", "anything-else") and not roles.can("operator", "overview")  # unknown: no one
     assert [p for p, _ in roles.menu("soc")] == ["/", "/incidents", "/keys"]
+    assert roles.can(("soc", "analyst"), "records") and roles.can(("soc", "analyst"), "incident_change")
+    assert not roles.can((), "overview") and not roles.can(("root",), "overview")
+    assert roles.console_roles(["analyst", "Domain Admins", "soc"]) == ("soc", "analyst")
+    assert roles.console_roles("auditor") == ("auditor",)
+    for hostile in (None, 7, {"admin": True}, [["admin"]], "admin,soc", ""):
+        assert roles.console_roles(hostile) == ()
 
 
 class Clock:
@@ -35,22 +41,22 @@ class Clock:
 def test_sessions_end_when_idle_or_old_and_carry_their_own_csrf_token():
     clock = Clock()
     s = SessionStore(idle_s=60, max_s=300, clock=clock)
-    sid, session = s.create("account:ada", "auditor", "account")
+    sid, session = s.create("account:ada", ("auditor",), "account")
     assert s.get(sid) is session and s.get(sid + "x") is None and s.get(None) is None and s.get("é" * 10) is None
     assert s.csrf_ok(session, session.csrf) and not s.csrf_ok(session, None) and not s.csrf_ok(session, "x" * 43)
-    other_sid, other = s.create("account:sam", "soc", "account")
+    other_sid, other = s.create("account:sam", ("soc",), "account")
     assert not s.csrf_ok(session, other.csrf)  # one session's token is no other's
     for _ in range(5):
         clock.now += 50  # each request restarts the idle time ...
         assert s.get(sid) is session
     clock.now += 51
     assert s.get(sid) is None and s.get(other_sid) is None  # ... and idle past 60 s ends it
-    sid, _ = s.create("account:ada", "auditor", "account")
+    sid, _ = s.create("account:ada", ("auditor",), "account")
     for _ in range(7):
         clock.now += 45
         s.get(sid)
     assert s.get(sid) is None  # past 300 s since sign-in, however busy
-    sid, _ = s.create("account:ada", "auditor", "account")
+    sid, _ = s.create("account:ada", ("auditor",), "account")
     s.drop(sid)
     assert s.get(sid) is None
     assert all(k != sid.encode() for k in s._sessions)  # the table keeps digests, never ids
