@@ -118,12 +118,12 @@ def _build_chain(args: tuple[str, int, int, str, str]) -> tuple[list[list], list
     return rows, states
 
 
-def make_settings(keys: Path, chdb: Path) -> Settings:
+def make_settings(keys: Path, chdb: Path, base: Path = BASE, port: int = PORT) -> Settings:
     uid = uuid.uuid4().hex[:8]
     return Settings(chain=ChainSettings(org="bench", env=uid), signing=SigningSettings(keys_dir=keys),
-                    kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}"),
+                    kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
                     clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"v_{uid}"),
-                    local=LocalSettings(state_dir=BASE, kafka_port=PORT, controller_port=PORT + 1))
+                    local=LocalSettings(state_dir=base, kafka_port=port, controller_port=port + 1))
 
 
 def digest_rate(n: int = 100_000) -> float:

@@ -27,7 +27,7 @@ from aiaudit.pipeline.query.export import export_records
 from aiaudit.pipeline.query.incidents import incident_history, list_incidents, show_incident
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import access, checkpoints, dead_letters, evidence
-from aiaudit.pipeline.store.filters import Filters
+from aiaudit.pipeline.store.filters import MAX_LIMIT, Filters
 from aiaudit.pipeline.verify.run import verify_export
 from aiaudit.pipeline.verify.trust import Trust
 
@@ -115,12 +115,24 @@ def overview(client: Client, settings: Settings, lag: dict[str, Any]) -> Shown:
 def records(client: Client, settings: Settings, filters: Filters, before: tuple[datetime, str, int] | None) -> Shown:
     """A page of records, newest first, and the cursor of the next page (None on the last)."""
     db = store.database(settings)
-    ask = Filters(**{**filters.__dict__, "limit": PAGE_SIZE + 1})
-    names, rows = store.query_rows(client, *evidence.select_page(db, ask, before, LIST_COLUMNS))
-    found = _dicts(names, rows)
+    ask = 2 * (PAGE_SIZE + 1)
+    while True:  # rows stored twice (a redelivery) come twice: ask for more until the page is whole
+        chosen = Filters(**{**filters.__dict__, "limit": ask})
+        names, rows = store.query_rows(client, *evidence.select_page(db, chosen, before, LIST_COLUMNS))
+        seen: set[tuple[Any, Any]] = set()
+        kept = []
+        for row in rows:
+            key = (row[names.index("origin")], row[names.index("seq")])
+            if key not in seen:
+                seen.add(key)
+                kept.append(row)
+        if len(kept) > PAGE_SIZE or len(rows) < ask or ask >= MAX_LIMIT:
+            break
+        ask = min(ask * 4, MAX_LIMIT)
+    found = _dicts(names, kept)
     page = found[:PAGE_SIZE]
     more = cursor_text(page[-1]) if len(found) > PAGE_SIZE else None
-    return Shown({"records": page, "next": more}, [list(r) for r in rows[:PAGE_SIZE]])
+    return Shown({"records": page, "next": more}, [list(r) for r in kept[:PAGE_SIZE]])
 
 
 def record(client: Client, settings: Settings, origin: str, seq: int, trust: Trust,
