@@ -6,7 +6,9 @@ stopped process shows as growing age rather than a frozen one). No label takes a
 value: `worker` is the kind of process (chain, sink, score), `kind` an evidence kind (a fixed set),
 `decision` one of the contract's four,
 `severity` one of SEVERITIES,
-`partition` an input partition, `reason` a dead-letter reason, which is held to a short
+`partition` an input partition, `outcome` a delivery outcome (OUTCOMES), `chain` a chain's topic and
+partition (chain_label), `witness` a configured witness's name, `page` a console route,
+`reason` a dead-letter reason, which is held to a short
 lowercase word and to at most MAX_REASONS distinct values ("other" beyond); never an actor,
 model, route or origin.
 
@@ -44,6 +46,22 @@ GATEWAY_REQUESTS = Counter("aiaudit_gateway_requests", "Requests the gateway dec
 GATEWAY_UNRECORDED = Counter("aiaudit_gateway_unrecorded", "Requests whose evidence (the event) or kept content could not "
                              "be handed over, by what was lost", ["what"])
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
+DELIVERIES = Counter("aiaudit_deliveries", "Delivery attempts of findings and incidents to where analysts work, by "
+                     "outcome", ["outcome"])
+WITNESS_SUBMISSIONS = Counter("aiaudit_witness_submissions", "Checkpoints sent to a witness by the submitter, by "
+                              "outcome (cosigned, already, refused, unreachable)", ["witness", "outcome"])
+COSIGNED_TIME = Gauge("aiaudit_witness_cosigned_timestamp_seconds", "When a witness last cosigned (or confirmed) this "
+                      "chain's newest signed checkpoint, as the submitter saw it (Unix time)", ["witness", "chain"])
+WITNESS_REQUESTS = Counter("aiaudit_witness_requests", "add-checkpoint requests a witness answered, by HTTP status",
+                           ["code"])
+CONSOLE_VIEWS = Counter("aiaudit_console_requests", "Console requests answered, by page and HTTP status",
+                        ["page", "code"])
+CONSOLE_SECONDS = Histogram("aiaudit_console_request_duration_seconds", "Time to answer a console request, its access "
+                            "record included", ["page"], buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2.5, 10))
+GATEWAY_SECONDS = Histogram("aiaudit_gateway_request_duration_seconds", "Time to answer a request at the gateway, "
+                            "the vendor's answer included, by decision", ["decision"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+OUTCOMES = ("delivered", "failed", "retrying", "suppressed", "dead_lettered", "held")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "
                         "(Unix time)", ["kind", "partition"])
@@ -60,6 +78,21 @@ def reason_label(reason: str) -> str:
         if len(_reasons) < MAX_REASONS:
             _reasons.add(reason)
             return reason
+    return "other"
+
+
+def outcome_label(outcome: object) -> str:
+    """A delivery outcome as a label value: one of OUTCOMES, "other" otherwise."""
+    text = str(outcome)
+    return text if text in OUTCOMES else "other"
+
+
+def chain_label(origin: str) -> str:
+    """A chain as a label value: its topic and partition (`ai.requests/p3`), never its org, env or
+    generation, so a restarted generation is the same series and the set stays that of the topics."""
+    parts = origin.split("/")
+    if len(parts) >= 5 and parts[-2].startswith("p") and parts[-2][1:].isdigit():
+        return f"{parts[-3][:64]}/{parts[-2]}"
     return "other"
 
 

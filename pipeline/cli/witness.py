@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--config", required=True, help="the witness config (YAML: name, key_file, state_file, logs)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8500)
+    _metrics_args(s)
     add_verbose(s)
     s.set_defaults(func=serve)
     k = actions.add_parser("keygen", help="the witness's own key and its verifier key")
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     u.add_argument("--url", required=True, help="the witness's URL prefix")
     u.add_argument("--witness-key", required=True, help="the witness's verifier key (from its keygen)")
     u.add_argument("--every", type=float, metavar="S", help="keep submitting every S seconds")
+    _metrics_args(u)
     u.set_defaults(func=submit)
 
 
@@ -53,9 +55,24 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     start_logging(args.verbose)
     app = build_app(load_config(Path(args.config)))
+    _serve_metrics(args)
     print(f"witness {app.state.witness.name} on http://{args.host}:{args.port}/add-checkpoint", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on this port (/metrics; off when not given)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                   help="the address the metrics listen on (default 127.0.0.1: this machine only)")
+
+
+def _serve_metrics(args: argparse.Namespace) -> None:
+    if args.metrics_port:
+        from aiaudit.pipeline import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_host)
 
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,6 +86,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
     except NoteError as exc:
         raise ConfigError(f"--witness-key: {exc}") from exc
     client = store.open_reads(settings, "witness")
+    _serve_metrics(args)
     stop = stop_on_signals()
     while True:
         for o in submit_once(client, settings, args.url, witness):

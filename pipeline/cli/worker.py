@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if role in ("chain", "evidence", "score"):
             r.add_argument("--instance-id", help="static group membership id (a restart with the same id takes "
                                                  "over at once)")
-        if role in ("chain", "evidence", "sink", "score"):
+        if role in ("chain", "evidence", "sink", "score", "deliver"):
             r.add_argument("--metrics-port", type=int, metavar="PORT",
                            help="serve Prometheus metrics on this port (/metrics; off when not given)")
             r.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aiaudit.pipeline import store
+from aiaudit.pipeline import metrics, store
 from aiaudit.pipeline.console import reads, roles
 from aiaudit.pipeline.console.accounts import Accounts
 from aiaudit.pipeline.console.sessions import Session, SessionStore
@@ -425,7 +426,10 @@ class Console:
 
     def app(self) -> Starlette:
         def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+            page = handler.__name__[:40]  # a handler's name: a bounded label
+
             async def run(request: Request) -> Response:
+                started = time.perf_counter()
                 try:
                     response = await handler(request)
                 except Refused as exc:
@@ -439,6 +443,8 @@ class Console:
                     response = self.page("error.html", request, self.session_of(request), code=status,
                                          message=str(exc))
                 response.headers.update(SECURITY_HEADERS)
+                metrics.CONSOLE_VIEWS.labels(page, str(response.status_code)).inc()
+                metrics.CONSOLE_SECONDS.labels(page).observe(time.perf_counter() - started)
                 return response
             return run
 

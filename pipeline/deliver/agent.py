@@ -50,6 +50,7 @@ import faust
 import orjson
 
 from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.deliver.acks import InOrderAcks
 from aiaudit.pipeline.deliver.faust_app import App
 from aiaudit.pipeline.deliver.formats import Unreadable, parse_finding, uid_of
@@ -159,6 +160,7 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 
     async def record(rec: DeliveryRecord) -> None:
         await records.send(key=rec.delivery_uid.encode(), value=orjson.dumps(rec.message()))
+        metrics.DELIVERIES.labels(metrics.outcome_label(rec.outcome)).inc()
         log.info("%s %s -> %s: %s (attempt %d, %s)", rec.outcome, rec.finding_uid, rec.destination, rec.status,
                  rec.attempt, "in doubt" if rec.detail.get("in_doubt") else "first try" if rec.attempt == 1 else "retry")
 

@@ -133,6 +133,7 @@ class Call:
     occurred_at: datetime
     refusal: int = 403  # the status of a denial: 400 when the body was not of a known shape
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.perf_counter)  # for the latency histogram
 
 
 class Gateway:
@@ -291,6 +292,7 @@ class Gateway:
             log.error("event %s not recorded: %s", call.event_id, exc)
             return str(exc)
         metrics.GATEWAY_REQUESTS.labels(call.decision.decision).inc()
+        metrics.GATEWAY_SECONDS.labels(call.decision.decision).observe(time.perf_counter() - call.started)
         kept = kept_content(rule, commitments, prompt, outcome.response_text)
         if kept is not None:
             # Sealed under the keys of the people it is about (the actor, and whom an agent acted for)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.chain.note import SIG_COSIGNATURE_V1, SIG_ED25519, NoteSigner, Verifier
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.keys import load_checkpoint_key
@@ -86,6 +87,11 @@ def build_app(config: WitnessConfig) -> Starlette:
     lock = asyncio.Lock()
 
     async def add_checkpoint(request: Request) -> Response:
+        answer = await answer_checkpoint(request)
+        metrics.WITNESS_REQUESTS.labels(str(answer.status_code)).inc()
+        return answer
+
+    async def answer_checkpoint(request: Request) -> Response:
         body = b""
         async for chunk in request.stream():
             body += chunk

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from aiaudit.pipeline import store
+from aiaudit.pipeline import metrics, store
 from aiaudit.pipeline.chain.note import NoteError, Verifier, add_signatures, cosignatures
 from aiaudit.pipeline.query import proofs
 from aiaudit.pipeline.settings import Settings
@@ -59,8 +59,12 @@ def submit_once(client: Client, settings: Settings, url: str, witness: Verifier,
         old = int(known[0][0]) if known else 0
         if old == size and _still_valid(note, str(known[0][1]), witness):
             out.append(Outcome(str(origin), witness.name, size, "already"))
-            continue
-        out.append(_submit(client, settings, url, witness, str(origin), old, size, note, timeout_s))
+        else:
+            out.append(_submit(client, settings, url, witness, str(origin), old, size, note, timeout_s))
+        outcome = out[-1].status.split(":", 1)[0]
+        metrics.WITNESS_SUBMISSIONS.labels(witness.name[:64], outcome).inc()
+        if outcome in ("cosigned", "already"):
+            metrics.COSIGNED_TIME.labels(witness.name[:64], metrics.chain_label(str(origin))).set_to_current_time()
     return out
 
 

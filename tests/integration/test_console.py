@@ -303,6 +303,11 @@ def test_hostile_requests_are_refused_and_change_nothing(console_stack):
     assert guesser.post("/login", data={"csrf": t, "name": "ada", "password": PASSWORD["ada"]}
                         ).headers["location"] == "/login?error=wait"
 
+    from prometheus_client import REGISTRY  # the console's metrics: every refusal counted by page and status
+
+    assert (REGISTRY.get_sample_value("aiaudit_console_requests_total", {"page": "incident_status", "code": "403"})
+            or 0) >= 3
+    assert (REGISTRY.get_sample_value("aiaudit_console_request_duration_seconds_count", {"page": "records"}) or 0) >= 4
     time.sleep(3)  # nothing forged reached the status chain
     assert store.query(f"SELECT count() FROM {db}.alert_status WHERE note = 'forged'").result_rows == [(0,)]
 

@@ -27,6 +27,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from aiaudit.detectors.rules import RuleHit
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.deliver.formats import DELIVERY_HEADER, verify_webhook
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import load_or_create_scorer_key, scorer_key_file
@@ -34,7 +35,7 @@ from aiaudit.pipeline.ops.supervisor import start_worker
 from aiaudit.pipeline.query.alerts import status_history
 from aiaudit.pipeline.score.finding_signature import HEADER, header_value, sign_finding
 from aiaudit.pipeline.score.ocsf import detection_finding
-from tests.integration.support import SOAK, read_topic, settings_env, sink_until_drained
+from tests.integration.support import SOAK, free_port_pair, read_topic, scrape, settings_env, sink_until_drained
 from tests.integration.test_delivery_transports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(600)]
@@ -177,8 +178,10 @@ destinations:
     logs = tmp_path / "deliver.log"
     procs = []
 
+    metrics_port = free_port_pair()
+
     def start():
-        procs.append(start_worker("deliver", log_file=logs, env=env))
+        procs.append(start_worker("deliver", log_file=logs, env=env, extra=("--metrics-port", str(metrics_port))))
         return procs[-1]
 
     sent: list[dict] = []
@@ -231,8 +234,13 @@ destinations:
         time.sleep(3)  # the dead letters of the closed port follow their last retry
         records = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.deliveries_topic)]
         dead = [orjson.loads(m.value()) for m in read_topic(settings, settings.kafka.delivery_dlq_topic, partitions=1)]
+        counted = {dict(labels)["outcome"]: v for (name, labels), v in scrape(metrics_port).items()
+                   if name == "aiaudit_deliveries_total"}
     finally:
         stop_all(procs, receiver)
+    # The agent now running counts its deliveries by outcome (the one before the kill counted its own).
+    assert counted.get("delivered", 0) > 0 and set(counted) <= set(metrics.OUTCOMES), counted
+    assert sum(counted.values()) <= len(records)
 
     log_text = logs.read_text()
     assert kills == KILLS and not receiver.refused, receiver.refused

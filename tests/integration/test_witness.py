@@ -195,10 +195,24 @@ def test_an_operator_who_rewrites_history_and_reissues_checkpoints_is_caught_by_
                        prefix=True)
     w.start()
     try:
+        from prometheus_client import REGISTRY
+
+        def counted(outcome: str) -> float:
+            return REGISTRY.get_sample_value("aiaudit_witness_submissions_total",
+                                             {"witness": w.signer.verifier.name, "outcome": outcome}) or 0.0
+        before = counted("cosigned"), counted("already")
         outcomes = submit_once(client, settings, w.url, w.signer.verifier)
+        assert counted("cosigned") - before[0] == len(outcomes)  # the submitter's metrics, as scraped
+        from aiaudit.pipeline.metrics import chain_label
+
+        for o in outcomes:  # each chain's cosignature time, labelled by its topic and partition only
+            stamp = REGISTRY.get_sample_value("aiaudit_witness_cosigned_timestamp_seconds", {
+                "witness": w.signer.verifier.name, "chain": chain_label(o.origin)})
+            assert stamp is not None and time.time() - stamp < 60 and chain_label(o.origin) != "other", o.origin
         # every request chain, and the key-set chain (the emitter key set the chain worker checked with)
         assert {o.status for o in outcomes} == {"cosigned"} and len(outcomes) == len({r.origin for r in records}) + 1
         assert {o.status for o in submit_once(client, settings, w.url, w.signer.verifier)} == {"already"}
+        assert counted("already") - before[1] == len(outcomes)
         assert verify_whole_with(settings, client, witness=(w.url, w.signer.verifier)).ok
 
         # The insider holds the record key and the checkpoint key: rewrite one chain, re-chain it, and
