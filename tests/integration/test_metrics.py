@@ -97,3 +97,30 @@ def exported_series() -> set[str]:
             name = value._name
             out |= {name, f"{name}_total", f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return out
+
+
+def test_the_scrape_config_and_every_dashboard_query_parse(tmp_path):
+    """promtool checks infra/prometheus/prometheus.yml (with the rules it loads), and every query of the
+    Grafana dashboard, each as a recording rule (promtool parses the PromQL)."""
+    import json
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "infra"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    checked = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=root / "prometheus",
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    dashboard = json.loads((root / "grafana" / "dashboards" / "aiaudit.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"aiaudit:dashboard_query_{i}", "expr": e}
+                                                        for i, e in enumerate(exprs)]}]}
+    (tmp_path / "dashboard.yml").write_text(yaml.safe_dump(rules))
+    parsed = subprocess.run([promtool, "check", "rules", "dashboard.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert parsed.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in parsed.stdout, parsed.stdout + parsed.stderr
+    broken = {"groups": [{"name": "x", "rules": [{"record": "aiaudit:x", "expr": "sum by (le (rate(x[5m])"}]}]}
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken))
+    assert subprocess.run([promtool, "check", "rules", "broken.yml"], cwd=tmp_path, capture_output=True,
+                          timeout=60).returncode != 0  # the check does bite

@@ -88,3 +88,37 @@ def test_the_state_folder_is_writable_in_the_image():
     state = SERVICES["sink-worker"]["environment"]["AIAUDIT_LOCAL__STATE_DIR"]
     assert f"mkdir -p {state}" in dockerfile and f"chmod 1777 {state}" in dockerfile
     assert "pip install --no-cache-dir '.[server]'" in dockerfile
+
+
+def test_every_aiaudit_process_is_scraped_and_the_dashboard_reads_what_it_exports():
+    """Each worker and the gateway serve /metrics on the port Prometheus scrapes (on the compose network
+    only: no host port); Prometheus finds each of them by name; every panel of the dashboard reads a
+    metric pipeline/metrics.py exports, from the provisioned data source."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from aiaudit.pipeline import metrics
+
+    config = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (sd,) = job["dns_sd_configs"]
+    assert config["rule_files"] == ["rules.yml"]
+    for name in ("chain-worker", "score-worker", "sink-worker", "deliver-worker", "gateway"):
+        command = SERVICES[name]["command"]
+        assert command[command.index("--metrics-port") + 1] == str(sd["port"]) and name in sd["names"], name
+        assert not any(p.split(":")[-1] == str(sd["port"]) for p in SERVICES[name].get("ports", [])), name
+    assert SERVICES["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert all(p.startswith("127.0.0.1:") for s in ("prometheus", "grafana") for p in SERVICES[s]["ports"])
+
+    exported = set()
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            exported |= {value._name, f"{value._name}_total", f"{value._name}_bucket"}
+    source = yaml.safe_load((ROOT / "infra" / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+                            .read_text())["datasources"][0]
+    dashboard = json.loads((ROOT / "infra" / "grafana" / "dashboards" / "aiaudit.json").read_text())
+    assert dashboard["uid"] == "aiaudit" and len(dashboard["panels"]) >= 10
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        for target in panel["targets"]:
+            read = set(re.findall(r"aiaudit_[a-z_]+", target["expr"]))
+            assert read and read <= exported, (panel["title"], read - exported)
