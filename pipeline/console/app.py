@@ -180,11 +180,12 @@ class Console:
             raise Refused(503, f"not shown: every read of evidence is recorded, and this one could not be ({exc})") \
                 from exc
 
-    async def read(self, request: Request, session: Session, fn: Callable[..., reads.Shown], *args: Any) -> reads.Shown:
+    async def read(self, request: Request, session: Session, fn: Callable[..., reads.Shown], *args: Any,
+                   **kwargs: Any) -> reads.Shown:
         def run() -> reads.Shown:
             client = _client(self.settings)
             try:
-                shown = fn(client, self.settings, *args)
+                shown = fn(client, self.settings, *args, **kwargs)
             finally:
                 client.close()
             self.record_view(request, session, shown.rows)
@@ -324,6 +325,41 @@ class Console:
         return RedirectResponse("/incident?" + urllib.parse.urlencode({"uid": uid, "sent": STATUS_ACTIONS[action]}),
                                 status_code=303)
 
+    async def alerts(self, request: Request) -> Response:
+        session = self.require(request, "incidents")
+        q = request.query_params
+        status, severity = q.get("status") or None, q.get("severity") or None
+        actor, group_by = (q.get("actor") or "").strip() or None, q.get("group_by") or None
+        if status not in (None, "open", "acknowledged", "resolved") or severity not in (None, "medium", "high",
+                                                                                          "critical") \
+                or group_by not in (None, "actor", "detectors", "severity", "status", "model") \
+                or (actor is not None and len(actor) > 256):
+            raise Refused(400, "status open|acknowledged|resolved; severity medium|high|critical; "
+                               "group by actor|detectors|severity|status|model; an identity of at most 256 characters")
+        shown = await self.read(request, session, reads.alerts, status=status, severity=severity, actor=actor,
+                                group_by=group_by)
+        return self.page("alerts.html", request, session, status=status, severity=severity, actor=actor,
+                         group_by=group_by, sent=q.get("sent"), **shown.values)
+
+    async def alert_status(self, request: Request) -> Response:
+        session = self.require(request, "incident_change")
+        fields = await self.form(request, session)
+        uid, action = fields.get("uid", ""), fields.get("action", "")
+        if action not in STATUS_ACTIONS or not 0 < len(uid) <= 128:
+            raise Refused(400, "ack, resolve or reopen an alert by its uid")
+        from aiaudit.pipeline.query.alerts import set_status
+
+        def send() -> None:
+            client = _client(self.settings)
+            try:
+                set_status(self.settings, uid, STATUS_ACTIONS[action], signer=self.signer, by=session.person,
+                           note=fields.get("note", ""), client=client)
+            finally:
+                client.close()
+        await run_in_threadpool(send)
+        log.info("console: %s set alert %s %s", session.person, uid[:64], STATUS_ACTIONS[action])
+        return RedirectResponse("/alerts?" + urllib.parse.urlencode({"sent": STATUS_ACTIONS[action]}), status_code=303)
+
     async def policies(self, request: Request) -> Response:
         session = self.require(request, "policies")
         shown = await self.read(request, session, reads.policies)
@@ -459,6 +495,8 @@ class Console:
             Route("/incidents", guarded(self.incidents), methods=["GET"]),
             Route("/incident", guarded(self.incident), methods=["GET"]),
             Route("/incident/status", guarded(self.incident_status), methods=["POST"]),
+            Route("/alerts", guarded(self.alerts), methods=["GET"]),
+            Route("/alert/status", guarded(self.alert_status), methods=["POST"]),
             Route("/policies", guarded(self.policies), methods=["GET"]),
             Route("/reports", guarded(self.reports_page), methods=["GET"]),
             Route("/reports", guarded(self.make_report), methods=["POST"]),

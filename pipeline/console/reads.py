@@ -182,6 +182,18 @@ def incidents(client: Client, settings: Settings, status: str | None, severity: 
                  [[i["uid"], i["status"], i["severity"]] for i in found[:PAGE_SIZE]])
 
 
+def alerts(client: Client, settings: Settings, *, status: str | None, severity: str | None, actor: str | None,
+           group_by: str | None) -> Shown:
+    """Alerts (raw findings), newest first; with group_by (actor, detectors, severity, status, model),
+    one row per group counting every match."""
+    from aiaudit.pipeline.query.alerts import list_alerts
+
+    found = list_alerts(client, settings, status=status, severity=severity, actor=actor,
+                        group_by=(group_by,) if group_by else (), limit=PAGE_SIZE + 1)
+    return Shown({"alerts": found[:PAGE_SIZE], "more": len(found) > PAGE_SIZE},
+                 [list(a.values())[:6] for a in found[:PAGE_SIZE]])
+
+
 def incident(client: Client, settings: Settings, uid: str) -> Shown:
     found = show_incident(client, settings, uid)
     history = incident_history(client, settings, uid)

@@ -24,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # The menu, in order: (what it needs, path, label).
 MENU = (("overview", "/", "Overview"), ("records", "/records", "Records"), ("incidents", "/incidents", "Incidents"),
+        ("incidents", "/alerts", "Alerts"),
         ("policies", "/policies", "Policies"), ("reports", "/reports", "Reports"), ("keys", "/keys", "Keys and trust"),
         ("access", "/access", "Access records"))
 

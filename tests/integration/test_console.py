@@ -45,6 +45,8 @@ from aiaudit.pipeline.store.api import RemoteClient
 from aiaudit.pipeline.verify.run import verify_export
 from aiaudit.pipeline.verify.trust import parse_trust, trust_document
 from tests.integration.support import ChainWorkers, emit_synthetic, free_port_pair
+from tests.integration.test_delivery_agent import findings
+from tests.integration.test_delivery_agent import publish as publish_findings
 from tests.integration.test_delivery_incidents import incident, publish
 from tests.integration.webdriver import browser
 
@@ -120,12 +122,14 @@ def console_stack(settings, tmp_path):
         emit_synthetic(settings, 40, emitter_id="edge-console", seed=11)
         updates = incident("mallory@acme.example", "secrets_sent", "critical", time.time() - 120, seq=4)
         publish(settings, updates, "console-incidents")
+        publish_findings(settings, findings(0, per_actor=2), "console-alerts")
         store = RemoteClient.find(state)
         db = settings.clickhouse.database
         _wait("40 records and a checkpoint covering them", lambda: store.command(
             f"SELECT count() FROM {db}.evidence") == 40 and store.command(
             f"SELECT max(size) FROM {db}.checkpoints WHERE note IS NOT NULL") >= 10, 180)
-        _wait("the incident stored", lambda: store.command(f"SELECT count() FROM {db}.incidents") > 0, 180)
+        _wait("the incident and the alerts stored", lambda: store.command(f"SELECT count() FROM {db}.incidents") > 0
+              and store.command(f"SELECT count() FROM {db}.alerts") > 0, 180)
         console = Console(settings, trust=trust, signer=load_status_signer(key),
                           operator=load_operator_key(operator_key_file(settings.signing.keys_dir, None)),
                           accounts=accounts)
@@ -237,10 +241,24 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
             "account:sam" in page.text("table.wide") and "Status\nacknowledged" in page.text("dl.facts"))), 120, page)
         _shot(page, "08-acknowledged")
 
+        # Alerts: grouped by identity, then one acknowledged from the list
+        page.go(base + "/alerts?group_by=actor")
+        _axe(page, "alerts grouped")
+        assert page.script("return document.querySelectorAll('table.wide tbody tr a').length") >= 2
+        page.go(base + "/alerts?status=open")
+        _axe(page, "alerts")
+        _shot(page, "10-alerts")
+        alert_uid = page.script("return document.querySelector('form[action=\"/alert/status\"] input[name=uid]').value")
+        page.click("form[action='/alert/status'] button[value=ack]")
+        _wait("the alert's acknowledgement sent", lambda: "Sent: acknowledged" in page.text("main"), 30, page)
+
     # The status change is the console's signature for sam, chained; every view an access record for whom it served
     status = store.query(f"SELECT status, actor, note FROM {db}.alert_status WHERE finding_uid = {{u:String}}",
                          {"u": uid}).result_rows
     assert ("acknowledged", "account:sam", "rotating the leaked key; mallory's team told") in status
+    _wait("the alert's acknowledgement chained", lambda: store.query(
+        f"SELECT status, actor FROM {db}.alert_status WHERE finding_uid = {{u:String}}", {"u": alert_uid}
+    ).result_rows == [("acknowledged", "account:sam")], 120)
     def views():
         rows = store.query(f"SELECT principal, via, what FROM {db}.access_log WHERE op = 'console'").result_rows
         done = any(w.startswith("GET /records?actor=") for p, _, w in rows if p == "account:ada") and any(

@@ -21,7 +21,7 @@ def test_roles_are_the_consoles_own_and_admin_does_all():
     assert roles.can("analyst", "records") and not roles.can("analyst", "incidents")
     assert all(roles.can("admin", what) for what in roles.ALLOWED)
     assert not roles.can("admin", "anything-else") and not roles.can("operator", "overview")  # unknown: no one
-    assert [p for p, _ in roles.menu("soc")] == ["/", "/incidents", "/keys"]
+    assert [p for p, _ in roles.menu("soc")] == ["/", "/incidents", "/alerts", "/keys"]
     assert roles.can(("soc", "analyst"), "records") and roles.can(("soc", "analyst"), "incident_change")
     assert not roles.can((), "overview") and not roles.can(("root",), "overview")
     assert roles.console_roles(["analyst", "Domain Admins", "soc"]) == ("soc", "analyst")
