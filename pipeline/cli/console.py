@@ -6,11 +6,15 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiaudit.pipeline.cli.args import add_verbose, start_logging
 from aiaudit.pipeline.cli.output import print_rows
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from aiaudit.pipeline.console.app import Console
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,7 +79,7 @@ def remove_account(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build(settings: Settings, trust_file: Path | None, key_file: Path | None) -> object:
+def build(settings: Settings, trust_file: Path | None, key_file: Path | None) -> "Console":
     """The console app from settings (the trust file and the console key are required)."""
     from aiaudit.pipeline.console.accounts import Accounts, accounts_file
     from aiaudit.pipeline.console.app import Console
@@ -123,12 +127,9 @@ def build(settings: Settings, trust_file: Path | None, key_file: Path | None) ->
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from aiaudit.pipeline.console.app import Console
-
     start_logging(args.verbose)
     settings = settings.updated(console={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     console = build(settings, Path(args.trust) if args.trust else None, Path(args.key) if args.key else None)
-    assert isinstance(console, Console)
     if args.metrics_port:
         from aiaudit.pipeline import metrics
 

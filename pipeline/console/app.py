@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,16 @@ def public_url(settings: Settings) -> str:
     """Where the browser reaches the console: AIAUDIT_CONSOLE__PUBLIC_URL, else http://host:port."""
     c = settings.console
     return (c.public_url or f"http://{c.host}:{c.port}").rstrip("/")
+
+
+@contextlib.contextmanager
+def _store(settings: Settings) -> Iterator[Any]:
+    """The store for one piece of work (a page view, a status change, a report), closed after it."""
+    client = _client(settings)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 class Console:
@@ -183,11 +193,8 @@ class Console:
     async def read(self, request: Request, session: Session, fn: Callable[..., reads.Shown], *args: Any,
                    **kwargs: Any) -> reads.Shown:
         def run() -> reads.Shown:
-            client = _client(self.settings)
-            try:
+            with _store(self.settings) as client:
                 shown = fn(client, self.settings, *args, **kwargs)
-            finally:
-                client.close()
             self.record_view(request, session, shown.rows)
             return shown
         return await run_in_threadpool(run)
@@ -313,17 +320,19 @@ class Console:
             raise Refused(400, "ack, resolve or reopen")
         from aiaudit.pipeline.query.incidents import set_incident_status
 
-        def send() -> None:
-            client = _client(self.settings)
-            try:
-                set_incident_status(self.settings, uid, STATUS_ACTIONS[action], signer=self.signer, by=session.person,
-                                    note=note, client=client)
-            finally:
-                client.close()
-        await run_in_threadpool(send)
-        log.info("console: %s set incident %s %s", session.person, uid[:64], STATUS_ACTIONS[action])
+        await self.send_status(set_incident_status, "incident", uid, STATUS_ACTIONS[action], note, session)
         return RedirectResponse("/incident?" + urllib.parse.urlencode({"uid": uid, "sent": STATUS_ACTIONS[action]}),
                                 status_code=303)
+
+    async def send_status(self, change: Callable[..., object], what: str, uid: str, status: str, note: str,
+                          session: Session) -> None:
+        """A status change signed by the console's key for the person signed in (`change`: the
+        CLI's own, query/incidents.py or query/alerts.py), checked to exist first."""
+        def send() -> None:
+            with _store(self.settings) as client:
+                change(self.settings, uid, status, signer=self.signer, by=session.person, note=note, client=client)
+        await run_in_threadpool(send)
+        log.info("console: %s set %s %s %s", session.person, what, uid[:64], status)
 
     async def alerts(self, request: Request) -> Response:
         session = self.require(request, "incidents")
@@ -349,15 +358,7 @@ class Console:
             raise Refused(400, "ack, resolve or reopen an alert by its uid")
         from aiaudit.pipeline.query.alerts import set_status
 
-        def send() -> None:
-            client = _client(self.settings)
-            try:
-                set_status(self.settings, uid, STATUS_ACTIONS[action], signer=self.signer, by=session.person,
-                           note=fields.get("note", ""), client=client)
-            finally:
-                client.close()
-        await run_in_threadpool(send)
-        log.info("console: %s set alert %s %s", session.person, uid[:64], STATUS_ACTIONS[action])
+        await self.send_status(set_status, "alert", uid, STATUS_ACTIONS[action], fields.get("note", ""), session)
         return RedirectResponse("/alerts?" + urllib.parse.urlencode({"sent": STATUS_ACTIONS[action]}), status_code=303)
 
     async def policies(self, request: Request) -> Response:
@@ -427,12 +428,9 @@ class Console:
         from aiaudit.pipeline.report.pack import write_report
 
         try:
-            client = _client(self.settings)
-            try:
+            with _store(self.settings) as client:
                 report = write_report(client, self.settings, folder, since=since, until=until, scope={},
                                       operator=self.operator, now=datetime.now(timezone.utc))
-            finally:
-                client.close()
             figures = report["figures"]
             rows = [[figures["requests"]["total"], figures["integrity"]["records_in_period"]]]
             self.access.record(op="console", what=f"report {status['since']} .. {status['until']}", rows=len(rows),
