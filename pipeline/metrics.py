@@ -6,7 +6,7 @@ stopped process shows as growing age rather than a frozen one). No label takes a
 value: `worker` is the kind of process (chain, sink, score), `kind` an evidence kind (a fixed set),
 `decision` one of the contract's four,
 `severity` one of SEVERITIES,
-`partition` an input partition, `outcome` a delivery outcome (OUTCOMES), `chain` a chain's topic and
+`partition` an input partition, `topic` a configured topic's name, `outcome` a delivery outcome (OUTCOMES), `chain` a chain's topic and
 partition (chain_label), `witness` a configured witness's name, `page` a console route,
 `reason` a dead-letter reason, which is held to a short
 lowercase word and to at most MAX_REASONS distinct values ("other" beyond); never an actor,
@@ -61,6 +61,9 @@ CONSOLE_SECONDS = Histogram("aiaudit_console_request_duration_seconds", "Time to
 GATEWAY_SECONDS = Histogram("aiaudit_gateway_request_duration_seconds", "Time to answer a request at the gateway, "
                             "the vendor's answer included, by decision", ["decision"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+INPUT_LAG = Gauge("aiaudit_input_lag_messages", "Messages of an input partition this worker holds that it has not "
+                  "yet read: the partition's end (as of the worker's last fetch) less the worker's position",
+                  ["worker", "topic", "partition"])
 OUTCOMES = ("delivered", "failed", "retrying", "suppressed", "dead_lettered", "held")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "

@@ -45,7 +45,7 @@ from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from aiaudit.pipeline.contract.registry import RegistryClient
 from aiaudit.pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_tails
+from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_tails
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -112,6 +112,7 @@ class ChainWorker:
         self.emitter_keys = EmitterKeysFile(key_set_file(settings), required=settings.chain.require_emitter_signature)
         self.analyst_keys = AnalystKeysFile(analyst_key_set_file(settings)) \
             if kind in SIGNED_KINDS and settings.chain.require_analyst_signature else None
+        self.lag = InputLag("chain")
         self.stats = {"chained": 0, "dead_lettered": 0, "skipped": 0, "transactions": 0, "aborted": 0, "retried": 0}
         self._backoff_s = 0.0
         self.worker_id = f"{group}/{instance_id or socket.gethostname() + ':' + str(os.getpid())}"
@@ -484,6 +485,7 @@ class ChainWorker:
                     if chain is not None:
                         self._process(chain, batch)
                 self._sign_quiet_chains()
+                self.lag.update(self.consumer)
                 now = time.monotonic()
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["chained"] - last_chained) / (now - last_report)

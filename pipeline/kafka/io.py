@@ -9,6 +9,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
@@ -30,6 +31,42 @@ def position(msg: Message) -> tuple[str, int, int]:
     if topic is None or partition is None or offset is None:
         raise InfraError("a consumed Kafka message without topic, partition or offset")
     return topic, partition, offset
+
+
+class InputLag:
+    """Keeps aiaudit_input_lag_messages for the partitions a consumer holds, at most every `every_s`:
+    each partition's end as of the consumer's last fetch (cached by librdkafka, no request to the
+    broker; a read_committed consumer's position passes the transaction markers, so a partition read
+    to its end shows 0) less the consumer's position. A partition given up is dropped from the
+    gauge, so each series is only ever its owner's."""
+
+    def __init__(self, worker: str, every_s: float = 5.0) -> None:
+        self.worker, self.every_s = worker, every_s
+        self._at = float("-inf")
+        self._shown: set[tuple[str, int]] = set()
+
+    def update(self, consumer: Consumer, *, force: bool = False) -> dict[tuple[str, int], int]:
+        """The lag of each held partition whose position is known ({} when not yet due)."""
+        now = time.monotonic()
+        if not force and now - self._at < self.every_s:
+            return {}
+        self._at = now
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.position(consumer.assignment()):
+            if tp.offset < 0 or tp.topic is None:
+                continue  # nothing read yet: the position is not known
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                lags[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        for topic, partition in self._shown - lags.keys():
+            try:
+                metrics.INPUT_LAG.remove(self.worker, topic, str(partition))
+            except KeyError:
+                pass
+        for (topic, partition), lag in lags.items():
+            metrics.INPUT_LAG.labels(self.worker, topic, str(partition)).set(lag)
+        self._shown = set(lags)
+        return lags
 
 
 def transient(err: KafkaError) -> bool:

@@ -50,7 +50,7 @@ from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.kafka.io import commit_transaction, fenced, position, read_partitions
+from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_partitions
 from aiaudit.pipeline.score.finding_signature import HEADER as FINDING_HEADER
 from aiaudit.pipeline.score.finding_signature import header_value, sign_finding
 from aiaudit.pipeline.score.incidents import group
@@ -147,6 +147,7 @@ class ScoreWorker:
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.score_app, **conf))
         self.parts: dict[int, PartitionScorer] = {}
         self.stats = Stats()
+        self.lag = InputLag("score")
         # Transactions of different partitions commit side by side (each producer used by one thread at a time).
         self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="score-txn")
         self._handed_over = 0
@@ -375,6 +376,7 @@ class ScoreWorker:
                     self._process(by_partition)
                 else:
                     self._settle_all()  # idle: take the outcomes of the last transactions
+                self.lag.update(self.consumer)
                 now = time.monotonic()
                 if now - last_full >= FULL_COLLECT_EVERY_S:
                     gc.collect()

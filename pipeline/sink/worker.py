@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 from aiaudit.pipeline import metrics, names, store
 from aiaudit.pipeline.errors import InfraError, StoreError
 from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.kafka.io import InputLag
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.sink.rows import rows_of, sink_tables, sink_topics
 from aiaudit.pipeline.store.access_log import AccessLog, AccessNotRecorded
@@ -38,6 +39,7 @@ class SinkWorker:
         self.topics = sink_topics(settings.kafka)
         self.tables = sink_tables(settings.kafka)
         self.stats = {"rows": 0, "dead_letters": 0, "batches": 0}
+        self.lag = InputLag("sink")
         self.pending: list[Any] = []
 
     def _insert(self, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
@@ -110,6 +112,7 @@ class SinkWorker:
                 now = time.monotonic()
                 if self.pending and (len(self.pending) >= s.max_batch_rows or now - batch_started >= s.flush_interval_s):
                     self.flush()
+                self.lag.update(self.consumer)
                 if now - last_report >= progress_every_s:
                     rate = (self.stats["rows"] - last_rows) / (now - last_report)
                     if self.stats["rows"] != last_rows:  # an idle worker stays quiet

@@ -13,12 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from aiaudit.pipeline import metrics, names
 from aiaudit.pipeline.emit.synthetic import malformed_messages
 from aiaudit.pipeline.kafka import config as kafka_config
+from aiaudit.pipeline.kafka.io import InputLag, end_offsets
 from aiaudit.pipeline.ops.progress import chain_lag
 from tests.integration.support import (
     ChainWorkers,
@@ -60,6 +62,10 @@ def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp
     assert metric_value(chained, "aiaudit_batch_duration_seconds_count", worker="chain", kind="request") >= 1
     signed = [v for (n, _), v in chained.items() if n == "aiaudit_checkpoint_signed_timestamp_seconds"]
     assert signed and time.time() - 120 < max(signed) <= time.time()
+    # Read to the end, the chain worker's input lag is 0 on each partition it holds (all four).
+    lag = {dict(labels)["partition"]: v for (n, labels), v in chained.items() if n == "aiaudit_input_lag_messages"
+           and dict(labels)["topic"] == settings.kafka.requests_topic}
+    assert lag == {str(p): 0.0 for p in range(settings.kafka.partitions)}, lag
     stored = metric_value(after, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE) - metric_value(
         before, "aiaudit_events_out_total", worker="sink", kind=names.EVIDENCE_TABLE)
     assert stored == 150
@@ -68,8 +74,50 @@ def test_the_chain_worker_and_the_sink_count_what_they_did(settings, client, tmp
     for (name, labels) in chained:
         assert name.startswith("aiaudit_") or not name.startswith("aiaudit"), name
         if name.startswith("aiaudit_"):
-            assert {k for k, _ in labels} <= {"worker", "kind", "reason", "partition", "le"}, (name, labels)
+            assert {k for k, _ in labels} <= {"worker", "kind", "reason", "partition", "topic", "le"}, (name, labels)
             assert not any("@" in v or "edge-metrics" in v for _, v in labels), (name, labels)
+
+
+def test_the_input_lag_is_what_the_broker_holds_beyond_the_position(settings):
+    """InputLag on a real consumer: 100 plain messages and a transaction of 10 (its commit marker
+    is an offset too); read 30, the lag is the broker's end less 30; read to the end, 0 (the
+    position passes the marker); the partition given up, its series is gone."""
+    topic = settings.kafka.requests_topic
+    plain = Producer(kafka_config.client(settings, **{"acks": "all", "enable.idempotence": True}))
+    for i in range(100):
+        plain.produce(topic, value=b"v", partition=0)
+    assert plain.flush(30) == 0
+    txn = Producer(kafka_config.transactional_producer(settings, f"lag-{topic}"))
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(10):
+        txn.produce(topic, value=b"t", partition=0)
+    txn.commit_transaction(30)
+    end = end_offsets(settings, topic, settings.kafka.partitions)[0]
+    assert end == 111  # 110 messages and the commit marker
+
+    consumer = Consumer(kafka_config.consumer(settings, f"lag-{topic}", **{"auto.offset.reset": "earliest"}))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    gauge = InputLag("test")
+    series = ("aiaudit_input_lag_messages", {"worker": "test", "topic": topic, "partition": "0"})
+    try:
+        read = 0
+        while read < 30:
+            read += len([m for m in consumer.consume(30 - read, timeout=5) if m.error() is None])
+        assert gauge.update(consumer, force=True) == {(topic, 0): end - 30}
+        assert REGISTRY.get_sample_value(*series) == end - 30
+        assert gauge.update(consumer) == {}  # not due again within every_s: no broker or consumer call
+        deadline = time.monotonic() + 30
+        while read < 110 and time.monotonic() < deadline:
+            read += len([m for m in consumer.consume(100, timeout=1) if m.error() is None])
+        assert read == 110
+        assert gauge.update(consumer, force=True) == {(topic, 0): 0}
+        assert REGISTRY.get_sample_value(*series) == 0
+        consumer.unassign()
+        assert gauge.update(consumer, force=True) == {}
+        assert REGISTRY.get_sample_value(*series) is None  # a partition given up is not shown as this worker's
+    finally:
+        consumer.close()
 
 
 def test_the_alerting_rules_are_valid_and_fire_on_the_series_they_are_for():
@@ -80,7 +128,7 @@ def test_the_alerting_rules_are_valid_and_fire_on_the_series_they_are_for():
     assert promtool, "promtool is missing: install Debian's prometheus package (.ci/run does)"
     checked = subprocess.run([promtool, "check", "rules", "rules.yml"], cwd=folder, capture_output=True, text=True,
                              timeout=60)
-    assert checked.returncode == 0 and "SUCCESS: 6 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 7 rules found" in checked.stdout, checked.stdout + checked.stderr
     tested = subprocess.run([promtool, "test", "rules", "rules_test.yml"], cwd=folder, capture_output=True, text=True,
                             timeout=60)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
