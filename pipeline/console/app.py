@@ -38,6 +38,7 @@ from aiaudit.pipeline.console.sessions import Session, SessionStore
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.contract.access import digest_of
 from aiaudit.pipeline.contract.analysts import StatusSigner
+from aiaudit.pipeline.contract.schema import MAX_TEXT_CHARS
 from aiaudit.pipeline.errors import AiAuditError, ConfigError, StoreError
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store.access_log import AccessLog, AccessNotRecorded
@@ -64,6 +65,7 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
+MAX_VERSION = MAX_TEXT_CHARS  # a policy_version is a text field of the contract
 RECORD_FIELDS = ("actor", "since", "until", "provider", "model", "policy_version", "decision", "classification",
                  "route", "event_id")
 
@@ -366,6 +368,15 @@ class Console:
         shown = await self.read(request, session, reads.policies)
         return self.page("policies.html", request, session, **shown.values)
 
+    async def policy(self, request: Request) -> Response:
+        session = self.require(request, "policies")
+        version = request.query_params.get("version", "")
+        against = request.query_params.get("against") or None
+        if not 0 < len(version) <= MAX_VERSION or (against is not None and len(against) > MAX_VERSION):
+            raise Refused(400, "a policy is named by its version (policy_version)")
+        shown = await self.read(request, session, reads.policy, version, against)
+        return self.page("policy.html", request, session, **shown.values)
+
     async def access_page(self, request: Request) -> Response:
         session = self.require(request, "access")
         principal = request.query_params.get("principal") or None
@@ -496,6 +507,7 @@ class Console:
             Route("/alerts", guarded(self.alerts), methods=["GET"]),
             Route("/alert/status", guarded(self.alert_status), methods=["POST"]),
             Route("/policies", guarded(self.policies), methods=["GET"]),
+            Route("/policy", guarded(self.policy), methods=["GET"]),
             Route("/reports", guarded(self.reports_page), methods=["GET"]),
             Route("/reports", guarded(self.make_report), methods=["POST"]),
             Route("/reports/{report_id}/{name}", guarded(self.report_file), methods=["GET"]),

@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aiaudit.pipeline import store
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.export.format import ExportFile, add_line
-from aiaudit.pipeline.query.api import policies_in_force, policy_bundle
+from aiaudit.pipeline.query.api import policies_in_force, policy_bundle, policy_versions
 from aiaudit.pipeline.query.export import export_records
 from aiaudit.pipeline.query.incidents import incident_history, list_incidents, show_incident
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import access, checkpoints, dead_letters, evidence
 from aiaudit.pipeline.store.filters import MAX_LIMIT, Filters
+from aiaudit.pipeline.store.policies import changed_entries, diff_lines, select_decided
 from aiaudit.pipeline.verify.run import verify_export
 from aiaudit.pipeline.verify.trust import Trust
 
@@ -170,10 +171,11 @@ def record(client: Client, settings: Settings, origin: str, seq: int, trust: Tru
         report_text, ok, proven = checked.text(), checked.ok, checked.proven
     pv = str(row.get("policy_version") or "")
     bundle = policy_bundle(settings, pv, client) if pv else None
+    policy_problems = _document(bundle)[1] if bundle is not None else []
     return Shown({"record": row, "copies": len(found), "payload": pretty,
                   "emitter_kid": (event.get("emitter_signature") or {}).get("kid") if isinstance(event, dict) else None,
                   "bundle": bundle_text, "verify_text": report_text, "verified": ok, "proven": proven,
-                  "policy": bundle}, [list(r) for r in rows])
+                  "policy": bundle, "policy_problems": policy_problems}, [list(r) for r in rows])
 
 
 def incidents(client: Client, settings: Settings, status: str | None, severity: str | None) -> Shown:
@@ -201,9 +203,72 @@ def incident(client: Client, settings: Settings, uid: str) -> Shown:
                  [[found["uid"], found["status"]]] + [[h["at"], h["status"], h["actor"]] for h in history])
 
 
+ENTRY_LEVELS = 3  # a policy's changes named down to a route's setting (routes.default.deny changed)
+
+
+def _document(bundle: dict[str, Any]) -> tuple[Any, list[str]]:
+    """A stored bundle's policy document and why it is not the version it is stored as (a store
+    writer can change rows: a bundle that does not hash to its version is shown as such, never
+    compared as if it were that version)."""
+    from aiaudit.pipeline.gateway.policy import bundle_problems
+
+    version, canonical = str(bundle["policy_version"]), str(bundle["canonical_json"] or "")
+    problems = bundle_problems(version, canonical, str(bundle["source_yaml"] or ""))
+    try:
+        return orjson.loads(canonical), problems
+    except orjson.JSONDecodeError:
+        return None, problems or ["its canonical JSON does not parse"]
+
+
 def policies(client: Client, settings: Settings) -> Shown:
+    """Each policy version that decided or was published, with what changed from the version of the
+    same policy published before it."""
     found = policies_in_force(client, settings)
-    return Shown({"policies": found}, [list(p.values()) for p in found])
+    previous: dict[str, Any] = {}
+    changes: dict[str, list[str]] = {}
+    for bundle in policy_versions(client, settings):
+        doc, problems = _document(bundle)
+        pid, version = str(bundle["policy_id"]), str(bundle["policy_version"])
+        if problems:
+            changes[version] = ["NOT this version: " + "; ".join(problems)]
+            continue
+        changes[version] = changed_entries(previous[pid], doc, ENTRY_LEVELS) if pid in previous else ["first version published"]
+        previous[pid] = doc
+    rows = [{**p, "changed": changes.get(str(p["policy_version"]), [])} for p in found]
+    return Shown({"policies": rows}, [list(p.values()) for p in found])
+
+
+def policy(client: Client, settings: Settings, version: str, against: str | None) -> Shown:
+    """One published policy version: its bundle (checked to hash to its version), when it decided,
+    and what changed from the version published before it (or from `against`, another version of
+    the same policy). Raises ConfigError when no bundle was published under `version`."""
+    versions = policy_versions(client, settings)
+    by_version = {str(b["policy_version"]): b for b in versions}
+    bundle = by_version.get(version)
+    if bundle is None:
+        raise ConfigError(f"no policy bundle {version} was published")
+    pid = str(bundle["policy_id"])
+    same = [b for b in versions if str(b["policy_id"]) == pid]
+    if against is None:
+        earlier = [b for b in same if b["first_loaded"] < bundle["first_loaded"]]
+        base = earlier[-1] if earlier else None
+    else:
+        base = by_version.get(against)
+        if base is None or str(base["policy_id"]) != pid:
+            raise ConfigError(f"no published version {against} of policy {pid} to compare with")
+    doc, problems = _document(bundle)
+    compared: dict[str, Any] | None = None
+    if base is not None:
+        base_doc, base_problems = _document(base)
+        compared = {"version": base["policy_version"], "problems": base_problems, "entries": [], "diff": []}
+        if not problems and not base_problems:
+            compared["entries"] = changed_entries(base_doc, doc, ENTRY_LEVELS)
+            compared["diff"] = diff_lines(base_doc, doc, str(base["policy_version"]), version)
+    names, rows = store.query_rows(client, *select_decided(store.database(settings), version))
+    decided = dict(zip(names, rows[0])) if rows and rows[0][2] else None
+    return Shown({"bundle": bundle, "problems": problems, "compared": compared, "decided": decided,
+                  "versions": [str(b["policy_version"]) for b in same]},
+                 [[b["policy_id"], b["policy_version"], b["first_loaded"]] for b in same])
 
 
 def access_records(client: Client, settings: Settings, principal: str | None) -> Shown:

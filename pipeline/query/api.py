@@ -37,3 +37,9 @@ def policies_in_force(client: Client, settings: Settings) -> list[dict[str, Any]
     names, rows = store.query_rows(client, *policies.select_in_force(store.database(settings)))
     return [dict(zip(names, row)) for row in rows]
 
+
+
+def policy_versions(client: Client, settings: Settings, policy_id: str | None = None) -> list[dict[str, Any]]:
+    """Each published version of a policy (or of every policy) as first loaded, oldest first."""
+    names, rows = store.query_rows(client, *policies.select_versions(store.database(settings), policy_id))
+    return [dict(zip(names, row)) for row in rows]

@@ -26,6 +26,7 @@ from aiaudit.pipeline.chain.note import NoteError, cosignature_time
 from aiaudit.pipeline.chain.record_v2 import Message
 from aiaudit.pipeline.contract import parse_ts
 from aiaudit.pipeline.export.format import ExportFile
+from aiaudit.pipeline.store.policies import changed_entries
 
 FIGURES_VERSION = 2
 # Figures an older aiaudit wrote are still checked, as that version computed them. 2 added quiet and
@@ -361,7 +362,7 @@ def _policy_changes(policies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             doc = {}
         before = previous.get(p["policy_id"])
         out.append({"policy_id": p["policy_id"], "version": p["version"], "loaded_at": p["loaded_at"],
-                    "gateway": p["gateway"], "changed": _diff(before, doc) if before is not None else ["first version"]})
+                    "gateway": p["gateway"], "changed": changed_entries(before, doc) if before is not None else ["first version"]})
         previous[p["policy_id"]] = doc
     return out
 
@@ -380,19 +381,6 @@ def _content_by_route(policies: Iterable[dict[str, Any]]) -> dict[str, list[str]
             if isinstance(route, dict):
                 out.setdefault(str(name), set()).add(str(route.get("content", "commitments")))
     return {name: sorted(modes) for name, modes in sorted(out.items())}
-
-
-def _diff(a: Any, b: Any, path: str = "", depth: int = 0) -> list[str]:
-    """What differs between two policy documents, as `section.entry added|removed|changed` lines."""
-    if a == b:
-        return []
-    if isinstance(a, dict) and isinstance(b, dict) and depth < 2:
-        lines = [f"{path}{k} added" for k in sorted(set(b) - set(a))]
-        lines += [f"{path}{k} removed" for k in sorted(set(a) - set(b))]
-        for k in sorted(set(a) & set(b)):
-            lines += _diff(a[k], b[k], f"{path}{k}.", depth + 1)
-        return lines
-    return [f"{path.rstrip('.') or '(document)'} changed"]
 
 
 def _emitters(emitted: dict[str, list[set[int]]]) -> list[dict[str, Any]]:

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import uvicorn
+from confluent_kafka import Producer
 from pydantic import SecretStr
 
 from aiaudit.pipeline.console.accounts import Accounts
@@ -32,6 +34,8 @@ from aiaudit.pipeline.contract.analyst_keys import (
 from aiaudit.pipeline.contract.emitter_keys import key_set_file as emitter_key_set_file
 from aiaudit.pipeline.contract.emitter_keys import read_key_set
 from aiaudit.pipeline.export.read import read_export_file
+from aiaudit.pipeline.gateway.policy import bundle_message
+from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.keys import (
     OPERATOR_PUB,
     checkpoint_key_file,
@@ -41,6 +45,7 @@ from aiaudit.pipeline.keys import (
     read_jwks,
     read_operator_public_key,
 )
+from aiaudit.pipeline.ops.demo import demo_policies
 from aiaudit.pipeline.store.api import RemoteClient
 from aiaudit.pipeline.verify.run import verify_export
 from aiaudit.pipeline.verify.trust import parse_trust, trust_document
@@ -123,11 +128,17 @@ def console_stack(settings, tmp_path):
         updates = incident("mallory@acme.example", "secrets_sent", "critical", time.time() - 120, seq=4)
         publish(settings, updates, "console-incidents")
         publish_findings(settings, findings(0, per_actor=2), "console-alerts")
+        raw = Producer(kafka_config.producer(settings))
+        for n, policy in enumerate(demo_policies()):  # two versions of one policy, as a gateway publishes them
+            raw.produce(settings.kafka.policies_topic, key=policy.version.encode(), value=orjson.dumps(bundle_message(
+                policy, loaded_at=f"2026-12-0{n + 1}T08:00:00+00:00", gateway_id="gw-console")))
+        assert raw.flush(30) == 0
         store = RemoteClient.find(state)
         db = settings.clickhouse.database
         _wait("40 records and a checkpoint covering them", lambda: store.command(
             f"SELECT count() FROM {db}.evidence") == 40 and store.command(
             f"SELECT max(size) FROM {db}.checkpoints WHERE note IS NOT NULL") >= 10, 180)
+        _wait("the policy bundles stored", lambda: store.command(f"SELECT count() FROM {db}.policies") == 2, 180)
         _wait("the incident and the alerts stored", lambda: store.command(f"SELECT count() FROM {db}.incidents") > 0
               and store.command(f"SELECT count() FROM {db}.alerts") > 0, 180)
         console = Console(settings, trust=trust, signer=load_status_signer(key),
@@ -153,6 +164,7 @@ def _serving(console: Console, port: int):
 
 def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack, tmp_path):
     settings, base, store, trust, updates = console_stack
+    first, second = (p.version for p in demo_policies())
     db = settings.clickhouse.database
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -220,6 +232,18 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
             page.go(base + path)
             _axe(page, path)
             _shot(page, "06" + path.replace("/", "-"))
+        # Policies: the second demo version, what changed from the first, line by line
+        page.go(base + "/policies")
+        assert "routes.default.deny changed" in page.text("main")
+        page.click(f"a[href*='{second.split('+')[0]}']")
+        _wait("the policy page", lambda: "/policy?" in page.url, 10)
+        main = page.text("main")
+        assert "Checked: the stored bundle hashes to its version" in main and f"From {first} to {second}" in main
+        assert page.script("return [...document.querySelectorAll('pre.diff .diff-add')].map(e => e.textContent)") == [
+            '+      "deny": [', '+        "org.customer_name"', "+      ],",
+            '+  "version": "2026.11.0"']
+        _axe(page, "policy")
+        _shot(page, "06-policy")
         page.click("header form.who button")
         _wait("signed out", lambda: page.url.endswith("/login"), 10)
 
