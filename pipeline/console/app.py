@@ -11,7 +11,6 @@ An acknowledgement is a status change signed by the console's key for the person
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import secrets
@@ -20,7 +19,6 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -33,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from aiaudit.pipeline import metrics, store
 from aiaudit.pipeline.console import reads, roles
+from aiaudit.pipeline.console import reports as report_files
 from aiaudit.pipeline.console.accounts import Accounts
 from aiaudit.pipeline.console.sessions import Session, SessionStore
 from aiaudit.pipeline.contract import format_ts
@@ -53,8 +52,6 @@ COOKIE = "aiaudit_session"
 LOGIN_COOKIE = "aiaudit_login"  # the sign-in form's own CSRF token (double submit), before a session exists
 MAX_FORM_BYTES = 64 * 1024
 MAX_FIELD = 4096
-REPORT_FILES = ("report.html", "report.json", "export.jsonl", "manifest.json", "report.pdf")
-_REPORT_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 STATUS_ACTIONS = {"ack": "acknowledged", "resolve": "resolved", "reopen": "open"}
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -122,6 +119,7 @@ class Console:
         self.sessions = SessionStore(idle_s=c.session_idle_minutes * 60.0, max_s=c.session_max_hours * 3600.0)
         self.lag = reads.LagCache(settings)
         self.reports_dir = settings.local.state_dir / "console" / "reports"
+        self._running: set[str] = set()  # the ids of the reports this process is making
         self.env = Environment(loader=PackageLoader("aiaudit.pipeline.console", "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["when"] = _when
@@ -392,23 +390,9 @@ class Console:
 
     # --- reports ---------------------------------------------------------------------------------
 
-    def _reports(self) -> list[dict[str, Any]]:
-        out = []
-        if self.reports_dir.is_dir():
-            for folder in sorted(self.reports_dir.iterdir(), reverse=True):
-                if not _REPORT_ID.fullmatch(folder.name):
-                    continue
-                try:
-                    status = json.loads((folder / "status.json").read_text())
-                except (OSError, ValueError):
-                    continue
-                files = [f for f in REPORT_FILES if (folder / f).is_file()] if status.get("state") == "done" else []
-                out.append({**status, "id": folder.name, "files": files})
-        return out[:100]
-
     async def reports_page(self, request: Request) -> Response:
         session = self.require(request, "reports")
-        return self.page("reports.html", request, session, reports=self._reports(),
+        return self.page("reports.html", request, session, reports=report_files.listed(self.reports_dir, self._running),
                          operator=self.operator is not None, error=request.query_params.get("error"))
 
     async def make_report(self, request: Request) -> Response:
@@ -425,38 +409,40 @@ class Console:
             return RedirectResponse("/reports?" + urllib.parse.urlencode({"error": str(exc)[:200]}), status_code=303)
         now = datetime.now(timezone.utc)
         report_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        folder = self.reports_dir / report_id
-        folder.mkdir(parents=True, mode=0o700)
-        status = {"since": format_ts(since), "until": format_ts(until), "by": session.person, "state": "running",
-                  "started": format_ts(now), "message": "collecting the period's records"}
-        _write_status(folder, status)
-        threading.Thread(target=self._write_report, args=(folder, status, since, until, session, request),
+        status = report_files.Status.start(
+            self.reports_dir / report_id, since=format_ts(since), until=format_ts(until), by=session.person,
+            started=format_ts(now), message="collecting the period's records")
+        self._running.add(report_id)
+        threading.Thread(target=self._write_report, args=(report_id, status, since, until, session),
                          name=f"report-{report_id}", daemon=True).start()
         return RedirectResponse("/reports", status_code=303)
 
-    def _write_report(self, folder: Path, status: dict[str, Any], since: datetime, until: datetime, session: Session,
-                      request: Request) -> None:
+    def _write_report(self, report_id: str, status: report_files.Status, since: datetime, until: datetime,
+                      session: Session) -> None:
         from aiaudit.pipeline.report.pack import write_report
 
         try:
             with _store(self.settings) as client:
-                report = write_report(client, self.settings, folder, since=since, until=until, scope={},
-                                      operator=self.operator, now=datetime.now(timezone.utc))
+                report = write_report(client, self.settings, status.folder, since=since, until=until, scope={},
+                                      operator=self.operator, now=datetime.now(timezone.utc),
+                                      progress=status.progress)
             figures = report["figures"]
             rows = [[figures["requests"]["total"], figures["integrity"]["records_in_period"]]]
-            self.access.record(op="console", what=f"report {status['since']} .. {status['until']}", rows=len(rows),
-                               digest=digest_of(rows)[1], principal=session.person)
-            status.update(state="done", message=f"{figures['requests']['total']:,} request(s); "
-                                                f"check it with aiaudit verify --report {folder.name}")
-        except (AiAuditError, OSError) as exc:
-            status.update(state="failed", message=str(exc)[:500])
-            log.error("console: report %s failed: %s", folder.name, exc)
-        _write_status(folder, status)
+            self.access.record(op="console", what=f"report {status.doc['since']} .. {status.doc['until']}",
+                               rows=len(rows), digest=digest_of(rows)[1], principal=session.person)
+            status.finish("done", f"{figures['requests']['total']:,} request(s); check it with aiaudit verify "
+                                  f"--report {report_id}")
+        except Exception as exc:  # noqa: BLE001  # whatever stops it is on the page, never "running" forever
+            status.finish("failed", str(exc) if isinstance(exc, (AiAuditError, OSError))
+                          else f"{type(exc).__name__} (the console's log has the details)")
+            log.exception("console: report %s failed", report_id)
+        finally:
+            self._running.discard(report_id)
 
     async def report_file(self, request: Request) -> Response:
         session = self.require(request, "reports")
         report_id, name = request.path_params["report_id"], request.path_params["name"]
-        if not _REPORT_ID.fullmatch(report_id) or name not in REPORT_FILES:
+        if not report_files.REPORT_ID.fullmatch(report_id) or name not in report_files.FILES:
             raise Refused(404, "no such report file")
         path = self.reports_dir / report_id / name
         if not path.is_file():
@@ -524,12 +510,6 @@ class Console:
             yield
             self.access.close()
         return Starlette(routes=routes, lifespan=lifespan)
-
-
-def _write_status(folder: Path, status: dict[str, Any]) -> None:
-    tmp = folder / "status.tmp"
-    tmp.write_text(json.dumps(status))
-    tmp.replace(folder / "status.json")
 
 
 def _safe(text: str) -> str:

@@ -154,6 +154,7 @@ def write_report(client: Client, settings: Settings, out_dir: Path, *, since: da
     if progress:
         progress(f"export: {summary.records:,} record(s), {summary.checkpoints} checkpoint(s), "
                  f"{summary.ranges} range proof(s) of whole stretches, {summary.proofs:,} inclusion proof(s)")
+        progress("computing the figures from the export")
     file = read_export_file(export_path)
     figures = figures_mod.compute(file, since, until, scoped=bool(scope))
     mapping = controls()

@@ -56,6 +56,7 @@ PURE = [
     "aiaudit.pipeline.contract.key_sets", "aiaudit.pipeline.store.key_sets", "aiaudit.pipeline.store.rules_versions",
     "aiaudit.pipeline.report.figures", "aiaudit.pipeline.report.html", "aiaudit.pipeline.report.svg",
     "aiaudit.pipeline.contract.signed_record", "aiaudit.pipeline.console.roles", "aiaudit.pipeline.console.sessions",
+    "aiaudit.pipeline.console.reports",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
