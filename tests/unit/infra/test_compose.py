@@ -55,6 +55,36 @@ def test_workers_run_as_the_keys_owner_and_read_keys_read_only():
     assert any(v.startswith("./keys:/keys") for v in SERVICES["chain-worker"]["volumes"])
 
 
+def test_the_console_holds_its_own_key_the_operator_key_and_the_trust_file_only():
+    """The console (profile console): on loopback, its key, trust file and accounts read-only from
+    ./console, the operator key read-only, never the record keys or the signer's folder; the address
+    people use is what Origin is checked against; it waits for the store and the topics."""
+    console = SERVICES["console"]
+    assert console["profiles"] == ["console"] and console["ports"] == ["127.0.0.1:8700:8700"]
+    env = console["environment"]
+    assert env["AIAUDIT_CONSOLE__PUBLIC_URL"].endswith("http://127.0.0.1:8700}")
+    mounts = {v.split(":")[1]: v for v in console["volumes"]}
+    for setting in ("AIAUDIT_CONSOLE__KEY_FILE", "AIAUDIT_CONSOLE__TRUST_FILE", "AIAUDIT_CONSOLE__ACCOUNTS_FILE",
+                    "AIAUDIT_SIGNING__OPERATOR_KEY_FILE"):
+        folder = next(m for m in mounts if env[setting].startswith(m + "/") or env[setting] == m)
+        assert mounts[folder].endswith(":ro"), (setting, mounts[folder])
+    assert not any(v.startswith(("./keys", "./signer", "./emitter-keys")) for v in console["volumes"])
+    assert "/data" in mounts and not mounts["/data"].startswith("./")  # its reports on a volume of its own
+    assert set(console["depends_on"]) == {"topics", "clickhouse"}
+    command = console["command"]
+    assert command[:2] == ["console", "serve"] and command[command.index("--host") + 1] == "0.0.0.0"
+
+
+def test_every_evidence_kind_is_chained_in_the_stack():
+    """Findings, incidents, status changes and access records are chained by the evidence worker, with
+    checkpoints from the same signer as the requests' chain (the sink stores only chained evidence)."""
+    evidence, chain = SERVICES["evidence-worker"], SERVICES["chain-worker"]
+    assert evidence["command"][:2] == ["worker", "evidence"]
+    for key in ("AIAUDIT_CHAIN__SIGNER_URL", "AIAUDIT_SIGNING__CHECKPOINT_KEY_FILE", TOKEN_ENV):
+        assert evidence["environment"][key] == chain["environment"][key], key
+    assert evidence["volumes"] == chain["volumes"]
+
+
 def test_the_checkpoint_key_is_the_signers_alone():
     """The signer runs as another user than the workers, holds its folder; the chain worker gets the
     signer's URL and of its folder only the public key, read-only."""
@@ -78,8 +108,10 @@ def test_replicas_never_share_a_fixed_host_port_and_mounted_files_exist():
                 assert last and int(last) - int(first) + 1 >= service["deploy"]["replicas"], (name, port)
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            # ./keys, ./emitter-keys (the gateway's own key), ./signer and ./models the operator creates (the header says how)
-            if source.startswith("./") and source.split("/")[1] not in ("keys", "emitter-keys", "models", "signer"):
+            # ./keys, ./emitter-keys (the gateway's own key), ./signer, ./models, ./console and ./operator the
+            # operator creates (the header says how)
+            if source.startswith("./") and source.split("/")[1] not in ("keys", "emitter-keys", "models", "signer",
+                                                                        "console", "operator"):
                 assert (ROOT / source).exists(), (name, source)
 
 
@@ -102,7 +134,7 @@ def test_every_aiaudit_process_is_scraped_and_the_dashboard_reads_what_it_export
     (job,) = config["scrape_configs"]
     (sd,) = job["dns_sd_configs"]
     assert config["rule_files"] == ["rules.yml"]
-    for name in ("chain-worker", "score-worker", "sink-worker", "deliver-worker", "gateway"):
+    for name in ("chain-worker", "evidence-worker", "score-worker", "sink-worker", "deliver-worker", "gateway", "console"):
         command = SERVICES[name]["command"]
         assert command[command.index("--metrics-port") + 1] == str(sd["port"]) and name in sd["names"], name
         assert not any(p.split(":")[-1] == str(sd["port"]) for p in SERVICES[name].get("ports", [])), name
