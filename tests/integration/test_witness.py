@@ -34,6 +34,7 @@ from aiaudit.pipeline.chain.note import (
 )
 from aiaudit.pipeline.keys import ensure_checkpoint_key, load_checkpoint_key
 from aiaudit.pipeline.witness.core import request_body
+from tests.integration.support import free_port_pair, scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -64,10 +65,12 @@ class WitnessProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, metrics_port: int | None = None) -> None:
         out = open(self.log, "ab")  # noqa: SIM115  # handed to the child
+        extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
         self.proc = subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "witness", "serve", "--config",
-                                      str(self.config), "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+                                      str(self.config), "--port", str(self.port), *extra], stdout=out,
+                                     stderr=subprocess.STDOUT,
                                      env={k: v for k, v in os.environ.items() if not k.startswith("AIAUDIT_")})
         out.close()
         deadline = time.monotonic() + 20
@@ -117,7 +120,8 @@ def proof(leaves: list[bytes], old: int, size: int) -> list[bytes]:
 
 def test_witness_speaks_the_protocol_and_its_cosignatures_verify(tmp_path):
     w = WitnessProcess(tmp_path, {ORIGIN: LOG.public_key})
-    w.start()
+    metrics_port = free_port_pair()
+    w.start(metrics_port=metrics_port)
     try:
         leaves = [merkle.hash_leaf(str(i).encode()) for i in range(50)]
         status, body = w.add(0, [], checkpoint(leaves, 10))
@@ -137,6 +141,10 @@ def test_witness_speaks_the_protocol_and_its_cosignatures_verify(tmp_path):
         assert w.add(0, [], sign_checkpoint(Checkpoint(other.name, 3, merkle.root_of(leaves[:3])), other))[0] == 404
         assert w.add(31, [], checkpoint(leaves, 30))[0] == 400
         assert w.latest(ORIGIN)["size"] == 30
+        # Its own /metrics: each add-checkpoint answer counted by status, as Prometheus reads it
+        answered = {dict(labels)["code"]: v for (name, labels), v in scrape(metrics_port).items()
+                    if name == "aiaudit_witness_requests_total"}
+        assert answered == {"200": 2, "409": 3, "422": 1, "403": 1, "404": 1, "400": 1}, answered
     finally:
         w.stop()
 
