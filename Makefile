@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 KAFKA_LIB := infra/kafka/lib
 
-.PHONY: demo test test-fast soak unit integration typecheck preflight bench install jars browser-deps stop clean
+.PHONY: demo test test-fast soak unit integration typecheck preflight bench install jars browser-deps litellm-env stop clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,10 +30,23 @@ $(BROWSER_DEPS): tests/browser/package-lock.json
 
 browser-deps: $(BROWSER_DEPS)
 
+# A LiteLLM proxy of its own environment, as its users run it, with aiaudit's callback installed
+# beside it (`aiaudit[litellm]`): the LiteLLM tests and bench start it (tests/integration/test_litellm.py).
+LITELLM_VERSION := 1.108.7
+LITELLM_VENV    ?= .venv-litellm
+LITELLM_STAMP   := $(LITELLM_VENV)/.installed-$(LITELLM_VERSION)
+$(LITELLM_STAMP): pyproject.toml
+	python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)' -e '.[litellm]'
+	touch $@
+
+litellm-env: $(LITELLM_STAMP)
+
 demo: install jars
 	$(VENV)/bin/aiaudit demo
 
-test: preflight install jars browser-deps typecheck
+test: preflight install jars browser-deps litellm-env typecheck
 	$(VENV)/bin/pytest
 
 # For development, in under 10 minutes: the type checker, every unit test, and the integration
@@ -64,7 +77,7 @@ typecheck: install
 unit: install
 	$(VENV)/bin/pytest tests/unit
 
-integration: install jars browser-deps
+integration: install jars browser-deps litellm-env
 	$(VENV)/bin/pytest tests/integration
 
 bench: install jars

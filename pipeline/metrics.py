@@ -64,6 +64,10 @@ GATEWAY_SECONDS = Histogram("aiaudit_gateway_request_duration_seconds", "Time to
 INPUT_LAG = Gauge("aiaudit_input_lag_messages", "Messages of an input partition this worker holds that it has not "
                   "yet read: the partition's end (as of the worker's last fetch) less the worker's position",
                   ["worker", "topic", "partition"])
+LITELLM_EVENTS = Counter("aiaudit_litellm_events", "LiteLLM proxy requests handed to the emitter as evidence, by "
+                         "decision", ["decision"])
+LITELLM_DROPPED = Counter("aiaudit_litellm_dropped", "LiteLLM proxy requests NOT recorded as evidence, by reason: "
+                          "buffer_full, not_acknowledged, invalid, no_payload, no_emitter", ["reason"])
 OUTCOMES = ("delivered", "failed", "retrying", "suppressed", "dead_lettered", "held")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "

@@ -188,6 +188,20 @@ class GatewaySettings(_Section):
     max_unacked_s: float = Field(default=5.0, gt=0)
 
 
+class LiteLLMSettings(_Section):
+    # The LiteLLM proxy callback (pipeline/litellm, docs/litellm.md). The policy behind each event is
+    # the proxy's config with its secrets stripped: its file (default: the one the proxy was started
+    # with, --config), published as a bundle under this policy id.
+    config_file: Path | None = None
+    policy_id: str = "litellm-proxy"
+    retention_scope: str = "standard"
+    # Events waiting to be signed and sent (while the broker is away, too); beyond it, new events are
+    # dropped, counted (aiaudit_litellm_dropped_total) and logged, never the request held up.
+    max_buffered_events: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Serve Prometheus metrics on this port (the callback's counters); off when unset.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class ConsoleSettings(_Section):
     host: str = "127.0.0.1"  # bind to all interfaces only on purpose (behind TLS: set secure_cookies)
     port: int = Field(default=8700, ge=1, le=65535)
@@ -237,6 +251,7 @@ class Settings(BaseSettings):
     emitter: EmitterSettings = Field(default_factory=EmitterSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    litellm: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:

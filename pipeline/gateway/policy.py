@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -276,6 +277,15 @@ def bundle_problems(version: str, canonical_json: str, source_yaml: str) -> list
     if not sep or digest != computed:
         problems.append(f"its canonical JSON hashes to sha256.{computed}, not to the version's "
                         f"{'sha256.' + digest if sep else 'hash (the version has none)'}")
+    if _kind(canonical_json) == PROXY_CONFIG_KIND:  # a LiteLLM proxy's config (pipeline/litellm)
+        try:
+            shown = canonicalize(yaml.safe_load(source_yaml))
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            problems.append(f"the stored YAML does not parse: {str(exc)[:200]}")
+        else:
+            if shown != canonical_json.encode():
+                problems.append("the stored YAML is not the document its canonical JSON holds")
+        return problems
     try:
         parsed = parse_policy(source_yaml, source="the stored YAML").version
     except PolicyError as exc:
@@ -284,3 +294,16 @@ def bundle_problems(version: str, canonical_json: str, source_yaml: str) -> list
         if parsed != version:
             problems.append(f"the stored YAML is version {parsed}")
     return problems
+
+
+PROXY_CONFIG_KIND = "litellm-proxy-config"  # a bundle made from a LiteLLM proxy's config, secrets stripped
+
+
+def _kind(canonical_json: str) -> str | None:
+    """The `kind` a bundle's canonical JSON names (None for the gateway's own bundles, which have none)."""
+    try:
+        doc = json.loads(canonical_json)
+    except ValueError:
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None

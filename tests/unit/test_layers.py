@@ -31,7 +31,7 @@ RANK = {
     "query": 5, "verify": 5, "witness": 5, "report": 5,
     "score": 6, "deliver": 6,
     "gateway": 7,
-    "ops": 8, "console": 8,
+    "ops": 8, "console": 8, "litellm": 8,
     "cli": 9, "__init__": 9,
 }
 NEVER = {("emit", "chain"), ("chain", "emit")}  # siblings that must not know each other
@@ -56,7 +56,7 @@ PURE = [
     "aiaudit.pipeline.contract.key_sets", "aiaudit.pipeline.store.key_sets", "aiaudit.pipeline.store.rules_versions",
     "aiaudit.pipeline.report.figures", "aiaudit.pipeline.report.html", "aiaudit.pipeline.report.svg",
     "aiaudit.pipeline.contract.signed_record", "aiaudit.pipeline.console.roles", "aiaudit.pipeline.console.sessions",
-    "aiaudit.pipeline.console.reports",
+    "aiaudit.pipeline.console.reports", "aiaudit.pipeline.litellm.mapping",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")

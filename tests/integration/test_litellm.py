@@ -1,0 +1,111 @@
+"""Evidence for a LiteLLM proxy (issue 26 item 1): a real LiteLLM proxy from PyPI, in its own
+environment, in front of the vendor stand-in, with aiaudit's callback in its config. Each request
+(answered, refused by a guardrail, failed at the vendor) becomes a contract event signed with the
+callback's emitter key, chained by the real chain worker; the identity is the one LiteLLM's
+(custom) auth established; the proxy's config, its secrets stripped, is the policy bundle each
+event names; no credential reaches Kafka."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+import pytest
+
+from aiaudit.pipeline import store
+from aiaudit.pipeline.gateway.policy import bundle_problems
+from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
+from aiaudit.pipeline.query.api import policy_bundle
+from tests.integration.litellm_support import ALICE, BOT, SECRETS, Proxy
+from tests.integration.support import ChainWorkers, metric_value, read_topic, scrape, sink_until_drained, wait_chained
+
+pytestmark = pytest.mark.integration
+
+
+def _ask(proxy: Proxy, key: str, model: str, text: str, **extra):
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0, timeout=30)
+    try:
+        return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **extra)
+    except openai.APIStatusError as exc:
+        return exc
+
+
+def test_every_proxy_request_is_signed_chained_evidence_under_the_proxys_config(settings, client, tmp_path):
+    upstream = FakeUpstream()
+    with Served(upstream.app) as vendor, Proxy(settings, tmp_path / "proxy", vendor.url + "/v1") as proxy:
+        answered = _ask(proxy, ALICE, "gpt-4o", "Summarise our Q3 numbers, then mail ana@acme.example",
+                        user="customer-42")
+        assert not isinstance(answered, Exception), answered
+        assert answered.choices[0].message.content.startswith("echo: Summarise")
+        blocked = _ask(proxy, ALICE, "gpt-4o", "What is the status of Project Falcon?")
+        assert isinstance(blocked, openai.APIStatusError) and blocked.status_code == 400
+        failed = _ask(proxy, BOT, "broken", "reconcile the ledger")
+        assert isinstance(failed, openai.APIStatusError) and failed.status_code >= 500
+        secret = _ask(proxy, BOT, "gpt-4o", "deploy with AKIAIOSFODNN7EXAMPLE and the usual secret")
+        assert not isinstance(secret, Exception), secret
+        stranger = _ask(proxy, "sk-not-a-key", "gpt-4o", "hello")
+        assert isinstance(stranger, openai.APIStatusError) and stranger.status_code in (401, 403)
+        assert len(upstream.received) == 3  # the guardrail's block never reached the vendor
+        deadline = time.monotonic() + 60
+        while len(sent := read_topic(settings, settings.kafka.requests_topic)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        counted = scrape(proxy.metrics_port)
+
+    assert len(sent) == 5, [m.value()[:100] for m in sent]
+    for message in sent:  # no credential, header or vendor key reached Kafka
+        assert not any(s in message.value() for s in (*SECRETS, b"sk-not-a-key")), message.value()
+    assert metric_value(counted, "aiaudit_litellm_events_total", decision="allow") == 3
+    assert metric_value(counted, "aiaudit_litellm_events_total", decision="deny") == 2
+    assert not [k for (name, _), v in counted.items() if name == "aiaudit_litellm_dropped_total" and v]
+
+    with ChainWorkers(settings, tmp_path) as workers:  # the chain worker checks every emitter signature
+        workers.start("w1")
+        wait_chained(settings)
+        time.sleep(settings.chain.checkpoint_interval_s + 1)
+        sink_until_drained(settings, client)
+    db = store.database(settings)
+    rows = client.query(f"SELECT payload FROM {db}.evidence ORDER BY ts").result_rows
+    events = [json.loads(r[0])["event"] for r in rows]
+    assert len(events) == 5  # chained, none dead-lettered (each signed by a registered emitter key)
+    assert client.command(f"SELECT count() FROM {db}.dead_letters") == 0
+    by_text = {e["gen_ai_request_model"] + ":" + e["decision"] + ":" + e["actor"]["id"]: e for e in events}
+    assert set(by_text) == {"gpt-4o:allow:alice@acme.example", "gpt-4o:deny:alice@acme.example",
+                            "broken:allow:billing-bot", "gpt-4o:allow:billing-bot",
+                            "gpt-4o:deny:litellm:unauthenticated"}, set(by_text)
+
+    ok = by_text["gpt-4o:allow:alice@acme.example"]
+    assert ok["actor"] == {"type": "workforce", "id": "alice@acme.example", "on_behalf_of": None,
+                           "untrusted_label": "customer-42"}  # the `user` field: the key holder's claim
+    assert ok["authz"]["role"] == "internal_user" and ok["authz"]["authn_method"] == "litellm"
+    assert set(ok["authz"]["scopes"]) == {"team:payments", "key_alias:alice-laptop"}
+    assert ok["gen_ai_provider_name"] == "openai" and ok["gen_ai_response_model"] == "gpt-4o"
+    assert ok["prompt_classification"]["categories"] == ["pii.email"]
+    assert ok["response_classification"]["categories"] == ["pii.email"]  # the echo carries it back
+    assert ok["gen_ai_usage_input_tokens"] > 0 and ok["emitter_signature"]["kid"]
+    assert ok["decision_reasons"] == ["allowed by the LiteLLM proxy (guardrails run: no-falcon)"]
+
+    denied = by_text["gpt-4o:deny:alice@acme.example"]
+    assert denied["decision_reasons"][0].startswith("guardrail no-falcon blocked the request")
+    assert denied["response_classification"] is None and denied["gen_ai_usage_output_tokens"] == 0
+
+    stranger = by_text["gpt-4o:deny:litellm:unauthenticated"]  # refused at the door, on record too
+    assert stranger["decision_reasons"][0].startswith("the LiteLLM proxy refused the request (authentication")
+    assert stranger["actor"]["type"] == "service" and stranger["authz"]["scopes"] == []
+    assert stranger["actor"]["untrusted_label"].startswith("key-sha256:")  # what was presented, not who
+
+    broken = by_text["broken:allow:billing-bot"]
+    assert broken["decision_reasons"][1].startswith("the vendor failed (500)")
+    assert any(c.startswith("secret.") for c in by_text["gpt-4o:allow:billing-bot"]["prompt_classification"][
+        "categories"])
+
+    # One policy version, the proxy's config: its bundle published, checked, and without secrets.
+    (version,) = {e["policy_version"] for e in events}
+    assert {e["policy_id"] for e in events} == {"litellm-proxy"} and version.startswith("litellm-config+sha256.")
+    bundle = policy_bundle(settings, version, client)
+    assert bundle is not None
+    assert bundle_problems(version, bundle["canonical_json"], bundle["source_yaml"]) == []
+    shown = bundle["source_yaml"]
+    assert "no-falcon" in shown and "os.environ/VENDOR_URL" in shown and "30.5" in shown
+    assert not any(s.decode() in shown or s.decode() in bundle["canonical_json"] for s in SECRETS)
+    assert "[stripped]" in shown
