@@ -69,7 +69,9 @@ def _proxy_config_file() -> Path | None:
 
 def _traceparent(payload: dict[str, Any]) -> str | None:
     """The W3C traceparent the caller sent, if any (no other header is read)."""
-    headers = ((payload.get("metadata") or {}).get("requester_metadata") or {}).get("headers") or {}
+    metadata = payload.get("metadata")
+    requester = metadata.get("requester_metadata") if isinstance(metadata, dict) else None
+    headers = requester.get("headers") if isinstance(requester, dict) else None
     value = headers.get("traceparent") if isinstance(headers, dict) else None
     return value if isinstance(value, str) else None
 
@@ -213,7 +215,7 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
                                      retention_scope=self.settings.litellm.retention_scope, user_role=role,
                                      traceparent=_traceparent(payload))
                     emitter.emit(event, timeout_s=3600.0)  # waits while the broker is away; the queue holds the rest
-                except (AiAuditError, ValueError, TypeError, KeyError) as exc:
+                except Exception as exc:  # noqa: BLE001  # one bad payload never stops the sender
                     log.error("aiaudit: a LiteLLM request could not be made an event (%s): %s", type(exc).__name__,
                               str(exc)[:300])
                     self._drop("invalid")

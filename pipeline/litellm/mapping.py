@@ -71,6 +71,14 @@ def _text(value: Any, limit: int = MAX_FIELD) -> str | None:
     return text[:limit] if text else None
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _content(value: Any) -> str:
     """The text of a message content: a string, or the text parts of a list of parts."""
     if isinstance(value, str):
@@ -100,13 +108,13 @@ def response_text(response: Any) -> str:
     if not isinstance(response, dict):
         return ""
     parts: list[str] = []
-    for choice in response.get("choices") or []:
+    for choice in _list(response.get("choices")):
         if isinstance(choice, dict):
             message = choice.get("message")
             parts.append(_content(message.get("content")) if isinstance(message, dict) else _content(choice.get("text")))
-    for item in response.get("output") or []:  # the Responses API
+    for item in _list(response.get("output")):  # the Responses API
         if isinstance(item, dict):
-            parts += [_content(c.get("text")) for c in item.get("content") or [] if isinstance(c, dict)]
+            parts += [_content(c.get("text")) for c in _list(item.get("content")) if isinstance(c, dict)]
     return "\n".join(p for p in parts if p)[:MAX_TEXT]
 
 
@@ -152,23 +160,23 @@ def decision_of(payload: dict[str, Any]) -> tuple[str, list[str], str | None]:
     """allow or deny, why, and what refused it (guardrail, authentication, budget ...; None when
     nothing did), from the payload's status and error."""
     status = payload.get("status")
-    guardrails = [g for g in (payload.get("metadata") or {}).get("applied_guardrails") or [] if isinstance(g, str)]
+    guardrails = [g for g in _list(_dict(payload.get("metadata")).get("applied_guardrails")) if isinstance(g, str)]
     ran = f" (guardrails run: {', '.join(g[:128] for g in guardrails[:16])})" if guardrails else ""
     if status == "success":
         return "allow", [f"allowed by the LiteLLM proxy{ran}"], None
-    info = payload.get("error_information") or {}
+    info = _dict(payload.get("error_information"))
     error_class = _text(info.get("error_class"), 128) or ""
     message = _text(info.get("error_message") or payload.get("error_str"), MAX_REASON_CHARS) or "no error message"
     refusal = REFUSALS.get(error_class)
     normalized = str(info.get("normalized_error") or "")
     if refusal is None and normalized.startswith("400_CONTENT_POLICY") and not info.get("llm_provider"):
         refusal = "guardrail"
-    for g in payload.get("guardrail_information") or []:
+    for g in _list(payload.get("guardrail_information")):
         if isinstance(g, dict) and str(g.get("guardrail_status", "")) in ("guardrail_intervened", "blocked"):
             refusal = "guardrail"
     if refusal == "guardrail":
         named = _GUARDRAIL.search(message)
-        blocked = [str(g.get("guardrail_name"))[:128] for g in payload.get("guardrail_information") or []
+        blocked = [str(g.get("guardrail_name"))[:128] for g in _list(payload.get("guardrail_information"))
                    if isinstance(g, dict) and g.get("guardrail_name")]
         name = named.group(1) if named else (blocked[0] if blocked else (guardrails[0] if guardrails else "unnamed"))
         return "deny", [f"guardrail {name} blocked the request: {message}"], refusal
@@ -233,9 +241,7 @@ def occurred(payload: dict[str, Any]) -> datetime:
 def event_of(payload: dict[str, Any], *, policy: Policy, classifier: Classifier, retention_scope: str,
              user_role: Any = None, traceparent: str | None = None) -> dict[str, Any]:
     """The Avro datum (schemas/ai_request.avsc) for one proxy request; the emitter stamps and signs it."""
-    metadata = payload.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        metadata = {}
+    metadata = _dict(payload.get("metadata"))
     decision, reasons, refused_by = decision_of(payload)
     actor = actor_of(metadata, payload.get("end_user"), user_role, authenticated=refused_by != "authentication")
     prompt = prompt_text(payload.get("messages"))

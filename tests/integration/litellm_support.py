@@ -14,7 +14,8 @@ from aiaudit.pipeline.settings import Settings
 from tests.integration.support import free_port_pair, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "litellm"
+FIXTURES = ROOT / "tests" / "fixtures" / "litellm"  # a guardrail, custom auth, and a config with both
+EXAMPLE = ROOT / "examples" / "litellm"  # what docs/litellm.md runs: the callback file and a config
 LITELLM = Path(os.environ.get("AIAUDIT_TEST_LITELLM", ROOT / ".venv-litellm" / "bin" / "litellm"))
 ALICE, BOT = "sk-alice-7f3a9c", "sk-bot-51d2e0"  # custom_auth.py's keys
 SECRETS = (b"sk-vendor-secret-0d9e8f7a", b"sk-master-secret-55aa", ALICE.encode(), BOT.encode())
@@ -23,14 +24,14 @@ SECRETS = (b"sk-vendor-secret-0d9e8f7a", b"sk-master-secret-55aa", ALICE.encode(
 class Proxy:
     """`litellm --config config.yaml` as a child process; its log in `log`."""
 
-    def __init__(self, settings: Settings, folder: Path, vendor_url: str, *, config: str | None = None,
+    def __init__(self, settings: Settings, folder: Path, vendor_url: str, *, example: bool = False,
                  env: dict[str, str] | None = None) -> None:
+        """With `example`, the docs' files exactly (examples/litellm); else the fixtures' config, with
+        the docs' callback file beside it."""
         assert LITELLM.exists(), f"{LITELLM} is missing: `make litellm-env` installs LiteLLM's proxy"
         folder.mkdir(parents=True, exist_ok=True)
-        for f in FIXTURES.iterdir():
+        for f in [*EXAMPLE.iterdir(), *([] if example else FIXTURES.iterdir())]:
             shutil.copy(f, folder / f.name)
-        if config is not None:
-            (folder / "config.yaml").write_text(config)
         self.folder, self.port = folder, free_port_pair()
         self.metrics_port = self.port + 1
         self.url = f"http://127.0.0.1:{self.port}"

@@ -8,6 +8,8 @@ event names; no credential reaches Kafka."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import openai
@@ -18,7 +20,15 @@ from aiaudit.pipeline.gateway.policy import bundle_problems
 from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
 from aiaudit.pipeline.query.api import policy_bundle
 from tests.integration.litellm_support import ALICE, BOT, SECRETS, Proxy
-from tests.integration.support import ChainWorkers, metric_value, read_topic, scrape, sink_until_drained, wait_chained
+from tests.integration.support import (
+    ChainWorkers,
+    metric_value,
+    own_broker,
+    read_topic,
+    scrape,
+    sink_until_drained,
+    wait_chained,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +67,7 @@ def test_every_proxy_request_is_signed_chained_evidence_under_the_proxys_config(
         assert not any(s in message.value() for s in (*SECRETS, b"sk-not-a-key")), message.value()
     assert metric_value(counted, "aiaudit_litellm_events_total", decision="allow") == 3
     assert metric_value(counted, "aiaudit_litellm_events_total", decision="deny") == 2
-    assert not [k for (name, _), v in counted.items() if name == "aiaudit_litellm_dropped_total" and v]
+    assert not [labels for (name, labels), v in counted.items() if name == "aiaudit_litellm_dropped_total" and v]
 
     with ChainWorkers(settings, tmp_path) as workers:  # the chain worker checks every emitter signature
         workers.start("w1")
@@ -109,3 +119,52 @@ def test_every_proxy_request_is_signed_chained_evidence_under_the_proxys_config(
     assert "no-falcon" in shown and "os.environ/VENDOR_URL" in shown and "30.5" in shown
     assert not any(s.decode() in shown or s.decode() in bundle["canonical_json"] for s in SECRETS)
     assert "[stripped]" in shown
+
+
+@pytest.mark.fault
+def test_with_the_broker_away_requests_are_answered_held_within_bounds_and_the_rest_counted(tmp_path, chdb_dir):
+    """The docs' example proxy (examples/litellm, unchanged). The broker is killed: requests are
+    answered as fast as before (nothing waits for Kafka); the emitter's buffer and the callback's
+    queue hold 5 + 5 events and every further one is counted as dropped and logged. The broker
+    back, the held events arrive, each once."""
+    with own_broker(tmp_path, chdb_dir, name="litellm") as (kafka, settings), \
+            Served(FakeUpstream().app) as vendor, \
+            Proxy(settings, tmp_path / "proxy", vendor.url + "/v1", example=True, env={
+                "OPENAI_API_KEY": "sk-vendor-example", "LITELLM_MASTER_KEY": "sk-master-example",
+                "AIAUDIT_LITELLM__MAX_BUFFERED_EVENTS": "5", "AIAUDIT_EMITTER__MAX_PENDING_EVENTS": "5"}) as proxy:
+        first = _ask(proxy, "sk-master-example", "gpt-4o", "hello before the outage")
+        assert not isinstance(first, Exception), first
+        deadline = time.monotonic() + 60
+        while not read_topic(settings, settings.kafka.requests_topic) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(read_topic(settings, settings.kafka.requests_topic)) == 1
+        before = time.monotonic()
+        _ask(proxy, "sk-master-example", "gpt-4o", "warm")
+        normal_s = time.monotonic() - before
+
+        os.kill(kafka.pid(), signal.SIGKILL)
+        took = []
+        for i in range(30):
+            started = time.monotonic()
+            answer = _ask(proxy, "sk-master-example", "gpt-4o", f"during the outage {i}")
+            took.append(time.monotonic() - started)
+            assert not isinstance(answer, Exception), answer  # the proxy answers: evidence never holds it up
+        assert max(took) < normal_s + 2.0, (normal_s, took)
+        time.sleep(3)
+        counted = scrape(proxy.metrics_port)
+        dropped = metric_value(counted, "aiaudit_litellm_dropped_total", reason="buffer_full")
+        # 31 during the outage ("warm" and 30): 5 in the emitter's buffer, 5 (and one in the sender's
+        # hands, waiting for room) in the queue; the rest counted
+        assert 31 - 11 <= dropped <= 31 - 10, dropped
+        assert "NOT recorded as evidence" in proxy.log.read_text()
+
+        kafka.up()
+        expected = 1 + 31 - int(dropped)
+        deadline = time.monotonic() + 120
+        while len(got := read_topic(settings, settings.kafka.requests_topic)) < expected and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(2)
+        got = read_topic(settings, settings.kafka.requests_topic)
+    texts = [m.value() for m in got]
+    assert len(got) == expected, (len(got), expected)
+    assert len(set(texts)) == len(texts)  # each once (the idempotent producer)
