@@ -55,6 +55,7 @@ NOT_RUN = {
     "aiaudit worker score": "runs until stopped (with the rules only until a model is promoted): "
                             "tests/integration/test_scoring.py runs it",
     "aiaudit worker all": "chain and sink as child processes: each is probed here on its own",
+    "aiaudit worker all &": "docs/litellm.md's walkthrough, run as a whole by tests/integration/test_litellm.py",
     "aiaudit worker deliver": "needs a destinations file and a receiver: tests/integration/test_delivery_agent.py",
     "aiaudit witness serve --config witness.yaml": "tests/integration/test_witness.py serves a witness from a config",
     "aiaudit witness submit --url U --witness-key VKEY": "needs a running witness: tests/integration/test_witness.py",
