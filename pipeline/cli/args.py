@@ -86,9 +86,10 @@ def add_limit(p: argparse.ArgumentParser) -> None:
                    "more match)")
 
 
-def add_format(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default="table",
-                   help="json: one JSON array; jsonl: one JSON object per line")
+def add_format(p: argparse.ArgumentParser, *, ocsf: bool = False) -> None:
+    p.add_argument("--format", choices=FORMATS + (["ocsf"] if ocsf else []), default="table",
+                   help="json: one JSON array; jsonl: one JSON object per line" + (
+                       "; ocsf: one OCSF 1.8.0 API Activity event per line (docs/soc.md)" if ocsf else ""))
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:

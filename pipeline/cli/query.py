@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from aiaudit.pipeline.cli.args import add_filters, add_format, add_limit, filters
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Retrieve evidence records from ClickHouse (each record once, oldest first).")
     add_filters(p)
     add_limit(p)
-    add_format(p)
+    add_format(p, ocsf=True)
     p.add_argument("--all-columns", action="store_true", help="every typed column, not just the usual ones")
     p.set_defaults(func=run)
 
@@ -26,13 +27,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from aiaudit.pipeline.query.api import find_records
     from aiaudit.pipeline.store import evidence
 
-    columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
+    if args.format == "ocsf":  # what an OCSF event carries: the signed record and its integrity fields
+        columns: tuple[str, ...] = ("origin", "seq", "leaf_hash", "kid", "sig", "payload")
+    else:
+        columns = evidence.QUERY_COLUMNS if args.all_columns else evidence.DEFAULT_COLUMNS
     # One row more than asked: whether the result was cut is then known without counting.
     rows = find_records(store.open_reads(settings, "query"), settings,
                         filters(args, min(args.limit + 1, MAX_LIMIT)), columns)
     cut = len(rows) > args.limit
     rows = rows[:args.limit]
-    print_rows(rows, args.format)
+    if args.format == "ocsf":
+        from aiaudit import __version__
+        from aiaudit.pipeline.query.ocsf import api_activity
+
+        for row in rows:
+            print(json.dumps(api_activity(row, product_version=__version__), separators=(",", ":")))
+    else:
+        print_rows(rows, args.format)
     print(f"{len(rows)} record(s)", file=sys.stderr)
     if cut:
         more_notice(len(rows), "record")
