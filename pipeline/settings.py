@@ -198,6 +198,9 @@ class LiteLLMSettings(_Section):
     # Events waiting to be signed and sent (while the broker is away, too); beyond it, new events are
     # dropped, counted (aiaudit_litellm_dropped_total) and logged, never the request held up.
     max_buffered_events: int = Field(default=10_000, ge=1, le=1_000_000)
+    # ... and at most this many characters of prompt and response text among them (memory is bounded
+    # by what is held, not only by how many).
+    max_buffered_chars: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Serve Prometheus metrics on this port (the callback's counters); off when unset.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 

@@ -38,7 +38,7 @@ from litellm.integrations.custom_logger import CustomLogger  # type: ignore[impo
 
 from aiaudit.pipeline import metrics
 from aiaudit.pipeline.gateway.classify import Classifier
-from aiaudit.pipeline.litellm.mapping import Policy, config_policy, event_of
+from aiaudit.pipeline.litellm.mapping import Policy, config_policy, event_of, slim
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.litellm")
@@ -88,7 +88,8 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         super().__init__(**kwargs)
         self.settings = settings or Settings()
         ls = self.settings.litellm
-        self._queue: queue.Queue[tuple[dict[str, Any], Any]] = queue.Queue(maxsize=ls.max_buffered_events)
+        self._queue: queue.Queue[tuple[dict[str, Any], Any, str, str]] = queue.Queue(maxsize=ls.max_buffered_events)
+        self._held_chars = 0  # the prompt and response text the queue holds (bounded by max_buffered_chars)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._dropped: dict[str, int] = {}
@@ -140,9 +141,21 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
 
     def _put(self, payload: dict[str, Any], role: Any) -> None:
         self._start()
+        kept, prompt, response = slim(payload)
+        size = len(prompt) + len(response)
+        with self._lock:
+            if self._held_chars + size > self.settings.litellm.max_buffered_chars:
+                full = True
+            else:
+                full, self._held_chars = False, self._held_chars + size
+        if full:
+            self._drop("buffer_full")
+            return
         try:
-            self._queue.put_nowait((payload, role))
+            self._queue.put_nowait((kept, role, prompt, response))
         except queue.Full:
+            with self._lock:
+                self._held_chars -= size
             self._drop("buffer_full")
 
     # --- the sender thread ---------------------------------------------------------------------
@@ -179,7 +192,9 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         except AiAuditError as exc:
             log.error("aiaudit: the LiteLLM callback cannot emit evidence: %s", exc)
             while True:  # every request is counted as dropped, never held up
-                self._queue.get()
+                _, _, prompt, response = self._queue.get()
+                with self._lock:
+                    self._held_chars -= len(prompt) + len(response)
                 self._drop("no_emitter")
                 self._queue.task_done()
         classifier = Classifier()
@@ -190,10 +205,12 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         last_publish = float("-inf")
         while True:
             try:
-                payload, role = self._queue.get(timeout=1.0)
+                payload, role, prompt, response = self._queue.get(timeout=1.0)
             except queue.Empty:
                 emitter.poll(0)
                 continue
+            with self._lock:
+                self._held_chars -= len(prompt) + len(response)
             try:
                 if time.monotonic() - checked > CONFIG_CHECK_EVERY_S:
                     checked = time.monotonic()
@@ -213,7 +230,7 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
                 try:
                     event = event_of(payload, policy=policy, classifier=classifier,
                                      retention_scope=self.settings.litellm.retention_scope, user_role=role,
-                                     traceparent=_traceparent(payload))
+                                     traceparent=_traceparent(payload), texts=(prompt, response))
                     emitter.emit(event, timeout_s=3600.0)  # waits while the broker is away; the queue holds the rest
                 except Exception as exc:  # noqa: BLE001  # one bad payload never stops the sender
                     log.error("aiaudit: a LiteLLM request could not be made an event (%s): %s", type(exc).__name__,

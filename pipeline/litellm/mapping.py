@@ -238,15 +238,36 @@ def occurred(payload: dict[str, Any]) -> datetime:
     return datetime.now(timezone.utc)
 
 
+def slim(payload: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """What an event needs of a payload, taken where LiteLLM calls (the rest is let go at once): the
+    payload without its messages and response (the answering model kept), the prompt's text and the
+    response's text (each at most MAX_TEXT characters)."""
+    answered = payload.get("status") == "success"
+    response = payload.get("response")
+    kept = {k: v for k, v in payload.items() if k in KEPT}
+    kept["response"] = {"model": response.get("model")} if isinstance(response, dict) else None
+    return kept, prompt_text(payload.get("messages")), response_text(response) if answered else ""
+
+
+# What event_of reads of a payload (slim keeps these and nothing else).
+KEPT = ("litellm_call_id", "id", "status", "call_type", "custom_llm_provider", "model", "model_group", "startTime",
+        "endTime", "prompt_tokens", "completion_tokens", "end_user", "metadata", "error_information", "error_str",
+        "guardrail_information")
+
+
 def event_of(payload: dict[str, Any], *, policy: Policy, classifier: Classifier, retention_scope: str,
-             user_role: Any = None, traceparent: str | None = None) -> dict[str, Any]:
-    """The Avro datum (schemas/ai_request.avsc) for one proxy request; the emitter stamps and signs it."""
+             user_role: Any = None, traceparent: str | None = None, texts: tuple[str, str] | None = None
+             ) -> dict[str, Any]:
+    """The Avro datum (schemas/ai_request.avsc) for one proxy request; the emitter stamps and signs it.
+    `texts`: the prompt's and the response's text when `slim` took them already."""
     metadata = _dict(payload.get("metadata"))
     decision, reasons, refused_by = decision_of(payload)
     actor = actor_of(metadata, payload.get("end_user"), user_role, authenticated=refused_by != "authentication")
-    prompt = prompt_text(payload.get("messages"))
     answered = payload.get("status") == "success"
-    response = response_text(payload.get("response")) if answered else ""
+    if texts is None:
+        prompt, response = prompt_text(payload.get("messages")), response_text(payload.get("response")) if answered else ""
+    else:
+        prompt, response = texts[0][:MAX_TEXT], texts[1][:MAX_TEXT] if answered else ""
     prompt_cls = classifier.classify(prompt)
     response_cls = classifier.classify(response) if answered else None
     response_obj = payload.get("response")

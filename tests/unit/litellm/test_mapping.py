@@ -12,7 +12,16 @@ import yaml
 from aiaudit.pipeline import contract
 from aiaudit.pipeline.gateway.classify import Classifier
 from aiaudit.pipeline.gateway.policy import bundle_problems
-from aiaudit.pipeline.litellm.mapping import STRIPPED, actor_of, config_policy, decision_of, event_of, strip_secrets
+from aiaudit.pipeline.litellm.mapping import (
+    KEPT,
+    STRIPPED,
+    actor_of,
+    config_policy,
+    decision_of,
+    event_of,
+    slim,
+    strip_secrets,
+)
 
 POLICY = config_policy({"model_list": []}, "litellm-proxy", "1.108.7")
 
@@ -140,3 +149,14 @@ def test_secrets_are_stripped_and_the_bundle_checks_against_its_version():
 def test_decision_of_a_success_names_the_guardrails_that_ran_and_nothing_else():
     decision, reasons, refused_by = decision_of({"status": "success", "metadata": {}})
     assert (decision, reasons, refused_by) == ("allow", ["allowed by the LiteLLM proxy"], None)
+
+
+def test_what_is_taken_at_the_call_is_all_the_event_needs_and_no_more():
+    full = payload(hidden_params={"api_key": "sk-never"}, model_map_information={"x": 1}, response_cost=0.1)
+    kept, prompt, response = slim(full)
+    assert set(kept) <= set(KEPT) | {"response"} and kept["response"] == {"model": "gpt-4o-2024-08-06"}
+    assert "hidden_params" not in kept and "messages" not in kept
+    assert (prompt, response) == ("be brief\nmail bob@acme.example", "done")
+    assert event(kept, texts=(prompt, response)) == event(full)  # the same event from what was kept
+    failed = payload(status="failure", response={"model": "m", "choices": [{"message": {"content": "partial"}}]})
+    assert slim(failed)[2] == ""  # nothing answered: no response text is held
