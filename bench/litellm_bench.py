@@ -2,9 +2,10 @@
 
     python bench/litellm_bench.py [--requests 500] [--concurrency 20] [--seconds 15]
 
-Two LiteLLM proxies from .venv-litellm (`make litellm-env`), the same config in front of the same
-vendor stand-in, one without callbacks and one with aiaudit's (signing each event with an emitter
-key and sending it to a local broker):
+Three LiteLLM proxies from .venv-litellm (`make litellm-env`), the same config in front of the same
+vendor stand-in: one without callbacks, one with a callback that does nothing (what LiteLLM's own
+callback machinery costs: it builds the logging payload only for a callback), and one with
+aiaudit's (classifying, signing each event with an emitter key and sending it to a local broker):
 
 1. Latency, one request at a time, interleaved so drift hits both alike: p50/p99 of each and the
    difference (what the callback adds to a request).
@@ -57,11 +58,25 @@ general_settings:
 """
 
 
-def start_proxy(folder: Path, port: int, env: dict[str, str], callbacks: bool) -> subprocess.Popen[bytes]:
+NOOP = """
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class Noop(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        kwargs.get("standard_logging_object")
+
+
+noop = Noop()
+"""
+
+
+def start_proxy(folder: Path, port: int, env: dict[str, str], callback: str) -> subprocess.Popen[bytes]:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(CONFIG.format(
-        callbacks="  callbacks: aiaudit_callback.aiaudit" if callbacks else "", master=MASTER))
+        callbacks=f"  callbacks: {callback}" if callback else "", master=MASTER))
     shutil.copy(ROOT / "examples" / "litellm" / "aiaudit_callback.py", folder / "aiaudit_callback.py")
+    (folder / "noop_callback.py").write_text(NOOP)
     log = folder / "proxy.log"
     proc = subprocess.Popen([str(LITELLM), "--config", "config.yaml", "--port", str(port), "--host", "127.0.0.1",
                              "--num_workers", "1"], cwd=folder, env=env, stdout=log.open("wb"),
@@ -114,8 +129,10 @@ def main() -> None:
         procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.ops.vendor_standin", str(vendor_port)],
                                       stdout=vlog.open("wb"), stderr=subprocess.STDOUT, env=env))
         wait_http(f"http://127.0.0.1:{vendor_port}/jwks.json", procs[0], vlog)
-        ports = {"LiteLLM alone": free_port(), "LiteLLM + aiaudit": free_port()}
-        proxies = {name: start_proxy(base / f"proxy-{i}", port, env, callbacks=i == 1)
+        callbacks = {"LiteLLM alone": "", "LiteLLM + a no-op callback": "noop_callback.noop",
+                     "LiteLLM + aiaudit": "aiaudit_callback.aiaudit"}
+        ports = {name: free_port() for name in callbacks}
+        proxies = {name: start_proxy(base / f"proxy-{i}", port, env, callbacks[name])
                    for i, (name, port) in enumerate(ports.items())}
         procs += proxies.values()
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -123,11 +140,13 @@ def main() -> None:
 
         print(f"1. latency, one request at a time ({args.requests} each, interleaved, {len(PROMPT)}-character prompt)")
         times = sequential(urls, args.requests)
-        alone, with_cb = times["LiteLLM alone"], times["LiteLLM + aiaudit"]
+        alone, noop, with_cb = times["LiteLLM alone"], times["LiteLLM + a no-op callback"], times["LiteLLM + aiaudit"]
         for name, t in times.items():
             line(f"{name} p50 / p99", f"{ms(pct(t, 50))} / {ms(pct(t, 99))}")
-        line("added by the callback p50 / p99",
+        line("added by aiaudit's callback p50 / p99 (against none)",
              f"{ms(pct(with_cb, 50) - pct(alone, 50))} / {ms(pct(with_cb, 99) - pct(alone, 99))}")
+        line("added by aiaudit's callback p50 / p99 (against a no-op one)",
+             f"{ms(pct(with_cb, 50) - pct(noop, 50))} / {ms(pct(with_cb, 99) - pct(noop, 99))}")
 
         print(f"2. throughput ({args.concurrency} concurrent clients, {args.seconds:.0f} s each, one proxy at a time)")
         figures = {}
@@ -143,8 +162,11 @@ def main() -> None:
             line(f"{name}: proxy CPU per request", f"{cpu / done * 1e6:,.0f} us")
             if name == "LiteLLM + aiaudit":
                 expected = before + args.requests + 100 + done
-        (rps_a, cpu_a), (rps_b, cpu_b) = figures["LiteLLM alone"], figures["LiteLLM + aiaudit"]
-        line("with the callback, throughput / CPU per request", f"{rps_b / rps_a:.2f}x / {cpu_b / cpu_a:.2f}x")
+        (rps_a, cpu_a), (rps_n, cpu_n), (rps_b, cpu_b) = (figures[n] for n in callbacks)
+        line("aiaudit's callback against none: throughput / CPU per request", f"{rps_b / rps_a:.2f}x / {cpu_b / cpu_a:.2f}x")
+        line("aiaudit's callback against a no-op one: throughput / CPU per request",
+             f"{rps_b / rps_n:.2f}x / {cpu_b / cpu_n:.2f}x")
+        line("aiaudit's own CPU per request (against the no-op callback)", f"{(cpu_b - cpu_n) * 1e6:,.0f} us")
         deadline = time.monotonic() + 60
         while (events := sum(end_offsets(s, s.kafka.requests_topic, 4).values())) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
