@@ -67,7 +67,7 @@ INPUT_LAG = Gauge("aiaudit_input_lag_messages", "Messages of an input partition 
 LITELLM_EVENTS = Counter("aiaudit_litellm_events", "LiteLLM proxy requests handed to the emitter as evidence, by "
                          "decision", ["decision"])
 LITELLM_DROPPED = Counter("aiaudit_litellm_dropped", "LiteLLM proxy requests NOT recorded as evidence, by reason: "
-                          "buffer_full, not_acknowledged, invalid, no_payload, no_emitter", ["reason"])
+                          "buffer_full, not_acknowledged, invalid, no_payload, no_emitter; content: its content not kept", ["reason"])
 OUTCOMES = ("delivered", "failed", "retrying", "suppressed", "dead_lettered", "held")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "

@@ -7,7 +7,7 @@ AIAUDIT_KAFKA__BOOTSTRAP_SERVERS=broker:9092, AIAUDIT_CLICKHOUSE__DSN=https://us
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -195,6 +195,11 @@ class LiteLLMSettings(_Section):
     config_file: Path | None = None
     policy_id: str = "litellm-proxy"
     retention_scope: str = "standard"
+    # What is kept of a request, as a gateway route's `content`: none; commitments (HMACs of the
+    # prompt and response in the event, their key sealed to the content topic); full (the text too,
+    # sealed under the person's and the record's keys: `aiaudit erase` destroys them).
+    content: Literal["none", "commitments", "full"] = "commitments"
+    retention_days: int = Field(default=30, ge=1, le=3650)  # how long kept content lives
     # Events waiting to be signed and sent (while the broker is away, too); beyond it, new events are
     # dropped, counted (aiaudit_litellm_dropped_total) and logged, never the request held up.
     max_buffered_events: int = Field(default=10_000, ge=1, le=1_000_000)

@@ -37,7 +37,9 @@ import yaml
 from litellm.integrations.custom_logger import CustomLogger  # type: ignore[import-not-found,unused-ignore]
 
 from aiaudit.pipeline import metrics
+from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.gateway.classify import Classifier
+from aiaudit.pipeline.gateway.event import commit, content_expiry, content_message, kept_content
 from aiaudit.pipeline.litellm.mapping import Policy, config_policy, event_of, slim
 from aiaudit.pipeline.settings import Settings
 
@@ -92,6 +94,8 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         self._held_chars = 0  # the prompt and response text the queue holds (bounded by max_buffered_chars)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._content_keys: SubjectKeys | None = None  # made with the first content kept
+        self._content: Any = None
         self._dropped: dict[str, int] = {}
         self._dropped_logged_at = 0.0
         self.sent = 0
@@ -231,7 +235,10 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
                     event = event_of(payload, policy=policy, classifier=classifier,
                                      retention_scope=self.settings.litellm.retention_scope, user_role=role,
                                      traceparent=_traceparent(payload), texts=(prompt, response))
+                    kept = self._commit(event, prompt, response if payload.get("status") == "success" else None)
                     emitter.emit(event, timeout_s=3600.0)  # waits while the broker is away; the queue holds the rest
+                    if kept is not None:
+                        self._keep(event, kept)
                 except Exception as exc:  # noqa: BLE001  # one bad payload never stops the sender
                     log.error("aiaudit: a LiteLLM request could not be made an event (%s): %s", type(exc).__name__,
                               str(exc)[:300])
@@ -241,6 +248,39 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
                 metrics.LITELLM_EVENTS.labels(event["decision"]).inc()
             finally:
                 self._queue.task_done()
+
+    def _commit(self, event: dict[str, Any], prompt: str, response: str | None) -> dict[str, Any] | None:
+        """The event's commitments to the prompt and response, as the settings' `content` rule says
+        (HMAC-SHA256 under a key of this record's own); what is to be kept of them, or None."""
+        rule = self.settings.litellm.content
+        commitments = commit(rule, prompt, response, os.urandom(32))
+        event["prompt_commitment"], event["response_commitment"] = commitments.prompt, commitments.response
+        return kept_content(rule, commitments, prompt, response)
+
+    def _keep(self, event: dict[str, Any], kept: dict[str, Any]) -> None:
+        """The commitment key (and, under `full`, the text) sealed under the person's key and the
+        record's, to the content topic: `aiaudit content show` opens it, `aiaudit erase` destroys
+        the keys. Not kept is counted (reason content) and logged, never the request held up."""
+        from confluent_kafka import Producer
+
+        from aiaudit.pipeline.kafka import config as kafka_config
+
+        ls = self.settings.litellm
+        subjects = (str(event["actor"]["id"]),)
+        expires = content_expiry(event["occurred_at"], ls.retention_days)
+        try:
+            if self._content_keys is None:
+                self._content_keys = SubjectKeys(self.settings.content_keys_dir())
+                self._content = Producer(kafka_config.producer(self.settings))
+            sealed, key_ids = self._content_keys.seal(event["event_id"], subjects, expires, kept)
+            message = content_message(event_id=event["event_id"], retention_scope=ls.retention_scope,
+                                      expires_at=expires, subjects=subjects, key_ids=key_ids, sealed=sealed)
+            self._content.produce(self.settings.kafka.content_topic, orjson.dumps(message),
+                                  key=str(event["event_id"]).encode())
+            self._content.poll(0)
+        except (BufferError, OSError, ValueError) as exc:
+            log.error("aiaudit: the content of LiteLLM request %s was not kept: %s", event["event_id"], exc)
+            self._drop("content")
 
     def _config_file(self) -> Path | None:
         return self.settings.litellm.config_file or _proxy_config_file()

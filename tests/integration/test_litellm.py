@@ -7,6 +7,9 @@ event names; no credential reaches Kafka."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import openai
 import pytest
 
 from aiaudit.pipeline import store
+from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.gateway.policy import bundle_problems
 from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
 from aiaudit.pipeline.query.api import policy_bundle
@@ -98,9 +102,25 @@ def test_every_proxy_request_is_signed_chained_evidence_under_the_proxys_config(
     assert ok["gen_ai_usage_input_tokens"] > 0 and ok["emitter_signature"]["kid"]
     assert ok["decision_reasons"] == ["allowed by the LiteLLM proxy (guardrails run: no-falcon)"]
 
+    # Content by the settings' rule (commitments, the default): HMACs in the signed event, their key
+    # sealed to the content topic under the person's key and the record's; the text itself nowhere.
+    kept = {json.loads(m.value())["event_id"]: json.loads(m.value())
+            for m in read_topic(settings, settings.kafka.content_topic)}
+    assert set(kept) == {e["event_id"] for e in events}
+    box = kept[ok["event_id"]]
+    assert box["subjects"] == ["alice@acme.example"] and b"Summarise" not in json.dumps(box).encode()
+    opened = SubjectKeys(settings.content_keys_dir()).open(ok["event_id"], box["subjects"], box["key_ids"],
+                                                          box["sealed"])
+    assert isinstance(opened, dict) and opened["prompt"] is None and opened["response"] is None
+    key = base64.b64decode(opened["key_b64"])
+    prompt = "Summarise our Q3 numbers, then mail ana@acme.example"
+    assert ok["prompt_commitment"] == hmac.new(key, prompt.encode(), hashlib.sha256).hexdigest()
+    assert ok["response_commitment"] == hmac.new(key, ("echo: " + prompt).encode(), hashlib.sha256).hexdigest()
+
     denied = by_text["gpt-4o:deny:alice@acme.example"]
     assert denied["decision_reasons"][0].startswith("guardrail no-falcon blocked the request")
     assert denied["response_classification"] is None and denied["gen_ai_usage_output_tokens"] == 0
+    assert denied["prompt_commitment"] and denied["response_commitment"] is None  # nothing answered
 
     stranger = by_text["gpt-4o:deny:litellm:unauthenticated"]  # refused at the door, on record too
     assert stranger["decision_reasons"][0].startswith("the LiteLLM proxy refused the request (authentication")
