@@ -78,11 +78,16 @@ def _traceparent(payload: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _user_role(kwargs: dict[str, Any]) -> Any:
-    metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
-    auth = metadata.get("user_api_key_auth") if isinstance(metadata, dict) else None
-    role = getattr(auth, "user_role", None)
+def _role_of(role: Any) -> Any:
+    """LiteLLM's user role (an enum, or its value)."""
     return getattr(role, "value", role)
+
+
+def _user_role(kwargs: dict[str, Any]) -> Any:
+    params = kwargs.get("litellm_params")
+    metadata = params.get("metadata") if isinstance(params, dict) else None
+    auth = metadata.get("user_api_key_auth") if isinstance(metadata, dict) else None
+    return _role_of(getattr(auth, "user_role", None))
 
 
 class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
@@ -134,7 +139,7 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
             "error_information": {"error_class": type(original_exception).__name__,
                                   "error_message": str(original_exception)[:1024],
                                   "error_code": str(getattr(original_exception, "status_code", "") or "")},
-        }, getattr(getattr(user_api_key_dict, "user_role", None), "value", None))
+        }, _role_of(getattr(user_api_key_dict, "user_role", None)))
 
     def _take(self, kwargs: dict[str, Any]) -> None:
         payload = kwargs.get("standard_logging_object")
