@@ -40,7 +40,7 @@ from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.gateway.classify import Classifier
 from aiaudit.pipeline.gateway.event import commit, content_expiry, content_message, kept_content
-from aiaudit.pipeline.litellm.mapping import Policy, config_policy, event_of, slim
+from aiaudit.pipeline.litellm.mapping import DECLARED, Policy, config_policy, event_of, slim
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.litellm")
@@ -100,10 +100,9 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._content_keys: SubjectKeys | None = None  # made with the first content kept
-        self._content: Any = None
+        self._side: Any = None  # the producer of policy bundles and kept content (made when first needed)
         self._dropped: dict[str, int] = {}
         self._dropped_logged_at = 0.0
-        self.sent = 0
         if ls.metrics_port:
             metrics.serve(ls.metrics_port)
 
@@ -249,7 +248,6 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
                               str(exc)[:300])
                     self._drop("invalid")
                     continue
-                self.sent += 1
                 metrics.LITELLM_EVENTS.labels(event["decision"]).inc()
             finally:
                 self._queue.task_done()
@@ -266,23 +264,18 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         """The commitment key (and, under `full`, the text) sealed under the person's key and the
         record's, to the content topic: `aiaudit content show` opens it, `aiaudit erase` destroys
         the keys. Not kept is counted (reason content) and logged, never the request held up."""
-        from confluent_kafka import Producer
-
-        from aiaudit.pipeline.kafka import config as kafka_config
-
         ls = self.settings.litellm
         subjects = (str(event["actor"]["id"]),)
         expires = content_expiry(event["occurred_at"], ls.retention_days)
         try:
             if self._content_keys is None:
                 self._content_keys = SubjectKeys(self.settings.content_keys_dir())
-                self._content = Producer(kafka_config.producer(self.settings))
             sealed, key_ids = self._content_keys.seal(event["event_id"], subjects, expires, kept)
             message = content_message(event_id=event["event_id"], retention_scope=ls.retention_scope,
                                       expires_at=expires, subjects=subjects, key_ids=key_ids, sealed=sealed)
-            self._content.produce(self.settings.kafka.content_topic, orjson.dumps(message),
-                                  key=str(event["event_id"]).encode())
-            self._content.poll(0)
+            side = self._side_producer()
+            side.produce(self.settings.kafka.content_topic, orjson.dumps(message), key=str(event["event_id"]).encode())
+            side.poll(0)
         except (BufferError, OSError, ValueError) as exc:
             log.error("aiaudit: the content of LiteLLM request %s was not kept: %s", event["event_id"], exc)
             self._drop("content")
@@ -322,24 +315,21 @@ class AiauditLogger(CustomLogger):  # type: ignore[misc,unused-ignore]
         """The bundle on the policies topic (as the gateway publishes its own), so `aiaudit gateway
         policy --version V` shows it; False (tried again with the next event) when the broker does
         not take it."""
-        from confluent_kafka import Producer
-
-        from aiaudit.pipeline.kafka import config as kafka_config
-
-        message = {"policy_id": policy.policy_id, "policy_version": policy.version, "declared_version": "litellm-config",
+        message = {"policy_id": policy.policy_id, "policy_version": policy.version, "declared_version": DECLARED,
                    "canonical_json": policy.canonical_json.decode(), "source_yaml": policy.source_yaml,
                    "loaded_at": datetime.now(timezone.utc).isoformat(), "gateway_id": gateway_id}
-        producer = Producer(kafka_config.producer(self.settings))
-        producer.produce(self.settings.kafka.policies_topic, key=policy.version.encode(), value=orjson.dumps(message))
-        if producer.flush(10):
+        side = self._side_producer()
+        side.produce(self.settings.kafka.policies_topic, key=policy.version.encode(), value=orjson.dumps(message))
+        if side.flush(10):
             log.warning("aiaudit: the broker has not taken policy bundle %s yet; trying again", policy.version)
             return False
         return True
 
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every queued request has been handed to the emitter (for tests and shutdown);
-        True when all were."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self._queue.unfinished_tasks
+    def _side_producer(self) -> Any:
+        if self._side is None:
+            from confluent_kafka import Producer
+
+            from aiaudit.pipeline.kafka import config as kafka_config
+
+            self._side = Producer(kafka_config.producer(self.settings))
+        return self._side
