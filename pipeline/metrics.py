@@ -68,6 +68,14 @@ LITELLM_EVENTS = Counter("aiaudit_litellm_events", "LiteLLM proxy requests hande
                          "decision", ["decision"])
 LITELLM_DROPPED = Counter("aiaudit_litellm_dropped", "LiteLLM proxy requests NOT recorded as evidence, by reason: "
                           "buffer_full, not_acknowledged, invalid, no_payload, no_emitter; content: its content not kept", ["reason"])
+OTLP_SPANS = Counter("aiaudit_otlp_spans", "Spans the OTLP receiver was sent, by outcome: recorded (an event "
+                     "acknowledged by the broker), duplicate (recorded before), rejected (not a GenAI operation)",
+                     ["outcome"])
+OTLP_LOG_RECORDS = Counter("aiaudit_otlp_log_records", "Log records the OTLP receiver was sent, by outcome: held "
+                           "(content for a span), late (its span recorded already), rejected (not GenAI content), "
+                           "expired and let_go (held content whose span never came, or let go for room)", ["outcome"])
+OTLP_REFUSED = Counter("aiaudit_otlp_requests_refused", "OTLP requests answered with an error, by reason: "
+                       "unauthenticated, media_type, too_large, malformed, broker_unavailable", ["reason"])
 OUTCOMES = ("delivered", "failed", "retrying", "suppressed", "dead_lettered", "held")
 CHECKPOINT_TIME = Gauge("aiaudit_checkpoint_signed_timestamp_seconds",
                         "When the chain of this kind and partition last had a checkpoint or heartbeat signed "

@@ -210,6 +210,29 @@ class LiteLLMSettings(_Section):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class OtlpSettings(_Section):
+    # The OTLP/HTTP receiver (pipeline/otlp, docs/otlp.md): OpenTelemetry GenAI spans as signed events.
+    host: str = "127.0.0.1"  # bind to all interfaces only on purpose (behind TLS: tokens travel in a header)
+    port: int = Field(default=4318, ge=1, le=65535)  # OTLP/HTTP's registered port
+    # Where the receiver keeps its senders (senders.json: names and token hashes, `aiaudit otlp sender
+    # add NAME`) and the event ids of the spans it recorded; default <local.state_dir>/otlp.
+    state_dir: Path | None = None
+    senders_file: Path | None = None  # default <state_dir>/senders.json
+    policy_id: str = "otlp-observed"
+    retention_scope: str = "standard"
+    # How long a span whose messages have not arrived waits for them in its own request (the
+    # instrumentation sends content as log events, in other requests); 0 when senders capture none.
+    content_wait_ms: int = Field(default=1500, ge=0, le=8000)
+    content_hold_s: float = Field(default=60.0, gt=0, le=3600)  # content kept for a span that has not come yet
+    max_held_chars: int = Field(default=64 * 1024 * 1024, ge=1024)  # ... at most this much of it
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)  # after decompression
+    delivery_timeout_s: float = Field(default=8.0, gt=0, le=60)  # then 503: the sender sends again
+    retry_after_s: int = Field(default=5, ge=1, le=300)
+    dedupe_keep: int = Field(default=1_000_000, ge=1000)  # span event ids remembered (in memory and on disk)
+    # Serve Prometheus metrics on this port; off when unset.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class ConsoleSettings(_Section):
     host: str = "127.0.0.1"  # bind to all interfaces only on purpose (behind TLS: set secure_cookies)
     port: int = Field(default=8700, ge=1, le=65535)
@@ -260,6 +283,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     litellm: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:

@@ -24,6 +24,7 @@ from aiaudit.pipeline.cli import (
     incidents,
     infra,
     keys,
+    otlp,
     proof,
     query,
     report,
@@ -39,13 +40,13 @@ from aiaudit.pipeline.logs import configure as configure_logs
 from aiaudit.pipeline.settings import Settings
 
 # The order `aiaudit --help` lists them in: run it, send to it, read from it, prove it, act on it.
-FAMILIES = (demo, infra, worker, emit, gateway, query, sql, export, report, verify, proof, trust, witness, signer, keys,
+FAMILIES = (demo, infra, worker, emit, gateway, otlp, query, sql, export, report, verify, proof, trust, witness, signer, keys,
             detect, incidents, alerts, access, erase, console)
 
 # Top-level modules of the `server` extra (pyproject.toml): a command that needs one on the light install
 # says which extra to install instead of a traceback.
 SERVER_MODULES = frozenset({"nacl", "clickhouse_connect", "chdb", "sklearn", "faust", "aiokafka", "numpy", "starlette",
-                            "uvicorn", "aiohttp", "yaml", "jwt", "mode"})
+                            "uvicorn", "aiohttp", "yaml", "jwt", "mode", "google", "opentelemetry"})
 
 
 def build_parser() -> argparse.ArgumentParser:

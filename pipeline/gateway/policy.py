@@ -277,7 +277,7 @@ def bundle_problems(version: str, canonical_json: str, source_yaml: str) -> list
     if not sep or digest != computed:
         problems.append(f"its canonical JSON hashes to sha256.{computed}, not to the version's "
                         f"{'sha256.' + digest if sep else 'hash (the version has none)'}")
-    if _kind(canonical_json) == PROXY_CONFIG_KIND:  # a LiteLLM proxy's config (pipeline/litellm)
+    if _kind(canonical_json) in DOCUMENT_KINDS:  # a LiteLLM proxy's config, the OTLP receiver's settings
         try:
             shown = canonicalize(yaml.safe_load(source_yaml))
         except (yaml.YAMLError, ValueError, TypeError) as exc:
@@ -297,6 +297,8 @@ def bundle_problems(version: str, canonical_json: str, source_yaml: str) -> list
 
 
 PROXY_CONFIG_KIND = "litellm-proxy-config"  # a bundle made from a LiteLLM proxy's config, secrets stripped
+OTLP_CONFIG_KIND = "otlp-receiver-config"  # the OTLP receiver's settings (pipeline/otlp): what it observes, for whom
+DOCUMENT_KINDS = (PROXY_CONFIG_KIND, OTLP_CONFIG_KIND)  # bundles whose YAML is their document, not a gateway policy
 
 
 def _kind(canonical_json: str) -> str | None:

@@ -93,7 +93,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[prefix] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
     for section in ("kafka", "chain", "signing", "clickhouse", "sink", "score", "deliver", "emitter", "gateway", "console",
-                    "litellm", "local"):
+                    "litellm", "otlp", "local"):
         model = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)

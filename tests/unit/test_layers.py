@@ -31,12 +31,12 @@ RANK = {
     "query": 5, "verify": 5, "witness": 5, "report": 5,
     "score": 6, "deliver": 6,
     "gateway": 7,
-    "ops": 8, "console": 8, "litellm": 8,
+    "ops": 8, "console": 8, "litellm": 8, "otlp": 8,
     "cli": 9, "__init__": 9,
 }
 NEVER = {("emit", "chain"), ("chain", "emit")}  # siblings that must not know each other
 EDGES = {"aiaudit.pipeline.chain.worker", "aiaudit.pipeline.sink.worker", "aiaudit.pipeline.score.worker", "aiaudit.pipeline.gateway.app",
-         "aiaudit.pipeline.deliver.agent"}
+         "aiaudit.pipeline.deliver.agent", "aiaudit.pipeline.otlp.receiver"}
 MAY_START_WORKERS = {"cli", "ops"}
 
 PURE = [
@@ -57,6 +57,7 @@ PURE = [
     "aiaudit.pipeline.report.figures", "aiaudit.pipeline.report.html", "aiaudit.pipeline.report.svg",
     "aiaudit.pipeline.contract.signed_record", "aiaudit.pipeline.console.roles", "aiaudit.pipeline.console.sessions",
     "aiaudit.pipeline.console.reports", "aiaudit.pipeline.litellm.mapping",
+    "aiaudit.pipeline.otlp.mapping", "aiaudit.pipeline.otlp.wire",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
