@@ -139,10 +139,10 @@ class Receiver:
         self._instance = uuid.uuid4().hex[:12]
         self._emitters: dict[str, Emitter] = {}
         self._emit_lock = threading.Lock()
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._inflight: dict[str, asyncio.Future[bool]] = {}  # spans claimed, until the broker's answer
+        self._emitted: set[str] = set()  # ... of which the event is made (content for them is late)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
-        self._published = False
         self.app = Starlette(routes=[Route("/v1/traces", self.traces, methods=["POST"]),
                                      Route("/v1/logs", self.logs, methods=["POST"])], lifespan=self._lifespan)
 
@@ -159,6 +159,7 @@ class Receiver:
         self._loop = asyncio.get_running_loop()
         poller = threading.Thread(target=self._poll, name="aiaudit-otlp-poll", daemon=True)
         poller.start()
+        threading.Thread(target=self._publish_until_done, name="aiaudit-otlp-policy", daemon=True).start()
         log.info("aiaudit: OTLP spans recorded under policy %s version %s", self.policy.policy_id, self.policy.version)
         try:
             yield
@@ -170,15 +171,17 @@ class Receiver:
                 if left:
                     log.error("aiaudit: %s: %d events not acknowledged at stop (their senders were answered 503 "
                               "and send them again)", emitter.emitter_id, left)
+            self.seen.flush()
 
     # --- Kafka ---------------------------------------------------------------------------------
 
+    def _publish_until_done(self) -> None:
+        while not self._stop.is_set() and not self._publish():
+            self._stop.wait(PUBLISH_RETRY_S)
+
     def _poll(self) -> None:
-        last_publish = float("-inf")
+        """Serve the emitters' delivery reports (their outcomes go to the waiting requests)."""
         while not self._stop.is_set():
-            if not self._published and time.monotonic() - last_publish > PUBLISH_RETRY_S:
-                last_publish = time.monotonic()
-                self._published = self._publish()
             emitters = list(self._emitters.values())
             for emitter in emitters:
                 emitter.poll(0)
@@ -220,14 +223,25 @@ class Receiver:
             loop.call_soon_threadsafe(self._settle, d.event_id, d.error is None)
 
     def _settle(self, eid: str, ok: bool) -> None:
-        future = self._inflight.get(eid)
+        """An event's outcome (on the event loop): acknowledged, it is seen (in memory now, on disk
+        with the next flush); failed, it is no longer in flight and the sender's retry sends it."""
+        self._emitted.discard(eid)
+        if ok:
+            self.seen.note(eid)
+        future = self._inflight.pop(eid, None)
         if future is not None and not future.done():
             future.set_result(ok)
 
-    def _send(self, sender: str, events: list[dict[str, Any]]) -> None:
+    def _send(self, sender: str, events: list[dict[str, Any]]) -> int:
+        """Hand the events to the sender's emitter; how many it took (the rest: its queue is full)."""
         emitter = self._emitter(sender)
-        for event in events:
-            emitter.emit(event, timeout_s=0.5)
+        for i, event in enumerate(events):
+            try:
+                emitter.emit(event, timeout_s=0.5)
+            except AiAuditError as exc:  # the producer's queue stays full: the broker is away
+                log.error("aiaudit: OTLP events from %s not sent (%s); the sender is answered 503", sender, exc)
+                return i
+        return len(events)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -283,31 +297,30 @@ class Receiver:
         rejected = len(spans) - len(mapped)
         if rejected:
             metrics.OTLP_SPANS.labels("rejected").inc(rejected)
-        # One event per span: a span twice in this request, already recorded, or in flight elsewhere is not sent again.
+        # One event per span: a span twice in this request or already recorded is not sent again; one
+        # in flight (another request's, or this span's earlier attempt) is waited for, not sent twice.
         mine: dict[str, wire.Span] = {}
-        others: list[asyncio.Future[bool]] = []
+        waits: list[asyncio.Future[bool]] = []
         duplicates = 0
+        loop = asyncio.get_running_loop()
         for span in mapped:
             eid = event_id(sender, span.trace_id, span.span_id)
             if eid in mine or eid in self.seen:
                 duplicates += 1
             elif eid in self._inflight:
-                others.append(self._inflight[eid])
+                waits.append(self._inflight[eid])
                 duplicates += 1
             else:
                 mine[eid] = span
+                self._inflight[eid] = loop.create_future()
         if duplicates:
             metrics.OTLP_SPANS.labels("duplicate").inc(duplicates)
-        futures = {eid: asyncio.get_running_loop().create_future() for eid in mine}
-        self._inflight.update(futures)
-        try:
-            ok = await self._record(sender, mine, futures)
-            if ok and others:
-                ok = all(await asyncio.gather(*others))
-        finally:
-            for eid in futures:
-                self._inflight.pop(eid, None)
-        if not ok:
+        ok = await self._record(sender, mine)
+        if ok and waits:
+            ok = await self._acknowledged(waits)
+        if ok:
+            await asyncio.to_thread(self.seen.flush)  # on disk before the sender hears it is recorded
+        else:
             metrics.OTLP_REFUSED.labels("broker_unavailable").inc()
             return self._status(503, GRPC_UNAVAILABLE, "the broker did not acknowledge every event in time: send again",
                                 content_type, retry_after=self.settings.otlp.retry_after_s)
@@ -317,8 +330,19 @@ class Receiver:
                        f"semantic conventions {SEMCONV_VERSION}) or lack trace and span ids: not recorded")
         return Response(wire.traces_response(rejected, message, content_type), 200, media_type=content_type)
 
-    async def _record(self, sender: str, spans: dict[str, wire.Span], futures: dict[str, asyncio.Future[bool]]) -> bool:
-        """Make and send the events of `spans`; True once the broker acknowledged every one."""
+    async def _acknowledged(self, futures: list[asyncio.Future[bool]]) -> bool:
+        """Whether the broker acknowledged every one within the delivery timeout (shielded: an event
+        not acknowledged in time stays in flight, and a sender's next attempt waits for it)."""
+        try:
+            done = await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), self.settings.otlp.delivery_timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return all(done)
+
+    async def _record(self, sender: str, spans: dict[str, wire.Span]) -> bool:
+        """Make and send the events of `spans` (each in flight already); True once the broker
+        acknowledged every one. Content is taken for each span first: its own attributes, what
+        is held for it, or what arrives within the content wait."""
         if not spans:
             return True
         o = self.settings.otlp
@@ -335,22 +359,18 @@ class Receiver:
         if waits and o.content_wait_ms > 0:
             found = await asyncio.gather(*(self.hold.wait(eid, o.content_wait_ms / 1000) for eid in waits))
             contents.update({eid: c for eid, c in zip(waits, found, strict=True) if c is not None})
+        self._emitted.update(spans)  # content for these that arrives from now on is late
         events = [event_of(span, contents[eid], sender=sender, policy=self.policy, classifier=self.classifier,
                            retention_scope=o.retention_scope) for eid, span in spans.items()]
-        try:
-            await asyncio.to_thread(self._send, sender, events)
-        except AiAuditError as exc:  # the producer's queue is full: the broker is away
-            log.error("aiaudit: OTLP events from %s not sent (%s); the sender is answered 503", sender, exc)
+        sent = await asyncio.to_thread(self._send, sender, events)
+        for event in events[sent:]:  # never handed to the producer: not in flight (a retry sends them)
+            self._settle(event["event_id"], False)
+        if sent < len(events):
             return False
-        try:
-            done = await asyncio.wait_for(asyncio.gather(*futures.values()), o.delivery_timeout_s)
-        except asyncio.TimeoutError:
-            return False
-        if not all(done):
-            return False
-        await asyncio.to_thread(self.seen.add_all, list(spans))
-        metrics.OTLP_SPANS.labels("recorded").inc(len(spans))
-        return True
+        ok = await self._acknowledged([self._inflight[eid] for eid in spans if eid in self._inflight])
+        if ok:
+            metrics.OTLP_SPANS.labels("recorded").inc(len(spans))
+        return ok and all(eid in self.seen for eid in spans)
 
     async def logs(self, request: Request) -> Response:
         read = await self._read(request)
@@ -369,7 +389,7 @@ class Receiver:
                 rejected += 1
                 continue
             eid = event_id(sender, record.trace_id, record.span_id)
-            if eid in self.seen or eid in self._inflight:
+            if eid in self.seen or eid in self._emitted:
                 late += 1
                 continue
             let_go = self.hold.put(eid, content)

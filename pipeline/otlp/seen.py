@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,8 @@ class Seen:
     def __init__(self, path: Path, keep: int) -> None:
         self.path, self.keep = path, keep
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self._unsaved: list[str] = []
+        self._lock = threading.Lock()
         self._lines = 0
         try:
             with open(path, encoding="ascii", errors="replace") as fh:
@@ -42,19 +45,33 @@ class Seen:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def note(self, event_id: str) -> None:
+        """Remember this one now; on disk with the next flush()."""
+        with self._lock:
+            if event_id not in self._ids:
+                self._remember(event_id)
+                self._unsaved.append(event_id)
+
+    def flush(self) -> None:
+        """Every noted id on disk (fsync) before this returns."""
+        with self._lock:
+            new, self._unsaved = self._unsaved, []
+            if new:
+                self._append(new)
+
     def add_all(self, event_ids: Iterable[str]) -> None:
         """Remember these, on disk (fsync) before this returns."""
-        new = [e for e in event_ids if e not in self._ids]
-        if not new:
-            return
+        for e in event_ids:
+            self.note(e)
+        self.flush()
+
+    def _append(self, new: list[str]) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, "".join(e + "\n" for e in new).encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
-        for e in new:
-            self._remember(e)
         self._lines += len(new)
         if self._lines > 2 * self.keep:  # compact: the newest `keep` only
             replace_atomically(self.path, "".join(e + "\n" for e in self._ids).encode("ascii"))

@@ -178,3 +178,38 @@ def test_repeated_spans_are_one_event_and_hostile_requests_are_refused_with_reas
     assert receiver.seen.path.exists() and len(receiver.seen) == 2
     restarted = serve(settings)[0]  # a receiver started anew remembers what was recorded
     assert len(restarted.seen) == 2
+
+
+@pytest.mark.fault
+def test_with_the_broker_away_the_sender_is_told_to_retry_and_its_retry_makes_one_event(tmp_path, chdb_dir):
+    """The broker killed: a span is answered 503 with Retry-After (OTLP's retryable answer), and so
+    is the sender's next attempt, which waits for the first rather than sending it twice. The
+    broker back, the attempt after is answered 200 and the topic holds the span once."""
+    import os
+    import signal
+
+    from tests.integration.support import own_broker
+
+    with own_broker(tmp_path, chdb_dir, name="otlp") as (kafka, settings):
+        settings = otlp_settings(settings, tmp_path, content_wait_ms=0, delivery_timeout_s=2.0, retry_after_s=3)
+        token = sender(settings, "billing")
+        receiver, served = serve(settings)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-protobuf"}
+        with served, httpx.Client(base_url=served.url, timeout=30) as http:
+            warm = _span_request(bytes([9] * 16), bytes([9] * 8)).SerializeToString()
+            assert http.post("/v1/traces", content=warm, headers=headers).status_code == 200
+            os.kill(kafka.pid(), signal.SIGKILL)
+            body = _span_request(bytes([7] * 16), bytes([7] * 8)).SerializeToString()
+            for _ in range(2):
+                away = http.post("/v1/traces", content=body, headers=headers)
+                assert away.status_code == 503 and away.headers["retry-after"] == "3", away.text
+            kafka.up()
+            deadline = time.monotonic() + 90
+            while (back := http.post("/v1/traces", content=body, headers=headers)).status_code != 200:
+                assert back.status_code == 503 and time.monotonic() < deadline, back.text
+                time.sleep(1)
+            got = _wait_for(settings, 2, timeout_s=30)
+            time.sleep(2)
+            got = read_topic(settings, settings.kafka.requests_topic)
+        assert len(got) == 2, len(got)  # the warm-up span and the one sent four times, once
+        assert len({m.value() for m in got}) == 2
