@@ -126,7 +126,7 @@ def documented() -> list[str]:
 
 def expand(line: str) -> list[str]:
     """The runs a documented line stands for: optional groups left out, alternatives each once."""
-    line = line.replace("…", "…").rstrip("\\ ").strip()
+    line = line.replace("…", "…").rstrip("\\ ").strip().removesuffix("&").strip()  # a walkthrough's background job
     # [a|b|c] without options is a choice of one (a required word); any other [...] is optional.
     line = re.sub(r"\[([\w|-]+\|[\w|-]+)\]", r"\1", line)
     while re.search(r"\[[^\[\]]*\]", line):
@@ -358,3 +358,4 @@ def test_the_collector_reads_synopses_the_way_the_docs_write_them():
                                                                         "aiaudit alerts resolve UID"]
     assert expand("aiaudit verify [filters] [--json] [--trust FILE]") == ["aiaudit verify"]
     assert "aiaudit keys emitter new NAME" in [r for line in documented() for r in expand(line)]
+    assert expand("aiaudit otlp serve &") == ["aiaudit otlp serve"]  # a background job in a walkthrough
