@@ -18,7 +18,8 @@ from typing import Any
 
 from aiaudit.detectors.features import DAY_S
 from aiaudit.detectors.incidents import INCIDENT_CLASS_UID, MAX_DIGEST, RANK, Incident, Pager
-from aiaudit.pipeline.score.ocsf import OCSF_VERSION, SEVERITY_ID
+from aiaudit.pipeline.ocsf import ASSIGNEE_GROUP, INCIDENT_PROFILES, OCSF_VERSION, PRODUCT
+from aiaudit.pipeline.score.ocsf import SEVERITY_ID
 
 MAX_HELD_LISTED = 500  # held incidents a digest lists by name (it counts all it knows of: up to MAX_DIGEST)
 
@@ -99,15 +100,14 @@ def digest_finding(org: str, day: int, held: list[dict[str, Any]], *, now_ms: in
         "category_name": "Findings", "activity_id": 99, "activity_name": "Digest",
         "type_uid": INCIDENT_CLASS_UID * 100 + 99, "time": now_ms,
         "severity_id": SEVERITY_ID[severity], "severity": severity.capitalize(), "status_id": 1, "status": "New",
-        "is_alert": True, "start_time": int(day * DAY_S * 1000), "end_time": int((day + 1) * DAY_S * 1000) - 1,
+        "assignee_group": dict(ASSIGNEE_GROUP), "start_time": int(day * DAY_S * 1000), "end_time": int((day + 1) * DAY_S * 1000) - 1,
         "desc": "; ".join(lines) + more,
-        "metadata": {"version": OCSF_VERSION, "product": {"name": "aiaudit", "vendor_name": "aiaudit"}, "uid": uid,
-                     "profiles": ["incident"]},
+        "metadata": {"version": OCSF_VERSION, "product": dict(PRODUCT), "uid": uid, "profiles": list(INCIDENT_PROFILES)},
         "finding_info_list": [{"uid": uid, "title": title, "desc": "; ".join(lines) + more,
                                "types": ["AI paging digest"], "related_events_count": len(held)}],
         "actor": {"user": {"uid": f"{org} paging budget", "type": "system"}},
         "unmapped": {"digest": {"organisation": org, "day": date, "held": held[:MAX_HELD_LISTED],
                                 "count": len(held)},
-                     "chain": {"origin": "", "seq": 0, "leaf_hash": ""},
+                     "chain": {"origin": "", "seq": 0, "leaf_hash": ""}, "page": True,
                      "detections": [{"detector": "paging_digest"}]},
     }

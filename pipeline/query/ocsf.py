@@ -16,7 +16,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-OCSF_VERSION = "1.8.0"
+from aiaudit.pipeline.ocsf import OCSF_VERSION
+
 PROFILES = ["ai_operation", "data_classification"]
 CLASS_UID = 6003  # API Activity
 CATEGORY_UID = 6  # Application Activity

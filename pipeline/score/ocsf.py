@@ -13,8 +13,9 @@ from typing import Any
 
 from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
 from aiaudit.detectors.rules import RULES_VERSION, RuleHit
+from aiaudit.pipeline.ocsf import ASSIGNEE_GROUP, FINDING_PROFILES, INCIDENT_PROFILES, OCSF_VERSION, PRODUCT
 
-OCSF_VERSION = "1.3.0"
+__all__ = ["OCSF_VERSION", "SEVERITY_ID", "detection_finding", "incident_finding", "finding_uid"]
 CLASS_UID = 2004  # Detection Finding
 CATEGORY_UID = 2  # Findings
 ACTIVITY_CREATE = 1
@@ -62,7 +63,7 @@ def detection_finding(*, origin: str, seq: int, leaf_hash: str, event: dict[str,
         "category_name": "Findings", "activity_id": ACTIVITY_CREATE, "activity_name": "Create", "type_uid": TYPE_UID,
         "time": detected_at_ms, "severity_id": SEVERITY_ID[severity], "severity": severity.capitalize(),
         "status_id": STATUS_NEW, "status": "New",
-        "metadata": {"version": OCSF_VERSION, "product": {"name": "aiaudit", "vendor_name": "aiaudit"},
+        "metadata": {"version": OCSF_VERSION, "product": dict(PRODUCT), "profiles": list(FINDING_PROFILES),
                      "uid": finding_uid(origin, seq, model_version)},
         "finding_info": {
             "uid": finding_uid(origin, seq, model_version),
@@ -124,11 +125,11 @@ def incident_finding(*, incident: Any, activity: str, page: bool, last: dict[str
         "type_uid": INCIDENT_CLASS_UID * 100 + activity_id, "time": detected_at_ms,
         "severity_id": SEVERITY_ID[incident.severity], "severity": incident.severity.capitalize(),
         "status_id": status_id, "status": status, "priority_id": PRIORITY_ID[incident.severity],
-        "priority": incident.severity.capitalize(), "is_alert": page,
+        "priority": incident.severity.capitalize(), "assignee_group": dict(ASSIGNEE_GROUP),
         "start_time": _ms(incident.window_start), "end_time": _ms(incident.last_seen),
         "desc": desc,
-        "metadata": {"version": OCSF_VERSION, "product": {"name": "aiaudit", "vendor_name": "aiaudit"},
-                     "uid": f"{incident.uid}:{incident.findings}:{activity}", "profiles": ["incident"]},
+        "metadata": {"version": OCSF_VERSION, "product": dict(PRODUCT), "uid": f"{incident.uid}:{incident.findings}:{activity}",
+                     "profiles": list(INCIDENT_PROFILES)},
         "finding_info_list": [info],
         "actor": {"user": {"uid": incident.identity, "type": last["actor"]["user"].get("type")}},
         "unmapped": {

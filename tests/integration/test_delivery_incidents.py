@@ -135,7 +135,7 @@ destinations:
     assert set(got) == paged_yesterday | {digest0} | paged_day1 | {uid(day2), digest_uid}, (got, logs.read_text()[-3000:])
     assert len({r["delivery"] for r in soc}) == len(set(got))
     page = next(r["doc"]["finding"] for r in soc if r["doc"]["finding"]["finding_info_list"][0]["uid"] == uid(day1[0]))
-    assert page["class_uid"] == 2005 and page["is_alert"] and page["unmapped"]["incident"]["identity"] == "u0"
+    assert page["class_uid"] == 2005 and page["unmapped"]["page"] is True and page["unmapped"]["incident"]["identity"] == "u0"
     held = {uid(day1[2]), uid(day1[5]), uid(after_kill)}
     assert {r["finding_uid"] for r in records if r["outcome"] == "held"} == held | {uid(yesterday[2])}
     first = next(r["doc"]["finding"] for r in soc if r["doc"]["finding"]["finding_info_list"][0]["uid"] == digest0)

@@ -23,7 +23,7 @@ PIPELINE = ROOT / "pipeline"
 
 # Rank of each top-level part of pipeline/: a module may import ranks <= its own.
 RANK = {
-    "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0, "files": 0, "metrics": 0,
+    "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0, "files": 0, "metrics": 0, "ocsf": 0,
     "contract": 1, "kafka": 1,
     "emit": 2, "chain": 2,
     "store": 3, "export": 3, "signer": 3,

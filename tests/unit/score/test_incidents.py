@@ -59,7 +59,7 @@ def test_an_aborted_batch_leaves_the_held_incidents_as_they_were():
 def test_the_incident_finding_is_ocsf_2005_and_becomes_an_incidents_row():
     (u,) = group([scored("alice", 1, T), scored("alice", 2, T + 30)], {"alice": IdentityState()})
     f = ocsf(u)
-    assert (f["class_uid"], f["activity_id"], f["type_uid"], f["status"], f["is_alert"]) == (2005, 1, 200501, "New", True)
+    assert (f["class_uid"], f["activity_id"], f["type_uid"], f["status"], f["unmapped"]["page"]) == (2005, 1, 200501, "New", True)
     assert f["finding_info_list"][0]["uid"] == u.incident.uid and f["unmapped"]["chain"]["seq"] == 2
     assert f["start_time"] == int(T * 1000) and f["end_time"] == int((T + 30) * 1000)
     raw = orjson.dumps(f)
