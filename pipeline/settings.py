@@ -163,6 +163,9 @@ class DeliverSettings(_Section):
     pages_per_day: int | None = Field(default=20, ge=1, le=100_000)
     # Rules whose incidents page whatever the budget (data leaving to where it must not go).
     pages_exempt: list[str] = Field(default_factory=lambda: ["secrets_sent", "sensitive_to_unapproved_vendor"])
+    # Request events (`send: requests` destinations): at most this many records of one partition per
+    # batch (one POST to a webhook or Splunk HEC; one connection to syslog).
+    request_batch: int = Field(default=500, ge=1, le=5000)
 
 
 class EmitterSettings(_Section):

@@ -395,9 +395,23 @@ def make_app(settings: Settings, targets: list[Target], finding_keys: Sequence[b
 def run(settings: Settings, targets: list[Target], finding_keys: Sequence[bytes], *, verbose: bool = False) -> None:
     """Run the delivery agent until SIGTERM/SIGINT (Faust handles the signals). Only findings signed
     by one of `finding_keys` (the scoring workers' public keys) are delivered."""
+    import threading
+
+    from aiaudit import __version__
+    from aiaudit.pipeline.deliver.forward import RequestForwarder
+
     app = make_app(settings, targets, finding_keys)
+    stop = threading.Event()
+    forwarders = [RequestForwarder(settings, t, stop, __version__) for t in targets if t.destination.send == "requests"]
+    for forwarder in forwarders:
+        forwarder.start()
     level = "INFO" if verbose else "WARN"
     # Our line format, no colour codes (Faust's default colours its lines even into a file).
     worker = faust.Worker(app, loglevel=level, quiet=True, logging_config=dict_config(level))
     worker.spinner = None  # Faust's progress spinner writes cursor codes to stdout whatever the log goes to
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stop.set()
+        for forwarder in forwarders:
+            forwarder.thread.join(30)

@@ -4,7 +4,8 @@
       - name: soc-webhook            # [a-z0-9_-], unique; part of every delivery id
         kind: webhook                # webhook | splunk_hec | syslog | chat
         send: incidents              # incidents (default): each incident's page, once, and the daily
-                                     # digest of pages the budget held back; findings: every finding
+                                     # digest of pages the budget held back; findings: every finding;
+                                     # requests: every request record as an OCSF event (a SIEM)
         url: https://soc.example/hooks/aiaudit
         secret_env: SOC_WEBHOOK_SECRET   # the HMAC key (webhook) or HEC token (splunk_hec), from the environment
         min_severity: high           # medium | high | critical

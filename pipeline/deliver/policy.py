@@ -19,7 +19,7 @@ from aiaudit.detectors.incidents import INCIDENT_CLASS_UID
 from aiaudit.pipeline.deliver.formats import detectors_of
 
 SEVERITY_RANK = {"medium": 1, "high": 2, "critical": 3}
-SENDS = ("incidents", "findings")
+SENDS = ("incidents", "findings", "requests")
 Kind = Literal["webhook", "splunk_hec", "syslog", "chat"]
 Outcome = Literal["delivered", "suppressed", "failed", "dead_lettered", "held"]  # held: by the paging budget
 
@@ -37,7 +37,9 @@ class Destination:
     backoff_max_s: float = 300.0
     timeout_s: float = 10.0  # one attempt's longest wait for the receiver
     in_flight: int = 4  # attempts outstanding at once: a slow receiver waits in its own lane only
-    send: str = "incidents"  # incidents: pages of incidents and the daily digest; findings: every finding
+    # incidents: pages of incidents and the daily digest; findings: every finding; requests: every
+    # request record as an OCSF API Activity event, in batches (deliver/forward.py)
+    send: str = "incidents"
 
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITY_RANK:
@@ -46,6 +48,9 @@ class Destination:
             raise ValueError(f"destination {self.name}: attempts >= 1, suppression >= 0, 0 < backoff <= backoff max")
         if self.send not in SENDS:
             raise ValueError(f"destination {self.name}: send must be one of {', '.join(SENDS)}")
+        if self.send == "requests" and self.kind == "chat":
+            raise ValueError(f"destination {self.name}: request events go to a SIEM (webhook, splunk_hec, syslog), "
+                             "not to chat")
         if not (0 < self.timeout_s <= 120 and 1 <= self.in_flight <= 64):
             raise ValueError(f"destination {self.name}: 0 < timeout_s <= 120, 1 <= in_flight <= 64")
 

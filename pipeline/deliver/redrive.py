@@ -59,6 +59,8 @@ def dead_letter(value: bytes | None, partitions: int) -> tuple[int, dict[str, An
         raise Unreadable("not JSON") from None
     if not isinstance(doc, dict):
         raise Unreadable("not a JSON object")
+    if "requests" in doc:
+        raise Unreadable("a batch of request events: not re-driven here (`aiaudit query --format ocsf` gives them)")
     if "delivery" not in doc:
         reason = doc.get("reason")
         raise Unreadable(f"no delivery to re-drive ({reason[:80]})" if isinstance(reason, str) else

@@ -74,6 +74,11 @@ async def send(session: aiohttp.ClientSession, target: Target, finding: dict[str
 
 
 async def _syslog(target: Target, message: bytes, timeout_s: float) -> None:
+    await write_syslog(target, [message], timeout_s)
+
+
+async def write_syslog(target: Target, messages: list[bytes], timeout_s: float) -> None:
+    """Messages over one TCP or TLS connection, each octet-counted."""
     context = None
     if target.tls:
         context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
@@ -81,7 +86,8 @@ async def _syslog(target: Target, message: bytes, timeout_s: float) -> None:
         asyncio.open_connection(target.host, target.port, ssl=context,
                                 server_hostname=target.host if context else None), timeout_s)
     try:
-        writer.write(octet_counted(message))
+        for message in messages:
+            writer.write(octet_counted(message))
         await asyncio.wait_for(writer.drain(), timeout_s)
     finally:
         writer.close()

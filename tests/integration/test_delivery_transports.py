@@ -233,3 +233,40 @@ def test_syslog_reaches_rsyslogd_which_parses_rfc5424_fields(tmp_path, tls):
     if tls:  # without the receiver's CA the certificate does not verify: nothing is sent in the clear
         assert untrusted.outcome == "failed" and "SSL" in untrusted.status + untrusted.response
         assert len(rows) == 2
+
+
+def test_request_events_reach_rsyslogd_one_message_each_within_the_size_limit(tmp_path):
+    """A batch of request events over one TCP connection: rsyslogd parses each as its own RFC 5424
+    message (msgid ocsf6003, the record's coordinates in structured data, the OCSF event in MSG);
+    an event too large for a message goes without its raw_data, its hash kept."""
+    from aiaudit.pipeline.deliver.request_events import syslog_request
+    from aiaudit.pipeline.deliver.send import write_syslog
+    from aiaudit.pipeline.keys import Ed25519Signer
+    from aiaudit.pipeline.query.ocsf import api_activity
+    from aiaudit.pipeline.store import evidence
+    from tests.unit.helpers import build_chain
+
+    events = [api_activity(dict(zip(evidence.COLUMNS, evidence.row(r))), product_version="0.1.0")
+              for r in build_chain(3, Ed25519Signer.generate())]
+    big = {**events[2], "raw_data": "x" * 20_000}
+    port = free_port()
+    proc = _rsyslogd(tmp_path, port, None)
+    try:
+        target = Target(Destination("siem", "syslog", send="requests"), host="127.0.0.1", port=port, hostname="fwd-1")
+        asyncio.run(write_syslog(target, [syslog_request(e, hostname="fwd-1") for e in [*events[:2], big]], 10))
+        rows = _received(tmp_path, 3)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert len(rows) == 3
+    for row, event in zip(rows, [*events[:2], big], strict=True):
+        facility, severity, host, app, msgid, sd, msg = row
+        assert (facility, host, app, msgid) == ("13", "fwd-1", "aiaudit", "ocsf6003")
+        assert severity == ("5" if event["status_id"] == 2 else "6")
+        got = orjson.loads(msg.lstrip("\ufeff").strip())
+        integrity = event["unmapped"]["aiaudit"]
+        assert f'seq="{integrity["seq"]}"' in sd and f'leaf="{integrity["leaf_hash"]}"' in sd
+        assert got["metadata"]["uid"] == event["metadata"]["uid"]
+        assert got["raw_data_hash"] == event["raw_data_hash"]
+    assert "raw_data" in orjson.loads(rows[0][6].lstrip("\ufeff").strip())
+    assert "raw_data" not in orjson.loads(rows[2][6].lstrip("\ufeff").strip())
