@@ -167,6 +167,60 @@ def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str,
             {"origin": origin, "first": first, "last": last})
 
 
+# Aggregations over every stored event (verify's whole-store checks) spill to disk past this much
+# memory instead of growing with the store.
+SPILL = ("SETTINGS max_bytes_before_external_group_by = 134217728, max_bytes_before_external_sort = 134217728, "
+         "max_bytes_ratio_before_external_group_by = 0, max_bytes_ratio_before_external_sort = 0")
+MAX_LISTED = 10_000  # failures of one kind a whole-store check lists
+
+
+def _events_where(origins: list[str], window: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    where = "origin IN {origins:Array(String)}"
+    params: dict[str, Any] = {"origins": origins}
+    if window is not None and window[0]:
+        where += " AND ts >= parseDateTime64BestEffort({since:String}, 6, 'UTC')"
+        params["since"] = window[0]
+    if window is not None and window[1] != "\uffff":
+        where += " AND ts < parseDateTime64BestEffort({until:String}, 6, 'UTC')"
+        params["until"] = window[1]
+    return where, params
+
+
+def select_duplicate_events(db: str, origins: list[str]) -> tuple[str, dict[str, Any]]:
+    """Each event id chained at more than one seq of one chain: (origin, event_id, its seqs ascending)."""
+    return (f"SELECT origin, event_id, arraySort(groupUniqArray(seq)) AS seqs FROM {db}.evidence "
+            "WHERE origin IN {origins:Array(String)} GROUP BY origin, event_id HAVING uniqExact(seq) > 1 "
+            f"ORDER BY origin, seqs[1] LIMIT {MAX_LISTED} {SPILL}", {"origins": origins})
+
+
+def select_emitter_count(db: str, origins: list[str], window: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    where, params = _events_where(origins, window)
+    return f"SELECT uniqExact(emitter_id) FROM {db}.evidence WHERE {where} AND emitter_id != '' {SPILL}", params
+
+
+def select_emitter_reuse(db: str, origins: list[str], window: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    """Each emitter number two different events carry: (emitter_id, emitter_seq, two of its event ids)."""
+    where, params = _events_where(origins, window)
+    return (f"SELECT emitter_id, emitter_seq, arraySort(groupUniqArray(2)(event_id)) FROM {db}.evidence "
+            f"WHERE {where} AND emitter_id != '' GROUP BY emitter_id, emitter_seq HAVING uniqExact(event_id) > 1 "
+            f"ORDER BY emitter_id, emitter_seq LIMIT {MAX_LISTED} {SPILL}", params)
+
+
+def select_emitter_gaps(db: str, origins: list[str], window: tuple[str, str] | None,
+                        start_at_zero: bool) -> tuple[str, dict[str, Any]]:
+    """Each run of numbers an emitter skipped: (emitter_id, first missing, last missing), from 0 (or
+    from its lowest number seen when not start_at_zero) to its highest."""
+    where, params = _events_where(origins, window)
+    params["zero"] = int(start_at_zero)
+    return (f"SELECT emitter_id, prev + 1, emitter_seq - 1 FROM ("
+            f"SELECT emitter_id, emitter_seq, "
+            f"lagInFrame(toInt64(emitter_seq), 1, toInt64(-1)) OVER w AS prev, row_number() OVER w AS rn "
+            f"FROM (SELECT DISTINCT emitter_id, emitter_seq FROM {db}.evidence WHERE {where} AND emitter_id != '') "
+            f"WINDOW w AS (PARTITION BY emitter_id ORDER BY emitter_seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)) "
+            "WHERE toInt64(emitter_seq) > prev + 1 AND (rn > 1 OR {zero:UInt8} = 1) "
+            f"ORDER BY emitter_id, emitter_seq LIMIT {MAX_LISTED} {SPILL}", params)
+
+
 def select_matching_rows(db: str, origin: str, f: Filters) -> tuple[str, dict[str, Any]]:
     """Like select_chain_rows, but the rows of one chain that `f` selects (a sample), in seq order."""
     where, params = where_clause(f)

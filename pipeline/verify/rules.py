@@ -236,11 +236,14 @@ def checked_inline(keyring: KeyRing, columns_of: ColumnsOf | None) -> Checker:
 
 
 def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: ColumnsOf | None, *, segment: bool = False,
-          sample: bool = False, checker: Checker | None = None) -> ChainReport | None:
+          sample: bool = False, checker: Checker | None = None, numbering: bool = True) -> ChainReport | None:
     """Scan one chain in seq order. With segment=True the input is a slice that need not start at
     seq 0: the first record anchors the slice (its own checks apply, its prev link is not checked).
     With sample=True the input is a selection of the chain's records: seqs it leaves out are not
-    gaps, and a record's prev link is checked only when the record before it was selected too."""
+    gaps, and a record's prev link is checked only when the record before it was selected too.
+    With numbering=False the scan keeps nothing per record (no event ids, no emitter numbers): the
+    caller checks duplicates and emitter numbering another way (in the store's SQL, for a store
+    too large to hold every event in memory: pipeline/verify/sources.py)."""
     report: ChainReport | None = None
     prev: StoredRecord | None = None  # the record at expected_seq - 1
     expected_seq = 0
@@ -291,7 +294,7 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
             report.kids.add(kid)
             report.first_ts = report.first_ts or ts
             report.last_ts = ts
-            if kind == REQUEST:  # other kinds chain messages, which have no event id or emitter numbering
+            if kind == REQUEST and numbering:  # other kinds chain messages, which have no event id or emitter numbering
                 if event_id in event_ids:
                     fail(rec.seq, "duplicate_event", f"event {event_id} already chained at seq {event_ids[event_id]}")
                 event_ids[event_id] = rec.seq
@@ -303,10 +306,11 @@ def _scan(records: Iterable[StoredRecord], keyring: KeyRing, columns_of: Columns
 
 
 def scan_chain(records: Iterable[StoredRecord], keyring: KeyRing, *, columns_of: ColumnsOf | None = None,
-               segment: bool = False, sample: bool = False, checker: Checker | None = None) -> ChainReport | None:
+               segment: bool = False, sample: bool = False, checker: Checker | None = None,
+               numbering: bool = True) -> ChainReport | None:
     """Like verify_chain, but returns the report with its failures instead of raising (for reporting
     tools). `checker` runs the per-record checks (default: inline; pipeline/verify/pool.py: in parallel)."""
-    return _scan(records, keyring, columns_of, segment=segment, sample=sample, checker=checker)
+    return _scan(records, keyring, columns_of, segment=segment, sample=sample, checker=checker, numbering=numbering)
 
 
 def group_by_origin(records: Iterable[StoredRecord]) -> Iterator[list[StoredRecord]]:

@@ -177,12 +177,13 @@ ProofOf = Callable[[int], "tuple[int, Sequence[bytes]] | None"]
 
 def _check_chain(report: VerifyReport, records: Iterable[StoredRecord], keyring: KeyRing, tree: TreeCheck | None, *,
                  columns: bool = False, segment: bool = False, proof_of: ProofOf | None = None,
-                 reorders: list[Failure] | None = None, checker: Checker | None = None) -> ChainReport | None:
+                 reorders: list[Failure] | None = None, checker: Checker | None = None,
+                 numbering: bool = True) -> ChainReport | None:
     """Scan one chain (a whole chain, a slice, or with proof_of a sample) and add it to the report."""
     if tree is not None:
         records = tree.feed_sample(records, proof_of) if proof_of is not None else tree.feed(records)
     scanned = scan_chain(records, keyring, columns_of=columns_of_stored if columns else None, segment=segment,
-                         sample=proof_of is not None, checker=checker)
+                         sample=proof_of is not None, checker=checker, numbering=numbering)
     if scanned is None:
         return None
     scanned.failures[:0] = reorders or []
@@ -315,7 +316,8 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
                   progress: Callable[[str], None] | None = None,
                   checkpoints: Callable[[str], TreeCheck] | None = None,
                   checkpointed: Iterable[str] = (), checker: Checker | None = None,
-                  tail: tuple[int, int] | None = None) -> VerifyReport:
+                  tail: tuple[int, int] | None = None,
+                  numbering: Callable[[VerifyReport, bool], None] | None = None) -> VerifyReport:
     """Verify chain slices (origin, first, last) loaded by `load`, typed columns included.
 
     whole=True checks each chain from seq 0; otherwise the record before each slice is loaded
@@ -326,20 +328,26 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     With `checkpoints`: whole chains are held to their signed checkpoints (pipeline/verify/tree.py),
     and every origin in `checkpointed` (the chains that have checkpoints) must have records; with
     `tail` (end of window, max age) every chain's newest signed time must be that recent.
+
+    With `numbering`, the chains are scanned without keeping their events, and numbering(report,
+    reconcile) checks duplicate events and emitter numbering instead (in the store's SQL: memory
+    that does not grow with the store).
     """
     report = VerifyReport()
     for origin, first, last in slices:
         start = 0 if whole else max(0, first - 1)
         tree = checkpoints(origin) if checkpoints is not None else None
         scanned = _check_chain(report, load(origin, start, last), keyring, tree if whole else None, columns=True,
-                               segment=start > 0, checker=checker)
+                               segment=start > 0, checker=checker, numbering=numbering is None)
         if scanned is not None and tree is not None and tail is not None:
             _tail(report, scanned, tree, tail)
         if scanned is not None and progress:
             progress(f"{origin}: {scanned.records} records, {len(scanned.failures)} failure(s)")
     if checkpoints is not None and whole:
         _missing_chains(report, checkpointed, checkpoints, tail)
-    if reconcile:
+    if numbering is not None:
+        numbering(report, reconcile)
+    elif reconcile:
         report.reconcile(start_at_zero=whole, window=window)
     return report
 

@@ -18,7 +18,7 @@ from aiaudit.pipeline.chain import merkle, record_v2
 from aiaudit.pipeline.chain.kinds import KINDS, is_kind_chain
 from aiaudit.pipeline.chain.note import Checkpoint, NoteError, Verifier, cosignatures
 from aiaudit.pipeline.contract import format_ts
-from aiaudit.pipeline.errors import InfraError
+from aiaudit.pipeline.errors import Failure, InfraError
 from aiaudit.pipeline.query.proofs import StoredHashes
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import checkpoints, evidence, kind_evidence
@@ -50,13 +50,61 @@ def chain_slices(client: Client, settings: Settings, filters: Filters) -> list[t
     return [(str(o), int(lo), int(hi)) for o, lo, hi in rows]
 
 
+PAGE = 5_000  # seqs of one chain read per query: the engine holds a query's result whole (chDB does)
+
+
 def records_from_store(client: Client, settings: Settings, origin: str, first: int, last: int) -> Iterator[StoredRecord]:
-    """Every stored row of one chain between two seqs, duplicates included, in (seq) order."""
+    """Every stored row of one chain between two seqs, duplicates included, in (seq) order, read
+    PAGE seqs at a time (so memory does not grow with the chain)."""
     db = store.database(settings)
-    if is_kind_chain(settings.kafka, origin):
-        return _stored(client, *kind_evidence.select_chain_rows(db, origin, first, last),
-                       checked=kind_evidence.CHECKED_COLUMNS, convert=kind_evidence.TIME_COLUMNS)
-    return _stored(client, *evidence.select_chain_rows(db, origin, first, last))
+    for lo in range(first, last + 1, PAGE):
+        hi = min(last, lo + PAGE - 1)
+        if is_kind_chain(settings.kafka, origin):
+            yield from _stored(client, *kind_evidence.select_chain_rows(db, origin, lo, hi),
+                               checked=kind_evidence.CHECKED_COLUMNS, convert=kind_evidence.TIME_COLUMNS)
+        else:
+            yield from _stored(client, *evidence.select_chain_rows(db, origin, lo, hi))
+
+
+def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool,
+                       window: tuple[str, str] | None) -> Callable[[VerifyReport, bool], None]:
+    """The checks that need every event at once, in the store's SQL (its memory spills to disk,
+    never grows with the store): an event chained twice in a chain (`duplicate_event`), and, when
+    reconciling, each emitter's numbering (`emitter_gap`, `emitter_seq_reused`). They read the
+    typed columns, which the scan held to each record's signed payload (a row whose event_id,
+    emitter_id or emitter_seq column differs from its payload is a `column_mismatch`)."""
+    db = store.database(settings)
+
+    def check(report: VerifyReport, reconcile: bool) -> None:
+        chains = {c.origin: c for c in report.chains if not is_kind_chain(settings.kafka, c.origin)}
+        origins = sorted(chains)
+        if not origins:
+            return
+        _, dups = store.query_rows(client, *evidence.select_duplicate_events(db, origins))
+        for origin, event_id, seqs in dups:
+            for seq in list(seqs)[1:]:
+                failure = Failure(str(origin), int(seq), "duplicate_event",
+                                  f"event {event_id} already chained at seq {int(seqs[0])}")
+                chains[str(origin)].failures.append(failure)
+                report.failures.append(failure)
+        if not reconcile:
+            return
+        _, counted = store.query_rows(client, *evidence.select_emitter_count(db, origins, window))
+        report.emitters = int(counted[0][0]) if counted else 0
+        _, reused = store.query_rows(client, *evidence.select_emitter_reuse(db, origins, window))
+        for emitter_id, emitter_seq, ids in reused:
+            first, other = (list(ids) + ["?"])[:2]
+            report.failures.append(Failure(
+                f"emitter:{emitter_id}", int(emitter_seq), "emitter_seq_reused",
+                f"emitter_seq {emitter_seq} numbers events {first} and {other}: an emitter that restarts needs a new "
+                "emitter_id (or to resume its numbering)"))
+        _, gaps = store.query_rows(client, *evidence.select_emitter_gaps(db, origins, window, start_at_zero))
+        for emitter_id, lo, hi in gaps:
+            span = f"{lo}" if lo == hi else f"{lo}..{hi}"
+            report.failures.append(Failure(f"emitter:{emitter_id}", int(lo), "emitter_gap",
+                                           f"emitter_seq {span} sent but not in any chain"))
+
+    return check
 
 
 def sampled_from_store(client: Client, settings: Settings, origin: str, filters: Filters) -> Iterator[StoredRecord]:
@@ -166,7 +214,8 @@ def verify_store(client: Client, settings: Settings, trust: Trust, filters: Filt
         checks = {"checkpoints": with_witness, "checkpointed": sorted(set(wanted) | set(views))}
     report = verify_slices(chain_slices(client, settings, filters),
                            lambda o, a, b: records_from_store(client, settings, o, a, b), keyring, whole=whole,
-                           reconcile=reconcile, window=window, progress=progress, checker=checker, tail=tail, **checks)
+                           reconcile=reconcile, window=window, progress=progress, checker=checker, tail=tail,
+                           numbering=numbering_in_store(client, settings, start_at_zero=whole, window=window), **checks)
     if whole and filters.origin is None and filters.since is None and filters.until is None:
         check_projections(client, settings, report, progress=progress)
     return report
