@@ -73,8 +73,12 @@ class Refused(ValueError):
     """A statement the store API does not run; the message says why."""
 
 
-# Settings a statement may end with (they change how a join fills gaps, nothing of what may be read).
-ALLOWED_SETTINGS = re.compile(r"\s+SETTINGS\s+(join_use_nulls\s*=\s*[01])\s*$", re.IGNORECASE)
+# Settings a statement may end with: how a join fills gaps, and when an aggregation or a sort spills
+# to disk (verify's whole-store checks); nothing of what may be read, or how much.
+TRAILING_SETTINGS = re.compile(r"\s+SETTINGS\s+([a-z_]+\s*=\s*\d{1,12}(?:\s*,\s*[a-z_]+\s*=\s*\d{1,12})*)\s*$",
+                               re.IGNORECASE)
+ALLOWED_SETTING = re.compile(r"(join_use_nulls=[01]|max_bytes_before_external_(group_by|sort)=\d{1,12}|"
+                             r"max_bytes_ratio_before_external_(group_by|sort)=0)")
 
 
 def read_statement(sql: object, limits: ReadLimits) -> str:
@@ -82,10 +86,12 @@ def read_statement(sql: object, limits: ReadLimits) -> str:
     appended. Raises Refused naming what is not allowed."""
     if not isinstance(sql, str) or not sql.strip():
         raise Refused("the statement is not a non-empty string")
-    allowed = ALLOWED_SETTINGS.search(sql)
+    trailing = TRAILING_SETTINGS.search(sql)
     own = ""
-    if allowed:
-        sql, own = sql[:allowed.start()], ", " + re.sub(r"\s+", "", allowed.group(1))
+    if trailing:
+        pairs = [re.sub(r"\s+", "", p) for p in trailing.group(1).split(",")]
+        if all(ALLOWED_SETTING.fullmatch(p) for p in pairs):
+            sql, own = sql[:trailing.start()], "".join(", " + p for p in pairs)
     if not READ_ONLY.match(sql) or ";" in sql:
         raise Refused("only a single SELECT, WITH or EXISTS statement is served")
     if "--" in sql or "/*" in sql or "#" in sql:

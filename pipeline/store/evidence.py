@@ -169,7 +169,7 @@ def select_chain_rows(db: str, origin: str, first: int, last: int) -> tuple[str,
 
 # Aggregations over every stored event (verify's whole-store checks) spill to disk past this much
 # memory instead of growing with the store.
-SPILL = ("SETTINGS max_bytes_before_external_group_by = 134217728, max_bytes_before_external_sort = 134217728, "
+SPILL = ("SETTINGS max_bytes_before_external_group_by = 67108864, max_bytes_before_external_sort = 67108864, "
          "max_bytes_ratio_before_external_group_by = 0, max_bytes_ratio_before_external_sort = 0")
 MAX_LISTED = 10_000  # failures of one kind a whole-store check lists
 
@@ -186,11 +186,12 @@ def _events_where(origins: list[str], window: tuple[str, str] | None) -> tuple[s
     return where, params
 
 
-def select_duplicate_events(db: str, origins: list[str]) -> tuple[str, dict[str, Any]]:
-    """Each event id chained at more than one seq of one chain: (origin, event_id, its seqs ascending)."""
-    return (f"SELECT origin, event_id, arraySort(groupUniqArray(seq)) AS seqs FROM {db}.evidence "
-            "WHERE origin IN {origins:Array(String)} GROUP BY origin, event_id HAVING uniqExact(seq) > 1 "
-            f"ORDER BY origin, seqs[1] LIMIT {MAX_LISTED} {SPILL}", {"origins": origins})
+def select_duplicate_events(db: str, origin: str, first: int, last: int) -> tuple[str, dict[str, Any]]:
+    """Each event id chained at more than one seq of one chain between two seqs: (event_id, its seqs ascending)."""
+    return (f"SELECT event_id, arraySort(groupUniqArray(seq)) AS seqs FROM {db}.evidence "
+            "WHERE origin = {origin:String} AND seq BETWEEN {first:UInt64} AND {last:UInt64} "
+            f"GROUP BY event_id HAVING uniqExact(seq) > 1 ORDER BY seqs[1] LIMIT {MAX_LISTED} {SPILL}",
+            {"origin": origin, "first": first, "last": last})
 
 
 def select_emitter_count(db: str, origins: list[str], window: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
@@ -215,7 +216,8 @@ def select_emitter_gaps(db: str, origins: list[str], window: tuple[str, str] | N
     return (f"SELECT emitter_id, prev + 1, emitter_seq - 1 FROM ("
             f"SELECT emitter_id, emitter_seq, "
             f"lagInFrame(toInt64(emitter_seq), 1, toInt64(-1)) OVER w AS prev, row_number() OVER w AS rn "
-            f"FROM (SELECT DISTINCT emitter_id, emitter_seq FROM {db}.evidence WHERE {where} AND emitter_id != '') "
+            f"FROM (SELECT emitter_id, emitter_seq FROM {db}.evidence WHERE {where} AND emitter_id != '' "
+            f"GROUP BY emitter_id, emitter_seq) "  # GROUP BY, not DISTINCT: it spills
             f"WINDOW w AS (PARTITION BY emitter_id ORDER BY emitter_seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)) "
             "WHERE toInt64(emitter_seq) > prev + 1 AND (rn > 1 OR {zero:UInt8} = 1) "
             f"ORDER BY emitter_id, emitter_seq LIMIT {MAX_LISTED} {SPILL}", params)

@@ -317,7 +317,8 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
                   checkpoints: Callable[[str], TreeCheck] | None = None,
                   checkpointed: Iterable[str] = (), checker: Checker | None = None,
                   tail: tuple[int, int] | None = None,
-                  numbering: Callable[[VerifyReport, bool], None] | None = None) -> VerifyReport:
+                  numbering: Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None] | None = None
+                  ) -> VerifyReport:
     """Verify chain slices (origin, first, last) loaded by `load`, typed columns included.
 
     whole=True checks each chain from seq 0; otherwise the record before each slice is loaded
@@ -330,12 +331,14 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     `tail` (end of window, max age) every chain's newest signed time must be that recent.
 
     With `numbering`, the chains are scanned without keeping their events, and numbering(report,
-    reconcile) checks duplicate events and emitter numbering instead (in the store's SQL: memory
-    that does not grow with the store).
+    reconcile, the (origin, first, last) stretches read) checks duplicate events and emitter
+    numbering instead (in the store's SQL: memory that does not grow with the store).
     """
     report = VerifyReport()
+    loaded: list[tuple[str, int, int]] = []
     for origin, first, last in slices:
         start = 0 if whole else max(0, first - 1)
+        loaded.append((origin, start, last))
         tree = checkpoints(origin) if checkpoints is not None else None
         scanned = _check_chain(report, load(origin, start, last), keyring, tree if whole else None, columns=True,
                                segment=start > 0, checker=checker, numbering=numbering is None)
@@ -346,7 +349,7 @@ def verify_slices(slices: Iterable[tuple[str, int, int]], load: Callable[[str, i
     if checkpoints is not None and whole:
         _missing_chains(report, checkpointed, checkpoints, tail)
     if numbering is not None:
-        numbering(report, reconcile)
+        numbering(report, reconcile, loaded)
     elif reconcile:
         report.reconcile(start_at_zero=whole, window=window)
     return report

@@ -67,26 +67,30 @@ def records_from_store(client: Client, settings: Settings, origin: str, first: i
 
 
 def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool,
-                       window: tuple[str, str] | None) -> Callable[[VerifyReport, bool], None]:
-    """The checks that need every event at once, in the store's SQL (its memory spills to disk,
-    never grows with the store): an event chained twice in a chain (`duplicate_event`), and, when
-    reconciling, each emitter's numbering (`emitter_gap`, `emitter_seq_reused`). They read the
-    typed columns, which the scan held to each record's signed payload (a row whose event_id,
-    emitter_id or emitter_seq column differs from its payload is a `column_mismatch`)."""
+                       window: tuple[str, str] | None) -> Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None]:
+    """The checks that need every event at once, in the store's SQL (its memory spills to disk past
+    64 MB, never grows with the store): an event chained twice in the stretch of a chain verified
+    (`duplicate_event`), and, when reconciling, each emitter's numbering (`emitter_gap`,
+    `emitter_seq_reused`, within the window when given). They read the typed columns, which the scan
+    held to each record's signed payload (a row whose event_id, emitter_id or emitter_seq column
+    differs from its payload is a `column_mismatch`)."""
     db = store.database(settings)
 
-    def check(report: VerifyReport, reconcile: bool) -> None:
+    def check(report: VerifyReport, reconcile: bool, loaded: list[tuple[str, int, int]]) -> None:
         chains = {c.origin: c for c in report.chains if not is_kind_chain(settings.kafka, c.origin)}
         origins = sorted(chains)
         if not origins:
             return
-        _, dups = store.query_rows(client, *evidence.select_duplicate_events(db, origins))
-        for origin, event_id, seqs in dups:
-            for seq in list(seqs)[1:]:
-                failure = Failure(str(origin), int(seq), "duplicate_event",
-                                  f"event {event_id} already chained at seq {int(seqs[0])}")
-                chains[str(origin)].failures.append(failure)
-                report.failures.append(failure)
+        for origin, first, last in loaded:
+            if origin not in chains:
+                continue
+            _, dups = store.query_rows(client, *evidence.select_duplicate_events(db, origin, first, last))
+            for event_id, seqs in dups:
+                for seq in list(seqs)[1:]:
+                    failure = Failure(origin, int(seq), "duplicate_event",
+                                      f"event {event_id} already chained at seq {int(seqs[0])}")
+                    chains[origin].failures.append(failure)
+                    report.failures.append(failure)
         if not reconcile:
             return
         _, counted = store.query_rows(client, *evidence.select_emitter_count(db, origins, window))
