@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -330,3 +331,28 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def metric_value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def run_walkthrough(tmp_path: Path, doc: str, ports: dict[str, str], env: dict[str, str] | None = None,
+                    *, drop_env: tuple[str, ...] = ("AIAUDIT_",)) -> subprocess.CompletedProcess[str]:
+    """A doc's "Five minutes" block (docs/<doc>), run by bash as written, with the ports (as written
+    -> this test's), the state folder, the broker and HOME (where the keys go) of this test's own;
+    its `make` line is what `make test` has already done."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / doc).read_text()
+    block = re.search(r"## Five minutes\n.*?```sh\n(.*?)```", text, re.DOTALL)
+    assert block, f"docs/{doc} has no Five minutes block"
+    script = block.group(1)
+    for written, ours in ports.items():
+        script = script.replace(written, ours)
+    lines = [line for line in script.splitlines(keepends=True) if not line.startswith("make ")]
+    assert len(lines) == len(script.splitlines()) - 1
+    port = free_port_pair()
+    home = tmp_path / "home"
+    home.mkdir()
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(drop_env)}
+    run_env.update({"HOME": str(home), "AIAUDIT_LOCAL__STATE_DIR": str(tmp_path / "state"),
+                    "AIAUDIT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AIAUDIT_LOCAL__KAFKA_PORT": str(port),
+                    "AIAUDIT_LOCAL__CONTROLLER_PORT": str(port + 1), **(env or {})})
+    return subprocess.run(["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null; aiaudit infra down' EXIT\n"
+                           + "".join(lines)], cwd=root, env=run_env, capture_output=True, text=True, timeout=600)

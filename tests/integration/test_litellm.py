@@ -12,9 +12,7 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import signal
-import subprocess
 import time
 
 import openai
@@ -25,13 +23,14 @@ from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.gateway.policy import bundle_problems
 from aiaudit.pipeline.ops.vendor_standin import FakeUpstream, Served
 from aiaudit.pipeline.query.api import policy_bundle
-from tests.integration.litellm_support import ALICE, BOT, ROOT, SECRETS, Proxy
+from tests.integration.litellm_support import ALICE, BOT, SECRETS, Proxy
 from tests.integration.support import (
     ChainWorkers,
     free_port_pair,
     metric_value,
     own_broker,
     read_topic,
+    run_walkthrough,
     scrape,
     sink_until_drained,
     wait_chained,
@@ -197,21 +196,9 @@ def test_the_five_minute_walkthrough_runs_as_written(tmp_path):
     """docs/litellm.md's "Five minutes" block, run by bash as written, with the ports, the state
     folder and HOME (where the keys go) of this test's own; its `make` line is what `make test`
     has already done."""
-    doc = (ROOT / "docs" / "litellm.md").read_text()
-    block = re.search(r"## Five minutes\n.*?```sh\n(.*?)```", doc, re.DOTALL)
-    assert block, "docs/litellm.md has no Five minutes block"
-    port, vendor, proxy = free_port_pair(), free_port_pair(30000, 31000), free_port_pair(31000, 32000)
-    script = block.group(1).replace("18999", str(vendor)).replace("4000", str(proxy))
-    lines = [line for line in script.splitlines(keepends=True) if not line.startswith("make ")]
-    assert len(lines) == len(script.splitlines()) - 1
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAUDIT_")}
-    env.update({"HOME": str(home), "AIAUDIT_LOCAL__STATE_DIR": str(tmp_path / "state"),
-                "AIAUDIT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AIAUDIT_LOCAL__KAFKA_PORT": str(port),
-                "AIAUDIT_LOCAL__CONTROLLER_PORT": str(port + 1), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    run = subprocess.run(["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null; aiaudit infra down' EXIT\n"
-                          + "".join(lines)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    vendor, proxy = free_port_pair(30000, 31000), free_port_pair(31000, 32000)
+    run = run_walkthrough(tmp_path, "litellm.md", {"18999": str(vendor), "4000": str(proxy)},
+                          {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
     assert "echo: hello" in run.stdout, run.stdout[-3000:]  # the proxy answered through the stand-in

@@ -216,30 +216,12 @@ def test_with_the_broker_away_the_sender_is_told_to_retry_and_its_retry_makes_on
 
 
 def test_the_five_minute_walkthrough_runs_as_written(tmp_path):
-    """docs/otlp.md's "Five minutes" block, run by bash as written, with the ports, the state folder
-    and HOME (where the keys go) of this test's own; its `make` line is what `make test` has done."""
-    import os
-    import re
-    import subprocess
+    """docs/otlp.md's "Five minutes" block, run by bash as written (with this test's ports, state and HOME)."""
+    from tests.integration.support import free_port_pair, run_walkthrough
 
-    from tests.integration.otlp_support import ROOT
-    from tests.integration.support import free_port_pair
-
-    doc = (ROOT / "docs" / "otlp.md").read_text()
-    block = re.search(r"## Five minutes\n.*?```sh\n(.*?)```", doc, re.DOTALL)
-    assert block, "docs/otlp.md has no Five minutes block"
-    port, vendor, receiver = free_port_pair(), free_port_pair(30000, 31000), free_port_pair(31000, 32000)
-    script = block.group(1).replace("18999", str(vendor)).replace("4318", str(receiver))
-    lines = [line for line in script.splitlines(keepends=True) if not line.startswith("make ")]
-    assert len(lines) == len(script.splitlines()) - 1
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIAUDIT_", "OTEL_", "OPENAI_"))}
-    env.update({"HOME": str(home), "AIAUDIT_LOCAL__STATE_DIR": str(tmp_path / "state"),
-                "AIAUDIT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AIAUDIT_LOCAL__KAFKA_PORT": str(port),
-                "AIAUDIT_LOCAL__CONTROLLER_PORT": str(port + 1), "AIAUDIT_OTLP__PORT": str(receiver)})
-    run = subprocess.run(["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null; aiaudit infra down' EXIT\n"
-                          + "".join(lines)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    vendor, receiver = free_port_pair(30000, 31000), free_port_pair(31000, 32000)
+    run = run_walkthrough(tmp_path, "otlp.md", {"18999": str(vendor), "4318": str(receiver)},
+                          {"AIAUDIT_OTLP__PORT": str(receiver)}, drop_env=("AIAUDIT_", "OTEL_", "OPENAI_"))
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
     assert "echo: Where is my refund?" in run.stdout, run.stdout[-3000:]  # the app's call went through
