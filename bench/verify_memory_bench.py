@@ -94,7 +94,8 @@ def run_verify(settings, *extra: str) -> tuple[float, int, subprocess.CompletedP
 
 
 def inject_faults(settings) -> dict[str, str]:
-    """A payload changed, a record removed, and one event's record stored again at a new seq's place."""
+    """A payload changed, a record removed, and a row's event_id column set to another event's (a
+    column_mismatch, and an event chained twice as far as the typed columns go: the SQL check's case)."""
     client = store.connect(settings)
     db = store.database(settings)
     (origin,), = client.query(f"SELECT origin FROM {db}.evidence ORDER BY origin LIMIT 1").result_rows
@@ -103,8 +104,13 @@ def inject_faults(settings) -> dict[str, str]:
     client.command(f"ALTER TABLE {db}.evidence UPDATE payload = replaceOne(payload, '\"decision\":\"allow\"', "
                    f"'\"decision\":\"deny\"') WHERE origin = %(o)s AND seq = {a}", parameters={"o": origin})
     client.command(f"ALTER TABLE {db}.evidence DELETE WHERE origin = %(o)s AND seq = {b}", parameters={"o": origin})
+    c = n - 10
+    (first,), = client.query(f"SELECT event_id FROM {db}.evidence WHERE origin = %(o)s AND seq = 1",
+                             parameters={"o": origin}).result_rows
+    client.command(f"ALTER TABLE {db}.evidence UPDATE event_id = %(e)s WHERE origin = %(o)s AND seq = {c}",
+                   parameters={"o": origin, "e": first})
     client.close()
-    return {"changed": f"{origin} seq {a}", "removed": f"{origin} seq {b}"}
+    return {"changed": f"{origin} seq {a}", "removed": f"{origin} seq {b}", "event id of seq 1 at": f"seq {c}"}
 
 
 def main() -> None:
@@ -148,7 +154,7 @@ def main() -> None:
         report = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
         reasons = sorted({f"{f['reason']} at {f['origin']} seq {f['seq']}" for f in report.get("failures", [])})
         line(f"faults injected into the {sizes[-1]:,}-record store", ", ".join(f"{k} {v}" for k, v in faults.items()))
-        line("  verify found", f"exit {done.returncode}; {len(reasons)} distinct failure(s): " + "; ".join(reasons[:6]))
+        line("  verify found", f"exit {done.returncode}; {len(reasons)} distinct failure(s): " + "; ".join(reasons[:10]))
         line("  its peak PSS", f"{peak_kb / 1024:,.0f} MB")
     finally:
         if kafka is not None:
