@@ -4,6 +4,7 @@ senders it accepts (docs/otlp.md)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aiaudit.pipeline.cli.args import add_verbose, start_logging
 from aiaudit.pipeline.cli.output import print_rows
@@ -39,8 +40,6 @@ def add_sender(args: argparse.Namespace, settings: Settings) -> int:
     senders = Senders(senders_file(settings))
     token = senders.add(args.name, replace=args.replace)
     print(token)
-    import sys
-
     print(f"sender {args.name} in {senders.path}: its exporter sends `Authorization: Bearer <the token above>` "
           "(shown once; only its hash is kept)", file=sys.stderr)
     return 0

@@ -27,10 +27,10 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -63,6 +63,7 @@ from aiaudit.pipeline.settings import Settings
 log = logging.getLogger("aiaudit.otlp")
 GRPC_UNAUTHENTICATED, GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED = 16, 3, 14, 8
 PUBLISH_RETRY_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -245,8 +246,9 @@ class Receiver:
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    async def _read(self, request: Request) -> tuple[str, str, bytes] | Response:
-        """The sender, the content type and the decoded body; or the answer that refuses them."""
+    async def _read(self, request: Request, parse: Callable[[bytes, str], list[T]]) -> tuple[str, str, list[T]] | Response:
+        """The sender, the content type and what `parse` makes of the body (spans, log records); or
+        the answer that refuses them."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         answer_type = content_type if content_type in (wire.PROTOBUF, wire.JSON) else wire.JSON
         sender = self.senders.authenticate(request.headers.get("authorization"))
@@ -270,13 +272,14 @@ class Receiver:
                     raise wire.TooLarge(f"the body is over {limit} bytes")
                 chunks.append(chunk)
             body = wire.decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
+            items = parse(body, content_type)
         except wire.TooLarge as exc:
             metrics.OTLP_REFUSED.labels("too_large").inc()
             return self._status(413, GRPC_RESOURCE_EXHAUSTED, str(exc), content_type)
         except wire.WireError as exc:
             metrics.OTLP_REFUSED.labels("malformed").inc()
             return self._status(400, GRPC_INVALID_ARGUMENT, str(exc), content_type)
-        return sender, content_type, body
+        return sender, content_type, items
 
     @staticmethod
     def _status(http: int, grpc: int, message: str, content_type: str, retry_after: int | None = None) -> Response:
@@ -284,15 +287,10 @@ class Receiver:
         return Response(wire.status(grpc, message, content_type), http, headers=headers, media_type=content_type)
 
     async def traces(self, request: Request) -> Response:
-        read = await self._read(request)
+        read = await self._read(request, wire.spans_of)
         if isinstance(read, Response):
             return read
-        sender, content_type, body = read
-        try:
-            spans = wire.spans_of(body, content_type)
-        except wire.WireError as exc:
-            metrics.OTLP_REFUSED.labels("malformed").inc()
-            return self._status(400, GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        sender, content_type, spans = read
         mapped = [s for s in spans if is_genai(s)]
         rejected = len(spans) - len(mapped)
         if rejected:
@@ -373,15 +371,10 @@ class Receiver:
         return ok and all(eid in self.seen for eid in spans)
 
     async def logs(self, request: Request) -> Response:
-        read = await self._read(request)
+        read = await self._read(request, wire.logs_of)
         if isinstance(read, Response):
             return read
-        sender, content_type, body = read
-        try:
-            records = wire.logs_of(body, content_type)
-        except wire.WireError as exc:
-            metrics.OTLP_REFUSED.labels("malformed").inc()
-            return self._status(400, GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        sender, content_type, records = read
         rejected = late = 0
         for record in records:
             content = content_of_log(record)
