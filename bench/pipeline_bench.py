@@ -44,7 +44,7 @@ from aiaudit.pipeline.emit.producer import Emitter  # noqa: E402
 from aiaudit.pipeline.emit.synthetic import SyntheticEvents  # noqa: E402
 from aiaudit.pipeline.kafka.io import committed_offsets  # noqa: E402
 from aiaudit.pipeline.keys import Ed25519Signer, generate_key  # noqa: E402
-from aiaudit.pipeline.ops.progress import pipeline_lag  # noqa: E402
+from aiaudit.pipeline.ops.progress import chain_lag, sink_lag  # noqa: E402
 from aiaudit.pipeline.ops.supervisor import start_worker  # noqa: E402
 from aiaudit.pipeline.settings import (  # noqa: E402
     ChainSettings,
@@ -54,6 +54,7 @@ from aiaudit.pipeline.settings import (  # noqa: E402
     LocalSettings,
     Settings,
     SigningSettings,
+    SinkSettings,
 )
 from tests.integration.support import settings_env  # noqa: E402
 
@@ -125,7 +126,38 @@ def ceiling(n: int = 20_000) -> None:
          f"{100 * check_s / (build_s * k / n):.0f}% of record building")
 
 
+def floor(n: int = 4000) -> tuple[float, float]:
+    """The cryptographic floor per event on this machine: the fastest Ed25519 sign and verify available
+    here (OpenSSL through `cryptography`, libsodium through PyNaCl), in microseconds, measured now."""
+    from nacl import bindings as sodium
+
+    msg = os.urandom(1200)  # about an event's JCS form
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    sig = key.sign(msg)
+    seed = os.urandom(32)
+    spk, ssk = sodium.crypto_sign_seed_keypair(seed)
+    signed = sodium.crypto_sign(msg, ssk)
+
+    def per_op(fn: Callable[[], object]) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - t) / n * 1e6)
+        return best
+
+    signs = {"OpenSSL": per_op(lambda: key.sign(msg)), "libsodium": per_op(lambda: sodium.crypto_sign(msg, ssk))}
+    verifies = {"OpenSSL": per_op(lambda: pub.verify(sig, msg)),
+                "libsodium": per_op(lambda: sodium.crypto_sign_open(signed, spk))}
+    for what, table in (("sign", signs), ("verify", verifies)):
+        line(f"Ed25519 {what} (1.2 KB)", ", ".join(f"{k} {v:.1f} us" for k, v in table.items()))
+    return min(signs.values()), min(verifies.values())
+
+
 COMPRESSION = "none"
+TUNING: dict[str, float] = {}  # --emitter-linger-ms, --chain-poll-s, --sink-flush-s: the defaults unless given
 
 
 def make_settings(base: Path, chdb: Path, keys: Path, *, signed: bool = True) -> Settings:
@@ -134,11 +166,14 @@ def make_settings(base: Path, chdb: Path, keys: Path, *, signed: bool = True) ->
     uid = uuid.uuid4().hex[:8]
     key_files = sorted((keys / EMITTERS_DIR).glob("bench.*.key"))
     return Settings(
-        emitter=EmitterSettings(key_file=key_files[0] if signed else None, sign=signed),
+        emitter=EmitterSettings(key_file=key_files[0] if signed else None, sign=signed,
+                                linger_ms=int(TUNING.get("emitter_linger_ms", EmitterSettings().linger_ms))),
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", requests_topic=f"req-{uid}", chain_topic=f"chain-{uid}",
                             dead_letter_topic=f"dlq-{uid}", checkpoints_topic=f"cp-{uid}", partitions=4, chain_group=f"chain-{uid}", sink_group=f"sink-{uid}",
                             compression=COMPRESSION),
-        chain=ChainSettings(org="bench", env=uid, require_emitter_signature=signed),
+        chain=ChainSettings(org="bench", env=uid, require_emitter_signature=signed,
+                            poll_timeout_s=TUNING.get("chain_poll_s", ChainSettings().poll_timeout_s)),
+        sink=SinkSettings(flush_interval_s=TUNING.get("sink_flush_s", SinkSettings().flush_interval_s)),
         signing=SigningSettings(keys_dir=keys),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"b_{uid}"),
         local=LocalSettings(state_dir=base, kafka_port=PORT, controller_port=PORT + 1),
@@ -197,6 +232,12 @@ def latency(settings: Settings) -> tuple[int, float, float]:
     return rows, p50, p99
 
 
+def drained(settings: Settings) -> bool:
+    """Every request chained and every chain record in ClickHouse. The evidence kinds' chains are not
+    run here (the key set the chain worker records waits for one; `pipeline_lag` would never be done)."""
+    return chain_lag(settings) == 0 and sink_lag(settings) == 0
+
+
 def wait(cond: Callable[[], bool], timeout_s: float = 900, poll_s: float = 0.2) -> float:
     t = time.perf_counter()
     while not cond():
@@ -211,17 +252,140 @@ def chained(settings: Settings) -> int:
     return sum(max(0, o) for o in committed_offsets(settings, k.chain_group, k.requests_topic, k.partitions).values())
 
 
+def profile(what: dict[str, int], out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """Sample every process for `seconds`: py-spy (collapsed stacks, native frames) for the Python
+    ones, the JVM's own flight recorder for the broker."""
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, pid in what.items():
+        slug = name.replace(" ", "-")
+        if name == "broker":
+            subprocess.run(["jcmd", str(pid), "JFR.start", f"duration={int(seconds)}s", "settings=profile",
+                            f"filename={out / 'broker.jfr'}"], check=True, capture_output=True)
+        else:
+            procs.append(subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                                           "--duration", str(int(seconds)), "--rate", "200", "--native",
+                                           "--format", "raw", "--output", str(out / f"{slug}.txt")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def latency_at_1000(base: Path, keys: Path, args: argparse.Namespace) -> None:
+    """Emit-to-queryable latency at a steady 1,000 events/s, below capacity."""
+    s = make_settings(base, base / "chdb", keys)
+    ensure_topics(s)
+    workers = [start("chain", s, base, 20 + i) for i in range(args.chain_workers)] + [start("sink", s, base, 20)]
+    wait(lambda: drained(s), 60)
+    time.sleep(8)
+    steady = min(args.events, 10_000)
+    emit(s, steady, now_stamped=True, rate=1000.0)
+    wait(lambda: drained(s), poll_s=2.0)
+    stop(workers)
+    rows, p50, p99 = latency(s)
+    line("emit -> queryable latency at 1,000 events/s", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({rows:,} events)")
+
+
+def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Namespace) -> None:
+    """One emitter at a fixed rate (events built inside the window) while the chain and sink workers
+    run; every process's CPU over a window of at least 60 s after a warm-up, divided by the events
+    emitted in it, against the cryptographic floor measured in the same run."""
+    print(f"2b. steady state at {args.rate:,.0f} events/s ({args.warmup:.0f} s warm-up, {args.seconds:.0f} s measured)")
+    sign_us, verify_us = floor()
+    floor_us = 2 * sign_us + verify_us  # the emitter signs; the chain worker verifies and signs
+    line("cryptographic floor per event", f"{floor_us:.1f} us (2 signs + 1 verify, the fastest here)")
+    line("features on", "emitter signatures (signed, checked), checkpoints every "
+         f"{ChainSettings().checkpoint_interval_s:.0f} s; off: scoring, further chains, OCSF records, "
+         "classification (events arrive classified)")
+    s = make_settings(base, base / "chdb", keys)
+    ensure_topics(s)
+    workers = [start("chain", s, base, 30 + i) for i in range(args.chain_workers)] + [start("sink", s, base, 30)]
+    wait(lambda: drained(s), 60)
+    time.sleep(8)  # the workers join their groups and open their chains
+    pids = {"broker": kafka.pid() or 0, **{f"chain worker {i}": w.pid for i, w in enumerate(workers[:-1])},
+            "sink worker (chDB incl.)": workers[-1].pid}
+    # What the pipeline costs with nothing to do (polls, heartbeats, the broker's own work): a share of
+    # every figure below, larger the lower the rate.
+    idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(args.idle)
+    idle = {name: (cpu_seconds(pid) - idle[name]) / args.idle for name, pid in pids.items()}
+    line(f"CPU with no events ({args.idle:.0f} s)", ", ".join(f"{name} {1e3 * v:.1f} ms/s" for name, v in idle.items()))
+    emitter = Emitter(s, emitter_id=f"bench-{uuid.uuid4().hex[:6]}")
+    gen = SyntheticEvents(3, datetime.now(timezone.utc), emitter.emitter_id)
+    rate, warm_n = args.rate, int(args.rate * args.warmup)
+    total = warm_n + int(args.rate * args.seconds)
+    before: dict[str, float] = {}
+    own_before, started_at, window_start = 0.0, 0.0, datetime.now(timezone.utc)
+    spies: list[subprocess.Popen[bytes]] = []
+    t = time.perf_counter()
+    late = 0.0
+    for i in range(total):
+        if i == warm_n:  # the measured window opens
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            own_before, started_at, window_start = time.process_time(), time.perf_counter(), datetime.now(timezone.utc)
+            if args.profile:
+                spies = profile({**pids, "emitter": os.getpid()}, Path(args.profile), args.seconds)
+        ahead = t + i / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+        else:
+            late = max(late, -ahead)
+        ev = gen.next_event()
+        ev["occurred_at"] = datetime.now(timezone.utc)
+        emitter.emit(ev)
+    emitter.flush()  # part of the window: the last events' delivery
+    window_s = time.perf_counter() - started_at
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu["emitter (SDK, events built)"] = time.process_time() - own_before
+    window_end = datetime.now(timezone.utc)
+    n = total - warm_n
+    drain_s = wait(lambda: drained(s), poll_s=1.0)
+    for spy in spies:
+        spy.wait(60)
+    stop(workers)
+    client = store.connect(s)
+    (rows, p50, p99), = client.query(
+        f"SELECT count(), quantile(0.5)(lat), quantile(0.99)(lat) FROM (SELECT dateDiff('millisecond', ts, ingested_at) "
+        f"AS lat FROM {s.clickhouse.database}.evidence WHERE ts >= %(a)s AND ts < %(b)s LIMIT 1 BY origin, seq)",
+        parameters={"a": window_start, "b": window_end}).result_rows
+    client.close()
+    line("events in the window", f"{n:,} in {window_s:.1f} s ({n / window_s:,.0f}/s; the emitter at most "
+         f"{late * 1e3:,.0f} ms behind its schedule); drained {drain_s:.1f} s after")
+    line("emit -> queryable latency (window's events)", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({rows:,} rows)")
+    for name, seconds in cpu.items():
+        line(f"CPU per event: {name}", f"{seconds / n * 1e6:,.1f} us")
+    probe = SyntheticEvents(4, datetime.now(timezone.utc), emitter.emitter_id)
+    t = time.process_time()
+    for _ in range(5000):
+        probe.next_event()["occurred_at"] = datetime.now(timezone.utc)
+    line("  of the emitter's: building an event (the load)", f"{(time.process_time() - t) / 5000 * 1e6:,.1f} us")
+    per_event = sum(cpu.values()) / n * 1e6
+    line("CPU per event, every process", f"{per_event:,.1f} us = {per_event / floor_us:.2f}x the floor "
+         f"({datetime.now(timezone.utc):%Y-%m-%d})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--chain-workers", type=int, default=2)
     ap.add_argument("--compression", default="none", help="producer compression: none, lz4, zstd ...")
+    ap.add_argument("--rate", type=float, default=2000.0, help="steady state: events/s the emitter sends")
+    ap.add_argument("--seconds", type=float, default=60.0, help="steady state: the measured window")
+    ap.add_argument("--warmup", type=float, default=10.0, help="steady state: seconds emitted before the window")
+    ap.add_argument("--idle", type=float, default=15.0, help="steady state: seconds of CPU measured with no events first")
+    ap.add_argument("--profile", metavar="DIR", help="steady state: sample every process into DIR (py-spy, JFR)")
+    ap.add_argument("--only-steady", dest="skip_stages", action="store_true",
+                    help="the ceiling and the steady state only (no latency at 1,000/s, no per-stage backlog runs)")
+    ap.add_argument("--emitter-linger-ms", type=int, help="the SDK's linger.ms (default: the settings' default)")
+    ap.add_argument("--chain-poll-s", type=float, help="the chain worker's batch window (chain.poll_timeout_s)")
+    ap.add_argument("--sink-flush-s", type=float, help="the sink's flush interval (sink.flush_interval_s)")
     args = ap.parse_args()
+    TUNING.update({k: v for k in ("emitter_linger_ms", "chain_poll_s", "sink_flush_s")
+                   if (v := getattr(args, k)) is not None})
     global COMPRESSION
     COMPRESSION = args.compression
     n = args.events
     print(f"aiaudit pipeline benchmark: {n} events, {args.chain_workers} chain worker(s), "
-          f"compression {args.compression}, {os.cpu_count()} cores")
+          f"compression {args.compression}, {os.cpu_count()} cores, settings changed: {TUNING or 'none'}")
     ceiling()
 
     base = Path(".aiaudit/bench").resolve()
@@ -233,52 +397,13 @@ def main() -> None:
     kafka = LocalKafka(make_settings(base, base / "chdb", keys))
     kafka.up()
     try:
-        # 2a. latency at a steady rate below capacity
         print("2. end to end (chain + sink running while one emitter sends)")
-        s = make_settings(base, base / "chdb", keys)
-        ensure_topics(s)
-        workers = [start("chain", s, base, 20 + i) for i in range(args.chain_workers)] + [start("sink", s, base, 20)]
-        wait(lambda: pipeline_lag(s).done, 60)
-        time.sleep(8)
-        steady = min(n, 10_000)
-        emit(s, steady, now_stamped=True, rate=1000.0)
-        wait(lambda: pipeline_lag(s).done, poll_s=2.0)
-        stop(workers)
-        rows, p50, p99 = latency(s)
-        line("emit -> queryable latency at 1,000 events/s", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({rows:,} events)")
-
-        # 2b. sustained: the emitter as fast as it goes
-        s = make_settings(base, base / "chdb", keys)
-        ensure_topics(s)
-        workers = [start("chain", s, base, i) for i in range(args.chain_workers)] + [start("sink", s, base)]
-        wait(lambda: pipeline_lag(s).done, 60)
-        time.sleep(8)  # let the workers join their groups and open their chains
-        pids = {"broker": kafka.pid() or 0, **{f"chain worker {i}": w.pid for i, w in enumerate(workers[:-1])},
-                "sink worker": workers[-1].pid}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        own_before = time.process_time()
-        t_first = datetime.now(timezone.utc)
-        emit_s = emit(s, n, now_stamped=True)
-        own_cpu = time.process_time() - own_before
-        # Polling the broker costs CPU the pipeline needs; the figures come from ClickHouse insert times.
-        wait(lambda: pipeline_lag(s).done, poll_s=3.0)
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        stop(workers)
-        client = store.connect(s)
-        db = s.clickhouse.database
-        (rows, p50, p99, last), = client.query(
-            f"SELECT count(), quantile(0.5)(lat), quantile(0.99)(lat), max(ingested_at) FROM "
-            f"(SELECT dateDiff('millisecond', ts, ingested_at) AS lat, ingested_at FROM {db}.evidence LIMIT 1 BY origin, seq)"
-        ).result_rows
-        client.close()
-        last = last if last.tzinfo else last.replace(tzinfo=timezone.utc)
-        line("events emitted (acknowledged)", f"{n:,} in {emit_s:.1f}s ({n / emit_s:,.0f}/s while the workers ran)")
-        line("end-to-end throughput (first emit -> last queryable)",
-             f"{n / (last - t_first).total_seconds():,.0f} events/s ({rows:,} rows queryable)")
-        line("emit -> queryable latency at saturation", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
-        line("CPU per event (emitter incl. event stamping)", f"{own_cpu / n * 1e6:,.0f} us")
-        for name, seconds in cpu.items():
-            line(f"CPU per event ({name})", f"{seconds / n * 1e6:,.0f} us")
+        if not args.skip_stages:
+            latency_at_1000(base, keys, args)
+        # 2b. steady state: a fixed rate for a measured window, every process's CPU counted
+        steady_state(base, keys, kafka, args)
+        if args.skip_stages:
+            return
 
         # 3. per stage, on a backlog; emit and chain also without emitter signatures (same run)
         print("3. per stage, each on a backlog")
@@ -298,7 +423,7 @@ def main() -> None:
             line(f"chain (decode + validate + sign + chain, EOS txns; {label})", f"{rates[signed]:,.0f} events/s")
         line("chain with emitter signatures checked / without", f"{rates[True] / rates[False]:.2f}x")
         sink = [start("sink", s, base, 10)]
-        wait(lambda: pipeline_lag(s).done)
+        wait(lambda: drained(s))
         stop(sink)
         client = store.connect(s)
         (rows, first_at, last_at), = client.query(

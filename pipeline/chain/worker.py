@@ -101,7 +101,7 @@ class ChainWorker:
                 spec.checkpoints_topic(k)
             group = spec.group(k)
         # Fewer, fuller fetches: under load the broker answers per 64 KiB, not per message.
-        conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
+        conf: dict[str, object] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 500}
         if instance_id:
             conf["group.instance.id"] = instance_id  # static membership: a restart takes over at once
         self.consumer = Consumer(kafka_config.stage_consumer(settings, group, **conf))

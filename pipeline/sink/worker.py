@@ -35,7 +35,7 @@ class SinkWorker:
         self.db = store.database(settings)
         # The sink batches for flush_interval_s anyway: let the broker batch the fetches too.
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.sink_group, **{
-            "fetch.min.bytes": 262144, "fetch.wait.max.ms": 200}))
+            "fetch.min.bytes": 262144, "fetch.wait.max.ms": 500}))
         self.topics = sink_topics(settings.kafka)
         self.tables = sink_tables(settings.kafka)
         self.stats = {"rows": 0, "dead_letters": 0, "batches": 0}

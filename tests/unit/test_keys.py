@@ -116,3 +116,14 @@ def test_no_new_key_has_a_kid_a_command_line_takes_for_an_option():
     kids = [Ed25519Signer.generate().kid for _ in range(640)]  # about ten would start with '-' by chance
     assert not [k for k in kids if k.startswith("-")]
     assert len({k[0] for k in kids}) > 40  # the first character is still drawn from the whole alphabet
+
+
+def test_libsodium_signatures_are_openssls_bytes():
+    # The signer signs with libsodium when PyNaCl is installed: Ed25519 is deterministic, so every
+    # signature must be exactly the one OpenSSL gives for the same key and message (RFC 8032).
+    signer = Ed25519Signer.generate()
+    assert signer._sodium_secret is not None
+    for size in (0, 1, 64, 1200, 70_000):
+        message = os.urandom(size)
+        assert signer.sign(message) == signer.private_key.sign(message)
+        signer.private_key.public_key().verify(signer.sign(message), message)  # raises when not valid
