@@ -71,7 +71,11 @@ class ChainSettings(_Section):
     # Largest accepted event on the wire; larger ones go to the dead-letter topic.
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
     max_batch_events: int = Field(default=5000, ge=1)
-    poll_timeout_s: float = 0.2
+    # How long a worker gathers input for a batch (one transaction per partition per batch): each
+    # transaction costs the broker several requests and log writes, so 0.2 s cost it about 25 us more
+    # an event at 2,000 events/s than 1.0 s (bench/pipeline_bench.py, docs/benchmarks.md); a due
+    # checkpoint waits at most this long too.
+    poll_timeout_s: float = Field(default=1.0, gt=0)
     # A signed checkpoint at most this often per chain, and within this long of the last record.
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
     # A chain with nothing new gets a signed time (a heartbeat) this often; `aiaudit verify
@@ -129,7 +133,7 @@ class ClickHouseSettings(_Section):
 
 class SinkSettings(_Section):
     max_batch_rows: int = Field(default=5000, ge=1)
-    flush_interval_s: float = Field(default=0.5, gt=0)
+    flush_interval_s: float = Field(default=1.0, gt=0)  # measured with the chain's poll (docs/benchmarks.md)
     # Caps on each answer of the read API a sink serves for an embedded store (pipeline/store/api.py).
     api_max_rows: int = Field(default=100_000, ge=1)
     api_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -171,7 +175,11 @@ class DeliverSettings(_Section):
 class EmitterSettings(_Section):
     # Bounded memory: at most this many events wait for the broker at once.
     max_pending_events: int = Field(default=100_000, ge=1)
-    linger_ms: int = 10
+    # librdkafka's linger.ms: how long the SDK gathers events into one produce request. Emitting
+    # never waits for it (delivery is in the background); 10 ms cost the broker ~5x the CPU an event of
+    # 100 ms at 2,000 events/s (docs/benchmarks.md). A caller that waits for each acknowledgement
+    # (the OTLP receiver) sets its own.
+    linger_ms: int = Field(default=100, ge=0, le=1000)
     # The emitter's Ed25519 key (<name>.<kid8>.key, made by `aiaudit keys emitter new NAME`): every
     # event is signed with it, and the chain worker refuses events no registered key signed.
     key_file: Path | None = None

@@ -63,6 +63,7 @@ from aiaudit.pipeline.settings import Settings
 log = logging.getLogger("aiaudit.otlp")
 GRPC_UNAUTHENTICATED, GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED = 16, 3, 14, 8
 PUBLISH_RETRY_S = 30.0
+RECEIVER_LINGER_MS = 5  # its requests wait for the broker's acknowledgement of their events
 T = TypeVar("T")
 
 
@@ -212,8 +213,9 @@ class Receiver:
         with self._emit_lock:
             emitter = self._emitters.get(sender)
             if emitter is None:
+                # A request is answered once its events are acknowledged: a short linger, not the SDK's.
                 emitter = Emitter(self.settings, emitter_id=f"{self._key_name}/{sender}-{self._instance}",
-                                  on_delivery=self._delivered)
+                                  on_delivery=self._delivered, extra_config={"linger.ms": RECEIVER_LINGER_MS})
                 self._emitters[sender] = emitter
             return emitter
 

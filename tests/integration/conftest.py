@@ -74,10 +74,11 @@ def settings(broker: LocalKafka, chdb_dir: Path, tmp_path: Path) -> Settings:
                             scores_topic=f"scores-{uid}", policies_topic=f"policies-{uid}",
                             content_topic=f"content-{uid}", checkpoints_topic=f"checkpoints-{uid}", score_state_topic=f"score-state-{uid}", model_promotions_topic=f"promotions-{uid}", deliveries_topic=f"deliveries-{uid}", delivery_retries_topic=f"delivery-retries-{uid}", delivery_dlq_topic=f"delivery-dlq-{uid}", access_topic=f"access-{uid}", erasures_topic=f"erasures-{uid}", rules_topic=f"rules-{uid}", key_sets_topic=f"key-sets-{uid}", deliver_app=f"deliver-{uid}", score_app=f"score-{uid}", partitions=4, chain_group=f"chain-{uid}",
                             sink_group=f"sink-{uid}", session_timeout_ms=6000),
-        chain=ChainSettings(org="itest", env=uid),
+        # The tests wait for each stage: shorter batch windows than the defaults (tuned for broker CPU).
+        chain=ChainSettings(org="itest", env=uid, poll_timeout_s=0.2),
         signing=SigningSettings(keys_dir=keys_dir, analyst_key_file=analyst_key,
                                 content_keys_dir=tmp_path / "content-keys"),
-        emitter=EmitterSettings(key_file=emitter_key),
+        emitter=EmitterSettings(key_file=emitter_key, linger_ms=10),
         clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb_dir}"), database=f"t_{uid}"),
         sink=SinkSettings(max_batch_rows=5000, flush_interval_s=0.3),
         score=ScoreSettings(models_dir=tmp_path / "models", batch_events=500, batch_within_s=0.5),
