@@ -21,6 +21,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -59,7 +60,35 @@ def line(name: str, value: str) -> None:
 
 
 def scored_so_far(s: Settings) -> int:
-    return sum(max(0, o) for o in committed_offsets(s, s.kafka.score_app, s.kafka.chain_topic, 4).values())
+    k = s.kafka
+    return sum(max(0, o) for o in committed_offsets(s, k.score_app, k.chain_topic, k.partitions).values())
+
+
+def chained_backlog(events: list[dict[str, Any]], partitions: int) -> tuple[list[tuple[int, bytes]], list[Record]]:
+    """The events as signed records of one chain per partition (an identity's events in one partition,
+    as the emitter's key hashing puts them): (partition, wire bytes) in order, and the records."""
+    signer = Ed25519Signer.generate()
+    heads: dict[int, ChainHead] = {}
+    wire: list[tuple[int, bytes]] = []
+    records: list[Record] = []
+    for i, ev in enumerate(events):
+        ev = {**ev, "event_id": f"{i:032x}"}
+        p = zlib.crc32(ev["actor"]["id"].encode()) % partitions
+        head = heads.get(p) or ChainHead.genesis(ChainId(f"bench/x/t/p{p}/g1"))
+        rec = build_record(head, signer, ev["occurred_at"], Source("t", p, i), ev)
+        heads[p] = rec.next_head(i)
+        wire.append((p, rec.to_wire()))
+        records.append(rec)
+    return wire, records
+
+
+def fill_chain_topic(s: Settings, wire: list[tuple[int, bytes]]) -> None:
+    # Idempotent: retries keep each partition in order, as the chain worker writes it.
+    producer = Producer(kafka_config.client(s, **{"linger.ms": 20, "acks": "all", "enable.idempotence": True}))
+    for p, value in wire:
+        producer.produce(s.kafka.chain_topic, value, partition=p)
+        producer.poll(0)
+    producer.flush(60)
 
 
 def run_workers(s: Settings, base: Path, n: int, count: int, command: list[str], name: str
@@ -146,18 +175,7 @@ def main() -> None:
     events = stream[:n]
     n = len(events)
 
-    signer = Ed25519Signer.generate()
-    heads: dict[int, ChainHead] = {}
-    wire: list[tuple[int, bytes]] = []
-    records: list[Record] = []
-    for i, ev in enumerate(events):
-        ev = {**ev, "event_id": f"{i:032x}"}
-        p = zlib.crc32(ev["actor"]["id"].encode()) % 4
-        head = heads.get(p) or ChainHead.genesis(ChainId(f"bench/x/t/p{p}/g1"))
-        rec = build_record(head, signer, ev["occurred_at"], Source("t", p, i), ev)
-        heads[p] = rec.next_head(i)
-        wire.append((p, rec.to_wire()))
-        records.append(rec)
+    wire, records = chained_backlog(events, 4)
 
     print(f"1. pure step, one core ({n:,} chained events)")
     t = time.perf_counter()
@@ -193,12 +211,7 @@ def main() -> None:
     kafka.up()
     try:
         ensure_topics(s)
-        # Idempotent: retries keep each partition in order, as the chain worker writes it.
-        producer = Producer(kafka_config.client(s, **{"linger.ms": 20, "acks": "all", "enable.idempotence": True}))
-        for p, value in wire:
-            producer.produce(s.kafka.chain_topic, value, partition=p)
-            producer.poll(0)
-        producer.flush(60)
+        fill_chain_topic(s, wire)
         expected = sum(1 for r in score_records(records, {}, detector, detected_at_ms=0) if r.finding)
         for count in sorted({1, workers}):
             run = run_workers(s, base, n, count, [sys.executable, "-m", "aiaudit.pipeline.cli", "worker", "score"], "score")
