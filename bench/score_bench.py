@@ -86,7 +86,12 @@ def fill_chain_topic(s: Settings, wire: list[tuple[int, bytes]]) -> None:
     # Idempotent: retries keep each partition in order, as the chain worker writes it.
     producer = Producer(kafka_config.client(s, **{"linger.ms": 20, "acks": "all", "enable.idempotence": True}))
     for p, value in wire:
-        producer.produce(s.kafka.chain_topic, value, partition=p)
+        while True:
+            try:
+                producer.produce(s.kafka.chain_topic, value, partition=p)
+                break
+            except BufferError:  # librdkafka's queue is full: wait for acknowledgements
+                producer.poll(0.1)
         producer.poll(0)
     producer.flush(60)
 
