@@ -72,9 +72,9 @@ class ChainSettings(_Section):
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
     max_batch_events: int = Field(default=5000, ge=1)
     # How long a worker gathers input for a batch (one transaction per partition per batch): each
-    # transaction costs the broker several requests and log writes, so 0.2 s cost it about 25 us more
-    # an event at 2,000 events/s than 1.0 s (bench/pipeline_bench.py, docs/benchmarks.md); a due
-    # checkpoint waits at most this long too.
+    # transaction costs the broker several requests and log writes: 1.0 s instead of 0.2 s (with the
+    # sink's flush 0.5 -> 1.0 s) took about 50 us of broker CPU off an event at 2,000 events/s
+    # (bench/pipeline_bench.py, docs/benchmarks.md). A due checkpoint waits at most this long too.
     poll_timeout_s: float = Field(default=1.0, gt=0)
     # A signed checkpoint at most this often per chain, and within this long of the last record.
     checkpoint_interval_s: float = Field(default=2.0, gt=0)
