@@ -217,7 +217,10 @@ def test_an_auditor_and_a_soc_analyst_use_the_console_in_a_browser(console_stack
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
         page.type("#until", now)
         page.click("form.card button[type=submit]")
-        _wait("the report made", lambda: (page.go(base + "/reports") or "report.html" in page.text("main")), 120)
+        # The POST's answer (a redirect to the list, showing the report started) before navigating again:
+        # a navigation while the form is still being sent would cancel it, and no report would be made.
+        _wait("the report started", lambda: now[:-1] in page.text("main"), 30, page)
+        _wait("the report made", lambda: (page.go(base + "/reports") or "report.html" in page.text("main")), 120, page)
         _axe(page, "reports")
         _shot(page, "05-reports")
         page.click("a[href$='/report.html']")
