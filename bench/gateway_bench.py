@@ -1,16 +1,18 @@
-"""The gateway's added latency and its throughput on this machine (prints figures; asserts nothing).
+"""The gateway's added latency and its throughput against the vendor called directly (prints
+figures; asserts nothing).
 
-    python bench/gateway_bench.py [--requests 2000] [--concurrency 16] [--seconds 15]
+    python bench/gateway_bench.py [--requests 2000] [--concurrency 20] [--seconds 15] [--rounds 3]
 
-A fake OpenAI-compatible vendor (pipeline/ops/vendor_standin.py) and the gateway
-(`aiaudit gateway serve`) run as their own processes, with a local broker for the evidence.
+A fake OpenAI-compatible vendor that answers without delay (pipeline/ops/vendor_standin.py) and
+the gateway (`aiaudit gateway serve`) run as their own processes, with a local broker for the
+evidence; the load comes from bench/http_load.py, a process of its own (HTTP/1.1 keep-alive).
 
-1. Latency, one request at a time: chat completions straight to the fake vendor and through
-   the gateway, interleaved so drift hits both alike; p50/p99 of each and the difference
-   (the gateway's added latency: authentication, classification, policy, forwarding, event).
-2. Throughput under concurrent load through the gateway: requests/s, p50/p99, the gateway
-   process's CPU per request, and a check that every answered request has its event on the
-   requests topic. Vendor, gateway, load generator and broker share the machine's cores.
+Each round runs the vendor direct and through the gateway back to back (the order swapped every
+round, so drift hits both alike): `--requests` one at a time (p50/p99 of each, and what the
+gateway adds at the median), then `--concurrency` clients for `--seconds` (requests/s of each,
+the gateway's as a share of the direct path's, and the CPU per request of the gateway, the
+vendor and the load generator). Then every answered request must have its event on the requests
+topic. Vendor, gateway, load generator and broker share the machine's cores.
 
 Uses its own broker (port 19492) and state folder (.aiaudit/gateway-bench), removed afterwards.
 """
@@ -18,7 +20,6 @@ Uses its own broker (port 19492) and state folder (.aiaudit/gateway-bench), remo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -31,7 +32,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from aiaudit.infra.kafka.broker import LocalKafka  # noqa: E402
@@ -100,52 +100,61 @@ def ms(v: float) -> str:
     return f"{v * 1000:.2f} ms"
 
 
-def sequential(direct: str, gateway: str, key: str, n: int) -> None:
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}
-    times: dict[str, list[float]] = {"direct": [], "gateway": []}
-    with httpx.Client(timeout=10) as client:
-        for i in range(n + 200):
-            for name, url in (("direct", f"{direct}/v1/chat/completions"), ("gateway", f"{gateway}/v1/chat/completions")):
-                t = time.perf_counter()
-                r = client.post(url, json=body, headers={"authorization": f"Bearer {key}"})
-                elapsed = time.perf_counter() - t
-                if r.status_code != 200:
-                    sys.exit(f"{name}: {r.status_code} {r.text[:300]}")
-                if i >= 200:  # after warm-up
-                    times[name].append(elapsed)
-    d, g = times["direct"], times["gateway"]
-    line("straight to the vendor p50 / p99", f"{ms(pct(d, 50))} / {ms(pct(d, 99))}")
-    line("through the gateway p50 / p99", f"{ms(pct(g, 50))} / {ms(pct(g, 99))}")
-    line("added by the gateway p50 / p99", f"{ms(pct(g, 50) - pct(d, 50))} / {ms(pct(g, 99) - pct(d, 99))}")
-
-
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(gateway: str, key: str, concurrency: int, seconds: float) -> tuple[int, list[float]]:
-    # aiohttp as the load generator: it costs the shared two cores a quarter of what httpx does.
-    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    latencies: list[float] = []
-    done = 0
-    stop_at = time.monotonic() + seconds
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
-        async def worker() -> None:
-            nonlocal done
-            while time.monotonic() < stop_at:
-                t = time.perf_counter()
-                async with client.post(f"{gateway}/v1/chat/completions", data=body, headers=headers) as r:
-                    text = await r.read()
-                latencies.append(time.perf_counter() - t)
-                if r.status != 200:
-                    raise SystemExit(f"gateway: {r.status} {text[:300]!r}")
-                done += 1
+def generate(url: str, key: str, body: Path, concurrency: int, *, requests: int | None = None,
+             seconds: float | None = None, warmup: int = 200) -> dict[str, float]:
+    """One run of the load generator (bench/http_load.py, a process of its own) against `url`."""
+    cmd = [sys.executable, str(Path(__file__).with_name("http_load.py")), f"{url}/v1/chat/completions",
+           "--body", str(body), "--header", f"authorization: Bearer {key}", "--concurrency", str(concurrency),
+           "--warmup", str(warmup)]
+    cmd += ["--requests", str(requests)] if requests is not None else ["--seconds", str(seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        sys.exit(f"load generator against {url}: exit {done.returncode}: {done.stderr[-600:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done, latencies
+
+def interleaved(direct: str, gateway: str, key: str, body: Path, rounds: int, requests: int, concurrency: int,
+                seconds: float, vendor_pid: int, gateway_pid: int) -> int:
+    """The direct and the gateway runs alternated (their order swapped every round), one request at a
+    time and then `concurrency` at a time. Returns the requests the gateway answered (events due)."""
+    added, ratios, answered = [], [], 0
+    for r in range(rounds):
+        order = (("direct", direct), ("gateway", gateway))
+        order = order if r % 2 == 0 else order[::-1]
+        one = {name: generate(url, key, body, 1, requests=requests) for name, url in order}
+        answered += requests + 200
+        many, cpu = {}, {}
+        for name, url in order:
+            before = cpu_s(vendor_pid), cpu_s(gateway_pid)
+            many[name] = generate(url, key, body, concurrency, seconds=seconds, warmup=concurrency * 20)
+            served = many[name]["done"] + concurrency * 20  # the warm-up's requests too: the CPU counts them
+            cpu[name] = (cpu_s(vendor_pid) - before[0]) / served, (cpu_s(gateway_pid) - before[1]) / served
+        answered += many["gateway"]["done"] + concurrency * 20
+        d1, g1, dn, gn = one["direct"], one["gateway"], many["direct"], many["gateway"]
+        added.append(g1["p50_ms"] - d1["p50_ms"])
+        ratios.append(gn["rate"] / dn["rate"])
+        print(f"  round {r + 1} ({order[0][0]} first)")
+        line("    one at a time: direct p50 / p99", f"{d1['p50_ms']:.2f} / {d1['p99_ms']:.2f} ms")
+        line("    one at a time: gateway p50 / p99", f"{g1['p50_ms']:.2f} / {g1['p99_ms']:.2f} ms "
+             f"(added at the median {g1['p50_ms'] - d1['p50_ms']:.2f} ms)")
+        line(f"    {concurrency} at a time: direct", f"{dn['rate']:,.0f} requests/s, p50 {dn['p50_ms']:.1f} ms, "
+             f"p99 {dn['p99_ms']:.1f} ms; vendor CPU {cpu['direct'][0] * 1e6:,.0f} us/request, "
+             f"load generator {dn['cpu_s'] / dn['done'] * 1e6:,.0f}")
+        line(f"    {concurrency} at a time: gateway", f"{gn['rate']:,.0f} requests/s = {gn['rate'] / dn['rate']:.0%} of "
+             f"direct, p50 {gn['p50_ms']:.1f} ms, p99 {gn['p99_ms']:.1f} ms; gateway CPU "
+             f"{cpu['gateway'][1] * 1e6:,.0f} us/request, vendor {cpu['gateway'][0] * 1e6:,.0f}, "
+             f"load generator {gn['cpu_s'] / gn['done'] * 1e6:,.0f}")
+    line("added at the median, one at a time (median of rounds)", f"{statistics.median(added):.2f} ms "
+         f"(rounds: {', '.join(f'{a:.2f}' for a in added)}; target <= 1 ms)")
+    line(f"throughput at {concurrency} clients, gateway / direct", f"{statistics.median(ratios):.0%} "
+         f"(rounds: {', '.join(f'{x:.0%}' for x in ratios)}; target >= 70%)")
+    return answered
 
 
 def walk_cost(n: int = 2000) -> None:
@@ -182,9 +191,10 @@ def walk_cost(n: int = 2000) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--requests", type=int, default=2000, help="timed requests a run, one at a time")
+    ap.add_argument("--concurrency", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=15, help="timed seconds a run, `concurrency` at a time")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
     base = Path(".aiaudit/gateway-bench").resolve()
@@ -221,18 +231,14 @@ def main() -> None:
 
         print("0. classification work per request, in this process")
         walk_cost()
-        print(f"1. added latency, one request at a time ({args.requests} each way, {len(PROMPT)}-character prompt)")
-        sequential(direct, gateway, key, args.requests)
-
-        print(f"2. throughput through the gateway ({args.concurrency} concurrent clients, {args.seconds:.0f} s)")
-        t, cpu = time.perf_counter(), cpu_s(procs[1].pid)
-        done, lat = asyncio.run(load(gateway, key, args.concurrency, args.seconds))
-        wall, cpu = time.perf_counter() - t, cpu_s(procs[1].pid) - cpu
-        line("requests answered", f"{done:,} ({done / wall:,.0f} requests/s)")
-        line("latency under load p50 / p99", f"{ms(pct(lat, 50))} / {ms(pct(lat, 99))}")
-        line("gateway CPU per request (one process)", f"{cpu / done * 1e6:,.0f} us (~{done / cpu:,.0f} requests/s per core)")
+        body = base / "request.json"
+        body.write_bytes(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}).encode())
+        print(f"1. the vendor direct and through the gateway, interleaved, {args.rounds} rounds: {args.requests} "
+              f"requests one at a time, then {args.concurrency} clients for {args.seconds:.0f} s "
+              f"({len(PROMPT)}-character prompt; the load generator is a process of its own, HTTP/1.1 keep-alive)")
+        expected = before + interleaved(direct, gateway, key, body, args.rounds, args.requests, args.concurrency,
+                                        args.seconds, procs[0].pid, procs[1].pid)
         deadline = time.monotonic() + 60
-        expected = before + args.requests + 200 + done
         while (events := sum(end_offsets(s, s.kafka.requests_topic, 4).values())) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
         line("events on the requests topic / requests answered", f"{events - before:,} / {expected - before:,}")

@@ -11,6 +11,8 @@ signatures a record). Then faults are injected into the largest store (a payload
 record removed, an event chained twice) and verify must name each.
 
 Uses a broker of its own (127.0.0.1:19692: verify writes its access record) and .aiaudit/verify-memory.
+At 10M, build once and verify again: `--sizes 10000000 --chains 40 --faulted-only --keep`, then the
+same with `--reuse` (building takes ~17 minutes here); `--timeline FILE` says which phase holds the memory.
 """
 
 from __future__ import annotations
@@ -73,25 +75,50 @@ def newest(settings) -> str:
     return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).isoformat()
 
 
-def run_verify(settings, *extra: str) -> tuple[float, int, subprocess.CompletedProcess[str]]:
-    """(seconds, peak PSS of the process tree in kB, the run)."""
+def run_verify(settings, *extra: str, timeline: Path | None = None) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+    """(seconds, peak PSS of the process tree in kB, the run). With `timeline`, a line a second there:
+    the seconds since the start, the tree's PSS and each process's, and verify's progress lines as
+    they come (which phase holds the memory)."""
     cmd = [sys.executable, "-m", "aiaudit.pipeline.cli", "verify", "--json", "--no-tail-rule", *extra]
-    peak, done = [0], threading.Event()
+    peak, done, err_lines = [0], threading.Event(), []
+    log = timeline.open("w", encoding="utf-8") if timeline else None
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=settings_env(settings))
 
     def sample() -> None:
+        last = 0.0
         while not done.is_set():
-            peak[0] = max(peak[0], sum(_pss_kb(p) for p in _tree(proc.pid)))
+            each = {p: _pss_kb(p) for p in _tree(proc.pid)}
+            peak[0] = max(peak[0], sum(each.values()))
+            now = time.perf_counter() - t
+            if log and now - last >= 1.0:
+                last = now
+                log.write(f"{now:8.1f} pss {sum(each.values()) / 1024:7.0f} MB  " + " ".join(
+                    f"{p}:{v / 1024:.0f}" for p, v in each.items() if v) + "\n")
+                log.flush()
             time.sleep(0.05)
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for text in proc.stderr:
+            err_lines.append(text)
+            if log:
+                log.write(f"{time.perf_counter() - t:8.1f} >> {text.rstrip()[:300]}\n")
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate(timeout=7200)
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(timeout=7200)
     elapsed = time.perf_counter() - t
     done.set()
     sampler.join()
-    return elapsed, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    reader.join(10)
+    if log:
+        log.close()
+    return elapsed, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(err_lines))
 
 
 def inject_faults(settings) -> dict[str, str]:
@@ -114,11 +141,11 @@ def inject_faults(settings) -> dict[str, str]:
     return {"changed": f"{origin} seq {a}", "removed": f"{origin} seq {b}", "event id of seq 1 at": f"seq {c}"}
 
 
-def faulted_verify(settings: Settings, size: int, floor: float) -> None:
+def faulted_verify(settings: Settings, size: int, floor: float, timeline: Path | None = None) -> None:
     """Inject the faults, then one verify: its memory and rate, and what it found."""
     faults = inject_faults(settings)
     line(f"faults injected into the {size:,}-record store", ", ".join(f"{k} {v}" for k, v in faults.items()))
-    elapsed, peak_kb, done = run_verify(settings)
+    elapsed, peak_kb, done = run_verify(settings, timeline=timeline)
     report = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
     reasons = sorted({f"{f['reason']} at {f['origin']} seq {f['seq']}" for f in report.get("failures", [])})
     line(f"aiaudit verify, {size:,} records (faulted)", f"exit {done.returncode}, {elapsed:.1f} s = {size / elapsed:,.0f} "
@@ -135,16 +162,26 @@ def main() -> None:
     ap.add_argument("--faulted-only", action="store_true",
                     help="one verify a size, over the store with the faults injected (memory, rate and the faults "
                          "found in one run: at 10M each verify takes ~20 minutes here)")
+    ap.add_argument("--timeline", type=Path, default=None,
+                    help="write each verify's memory a second, per process, with its progress lines, to this file")
+    ap.add_argument("--keep", action="store_true", help=f"leave the store in {BASE} (for --reuse)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="verify the store a --keep run left (one size: the one it was built with), not a new one")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    shutil.rmtree(BASE, ignore_errors=True)
-    BASE.mkdir(parents=True)
+    if args.reuse and len(sizes) != 1:
+        ap.error("--reuse verifies one store: give the one size it was built with")
+    reuse = args.reuse and (BASE / "chdb").is_dir()
+    if not reuse:
+        shutil.rmtree(BASE, ignore_errors=True)
+        BASE.mkdir(parents=True)
     cores = os.cpu_count() or 1
     kafka = None
     try:
         base_settings = make_settings(BASE / "keys", BASE / "chdb", BASE, PORT)
-        new_analyst_key(base_settings.signing.keys_dir / ANALYSTS_DIR, LOCAL_READER, key_set_file(base_settings),
-                        console=True)
+        if not reuse:
+            new_analyst_key(base_settings.signing.keys_dir / ANALYSTS_DIR, LOCAL_READER, key_set_file(base_settings),
+                            console=True)
         ensure_operator_key(operator_key_file(base_settings.signing.keys_dir, None))
         kafka = LocalKafka(base_settings)
         kafka.up()
@@ -156,12 +193,15 @@ def main() -> None:
         for size in sizes:
             settings = make_settings(BASE / "keys", BASE / "chdb", BASE, PORT)
             ensure_topics(settings)
-            store_records(settings, size, args.chains)
+            if reuse:
+                line("reusing the store a --keep run left", str(BASE))
+            else:
+                store_records(settings, size, args.chains)
             if args.faulted_only:
-                faulted_verify(settings, size, floor)
+                faulted_verify(settings, size, floor, args.timeline)
                 continue
             extra = ("--workers", str(args.workers)) if args.workers else ()
-            elapsed, peak_kb, done = run_verify(settings, *extra)
+            elapsed, peak_kb, done = run_verify(settings, *extra, timeline=args.timeline)
             report = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
             line(f"aiaudit verify, {size:,} records", f"{'ok' if report.get('ok') else 'NOT OK (exit ' + str(done.returncode) + ')'}"
                  f", {elapsed:.1f} s = {size / elapsed:,.0f} records/s = {size / elapsed / floor:.0%} of all cores' raw; "
@@ -181,7 +221,8 @@ def main() -> None:
     finally:
         if kafka is not None:
             kafka.down()
-        shutil.rmtree(BASE, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(BASE, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ class SubjectKeys:
             raise ConfigError(f"{path}: not a content key file (key of {len(key)} bytes)")
         return {**doc, "key": key}
 
-    def _create(self, path: Path, doc: dict[str, Any]) -> bytes:
+    def _create(self, path: Path, doc: dict[str, Any], unsynced: list[Path] | None = None) -> bytes:
+        """A new key file (never replacing one). Durable before it returns, or, given `unsynced`,
+        written and listed there for `make_durable` (a batch's files committed together)."""
         key = os.urandom(KEY_BYTES)
         data = json.dumps({**doc, "key": base64.b64encode(key).decode()}).encode()
         try:
@@ -75,10 +77,31 @@ class SubjectKeys:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if unsynced is None:
+                os.fsync(fh.fileno())
+        if unsynced is not None:
+            unsynced.append(path)
         return key
 
-    def subject_key(self, subject: str, *, create: bool = False) -> bytes | None:
+    @staticmethod
+    def make_durable(paths: list[Path]) -> None:
+        """fsync each file `_create` wrote unsynced, then their folders. The first fsync commits the
+        file system's journal with every file written before it, so the rest cost little: a batch
+        pays about one commit, not one a file. Raises OSError."""
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for folder in {p.parent for p in paths}:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def subject_key(self, subject: str, *, create: bool = False, unsynced: list[Path] | None = None) -> bytes | None:
         if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
             raise ValueError(f"a subject is 1-{MAX_SUBJECT_CHARS} characters")
         path = self.folder / "subjects" / _name(subject)
@@ -87,10 +110,10 @@ class SubjectKeys:
             return bytes(found["key"])
         if not create:
             return None
-        return self._create(path, {"subject": subject, "created": _now()})
+        return self._create(path, {"subject": subject, "created": _now()}, unsynced)
 
-    def record_key(self, event_id: str, *, expires_at: str | None = None, subjects: tuple[str, ...] = ()
-                   ) -> bytes | None:
+    def record_key(self, event_id: str, *, expires_at: str | None = None, subjects: tuple[str, ...] = (),
+                   unsynced: list[Path] | None = None) -> bytes | None:
         """The record's key; with expires_at, made when missing (the sealing side)."""
         path = self.folder / "records" / _name(event_id)
         found = self._read(path)
@@ -98,7 +121,8 @@ class SubjectKeys:
             return bytes(found["key"])
         if expires_at is None:
             return None
-        return self._create(path, {"event_id": event_id, "expires_at": expires_at, "subjects": list(subjects)})
+        return self._create(path, {"event_id": event_id, "expires_at": expires_at, "subjects": list(subjects)},
+                            unsynced)
 
     def record_subjects(self, event_id: str) -> list[str]:
         """The subjects a record's content is about, as its key file says ([] when it has none)."""
@@ -106,12 +130,13 @@ class SubjectKeys:
         subjects = found.get("subjects") if found else None
         return [s for s in subjects if isinstance(s, str)] if isinstance(subjects, list) else []
 
-    def seal(self, event_id: str, subjects: tuple[str, ...], expires_at: str, content: dict[str, Any]
-             ) -> tuple[str, dict[str, str]]:
-        """`content` sealed under every subject's key and the record's (each made when missing).
-        Returns (sealed, {subject or "record": key id})."""
-        subject_keys = [self.subject_key(s, create=True) for s in subjects]
-        record = self.record_key(event_id, expires_at=expires_at, subjects=subjects)
+    def seal(self, event_id: str, subjects: tuple[str, ...], expires_at: str, content: dict[str, Any],
+             unsynced: list[Path] | None = None) -> tuple[str, dict[str, str]]:
+        """`content` sealed under every subject's key and the record's (each made when missing; given
+        `unsynced`, the keys made are listed there and not durable until `make_durable`: publish
+        nothing sealed under them before). Returns (sealed, {subject or "record": key id})."""
+        subject_keys = [self.subject_key(s, create=True, unsynced=unsynced) for s in subjects]
+        record = self.record_key(event_id, expires_at=expires_at, subjects=subjects, unsynced=unsynced)
         assert record is not None and all(k is not None for k in subject_keys)
         keys = [k for k in subject_keys if k is not None]
         ids = {s: key_id(k) for s, k in zip(subjects, keys)} | {"record": key_id(record)}

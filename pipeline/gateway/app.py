@@ -48,11 +48,10 @@ from aiaudit.pipeline.gateway.event import (
     build_event,
     commit,
     content_expiry,
-    content_message,
     kept_content,
     trace_context,
 )
-from aiaudit.pipeline.gateway.evidence import Evidence
+from aiaudit.pipeline.gateway.evidence import ContentKeeper, Evidence, KeepJob
 from aiaudit.pipeline.gateway.identity import API_KEY_PREFIX, ApiKeys, Jwks, Principal
 from aiaudit.pipeline.gateway.policy import Decision, Policy, bundle_message, decide, parse_policy
 from aiaudit.pipeline.gateway.upstream import Answer, Vendor
@@ -143,6 +142,7 @@ class Gateway:
         self.config = config
         self.evidence = evidence
         self.content_keys = SubjectKeys(settings.content_keys_dir())  # what kept content is sealed under
+        self.keeper = ContentKeeper(self.content_keys, evidence)
         self.clock = clock
         self.gateway_id = settings.gateway.gateway_id or socket.gethostname()
         self.api_keys = ApiKeys(config.api_keys)
@@ -183,6 +183,7 @@ class Gateway:
             self._watcher.cancel()
             for vendor in self.vendors.values():
                 await vendor.aclose()
+            await asyncio.to_thread(self.keeper.close)
             await asyncio.to_thread(self.evidence.close)
 
     # -- request path -------------------------------------------------------------------------
@@ -299,16 +300,8 @@ class Gateway:
             # and its record's: `aiaudit erase` destroys one, and no copy opens again.
             subjects = tuple(dict.fromkeys(s for s in (call.principal.id, call.principal.on_behalf_of) if s))
             expires = content_expiry(call.occurred_at, call.policy.bundle.retention_days.get(scope, 30))
-            try:
-                sealed, key_ids = self.content_keys.seal(call.event_id, subjects, expires, kept)
-            except (AiAuditError, OSError, ValueError) as exc:
-                self.evidence.lost += 1
-                metrics.GATEWAY_UNRECORDED.labels("content").inc()
-                log.error("content of event %s not kept: its keys cannot be made (%s)", call.event_id, exc)
-            else:
-                self.evidence.keep_content(content_message(event_id=call.event_id, retention_scope=scope,
-                                                           expires_at=expires, subjects=subjects, key_ids=key_ids,
-                                                           sealed=sealed))
+            # Sealed and sent by the keeper's thread: its key files' fsync is not on the request path.
+            self.keeper.submit(KeepJob(call.event_id, subjects, expires, scope, kept))
         return None
 
     def _gate(self, call: Call) -> Response | None:

@@ -17,17 +17,23 @@ queued at all).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Producer
 
+from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.emitter_keys import emitter_name
+from aiaudit.pipeline.contract.subject_keys import SubjectKeys
 from aiaudit.pipeline.emit.producer import Delivery, Emitter
-from aiaudit.pipeline.errors import DeliveryFailed
+from aiaudit.pipeline.errors import AiAuditError, DeliveryFailed
+from aiaudit.pipeline.gateway.event import content_message
 from aiaudit.pipeline.kafka import config as kafka_config
 from aiaudit.pipeline.settings import Settings
 
@@ -123,6 +129,10 @@ class Evidence:
             self.lost += 1
             log.error("content for event %s dropped: the producer queue is full", message["event_id"])
 
+    def flush_content(self, timeout_s: float) -> int:
+        """Wait for the content producer's messages to be acknowledged; the number left."""
+        return int(self._side.flush(timeout_s))
+
     def publish_policy(self, message: dict[str, Any], *, timeout_s: float = 15.0) -> None:
         """Publish a loaded policy bundle and wait for the broker: a bundle that governs requests must
         be fetchable. Raises DeliveryFailed when the broker does not acknowledge it."""
@@ -144,3 +154,118 @@ class Evidence:
         self._poller.join(5)
         if left:
             log.error("%d events were not acknowledged before shutdown", left)
+
+
+@dataclass(frozen=True)
+class KeepJob:
+    """What one request keeps: its content (or commitment key), whom it is about, until when."""
+
+    event_id: str
+    subjects: tuple[str, ...]
+    expires_at: str
+    retention_scope: str
+    content: dict[str, Any]
+
+
+class ContentKeeper:
+    """Seals kept content and hands it to the content topic, off the request path.
+
+    Sealing makes a key file for each record (and for each new subject), and a key must be on disk
+    before anything sealed under it leaves: one fsync a request, measured at ~3.5 ms here, held the
+    event loop (the gateway answered ~290 requests/s at 20 clients, and added 4 ms to each). A
+    thread takes what is queued instead, writes the batch's key files, makes them durable together
+    (the file system commits them in one journal transaction), and only then produces each message.
+    What a crash loses is what it lost before: content not yet handed to the broker (never the event,
+    which is emitted first, on the request path). A full queue drops the content, counted and logged,
+    as a full producer queue did."""
+
+    def __init__(self, keys: SubjectKeys, evidence: "Evidence", *, max_queued: int = 10_000, batch: int = 512) -> None:
+        self.keys, self.evidence, self.batch = keys, evidence, batch
+        self._queue: queue.Queue[KeepJob | None] = queue.Queue(maxsize=max_queued)
+        self._idle = threading.Condition()
+        self._submitted = self._handled = 0  # jobs queued; jobs kept, or counted lost
+        self._thread = threading.Thread(target=self._run, name="content-keeper", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: KeepJob) -> None:
+        with self._idle:
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                full = True
+            else:
+                full, self._submitted = False, self._submitted + 1
+        if full:
+            self._lost(job.event_id, "the content queue is full")
+
+    def _lost(self, event_id: str, why: str) -> None:
+        self.evidence.lost += 1
+        metrics.GATEWAY_UNRECORDED.labels("content").inc()
+        log.error("content of event %s not kept: %s", event_id, why)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            jobs = [first]
+            while len(jobs) < self.batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            kept = [j for j in jobs if j is not None]
+            try:
+                self._keep(kept)
+            except Exception as exc:  # noqa: BLE001  # a bug must not stop the thread: what it held is counted lost
+                log.exception("content keeper")
+                for job in kept:
+                    self._lost(job.event_id, f"{type(exc).__name__} while keeping it")
+            finally:
+                with self._idle:
+                    self._handled += len(kept)
+                    self._idle.notify_all()
+            if None in jobs:
+                return
+
+    def _keep(self, jobs: list[KeepJob]) -> None:
+        unsynced: list[Path] = []
+        messages = []
+        for job in jobs:
+            try:
+                sealed, key_ids = self.keys.seal(job.event_id, job.subjects, job.expires_at, job.content, unsynced)
+            except (AiAuditError, OSError, ValueError) as exc:
+                self._lost(job.event_id, f"its keys cannot be made ({exc})")
+                continue
+            messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
+                                            expires_at=job.expires_at, subjects=job.subjects, key_ids=key_ids,
+                                            sealed=sealed))
+        try:
+            self.keys.make_durable(unsynced)
+        except OSError as exc:
+            for message in messages:
+                self._lost(message["event_id"], f"its keys could not be made durable ({exc})")
+            return
+        for message in messages:
+            self.evidence.keep_content(message)
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait until every job submitted is kept (or counted lost) and the content producer has
+        delivered what it holds; the number of jobs and messages left (0: all)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._submitted > self._handled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(left)
+            left_jobs = self._submitted - self._handled
+        return left_jobs + self.evidence.flush_content(max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout_s: float = 30.0) -> int:
+        """Keep what is queued, then stop the thread. The number of jobs left undone."""
+        left = self.drain(timeout_s)
+        try:
+            self._queue.put(None, timeout=max(0.1, timeout_s))
+        except queue.Full:
+            return left
+        self._thread.join(timeout_s)
+        return left

@@ -72,8 +72,10 @@ class GatewayUnderTest:
         return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": kid})
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event the gateway emitted so far, after waiting for the broker to acknowledge them."""
+        """Every event the gateway emitted so far, after waiting for the broker to acknowledge them
+        (and the content they keep, sealed and sent by the gateway's content keeper)."""
         assert self.app.state.gateway.evidence.emitter.drain(30) == 0
+        assert self.app.state.gateway.keeper.drain(30) == 0
         max_bytes = self.settings.chain.max_event_bytes
         return [contract.decode(m.value(), max_bytes=max_bytes) for m in read_topic(self.settings, self.settings.kafka.requests_topic)]
 

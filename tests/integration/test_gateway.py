@@ -251,9 +251,9 @@ def test_kept_content_is_what_policy_lets_be_kept(gw: GatewayUnderTest):
     chat(gw.client(route="open"), "mail carol@example.com the figures", "keep-1")
     with pytest.raises(openai.PermissionDeniedError):
         chat(gw.client(route="open"), "use AKIAIOSFODNN7EXAMPLE", "keep-2")
+    redacted, denied = gw.event("keep-1"), gw.event("keep-2")  # (their content kept and sent, too)
     kept = {m.key().decode(): opened_content(gw.settings, m.value())
             for m in read_topic(gw.settings, gw.settings.kafka.content_topic)}
-    redacted, denied = gw.event("keep-1"), gw.event("keep-2")
     assert kept[redacted["event_id"]]["prompt"] == "mail [REDACTED:pii.email] the figures"
     assert denied["event_id"] not in kept and denied["prompt_commitment"] is None
     assert not any(b"AKIAIOSFODNN7EXAMPLE" in m.value() or b"carol@example.com" in m.value()
