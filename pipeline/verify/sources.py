@@ -8,6 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,8 +67,9 @@ def records_from_store(client: Client, settings: Settings, origin: str, first: i
             yield from _stored(client, *evidence.select_chain_rows(db, origin, lo, hi))
 
 
-def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool,
-                       window: tuple[str, str] | None) -> Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None]:
+def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool, window: tuple[str, str] | None,
+                       shard_rows: int | None = None, page: int | None = None,
+                       ) -> Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None]:
     """The checks that need every event at once, in the store's SQL (its memory spills to disk past
     64 MB, never grows with the store): an event chained twice in the stretch of a chain verified
     (`duplicate_event`), and, when reconciling, each emitter's numbering (`emitter_gap`,
@@ -93,22 +95,81 @@ def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: boo
                     report.failures.append(failure)
         if not reconcile:
             return
-        _, counted = store.query_rows(client, *evidence.select_emitter_count(db, origins, window))
-        report.emitters = int(counted[0][0]) if counted else 0
-        _, reused = store.query_rows(client, *evidence.select_emitter_reuse(db, origins, window))
-        for emitter_id, emitter_seq, ids in reused:
-            first, other = (list(ids) + ["?"])[:2]
-            report.failures.append(Failure(
-                f"emitter:{emitter_id}", int(emitter_seq), "emitter_seq_reused",
-                f"emitter_seq {emitter_seq} numbers events {first} and {other}: an emitter that restarts needs a new "
-                "emitter_id (or to resume its numbering)"))
-        _, gaps = store.query_rows(client, *evidence.select_emitter_gaps(db, origins, window, start_at_zero))
-        for emitter_id, lo, hi in gaps:
-            span = f"{lo}" if lo == hi else f"{lo}..{hi}"
-            report.failures.append(Failure(f"emitter:{emitter_id}", int(lo), "emitter_gap",
-                                           f"emitter_seq {span} sent but not in any chain"))
+        numbering = emitter_numbering(client, db, origins, window, shard_rows=shard_rows)
+        report.emitters = len(numbering)
+        for emitter_id, span in numbering.items():
+            for emitter_seq, one, another in span.reused:
+                report.failures.append(Failure(
+                    f"emitter:{emitter_id}", emitter_seq, "emitter_seq_reused",
+                    f"emitter_seq {emitter_seq} numbers events {one} and {another}: an emitter that restarts needs a "
+                    "new emitter_id (or to resume its numbering)"))
+        for emitter_id, lo, hi in emitter_gaps(client, db, origins, window, numbering, start_at_zero, page=page):
+            span_text = f"{lo}" if lo == hi else f"{lo}..{hi}"
+            report.failures.append(Failure(f"emitter:{emitter_id}", lo, "emitter_gap",
+                                           f"emitter_seq {span_text} sent but not in any chain"))
 
     return check
+
+
+SHARD_ROWS = 1_000_000  # numbered rows one pass of the numbering check aggregates (~130 MB of the engine's memory)
+NUMBERS_PAGE = 1_000_000  # numbers of an emitter with gaps read a query (8 MB of them)
+
+
+@dataclass
+class EmitterSpan:
+    count: int = 0  # distinct numbers seen
+    lowest: int = -1
+    highest: int = -1
+    reused: list[tuple[int, str, str]] = field(default_factory=list)  # (number, one event id, another)
+
+
+def emitter_numbering(client: Client, db: str, origins: list[str], window: tuple[str, str] | None, *,
+                      shard_rows: int | None = None) -> dict[str, EmitterSpan]:
+    """Each emitter's distinct numbers (how many, lowest, highest) and the numbers two events carry,
+    in passes of at most `shard_rows` stored rows' numbers (by a hash of the number), so the engine's
+    memory is bounded by the pass, not the store."""
+    _, counted = store.query_rows(client, *evidence.select_numbered_rows(db, origins, window))
+    rows = int(counted[0][0]) if counted else 0
+    shards = max(1, -(-rows // (shard_rows or SHARD_ROWS)))
+    spans: dict[str, EmitterSpan] = {}
+    listed = 0
+    for shard in range(shards):
+        _, found = store.query_rows(client, *evidence.select_emitter_shard(db, origins, window, shard, shards))
+        for emitter_id, count, lowest, highest, reused in found:
+            span = spans.setdefault(str(emitter_id), EmitterSpan(lowest=int(lowest), highest=int(highest)))
+            span.count += int(count)
+            span.lowest, span.highest = min(span.lowest, int(lowest)), max(span.highest, int(highest))
+            for seq, a, b in reused:
+                if listed < evidence.MAX_LISTED:
+                    span.reused.append((int(seq), str(a), str(b)))
+                    listed += 1
+    for span in spans.values():
+        span.reused.sort()
+    return dict(sorted(spans.items()))
+
+
+def emitter_gaps(client: Client, db: str, origins: list[str], window: tuple[str, str] | None,
+                 spans: dict[str, EmitterSpan], start_at_zero: bool, *, page: int | None = None,
+                 ) -> Iterator[tuple[str, int, int]]:
+    """Each run of numbers an emitter skipped, (emitter_id, first missing, last missing), from 0 (or
+    from its lowest number seen when not start_at_zero) to its highest, at most MAX_LISTED. Only an
+    emitter whose count of numbers falls short of its span is read, `page` of its numbers a query."""
+    page = page or NUMBERS_PAGE
+    listed = 0
+    for emitter_id, span in spans.items():
+        expected = 0 if start_at_zero else span.lowest
+        if span.count == span.highest - expected + 1:
+            continue
+        for lo in range(span.lowest, span.highest + 1, page):
+            _, numbers = store.query_rows(client, *evidence.select_emitter_numbers(
+                db, origins, window, emitter_id, lo, min(span.highest, lo + page - 1)))
+            for (seq,) in numbers:
+                if int(seq) > expected:
+                    yield emitter_id, expected, int(seq) - 1
+                    listed += 1
+                    if listed >= evidence.MAX_LISTED:
+                        return
+                expected = int(seq) + 1
 
 
 def sampled_from_store(client: Client, settings: Settings, origin: str, filters: Filters) -> Iterator[StoredRecord]:

@@ -62,6 +62,13 @@ def test_sql_numbering_finds_what_the_in_memory_checks_find(settings, client):
     assert _faults(in_memory) == want, _faults(in_memory)
     assert _faults(in_sql) == want
     assert in_sql.emitters == in_memory.emitters == 2
+    # In many passes (a store larger than one pass holds: 7 rows' numbers a pass here) and pages of
+    # 4 numbers: the same findings, each once.
+    in_passes = verify_slices(slices, load, keyring, whole=True, numbering=numbering_in_store(
+        client, settings, start_at_zero=True, window=None, shard_rows=7, page=4))
+    assert sorted((f.origin, f.seq, f.reason, f.detail) for f in in_passes.failures) == sorted(
+        (f.origin, f.seq, f.reason, f.detail) for f in in_sql.failures)
+    assert in_passes.emitters == 2
     assert [c.failures for c in in_sql.chains if c.origin == origin_a][0][0].reason == "duplicate_event"
     assert not any(c.events for c in in_sql.chains)  # nothing per record kept
     assert in_sql.records == in_memory.records == len(a) + len(b)
@@ -74,3 +81,6 @@ def test_sql_numbering_finds_what_the_in_memory_checks_find(settings, client):
                            numbering=numbering_in_store(client, settings, start_at_zero=False, window=window))
     assert _faults(in_sql) == _faults(in_memory)
     assert in_sql.emitters == in_memory.emitters
+    in_passes = verify_slices(slices, load, keyring, whole=False, window=window, numbering=numbering_in_store(
+        client, settings, start_at_zero=False, window=window, shard_rows=5, page=3))
+    assert _faults(in_passes) == _faults(in_memory)

@@ -167,12 +167,12 @@ def test_read_statement_appends_the_engine_read_only_setting_and_the_caps():
     with pytest.raises(Refused):
         read_statement("SELECT 1 SETTINGS join_use_nulls = 1, readonly = 0", limits)
     # ... and when an aggregation or a sort spills to disk (verify's whole-store checks), not what is read
-    from aiaudit.pipeline.store.evidence import SPILL, select_emitter_gaps
+    from aiaudit.pipeline.store.evidence import SPILL, select_emitter_shard
 
-    served = read_statement(select_emitter_gaps("db", ["o"], None, True)[0], limits)
+    served = read_statement(select_emitter_shard("db", ["o"], None, 0, 4)[0], limits)
     assert served.endswith(", max_bytes_before_external_group_by=67108864, max_bytes_before_external_sort=67108864, "
                            "max_bytes_ratio_before_external_group_by=0, max_bytes_ratio_before_external_sort=0")
-    assert SPILL in select_emitter_gaps("db", ["o"], None, True)[0]
+    assert SPILL in select_emitter_shard("db", ["o"], None, 0, 4)[0]
     for sneaky in ("SELECT 1 SETTINGS max_bytes_before_external_sort = 1, max_result_rows = 0",
                    "SELECT 1 SETTINGS max_bytes_ratio_before_external_sort = 1",
                    "SELECT 1 SETTINGS max_bytes_before_external_group_by = 1e9"):
