@@ -64,7 +64,7 @@ routes:
     redact: ["pii.*"]
     deny: ["secret.*"]
     retention_scope: standard
-    content: commitments
+    content: {content}
     fail: closed
 """
 
@@ -164,7 +164,7 @@ def walk_cost(n: int = 2000) -> None:
     from aiaudit.pipeline.gateway import shape, wire
     from aiaudit.pipeline.gateway.policy import parse_policy
 
-    policy = parse_policy(POLICY)
+    policy = parse_policy(POLICY.replace("{content}", "commitments"))
     body = {"model": "gpt-4o", "user": "bench", "messages": [
         {"role": "system", "content": "You are a careful assistant for the finance team. " * 3},
         {"role": "user", "content": PROMPT},
@@ -195,6 +195,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=15, help="timed seconds a run, `concurrency` at a time")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--content", choices=("none", "commitments", "full"), default="commitments",
+                    help="what the route keeps (commitments, the default: a record key file made for every request)")
     args = ap.parse_args()
 
     base = Path(".aiaudit/gateway-bench").resolve()
@@ -205,7 +207,7 @@ def main() -> None:
     (base / "gateway.yaml").write_text(json.dumps({
         "upstreams": {"openai": {"base_url": f"http://127.0.0.1:{vendor_port}/v1"}},
         "api_keys": [{"sha256": digest, "id": "bench@acme", "role": "engineer"}]}))
-    (base / "policy.yaml").write_text(POLICY)
+    (base / "policy.yaml").write_text(POLICY.replace("{content}", args.content))
     # The gateway signs every event with its emitter key (the default), so the figures include it.
     emitter_key, _, _ = new_emitter_key(base / "keys" / "emitters", "gateway-bench", base / "keys" / "emitters" / "jwks.json")
     s = Settings(kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{PORT}", partitions=4),
@@ -233,7 +235,8 @@ def main() -> None:
         walk_cost()
         body = base / "request.json"
         body.write_bytes(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}).encode())
-        print(f"1. the vendor direct and through the gateway, interleaved, {args.rounds} rounds: {args.requests} "
+        print(f"1. the vendor direct and through the gateway (route content: {args.content}), interleaved, "
+              f"{args.rounds} rounds: {args.requests} "
               f"requests one at a time, then {args.concurrency} clients for {args.seconds:.0f} s "
               f"({len(PROMPT)}-character prompt; the load generator is a process of its own, HTTP/1.1 keep-alive)")
         expected = before + interleaved(direct, gateway, key, body, args.rounds, args.requests, args.concurrency,

@@ -118,8 +118,8 @@ def _build_chain(args: tuple[str, int, int, str, str]) -> tuple[list[list], list
     return rows, states
 
 
-def make_settings(keys: Path, chdb: Path, base: Path = BASE, port: int = PORT) -> Settings:
-    uid = uuid.uuid4().hex[:8]
+def make_settings(keys: Path, chdb: Path, base: Path = BASE, port: int = PORT, uid: str | None = None) -> Settings:
+    uid = uid or uuid.uuid4().hex[:8]
     return Settings(chain=ChainSettings(org="bench", env=uid), signing=SigningSettings(keys_dir=keys),
                     kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
                     clickhouse=ClickHouseSettings(dsn=SecretStr(f"chdb://{chdb}"), database=f"v_{uid}"),

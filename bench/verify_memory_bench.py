@@ -67,6 +67,21 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def kept_uid() -> str:
+    """The run id of the largest store a --keep run left (its database is v_<id>)."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=f"chdb://{BASE / 'chdb'}")
+    found = []
+    for (db,) in client.query("SELECT name FROM system.databases WHERE startsWith(name, 'v_')").result_rows:
+        if client.command(f"EXISTS TABLE {db}.evidence") == 1:
+            found.append((int(client.command(f"SELECT count() FROM {db}.evidence")), db))
+    client.close()
+    if not found:
+        sys.exit(f"--reuse: no store in {BASE / 'chdb'}")
+    return max(found)[1].removeprefix("v_")
+
+
 def newest(settings) -> str:
     """The newest record's time: verify judges the tail rule there (the records are of the past)."""
     client = store.connect(settings)
@@ -191,7 +206,7 @@ def main() -> None:
         line("raw Ed25519 verify, one core (reference)", f"{raw:,.0f}/s; all cores, 2 a record: {floor:,.0f} records/s")
         settings = base_settings
         for size in sizes:
-            settings = make_settings(BASE / "keys", BASE / "chdb", BASE, PORT)
+            settings = make_settings(BASE / "keys", BASE / "chdb", BASE, PORT, uid=kept_uid() if reuse else None)
             ensure_topics(settings)
             if reuse:
                 line("reusing the store a --keep run left", str(BASE))
