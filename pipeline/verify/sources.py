@@ -70,8 +70,9 @@ def records_from_store(client: Client, settings: Settings, origin: str, first: i
 def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool, window: tuple[str, str] | None,
                        shard_rows: int | None = None, page: int | None = None,
                        ) -> Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None]:
-    """The checks that need every event at once, in the store's SQL (its memory spills to disk past
-    64 MB, never grows with the store): an event chained twice in the stretch of a chain verified
+    """The checks that need every event at once, in the store's SQL (a chain at a time, and the
+    numbering in passes of at most `shard_rows` rows' numbers: memory does not grow with the store): an
+    event chained twice in the stretch of a chain verified
     (`duplicate_event`), and, when reconciling, each emitter's numbering (`emitter_gap`,
     `emitter_seq_reused`, within the window when given). They read the typed columns, which the scan
     held to each record's signed payload (a row whose event_id, emitter_id or emitter_seq column

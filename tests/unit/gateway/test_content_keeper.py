@@ -7,6 +7,7 @@ tests/integration/test_gateway.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,10 @@ def test_a_full_queue_drops_the_content_counted_and_keeps_what_it_holds(tmp_path
     sent = Sent(gate)
     keeper = ContentKeeper(SubjectKeys(tmp_path / "keys"), sent, max_queued=2)  # type: ignore[arg-type]
     keeper.submit(job(0))
-    deadline = 100
-    while keeper._queue.qsize() and deadline:  # the thread has taken job 0 and waits at the gate
-        deadline -= 1
-        threading.Event().wait(0.01)
+    for _ in range(100):  # until the thread has taken job 0 (it then waits at the gate)
+        if not keeper._queue.qsize():
+            break
+        time.sleep(0.01)
     keeper.submit(job(1))
     keeper.submit(job(2))
     keeper.submit(job(3))  # the queue holds two: this one is dropped
