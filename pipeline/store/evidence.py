@@ -200,20 +200,38 @@ def select_numbered_rows(db: str, origins: list[str], window: tuple[str, str] | 
     return f"SELECT count() FROM {db}.evidence WHERE {where} AND emitter_id != ''", params
 
 
+def select_emitter_count(db: str, origins: list[str], window: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    where, params = _events_where(origins, window)
+    return f"SELECT uniqExact(emitter_id) FROM {db}.evidence WHERE {where} AND emitter_id != '' {SPILL}", params
+
+
 def select_emitter_shard(db: str, origins: list[str], window: tuple[str, str] | None, shard: int,
-                         shards: int) -> tuple[str, dict[str, Any]]:
-    """One pass of the numbering check over the numbers that hash to `shard` of `shards`: per emitter,
+                         shards: int, part: int = 0, parts: int = 1) -> tuple[str, dict[str, Any]]:
+    """One pass of the numbering check over the numbers that hash to `shard` of `shards`, of the
+    emitters whose id hashes to `part` of `parts` (so an answer is not one row for each of millions
+    of emitters): per emitter,
     (emitter_id, how many distinct numbers, lowest, highest, up to MAX_LISTED numbers two different
     events carry as [(number, one event id, another)]). The passes' numbers are disjoint, so their
     counts add up; each holds 1/shards of the store's numbers, so its memory does not grow with the
     store (one pass over 10M rows held 1.3 GB, the spill settings notwithstanding)."""
     where, params = _events_where(origins, window)
-    params.update({"shard": shard, "shards": shards})
+    params.update({"shard": shard, "shards": shards, "part": part, "parts": parts})
     return (f"SELECT emitter_id, count(), min(emitter_seq), max(emitter_seq), "
             f"groupArrayIf({MAX_LISTED})((emitter_seq, a, b), a != b) FROM ("
             f"SELECT emitter_id, emitter_seq, min(event_id) AS a, max(event_id) AS b FROM {db}.evidence "
             f"WHERE {where} AND emitter_id != '' AND cityHash64(emitter_seq) % {{shards:UInt32}} = {{shard:UInt32}} "
+            f"AND cityHash64(emitter_id) % {{parts:UInt32}} = {{part:UInt32}} "
             f"GROUP BY emitter_id, emitter_seq) GROUP BY emitter_id ORDER BY emitter_id {SPILL}", params)
+
+
+def select_next_number(db: str, origins: list[str], window: tuple[str, str] | None, emitter_id: str,
+                       after: int) -> tuple[str, dict[str, Any]]:
+    """(how many, the lowest) of one emitter's numbers above `after`: where its next page starts, so
+    a number far above the rest (2^63, say) costs one query, not a page for every million between."""
+    where, params = _events_where(origins, window)
+    params.update({"emitter": emitter_id, "after": after})
+    return (f"SELECT count(), min(emitter_seq) FROM {db}.evidence WHERE {where} AND emitter_id = {{emitter:String}} "
+            "AND emitter_seq > {after:UInt64}", params)
 
 
 def select_emitter_numbers(db: str, origins: list[str], window: tuple[str, str] | None, emitter_id: str,

@@ -68,7 +68,7 @@ def records_from_store(client: Client, settings: Settings, origin: str, first: i
 
 
 def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: bool, window: tuple[str, str] | None,
-                       shard_rows: int | None = None, page: int | None = None,
+                       shard_rows: int | None = None, page: int | None = None, emitters_a_pass: int | None = None,
                        ) -> Callable[[VerifyReport, bool, list[tuple[str, int, int]]], None]:
     """The checks that need every event at once, in the store's SQL (a chain at a time, and the
     numbering in passes of at most `shard_rows` rows' numbers: memory does not grow with the store): an
@@ -96,7 +96,8 @@ def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: boo
                     report.failures.append(failure)
         if not reconcile:
             return
-        numbering = emitter_numbering(client, db, origins, window, shard_rows=shard_rows)
+        numbering = emitter_numbering(client, db, origins, window, shard_rows=shard_rows,
+                                      emitters_a_pass=emitters_a_pass)
         report.emitters = len(numbering)
         for emitter_id, span in numbering.items():
             for emitter_seq, one, another in span.reused:
@@ -114,6 +115,7 @@ def numbering_in_store(client: Client, settings: Settings, *, start_at_zero: boo
 
 SHARD_ROWS = 1_000_000  # numbered rows one pass of the numbering check aggregates (~130 MB of the engine's memory)
 NUMBERS_PAGE = 1_000_000  # numbers of an emitter with gaps read a query (8 MB of them)
+EMITTERS_A_PASS = 50_000  # emitters one pass answers for (the store API answers at most 100,000 rows)
 
 
 @dataclass
@@ -125,25 +127,31 @@ class EmitterSpan:
 
 
 def emitter_numbering(client: Client, db: str, origins: list[str], window: tuple[str, str] | None, *,
-                      shard_rows: int | None = None) -> dict[str, EmitterSpan]:
+                      shard_rows: int | None = None, emitters_a_pass: int | None = None) -> dict[str, EmitterSpan]:
     """Each emitter's distinct numbers (how many, lowest, highest) and the numbers two events carry,
     in passes of at most `shard_rows` stored rows' numbers (by a hash of the number), so the engine's
-    memory is bounded by the pass, not the store."""
+    memory is bounded by the pass, not the store; and of at most about `emitters_a_pass` emitters (by
+    a hash of the id), so no answer outgrows the store API's row cap."""
     _, counted = store.query_rows(client, *evidence.select_numbered_rows(db, origins, window))
     rows = int(counted[0][0]) if counted else 0
     shards = max(1, -(-rows // (shard_rows or SHARD_ROWS)))
+    _, counted = store.query_rows(client, *evidence.select_emitter_count(db, origins, window))
+    emitters = int(counted[0][0]) if counted else 0
+    parts = max(1, -(-emitters // (emitters_a_pass or EMITTERS_A_PASS)))
     spans: dict[str, EmitterSpan] = {}
     listed = 0
-    for shard in range(shards):
-        _, found = store.query_rows(client, *evidence.select_emitter_shard(db, origins, window, shard, shards))
-        for emitter_id, count, lowest, highest, reused in found:
-            span = spans.setdefault(str(emitter_id), EmitterSpan(lowest=int(lowest), highest=int(highest)))
-            span.count += int(count)
-            span.lowest, span.highest = min(span.lowest, int(lowest)), max(span.highest, int(highest))
-            for seq, a, b in reused:
-                if listed < evidence.MAX_LISTED:
-                    span.reused.append((int(seq), str(a), str(b)))
-                    listed += 1
+    for part in range(parts):
+        for shard in range(shards):
+            _, found = store.query_rows(client, *evidence.select_emitter_shard(db, origins, window, shard, shards,
+                                                                               part, parts))
+            for emitter_id, count, lowest, highest, reused in found:
+                span = spans.setdefault(str(emitter_id), EmitterSpan(lowest=int(lowest), highest=int(highest)))
+                span.count += int(count)
+                span.lowest, span.highest = min(span.lowest, int(lowest)), max(span.highest, int(highest))
+                for seq, a, b in reused:
+                    if listed < evidence.MAX_LISTED:
+                        span.reused.append((int(seq), str(a), str(b)))
+                        listed += 1
     for span in spans.values():
         span.reused.sort()
     return dict(sorted(spans.items()))
@@ -154,16 +162,20 @@ def emitter_gaps(client: Client, db: str, origins: list[str], window: tuple[str,
                  ) -> Iterator[tuple[str, int, int]]:
     """Each run of numbers an emitter skipped, (emitter_id, first missing, last missing), from 0 (or
     from its lowest number seen when not start_at_zero) to its highest, at most MAX_LISTED. Only an
-    emitter whose count of numbers falls short of its span is read, `page` of its numbers a query."""
+    emitter whose count of numbers falls short of its span is read, `page` of its numbers a query,
+    each page starting at its next number (so the queries are bounded by the numbers and the gaps
+    listed, not by how far apart the numbers are)."""
     page = page or NUMBERS_PAGE
     listed = 0
     for emitter_id, span in spans.items():
         expected = 0 if start_at_zero else span.lowest
         if span.count == span.highest - expected + 1:
             continue
-        for lo in range(span.lowest, span.highest + 1, page):
-            _, numbers = store.query_rows(client, *evidence.select_emitter_numbers(
-                db, origins, window, emitter_id, lo, min(span.highest, lo + page - 1)))
+        lo: int | None = span.lowest
+        while lo is not None:
+            hi = min(span.highest, lo + page - 1)
+            _, numbers = store.query_rows(client, *evidence.select_emitter_numbers(db, origins, window, emitter_id,
+                                                                                   lo, hi))
             for (seq,) in numbers:
                 if int(seq) > expected:
                     yield emitter_id, expected, int(seq) - 1
@@ -171,6 +183,11 @@ def emitter_gaps(client: Client, db: str, origins: list[str], window: tuple[str,
                     if listed >= evidence.MAX_LISTED:
                         return
                 expected = int(seq) + 1
+            lo = None
+            if hi < span.highest:
+                _, above = store.query_rows(client, *evidence.select_next_number(db, origins, window, emitter_id, hi))
+                if above and int(above[0][0]):
+                    lo = int(above[0][1])
 
 
 def sampled_from_store(client: Client, settings: Settings, origin: str, filters: Filters) -> Iterator[StoredRecord]:
