@@ -223,6 +223,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a running process by thread name (digits dropped: a pool's
+    threads add up), from /proc."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = "".join("N" if c.isdigit() else c for c in stat[stat.index("(") + 1:stat.rindex(")")])
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+# The broker JVM's threads, in groups, by a part of their names (as the JVM gives them to the kernel: 15
+# characters, digits here as N): C1/C2 compiler threads, Kafka's network and request handler threads, G1's.
+BROKER_THREADS = (("JIT compilation", ("CompilerThre",)), ("requests (network, handlers)", ("data-plane-kafk",)),
+                  ("garbage collection", ("GC Thread", "GN Main", "GN Conc", "GN Refine", "GN Service")))
+
+
+def broker_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds between two thread_cpu readings of the broker, by BROKER_THREADS group and the rest."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    shares = {group: sum(v for name, v in used.items() if any(part in name for part in parts))
+              for group, parts in BROKER_THREADS}
+    shares["the rest (coordinators, raft, timers)"] = sum(used.values()) - sum(shares.values())
+    return shares
+
+
 def latency(settings: Settings) -> tuple[int, float, float]:
     """(rows, p50 ms, p99 ms) of insert time minus emit time, each record once."""
     client = store.connect(settings)
@@ -304,12 +335,6 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     time.sleep(8)  # the workers join their groups and open their chains
     pids = {"broker": kafka.pid() or 0, **{f"chain worker {i}": w.pid for i, w in enumerate(workers[:-1])},
             "sink worker (chDB incl.)": workers[-1].pid}
-    # What the pipeline costs with nothing to do (polls, heartbeats, the broker's own work): a share of
-    # every figure below, larger the lower the rate.
-    idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    time.sleep(args.idle)
-    idle = {name: (cpu_seconds(pid) - idle[name]) / args.idle for name, pid in pids.items()}
-    line(f"CPU with no events ({args.idle:.0f} s)", ", ".join(f"{name} {1e3 * v:.1f} ms/s" for name, v in idle.items()))
     emitter = Emitter(s, emitter_id=f"bench-{uuid.uuid4().hex[:6]}")
     gen = SyntheticEvents(3, datetime.now(timezone.utc), emitter.emitter_id)
     rate, warm_n = args.rate, int(args.rate * args.warmup)
@@ -322,6 +347,7 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     for i in range(total):
         if i == warm_n:  # the measured window opens
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            broker_before = thread_cpu(pids["broker"])
             own_before, started_at, window_start = time.process_time(), time.perf_counter(), datetime.now(timezone.utc)
             if args.profile:
                 spies = profile({**pids, "emitter": os.getpid()}, Path(args.profile), args.seconds)
@@ -338,12 +364,21 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     emitter.flush()  # part of the window: the last events' delivery
     window_s = time.perf_counter() - started_at
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    broker = broker_shares(broker_before, thread_cpu(pids["broker"]))
     cpu["emitter (SDK, events built)"] = time.process_time() - own_before
     window_end = datetime.now(timezone.utc)
     n = total - warm_n
     drain_s = wait(lambda: drained(s), poll_s=1.0)
     for spy in spies:
         spy.wait(60)
+    # What the pipeline costs with nothing to do (polls, heartbeats, the broker's own work), measured
+    # once the broker is warm: a share of every figure above, larger the lower the rate.
+    time.sleep(5)
+    idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    idle_broker = thread_cpu(pids["broker"])
+    time.sleep(args.idle)
+    idle = {name: (cpu_seconds(pid) - idle[name]) / args.idle for name, pid in pids.items()}
+    idle_jit = broker_shares(idle_broker, thread_cpu(pids["broker"]))["JIT compilation"] / args.idle
     stop(workers)
     client = store.connect(s)
     (rows, p50, p99), = client.query(
@@ -356,6 +391,11 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     line("emit -> queryable latency (window's events)", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({rows:,} rows)")
     for name, seconds in cpu.items():
         line(f"CPU per event: {name}", f"{seconds / n * 1e6:,.1f} us")
+        if name == "broker":
+            for group, share in broker.items():
+                line(f"  of the broker's: {group}", f"{share / n * 1e6:,.1f} us")
+    line(f"CPU with no events after ({args.idle:.0f} s)", ", ".join(f"{name} {1e3 * v:.1f} ms/s" for name, v in idle.items())
+         + f" (the broker's JIT {1e3 * idle_jit:.1f})")
     probe = SyntheticEvents(4, datetime.now(timezone.utc), emitter.emitter_id)
     t = time.process_time()
     for _ in range(5000):
@@ -373,13 +413,17 @@ def main() -> None:
     ap.add_argument("--compression", default="none", help="producer compression: none, lz4, zstd ...")
     ap.add_argument("--rate", type=float, default=2000.0, help="steady state: events/s the emitter sends")
     ap.add_argument("--seconds", type=float, default=60.0, help="steady state: the measured window")
-    ap.add_argument("--warmup", type=float, default=10.0, help="steady state: seconds emitted before the window")
-    ap.add_argument("--idle", type=float, default=15.0, help="steady state: seconds of CPU measured with no events first")
+    ap.add_argument("--warmup", type=float, default=180.0,
+                    help="steady state: seconds emitted before the window (the broker's JIT compiler is busy for the "
+                         "first minutes: about 40%% of its CPU in a window opened after 10 s)")
+    ap.add_argument("--idle", type=float, default=15.0, help="steady state: seconds of CPU measured with no events, after the window")
     ap.add_argument("--profile", metavar="DIR", help="steady state: sample every process into DIR (py-spy, JFR)")
     ap.add_argument("--only-steady", dest="skip_stages", action="store_true",
                     help="the ceiling and the steady state only (no latency at 1,000/s, no per-stage backlog runs)")
     ap.add_argument("--emitter-linger-ms", type=int, help="the SDK's linger.ms (default: the settings' default)")
     ap.add_argument("--chain-poll-s", type=float, help="the chain worker's batch window (chain.poll_timeout_s)")
+    ap.add_argument("--broker-prop", action="append", default=[], metavar="KEY=VALUE",
+                    help="a further server.properties line for the bench's broker (repeatable)")
     ap.add_argument("--sink-flush-s", type=float, help="the sink's flush interval (sink.flush_interval_s)")
     args = ap.parse_args()
     TUNING.update({k: v for k in ("emitter_linger_ms", "chain_poll_s", "sink_flush_s")
@@ -388,7 +432,8 @@ def main() -> None:
     COMPRESSION = args.compression
     n = args.events
     print(f"aiaudit pipeline benchmark: {n} events, {args.chain_workers} chain worker(s), "
-          f"compression {args.compression}, {os.cpu_count()} cores, settings changed: {TUNING or 'none'}")
+          f"compression {args.compression}, {os.cpu_count()} cores, settings changed: {TUNING or 'none'}"
+          + (f", broker: {' '.join(args.broker_prop)}" if args.broker_prop else ""))
     ceiling()
 
     base = Path(".aiaudit/bench").resolve()
@@ -397,7 +442,7 @@ def main() -> None:
     keys = base / "keys"
     generate_key(keys)
     new_emitter_key(keys / EMITTERS_DIR, "bench", keys / EMITTERS_DIR / KEY_SET_FILE)
-    kafka = LocalKafka(make_settings(base, base / "chdb", keys))
+    kafka = LocalKafka(make_settings(base, base / "chdb", keys), extra_properties=tuple(args.broker_prop))
     kafka.up()
     try:
         print("2. end to end (chain + sink running while one emitter sends)")

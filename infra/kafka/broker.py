@@ -76,6 +76,8 @@ def _say(msg: str) -> None:
 @dataclass
 class LocalKafka:
     settings: Settings
+    # Further server.properties lines (KEY=VALUE), after the defaults above: benches try settings with it.
+    extra_properties: tuple[str, ...] = ()
 
     @property
     def home(self) -> Path:
@@ -156,7 +158,8 @@ class LocalKafka:
             data_dir = (self.home / "data").resolve()
             props = self.home / "server.properties"
             props.write_text(SERVER_PROPERTIES.format(
-                port=self.settings.local.kafka_port, controller_port=self.settings.local.controller_port, data_dir=data_dir))
+                port=self.settings.local.kafka_port, controller_port=self.settings.local.controller_port, data_dir=data_dir)
+                + "".join(f"{line}\n" for line in self.extra_properties))
             if not (data_dir / "meta.properties").exists():
                 fmt = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(props)),
                                       capture_output=True, text=True)
