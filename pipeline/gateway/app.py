@@ -288,7 +288,7 @@ class Gateway:
         try:
             self.evidence.emit(event)
         except AiAuditError as exc:
-            self.evidence.lost += 1
+            self.evidence.count_lost()
             metrics.GATEWAY_UNRECORDED.labels("event").inc()
             log.error("event %s not recorded: %s", call.event_id, exc)
             return str(exc)

@@ -121,12 +121,17 @@ class Evidence:
                 self._unacked.pop(event["event_id"], None)
             raise
 
+    def count_lost(self) -> None:
+        """One event or content not recorded (the request path and the content keeper's thread both count)."""
+        with self._lock:
+            self.lost += 1
+
     def keep_content(self, message: dict[str, Any]) -> None:
         """Content key (and content, for `full` routes) to the content topic, keyed by event id."""
         try:
             self._side.produce(self.settings.kafka.content_topic, orjson.dumps(message), key=message["event_id"].encode())
         except BufferError:
-            self.lost += 1
+            self.count_lost()
             log.error("content for event %s dropped: the producer queue is full", message["event_id"])
 
     def flush_content(self, timeout_s: float) -> int:
@@ -199,7 +204,7 @@ class ContentKeeper:
             self._lost(job.event_id, "the content queue is full")
 
     def _lost(self, event_id: str, why: str) -> None:
-        self.evidence.lost += 1
+        self.evidence.count_lost()
         metrics.GATEWAY_UNRECORDED.labels("content").inc()
         log.error("content of event %s not kept: %s", event_id, why)
 

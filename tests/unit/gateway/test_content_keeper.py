@@ -33,6 +33,9 @@ class Sent:
     def flush_content(self, timeout_s: float) -> int:
         return 0
 
+    def count_lost(self) -> None:
+        self.lost += 1
+
 
 def job(n: int, subject: str = "alice@acme") -> KeepJob:
     return KeepJob(f"event-{n}", (subject,), "2027-01-01T00:00:00+00:00", "standard", {"prompt": f"text {n}"})
