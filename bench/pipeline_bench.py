@@ -424,6 +424,8 @@ def main() -> None:
     ap.add_argument("--chain-poll-s", type=float, help="the chain worker's batch window (chain.poll_timeout_s)")
     ap.add_argument("--broker-prop", action="append", default=[], metavar="KEY=VALUE",
                     help="a further server.properties line for the bench's broker (repeatable)")
+    ap.add_argument("--broker-jvm", action="append", default=[], metavar="OPTION",
+                    help="a further JVM option for the bench's broker (repeatable), given with =: --broker-jvm=-XX:TieredStopAtLevel=1")
     ap.add_argument("--sink-flush-s", type=float, help="the sink's flush interval (sink.flush_interval_s)")
     args = ap.parse_args()
     TUNING.update({k: v for k in ("emitter_linger_ms", "chain_poll_s", "sink_flush_s")
@@ -433,7 +435,7 @@ def main() -> None:
     n = args.events
     print(f"aiaudit pipeline benchmark: {n} events, {args.chain_workers} chain worker(s), "
           f"compression {args.compression}, {os.cpu_count()} cores, settings changed: {TUNING or 'none'}"
-          + (f", broker: {' '.join(args.broker_prop)}" if args.broker_prop else ""))
+          + (f", broker: {' '.join(args.broker_prop + args.broker_jvm)}" if args.broker_prop or args.broker_jvm else ""))
     ceiling()
 
     base = Path(".aiaudit/bench").resolve()
@@ -442,7 +444,8 @@ def main() -> None:
     keys = base / "keys"
     generate_key(keys)
     new_emitter_key(keys / EMITTERS_DIR, "bench", keys / EMITTERS_DIR / KEY_SET_FILE)
-    kafka = LocalKafka(make_settings(base, base / "chdb", keys), extra_properties=tuple(args.broker_prop))
+    kafka = LocalKafka(make_settings(base, base / "chdb", keys), extra_properties=tuple(args.broker_prop),
+                        extra_jvm_options=tuple(args.broker_jvm))
     kafka.up()
     try:
         print("2. end to end (chain + sink running while one emitter sends)")

@@ -78,6 +78,8 @@ class LocalKafka:
     settings: Settings
     # Further server.properties lines (KEY=VALUE), after the defaults above: benches try settings with it.
     extra_properties: tuple[str, ...] = ()
+    # Further JVM options for the broker, before the class name: benches try them with it.
+    extra_jvm_options: tuple[str, ...] = ()
 
     @property
     def home(self) -> Path:
@@ -169,7 +171,7 @@ class LocalKafka:
             with open(self.log_file, "ab") as log:
                 proc = subprocess.Popen(
                     self._java(f"-Xmx{self.settings.local.kafka_heap}", f"-Xms{self.settings.local.kafka_heap}",
-                               "-XX:+UseG1GC", "kafka.Kafka", str(props)),
+                               "-XX:+UseG1GC", *self.extra_jvm_options, "kafka.Kafka", str(props)),
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             self.pid_file.write_text(str(proc.pid))
