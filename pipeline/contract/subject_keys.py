@@ -1,33 +1,51 @@
-"""The keys content is sealed under (pipeline/contract/sealed.py), kept outside Kafka: one folder,
-one file per subject and per record, created by whoever seals first (the gateway) and destroyed by
-`aiaudit erase`. The I/O edge of sealing.
+"""The keys content is sealed under (pipeline/contract/sealed.py), kept outside Kafka in one folder:
+one file per subject, one row per record, created by whoever seals first (the gateway) and
+destroyed by `aiaudit erase`. The I/O edge of sealing.
 
     <dir>/subjects/<sha256(subject)>.key   {"subject", "key", "created"}         (0600)
-    <dir>/records/<sha256(event_id)>.key   {"event_id", "key", "expires_at", "subjects"}  (0600)
-    <dir>/holds.json                        subjects under legal hold: erasure refused
+    <dir>/records.sqlite3                  a row per record: its key, expires_at, subjects (0600;
+                                           pipeline/contract/record_keys.py)
+    <dir>/records/<sha256(event_id)>.key   a record's key as releases before 2026-12-05 kept it:
+                                           still read, expired and erased; never made now
+    <dir>/holds.json                       subjects under legal hold: erasure refused
 
-Destroying a key overwrites its file and removes it. On a copy-on-write or journaling file system,
-or in a backup of this folder, old blocks may survive: keep the folder on storage you can erase,
-out of backups (or in a KMS that destroys keys; a key store with the same methods).
+Destroying a key overwrites it (the file, or the row's bytes in the database) and removes it. On a
+copy-on-write or journaling file system, or in a backup of this folder, old blocks may survive:
+keep the folder on storage you can erase, out of backups (or in a KMS that destroys keys; a key
+store with the same methods).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from aiaudit.pipeline.contract import sealed
+from aiaudit.pipeline.contract.record_keys import RecordKeys
 from aiaudit.pipeline.contract.sealed import KEY_BYTES, key_id
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.files import replace_atomically
 
 MAX_KEY_FILE_BYTES = 4096
 MAX_SUBJECT_CHARS = 256
+MAX_CACHED_SUBJECTS = 10_000  # subject keys remembered between seals (each checked against its file)
+
+
+@dataclass
+class KeyBatch:
+    """Keys made by the seals of one batch (SubjectKeys.batch): the subject key files written and not
+    yet durable."""
+
+    unsynced: list[Path] = field(default_factory=list)
 
 
 def _name(text: str) -> str:
@@ -40,12 +58,17 @@ class SubjectKeys:
         if not folder.exists():
             folder.parent.mkdir(parents=True, exist_ok=True)
             folder.mkdir(mode=0o700, exist_ok=True)
-        for sub in ("subjects", "records"):
-            (folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        (folder / "subjects").mkdir(parents=True, exist_ok=True, mode=0o700)
         mode = folder.stat().st_mode
         if mode & 0o077:
             raise ConfigError(f"{folder} holds content keys and is open to others (mode {mode & 0o777:o}): "
                               f"chmod 700 {folder}")
+        self.records = RecordKeys(folder)
+        self._legacy = (folder / "records").is_dir()  # record key files of releases before 2026-12-05
+        # subject -> (key, the file's identity when read): a seal checks the file is still the one
+        # read (a stat) instead of reading it again; erased or replaced, it is read (or made) anew.
+        self._subjects: dict[str, tuple[bytes, tuple[int, int, int, int]]] = {}
+        self._subjects_lock = threading.Lock()
 
     # --- reading and creating ----------------------------------------------------------
 
@@ -62,9 +85,9 @@ class SubjectKeys:
             raise ConfigError(f"{path}: not a content key file (key of {len(key)} bytes)")
         return {**doc, "key": key}
 
-    def _create(self, path: Path, doc: dict[str, Any], unsynced: list[Path] | None = None) -> bytes:
-        """A new key file (never replacing one). Durable before it returns, or, given `unsynced`,
-        written and listed there for `make_durable` (a batch's files committed together)."""
+    def _create(self, path: Path, doc: dict[str, Any], batch: KeyBatch | None = None) -> bytes:
+        """A new key file (never replacing one). Durable before it returns, or, given a batch,
+        written and listed there (the batch makes its files durable together)."""
         key = os.urandom(KEY_BYTES)
         data = json.dumps({**doc, "key": base64.b64encode(key).decode()}).encode()
         try:
@@ -77,66 +100,98 @@ class SubjectKeys:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            if unsynced is None:
+            if batch is None:
                 os.fsync(fh.fileno())
-        if unsynced is not None:
-            unsynced.append(path)
+        if batch is not None:
+            batch.unsynced.append(path)
         return key
 
     @staticmethod
-    def make_durable(paths: list[Path]) -> None:
+    def _make_durable(paths: list[Path]) -> None:
         """fsync each file `_create` wrote unsynced, then their folders. The first fsync commits the
-        file system's journal with every file written before it, so the rest cost little: a batch
-        pays about one commit, not one a file. Raises OSError."""
-        for path in paths:
+        file system's journal with every file written before it, so the rest cost little. Raises OSError."""
+        for path in [*paths, *{p.parent for p in paths}]:
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for folder in {p.parent for p in paths}:
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
-    def subject_key(self, subject: str, *, create: bool = False, unsynced: list[Path] | None = None) -> bytes | None:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[KeyBatch]:
+        """Seals made inside (`seal(..., batch=b)`) have their new keys durable together on leaving:
+        the subject files' fsyncs, then the record keys' one commit. Publish nothing sealed inside
+        before it is left; an OSError on leaving (or any error inside) makes none of the record keys.
+        Other threads' seals wait until it is left."""
+        made = KeyBatch()
+        with self.records.batch():
+            yield made
+            self._make_durable(made.unsynced)
+
+    @staticmethod
+    def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+    def subject_key(self, subject: str, *, create: bool = False, batch: KeyBatch | None = None) -> bytes | None:
         if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
             raise ValueError(f"a subject is 1-{MAX_SUBJECT_CHARS} characters")
         path = self.folder / "subjects" / _name(subject)
+        with self._subjects_lock:
+            cached = self._subjects.get(subject)
+        if cached is not None:
+            try:
+                if self._identity(os.stat(path)) == cached[1]:
+                    return cached[0]
+            except FileNotFoundError:
+                pass  # erased: read (or made) anew below
         found = self._read(path)
         if found is not None:
-            return bytes(found["key"])
-        if not create:
+            key = bytes(found["key"])
+        elif not create:
             return None
-        return self._create(path, {"subject": subject, "created": _now()}, unsynced)
+        else:
+            key = self._create(path, {"subject": subject, "created": _now()}, batch)
+        try:
+            identity = self._identity(os.stat(path))
+        except FileNotFoundError:  # erased as it was read: not remembered
+            return key
+        with self._subjects_lock:
+            if len(self._subjects) >= MAX_CACHED_SUBJECTS:
+                self._subjects.clear()
+            self._subjects[subject] = (key, identity)
+        return key
 
-    def record_key(self, event_id: str, *, expires_at: str | None = None, subjects: tuple[str, ...] = (),
-                   unsynced: list[Path] | None = None) -> bytes | None:
-        """The record's key; with expires_at, made when missing (the sealing side)."""
-        path = self.folder / "records" / _name(event_id)
-        found = self._read(path)
-        if found is not None:
-            return bytes(found["key"])
+    def _record_file(self, event_id: str) -> Path:
+        return self.folder / "records" / _name(event_id)
+
+    def _record(self, event_id: str) -> dict[str, Any] | None:
+        """A record's key, its expiry and subjects: its row, or its file (releases before 2026-12-05)."""
+        return self.records.get(event_id) or (self._read(self._record_file(event_id)) if self._legacy else None)
+
+    def record_key(self, event_id: str, *, expires_at: str | None = None, subjects: tuple[str, ...] = ()) -> bytes | None:
+        """The record's key; with expires_at, made when missing (the sealing side). Made inside a
+        `batch()`, it is durable when the batch is left; otherwise before it returns."""
         if expires_at is None:
-            return None
-        return self._create(path, {"event_id": event_id, "expires_at": expires_at, "subjects": list(subjects)},
-                            unsynced)
+            found = self._record(event_id)
+            return bytes(found["key"]) if found is not None else None
+        old = self._read(self._record_file(event_id)) if self._legacy else None
+        if old is not None:
+            return bytes(old["key"])
+        return self.records.make(event_id, expires_at, subjects, _now())  # the row there before, or a new one
 
     def record_subjects(self, event_id: str) -> list[str]:
-        """The subjects a record's content is about, as its key file says ([] when it has none)."""
-        found = self._read(self.folder / "records" / _name(event_id))
+        """The subjects a record's content is about, as its key says ([] when it has none)."""
+        found = self._record(event_id)
         subjects = found.get("subjects") if found else None
         return [s for s in subjects if isinstance(s, str)] if isinstance(subjects, list) else []
 
     def seal(self, event_id: str, subjects: tuple[str, ...], expires_at: str, content: dict[str, Any],
-             unsynced: list[Path] | None = None) -> tuple[str, dict[str, str]]:
-        """`content` sealed under every subject's key and the record's (each made when missing; given
-        `unsynced`, the keys made are listed there and not durable until `make_durable`: publish
-        nothing sealed under them before). Returns (sealed, {subject or "record": key id})."""
-        subject_keys = [self.subject_key(s, create=True, unsynced=unsynced) for s in subjects]
-        record = self.record_key(event_id, expires_at=expires_at, subjects=subjects, unsynced=unsynced)
+             batch: KeyBatch | None = None) -> tuple[str, dict[str, str]]:
+        """`content` sealed under every subject's key and the record's (each made when missing; inside
+        `batch()`, pass its KeyBatch: the keys made are durable when it is left, so publish nothing
+        sealed here before). Returns (sealed, {subject or "record": key id})."""
+        subject_keys = [self.subject_key(s, create=True, batch=batch) for s in subjects]
+        record = self.record_key(event_id, expires_at=expires_at, subjects=subjects)
         assert record is not None and all(k is not None for k in subject_keys)
         keys = [k for k in subject_keys if k is not None]
         ids = {s: key_id(k) for s, k in zip(subjects, keys)} | {"record": key_id(record)}
@@ -179,16 +234,29 @@ class SubjectKeys:
         return self._destroy(self.folder / "subjects" / _name(subject))
 
     def erase_record(self, event_id: str) -> str | None:
-        return self._destroy(self.folder / "records" / _name(event_id))
+        """Destroy the record's key; its key id, or None when it had none."""
+        return self.erase_records([event_id])[event_id]
 
-    def expired(self, now: datetime) -> list[tuple[str, str]]:
-        """(event_id, expires_at) of every record key past its retention at `now`."""
-        out = []
-        for path in sorted((self.folder / "records").glob("*.key")):
+    def erase_records(self, event_ids: list[str]) -> dict[str, str | None]:
+        """Destroy these records' keys together (one transaction); {event id: key id, or None}."""
+        rows = self.records.destroy(event_ids)
+        out: dict[str, str | None] = {}
+        for event_id in event_ids:
+            old = self._destroy(self._record_file(event_id)) if self._legacy else None  # an earlier release's file
+            out[event_id] = key_id(rows[event_id]) if event_id in rows else old
+        return out
+
+    def expired(self, now: datetime) -> Iterator[tuple[str, str]]:
+        """(event_id, expires_at) of every record key past its retention at `now`: the files of
+        releases before 2026-12-05, then the rows, soonest first."""
+        for path in sorted((self.folder / "records").glob("*.key")) if self._legacy else ():
             found = self._read(path)
             if found is not None and datetime.fromisoformat(str(found["expires_at"])) <= now:
-                out.append((str(found["event_id"]), str(found["expires_at"])))
-        return out
+                yield str(found["event_id"]), str(found["expires_at"])
+        yield from self.records.expired(now)
+
+    def close(self) -> None:
+        self.records.close()
 
     # --- legal holds -------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -232,19 +231,18 @@ class ContentKeeper:
                 return
 
     def _keep(self, jobs: list[KeepJob]) -> None:
-        unsynced: list[Path] = []
         messages = []
-        for job in jobs:
-            try:
-                sealed, key_ids = self.keys.seal(job.event_id, job.subjects, job.expires_at, job.content, unsynced)
-            except (AiAuditError, OSError, ValueError) as exc:
-                self._lost(job.event_id, f"its keys cannot be made ({exc})")
-                continue
-            messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
-                                            expires_at=job.expires_at, subjects=job.subjects, key_ids=key_ids,
-                                            sealed=sealed))
         try:
-            self.keys.make_durable(unsynced)
+            with self.keys.batch() as batch:  # the batch's new keys made durable together on leaving
+                for job in jobs:
+                    try:
+                        sealed, key_ids = self.keys.seal(job.event_id, job.subjects, job.expires_at, job.content, batch)
+                    except (AiAuditError, OSError, ValueError) as exc:
+                        self._lost(job.event_id, f"its keys cannot be made ({exc})")
+                        continue
+                    messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
+                                                    expires_at=job.expires_at, subjects=job.subjects,
+                                                    key_ids=key_ids, sealed=sealed))
         except OSError as exc:
             for message in messages:
                 self._lost(message["event_id"], f"its keys could not be made durable ({exc})")

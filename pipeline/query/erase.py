@@ -114,10 +114,8 @@ def expire(settings: Settings, keys: SubjectKeys, signer: StatusSigner, *, by: s
 
     def flush() -> None:  # the records first, then the keys they record
         publisher.publish([record for _, record, _ in batch])
-        for event_id, record, destroy in batch:
-            if destroy:
-                keys.erase_record(event_id)
-                done.append(record)
+        keys.erase_records([event_id for event_id, _, destroy in batch if destroy])
+        done.extend(record for _, record, destroy in batch if destroy)
         batch.clear()
 
     for event_id, expires_at in keys.expired(at):

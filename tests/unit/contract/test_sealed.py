@@ -47,7 +47,7 @@ def test_destroying_a_subject_or_a_record_key_leaves_the_content_unopenable(tmp_
     assert keys.open("e1", ["alice", "agent-7"], ids, box) == ["alice"]  # which never opens the old content
     assert keys.erase_record("e2") == other_ids["record"] and keys.open("e2", ["bob"], other_ids, other) == ["record"]
     # What is left: the keys of e1 and e3, and of alice (her new one), agent-7 and bob.
-    assert len(list((tmp_path / "ck" / "records").iterdir())) == 2
+    assert keys.records.count() == 2
     assert len(list((tmp_path / "ck" / "subjects").iterdir())) == 3
 
 
@@ -55,7 +55,11 @@ def test_record_keys_expire_by_their_time(tmp_path):
     keys = SubjectKeys(tmp_path / "ck")
     keys.seal("old", ("a",), "2026-01-01T00:00:00+00:00", CONTENT)
     keys.seal("new", ("a",), "2027-01-01T00:00:00+00:00", CONTENT)
-    assert keys.expired(datetime(2026, 6, 1, tzinfo=timezone.utc)) == [("old", "2026-01-01T00:00:00+00:00")]
+    keys.seal("older", ("b",), "2025-12-31T23:00:00-02:00", CONTENT)  # 2026-01-01 01:00 UTC: after "old"
+    assert list(keys.expired(datetime(2026, 6, 1, tzinfo=timezone.utc))) == [
+        ("old", "2026-01-01T00:00:00+00:00"), ("older", "2025-12-31T23:00:00-02:00")]
+    with pytest.raises(ValueError, match="time zone"):
+        keys.seal("naive", ("a",), "2027-01-01T00:00:00", CONTENT)
 
 
 def test_a_key_folder_open_to_others_is_refused(tmp_path):

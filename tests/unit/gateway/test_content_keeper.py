@@ -57,7 +57,7 @@ def test_every_job_is_sealed_under_durable_keys_and_opens(tmp_path: Path):
         opened = keys.open(m["event_id"], m["subjects"], m["key_ids"], m["sealed"])
         assert opened == {"prompt": f"text {m['event_id'].split('-')[1]}"}
     assert len(list((tmp_path / "keys" / "subjects").glob("*.key"))) == 3  # one a person, however many requests
-    assert len(list((tmp_path / "keys" / "records").glob("*.key"))) == 50
+    assert keys.records.count() == 50 and not (tmp_path / "keys" / "records").exists()  # rows, not a file a request
 
 
 def test_a_job_that_cannot_be_sealed_is_counted_and_the_rest_of_its_batch_is_kept(tmp_path: Path):
@@ -95,13 +95,16 @@ def test_a_full_queue_drops_the_content_counted_and_keeps_what_it_holds(tmp_path
     assert [m["event_id"] for m in sent.messages] == ["event-0", "event-1", "event-2"]
 
 
-def test_key_files_made_for_a_batch_are_listed_and_made_durable(tmp_path: Path):
+def test_a_batch_makes_its_keys_durable_together_on_leaving_and_none_of_them_on_an_error(tmp_path: Path):
     keys = SubjectKeys(tmp_path / "keys")
-    unsynced: list[Path] = []
-    sealed, ids = keys.seal("e-1", ("alice@acme",), "2027-01-01T00:00:00+00:00", {"prompt": "p"}, unsynced)
-    keys.seal("e-2", ("alice@acme",), "2027-01-01T00:00:00+00:00", {"prompt": "q"}, unsynced)
-    assert sorted(p.parent.name for p in unsynced) == ["records", "records", "subjects"]  # alice's key made once
-    SubjectKeys.make_durable(unsynced)
-    assert keys.open("e-1", ["alice@acme"], ids, sealed) == {"prompt": "p"}
-    with pytest.raises(OSError):
-        SubjectKeys.make_durable([tmp_path / "keys" / "records" / "missing.key"])
+    with keys.batch() as batch:
+        sealed, ids = keys.seal("e-1", ("alice@acme",), "2027-01-01T00:00:00+00:00", {"prompt": "p"}, batch)
+        keys.seal("e-2", ("alice@acme",), "2027-01-01T00:00:00+00:00", {"prompt": "q"}, batch)
+        assert [p.parent.name for p in batch.unsynced] == ["subjects"]  # alice's key made once
+        other = SubjectKeys(tmp_path / "keys")  # another process's view: nothing committed yet
+        assert other.record_key("e-1") is None
+    assert other.record_key("e-1") is not None and keys.open("e-1", ["alice@acme"], ids, sealed) == {"prompt": "p"}
+    with pytest.raises(RuntimeError), keys.batch() as batch:
+        keys.seal("e-3", ("bob@acme",), "2027-01-01T00:00:00+00:00", {"prompt": "r"}, batch)
+        raise RuntimeError("the batch fails")
+    assert keys.record_key("e-3") is None and keys.records.count() == 2  # none of the failed batch's record keys
