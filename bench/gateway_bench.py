@@ -101,9 +101,20 @@ def ms(v: float) -> str:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and every process under it (`--workers`) have used."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, f in stats.items() if int(f[1]) in tree} - tree
+        tree, grew = tree | more, bool(more)
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def generate(url: str, key: str, body: Path, concurrency: int, *, requests: int | None = None,
@@ -195,6 +206,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=15, help="timed seconds a run, `concurrency` at a time")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--gateway-workers", type=int, default=1, metavar="N", help="`gateway serve --workers N`")
     ap.add_argument("--content", choices=("none", "commitments", "full"), default="commitments",
                     help="what the route keeps (commitments, the default: a record key file made for every request)")
     args = ap.parse_args()
@@ -224,7 +236,8 @@ def main() -> None:
         vlog, glog = base / "vendor.log", base / "gateway.log"
         procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.ops.vendor_standin", str(vendor_port)],
                                       stdout=vlog.open("wb"), stderr=subprocess.STDOUT, env=env))
-        procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "gateway", "serve"], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "aiaudit.pipeline.cli", "gateway", "serve", "--workers",
+                                       str(args.gateway_workers)], env=env,
                                       stdout=glog.open("wb"), stderr=subprocess.STDOUT))
         direct, gateway = f"http://127.0.0.1:{vendor_port}", f"http://127.0.0.1:{gw_port}"
         wait_http(f"{direct}/jwks.json", procs[0], vlog)
@@ -235,7 +248,8 @@ def main() -> None:
         walk_cost()
         body = base / "request.json"
         body.write_bytes(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}).encode())
-        print(f"1. the vendor direct and through the gateway (route content: {args.content}), interleaved, "
+        print(f"1. the vendor direct and through the gateway (route content: {args.content}; "
+              f"{args.gateway_workers} gateway process(es)), interleaved, "
               f"{args.rounds} rounds: {args.requests} "
               f"requests one at a time, then {args.concurrency} clients for {args.seconds:.0f} s "
               f"({len(PROMPT)}-character prompt; the load generator is a process of its own, HTTP/1.1 keep-alive)")

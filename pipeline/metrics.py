@@ -121,3 +121,14 @@ def serve(port: int | None, host: str = "127.0.0.1") -> None:
     """Serve /metrics on host:port in a daemon thread (nothing when port is None or 0)."""
     if port:
         start_http_server(port, addr=host)
+
+
+def serve_processes(port: int, host: str, folder: str) -> None:
+    """Serve on host:port the metrics of the processes that write them to `folder` (prometheus_client's
+    multiprocess mode: each process has PROMETHEUS_MULTIPROC_DIR=folder when it imports it), summed."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiaudit.pipeline.cli.args import add_verbose, start_logging
 from aiaudit.pipeline.cli.output import print_rows
 from aiaudit.pipeline.errors import ConfigError
 from aiaudit.pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from aiaudit.pipeline.gateway.policy import Policy
+
+MAX_WORKERS = 64
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +34,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="serve Prometheus metrics on this port, apart from the API (/metrics; off when not given)")
     s.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                    help="the address the metrics listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help=f"gateway processes sharing the port, 1-{MAX_WORKERS} (default 1). One process uses one "
+                        "core at most; each has its own emitter id, content keeper and vendor connections, and "
+                        "--metrics-port serves all of theirs")
     add_verbose(s)
     s.set_defaults(func=serve)
     k = actions.add_parser("keygen", help="a new caller API key and the hashed entry to store")
@@ -105,18 +116,65 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from aiaudit.pipeline.gateway.app import build_app
 
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be 1-{MAX_WORKERS} (got {args.workers})")
     start_logging(args.verbose)
     settings = settings.updated(gateway={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    g = settings.gateway
+    if args.workers > 1:
+        return _serve_processes(args, settings)
     app = build_app(settings)
     if args.metrics_port:
         from aiaudit.pipeline import metrics
 
         metrics.serve(args.metrics_port, args.metrics_host)
-    gw, g = app.state.gateway, settings.gateway
-    current = gw.policies.current
-    print(f"aiaudit gateway {gw.gateway_id} on http://{g.host}:{g.port}/v1 (and /r/<route>/v1)\n"
-          f"  policy {current.policy_id} version {current.version} (published to {settings.kafka.policies_topic})\n"
-          f"  routes: {', '.join(sorted(current.bundle.routes))}; vendors: {', '.join(sorted(gw.vendors))}\n"
-          f"  evidence to {settings.kafka.requests_topic} at {settings.kafka.bootstrap_servers}", file=sys.stderr)
+    gw = app.state.gateway
+    _banner(gw.gateway_id, settings, gw.policies.current, sorted(gw.vendors), 1)
     uvicorn.run(app, host=g.host, port=g.port, log_level="warning", loop="uvloop", http="httptools", access_log=False)
     return 0
+
+
+def _banner(gateway_id: str, settings: Settings, policy: Policy, vendors: list[str], workers: int) -> None:
+    g = settings.gateway
+    processes = f" ({workers} processes)" if workers > 1 else ""
+    print(f"aiaudit gateway {gateway_id} on http://{g.host}:{g.port}/v1 (and /r/<route>/v1){processes}\n"
+          f"  policy {policy.policy_id} version {policy.version} (published to {settings.kafka.policies_topic})\n"
+          f"  routes: {', '.join(sorted(policy.bundle.routes))}; vendors: {', '.join(vendors)}\n"
+          f"  evidence to {settings.kafka.requests_topic} at {settings.kafka.bootstrap_servers}", file=sys.stderr)
+
+
+def _serve_processes(args: argparse.Namespace, settings: Settings) -> int:
+    """`--workers N` (gateway/processes.py): the files checked here first, once; metrics in
+    prometheus_client's multiprocess mode, each process writing its own to a private folder that
+    this process serves and removes."""
+    import shutil
+    import socket
+    import tempfile
+
+    from aiaudit.pipeline.gateway.app import WORKER_VERBOSE, check_files
+    from aiaudit.pipeline.gateway.config import load_config
+    from aiaudit.pipeline.gateway.processes import Supervisor
+
+    policy = check_files(settings)
+    g = settings.gateway
+    # The processes read their settings from the environment: --host/--port as given here.
+    os.environ.update({"AIAUDIT_GATEWAY__HOST": g.host, "AIAUDIT_GATEWAY__PORT": str(g.port)})
+    if args.verbose:
+        os.environ[WORKER_VERBOSE] = "1"
+    folder = None
+    try:
+        if args.metrics_port:
+            from aiaudit.pipeline import metrics
+
+            folder = tempfile.mkdtemp(prefix="aiaudit-gateway-metrics-")  # 0700
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # read by prometheus_client as each process imports it
+            metrics.serve_processes(args.metrics_port, args.metrics_host, folder)
+        _banner(g.gateway_id or socket.gethostname(), settings, policy,
+                sorted(load_config(g.config_file).upstreams), args.workers)
+        try:
+            return Supervisor(args.workers, g.host, g.port).run()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {g.host}:{g.port}: {exc.strerror}") from exc
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -22,11 +22,13 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,7 +41,7 @@ from starlette.routing import Route
 
 from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.subject_keys import SubjectKeys
-from aiaudit.pipeline.errors import AiAuditError, AuthError, PolicyError, UpstreamError
+from aiaudit.pipeline.errors import AiAuditError, AuthError, ConfigError, PolicyError, UpstreamError
 from aiaudit.pipeline.gateway import shape, wire
 from aiaudit.pipeline.gateway.classify import Classification, content_features, redact
 from aiaudit.pipeline.gateway.config import GatewayConfig, load_config
@@ -64,6 +66,7 @@ ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_LABEL_CHARS = 256
 MAX_VENDOR_TEXT_CHARS = 256  # what a vendor names (its model) is cut to this in the record
 TRUNCATED = "…[truncated]"
+WORKER_VERBOSE = "AIAUDIT_GATEWAY_WORKER_VERBOSE"  # set by `gateway serve --workers N -v` for its processes
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
@@ -153,10 +156,7 @@ class Gateway:
 
     # -- life cycle ---------------------------------------------------------------------------
     def _publish(self, policy: Policy) -> None:
-        missing = [v for v in policy.bundle.vendors if v not in self.vendors]
-        if missing:
-            raise PolicyError(f"{self.settings.gateway.policy_file}: vendors {', '.join(missing)} have no upstream "
-                              f"in {self.settings.gateway.config_file}")
+        _check_vendors(self.settings, self.config, policy)
         stamp = self.clock().isoformat()
         self.evidence.publish_policy(bundle_message(policy, loaded_at=stamp, gateway_id=self.gateway_id))
 
@@ -546,6 +546,38 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def _check_vendors(settings: Settings, config: GatewayConfig, policy: Policy) -> None:
+    missing = [v for v in policy.bundle.vendors if v not in config.upstreams]
+    if missing:
+        raise PolicyError(f"{settings.gateway.policy_file}: vendors {', '.join(missing)} have no upstream "
+                          f"in {settings.gateway.config_file}")
+
+
+def check_files(settings: Settings) -> Policy:
+    """The deployment file and the policy read and checked as build_app reads them, nothing
+    published (`gateway serve --workers N`'s parent: a bad file is one error, not one a worker).
+    Raises ConfigError, PolicyError."""
+    config = load_config(settings.gateway.config_file)
+    path = settings.gateway.policy_file
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"policy {path}: {exc.strerror}") from exc
+    policy = parse_policy(text, source=os.fspath(path))
+    _check_vendors(settings, config, policy)
+    return policy
+
+
+def app_from_environment() -> Starlette:
+    """One process of `gateway serve --workers N` (uvicorn calls this in each): the settings from
+    the environment, as the parent read them. Each process has its own emitter (its own emitter id,
+    numbered from 0), content keeper and vendor connections."""
+    from aiaudit.pipeline.logs import configure
+
+    configure(logging.DEBUG if os.environ.get(WORKER_VERBOSE) else logging.INFO, sys.stderr)
+    return build_app(Settings())
 
 
 def build_app(settings: Settings, evidence: Evidence | None = None) -> Starlette:
