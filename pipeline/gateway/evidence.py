@@ -171,6 +171,9 @@ class KeepJob:
     content: dict[str, Any]
 
 
+LINGER_S = 0.02  # the keeper waits this long after a job before sealing its batch
+
+
 class ContentKeeper:
     """Seals kept content and hands it to the content topic, off the request path.
 
@@ -183,8 +186,9 @@ class ContentKeeper:
     which is emitted first, on the request path). A full queue drops the content, counted and logged,
     as a full producer queue did."""
 
-    def __init__(self, keys: SubjectKeys, evidence: "Evidence", *, max_queued: int = 10_000, batch: int = 512) -> None:
-        self.keys, self.evidence, self.batch = keys, evidence, batch
+    def __init__(self, keys: SubjectKeys, evidence: "Evidence", *, max_queued: int = 10_000, batch: int = 512,
+                 linger_s: float = LINGER_S) -> None:
+        self.keys, self.evidence, self.batch, self.linger_s = keys, evidence, batch, linger_s
         self._queue: queue.Queue[KeepJob | None] = queue.Queue(maxsize=max_queued)
         self._idle = threading.Condition()
         self._submitted = self._handled = 0  # jobs queued; jobs kept, or counted lost
@@ -210,6 +214,8 @@ class ContentKeeper:
     def _run(self) -> None:
         while True:
             first = self._queue.get()
+            if first is not None and self.linger_s:
+                time.sleep(self.linger_s)  # let the request that queued it finish first, and more jobs come
             jobs = [first]
             while len(jobs) < self.batch:
                 try:
