@@ -76,6 +76,8 @@ NOT_RUN = {
     "aiaudit gateway serve": "tests/integration/test_gateway.py serves the gateway with a config and a vendor",
     "aiaudit gateway serve --metrics-port 9410": "the gateway with its metrics: tests/integration/test_gateway.py "
                                                  "serves it and reads the metrics over HTTP",
+    "aiaudit gateway serve --workers N": "serves until stopped: tests/integration/test_gateway_workers.py runs it with "
+                                         "two processes, their metrics, and one killed",
     "aiaudit signer serve DIR": "serves until stopped: tests/integration/test_signer.py runs it with chain workers "
                                 "(and kills it)",
     # Named in prose without their required options; the full forms the docs show are run.
