@@ -50,8 +50,8 @@ CREATE INDEX IF NOT EXISTS record_keys_expiry ON record_keys (expires_s);
 
 class RecordKeys:
     """The record-key table of one content-keys folder. Thread-safe (one connection, one lock);
-    processes share it through SQLite's locking. SQLite's errors come out as OSError (the store
-    could not be written or read) or ConfigError (what it holds is not a record key)."""
+    processes share it through SQLite's locking. Errors come out as ConfigError (the database cannot
+    be opened, or a row is not a record key) or OSError (a read or write failed)."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / FILE_NAME
@@ -60,6 +60,8 @@ class RecordKeys:
         self._in_batch = False
 
     def _connect(self) -> sqlite3.Connection:
+        """The connection, opened on first use. Raises ConfigError when the database cannot be opened
+        (the folder not writable, a file that is not one, one of a newer release)."""
         if self._db is None:
             try:  # made private before SQLite opens it: its -wal and -shm files take the same mode
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -75,8 +77,9 @@ class RecordKeys:
                                       "upgrade aiaudit to read them")
                 if version < SCHEMA_VERSION:  # new: made once (a write, so not on every open)
                     db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-            except sqlite3.Error as exc:
-                raise OSError(f"{self.path}: {exc}") from exc
+            except (sqlite3.Error, OSError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError(f"{self.path}: the record keys cannot be opened ({why})") from exc
             self._db = db
         return self._db
 

@@ -249,7 +249,7 @@ class ContentKeeper:
                     messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
                                                     expires_at=job.expires_at, subjects=job.subjects,
                                                     key_ids=key_ids, sealed=sealed))
-        except OSError as exc:
+        except (OSError, AiAuditError) as exc:  # the batch not committed: none of its keys made
             for message in messages:
                 self._lost(message["event_id"], f"its keys could not be made durable ({exc})")
             return

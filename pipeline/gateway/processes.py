@@ -72,12 +72,21 @@ class Supervisor:
         process.start()
         return process
 
+    def _check_port_free(self) -> None:
+        """OSError when anything listens on the port. Bound without SO_REUSEPORT: a gateway already
+        running there (its sockets in a SO_REUSEPORT group) refuses this one, which would otherwise
+        join the group and take half its connections."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no listener
+            probe.bind((self.host, self.port))
+
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
 
     def run(self) -> int:
         """Until SIGTERM or SIGINT (0), or a process that cannot start (1)."""
-        listening_socket(self.host, self.port).close()  # OSError here, once: the port in use, or not ours
+        self._check_port_free()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self.processes = [self._start() for _ in range(self.workers)]

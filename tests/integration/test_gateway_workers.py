@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -113,6 +114,24 @@ def test_workers_share_the_port_record_every_request_and_one_killed_is_replaced(
     for emitter, seqs in numbered.items():
         assert sorted(seqs) == list(range(len(seqs))), emitter
     assert len(events) == 90
+
+
+def test_a_port_already_listened_on_is_refused_once_with_a_clear_error(settings: Settings, tmp_path: Path):
+    """A gateway (or anything) already on the port: the processes would join its SO_REUSEPORT group
+    and take half its connections, so nothing starts."""
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    config_file, policy_file, _ = write_files(tmp_path, "http://127.0.0.1:9", signing_key)
+    gw = settings.model_copy(update={"gateway": GatewaySettings(config_file=config_file, policy_file=policy_file)})
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a running gateway's processes bind
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "gateway", "serve", "--workers", "2",
+                               "--port", str(port)], env=settings_env(gw), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
 
 
 def _healthy(url: str, proc: subprocess.Popen, log: Path) -> bool:

@@ -60,6 +60,14 @@ def test_a_store_of_a_newer_release_is_refused_not_rewritten(tmp_path):
         SubjectKeys(tmp_path / "ck").record_key("e1")
 
 
+def test_a_file_that_is_not_the_database_is_a_clear_error(tmp_path):
+    folder = tmp_path / "ck"
+    SubjectKeys(folder)
+    (folder / FILE_NAME).write_bytes(b"not a database, " * 512)
+    with pytest.raises(ConfigError, match="record keys cannot be opened"):
+        SubjectKeys(folder).record_key("e1")
+
+
 def test_hostile_arguments_are_refused_before_anything_is_stored(tmp_path):
     store = RecordKeys(tmp_path)
     for event_id, expires in (("", LATER), ("x" * 257, LATER), ("e1", "tomorrow"), ("e1", "2027-01-01T00:00:00")):
