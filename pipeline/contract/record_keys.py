@@ -32,7 +32,8 @@ from aiaudit.pipeline.errors import ConfigError
 FILE_NAME = "records.sqlite3"
 SCHEMA_VERSION = 1
 MAX_EVENT_ID_CHARS = 256
-EXPIRED_PAGE = 1000  # rows read at a time when listing what has expired
+EXPIRED_PAGE = 1000
+INSERT_ROWS = 500  # keys made by one statement (6 values a row: within SQLite's 32,766 variables)  # rows read at a time when listing what has expired
 BUSY_TIMEOUT_MS = 10_000  # another process (the gateway, `aiaudit erase`) holding the write lock
 
 _SCHEMA = """
@@ -134,22 +135,45 @@ class RecordKeys:
         with self._using() as db:
             return self._row(db, event_id)
 
-    def make(self, event_id: str, expires_at: str, subjects: tuple[str, ...], created: str) -> bytes:
-        """The record's key, made when missing (one another process made first is used). Durable
-        before it returns, unless inside `batch()`: then at the batch's commit."""
+    @staticmethod
+    def check(event_id: str, expires_at: str) -> float:
+        """The expiry in epoch seconds of a key to make. Raises ValueError for an event id out of
+        bounds or an expiry that is not RFC 3339 with a time zone."""
         if not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
             raise ValueError(f"an event id is 1-{MAX_EVENT_ID_CHARS} characters")
         expires = datetime.fromisoformat(expires_at)  # ValueError for what is not RFC 3339
         if expires.tzinfo is None:
             raise ValueError(f"expires_at {expires_at!r} has no time zone")
-        key = os.urandom(KEY_BYTES)
+        return expires.timestamp()
+
+    def make(self, event_id: str, expires_at: str, subjects: tuple[str, ...], created: str) -> bytes:
+        """The record's key, made when missing (one another process made first is used). Durable
+        before it returns, unless inside `batch()`: then at the batch's commit."""
+        return self.make_many([(event_id, expires_at, subjects)], created)[event_id]
+
+    def make_many(self, wanted: list[tuple[str, str, tuple[str, ...]]], created: str) -> dict[str, bytes]:
+        """{event id: its key} for each (event id, expires_at, subjects), made when missing (one that
+        is there already is used). Each is checked first (ValueError). Inserted INSERT_ROWS to a
+        statement: a statement releases the interpreter once, not once a row (the keeper's thread
+        took it back from the request path ~5 times a job, each a futex round trip)."""
+        rows = [(event_id, os.urandom(KEY_BYTES), expires_at, self.check(event_id, expires_at),
+                 json.dumps(list(subjects)), created) for event_id, expires_at, subjects in wanted]
+        keys: dict[str, bytes] = {}
         with self._using() as db:
-            db.execute("INSERT INTO record_keys (event_id, key, expires_at, expires_s, subjects, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                       (event_id, key, expires_at, expires.timestamp(), json.dumps(list(subjects)), created))
-            found = self._row(db, event_id)
-        assert found is not None  # inserted, or there before
-        return bytes(found["key"])
+            for start in range(0, len(rows), INSERT_ROWS):
+                chunk = rows[start:start + INSERT_ROWS]
+                before = db.total_changes
+                db.execute("INSERT INTO record_keys (event_id, key, expires_at, expires_s, subjects, created) VALUES "
+                           + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) + " ON CONFLICT (event_id) DO NOTHING",
+                           [value for row in chunk for value in row])
+                if db.total_changes - before == len(chunk):
+                    keys.update((row[0], row[1]) for row in chunk)
+                    continue
+                for row in chunk:  # some were there already (made by another process, or twice here): theirs stand
+                    found = self._row(db, row[0])
+                    assert found is not None  # inserted, or there before
+                    keys[row[0]] = bytes(found["key"])
+        return keys
 
     def destroy(self, event_ids: list[str]) -> dict[str, bytes]:
         """Delete these records' keys in one transaction (their bytes overwritten, then the log cut);

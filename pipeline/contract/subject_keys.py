@@ -32,12 +32,22 @@ from typing import Any
 from aiaudit.pipeline.contract import sealed
 from aiaudit.pipeline.contract.record_keys import RecordKeys
 from aiaudit.pipeline.contract.sealed import KEY_BYTES, key_id
-from aiaudit.pipeline.errors import ConfigError
+from aiaudit.pipeline.errors import AiAuditError, ConfigError
 from aiaudit.pipeline.files import replace_atomically
 
 MAX_KEY_FILE_BYTES = 4096
 MAX_SUBJECT_CHARS = 256
 MAX_CACHED_SUBJECTS = 10_000  # subject keys remembered between seals (each checked against its file)
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """One content to seal: its record's event id, whom it is about, until when its record key lives."""
+
+    event_id: str
+    subjects: tuple[str, ...]
+    expires_at: str
+    content: dict[str, Any]
 
 
 @dataclass
@@ -189,13 +199,47 @@ class SubjectKeys:
              batch: KeyBatch | None = None) -> tuple[str, dict[str, str]]:
         """`content` sealed under every subject's key and the record's (each made when missing; inside
         `batch()`, pass its KeyBatch: the keys made are durable when it is left, so publish nothing
-        sealed here before). Returns (sealed, {subject or "record": key id})."""
-        subject_keys = [self.subject_key(s, create=True, batch=batch) for s in subjects]
-        record = self.record_key(event_id, expires_at=expires_at, subjects=subjects)
-        assert record is not None and all(k is not None for k in subject_keys)
-        keys = [k for k in subject_keys if k is not None]
-        ids = {s: key_id(k) for s, k in zip(subjects, keys)} | {"record": key_id(record)}
-        return sealed.seal(sealed.content_key(keys, record, event_id), event_id, content), ids
+        sealed here before). Returns (sealed, {subject or "record": key id}). Raises ValueError,
+        OSError, ConfigError."""
+        done = self.seal_many([Sealing(event_id, subjects, expires_at, content)], batch)[0]
+        if isinstance(done, Exception):
+            raise done
+        return done
+
+    def seal_many(self, jobs: list[Sealing], batch: KeyBatch | None = None) -> list[tuple[str, dict[str, str]] | Exception]:
+        """Each job sealed as `seal` seals one, the record keys made together (one statement a few
+        hundred); for each job (sealed, key ids), or the error that kept it from being sealed (its
+        subject or expiry out of bounds, its keys unreadable) without stopping the rest."""
+        out: list[tuple[str, dict[str, str]] | Exception | None] = [None] * len(jobs)
+        people: dict[str, bytes] = {}  # a person's key, read (or made) once a batch
+        records: dict[str, bytes] = {}  # record keys of earlier releases' files
+        wanted: list[tuple[str, str, tuple[str, ...]]] = []
+        for i, job in enumerate(jobs):
+            try:
+                for s in job.subjects:
+                    if s not in people:
+                        made = self.subject_key(s, create=True, batch=batch)
+                        assert made is not None  # made when missing
+                        people[s] = made
+                old = self._read(self._record_file(job.event_id)) if self._legacy else None
+                if old is not None:
+                    records[job.event_id] = bytes(old["key"])
+                else:
+                    RecordKeys.check(job.event_id, job.expires_at)
+                    wanted.append((job.event_id, job.expires_at, job.subjects))
+            except (AiAuditError, OSError, ValueError) as exc:
+                out[i] = exc
+        records |= self.records.make_many(wanted, _now())  # OSError, ConfigError: the batch fails whole
+        for i, job in enumerate(jobs):
+            if out[i] is not None:
+                continue
+            keys, record = [people[s] for s in job.subjects], records[job.event_id]
+            ids = {s: key_id(k) for s, k in zip(job.subjects, keys)} | {"record": key_id(record)}
+            try:
+                out[i] = sealed.seal(sealed.content_key(keys, record, job.event_id), job.event_id, job.content), ids
+            except ValueError as exc:  # content the seal refuses (no subject, say)
+                out[i] = exc
+        return [o for o in out if o is not None]
 
     def open(self, event_id: str, subjects: list[str], key_ids: dict[str, str], box: str) -> dict[str, Any] | list[str]:
         """The content, or the names of the keys that are gone (erased: "record", or a subject)."""

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, Producer
 
 from aiaudit.pipeline import metrics
 from aiaudit.pipeline.contract.emitter_keys import emitter_name
-from aiaudit.pipeline.contract.subject_keys import SubjectKeys
+from aiaudit.pipeline.contract.subject_keys import Sealing, SubjectKeys
 from aiaudit.pipeline.emit.producer import Delivery, Emitter
 from aiaudit.pipeline.errors import AiAuditError, DeliveryFailed
 from aiaudit.pipeline.gateway.event import content_message
@@ -240,19 +240,19 @@ class ContentKeeper:
         messages = []
         try:
             with self.keys.batch() as batch:  # the batch's new keys made durable together on leaving
-                for job in jobs:
-                    try:
-                        sealed, key_ids = self.keys.seal(job.event_id, job.subjects, job.expires_at, job.content, batch)
-                    except (AiAuditError, OSError, ValueError) as exc:
-                        self._lost(job.event_id, f"its keys cannot be made ({exc})")
-                        continue
-                    messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
-                                                    expires_at=job.expires_at, subjects=job.subjects,
-                                                    key_ids=key_ids, sealed=sealed))
+                done = self.keys.seal_many([Sealing(j.event_id, j.subjects, j.expires_at, j.content) for j in jobs], batch)
         except (OSError, AiAuditError) as exc:  # the batch not committed: none of its keys made
-            for message in messages:
-                self._lost(message["event_id"], f"its keys could not be made durable ({exc})")
+            for job in jobs:
+                self._lost(job.event_id, f"its keys could not be made ({exc})")
             return
+        for job, result in zip(jobs, done):
+            if isinstance(result, Exception):
+                self._lost(job.event_id, f"its keys cannot be made ({result})")
+                continue
+            sealed, key_ids = result
+            messages.append(content_message(event_id=job.event_id, retention_scope=job.retention_scope,
+                                            expires_at=job.expires_at, subjects=job.subjects, key_ids=key_ids,
+                                            sealed=sealed))
         for message in messages:
             self.evidence.keep_content(message)
 

@@ -15,7 +15,7 @@ import pytest
 
 from aiaudit.pipeline.contract.record_keys import FILE_NAME, RecordKeys
 from aiaudit.pipeline.contract.sealed import key_id
-from aiaudit.pipeline.contract.subject_keys import SubjectKeys, _name
+from aiaudit.pipeline.contract.subject_keys import Sealing, SubjectKeys, _name
 from aiaudit.pipeline.errors import ConfigError
 
 LATER = "2027-01-01T00:00:00+00:00"
@@ -114,3 +114,19 @@ def test_two_processes_views_share_one_key_a_record_and_an_erased_subject_key_is
     assert erase.erase_subject("alice") == ids["alice"]
     _, again = gateway.seal("e2", ("alice",), LATER, {"prompt": "q"})  # the gateway had alice's key in memory
     assert again["alice"] != ids["alice"] and erase.open("e1", ["alice"], ids, box) == ["alice"]
+
+
+def test_keys_made_together_across_statements_one_a_record_and_a_bad_job_alone_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("aiaudit.pipeline.contract.record_keys.INSERT_ROWS", 4)  # several statements
+    keys = SubjectKeys(tmp_path / "ck")
+    keys.seal("e3", ("alice",), LATER, {"prompt": "made before"})
+    jobs = [Sealing(f"e{n}", ("alice",), LATER, {"prompt": str(n)}) for n in range(10)]
+    jobs += [Sealing("e5", ("alice",), LATER, {"prompt": "again"}), Sealing("bad", ("x" * 300,), LATER, {})]
+    with keys.batch() as batch:
+        done = keys.seal_many(jobs, batch)
+    assert isinstance(done[-1], ValueError) and keys.record_key("bad") is None
+    assert done[3][1]["record"] == key_id(keys.record_key("e3"))  # the key made before stands
+    assert done[5][1]["record"] == done[10][1]["record"]  # one key a record, however often it is sealed
+    for job, (box, ids) in zip(jobs[:11], done[:11]):
+        assert keys.open(job.event_id, ["alice"], ids, box) == job.content
+    assert keys.records.count() == 10
