@@ -120,9 +120,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--workers must be 1-{MAX_WORKERS} (got {args.workers})")
     start_logging(args.verbose)
     settings = settings.updated(gateway={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-    g = settings.gateway
     if args.workers > 1:
         return _serve_processes(args, settings)
+    g = settings.gateway
     app = build_app(settings)
     if args.metrics_port:
         from aiaudit.pipeline import metrics
@@ -152,10 +152,9 @@ def _serve_processes(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
     from aiaudit.pipeline.gateway.app import WORKER_VERBOSE, check_files
-    from aiaudit.pipeline.gateway.config import load_config
     from aiaudit.pipeline.gateway.processes import Supervisor
 
-    policy = check_files(settings)
+    config, policy = check_files(settings)
     g = settings.gateway
     # The processes read their settings from the environment: --host/--port as given here.
     os.environ.update({"AIAUDIT_GATEWAY__HOST": g.host, "AIAUDIT_GATEWAY__PORT": str(g.port)})
@@ -170,7 +169,7 @@ def _serve_processes(args: argparse.Namespace, settings: Settings) -> int:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # read by prometheus_client as each process imports it
             metrics.serve_processes(args.metrics_port, args.metrics_host, folder)
         _banner(g.gateway_id or socket.gethostname(), settings, policy,
-                sorted(load_config(g.config_file).upstreams), args.workers)
+                sorted(config.upstreams), args.workers)
         try:
             return Supervisor(args.workers, g.host, g.port).run()
         except OSError as exc:

@@ -32,8 +32,8 @@ from aiaudit.pipeline.errors import ConfigError
 FILE_NAME = "records.sqlite3"
 SCHEMA_VERSION = 1
 MAX_EVENT_ID_CHARS = 256
-EXPIRED_PAGE = 1000
-INSERT_ROWS = 500  # keys made by one statement (6 values a row: within SQLite's 32,766 variables)  # rows read at a time when listing what has expired
+EXPIRED_PAGE = 1000  # rows read at a time when listing what has expired
+INSERT_ROWS = 500  # keys made by one statement (6 values a row: within SQLite's 32,766 variables)
 BUSY_TIMEOUT_MS = 10_000  # another process (the gateway, `aiaudit erase`) holding the write lock
 
 _SCHEMA = """

@@ -184,10 +184,12 @@ class SubjectKeys:
         if expires_at is None:
             found = self._record(event_id)
             return bytes(found["key"]) if found is not None else None
+        return self._legacy_key(event_id) or self.records.make(event_id, expires_at, subjects, _now())
+
+    def _legacy_key(self, event_id: str) -> bytes | None:
+        """The record's key from a file of a release before 2026-12-05, if it has one."""
         old = self._read(self._record_file(event_id)) if self._legacy else None
-        if old is not None:
-            return bytes(old["key"])
-        return self.records.make(event_id, expires_at, subjects, _now())  # the row there before, or a new one
+        return bytes(old["key"]) if old is not None else None
 
     def record_subjects(self, event_id: str) -> list[str]:
         """The subjects a record's content is about, as its key says ([] when it has none)."""
@@ -221,9 +223,9 @@ class SubjectKeys:
                         made = self.subject_key(s, create=True, batch=batch)
                         assert made is not None  # made when missing
                         people[s] = made
-                old = self._read(self._record_file(job.event_id)) if self._legacy else None
+                old = self._legacy_key(job.event_id)
                 if old is not None:
-                    records[job.event_id] = bytes(old["key"])
+                    records[job.event_id] = old
                 else:
                     RecordKeys.check(job.event_id, job.expires_at)
                     wanted.append((job.event_id, job.expires_at, job.subjects))

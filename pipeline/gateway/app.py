@@ -555,7 +555,7 @@ def _check_vendors(settings: Settings, config: GatewayConfig, policy: Policy) ->
                           f"in {settings.gateway.config_file}")
 
 
-def check_files(settings: Settings) -> Policy:
+def check_files(settings: Settings) -> tuple[GatewayConfig, Policy]:
     """The deployment file and the policy read and checked as build_app reads them, nothing
     published (`gateway serve --workers N`'s parent: a bad file is one error, not one a worker).
     Raises ConfigError, PolicyError."""
@@ -567,7 +567,7 @@ def check_files(settings: Settings) -> Policy:
         raise ConfigError(f"policy {path}: {exc.strerror}") from exc
     policy = parse_policy(text, source=os.fspath(path))
     _check_vendors(settings, config, policy)
-    return policy
+    return config, policy
 
 
 def app_from_environment() -> Starlette:
