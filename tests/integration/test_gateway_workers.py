@@ -141,3 +141,11 @@ def _healthy(url: str, proc: subprocess.Popen, log: Path) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_worker_count_out_of_bounds_is_one_line_before_anything_starts():
+    for n in ("0", "65", "-3"):
+        done = subprocess.run([sys.executable, "-m", "aiaudit.pipeline.cli", "gateway", "serve", "--workers", n],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"--workers must be 1-64 (got {n})" in done.stderr, done.stderr[-1000:]
+        assert "Traceback" not in done.stderr
