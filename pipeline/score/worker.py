@@ -47,6 +47,7 @@ from aiaudit.detectors.model import Scorer
 from aiaudit.detectors.rules import RuleConfig
 from aiaudit.pipeline import metrics
 from aiaudit.pipeline.chain.record import Record
+from aiaudit.pipeline.collector import PacedCollector
 from aiaudit.pipeline.contract import format_ts
 from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
@@ -61,11 +62,6 @@ from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.store import promotions, rules_versions
 
 log = logging.getLogger("aiaudit.score")
-
-# The cyclic garbage collector while scoring (paused within batches): its young generations, and all.
-YOUNG_COLLECT_EVERY_S = 5.0
-FULL_COLLECT_EVERY_S = 300.0
-
 
 @dataclass
 class PartitionScorer:
@@ -350,52 +346,39 @@ class ScoreWorker:
         self.consumer.subscribe([k.chain_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         last_report, last_scored = time.monotonic(), 0
-        # The cyclic garbage collector is paused while batches are scored and run between them: a
-        # batch's objects hold no cycles (reference counting frees them when the batch is done), and
-        # left on, the collector traverses each batch's messages, records and scores again and again
-        # as the next ones are allocated (~7% of the worker's time, bench/score_bench.py). The young
-        # generations are collected every few seconds and everything every few minutes (the held
-        # identity states can be millions of objects), so a cycle made elsewhere is still freed.
-        collector_was_on = gc.isenabled()
-        last_young = last_full = time.monotonic()
-        gc.disable()
-        try:
-            while not stop.is_set():
-                msgs = self.consumer.consume(sc.batch_events, timeout=sc.batch_within_s)
-                by_partition: dict[int, list[Message]] = {}
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise InfraError(f"scoring consumer: {err}")
-                        kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "scoring worker",
-                                                                               msg.error()))
-                        continue
-                    by_partition.setdefault(position(msg)[1], []).append(msg)
-                if by_partition:
-                    self._process(by_partition)
-                else:
-                    self._settle_all()  # idle: take the outcomes of the last transactions
-                self.lag.update(self.consumer)
-                now = time.monotonic()
-                if now - last_full >= FULL_COLLECT_EVERY_S:
-                    gc.collect()
-                    last_full = last_young = now
-                elif now - last_young >= YOUNG_COLLECT_EVERY_S:
-                    gc.collect(1)
-                    last_young = now
-                if now - last_report >= progress_every_s:
-                    rate = (self.stats.scored - last_scored) / (now - last_report)
-                    if self.stats.scored != last_scored:
-                        log.info("scored %d (%.0f/s), findings %d, partitions %s", self.stats.scored, rate,
-                                 self.stats.findings, sorted(self.parts))
-                    last_report, last_scored = now, self.stats.scored
-        finally:
-            self._settle_all()
-            self.consumer.close()
-            for part in self.parts.values():
-                part.producer.flush(10)
-            self._writers.shutdown()
-            if collector_was_on:
-                gc.enable()
+        # The cyclic collector paused within batches (pipeline/collector.py): the held identity
+        # states can be millions of objects, so a full collection runs only every few minutes.
+        with PacedCollector() as collector:
+            try:
+                while not stop.is_set():
+                    msgs = self.consumer.consume(sc.batch_events, timeout=sc.batch_within_s)
+                    by_partition: dict[int, list[Message]] = {}
+                    for msg in msgs:
+                        err = msg.error()
+                        if err is not None:
+                            if err.fatal():
+                                raise InfraError(f"scoring consumer: {err}")
+                            kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "scoring worker",
+                                                                                   msg.error()))
+                            continue
+                        by_partition.setdefault(position(msg)[1], []).append(msg)
+                    if by_partition:
+                        self._process(by_partition)
+                    else:
+                        self._settle_all()  # idle: take the outcomes of the last transactions
+                    self.lag.update(self.consumer)
+                    collector.tick()
+                    now = time.monotonic()
+                    if now - last_report >= progress_every_s:
+                        rate = (self.stats.scored - last_scored) / (now - last_report)
+                        if self.stats.scored != last_scored:
+                            log.info("scored %d (%.0f/s), findings %d, partitions %s", self.stats.scored, rate,
+                                     self.stats.findings, sorted(self.parts))
+                        last_report, last_scored = now, self.stats.scored
+            finally:
+                self._settle_all()
+                self.consumer.close()
+                for part in self.parts.values():
+                    part.producer.flush(10)
+                self._writers.shutdown()
 

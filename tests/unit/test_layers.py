@@ -23,7 +23,7 @@ PIPELINE = ROOT / "pipeline"
 
 # Rank of each top-level part of pipeline/: a module may import ranks <= its own.
 RANK = {
-    "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0, "files": 0, "metrics": 0, "ocsf": 0,
+    "errors": 0, "logs": 0, "names": 0, "settings": 0, "jcs": 0, "timespec": 0, "keys": 0, "files": 0, "metrics": 0, "ocsf": 0, "collector": 0,
     "contract": 1, "kafka": 1,
     "emit": 2, "chain": 2,
     "store": 3, "export": 3, "signer": 3,
@@ -57,7 +57,7 @@ PURE = [
     "aiaudit.pipeline.report.figures", "aiaudit.pipeline.report.html", "aiaudit.pipeline.report.svg",
     "aiaudit.pipeline.contract.signed_record", "aiaudit.pipeline.console.roles", "aiaudit.pipeline.console.sessions",
     "aiaudit.pipeline.console.reports", "aiaudit.pipeline.litellm.mapping",
-    "aiaudit.pipeline.otlp.mapping", "aiaudit.pipeline.otlp.wire",
+    "aiaudit.pipeline.otlp.mapping", "aiaudit.pipeline.otlp.wire", "aiaudit.pipeline.collector",
 ]
 IO_LIBRARIES = ("confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "aiohttp", "starlette",
                 "uvicorn", "httpx")
