@@ -257,6 +257,13 @@ def broker_shares(before: dict[str, float], after: dict[str, float]) -> dict[str
     return shares
 
 
+def kafka_client_cpu(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds between two thread_cpu readings of a Python process spent in librdkafka's own
+    threads (named rdk:main, rdk:broker..., rdk:bg...): the Kafka client's work outside the
+    interpreter (the produce and consume calls themselves run on the calling thread)."""
+    return sum(after[name] - before.get(name, 0.0) for name in after if name.startswith("rdk:"))
+
+
 def latency(settings: Settings) -> tuple[int, float, float]:
     """(rows, p50 ms, p99 ms) of insert time minus emit time, each record once."""
     client = store.connect(settings)
@@ -351,6 +358,8 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
         if i == warm_n:  # the measured window opens
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             broker_before = thread_cpu(pids["broker"])
+            clients_before = {name: thread_cpu(pid) for name, pid in pids.items() if name != "broker"}
+            clients_before["emitter (SDK, events built)"] = thread_cpu(os.getpid())
             own_before, started_at, window_start = time.process_time(), time.perf_counter(), datetime.now(timezone.utc)
             if args.profile:
                 spies = profile({**pids, "emitter": os.getpid()}, Path(args.profile), args.seconds)
@@ -368,6 +377,8 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     window_s = time.perf_counter() - started_at
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     broker = broker_shares(broker_before, thread_cpu(pids["broker"]))
+    clients = {name: kafka_client_cpu(was, thread_cpu(os.getpid() if name.startswith("emitter") else pids[name]))
+               for name, was in clients_before.items()}
     cpu["emitter (SDK, events built)"] = time.process_time() - own_before
     window_end = datetime.now(timezone.utc)
     n = total - warm_n
@@ -397,6 +408,8 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
         if name == "broker":
             for group, share in broker.items():
                 line(f"  of the broker's: {group}", f"{share / n * 1e6:,.1f} us")
+        else:
+            line("  of which librdkafka's threads", f"{clients[name] / n * 1e6:,.1f} us")
     line(f"CPU with no events after ({args.idle:.0f} s)", ", ".join(f"{name} {1e3 * v:.1f} ms/s" for name, v in idle.items())
          + f" (the broker's JIT {1e3 * idle_jit:.1f})")
     probe = SyntheticEvents(4, datetime.now(timezone.utc), emitter.emitter_id)
