@@ -33,6 +33,7 @@ class SinkWorker:
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.settings = settings
         self.client = client or store.connect(settings)
+        self.inserter = store.Inserter(self.client)
         self.db = store.database(settings)
         # The sink batches for flush_interval_s anyway: let the broker batch the fetches too.
         self.consumer = Consumer(kafka_config.stage_consumer(settings, settings.kafka.sink_group, **{
@@ -46,7 +47,7 @@ class SinkWorker:
     def _insert(self, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
         for attempt in range(6):
             try:
-                store.insert(self.client, f"{self.db}.{table}", rows, columns)
+                self.inserter.insert(f"{self.db}.{table}", rows, columns)
                 return
             except StoreError as exc:
                 if attempt == 5:

@@ -1,7 +1,8 @@
 """ClickHouse, one owner per table family. Sink, query, export, verify and the trainer read and
 write through these modules; no SQL against these tables is written anywhere else.
 
-    client.py        connect (DDL applied), query, stream, insert: ClickHouse errors become StoreError
+    client.py        connect (DDL applied), query, stream, insert (Inserter: again and again):
+                     ClickHouse errors become StoreError
     filters.py       what an auditor samples by -> a parameterised WHERE clause (pure)
     evidence.py      the evidence table: columns, record -> row, columns_of, the SQL reading it (pure)
     dead_letters.py  rejected input kept whole (pure)
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect", "database", "ddl_statements", "insert", "open_reads", "query_rows", "stream_rows"]
+__all__ = ["Inserter", "connect", "database", "ddl_statements", "insert", "open_reads", "query_rows", "stream_rows"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.insert import InsertContext
 
 from aiaudit.pipeline.errors import ConfigError, StoreError
 from aiaudit.pipeline.names import EVIDENCE_TABLE
@@ -142,8 +143,37 @@ def stream_rows(client: Client, sql: str, parameters: dict[str, Any],
 
 
 def insert(client: Client, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
-    """Insert rows into `table` (database-qualified). Raises StoreError."""
-    try:
-        client.insert(table, rows, column_names=list(columns))
-    except (ClickHouseError, OSError) as exc:
-        raise StoreError(f"inserting {len(rows)} row(s) into {table} failed: {exc}") from exc
+    """Insert rows into `table` (database-qualified), once. Raises StoreError. A process that
+    inserts again and again (the sink) uses an Inserter."""
+    Inserter(client).insert(table, rows, columns)
+
+
+class Inserter:
+    """Inserts into tables through one client, each table's insert context made once and reused.
+
+    clickhouse-connect asks for a table's column types each time it makes an insert context, and a
+    context refers to itself (its next-block method): one made per insert is a reference cycle that
+    holds the batch's rows until Python's cyclic collector runs, which the sink runs only every few
+    seconds (pipeline/collector.py). A context that failed is dropped (the table may have changed)
+    and made again on the next insert. The last batch of each table stays referenced by its
+    context until the next one."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._contexts: dict[tuple[str, tuple[str, ...]], InsertContext] = {}
+
+    def insert(self, table: str, rows: list[list[Any]], columns: tuple[str, ...]) -> None:
+        """Insert rows into `table` (database-qualified). Raises StoreError."""
+        key = (table, columns)
+        try:
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = self._client.create_insert_context(table, column_names=list(columns))
+            context.data = rows
+            try:
+                self._client.insert(context=context)
+            finally:
+                context.data = None
+        except (ClickHouseError, OSError) as exc:
+            self._contexts.pop(key, None)
+            raise StoreError(f"inserting {len(rows)} row(s) into {table} failed: {exc}") from exc
