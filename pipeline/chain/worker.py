@@ -45,7 +45,7 @@ from aiaudit.pipeline.contract.emitter_keys import EmitterKeysFile, key_set_file
 from aiaudit.pipeline.contract.registry import RegistryClient
 from aiaudit.pipeline.errors import DependencyUnavailable, InfraError, UnauthenticatedEmitter
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_tails
+from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_tails, with_data
 from aiaudit.pipeline.settings import Settings
 
 log = logging.getLogger("aiaudit.chain")
@@ -471,13 +471,7 @@ class ChainWorker:
             while not stop.is_set():
                 msgs = self.consumer.consume(c.max_batch_events, timeout=c.poll_timeout_s)
                 by_partition: dict[int, list[InputMessage]] = {}
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise InfraError(f"chain consumer: {err}")
-                        kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "chain worker", msg.error()))
-                        continue
+                for msg in with_data(msgs, self.settings, "chain worker"):
                     src = Source(*position(msg))
                     by_partition.setdefault(src.partition, []).append(InputMessage(
                         msg.value() or b"", msg.key(), src, _headers(msg), msg.timestamp()[1]))

@@ -24,6 +24,21 @@ _TRANSIENT = frozenset({
 })
 
 
+def with_data(messages: list[Message], settings: Settings, who: str) -> list[Message]:
+    """The messages of a consume() call that carry data. A fatal error raises InfraError; any other
+    (a broker away, a partition at its end) is logged in our words and skipped: the client retries."""
+    out = []
+    for msg in messages:
+        err = msg.error()
+        if err is None:
+            out.append(msg)
+        elif err.fatal():
+            raise InfraError(f"{who}: fatal consumer error: {err}")
+        else:
+            kafka_config.LOG.warning(kafka_config.consumer_problem(settings, who, err))
+    return out
+
+
 def position(msg: Message) -> tuple[str, int, int]:
     """(topic, partition, offset) of a consumed message; confluent-kafka types them optional,
     set on every message a consumer returns without an error."""

@@ -49,9 +49,8 @@ from aiaudit.pipeline import metrics
 from aiaudit.pipeline.chain.record import Record
 from aiaudit.pipeline.collector import PacedCollector
 from aiaudit.pipeline.contract import format_ts
-from aiaudit.pipeline.errors import InfraError
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_partitions
+from aiaudit.pipeline.kafka.io import InputLag, commit_transaction, fenced, position, read_partitions, with_data
 from aiaudit.pipeline.score.finding_signature import HEADER as FINDING_HEADER
 from aiaudit.pipeline.score.finding_signature import header_value, sign_finding
 from aiaudit.pipeline.score.incidents import group
@@ -353,14 +352,7 @@ class ScoreWorker:
                 while not stop.is_set():
                     msgs = self.consumer.consume(sc.batch_events, timeout=sc.batch_within_s)
                     by_partition: dict[int, list[Message]] = {}
-                    for msg in msgs:
-                        err = msg.error()
-                        if err is not None:
-                            if err.fatal():
-                                raise InfraError(f"scoring consumer: {err}")
-                            kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "scoring worker",
-                                                                                   msg.error()))
-                            continue
+                    for msg in with_data(msgs, self.settings, "scoring worker"):
                         by_partition.setdefault(position(msg)[1], []).append(msg)
                     if by_partition:
                         self._process(by_partition)

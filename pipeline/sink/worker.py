@@ -18,9 +18,9 @@ from confluent_kafka import Consumer
 
 from aiaudit.pipeline import metrics, names, store
 from aiaudit.pipeline.collector import PacedCollector
-from aiaudit.pipeline.errors import InfraError, StoreError
+from aiaudit.pipeline.errors import StoreError
 from aiaudit.pipeline.kafka import config as kafka_config
-from aiaudit.pipeline.kafka.io import InputLag
+from aiaudit.pipeline.kafka.io import InputLag, with_data
 from aiaudit.pipeline.settings import Settings
 from aiaudit.pipeline.sink.rows import rows_of, sink_tables, sink_topics
 from aiaudit.pipeline.store.access_log import AccessLog, AccessNotRecorded
@@ -98,19 +98,14 @@ class SinkWorker:
         self.consumer.subscribe([t.topic for t in self.topics], on_revoke=lambda c, p: self.flush())
         batch_started = time.monotonic()
         last_report, last_rows = time.monotonic(), 0
-        # The cyclic collector paused within batches (pipeline/collector.py): ~20% of the sink's
-        # busy time went to it traversing the pending messages and their rows (py-spy).
+        # The cyclic collector paused within batches (pipeline/collector.py): with it on, the sink
+        # spent ~30 us an event more (77 against 48-53 at 3,500/s; docs/benchmarks.md).
         with PacedCollector() as collector:
             try:
                 while not stop.is_set():
                     want = s.max_batch_rows - len(self.pending)
-                    for msg in self.consumer.consume(min(want, 1000), timeout=min(0.2, s.flush_interval_s)):
-                        err = msg.error()
-                        if err is not None:
-                            if err.fatal():
-                                raise InfraError(f"sink consumer: {err}")
-                            kafka_config.LOG.warning(kafka_config.consumer_problem(self.settings, "sink worker", msg.error()))
-                            continue
+                    msgs = self.consumer.consume(min(want, 1000), timeout=min(0.2, s.flush_interval_s))
+                    for msg in with_data(msgs, self.settings, "sink worker"):
                         if not self.pending:
                             batch_started = time.monotonic()
                         self.pending.append(msg)
