@@ -11,8 +11,8 @@ Each round runs the vendor direct and through the gateway back to back (the orde
 round, so drift hits both alike): `--requests` one at a time (p50/p99 of each, and what the
 gateway adds at the median), then `--concurrency` clients for `--seconds` (requests/s of each,
 the gateway's as a share of the direct path's, and the CPU per request of the gateway, the
-vendor and the load generator). Then every answered request must have its event on the requests
-topic. Vendor, gateway, load generator and broker share the machine's cores.
+vendor, the load generator and the broker: the broker's with no events in the direct run). Then
+every answered request must have its event on the requests topic. Vendor, gateway, load generator and broker share the machine's cores.
 
 Uses its own broker (port 19492) and state folder (.aiaudit/gateway-bench), removed afterwards.
 """
@@ -131,7 +131,7 @@ def generate(url: str, key: str, body: Path, concurrency: int, *, requests: int 
 
 
 def interleaved(direct: str, gateway: str, key: str, body: Path, rounds: int, requests: int, concurrency: int,
-                seconds: float, vendor_pid: int, gateway_pid: int) -> int:
+                seconds: float, vendor_pid: int, gateway_pid: int, broker_pid: int) -> int:
     """The direct and the gateway runs alternated (their order swapped every round), one request at a
     time and then `concurrency` at a time. Returns the requests the gateway answered (events due)."""
     added, ratios, answered = [], [], 0
@@ -142,10 +142,11 @@ def interleaved(direct: str, gateway: str, key: str, body: Path, rounds: int, re
         answered += requests + 200
         many, cpu = {}, {}
         for name, url in order:
-            before = cpu_s(vendor_pid), cpu_s(gateway_pid)
+            before = cpu_s(vendor_pid), cpu_s(gateway_pid), cpu_s(broker_pid)
             many[name] = generate(url, key, body, concurrency, seconds=seconds, warmup=concurrency * 20)
             served = many[name]["done"] + concurrency * 20  # the warm-up's requests too: the CPU counts them
-            cpu[name] = (cpu_s(vendor_pid) - before[0]) / served, (cpu_s(gateway_pid) - before[1]) / served
+            cpu[name] = ((cpu_s(vendor_pid) - before[0]) / served, (cpu_s(gateway_pid) - before[1]) / served,
+                         (cpu_s(broker_pid) - before[2]) / served)
         answered += many["gateway"]["done"] + concurrency * 20
         d1, g1, dn, gn = one["direct"], one["gateway"], many["direct"], many["gateway"]
         added.append(g1["p50_ms"] - d1["p50_ms"])
@@ -156,11 +157,11 @@ def interleaved(direct: str, gateway: str, key: str, body: Path, rounds: int, re
              f"(added at the median {g1['p50_ms'] - d1['p50_ms']:.2f} ms)")
         line(f"    {concurrency} at a time: direct", f"{dn['rate']:,.0f} requests/s, p50 {dn['p50_ms']:.1f} ms, "
              f"p99 {dn['p99_ms']:.1f} ms; vendor CPU {cpu['direct'][0] * 1e6:,.0f} us/request, "
-             f"load generator {dn['cpu_s'] / dn['done'] * 1e6:,.0f}")
+             f"load generator {dn['cpu_s'] / dn['done'] * 1e6:,.0f}, broker (no events) {cpu['direct'][2] * 1e6:,.0f}")
         line(f"    {concurrency} at a time: gateway", f"{gn['rate']:,.0f} requests/s = {gn['rate'] / dn['rate']:.0%} of "
              f"direct, p50 {gn['p50_ms']:.1f} ms, p99 {gn['p99_ms']:.1f} ms; gateway CPU "
              f"{cpu['gateway'][1] * 1e6:,.0f} us/request, vendor {cpu['gateway'][0] * 1e6:,.0f}, "
-             f"load generator {gn['cpu_s'] / gn['done'] * 1e6:,.0f}")
+             f"load generator {gn['cpu_s'] / gn['done'] * 1e6:,.0f}, broker {cpu['gateway'][2] * 1e6:,.0f}")
     line("added at the median, one at a time (median of rounds)", f"{statistics.median(added):.2f} ms "
          f"(rounds: {', '.join(f'{a:.2f}' for a in added)}; target <= 1 ms)")
     line(f"throughput at {concurrency} clients, gateway / direct", f"{statistics.median(ratios):.0%} "
@@ -254,7 +255,7 @@ def main() -> None:
               f"requests one at a time, then {args.concurrency} clients for {args.seconds:.0f} s "
               f"({len(PROMPT)}-character prompt; the load generator is a process of its own, HTTP/1.1 keep-alive)")
         expected = before + interleaved(direct, gateway, key, body, args.rounds, args.requests, args.concurrency,
-                                        args.seconds, procs[0].pid, procs[1].pid)
+                                        args.seconds, procs[0].pid, procs[1].pid, kafka.pid() or 0)
         deadline = time.monotonic() + 60
         while (events := sum(end_offsets(s, s.kafka.requests_topic, 4).values())) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
