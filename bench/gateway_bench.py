@@ -12,7 +12,8 @@ round, so drift hits both alike): `--requests` one at a time (p50/p99 of each, a
 gateway adds at the median), then `--concurrency` clients for `--seconds` (requests/s of each,
 the gateway's as a share of the direct path's, and the CPU per request of the gateway, the
 vendor, the load generator and the broker: the broker's with no events in the direct run). Then
-every answered request must have its event on the requests topic. Vendor, gateway, load generator and broker share the machine's cores.
+every answered request must have its event on the requests topic. Vendor, gateway, load generator
+and broker share the machine's cores.
 
 Uses its own broker (port 19492) and state folder (.aiaudit/gateway-bench), removed afterwards.
 """

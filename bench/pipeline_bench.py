@@ -345,6 +345,8 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     time.sleep(8)  # the workers join their groups and open their chains
     pids = {"broker": kafka.pid() or 0, **{f"chain worker {i}": w.pid for i, w in enumerate(workers[:-1])},
             "sink worker (chDB incl.)": workers[-1].pid}
+    # The Python processes, whose librdkafka threads are shown apart: the workers, and this one (the emitter).
+    python_pids = {**{name: pid for name, pid in pids.items() if name != "broker"}, "emitter (SDK, events built)": os.getpid()}
     emitter = Emitter(s, emitter_id=f"bench-{uuid.uuid4().hex[:6]}")
     gen = SyntheticEvents(3, datetime.now(timezone.utc), emitter.emitter_id)
     rate, warm_n = args.rate, int(args.rate * args.warmup)
@@ -358,8 +360,7 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
         if i == warm_n:  # the measured window opens
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             broker_before = thread_cpu(pids["broker"])
-            clients_before = {name: thread_cpu(pid) for name, pid in pids.items() if name != "broker"}
-            clients_before["emitter (SDK, events built)"] = thread_cpu(os.getpid())
+            clients_before = {name: thread_cpu(pid) for name, pid in python_pids.items()}
             own_before, started_at, window_start = time.process_time(), time.perf_counter(), datetime.now(timezone.utc)
             if args.profile:
                 spies = profile({**pids, "emitter": os.getpid()}, Path(args.profile), args.seconds)
@@ -377,8 +378,7 @@ def steady_state(base: Path, keys: Path, kafka: LocalKafka, args: argparse.Names
     window_s = time.perf_counter() - started_at
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     broker = broker_shares(broker_before, thread_cpu(pids["broker"]))
-    clients = {name: kafka_client_cpu(was, thread_cpu(os.getpid() if name.startswith("emitter") else pids[name]))
-               for name, was in clients_before.items()}
+    clients = {name: kafka_client_cpu(was, thread_cpu(python_pids[name])) for name, was in clients_before.items()}
     cpu["emitter (SDK, events built)"] = time.process_time() - own_before
     window_end = datetime.now(timezone.utc)
     n = total - warm_n
